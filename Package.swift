@@ -1,0 +1,55 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "vtarget",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "vtarget", targets: ["vtarget"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+    ],
+    targets: [
+        // System libraries, found through pkg-config.
+        .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
+        .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
+        // fork/exec with nothing allocating between the two.
+        .target(name: "CSpawn"),
+
+        // Pure modules: no processes, no sockets.
+        .target(name: "YAMLTree", dependencies: ["CYAML"]),
+        .target(name: "MachineCatalog", dependencies: ["YAMLTree"]),
+        .target(name: "TargetSpec", dependencies: ["YAMLTree", "MachineCatalog"]),
+        .target(name: "QEMULaunch", dependencies: ["TargetSpec", "MachineCatalog"]),
+        .target(name: "QMP", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
+
+        // IO modules.
+        .target(name: "Sandbox", dependencies: ["CSpawn"]),
+        .target(name: "Endpoints", dependencies: [
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            "QMP",
+        ]),
+        .target(name: "TargetRuntime", dependencies: [
+            "QEMULaunch", "TargetSpec", "MachineCatalog", "QMP", "Endpoints", "Sandbox",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
+        .target(name: "VTargetCommands", dependencies: [
+            "TargetRuntime", "QEMULaunch", "TargetSpec", "MachineCatalog", "YAMLTree",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "vtarget", dependencies: ["VTargetCommands"]),
+
+        .testTarget(name: "YAMLTreeTests", dependencies: ["YAMLTree"]),
+        .testTarget(name: "TargetSpecTests", dependencies: ["TargetSpec", "MachineCatalog", "YAMLTree"],
+                    resources: [.copy("BadInputs")]),
+        .testTarget(name: "QEMULaunchTests", dependencies: ["QEMULaunch", "TargetSpec", "MachineCatalog"],
+                    resources: [.copy("Golden")]),
+        .testTarget(name: "QMPTests", dependencies: ["QMP"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["VTargetCommands", "TargetRuntime", "QMP"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,106 @@
+#define _GNU_SOURCE
+#include "cspawn.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+
+static void child_fail(int errfd, int err) {
+    ssize_t r;
+    do { r = write(errfd, &err, sizeof err); } while (r < 0 && errno == EINTR);
+    _exit(127);
+}
+
+/// Runs in the child: async-signal-safe calls only.
+static void child_main(const cspawn_attr *a, int errfd, pid_t parent) {
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+    /* Ignored dispositions survive exec (the Swift runtime ignores SIGPIPE). */
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int s = 1; s < 32; s++) {
+        if (s != SIGKILL && s != SIGSTOP) sigaction(s, &dfl, NULL);
+    }
+    if (a->new_session && setsid() < 0) child_fail(errfd, errno);
+    if (a->parent_death_signal) {
+        if (prctl(PR_SET_PDEATHSIG, a->parent_death_signal) < 0) child_fail(errfd, errno);
+        if (getppid() != parent) _exit(127); /* the parent died before prctl */
+    }
+    /* Move every source fd and the error pipe above the target range first,
+       so that placing fd i never clobbers a source still needed. */
+    int high = a->fd_count + 3;
+    int moved_err = fcntl(errfd, F_DUPFD_CLOEXEC, high + a->fd_count + 8);
+    if (moved_err < 0) child_fail(errfd, errno);
+    errfd = moved_err;
+    int staged[256];
+    if (a->fd_count > 256) child_fail(errfd, EINVAL);
+    for (int i = 0; i < a->fd_count; i++) {
+        int src = a->fds[i];
+        if (src < 0) {
+            src = open("/dev/null", O_RDWR | O_CLOEXEC);
+            if (src < 0) child_fail(errfd, errno);
+        }
+        staged[i] = fcntl(src, F_DUPFD_CLOEXEC, high);
+        if (staged[i] < 0) child_fail(errfd, errno);
+    }
+    for (int i = 0; i < a->fd_count; i++) {
+        if (dup2(staged[i], i) < 0) child_fail(errfd, errno); /* dup2 clears CLOEXEC */
+    }
+    /* Close everything but the planned fds and the error pipe (CLOEXEC anyway). */
+    if (syscall(SYS_close_range, (unsigned)a->fd_count, (unsigned)errfd - 1, 0) < 0) {
+        for (int fd = a->fd_count; fd < errfd; fd++) close(fd);
+    }
+    syscall(SYS_close_range, (unsigned)errfd + 1, ~0U, 0);
+    if (a->umask_value >= 0) umask((mode_t)a->umask_value);
+    if (a->cwd && chdir(a->cwd) < 0) child_fail(errfd, errno);
+    execve(a->path, a->argv, a->envp);
+    child_fail(errfd, errno);
+}
+
+int cspawn_spawn(const cspawn_attr *a, pid_t *pid) {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0) return errno;
+    pid_t parent = getpid();
+    pid_t child = fork();
+    if (child < 0) {
+        int e = errno;
+        close(p[0]); close(p[1]);
+        return e;
+    }
+    if (child == 0) {
+        close(p[0]);
+        child_main(a, p[1], parent);
+    }
+    close(p[1]);
+    int err = 0;
+    ssize_t r;
+    do { r = read(p[0], &err, sizeof err); } while (r < 0 && errno == EINTR);
+    close(p[0]);
+    if (r == (ssize_t)sizeof err) {
+        int status;
+        while (waitpid(child, &status, 0) < 0 && errno == EINTR) {}
+        return err ? err : ECHILD;
+    }
+    *pid = child;
+    return 0;
+}
+
+int cspawn_socketpair(int fds[2]) {
+    return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0 ? errno : 0;
+}
+
+int cspawn_pipe(int fds[2]) {
+    return pipe2(fds, O_CLOEXEC) < 0 ? errno : 0;
+}

@@ -1,0 +1,28 @@
+#ifndef CSPAWN_H
+#define CSPAWN_H
+#include <sys/types.h>
+
+/// Everything the child does between fork and exec is decided here, before fork,
+/// so the child only issues system calls (no allocation, no locks, no Swift).
+typedef struct cspawn_attr {
+    const char *path;            ///< executable, absolute or found by the caller
+    char *const *argv;           ///< NULL-terminated
+    char *const *envp;           ///< NULL-terminated; the whole environment
+    const char *cwd;             ///< NULL keeps the parent's
+    const int *fds;              ///< fds[i] becomes fd i in the child; -1 opens /dev/null
+    int fd_count;                ///< every fd >= fd_count is closed in the child
+    int new_session;             ///< setsid(): own session and process group
+    int parent_death_signal;     ///< 0 for none; delivered when the forking thread dies
+    int umask_value;             ///< -1 keeps the parent's
+} cspawn_attr;
+
+/// Forks and execs. Returns 0 and sets *pid, or an errno value: from fork, or
+/// the child's own failure (chdir, exec, ...) reported through a close-on-exec pipe.
+int cspawn_spawn(const cspawn_attr *attr, pid_t *pid);
+
+/// A connected AF_UNIX stream socket pair, both ends close-on-exec. Returns errno or 0.
+int cspawn_socketpair(int fds[2]);
+
+/// A pipe, both ends close-on-exec. Returns errno or 0.
+int cspawn_pipe(int fds[2]);
+#endif

@@ -1,0 +1,72 @@
+import MachineCatalog
+import TargetSpec
+
+/// Facts about the host the plan depends on, gathered by the caller.
+public struct HostFacts: Sendable {
+    public var architecture: Architecture
+    /// True only when KVM was proven to work here (a cached probe), not
+    /// merely when /dev/kvm exists.
+    public var kvmUsable: Bool
+
+    public init(architecture: Architecture = .x86_64, kvmUsable: Bool = false) {
+        self.architecture = architecture
+        self.kvmUsable = kvmUsable
+    }
+}
+
+/// A drive whose image is on disk with a known format.
+public struct ResolvedDrive: Sendable {
+    public var drive: Drive
+    public var path: String
+    public var format: ImageFormat
+
+    public init(drive: Drive, path: String, format: ImageFormat) {
+        self.drive = drive
+        self.path = path
+        self.format = format
+    }
+}
+
+/// One stream socket shared with QEMU: vtarget keeps one end, QEMU gets the
+/// other as fd `childFD`. No path on disk, so no race and no other client.
+public struct PlannedChannel: Sendable, Equatable {
+    public enum Role: Sendable, Equatable {
+        case qmp
+        case serial(uart: Int)
+        case can(bus: String, uart: Int)
+    }
+    public var device: String
+    public var role: Role
+    public var childFD: Int32
+    public var chardevID: String
+}
+
+/// Everything needed to start one target: pure data, golden-tested.
+public struct LaunchPlan: Sendable {
+    public var targetName: String
+    public var namespace: String
+    public var binary: String
+    public var arguments: [String]
+    public var channels: [PlannedChannel]
+    public var gdbSocketPath: String?
+    public var accel: String
+    public var profile: String
+    public var warnings: [String]
+
+    public var argv: [String] { [binary] + arguments }
+
+    public var qmpChannel: PlannedChannel { channels.first { $0.role == .qmp }! }
+
+    public var serialChannels: [PlannedChannel] {
+        channels.filter { if case .serial = $0.role { return true } else { return false } }
+    }
+
+    /// How many fds (0..n-1) the child gets: stdio plus the channels.
+    public var childFDCount: Int32 { 3 + Int32(channels.count) }
+}
+
+public struct LaunchOptions: Sendable {
+    /// QEMU's own `-sandbox` deny-list, on by default.
+    public var qemuSandbox: Bool
+    public init(qemuSandbox: Bool = true) { self.qemuSandbox = qemuSandbox }
+}

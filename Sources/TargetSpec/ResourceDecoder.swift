@@ -1,0 +1,267 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import MachineCatalog
+import YAMLTree
+
+public struct DecodeOptions: Sendable {
+    public var strict: Bool
+    public var allowHostPaths: Bool
+    public var allowExtraArgs: Bool
+
+    public init(strict: Bool = true, allowHostPaths: Bool = false, allowExtraArgs: Bool = false) {
+        self.strict = strict
+        self.allowHostPaths = allowHostPaths
+        self.allowExtraArgs = allowExtraArgs
+    }
+}
+
+/// One input file's text, with the directory its relative `file:` sources resolve against.
+public struct SourceFile: Sendable {
+    public var path: String
+    public var directory: String
+    public var bytes: [UInt8]
+
+    public init(path: String, directory: String, bytes: [UInt8]) {
+        self.path = path
+        self.directory = directory
+        self.bytes = bytes
+    }
+}
+
+public struct DecodedResources: Sendable {
+    public var resources: [Resource]
+    public var warnings: [Diagnostic]
+}
+
+/// YAML documents → validated resources. Every problem is collected with its
+/// position and field path; any error fails the whole input.
+public struct ResourceDecoder {
+    public static let apiVersions: [String: String] = [
+        "QemuVirtualTarget": "qemu.kubetarget.dev/v1alpha1",
+        "ConfigMap": "v1",
+        "VirtualTargetInstance": "kubetarget.dev/v1alpha1",
+    ]
+    /// Kinds in the contract that a later version will run.
+    public static let plannedKinds = ["VirtualTargetPool", "Machine", "VirtualMachine"]
+
+    static let forbiddenExtraArgs = ["-sandbox", "-monitor", "-qmp", "-qmp-pretty", "-daemonize", "-runas", "-chroot", "-mon", "-chardev", "-serial", "-S"]
+
+    let catalog: MachineCatalog
+    let options: DecodeOptions
+
+    public init(catalog: MachineCatalog, options: DecodeOptions = DecodeOptions()) {
+        self.catalog = catalog
+        self.options = options
+    }
+
+    public func decode(_ files: [SourceFile]) throws(DiagnosticError) -> DecodedResources {
+        let context = DecodeContext(strict: options.strict)
+        var resources: [Resource] = []
+        for file in files {
+            let documents: [YAMLDocument]
+            do {
+                documents = try YAMLParser.parse(file.bytes, file: file.path)
+            } catch {
+                context.error(at: error.location, "", error.message)
+                continue
+            }
+            for doc in documents {
+                if let r = decodeDocument(doc, file, context) { resources.append(r) }
+            }
+        }
+        checkUniqueNames(resources, context)
+        if context.hasErrors { throw DiagnosticError(context.diagnostics) }
+        return DecodedResources(resources: resources, warnings: context.diagnostics)
+    }
+
+    private func checkUniqueNames(_ resources: [Resource], _ context: DecodeContext) {
+        var seen: [String: SourceLocation] = [:]
+        for r in resources {
+            let key = "\(r.kind)/\(r.metadata.namespace)/\(r.metadata.name)"
+            if let first = seen[key] {
+                context.error(at: r.metadata.location, "metadata.name",
+                              "\(r.kind) \"\(r.metadata.name)\" is defined twice (first at \(first))")
+            } else {
+                seen[key] = r.metadata.location
+            }
+        }
+    }
+
+    private func decodeDocument(_ doc: YAMLDocument, _ file: SourceFile, _ context: DecodeContext) -> Resource? {
+        guard let m = MappingReader(doc.root, path: "", context: context) else { return nil }
+        guard let kindNode = m.required("kind"), let kind = MappingReader.string(kindNode, "kind", context) else { return nil }
+        guard let expectedAPI = Self.apiVersions[kind] else {
+            if Self.plannedKinds.contains(kind) {
+                context.error(kindNode, "kind", "\(kind) is part of the contract but this version of vtarget does not run it yet; supported kinds: " + Self.apiVersions.keys.sorted().joined(separator: ", "))
+            } else {
+                context.error(kindNode, "kind", "unknown kind \"\(kind)\"; " + Suggestion.hint(kind, in: Self.apiVersions.keys.sorted()))
+            }
+            return nil
+        }
+        if let apiNode = m.required("apiVersion"), let api = MappingReader.string(apiNode, "apiVersion", context), api != expectedAPI {
+            context.error(apiNode, "apiVersion", "\(kind) needs apiVersion \"\(expectedAPI)\", got \"\(api)\"")
+        }
+        guard let meta = decodeMeta(m, context) else {
+            _ = m.value("spec"); _ = m.value("status"); _ = m.value("data"); _ = m.value("binaryData")
+            m.finish()
+            return nil
+        }
+        let result: Resource?
+        switch kind {
+        case "QemuVirtualTarget":
+            _ = m.value("status")
+            result = m.mapping("spec", required: true).flatMap { decodeTarget(meta, $0, file, context) }.map(Resource.target)
+        case "VirtualTargetInstance":
+            _ = m.value("status")
+            result = m.mapping("spec", required: true).flatMap { decodeInstance(meta, $0, context) }.map(Resource.instance)
+        default:
+            result = decodeConfigMap(meta, m, context).map(Resource.configMap)
+        }
+        m.finish()
+        return result
+    }
+
+    private func decodeMeta(_ m: MappingReader, _ context: DecodeContext) -> ObjectMeta? {
+        guard let meta = m.mapping("metadata", required: true) else { return nil }
+        defer { meta.finish() }
+        _ = meta.value("annotations"); _ = meta.value("uid"); _ = meta.value("resourceVersion")
+        _ = meta.value("creationTimestamp"); _ = meta.value("generation")
+        let nameNode = meta.required("name")
+        var namespace = "default"
+        if let nsNode = meta.value("namespace"), let ns = MappingReader.string(nsNode, meta.child("namespace"), context) {
+            if checkLabel(ns, nsNode, meta.child("namespace"), context) { namespace = ns }
+        }
+        let labels = Dictionary(meta.stringMap("labels")?.map { ($0.0, $0.1) } ?? [], uniquingKeysWith: { a, _ in a })
+        guard let nameNode, let name = MappingReader.string(nameNode, meta.child("name"), context),
+              checkLabel(name, nameNode, meta.child("name"), context) else { return nil }
+        return ObjectMeta(name: name, namespace: namespace, labels: labels, location: nameNode.location)
+    }
+
+    /// DNS-1123 label: what Kubernetes demands of names, and safe in paths and QEMU ids.
+    func checkLabel(_ s: String, _ node: YAMLNode, _ path: String, _ context: DecodeContext) -> Bool {
+        if Self.isDNSLabel(s) { return true }
+        context.error(node, path, "\"\(s)\" is not a valid name: use at most 63 characters of lower-case letters, digits and '-', starting and ending with a letter or digit (a DNS-1123 label)")
+        return false
+    }
+
+    public static func isDNSLabel(_ s: String) -> Bool {
+        let u = Array(s.utf8)
+        guard !u.isEmpty, u.count <= 63 else { return false }
+        func ok(_ c: UInt8) -> Bool { (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) }
+        return ok(u.first!) && ok(u.last!) && u.allSatisfy { ok($0) || $0 == 0x2D }
+    }
+
+    // MARK: ConfigMap
+
+    private func decodeConfigMap(_ meta: ObjectMeta, _ m: MappingReader, _ context: DecodeContext) -> ConfigMap? {
+        var entries: [String: [UInt8]] = [:]
+        var order: [String] = []
+        _ = m.value("immutable")
+        func add(_ key: String, _ bytes: [UInt8], _ node: YAMLNode, _ path: String) {
+            guard Self.isConfigKey(key) else {
+                context.error(node, path, "\"\(key)\" is not a valid key: use letters, digits, '-', '_' and '.'")
+                return
+            }
+            if entries[key] != nil {
+                context.error(node, path, "key \"\(key)\" appears in both data and binaryData")
+                return
+            }
+            entries[key] = bytes
+            order.append(key)
+        }
+        for (key, value, node) in m.stringMap("data") ?? [] {
+            add(key, Array(value.utf8), node, "data.\(key)")
+        }
+        for (key, value, node) in m.stringMap("binaryData") ?? [] {
+            let compact = value.filter { !$0.isWhitespace }
+            guard let data = Data(base64Encoded: compact) else {
+                context.error(node, "binaryData.\(key)", "not valid base64")
+                continue
+            }
+            add(key, [UInt8](data), node, "binaryData.\(key)")
+        }
+        return ConfigMap(metadata: meta, entries: entries, keyOrder: order)
+    }
+
+    public static func isConfigKey(_ s: String) -> Bool {
+        !s.isEmpty && s.utf8.count <= 253 && s != "." && s != ".." && s.utf8.allSatisfy {
+            ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A)
+                || $0 == 0x2D || $0 == 0x5F || $0 == 0x2E
+        }
+    }
+
+    // MARK: VirtualTargetInstance
+
+    private func decodeInstance(_ meta: ObjectMeta, _ spec: MappingReader, _ context: DecodeContext) -> VirtualTargetInstance? {
+        defer { spec.finish() }
+        let lifecycle = decodeLifecycle(spec, context, serialDevices: nil)
+        guard let ref = spec.mapping("targetRef", required: true) else { return nil }
+        defer { ref.finish() }
+        _ = ref.value("apiVersion")
+        let kind = ref.string("kind") ?? "QemuVirtualTarget"
+        if kind != "QemuVirtualTarget" {
+            context.error(ref.value("kind"), ref.child("kind"), "targetRef.kind \"\(kind)\" has no local backend; valid: \"QemuVirtualTarget\"")
+        }
+        guard let nameNode = ref.required("name"), let name = MappingReader.string(nameNode, ref.child("name"), context),
+              checkLabel(name, nameNode, ref.child("name"), context) else { return nil }
+        return VirtualTargetInstance(metadata: meta, targetKind: kind, targetName: name, lifecycle: lifecycle)
+    }
+
+    // MARK: Lifecycle
+
+    func decodeLifecycle(_ spec: MappingReader, _ context: DecodeContext, serialDevices: [String]?) -> Lifecycle {
+        var l = Lifecycle()
+        if let v = spec.value("ttl") { l.ttlSeconds = duration(v, spec.child("ttl"), context) }
+        if let v = spec.value("restartPolicy") {
+            l.restartPolicy = enumValue(v, spec.child("restartPolicy"), RestartPolicy.self, context)
+        }
+        if let r = spec.mapping("readiness") {
+            let device = r.string("device", required: true)
+            let pattern = r.string("pattern", required: true)
+            var timeout = 60.0
+            if let v = r.value("timeout") { timeout = duration(v, r.child("timeout"), context) ?? timeout }
+            if let pattern, (try? Regex(pattern)) == nil {
+                context.error(r.value("pattern"), r.child("pattern"), "not a valid regular expression")
+            }
+            if let device, let serialDevices, !serialDevices.contains(device) {
+                context.error(r.value("device"), r.child("device"), "no serial device \"\(device)\"; " + Suggestion.hint(device, in: serialDevices))
+            }
+            if let device, let pattern {
+                l.readiness = Readiness(device: device, pattern: pattern, timeoutSeconds: timeout, location: r.node.location)
+            }
+            r.finish()
+        }
+        for (node, path) in spec.sequence("sidecars") ?? [] {
+            guard let s = MappingReader(node, path: path, context: context) else { continue }
+            defer { s.finish() }
+            let name = s.string("name", required: true)
+            if let name, let n = s.value("name") { _ = checkLabel(name, n, s.child("name"), context) }
+            let command = s.stringList("command") ?? []
+            if command.isEmpty { context.error(node, s.child("command"), "a sidecar needs a command to run on the host") }
+            var env: [(String, String)] = []
+            for (e, epath) in s.sequence("env") ?? [] {
+                guard let em = MappingReader(e, path: epath, context: context) else { continue }
+                if let n = em.string("name", required: true) { env.append((n, em.string("value") ?? "")) }
+                em.finish()
+            }
+            var role = Sidecar.Role.helper
+            if let v = s.value("role"), let r = enumValue(v, s.child("role"), Sidecar.Role.self, context) { role = r }
+            _ = s.value("args")
+            if let name {
+                l.sidecars.append(Sidecar(name: name, image: s.string("image"), command: command, env: env, role: role))
+            }
+        }
+        return l
+    }
+
+    func duration(_ v: YAMLNode, _ path: String, _ context: DecodeContext) -> Double? {
+        guard let s = v.scalar, let d = Quantity.parseDuration(s) else {
+            context.error(v, path, "expected \(Quantity.durationHint), got \(describe(v))")
+            return nil
+        }
+        return d
+    }
+}

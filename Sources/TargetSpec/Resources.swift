@@ -1,0 +1,141 @@
+import MachineCatalog
+import YAMLTree
+
+/// A value and where it was written, so later layers can still point at it.
+public struct Located<Value: Sendable>: Sendable {
+    public var value: Value
+    public var location: SourceLocation?
+    public var path: String
+    public init(_ value: Value, at location: SourceLocation?, path: String) {
+        self.value = value
+        self.location = location
+        self.path = path
+    }
+}
+
+public struct ObjectMeta: Sendable {
+    public var name: String
+    public var namespace: String
+    public var labels: [String: String]
+    public var location: SourceLocation
+}
+
+public enum RestartPolicy: String, Sendable, CaseIterable { case Never, OnFailure, Always }
+public enum Accel: String, Sendable, CaseIterable { case auto, kvm, tcg }
+
+public struct Readiness: Sendable {
+    public var device: String
+    public var pattern: String
+    public var timeoutSeconds: Double
+    public var location: SourceLocation
+}
+
+public struct Sidecar: Sendable {
+    public enum Role: String, Sendable, CaseIterable { case test, helper }
+    public var name: String
+    public var image: String?
+    public var command: [String]
+    public var env: [(name: String, value: String)]
+    public var role: Role
+}
+
+/// Lifecycle fields shared by QemuVirtualTarget and VirtualTargetInstance.
+public struct Lifecycle: Sendable {
+    public var ttlSeconds: Double?
+    public var readiness: Readiness?
+    public var restartPolicy: RestartPolicy?
+    public var sidecars: [Sidecar] = []
+}
+
+public struct SMP: Sendable, Equatable {
+    public var cpus: Int
+    public var cores: Int?
+    public var sockets: Int?
+    public var threads: Int?
+}
+
+public struct Drive: Sendable {
+    public enum Kind: String, Sendable, CaseIterable { case pflash, kernel, bios, disk, cdrom }
+    public enum Format: String, Sendable, CaseIterable { case auto, elf, ihex, raw, qcow2 }
+    public enum Source: Sendable {
+        case configMap(name: String, key: String?)
+        /// Absolute, already resolved against the YAML file's directory.
+        case file(path: String)
+        case hostPath(path: String)
+        case emptyDisk(capacityBytes: UInt64)
+    }
+    public var name: String
+    public var kind: Kind
+    public var format: Format
+    public var source: Source
+    public var location: SourceLocation
+    public var path: String
+}
+
+public struct Device: Sendable {
+    public enum Kind: Sendable, Equatable {
+        case serial(index: Int?)
+        case can(bus: String, uart: Int?)
+        case gdb
+    }
+    public var name: String
+    public var kind: Kind
+    public var location: SourceLocation
+    public var path: String
+}
+
+public struct QemuConfig: Sendable {
+    public var machine: Located<String>
+    /// The profile the machine name resolved to.
+    public var profileName: String
+    public var cpu: Located<String>?
+    public var memoryBytes: Located<UInt64>?
+    public var smp: Located<SMP>?
+    public var accel: Accel
+    public var drives: [Drive]
+    public var devices: [Device]
+    public var extraArgs: [Located<String>]
+}
+
+public struct QemuVirtualTarget: Sendable {
+    public var metadata: ObjectMeta
+    public var architecture: Architecture?
+    public var qemu: QemuConfig
+    public var lifecycle: Lifecycle
+}
+
+public struct ConfigMap: Sendable {
+    public var metadata: ObjectMeta
+    /// `data` and `binaryData` together; keys are unique across both.
+    public var entries: [String: [UInt8]]
+    public var keyOrder: [String]
+}
+
+public struct VirtualTargetInstance: Sendable {
+    public var metadata: ObjectMeta
+    public var targetKind: String
+    public var targetName: String
+    public var lifecycle: Lifecycle
+}
+
+public enum Resource: Sendable {
+    case target(QemuVirtualTarget)
+    case configMap(ConfigMap)
+    case instance(VirtualTargetInstance)
+
+    public var metadata: ObjectMeta {
+        switch self {
+        case .target(let t): return t.metadata
+        case .configMap(let c): return c.metadata
+        case .instance(let i): return i.metadata
+        }
+    }
+
+    public var kind: String {
+        switch self {
+        case .target: return "QemuVirtualTarget"
+        case .configMap: return "ConfigMap"
+        case .instance: return "VirtualTargetInstance"
+        }
+    }
+}

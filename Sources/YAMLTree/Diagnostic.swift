@@ -1,0 +1,75 @@
+/// A user-facing problem with the input: where it is, which field, what is
+/// wrong and what would be valid.
+public struct Diagnostic: Sendable, CustomStringConvertible, Equatable {
+    public enum Severity: String, Sendable { case error, warning }
+
+    public var severity: Severity
+    public var location: SourceLocation?
+    /// The field path, `spec.qemuConfig.memory`; nil for the document as a whole.
+    public var field: String?
+    public var message: String
+
+    public init(_ severity: Severity, at location: SourceLocation?, field: String?, _ message: String) {
+        self.severity = severity
+        self.location = location
+        self.field = field
+        self.message = message
+    }
+
+    public var description: String {
+        var s = ""
+        if let location { s += "\(location): " }
+        s += "\(severity.rawValue): "
+        if let field, !field.isEmpty { s += "\(field): " }
+        return s + message
+    }
+}
+
+/// Everything wrong with an input, reported together so a user fixes it in one go.
+public struct DiagnosticError: Error, Sendable, CustomStringConvertible {
+    public var diagnostics: [Diagnostic]
+    public init(_ diagnostics: [Diagnostic]) { self.diagnostics = diagnostics }
+    public var errors: [Diagnostic] { diagnostics.filter { $0.severity == .error } }
+    public var description: String { diagnostics.map(\.description).joined(separator: "\n") }
+}
+
+/// "did you mean" suggestions: the closest candidate within a small edit distance.
+public enum Suggestion {
+    public static func nearest(_ word: String, in candidates: some Sequence<String>) -> String? {
+        let w = Array(word.lowercased().utf8)
+        var best: (String, Int)?
+        for c in candidates {
+            let d = distance(w, Array(c.lowercased().utf8))
+            if best == nil || d < best!.1 { best = (c, d) }
+        }
+        guard let best else { return nil }
+        let bound = max(2, min(w.count, best.0.utf8.count) / 3)
+        if best.1 <= bound { return best.0 }
+        // A prefix or substring is a good guess too ("stm32" → "stm32vldiscovery").
+        if let hit = candidates.first(where: { $0.lowercased().hasPrefix(word.lowercased()) && word.count >= 3 }) {
+            return hit
+        }
+        return nil
+    }
+
+    public static func hint(_ word: String, in candidates: some Sequence<String>) -> String {
+        let list = Array(candidates)
+        if let n = nearest(word, in: list) { return "did you mean \"\(n)\"?" }
+        return "valid: " + list.map { "\"\($0)\"" }.joined(separator: ", ")
+    }
+
+    static func distance(_ a: [UInt8], _ b: [UInt8]) -> Int {
+        if a.isEmpty { return b.count }
+        if b.isEmpty { return a.count }
+        var prev = Array(0...b.count)
+        var cur = [Int](repeating: 0, count: b.count + 1)
+        for i in 1...a.count {
+            cur[0] = i
+            for j in 1...b.count {
+                cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            }
+            swap(&prev, &cur)
+        }
+        return prev[b.count]
+    }
+}
