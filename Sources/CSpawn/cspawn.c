@@ -104,3 +104,11 @@ int cspawn_socketpair(int fds[2]) {
 int cspawn_pipe(int fds[2]) {
     return pipe2(fds, O_CLOEXEC) < 0 ? errno : 0;
 }
+
+int cspawn_pidfd_open(pid_t pid) {
+    return (int)syscall(434 /* SYS_pidfd_open */, pid, 0);
+}
+
+int cspawn_pidfd_signal(int pidfd, int sig) {
+    return (int)syscall(424 /* SYS_pidfd_send_signal */, pidfd, sig, NULL, 0);
+}

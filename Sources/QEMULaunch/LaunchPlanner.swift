@@ -23,8 +23,7 @@ public struct LaunchPlanner: Sendable {
         }
         let q = target.qemu
         var args: [String] = []
-        var warnings: [String] = []
-        if let w = profile.warning { warnings.append(w) }
+        let warnings: [String] = []
 
         args += ["-name", QEMUOption(target.metadata.name, []).description]
         args += ["-machine", QEMUOption(profile.qemuMachine, []).description]

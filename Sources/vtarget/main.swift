@@ -1,1 +1,6 @@
-print("x")
+import VTargetCommands
+#if canImport(Glibc)
+import Glibc
+#endif
+
+exit(await VTarget.runMain(Array(CommandLine.arguments.dropFirst())))

@@ -25,4 +25,10 @@ int cspawn_socketpair(int fds[2]);
 
 /// A pipe, both ends close-on-exec. Returns errno or 0.
 int cspawn_pipe(int fds[2]);
+
+
+/// pidfd_open(2): a handle that names this process and no later one with its PID.
+int cspawn_pidfd_open(pid_t pid);
+/// pidfd_send_signal(2). Returns 0 or -1 with errno.
+int cspawn_pidfd_signal(int pidfd, int sig);
 #endif

@@ -1,0 +1,235 @@
+import NIOCore
+import Synchronization
+
+public enum QMPError: Error, Sendable, CustomStringConvertible, Equatable {
+    /// QEMU answered with an error object.
+    case command(errorClass: String, description: String)
+    /// The connection ended; every pending command fails with this.
+    case disconnected(String)
+    case protocolViolation(String)
+
+    public var description: String {
+        switch self {
+        case .command(let c, let d): return "QMP error \(c): \(d)"
+        case .disconnected(let why): return "QMP connection closed: \(why)"
+        case .protocolViolation(let why): return "QMP protocol violation: \(why)"
+        }
+    }
+}
+
+/// vtarget's hand on a running QEMU. Replies are matched by id, events are
+/// delivered on their own stream, and at most `maxInFlight` commands are
+/// outstanding at once, as QEMU's own queue expects.
+public final class QMPClient: Sendable {
+    public static let maxInFlight = 8
+
+    public let channel: any Channel
+    public let events: AsyncStream<JSONValue>
+    private let core: QMPConnectionCore
+
+    init(channel: any Channel, core: QMPConnectionCore, events: AsyncStream<JSONValue>) {
+        self.channel = channel
+        self.core = core
+        self.events = events
+    }
+
+    /// The greeting QEMU sent, `{"QMP": {...}}`.
+    public var greeting: JSONValue? { core.state.withLock { $0.greeting } }
+
+    /// Wraps a connected stream (a socket pair end or a unix socket) and
+    /// completes the handshake: greeting, then `qmp_capabilities`.
+    public static func handshake(on channel: any Channel, core: QMPConnectionCore, events: AsyncStream<JSONValue>) async throws(QMPError) -> QMPClient {
+        let client = QMPClient(channel: channel, core: core, events: events)
+        _ = try await core.waitForGreeting()
+        _ = try await client.execute("qmp_capabilities")
+        return client
+    }
+
+    /// The handler to install in a channel pipeline, with the core it feeds.
+    public static func makeHandler() -> (QMPChannelHandler, QMPConnectionCore, AsyncStream<JSONValue>) {
+        let (stream, continuation) = AsyncStream<JSONValue>.makeStream(bufferingPolicy: .bufferingNewest(1024))
+        let core = QMPConnectionCore(events: continuation)
+        return (QMPChannelHandler(core: core), core, stream)
+    }
+
+    public func execute(_ command: String, arguments: JSONValue? = nil) async throws(QMPError) -> JSONValue {
+        try await core.acquireSlot()
+        defer { core.releaseSlot() }
+        let id = core.nextID()
+        var object: [String: JSONValue] = ["execute": .string(command), "id": .string(id)]
+        if let arguments { object["arguments"] = arguments }
+        let bytes = JSONValue.object(object).serialized() + [0x0A]
+        let result: Result<JSONValue, QMPError> = await withCheckedContinuation { cont in
+            guard core.register(id, cont) else { return }
+            var buffer = channel.allocator.buffer(capacity: bytes.count)
+            buffer.writeBytes(bytes)
+            channel.writeAndFlush(buffer).whenFailure { error in
+                self.core.fail(id, .disconnected("\(error)"))
+            }
+        }
+        return try result.get()
+    }
+
+    /// Human monitor commands through QMP.
+    public func hmp(_ commandLine: String) async throws(QMPError) -> String {
+        let r = try await execute("human-monitor-command", arguments: .object(["command-line": .string(commandLine)]))
+        return r.stringValue ?? ""
+    }
+
+    public func close() {
+        channel.close(promise: nil)
+    }
+}
+
+/// The state shared by the client and its channel handler.
+public final class QMPConnectionCore: Sendable {
+    struct State {
+        var greeting: JSONValue?
+        var greetingWaiters: [CheckedContinuation<Result<JSONValue, QMPError>, Never>] = []
+        var pending: [String: CheckedContinuation<Result<JSONValue, QMPError>, Never>] = [:]
+        var closed: QMPError?
+        var counter = 0
+        var inFlight = 0
+        var slotWaiters: [CheckedContinuation<Result<Void, QMPError>, Never>] = []
+    }
+
+    let state = Mutex(State())
+    let events: AsyncStream<JSONValue>.Continuation
+
+    init(events: AsyncStream<JSONValue>.Continuation) { self.events = events }
+
+    func nextID() -> String {
+        state.withLock { s in
+            s.counter += 1
+            return "vt-\(s.counter)"
+        }
+    }
+
+    func acquireSlot() async throws(QMPError) {
+        let r: Result<Void, QMPError> = await withCheckedContinuation { cont in
+            let immediate: Result<Void, QMPError>? = state.withLock { s in
+                if let closed = s.closed { return .failure(closed) }
+                if s.inFlight < QMPClient.maxInFlight {
+                    s.inFlight += 1
+                    return .success(())
+                }
+                s.slotWaiters.append(cont)
+                return nil
+            }
+            if let immediate { cont.resume(returning: immediate) }
+        }
+        try r.get()
+    }
+
+    func releaseSlot() {
+        let next = state.withLock { s -> CheckedContinuation<Result<Void, QMPError>, Never>? in
+            if !s.slotWaiters.isEmpty { return s.slotWaiters.removeFirst() }
+            s.inFlight -= 1
+            return nil
+        }
+        next?.resume(returning: .success(()))
+    }
+
+    /// False (and the continuation resumed with the error) when already closed.
+    func register(_ id: String, _ cont: CheckedContinuation<Result<JSONValue, QMPError>, Never>) -> Bool {
+        let closed: QMPError? = state.withLock { s in
+            if let c = s.closed { return c }
+            s.pending[id] = cont
+            return nil
+        }
+        if let closed {
+            cont.resume(returning: .failure(closed))
+            return false
+        }
+        return true
+    }
+
+    func fail(_ id: String, _ error: QMPError) {
+        state.withLock { $0.pending.removeValue(forKey: id) }?.resume(returning: .failure(error))
+    }
+
+    func waitForGreeting() async throws(QMPError) -> JSONValue {
+        let r: Result<JSONValue, QMPError> = await withCheckedContinuation { cont in
+            let ready: Result<JSONValue, QMPError>? = state.withLock { s in
+                if let g = s.greeting { return .success(g) }
+                if let c = s.closed { return .failure(c) }
+                s.greetingWaiters.append(cont)
+                return nil
+            }
+            if let ready { cont.resume(returning: ready) }
+        }
+        return try r.get()
+    }
+
+    func received(_ message: JSONValue) {
+        if message["QMP"] != nil {
+            let waiters = state.withLock { s in
+                s.greeting = message
+                defer { s.greetingWaiters = [] }
+                return s.greetingWaiters
+            }
+            for w in waiters { w.resume(returning: .success(message)) }
+        } else if message["event"] != nil {
+            events.yield(message)
+        } else if let id = message["id"]?.stringValue {
+            let result: Result<JSONValue, QMPError>
+            if let r = message["return"] {
+                result = .success(r)
+            } else if let e = message["error"] {
+                result = .failure(.command(errorClass: e["class"]?.stringValue ?? "GenericError",
+                                           description: e["desc"]?.stringValue ?? "\(e)"))
+            } else {
+                result = .failure(.protocolViolation("reply without return or error: \(message)"))
+            }
+            state.withLock { $0.pending.removeValue(forKey: id) }?.resume(returning: result)
+        }
+    }
+
+    func closed(_ error: QMPError) {
+        let (pending, greeters, slots) = state.withLock { s in
+            if s.closed == nil { s.closed = error }
+            defer { s.pending = [:]; s.greetingWaiters = []; s.slotWaiters = [] }
+            return (Array(s.pending.values), s.greetingWaiters, s.slotWaiters)
+        }
+        for p in pending { p.resume(returning: .failure(error)) }
+        for g in greeters { g.resume(returning: .failure(error)) }
+        for w in slots { w.resume(returning: .failure(error)) }
+        events.finish()
+    }
+}
+
+/// Splits QEMU's output into messages and hands them to the core.
+public final class QMPChannelHandler: ChannelInboundHandler, Sendable {
+    public typealias InboundIn = ByteBuffer
+
+    let core: QMPConnectionCore
+    private let splitter = Mutex(JSONStreamSplitter())
+
+    init(core: QMPConnectionCore) { self.core = core }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = unwrapInboundIn(data)
+        let bytes = buffer.readBytes(length: buffer.readableBytes) ?? []
+        let messages: [[UInt8]]
+        do {
+            messages = try splitter.withLock { s throws(JSONStreamSplitter.Failure) in try s.append(bytes) }
+        } catch {
+            core.closed(.protocolViolation("QEMU sent malformed JSON"))
+            context.close(promise: nil)
+            return
+        }
+        for m in messages {
+            if let value = try? JSONValue.parse(m) { core.received(value) }
+        }
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        core.closed(.disconnected("QEMU closed the monitor"))
+        context.fireChannelInactive()
+    }
+
+    public func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        core.closed(.disconnected("\(error)"))
+        context.close(promise: nil)
+    }
+}

@@ -1,0 +1,235 @@
+import CSpawn
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct SpawnError: Error, Sendable, CustomStringConvertible {
+    public var executable: String
+    public var errno: Int32
+    public var description: String {
+        "cannot start \(executable): \(String(cString: strerror(errno)))"
+    }
+}
+
+/// How a child ended.
+public enum ExitStatus: Sendable, Equatable, CustomStringConvertible {
+    case exited(Int32)
+    case signalled(Int32)
+
+    public var description: String {
+        switch self {
+        case .exited(let c): return "exit code \(c)"
+        case .signalled(let s): return "killed by signal \(s)"
+        }
+    }
+
+    /// The shell's convention: 128+N for a signal.
+    public var shellCode: Int32 {
+        switch self {
+        case .exited(let c): return c
+        case .signalled(let s): return 128 + s
+        }
+    }
+}
+
+public struct SpawnRequest: Sendable {
+    public var executable: String
+    public var arguments: [String]
+    public var environment: [String]
+    public var workingDirectory: String?
+    /// fds[i] becomes fd i in the child; -1 is /dev/null. Everything else is closed.
+    public var fds: [Int32]
+    public var newSession: Bool
+    public var parentDeathSignal: Int32
+
+    public init(executable: String, arguments: [String], environment: [String], workingDirectory: String? = nil,
+                fds: [Int32] = [-1, 1, 2], newSession: Bool = true, parentDeathSignal: Int32 = SIGKILL) {
+        self.executable = executable
+        self.arguments = arguments
+        self.environment = environment
+        self.workingDirectory = workingDirectory
+        self.fds = fds
+        self.newSession = newSession
+        self.parentDeathSignal = parentDeathSignal
+    }
+}
+
+/// A child process owned by vtarget. It is forked from a thread of its own
+/// that then waits for it: PR_SET_PDEATHSIG fires when the *forking thread*
+/// dies, so that thread must outlive the child, and a pool thread would not.
+/// Signals go through a pidfd, so a recycled PID is never signalled.
+public final class ChildProcess: Sendable {
+    public let pid: pid_t
+    private let pidfd: Int32
+    private let state: Mutex<State>
+
+    private struct State {
+        var status: ExitStatus?
+        var waiters: [CheckedContinuation<ExitStatus, Never>] = []
+        var pidfdClosed = false
+    }
+
+    private init(pid: pid_t, pidfd: Int32) {
+        self.pid = pid
+        self.pidfd = pidfd
+        self.state = Mutex(State())
+    }
+
+    /// Starts the child and returns once exec succeeded (or failed).
+    public static func spawn(_ request: SpawnRequest) async throws(SpawnError) -> ChildProcess {
+        let result: Result<ChildProcess, SpawnError> = await withCheckedContinuation { cont in
+            let job = SpawnJob(request: request, started: cont)
+            let box = Unmanaged.passRetained(job).toOpaque()
+            var thread = pthread_t()
+            var attr = pthread_attr_t()
+            pthread_attr_init(&attr)
+            pthread_attr_setstacksize(&attr, 256 << 10)
+            let rc = pthread_create(&thread, &attr, { raw in
+                let job = Unmanaged<SpawnJob>.fromOpaque(raw!).takeRetainedValue()
+                job.run()
+                return nil
+            }, box)
+            pthread_attr_destroy(&attr)
+            if rc != 0 {
+                Unmanaged<SpawnJob>.fromOpaque(box).release()
+                cont.resume(returning: .failure(SpawnError(executable: request.executable, errno: rc)))
+            } else {
+                pthread_detach(thread)
+            }
+        }
+        return try result.get()
+    }
+
+    /// The exit status, once the child has ended (it is reaped by its own thread).
+    public var exitStatus: ExitStatus? { state.withLock { $0.status } }
+
+    public func waitForExit() async -> ExitStatus {
+        await withCheckedContinuation { cont in
+            let ready: ExitStatus? = state.withLock { s in
+                if let st = s.status { return st }
+                s.waiters.append(cont)
+                return nil
+            }
+            if let ready { cont.resume(returning: ready) }
+        }
+    }
+
+    /// Sends `signal` unless the child has already been reaped.
+    @discardableResult
+    public func signal(_ signal: Int32) -> Bool {
+        state.withLock { s in
+            guard s.status == nil, !s.pidfdClosed else { return false }
+            return (pidfd >= 0 ? cspawn_pidfd_signal(pidfd, signal) : kill(pid, signal)) == 0
+        }
+    }
+
+    /// Waits up to `grace` seconds for the child, then SIGKILLs it and waits.
+    public func terminate(term: Bool = true, grace: Double) async -> ExitStatus {
+        if term { signal(SIGTERM) }
+        let status = await withTaskGroup(of: ExitStatus?.self) { group in
+            group.addTask { await self.waitForExit() }
+            group.addTask {
+                try? await Task.sleep(for: .milliseconds(Int(grace * 1000)))
+                return nil
+            }
+            let first = await group.next()!
+            group.cancelAll()
+            if let first { return first }
+            self.signal(SIGKILL)
+            return await self.waitForExit()
+        }
+        return status
+    }
+
+    fileprivate func reaped(_ status: ExitStatus) {
+        let waiters = state.withLock { s -> [CheckedContinuation<ExitStatus, Never>] in
+            s.status = status
+            s.pidfdClosed = true
+            if pidfd >= 0 { close(pidfd) }
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for w in waiters { w.resume(returning: status) }
+    }
+
+    private final class SpawnJob: @unchecked Sendable {
+        let request: SpawnRequest
+        let started: CheckedContinuation<Result<ChildProcess, SpawnError>, Never>
+
+        init(request: SpawnRequest, started: CheckedContinuation<Result<ChildProcess, SpawnError>, Never>) {
+            self.request = request
+            self.started = started
+        }
+
+        /// Runs on the dedicated thread: fork, report, then reap.
+        func run() {
+            let argv = CStringArray([request.executable] + request.arguments)
+            let envp = CStringArray(request.environment)
+            var pid: pid_t = 0
+            let err: Int32 = request.fds.withUnsafeBufferPointer { fds in
+                withOptionalCString(request.workingDirectory) { cwd in
+                    request.executable.withCString { path in
+                        var attr = cspawn_attr(
+                            path: path, argv: argv.pointers, envp: envp.pointers, cwd: cwd,
+                            fds: fds.baseAddress, fd_count: Int32(fds.count),
+                            new_session: request.newSession ? 1 : 0,
+                            parent_death_signal: request.parentDeathSignal, umask_value: 0o077)
+                        return cspawn_spawn(&attr, &pid)
+                    }
+                }
+            }
+            argv.free()
+            envp.free()
+            guard err == 0 else {
+                started.resume(returning: .failure(SpawnError(executable: request.executable, errno: err)))
+                return
+            }
+            let pidfd = cspawn_pidfd_open(pid)
+            let child = ChildProcess(pid: pid, pidfd: pidfd)
+            started.resume(returning: .success(child))
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            let low = status & 0x7F
+            child.reaped(low == 0 ? .exited((status >> 8) & 0xFF) : .signalled(low))
+        }
+    }
+}
+
+/// NULL-terminated C string arrays for execve, built before fork.
+struct CStringArray {
+    let pointers: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>
+
+    init(_ strings: [String]) {
+        pointers = .allocate(capacity: strings.count + 1)
+        for (i, s) in strings.enumerated() { pointers[i] = strdup(s) }
+        pointers[strings.count] = nil
+    }
+
+    func free() {
+        var i = 0
+        while let p = pointers[i] { Glibc.free(p); i += 1 }
+        pointers.deallocate()
+    }
+}
+
+func withOptionalCString<R>(_ s: String?, _ body: (UnsafePointer<CChar>?) -> R) -> R {
+    guard let s else { return body(nil) }
+    return s.withCString { body($0) }
+}
+
+/// A connected stream socket pair, both ends close-on-exec.
+public func makeSocketPair() throws(SpawnError) -> (Int32, Int32) {
+    var fds: [Int32] = [0, 0]
+    let rc = cspawn_socketpair(&fds)
+    if rc != 0 { throw SpawnError(executable: "socketpair", errno: rc) }
+    return (fds[0], fds[1])
+}
+
+/// A pipe (read end, write end), both close-on-exec.
+public func makePipe() throws(SpawnError) -> (Int32, Int32) {
+    var fds: [Int32] = [0, 0]
+    let rc = cspawn_pipe(&fds)
+    if rc != 0 { throw SpawnError(executable: "pipe", errno: rc) }
+    return (fds[0], fds[1])
+}

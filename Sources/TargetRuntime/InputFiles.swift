@@ -1,0 +1,122 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import MachineCatalog
+import TargetSpec
+import YAMLTree
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Reads what the user named: YAML files and directories of them, and the
+/// machine profiles. The only file-system reading of the input layers.
+public enum InputFiles {
+    public static func readFile(_ path: String) throws(RuntimeError) -> [UInt8] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw RuntimeError("cannot read \(path): no such file or not readable")
+        }
+        return [UInt8](data)
+    }
+
+    public static func absolute(_ path: String) -> String {
+        path.hasPrefix("/") ? PathRules.normalize(path) : PathRules.normalize(FileManager.default.currentDirectoryPath + "/" + path)
+    }
+
+    /// `paths` as source files: directories contribute their `.yaml`/`.yml`/`.json`
+    /// files in name order (recursively with `recursive`); `-` is standard input.
+    public static func sources(_ paths: [String], recursive: Bool) throws(RuntimeError) -> [SourceFile] {
+        var out: [SourceFile] = []
+        for p in paths {
+            if p == "-" {
+                var bytes: [UInt8] = []
+                var chunk = [UInt8](repeating: 0, count: 65536)
+                while true {
+                    let n = read(0, &chunk, chunk.count)
+                    if n <= 0 { break }
+                    bytes += chunk[0..<n]
+                }
+                out.append(SourceFile(path: "<stdin>", directory: FileManager.default.currentDirectoryPath, bytes: bytes))
+                continue
+            }
+            guard let isDir = isDirectory(p) else {
+                throw RuntimeError("\(p): no such file or directory")
+            }
+            if isDir {
+                out += try directorySources(p, recursive: recursive)
+            } else {
+                let abs = absolute(p)
+                out.append(SourceFile(path: p, directory: String(abs[..<abs.lastIndex(of: "/")!]).orRoot, bytes: try readFile(p)))
+            }
+        }
+        return out
+    }
+
+    static func directorySources(_ dir: String, recursive: Bool) throws(RuntimeError) -> [SourceFile] {
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted()
+        var out: [SourceFile] = []
+        for n in names where !n.hasPrefix(".") {
+            let p = dir.hasSuffix("/") ? dir + n : dir + "/" + n
+            if isDirectory(p) == true {
+                if recursive { out += try directorySources(p, recursive: true) }
+            } else if n.hasSuffix(".yaml") || n.hasSuffix(".yml") || n.hasSuffix(".json") {
+                out.append(SourceFile(path: p, directory: absolute(dir), bytes: try readFile(p)))
+            }
+        }
+        return out
+    }
+
+    /// Built-in profiles, then `~/.config/vtarget/machines`, then
+    /// `$VTARGET_MACHINES` (colon-separated): later ones replace earlier ones.
+    public static func machineDirectories(environment: [String: String], executable: String) -> [String] {
+        var dirs: [String] = []
+        if let builtIn = builtInMachines(executable: executable) { dirs.append(builtIn) }
+        let config = environment["XDG_CONFIG_HOME"].map { $0 } ?? ((environment["HOME"] ?? "") + "/.config")
+        dirs.append(config + "/vtarget/machines")
+        if let extra = environment["VTARGET_MACHINES"] {
+            dirs += extra.split(separator: ":").map(String.init)
+        }
+        return dirs
+    }
+
+    /// The `machines/` directory shipped with this binary: beside it under
+    /// share/vtarget, or in the source tree it was built in.
+    static func builtInMachines(executable: String) -> String? {
+        var dir = absolute(executable)
+        for _ in 0..<6 {
+            guard let slash = dir.lastIndex(of: "/") else { break }
+            dir = String(dir[..<slash])
+            for candidate in [dir + "/machines", dir + "/share/vtarget/machines"]
+            where FileManager.default.fileExists(atPath: candidate + "/stm32vldiscovery.yaml") {
+                return candidate
+            }
+        }
+        return nil
+    }
+
+    /// nil when `path` does not exist.
+    static func isDirectory(_ path: String) -> Bool? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    public static func loadCatalog(environment: [String: String], executable: String) throws -> MachineCatalog {
+        var files: [(path: String, bytes: [UInt8])] = []
+        for dir in machineDirectories(environment: environment, executable: executable) {
+            let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted()
+            for n in names where n.hasSuffix(".yaml") || n.hasSuffix(".yml") {
+                files.append((dir + "/" + n, try readFile(dir + "/" + n)))
+            }
+        }
+        if files.isEmpty {
+            throw RuntimeError("no machine profiles found; looked in " + machineDirectories(environment: environment, executable: executable).joined(separator: ", ") + " (set VTARGET_MACHINES to the machines/ directory)")
+        }
+        return try MachineCatalog.parse(files: files)
+    }
+}
+
+extension String {
+    var orRoot: String { isEmpty ? "/" : self }
+}

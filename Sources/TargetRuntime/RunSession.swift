@@ -1,0 +1,357 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
+import MachineCatalog
+import NIOCore
+import NIOPosix
+import QEMULaunch
+import Sandbox
+import TargetSpec
+import YAMLTree
+
+public struct RunConfiguration: Sendable {
+    /// `--until`: exit 0 once any serial output matches.
+    public var until: String?
+    public var timeoutSeconds: Double?
+    /// `--ttl`, overriding the spec's.
+    public var ttlSeconds: Double?
+    /// `-- CMD ARGS`: run with the endpoints in its environment; its exit code is ours.
+    public var command: [String]
+    public var environment: [String: String]
+    public var host: HostFacts
+    public var launch: LaunchOptions
+
+    public init(until: String? = nil, timeoutSeconds: Double? = nil, ttlSeconds: Double? = nil, command: [String] = [],
+                environment: [String: String], host: HostFacts = HostFacts(), launch: LaunchOptions = LaunchOptions()) {
+        self.until = until
+        self.timeoutSeconds = timeoutSeconds
+        self.ttlSeconds = ttlSeconds
+        self.command = command
+        self.environment = environment
+        self.host = host
+        self.launch = launch
+    }
+}
+
+/// Exit codes of the contract.
+public enum ExitCode {
+    public static let success: Int32 = 0
+    public static let failure: Int32 = 1
+    public static let badInput: Int32 = 2
+}
+
+/// `vtarget run`: start every target, stream serial to stdout, decide the
+/// exit code, and tear everything down whatever happens.
+public final class RunSession: Sendable {
+    enum Event: Sendable {
+        case serial(target: Int, device: String, bytes: [UInt8])
+        case qemuExited(target: Int, status: ExitStatus)
+        case commandExited(ExitStatus)
+        case timeout, expired, readinessTimeout(target: Int)
+        case signal(Int32)
+    }
+
+    let config: RunConfiguration
+    let catalog: MachineCatalog
+
+    public init(config: RunConfiguration, catalog: MachineCatalog) {
+        self.config = config
+        self.catalog = catalog
+    }
+
+    /// Plans every target (nothing started yet): an error here is bad input.
+    public func prepare(_ runnables: [RunnableTarget], runDirectory: String, yamlDirectory: @escaping (Drive) -> String?) async throws
+        -> [(RunnableTarget, LaunchPlan, String)]
+    {
+        var out: [(RunnableTarget, LaunchPlan, String)] = []
+        var problems: [Diagnostic] = []
+        let planner = LaunchPlanner(host: config.host, options: config.launch)
+        for r in runnables {
+            let dirName = r.namespace == "default" ? r.name : "\(r.namespace).\(r.name)"
+            let dir = runDirectory + "/" + dirName
+            guard let profile = catalog.lookup(r.target.qemu.profileName) else { continue }
+            if mkdir(dir, 0o700) != 0 { throw RuntimeError("cannot create \(dir): \(String(cString: strerror(errno)))") }
+            let resolver = DriveResolver(instanceDirectory: dir, materialize: true, environment: config.environment)
+            do {
+                let drives = try await resolver.resolve(r, yamlDirectory: yamlDirectory)
+                out.append((r, try planner.plan(r.target, profile: profile, drives: drives, instanceDirectory: dir), dir))
+            } catch let e as DiagnosticError {
+                problems += e.diagnostics
+            }
+        }
+        if !problems.isEmpty { throw DiagnosticError(problems) }
+        return out
+    }
+
+    /// Runs prepared targets to the end; returns the process exit code.
+    public func run(_ prepared: [(RunnableTarget, LaunchPlan, String)]) async -> Int32 {
+        let (events, sink) = AsyncStream<Event>.makeStream()
+        let signals = SignalWatch([SIGINT, SIGTERM, SIGHUP]) { sink.yield(.signal($0)) }
+        defer { signals.cancel() }
+
+        // Spawn every QEMU first: the rest happens while they initialise.
+        var targets: [TargetProcess] = []
+        var code: Int32 = ExitCode.failure
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        var commandChild: ChildProcess?
+
+        do {
+            for (_, plan, dir) in prepared {
+                guard let qemu = ExecutableSearch.find(plan.binary, environment: config.environment) else {
+                    throw RuntimeError("\(plan.binary) not found in PATH; install QEMU (make setup, or apt-get install qemu-system-arm qemu-system-x86)")
+                }
+                targets.append(try await TargetProcess.spawn(plan: plan, directory: dir, qemuPath: qemu))
+            }
+            let streams = prepared.reduce(0) { $0 + $1.1.serialChannels.count }
+            let output = SerialOutput(prefixed: streams > 1, names: targets.map(\.name))
+            for (i, t) in targets.enumerated() {
+                for w in t.plan.warnings { note("\(t.name): warning: \(w)") }
+                do {
+                    let serialDevices = Set(t.plan.serialChannels.map(\.device))
+                    try await t.connect(group: group) { device, bytes in
+                        if serialDevices.contains(device) { sink.yield(.serial(target: i, device: device, bytes: bytes)) }
+                    }
+                } catch {
+                    let status = await t.child.waitForExit()
+                    throw RuntimeError("\(t.name): QEMU failed to start (\(status))\n" + t.stderrText.trimmedTrailingNewlines)
+                }
+                let child = t.child
+                Task { sink.yield(.qemuExited(target: i, status: await child.waitForExit())) }
+            }
+            for t in targets { try await t.start() }
+
+            var timers: [Task<Void, Never>] = []
+            defer { timers.forEach { $0.cancel() } }
+            func after(_ seconds: Double, _ e: Event) {
+                timers.append(Task {
+                    try? await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
+                    if !Task.isCancelled { sink.yield(e) }
+                })
+            }
+            if let t = config.timeoutSeconds { after(t, .timeout) }
+            let ttl = config.ttlSeconds ?? prepared.compactMap(\.0.lifecycle.ttlSeconds).min()
+            if let ttl { after(ttl, .expired) }
+
+            let until = try config.until.map { try Regex($0) }
+            var watch = MatchWindows()
+            var pendingReady: [Int: (Regex<AnyRegexOutput>, String)] = [:]
+            for (i, p) in prepared.enumerated() {
+                if let r = p.0.lifecycle.readiness {
+                    pendingReady[i] = (try Regex(r.pattern), r.device)
+                    after(r.timeoutSeconds, .readinessTimeout(target: i))
+                }
+            }
+            func startCommandIfReady() async throws {
+                guard pendingReady.isEmpty, !config.command.isEmpty, commandChild == nil else { return }
+                commandChild = try await spawnCommand(targets)
+                let c = commandChild!
+                Task { sink.yield(.commandExited(await c.waitForExit())) }
+            }
+            try await startCommandIfReady()
+
+            loop: for await event in events {
+                switch event {
+                case .serial(let i, let device, let bytes):
+                    output.write(target: i, device: device, bytes)
+                    let text = watch.append(target: i, device: device, bytes)
+                    if let (regex, dev) = pendingReady[i], dev == device, text.contains(regex) {
+                        pendingReady[i] = nil
+                        note("\(targets[i].name) is Ready")
+                        try await startCommandIfReady()
+                    }
+                    if let until, text.contains(until) {
+                        output.flush()
+                        code = ExitCode.success
+                        break loop
+                    }
+                case .qemuExited(let i, let status):
+                    output.flush()
+                    let t = targets[i]
+                    if status == .exited(0), config.until == nil, config.command.isEmpty {
+                        note("\(t.name): QEMU exited")
+                        code = ExitCode.success
+                    } else {
+                        note("\(t.name): QEMU exited unexpectedly (\(status))" + stderrBlock(t))
+                        code = ExitCode.failure
+                    }
+                    break loop
+                case .commandExited(let status):
+                    output.flush()
+                    code = status.shellCode
+                    if code != 0 { note("command \(config.command[0]) ended with \(status)") }
+                    break loop
+                case .timeout:
+                    output.flush()
+                    note("timed out after \(format(config.timeoutSeconds!))" + (config.until.map { " waiting for /\($0)/" } ?? ""))
+                    code = ExitCode.failure
+                    break loop
+                case .expired:
+                    output.flush()
+                    note("expired: the TTL of \(format(ttl!)) was reached")
+                    code = ExitCode.failure
+                    break loop
+                case .readinessTimeout(let i):
+                    guard pendingReady[i] != nil else { continue }
+                    output.flush()
+                    let r = prepared[i].0.lifecycle.readiness!
+                    note("\(targets[i].name): not Ready: no /\(r.pattern)/ on \(r.device) within \(format(r.timeoutSeconds))")
+                    code = ExitCode.failure
+                    break loop
+                case .signal(let s):
+                    output.flush()
+                    note("interrupted by signal \(s); stopping")
+                    code = 128 + s
+                    break loop
+                }
+            }
+        } catch let e as DiagnosticError {
+            note(e.description)
+            code = ExitCode.badInput
+        } catch {
+            note("\(error)")
+            code = ExitCode.failure
+        }
+
+        // Tear down: the command first (it may be talking to the targets), then every QEMU.
+        if let c = commandChild, c.exitStatus == nil {
+            _ = await c.terminate(grace: 2)
+        }
+        await withTaskGroup(of: Void.self) { g in
+            for t in targets { g.addTask { _ = await t.stop() } }
+        }
+        try? await group.shutdownGracefully()
+        return code
+    }
+
+    private func stderrBlock(_ t: TargetProcess) -> String {
+        let text = t.stderrText.trimmedTrailingNewlines
+        return text.isEmpty ? "" : "; QEMU said:\n" + text
+    }
+
+    /// The command of `run -- CMD`, with every endpoint in its environment.
+    private func spawnCommand(_ targets: [TargetProcess]) async throws -> ChildProcess {
+        var env = config.environment
+        for (k, v) in EndpointEnvironment.variables(targets.map { ($0.name, $0.plan, $0.directory) }) { env[k] = v }
+        guard let exe = ExecutableSearch.find(config.command[0], environment: env) else {
+            throw RuntimeError("command not found: \(config.command[0])")
+        }
+        return try await ChildProcess.spawn(SpawnRequest(
+            executable: exe, arguments: Array(config.command.dropFirst()),
+            environment: env.map { "\($0.key)=\($0.value)" }, fds: [0, 1, 2],
+            newSession: false, parentDeathSignal: SIGTERM))
+    }
+
+    private func format(_ seconds: Double) -> String {
+        seconds < 1 ? "\(Int(seconds * 1000))ms" : (seconds == seconds.rounded() ? "\(Int(seconds))s" : "\(seconds)s")
+    }
+}
+
+/// vtarget's own messages: on stderr, apart from the serial stream on stdout.
+func note(_ message: String) {
+    let bytes = Array(("vtarget: " + message + "\n").utf8)
+    _ = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+}
+
+extension String {
+    var trimmedTrailingNewlines: String {
+        var s = Substring(self)
+        while s.last == "\n" || s.last == "\r" { s = s.dropLast() }
+        return String(s)
+    }
+}
+
+/// The endpoint variables of the contract, for sidecars and `run -- CMD`.
+public enum EndpointEnvironment {
+    public static func key(_ s: String) -> String {
+        String(s.uppercased().map { $0 == "-" || $0 == "." ? "_" : $0 })
+    }
+
+    public static func variables(_ targets: [(name: String, plan: LaunchPlan, directory: String)]) -> [String: String] {
+        var env: [String: String] = [:]
+        for t in targets {
+            var own: [String: String] = [:]
+            for c in t.plan.channels where c.role != .qmp {
+                own["SERIAL_\(key(c.device))"] = t.directory + "/\(c.device).sock"
+            }
+            if let gdb = t.plan.gdbSocketPath { own["GDB"] = gdb }
+            for (k, v) in own {
+                if targets.count == 1 { env["VTARGET_" + k] = v }
+                env["VTARGET_\(key(t.name))_" + k] = v
+            }
+        }
+        env["VTARGET_NAME"] = targets.map(\.name).joined(separator: ",")
+        return env
+    }
+}
+
+/// The recent output of each serial device, as text to match against.
+struct MatchWindows {
+    static let window = 64 << 10
+    var buffers: [String: [UInt8]] = [:]
+
+    mutating func append(target: Int, device: String, _ bytes: [UInt8]) -> String {
+        let key = "\(target)/\(device)"
+        var b = buffers[key, default: []]
+        b += bytes
+        if b.count > Self.window { b.removeFirst(b.count - Self.window) }
+        buffers[key] = b
+        return String(decoding: b, as: UTF8.self)
+    }
+}
+
+/// Serial bytes to stdout: raw for one stream, `name/device| ` per line for several.
+final class SerialOutput: @unchecked Sendable {
+    let prefixed: Bool
+    let names: [String]
+    private var partial: [String: [UInt8]] = [:]
+
+    init(prefixed: Bool, names: [String]) {
+        self.prefixed = prefixed
+        self.names = names
+    }
+
+    func write(target: Int, device: String, _ bytes: [UInt8]) {
+        guard prefixed else { return writeAll(bytes) }
+        let key = "\(names[target])/\(device)"
+        var pending = partial[key, default: []] + bytes
+        while let nl = pending.firstIndex(of: 0x0A) {
+            writeAll(Array("\(key)| ".utf8) + pending[...nl])
+            pending.removeFirst(nl + 1)
+        }
+        partial[key] = pending
+    }
+
+    func flush() {
+        for (key, rest) in partial where !rest.isEmpty { writeAll(Array("\(key)| ".utf8) + rest + [0x0A]) }
+        partial = [:]
+    }
+
+    private func writeAll(_ bytes: [UInt8]) {
+        var done = 0
+        while done < bytes.count {
+            let n = bytes[done...].withUnsafeBytes { Glibc.write(1, $0.baseAddress, $0.count) }
+            if n < 0 { if errno == EINTR { continue }; return }
+            done += n
+        }
+    }
+}
+
+/// SIGINT/SIGTERM/SIGHUP as events rather than process death.
+final class SignalWatch: @unchecked Sendable {
+    private let sources: [any DispatchSourceSignal]
+
+    init(_ signals: [Int32], _ handler: @escaping @Sendable (Int32) -> Void) {
+        var sources: [any DispatchSourceSignal] = []
+        for s in signals {
+            signal(s, SIG_IGN)
+            let src = DispatchSource.makeSignalSource(signal: s, queue: .global())
+            src.setEventHandler { handler(s) }
+            src.resume()
+            sources.append(src)
+        }
+        self.sources = sources
+    }
+
+    func cancel() { sources.forEach { $0.cancel() } }
+}

@@ -1,0 +1,61 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where sockets live: `$XDG_RUNTIME_DIR/vtarget`, else `/tmp/vtarget-$UID`,
+/// always a 0700 directory owned by the user. Kept short because a unix
+/// socket path holds at most 107 bytes.
+public enum RuntimeDirectory {
+    public static let maxSocketPath = 107
+
+    public static func base(environment: [String: String]) -> String {
+        if let x = environment["VTARGET_RUNTIME_DIR"], !x.isEmpty { return x }
+        if let x = environment["XDG_RUNTIME_DIR"], !x.isEmpty { return x + "/vtarget" }
+        return "/tmp/vtarget-\(getuid())"
+    }
+
+    /// Creates `path` 0700 if missing and refuses one that is not ours or
+    /// that others can enter: a /tmp name may have been taken by someone else.
+    public static func ensurePrivate(_ path: String) throws(RuntimeError) {
+        if mkdir(path, 0o700) != 0 && errno != EEXIST {
+            throw RuntimeError("cannot create \(path): \(String(cString: strerror(errno)))")
+        }
+        var st = stat()
+        guard lstat(path, &st) == 0 else {
+            throw RuntimeError("cannot inspect \(path): \(String(cString: strerror(errno)))")
+        }
+        guard (st.st_mode & S_IFMT) == S_IFDIR else { throw RuntimeError("\(path) is not a directory") }
+        guard st.st_uid == getuid() else { throw RuntimeError("\(path) belongs to uid \(st.st_uid), not to you; refusing to use it") }
+        if st.st_mode & 0o077 != 0 { chmod(path, 0o700) }
+    }
+
+    public static func checkSocketPath(_ path: String) throws(RuntimeError) {
+        if path.utf8.count > maxSocketPath {
+            throw RuntimeError("socket path \(path) is \(path.utf8.count) bytes; unix sockets allow \(maxSocketPath). Set VTARGET_RUNTIME_DIR to a shorter directory")
+        }
+    }
+
+    /// Removes a directory tree we created (sockets, firmware copies). Never
+    /// follows symlinks out of it.
+    public static func removeTree(_ path: String) {
+        guard let dir = opendir(path) else {
+            unlink(path)
+            return
+        }
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
+            }
+            if name == "." || name == ".." { continue }
+            let child = path + "/" + name
+            var st = stat()
+            if lstat(child, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR {
+                removeTree(child)
+            } else {
+                unlink(child)
+            }
+        }
+        closedir(dir)
+        rmdir(path)
+    }
+}

@@ -1,0 +1,175 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Endpoints
+import NIOCore
+import NIOPosix
+import QEMULaunch
+import QMP
+import Sandbox
+import Synchronization
+import TargetSpec
+
+/// One running QEMU and everything vtarget holds of it: the process, the
+/// QMP client, a hub per UART and the tail of its stderr.
+public final class TargetProcess: Sendable {
+    public let name: String
+    public let plan: LaunchPlan
+    public let directory: String
+    public let child: ChildProcess
+    /// Our ends of the socket pairs (by chardev id) and of the stderr pipe,
+    /// until NIO takes them over; whatever is left is closed at the end.
+    private let unclaimed: Mutex<[String: Int32]>
+    private let stderrTail = StderrTail()
+    private let attached = Mutex<(qmp: QMPClient?, hubs: [SerialHub], stderr: (any Channel)?)>((nil, [], nil))
+
+    /// Spawns QEMU paused (`-S`) with one end of each socket pair.
+    public static func spawn(plan: LaunchPlan, directory: String, qemuPath: String) async throws -> TargetProcess {
+        var ours: [String: Int32] = [:]
+        var theirs: [Int32] = []
+        var fds: [Int32] = [-1, -1]
+        let (errR, errW) = try makePipe()
+        fds.append(errW)
+        defer {
+            close(errW)
+            for fd in theirs { close(fd) }
+        }
+        for c in plan.channels.sorted(by: { $0.childFD < $1.childFD }) {
+            let (a, b) = try makeSocketPair()
+            ours[c.chardevID] = a
+            theirs.append(b)
+            precondition(Int32(fds.count) == c.childFD)
+            fds.append(b)
+        }
+        let request = SpawnRequest(
+            executable: qemuPath, arguments: plan.arguments,
+            environment: ["PATH=/usr/bin:/bin", "LC_ALL=C"],
+            workingDirectory: directory, fds: fds)
+        do {
+            let child = try await ChildProcess.spawn(request)
+            ours["stderr"] = errR
+            return TargetProcess(name: plan.targetName, plan: plan, directory: directory, child: child, fds: ours)
+        } catch {
+            for fd in ours.values { close(fd) }
+            close(errR)
+            throw RuntimeError("\(plan.targetName): \(error)")
+        }
+    }
+
+    private init(name: String, plan: LaunchPlan, directory: String, child: ChildProcess, fds: [String: Int32]) {
+        self.name = name
+        self.plan = plan
+        self.directory = directory
+        self.child = child
+        self.unclaimed = Mutex(fds)
+    }
+
+    private func claim(_ id: String) throws(RuntimeError) -> Int32 {
+        guard let fd = unclaimed.withLock({ $0.removeValue(forKey: id) }) else {
+            throw RuntimeError("\(name): no channel \(id)")
+        }
+        return fd
+    }
+
+    /// What QEMU printed on stderr, last 8 KiB.
+    public var stderrText: String { stderrTail.text }
+
+    public var qmp: QMPClient? { attached.withLock { $0.qmp } }
+    public var hubs: [SerialHub] { attached.withLock { $0.hubs } }
+
+    public func socketPath(_ device: String) -> String { directory + "/\(device).sock" }
+
+    /// Reads stderr, completes the QMP handshake, attaches every UART to a
+    /// hub listening on `<dir>/<device>.sock`. Output reaches `onSerial`.
+    public func connect(
+        group: any EventLoopGroup,
+        onSerial: @escaping @Sendable (_ device: String, _ bytes: [UInt8]) -> Void
+    ) async throws {
+        let loop = group.next()
+        let tail = stderrTail
+        let errChannel = try await NIOPipeBootstrap(group: loop)
+            .channelInitializer { ch in
+                ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(TailHandler(tail: tail)) }
+            }
+            .takingOwnershipOfDescriptor(input: try claim("stderr")).get()
+        attached.withLock { $0.stderr = errChannel }
+
+        let (handler, core, events) = QMPClient.makeHandler()
+        let qmpChannel = try await ClientBootstrap(group: loop)
+            .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(handler) } }
+            .withConnectedSocket(try claim("vt-qmp")).get()
+        let client = try await QMPClient.handshake(on: qmpChannel, core: core, events: events)
+        attached.withLock { $0.qmp = client }
+
+        for c in plan.channels where c.role != .qmp {
+            let device = c.device
+            let hub = SerialHub(name: device, loop: loop, onOutput: { onSerial(device, $0) })
+            attached.withLock { $0.hubs.append(hub) }
+            try await hub.attach(fd: try claim(c.chardevID))
+            let path = socketPath(device)
+            try RuntimeDirectory.checkSocketPath(path)
+            try await hub.listen(path: path)
+        }
+    }
+
+    /// Lets the guest run.
+    public func start() async throws {
+        guard let qmp else { throw RuntimeError("\(name): QMP is not connected") }
+        _ = try await qmp.execute("cont")
+    }
+
+    /// A clean `quit` through QMP first; SIGTERM, then SIGKILL, each bounded.
+    public func stop(grace: Double = 1.5) async -> ExitStatus {
+        if child.exitStatus == nil, let qmp {
+            _ = await withTaskGroup(of: Bool.self) { g in
+                g.addTask { (try? await qmp.execute("quit")) != nil }
+                g.addTask { try? await Task.sleep(for: .milliseconds(Int(grace * 1000))); return false }
+                let r = await g.next()!
+                g.cancelAll()
+                return r
+            }
+        }
+        var status: ExitStatus
+        if let s = child.exitStatus {
+            status = s
+        } else {
+            status = await withTaskGroup(of: ExitStatus?.self) { g in
+                g.addTask { await self.child.waitForExit() }
+                g.addTask { try? await Task.sleep(for: .milliseconds(Int(grace * 1000))); return nil }
+                let first = await g.next()!
+                g.cancelAll()
+                return first
+            } ?? .exited(-1)
+            if case .exited(-1) = status { status = await child.terminate(grace: grace) }
+        }
+        await closeEndpoints()
+        return status
+    }
+
+    /// Closes every socket vtarget holds for this target, attached or not.
+    public func closeEndpoints() async {
+        let (qmp, hubs, err) = attached.withLock { a in
+            defer { a = (nil, [], nil) }
+            return (a.qmp, a.hubs, a.stderr)
+        }
+        qmp?.close()
+        for h in hubs { await h.close() }
+        if let err { try? await err.close() }
+        for fd in unclaimed.withLock({ u in defer { u = [:] }; return Array(u.values) }) { close(fd) }
+    }
+
+    private final class StderrTail: Sendable {
+        let buffer = Mutex(ReplayBuffer(capacity: 8 << 10))
+        var text: String { String(decoding: buffer.withLock { $0.contents }, as: UTF8.self) }
+    }
+
+    private final class TailHandler: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        let tail: StderrTail
+        init(tail: StderrTail) { self.tail = tail }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let b = unwrapInboundIn(data)
+            tail.buffer.withLock { $0.append(b.readableBytesView) }
+        }
+    }
+}

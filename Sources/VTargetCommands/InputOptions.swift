@@ -1,0 +1,74 @@
+import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+import MachineCatalog
+import TargetRuntime
+import TargetSpec
+import YAMLTree
+
+/// The flags every command that reads resources shares, and the reading itself.
+struct InputOptions: ParsableArguments {
+    @Option(name: [.customShort("f"), .customLong("filename")], help: "A YAML file or directory (repeatable); - for standard input.")
+    var files: [String] = []
+
+    @Flag(name: [.customShort("R"), .long], help: "Read directories recursively.")
+    var recursive = false
+
+    @Flag(help: "Unknown fields are warnings instead of errors.")
+    var lenient = false
+
+    @Flag(help: "Allow drive sources of the form hostPath: {path: /abs/file}.")
+    var allowHostPaths = false
+
+    @Flag(help: "Allow spec.qemuConfig.extraArgs (never -sandbox, -monitor, -qmp, -daemonize, -runas).")
+    var allowExtraArgs = false
+
+    func validate() throws {
+        if files.isEmpty { throw ValidationError("no input: give -f FILE (or a directory)") }
+    }
+
+    struct Loaded {
+        var catalog: MachineCatalog
+        var runnables: [RunnableTarget]
+        var directories: [String: String]
+    }
+
+    /// Files → validated instances; warnings are printed, errors thrown.
+    func load(environment: [String: String]) throws -> Loaded {
+        let catalog = try Environment.catalog(environment)
+        let sources = try InputFiles.sources(files, recursive: recursive)
+        let decoder = ResourceDecoder(catalog: catalog, options: DecodeOptions(
+            strict: !lenient, allowHostPaths: allowHostPaths, allowExtraArgs: allowExtraArgs))
+        let decoded = try decoder.decode(sources)
+        for w in decoded.warnings { printError(w.description) }
+        let runnables = try Workload.instances(from: decoded.resources)
+        if runnables.isEmpty {
+            throw DiagnosticError([Diagnostic(.error, at: nil, field: nil,
+                "no QemuVirtualTarget or VirtualTargetInstance in " + files.joined(separator: ", "))])
+        }
+        var dirs: [String: String] = [:]
+        for s in sources { dirs[s.path] = s.directory }
+        return Loaded(catalog: catalog, runnables: runnables, directories: dirs)
+    }
+}
+
+enum Environment {
+    static var variables: [String: String] { ProcessInfo.processInfo.environment }
+
+    /// The binary's own path, to find the machines/ shipped beside it.
+    static var executable: String {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+        return n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : CommandLine.arguments[0]
+    }
+
+    static func catalog(_ env: [String: String]) throws -> MachineCatalog {
+        try InputFiles.loadCatalog(environment: env, executable: executable)
+    }
+}

@@ -1,0 +1,46 @@
+import ArgumentParser
+import QEMULaunch
+import TargetRuntime
+import TargetSpec
+import YAMLTree
+
+struct Render: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the exact QEMU command for each target; nothing is started.",
+        discussion: """
+            fd=3 and up are socket pairs vtarget hands QEMU when it starts it (QMP first, \
+            then one per UART device in order); paths are those a run would use.
+            """)
+
+    enum Format: String, ExpressibleByArgument, CaseIterable { case argv, shell }
+
+    @OptionGroup var input: InputOptions
+
+    @Option(help: "argv: one argument per line; shell: one quoted command line.")
+    var format: Format = .argv
+
+    func run() async throws {
+        let env = Environment.variables
+        let loaded = try input.load(environment: env)
+        let planner = LaunchPlanner(host: HostProbe.facts(environment: env))
+        let base = RuntimeDirectory.base(environment: env) + "/run-PID"
+        var problems: [Diagnostic] = []
+        var outputs: [String] = []
+        for r in loaded.runnables {
+            let dir = base + "/" + (r.namespace == "default" ? r.name : "\(r.namespace).\(r.name)")
+            let resolver = DriveResolver(instanceDirectory: dir, materialize: false, environment: env)
+            do {
+                let drives = try await resolver.resolve(r) { loaded.directories[$0.location.file] }
+                let plan = try planner.plan(r.target, profile: loaded.catalog.lookup(r.target.qemu.profileName)!, drives: drives, instanceDirectory: dir)
+                for w in plan.warnings { printError("vtarget: \(r.name): warning: \(w)") }
+                var text = loaded.runnables.count > 1 ? "# \(r.name)\n" : ""
+                text += format == .shell ? ShellQuoting.line(plan.argv) : plan.argv.joined(separator: "\n")
+                outputs.append(text)
+            } catch let e as DiagnosticError {
+                problems += e.diagnostics
+            }
+        }
+        if !problems.isEmpty { throw DiagnosticError(problems) }
+        printOut(outputs.joined(separator: "\n"))
+    }
+}

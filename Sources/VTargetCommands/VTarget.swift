@@ -1,0 +1,65 @@
+import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+import TargetRuntime
+import YAMLTree
+
+public struct VTarget: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "vtarget",
+        abstract: "Run virtual embedded targets and VMs from KubeTarget YAML, on one machine.",
+        discussion: """
+            Exit codes: 0 ok, 1 failure of the target or test, 2 bad input (YAML, flags).
+            Sockets live in $XDG_RUNTIME_DIR/vtarget (else /tmp/vtarget-$UID), mode 0700.
+            """,
+        version: "0.1.0",
+        subcommands: [Run.self, Render.self, Machines.self, Create.self])
+
+    public init() {}
+
+    /// Parses, runs, and maps every error onto the contract's exit codes.
+    public static func runMain(_ arguments: [String]) async -> Int32 {
+        do {
+            var command = try parseAsRoot(arguments)
+            if var async = command as? any AsyncParsableCommand {
+                try await async.run()
+            } else {
+                try command.run()
+            }
+            return 0
+        } catch let e as DiagnosticError {
+            printError(e.description)
+            return ExitCode.badInput
+        } catch let e as RuntimeError {
+            printError("vtarget: " + e.description)
+            return ExitCode.failure
+        } catch let e as CommandExit {
+            return e.code
+        } catch {
+            let code = exitCode(for: error).rawValue
+            let message = fullMessage(for: error)
+            if code == 0 {
+                print(message)
+                return 0
+            }
+            printError(message)
+            return ExitCode.badInput
+        }
+    }
+}
+
+/// Ends a command with a specific exit code after it has said why.
+struct CommandExit: Error {
+    var code: Int32
+}
+
+func printError(_ s: String) {
+    let bytes = Array((s.hasSuffix("\n") ? s : s + "\n").utf8)
+    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+}
+
+func printOut(_ s: String) {
+    let bytes = Array((s.hasSuffix("\n") ? s : s + "\n").utf8)
+    _ = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+}
