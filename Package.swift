@@ -45,9 +45,9 @@ let package = Package(
 
         .testTarget(name: "YAMLTreeTests", dependencies: ["YAMLTree"]),
         .testTarget(name: "TargetSpecTests", dependencies: ["TargetSpec", "MachineCatalog", "YAMLTree"],
-                    resources: [.copy("BadInputs")]),
-        .testTarget(name: "QEMULaunchTests", dependencies: ["QEMULaunch", "TargetSpec", "MachineCatalog"],
-                    resources: [.copy("Golden")]),
+                    exclude: ["BadInputs"]),
+        .testTarget(name: "QEMULaunchTests", dependencies: ["QEMULaunch", "TargetSpec", "MachineCatalog", "YAMLTree"],
+                    exclude: ["Golden"]),
         .testTarget(name: "QMPTests", dependencies: ["QMP"]),
         .testTarget(name: "IntegrationTests", dependencies: ["VTargetCommands", "TargetRuntime", "QMP"]),
     ],

@@ -2,6 +2,8 @@ import MachineCatalog
 import YAMLTree
 
 extension ResourceDecoder {
+    static let qemuConfigFields = ["machine", "cpu", "memory", "smp", "accel", "drives", "devices", "extraArgs"]
+
     func decodeTarget(_ meta: ObjectMeta, _ spec: MappingReader, _ file: SourceFile, _ context: DecodeContext) -> QemuVirtualTarget? {
         defer { spec.finish() }
         var architecture: Architecture?
@@ -15,10 +17,12 @@ extension ResourceDecoder {
         defer { q.finish() }
         guard let machineNode = q.required("machine"),
               let machine = MappingReader.string(machineNode, q.child("machine"), context) else {
+            q.accept(Self.qemuConfigFields)
             _ = decodeLifecycle(spec, context, serialDevices: nil)
             return nil
         }
         guard let profile = catalog.lookup(machine, architecture: architecture) else {
+            q.accept(Self.qemuConfigFields)
             context.error(machineNode, q.child("machine"), "unknown machine \"\(machine)\"; " + Suggestion.hint(machine, in: catalog.allNames) + " (`vtarget machines` lists them)")
             _ = decodeLifecycle(spec, context, serialDevices: nil)
             return nil

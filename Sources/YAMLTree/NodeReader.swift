@@ -53,6 +53,10 @@ public final class MappingReader {
         return v
     }
 
+    /// Marks keys as known without reading them: after an error that stops
+    /// decoding, the rest of the mapping is not reported as unknown.
+    public func accept(_ keys: [String]) { known += keys }
+
     public func has(_ key: String) -> Bool { pairs.contains { $0.key.scalar == key } }
 
     public func required(_ key: String) -> YAMLNode? {

@@ -159,7 +159,8 @@ struct TreeBuilder {
                         root = nil
                         anchors = [:]
                     case YAML_DOCUMENT_END_EVENT:
-                        if let root { documents.append(YAMLDocument(root: root, location: docStart)) }
+                        // An empty document (a trailing `---`) is skipped, as kubectl does.
+                        if let root, !root.isNull { documents.append(YAMLDocument(root: root, location: docStart)) }
                     case YAML_SCALAR_EVENT:
                         let s = event.data.scalar
                         let value = string(s.value, Int(s.length))

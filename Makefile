@@ -1,0 +1,42 @@
+SHELL := /bin/bash
+# vtarget: `make run` boots the seed example; `make test` runs every test.
+SWIFT ?= swift
+BUILD_FLAGS ?=
+VTARGET := .build/debug/vtarget
+RELEASE_VTARGET := .build/release/vtarget
+FW := firmware-samples/build
+SAMPLES := stm32vldiscovery netduino2 netduinoplus2 lm3s6965evb mps2-an385 mps2-an386 mps2-an500 x86-pc
+
+.PHONY: all setup build release firmware run test bench clean
+
+all: build
+
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+	$(SWIFT) build $(BUILD_FLAGS)
+
+release: setup
+	$(SWIFT) build -c release $(BUILD_FLAGS)
+
+firmware: build
+	$(MAKE) -s -C firmware-samples BUILD=build
+	@# The seed's ConfigMap, made from the STM32 sample the way a user would.
+	$(VTARGET) create configmap stm32f4-firmware --from-file=firmware.elf=$(FW)/stm32vldiscovery.elf --dry-run=client -o yaml > $(FW)/stm32f4-firmware.yaml
+	@for b in $(SAMPLES); do \
+	  $(VTARGET) create configmap $$b-firmware --from-file=firmware.elf=$(FW)/$$b.elf --dry-run=client -o yaml > $(FW)/$$b-firmware.yaml || exit 1; \
+	done
+
+# Boots the seed's YAML, unchanged, with its firmware ConfigMap; shows the serial output.
+run: build firmware
+	$(VTARGET) run -f examples/seed/stm32f4-qemu.yaml -f $(FW)/stm32f4-firmware.yaml --until 'echo ready' --timeout 30s
+
+test: build firmware
+	$(SWIFT) test $(BUILD_FLAGS) 2>&1 | tee .build/test.log; exit $${PIPESTATUS[0]}
+
+bench: release firmware
+	bash scripts/bench.sh
+
+clean:
+	rm -rf .build $(FW)

@@ -1,0 +1,132 @@
+import Foundation
+import MachineCatalog
+import Testing
+import YAMLTree
+@testable import TargetSpec
+
+/// The repository root, found from this file's path.
+let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+func loadCatalog() throws -> MachineCatalog {
+    let dir = repoRoot + "/machines"
+    let files = try FileManager.default.contentsOfDirectory(atPath: dir).sorted().filter { $0.hasSuffix(".yaml") }
+    return try MachineCatalog.parse(files: files.map { (dir + "/" + $0, [UInt8](FileManager.default.contents(atPath: dir + "/" + $0)!)) })
+}
+
+func decode(_ text: String, file: String = "in.yaml", options: DecodeOptions = DecodeOptions()) throws -> DecodedResources {
+    try ResourceDecoder(catalog: loadCatalog(), options: options)
+        .decode([SourceFile(path: file, directory: "/work/proj", bytes: Array(text.utf8))])
+}
+
+/// Every file in BadInputs/ starts with `# expect: <line>:<col> <field>: <message start>`
+/// lines; each must appear among the errors, exactly positioned.
+@Suite struct BadInputTests {
+    static let corpus: [String] = (try? FileManager.default.contentsOfDirectory(atPath: repoRoot + "/Tests/TargetSpecTests/BadInputs"))?.filter { $0.hasSuffix(".yaml") }.sorted() ?? []
+
+    @Test func corpusIsThere() {
+        #expect(Self.corpus.count >= 20)
+    }
+
+    @Test(arguments: corpus)
+    func refusedWithPosition(_ name: String) throws {
+        let path = repoRoot + "/Tests/TargetSpecTests/BadInputs/" + name
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let expectations = text.split(separator: "\n").filter { $0.hasPrefix("# expect: ") }.map { $0.dropFirst("# expect: ".count) }
+        #expect(!expectations.isEmpty, "\(name) has no # expect: line")
+        do {
+            _ = try decode(text, file: name)
+            Issue.record("\(name) was accepted")
+        } catch let e as DiagnosticError {
+            let rendered = e.errors.map(\.description)
+            for x in expectations {
+                let want = "\(name):" + x.replacingOccurrences(of: " ", with: ": error: ", options: [], range: x.range(of: " "))
+                #expect(rendered.contains { $0.hasPrefix(want) }, "\(name): expected \(want)\n got:\n\(rendered.joined(separator: "\n"))")
+            }
+        }
+    }
+
+    @Test func lenientTurnsUnknownFieldsIntoWarnings() throws {
+        let text = """
+            apiVersion: qemu.kubetarget.dev/v1alpha1
+            kind: QemuVirtualTarget
+            metadata: {name: t}
+            spec:
+              qemuConfig: {machine: lm3s6965evb, colour: blue}
+            """
+        #expect(throws: DiagnosticError.self) { try decode(text) }
+        let ok = try decode(text, options: DecodeOptions(strict: false))
+        #expect(ok.warnings.map(\.description).contains { $0.contains("5:38: warning: spec.qemuConfig.colour: unknown field \"colour\"") })
+    }
+
+    @Test func seedExampleIsAcceptedWithWarnings() throws {
+        let text = try String(contentsOfFile: repoRoot + "/examples/seed/stm32f4-qemu.yaml", encoding: .utf8)
+        let r = try decode(text, file: "seed.yaml")
+        guard case .target(let t) = r.resources[0] else { Issue.record("not a target"); return }
+        #expect(t.qemu.profileName == "stm32-p103")
+        #expect(t.qemu.devices.map(\.name) == ["uart0", "can0"])
+        #expect(t.qemu.devices[1].kind == .can(bus: "default", uart: nil))
+        #expect(r.warnings.map(\.description).contains("seed.yaml:11:13: warning: spec.qemuConfig.memory: 256M ignored: stm32-p103 has a fixed 8Ki of RAM"))
+    }
+
+    @Test func quantitiesAndDurations() {
+        #expect(Quantity.parseBytes("256M") == 256_000_000)
+        #expect(Quantity.parseBytes("256Mi") == 256 << 20)
+        #expect(Quantity.parseBytes("1Gi") == 1 << 30)
+        #expect(Quantity.parseBytes("4096") == 4096)
+        #expect(Quantity.parseBytes("12Q") == nil)
+        #expect(Quantity.parseBytes("-1Mi") == nil)
+        #expect(Quantity.parseDuration("1h30m") == 5400)
+        #expect(Quantity.parseDuration("500ms") == 0.5)
+        #expect(Quantity.parseDuration("10") == nil)
+        #expect(Quantity.parseDuration("5x") == nil)
+    }
+
+    @Test func dnsLabels() {
+        #expect(ResourceDecoder.isDNSLabel("stm32f4-qemu"))
+        #expect(!ResourceDecoder.isDNSLabel("Stm32"))
+        #expect(!ResourceDecoder.isDNSLabel("-a"))
+        #expect(!ResourceDecoder.isDNSLabel("a,b"))
+        #expect(!ResourceDecoder.isDNSLabel(String(repeating: "a", count: 64)))
+    }
+
+    @Test func relativePathsStayInside() {
+        #expect(PathRules.resolveRelative("fw/a.elf", in: "/p/q") == "/p/q/fw/a.elf")
+        #expect(PathRules.resolveRelative("./a/../b.elf", in: "/p") == "/p/b.elf")
+        #expect(PathRules.resolveRelative("../x.elf", in: "/p") == nil)
+        #expect(PathRules.resolveRelative("a/../../x", in: "/p") == nil)
+        #expect(PathRules.resolveRelative("/etc/passwd", in: "/p") == nil)
+    }
+
+    @Test func instanceLifecycleWinsAndConfigMapKeys() throws {
+        let text = """
+            apiVersion: v1
+            kind: ConfigMap
+            metadata: {name: fw}
+            data: {a.bin: "xyz"}
+            ---
+            apiVersion: qemu.kubetarget.dev/v1alpha1
+            kind: QemuVirtualTarget
+            metadata: {name: t}
+            spec:
+              ttl: 30m
+              qemuConfig:
+                machine: lm3s6965evb
+                drives: [{name: firmware, type: pflash, source: {configMap: {name: fw}}}]
+                devices: [{name: uart0, type: serial}]
+            ---
+            apiVersion: kubetarget.dev/v1alpha1
+            kind: VirtualTargetInstance
+            metadata: {name: t-1}
+            spec:
+              targetRef: {kind: QemuVirtualTarget, name: t}
+              ttl: 15m
+              readiness: {device: uart0, pattern: READY, timeout: 20s}
+            """
+        let r = try decode(text)
+        let runs = try Workload.instances(from: r.resources)
+        #expect(runs.map(\.name) == ["t-1"])
+        #expect(runs[0].lifecycle.ttlSeconds == 900)
+        #expect(runs[0].lifecycle.readiness?.timeoutSeconds == 20)
+        #expect(runs[0].configData["firmware"] == Array("xyz".utf8))
+    }
+}

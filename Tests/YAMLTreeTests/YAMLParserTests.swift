@@ -1,0 +1,98 @@
+import Testing
+@testable import YAMLTree
+
+@Suite struct YAMLParserTests {
+    func parseError(_ text: String, limits: YAMLLimits = YAMLLimits()) -> YAMLParseError? {
+        do {
+            _ = try YAMLParser.parse(text, file: "t.yaml", limits: limits)
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    @Test func marksAreOneBased() throws {
+        let docs = try YAMLParser.parse("a: 1\nb:\n  c: [x, y]\n", file: "t.yaml")
+        guard case .mapping(let pairs) = docs[0].root.content else { Issue.record("not a mapping"); return }
+        #expect(pairs[0].key.location == SourceLocation(file: "t.yaml", line: 1, column: 1))
+        #expect(pairs[1].key.location.line == 2)
+        guard case .mapping(let inner) = pairs[1].value.content, case .sequence(let items) = inner[0].value.content else {
+            Issue.record("bad shape"); return
+        }
+        #expect(items[1].location == SourceLocation(file: "t.yaml", line: 3, column: 10))
+        #expect(items[1].scalar == "y")
+    }
+
+    @Test func multipleDocuments() throws {
+        let docs = try YAMLParser.parse("a: 1\n---\nb: 2\n---\n", file: "t.yaml")
+        #expect(docs.count == 2)
+        #expect(docs[1].location.line == 2)
+    }
+
+    @Test func duplicateKeyPointsAtTheSecond() {
+        let e = parseError("a: 1\nb: 2\na: 3\n")
+        #expect(e?.location.line == 3)
+        #expect(e?.location.column == 1)
+        #expect(e?.message == "duplicate key \"a\" (first at line 1, column 1)")
+    }
+
+    @Test func tabIndentation() {
+        let e = parseError("a:\n\tb: 1\n")
+        #expect(e?.location == SourceLocation(file: "t.yaml", line: 2, column: 1))
+        #expect(e?.message.contains("tab character in indentation") == true)
+    }
+
+    @Test func invalidUTF8() {
+        let e = try? #require(parseErrorBytes(Array("a: 1\nb: x".utf8) + [0xC3, 0x28] + Array("\n".utf8)))
+        #expect(e?.location.line == 2)
+        #expect(e?.location.column == 5)
+        #expect(e?.message.contains("invalid UTF-8") == true)
+    }
+
+    func parseErrorBytes(_ bytes: [UInt8]) -> YAMLParseError? {
+        do { _ = try YAMLParser.parse(bytes, file: "t.yaml"); return nil } catch { return error }
+    }
+
+    @Test func nestingBound() {
+        let deep = String(repeating: "[", count: 100) + String(repeating: "]", count: 100)
+        let e = parseError(deep)
+        #expect(e?.message == "nesting deeper than 64 levels")
+        #expect(e?.location.column == 65)
+    }
+
+    @Test func aliasBombFails() {
+        // Each level multiplies the expansion by ten: 10^9 nodes if expanded.
+        var text = "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+        let names = ["b", "c", "d", "e", "f", "g", "h", "i"]
+        var prev = "a"
+        for n in names {
+            text += "\(n): &\(n) [" + Array(repeating: "*\(prev)", count: 10).joined(separator: ", ") + "]\n"
+            prev = n
+        }
+        let e = parseError(text)
+        #expect(e?.message.contains("alias bomb") == true)
+        #expect(e?.location.line ?? 0 >= 5)
+    }
+
+    @Test func sizeBound() {
+        let e = parseError(String(repeating: "a", count: 2000), limits: YAMLLimits(maxBytes: 1000))
+        #expect(e?.message == "file is 2000 bytes, over the limit of 1000 bytes")
+    }
+
+    @Test func libyamlErrorsHavePositions() {
+        let e = parseError("a: [1, 2\nb: 3\n")
+        #expect(e != nil)
+        #expect(e?.location.line == 2)
+    }
+
+    @Test func unknownAlias() {
+        let e = parseError("a: *nope\n")
+        #expect(e != nil)
+    }
+
+    @Test func suggestions() {
+        #expect(Suggestion.nearest("stm32vldiscovry", in: ["stm32vldiscovery", "netduino2"]) == "stm32vldiscovery")
+        #expect(Suggestion.nearest("netduinoplus", in: ["netduinoplus2", "netduino2"]) == "netduinoplus2")
+        #expect(Suggestion.nearest("zzzzzz", in: ["netduino2"]) == nil)
+    }
+}

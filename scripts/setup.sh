@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what vtarget needs on Debian, idempotently: a second run takes seconds.
+# apt packages: QEMU, libyaml, libseccomp, the ARM cross compiler, socat.
+# PyPI (into .venv): real clients for interop tests (python-can, qemu.qmp, pyserial).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+PACKAGES=(qemu-system-arm qemu-system-x86 qemu-utils libyaml-dev libseccomp-dev pkg-config
+          gcc-arm-none-eabi binutils make socat python3-venv)
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v swift >/dev/null 2>&1; then
+    echo "setup: swift is not on PATH; install Swift 6 (https://www.swift.org/install/linux/) and run again" >&2
+    exit 1
+fi
+
+# Interop clients for the tests, from PyPI only.
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import can, qemu.qmp, serial' 2>/dev/null; then
+    echo "setup: creating .venv with python-can, qemu.qmp, pyserial"
+    python3 -m venv .venv
+    .venv/bin/pip install -q --disable-pip-version-check python-can qemu.qmp pyserial
+fi
+echo "setup: ok"
