@@ -48,7 +48,7 @@ let package = Package(
                     exclude: ["BadInputs"]),
         .testTarget(name: "QEMULaunchTests", dependencies: ["QEMULaunch", "TargetSpec", "MachineCatalog", "YAMLTree"],
                     exclude: ["Golden"]),
-        .testTarget(name: "QMPTests", dependencies: ["QMP"]),
+        .testTarget(name: "QMPTests", dependencies: ["QMP", "Sandbox", .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "IntegrationTests", dependencies: ["VTargetCommands", "TargetRuntime", "QMP"]),
     ],
     swiftLanguageModes: [.v6]

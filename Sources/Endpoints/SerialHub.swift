@@ -40,6 +40,8 @@ public final class SerialHub: @unchecked Sendable {
     /// Serves the UART on a unix socket at `path`.
     public func listen(path: String) async throws {
         let channel = try await ServerBootstrap(group: loop)
+            // `printf … | socat` half-closes after sending; it must still get the reply.
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelOption(.writeBufferWaterMark, value: .init(low: Self.clientHighWater / 2, high: Self.clientHighWater))
             .childChannelInitializer { ch in
                 ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(ClientSide(hub: self)) }

@@ -75,7 +75,9 @@ public final class RunSession: Sendable {
             let resolver = DriveResolver(instanceDirectory: dir, materialize: true, environment: config.environment)
             do {
                 let drives = try await resolver.resolve(r, yamlDirectory: yamlDirectory)
-                out.append((r, try planner.plan(r.target, profile: profile, drives: drives, instanceDirectory: dir), dir))
+                var target = r.target
+                target.metadata.name = r.name  // the instance's name: QEMU's -name, output prefixes, variables
+                out.append((r, try planner.plan(target, profile: profile, drives: drives, instanceDirectory: dir), dir))
             } catch let e as DiagnosticError {
                 problems += e.diagnostics
             }
