@@ -8,13 +8,14 @@ import TargetRuntime
 import TargetSpec
 import QMP
 
-struct Create: AsyncParsableCommand {
+struct Create: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Create a resource from files, as kubectl create does.",
         subcommands: [CreateConfigMap.self])
 }
 
-struct CreateConfigMap: AsyncParsableCommand {
+/// Synchronous on purpose: Swift 6.3.1 crashes optimising this as an async function.
+struct CreateConfigMap: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "configmap",
         abstract: "Make a ConfigMap from files: UTF-8 text goes to data, anything else to binaryData (base64).",
@@ -46,7 +47,7 @@ struct CreateConfigMap: AsyncParsableCommand {
         if let namespace, !ResourceDecoder.isDNSLabel(namespace) { throw ValidationError("--namespace: \"\(namespace)\" is not a valid namespace") }
     }
 
-    func run() async throws {
+    func run() throws {
         var data: [(String, String)] = []
         var binary: [(String, String)] = []
         for spec in fromFile {

@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# make bench: every figure beside raw QEMU measured in the same run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+exec python3 scripts/bench.py
