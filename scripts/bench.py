@@ -10,7 +10,7 @@ import os, statistics, subprocess, sys, tempfile, time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VT = os.environ.get("VTARGET", os.path.join(ROOT, ".build/release/vtarget"))
 FW = os.path.join(ROOT, "firmware-samples/build")
-RUNS = int(os.environ.get("BENCH_RUNS", "20"))
+RUNS = int(os.environ.get("BENCH_RUNS", "30"))
 BANNER = b"echo ready"
 
 

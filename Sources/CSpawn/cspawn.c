@@ -4,11 +4,14 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #ifndef SYS_close_range
@@ -21,18 +24,22 @@ static void child_fail(int errfd, int err) {
     _exit(127);
 }
 
-/// Runs in the child: async-signal-safe calls only.
+/// Runs in the child, which shares the parent's memory until exec (vfork
+/// semantics): system calls only, nothing written outside its own stack.
 static void child_main(const cspawn_attr *a, int errfd, pid_t parent) {
-    sigset_t all;
-    sigemptyset(&all);
-    sigprocmask(SIG_SETMASK, &all, NULL);
-    /* Ignored dispositions survive exec (the Swift runtime ignores SIGPIPE). */
+    /* Every signal is blocked (by the parent, before clone). Reset the
+       dispositions first, so no parent handler can run in this shared
+       address space; ignored ones would also survive exec (the Swift
+       runtime ignores SIGPIPE). Only then unblock. */
     struct sigaction dfl;
     memset(&dfl, 0, sizeof dfl);
     dfl.sa_handler = SIG_DFL;
-    for (int s = 1; s < 32; s++) {
+    for (int s = 1; s < 65; s++) {
         if (s != SIGKILL && s != SIGSTOP) sigaction(s, &dfl, NULL);
     }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
     if (a->new_session && setsid() < 0) child_fail(errfd, errno);
     if (a->parent_death_signal) {
         if (prctl(PR_SET_PDEATHSIG, a->parent_death_signal) < 0) child_fail(errfd, errno);
@@ -69,19 +76,43 @@ static void child_main(const cspawn_attr *a, int errfd, pid_t parent) {
     child_fail(errfd, errno);
 }
 
+struct child_args {
+    const cspawn_attr *attr;
+    int errfd;
+    pid_t parent;
+};
+
+static int child_entry(void *raw) {
+    struct child_args *c = raw;
+    child_main(c->attr, c->errfd, c->parent);
+    return 127;
+}
+
+/* clone(CLONE_VM | CLONE_VFORK) as posix_spawn does: no copy of the
+   parent's page tables (vtarget's are large), and the parent resumes only
+   once the child has exec'd or died. The child runs on its own stack. */
+#define CHILD_STACK (64 * 1024)
+
 int cspawn_spawn(const cspawn_attr *a, pid_t *pid) {
     int p[2];
     if (pipe2(p, O_CLOEXEC) < 0) return errno;
-    pid_t parent = getpid();
-    pid_t child = fork();
-    if (child < 0) {
+    void *stack = mmap(NULL, CHILD_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) {
         int e = errno;
         close(p[0]); close(p[1]);
         return e;
     }
-    if (child == 0) {
-        close(p[0]);
-        child_main(a, p[1], parent);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    struct child_args args = { a, p[1], getpid() };
+    pid_t child = clone(child_entry, (char *)stack + CHILD_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
+    int clone_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    munmap(stack, CHILD_STACK);
+    if (child < 0) {
+        close(p[0]); close(p[1]);
+        return clone_errno;
     }
     close(p[1]);
     int err = 0;

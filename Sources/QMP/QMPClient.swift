@@ -38,10 +38,14 @@ public final class QMPClient: Sendable {
 
     /// Wraps a connected stream (a socket pair end or a unix socket) and
     /// completes the handshake: greeting, then `qmp_capabilities`.
-    public static func handshake(on channel: any Channel, core: QMPConnectionCore, events: AsyncStream<JSONValue>) async throws(QMPError) -> QMPClient {
+    /// `then` are sent in the same write as `qmp_capabilities` (QMP runs
+    /// commands in order), saving a round trip per command at start-up.
+    public static func handshake(
+        on channel: any Channel, core: QMPConnectionCore, events: AsyncStream<JSONValue>, then: [String] = []
+    ) async throws(QMPError) -> QMPClient {
         let client = QMPClient(channel: channel, core: core, events: events)
         _ = try await core.waitForGreeting()
-        _ = try await client.execute("qmp_capabilities")
+        _ = try await client.executeInOrder(["qmp_capabilities"] + then)
         return client
     }
 
@@ -56,18 +60,42 @@ public final class QMPClient: Sendable {
         try await core.acquireSlot()
         defer { core.releaseSlot() }
         let id = core.nextID()
+        return try await send(id, request(command, arguments, id)).get()
+    }
+
+    /// Several argument-less commands written at once and run in that order;
+    /// the first error is thrown. Counts as one command against the limit.
+    public func executeInOrder(_ commands: [String]) async throws(QMPError) -> [JSONValue] {
+        try await core.acquireSlot()
+        defer { core.releaseSlot() }
+        let ids = commands.map { _ in core.nextID() }
+        core.expect(ids)
+        let bytes = zip(commands, ids).flatMap { request($0, nil, $1) }
+        var results: [JSONValue] = []
+        for (i, id) in ids.enumerated() {
+            // Register every reply before writing; write once with the first.
+            results.append(try await send(id, i == 0 ? bytes : nil).get())
+        }
+        return results
+    }
+
+    private func request(_ command: String, _ arguments: JSONValue?, _ id: String) -> [UInt8] {
         var object: [String: JSONValue] = ["execute": .string(command), "id": .string(id)]
         if let arguments { object["arguments"] = arguments }
-        let bytes = JSONValue.object(object).serialized() + [0x0A]
-        let result: Result<JSONValue, QMPError> = await withCheckedContinuation { cont in
+        return JSONValue.object(object).serialized() + [0x0A]
+    }
+
+    /// Registers a reply for `id`, writes `bytes` if given, awaits the reply.
+    private func send(_ id: String, _ bytes: [UInt8]?) async -> Result<JSONValue, QMPError> {
+        await withCheckedContinuation { cont in
             guard core.register(id, cont) else { return }
+            guard let bytes else { return }
             var buffer = channel.allocator.buffer(capacity: bytes.count)
             buffer.writeBytes(bytes)
             channel.writeAndFlush(buffer).whenFailure { error in
                 self.core.fail(id, .disconnected("\(error)"))
             }
         }
-        return try result.get()
     }
 
     /// Human monitor commands through QMP.
@@ -88,6 +116,9 @@ public final class QMPConnectionCore: Sendable {
         var greetingWaiters: [CheckedContinuation<Result<JSONValue, QMPError>, Never>] = []
         var pending: [String: CheckedContinuation<Result<JSONValue, QMPError>, Never>] = [:]
         var closed: QMPError?
+        /// Replies for ids sent before their continuation was registered.
+        var expected: Set<String> = []
+        var early: [String: Result<JSONValue, QMPError>] = [:]
         var counter = 0
         var inFlight = 0
         var slotWaiters: [CheckedContinuation<Result<Void, QMPError>, Never>] = []
@@ -130,15 +161,25 @@ public final class QMPConnectionCore: Sendable {
         next?.resume(returning: .success(()))
     }
 
-    /// False (and the continuation resumed with the error) when already closed.
+    func expect(_ ids: [String]) {
+        state.withLock { $0.expected.formUnion(ids) }
+    }
+
+    /// False (and the continuation resumed) when the reply is already here or
+    /// the connection is closed.
     func register(_ id: String, _ cont: CheckedContinuation<Result<JSONValue, QMPError>, Never>) -> Bool {
-        let closed: QMPError? = state.withLock { s in
-            if let c = s.closed { return c }
+        let ready: Result<JSONValue, QMPError>? = state.withLock { s in
+            if let r = s.early.removeValue(forKey: id) {
+                s.expected.remove(id)
+                return r
+            }
+            if let c = s.closed { return .failure(c) }
+            s.expected.remove(id)
             s.pending[id] = cont
             return nil
         }
-        if let closed {
-            cont.resume(returning: .failure(closed))
+        if let ready {
+            cont.resume(returning: ready)
             return false
         }
         return true
@@ -181,7 +222,12 @@ public final class QMPConnectionCore: Sendable {
             } else {
                 result = .failure(.protocolViolation("reply without return or error: \(message)"))
             }
-            state.withLock { $0.pending.removeValue(forKey: id) }?.resume(returning: result)
+            let waiter = state.withLock { s in
+                if let w = s.pending.removeValue(forKey: id) { return Optional(w) }
+                if s.expected.contains(id) { s.early[id] = result }
+                return nil
+            }
+            waiter?.resume(returning: result)
         }
     }
 

@@ -111,7 +111,7 @@ public final class RunSession: Sendable {
                 for w in t.plan.warnings { note("\(t.name): warning: \(w)") }
                 do {
                     let serialDevices = Set(t.plan.serialChannels.map(\.device))
-                    try await t.connect(group: group) { device, bytes in
+                    try await t.connect(group: group, startRunning: true) { device, bytes in
                         if serialDevices.contains(device) { sink.yield(.serial(target: i, device: device, bytes: bytes)) }
                     }
                 } catch {
@@ -121,7 +121,6 @@ public final class RunSession: Sendable {
                 let child = t.child
                 Task { sink.yield(.qemuExited(target: i, status: await child.waitForExit())) }
             }
-            for t in targets { try await t.start() }
 
             var timers: [Task<Void, Never>] = []
             defer { timers.forEach { $0.cancel() } }

@@ -79,10 +79,12 @@ public final class TargetProcess: Sendable {
 
     public func socketPath(_ device: String) -> String { directory + "/\(device).sock" }
 
-    /// Reads stderr, completes the QMP handshake, attaches every UART to a
-    /// hub listening on `<dir>/<device>.sock`. Output reaches `onSerial`.
+    /// Reads stderr, attaches every UART to a hub listening on
+    /// `<dir>/<device>.sock`, completes the QMP handshake and, with
+    /// `startRunning`, lets the guest run (`cont`) in the same write.
+    /// Output reaches `onSerial`.
     public func connect(
-        group: any EventLoopGroup,
+        group: any EventLoopGroup, startRunning: Bool,
         onSerial: @escaping @Sendable (_ device: String, _ bytes: [UInt8]) -> Void
     ) async throws {
         let loop = group.next()
@@ -94,13 +96,8 @@ public final class TargetProcess: Sendable {
             .takingOwnershipOfDescriptor(input: try claim("stderr")).get()
         attached.withLock { $0.stderr = errChannel }
 
-        let (handler, core, events) = QMPClient.makeHandler()
-        let qmpChannel = try await ClientBootstrap(group: loop)
-            .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(handler) } }
-            .withConnectedSocket(try claim("vt-qmp")).get()
-        let client = try await QMPClient.handshake(on: qmpChannel, core: core, events: events)
-        attached.withLock { $0.qmp = client }
-
+        // The UART side first: it needs nothing from QEMU, so this overlaps
+        // QEMU's own start-up, which the QMP greeting then waits out.
         for c in plan.channels where c.role != .qmp {
             let device = c.device
             let hub = SerialHub(name: device, loop: loop, onOutput: { onSerial(device, $0) })
@@ -110,13 +107,15 @@ public final class TargetProcess: Sendable {
             try RuntimeDirectory.checkSocketPath(path)
             try await hub.listen(path: path)
         }
+
+        let (handler, core, events) = QMPClient.makeHandler()
+        let qmpChannel = try await ClientBootstrap(group: loop)
+            .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(handler) } }
+            .withConnectedSocket(try claim("vt-qmp")).get()
+        let client = try await QMPClient.handshake(on: qmpChannel, core: core, events: events, then: startRunning ? ["cont"] : [])
+        attached.withLock { $0.qmp = client }
     }
 
-    /// Lets the guest run.
-    public func start() async throws {
-        guard let qmp else { throw RuntimeError("\(name): QMP is not connected") }
-        _ = try await qmp.execute("cont")
-    }
 
     /// A clean `quit` through QMP first; SIGTERM, then SIGKILL, each bounded.
     public func stop(grace: Double = 1.5) async -> ExitStatus {
