@@ -40,6 +40,39 @@ def time_to_banner(argv, env=None, sample_rss=False):
     return elapsed, rss
 
 
+def idle_cpu_share(argv, env=None, qemu_of=None):
+    """Share of one core QEMU uses over 2 s once the banner is out."""
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=env)
+    seen = b""
+    while BANNER not in seen:
+        chunk = os.read(p.stdout.fileno(), 4096)
+        if not chunk:
+            break
+        seen += chunk
+    pid = qemu_of(p.pid) if qemu_of else p.pid
+    def cpu():
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    time.sleep(0.5)
+    before = cpu()
+    time.sleep(2.0)
+    share = (cpu() - before) / 2.0
+    p.terminate()
+    p.wait()
+    return share * 100.0
+
+
+def child_qemu(pid):
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            for c in f.read().split():
+                with open(f"/proc/{c}/cmdline", "rb") as g:
+                    if b"qemu-system" in g.read():
+                        return int(c)
+    sys.exit("bench: no QEMU child found")
+
+
 def median_ms(xs):
     return statistics.median(xs) * 1000.0
 
@@ -80,6 +113,7 @@ def main():
     print(f"{'vtarget render, whole process, median (ms)':44} {median_ms(render_t):10.1f} {'':>10} {'':>7} <= 20")
     if rss:
         print(f"{'vtarget run peak RSS at banner, max (MB)':44} {max(rss):10.1f} {'':>10} {'':>7} <= 30")
+    print(f"{'idle CPU after banner, QEMU (% of a core)':44} {idle_cpu_share(vt, env, child_qemu):10.1f} {idle_cpu_share(raw):10.1f} {'':>7} near 0")
     leftover = os.listdir(runtime)
     if leftover:
         print(f"bench: files left in {runtime}: {leftover}")

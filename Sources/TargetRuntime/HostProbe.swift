@@ -24,12 +24,77 @@ public enum HostProbe {
         }
     }
 
+    /// Host facts for planning. The KVM probe runs only when some target
+    /// could use KVM (a native-architecture board that allows it).
+    public static func facts(environment: [String: String], probeKVM: Bool) async -> HostFacts {
+        let kvm = probeKVM ? await kvm(environment: environment).usable : false
+        return HostFacts(architecture: architecture(), kvmUsable: kvm)
+    }
+
+    public struct KVMVerdict: Sendable {
+        public var usable: Bool
+        public var reason: String
+    }
+
+    /// A boot sector that writes "OK" to COM1 and halts.
+    static let probeBootSector: [UInt8] = {
+        let code: [UInt8] = [0xBA, 0xF8, 0x03, 0xB0, 0x4F, 0xEE, 0xB0, 0x4B, 0xEE, 0xB0, 0x0A, 0xEE, 0xFA, 0xF4, 0xEB, 0xFD]
+        return code + [UInt8](repeating: 0, count: 510 - code.count) + [0x55, 0xAA]
+    }()
+
     /// KVM is never assumed from /dev/kvm alone: on nested hosts it exists,
-    /// opens, and then aborts or hangs guests. Until a boot probe proves it,
-    /// `accel: auto` means TCG; `VTARGET_KVM=1` declares it proven.
-    public static func facts(environment: [String: String]) -> HostFacts {
-        let declared = environment["VTARGET_KVM"] == "1" && access("/dev/kvm", R_OK | W_OK) == 0
-        return HostFacts(architecture: architecture(), kvmUsable: declared)
+    /// opens, and then aborts (`-cpu host`: an MSR assertion) or hangs guests.
+    /// So a guest is booted under `-accel kvm -cpu host` with a deadline;
+    /// the verdict is cached per kernel release and QEMU build.
+    public static func kvm(environment: [String: String]) async -> KVMVerdict {
+        guard access("/dev/kvm", R_OK | W_OK) == 0 else {
+            return KVMVerdict(usable: false, reason: "/dev/kvm is missing or not accessible")
+        }
+        guard architecture() == .x86_64, let qemu = ExecutableSearch.find("qemu-system-x86_64", environment: environment) else {
+            return KVMVerdict(usable: false, reason: "qemu-system-x86_64 is not installed")
+        }
+        var st = stat()
+        stat(qemu, &st)
+        var u = utsname()
+        uname(&u)
+        let release = withUnsafeBytes(of: u.release) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+        let key = "\(release)-\(st.st_size)-\(st.st_mtim.tv_sec)".map { $0.isLetter || $0.isNumber ? $0 : "_" }
+        let cacheFile = cacheDirectory(environment) + "/kvm-" + String(key)
+        if let data = FileManager.default.contents(atPath: cacheFile) {
+            let text = String(decoding: data, as: UTF8.self)
+            return KVMVerdict(usable: text.hasPrefix("yes"), reason: String(text.drop { $0 != " " }.dropFirst()))
+        }
+        let verdict = await bootProbe(qemu)
+        _ = try? FileManager.default.createDirectory(atPath: cacheDirectory(environment), withIntermediateDirectories: true)
+        _ = FileManager.default.createFile(atPath: cacheFile, contents: Data(((verdict.usable ? "yes " : "no ") + verdict.reason).utf8))
+        return verdict
+    }
+
+    static func bootProbe(_ qemu: String) async -> KVMVerdict {
+        var template = Array("/tmp/vtarget-kvm-XXXXXX".utf8CString)
+        guard let dir = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }).map({ String(cString: $0) }) else {
+            return KVMVerdict(usable: false, reason: "cannot create a probe directory")
+        }
+        defer { RuntimeDirectory.removeTree(dir) }
+        let image = dir + "/probe.img"
+        guard FileManager.default.createFile(atPath: image, contents: Data(probeBootSector)) else {
+            return KVMVerdict(usable: false, reason: "cannot write the probe image")
+        }
+        guard let (output, finished) = try? await capture(qemu, [
+            "-accel", "kvm", "-cpu", "host", "-machine", "pc", "-nodefaults", "-no-user-config", "-display", "none",
+            "-drive", "file=\(image),format=raw,if=ide", "-serial", "stdio",
+        ], until: "OK", deadline: 5) else {
+            return KVMVerdict(usable: false, reason: "the probe could not start QEMU")
+        }
+        if output.contains("OK") { return KVMVerdict(usable: true, reason: "a guest booted under -accel kvm -cpu host") }
+        let said = output.split(separator: "\n").last.map(String.init) ?? ""
+        return KVMVerdict(usable: false, reason: finished
+            ? "QEMU failed under -accel kvm -cpu host: \(said)"
+            : "a guest under -accel kvm -cpu host printed nothing within 5 s (nested virtualisation?)")
+    }
+
+    static func cacheDirectory(_ environment: [String: String]) -> String {
+        (environment["XDG_CACHE_HOME"] ?? ((environment["HOME"] ?? "/tmp") + "/.cache")) + "/vtarget"
     }
 
     /// The `-machine` names a QEMU binary provides, cached per binary path,
@@ -37,13 +102,13 @@ public enum HostProbe {
     public static func machines(of binaryPath: String, environment: [String: String]) async -> Set<String>? {
         var st = stat()
         guard stat(binaryPath, &st) == 0 else { return nil }
-        let cacheDir = (environment["XDG_CACHE_HOME"] ?? ((environment["HOME"] ?? "/tmp") + "/.cache")) + "/vtarget"
+        let cacheDir = cacheDirectory(environment)
         let key = "\(binaryPath)-\(st.st_size)-\(st.st_mtim.tv_sec)".map { $0.isLetter || $0.isNumber ? $0 : "_" }
         let cacheFile = cacheDir + "/machines-" + String(key)
         if let data = FileManager.default.contents(atPath: cacheFile) {
             return Set(String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init))
         }
-        guard let output = try? await capture(binaryPath, ["-machine", "help"]) else { return nil }
+        guard let (output, _) = try? await capture(binaryPath, ["-machine", "help"], deadline: 10) else { return nil }
         var names = Set<String>()
         for line in output.split(separator: "\n").dropFirst() {
             if let name = line.split(separator: " ").first { names.insert(String(name)) }
@@ -53,28 +118,38 @@ public enum HostProbe {
         return names
     }
 
-    /// Runs a short command and returns its stdout.
-    static func capture(_ path: String, _ args: [String]) async throws -> String {
+    /// Runs a short command, stdout and stderr together, until it ends, its
+    /// output contains `until`, or `deadline` seconds pass; then it is killed.
+    /// Returns the output and whether the command ended by itself.
+    static func capture(_ path: String, _ args: [String], until: String? = nil, deadline: Double) async throws -> (String, Bool) {
         let (r, w) = try makePipe()
         let child: ChildProcess
         do {
             child = try await ChildProcess.spawn(SpawnRequest(
-                executable: path, arguments: args, environment: ["PATH=/usr/bin:/bin", "LC_ALL=C"], fds: [-1, w, -1]))
+                executable: path, arguments: args, environment: ["PATH=/usr/bin:/bin", "LC_ALL=C"], fds: [-1, w, w]))
         } catch {
             close(r); close(w)
             throw error
         }
         close(w)
+        defer { close(r) }
         var out: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
+        let end = ContinuousClock.now + .milliseconds(Int(deadline * 1000))
+        var ended = false
+        while ContinuousClock.now < end {
+            var pfd = pollfd(fd: r, events: Int16(POLLIN), revents: 0)
+            let left = end - ContinuousClock.now
+            let ms = Int32(max(0, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
+            if poll(&pfd, 1, ms) <= 0 { continue }
             let n = read(r, &buf, buf.count)
             if n < 0, errno == EINTR { continue }
-            if n <= 0 { break }
+            if n <= 0 { ended = true; break }
             out += buf[0..<n]
+            if let until, String(decoding: out, as: UTF8.self).contains(until) { break }
         }
-        close(r)
+        if child.exitStatus == nil, !ended { child.signal(SIGKILL) }
         _ = await child.waitForExit()
-        return String(decoding: out, as: UTF8.self)
+        return (String(decoding: out, as: UTF8.self), ended)
     }
 }

@@ -37,6 +37,15 @@ struct InputOptions: ParsableArguments {
         var catalog: MachineCatalog
         var runnables: [RunnableTarget]
         var directories: [String: String]
+
+        /// Whether any target could run under KVM here, so the probe is worth running.
+        var mayUseKVM: Bool {
+            let host = HostProbe.architecture()
+            return runnables.contains { r in
+                guard r.target.qemu.accel != .tcg, let p = catalog.lookup(r.target.qemu.profileName) else { return false }
+                return p.accelerators.contains("kvm") && (p.architectures.contains(host) || (host == .x86_64 && p.architectures.contains(.i386)))
+            }
+        }
     }
 
     /// Files → validated instances; warnings are printed, errors thrown.

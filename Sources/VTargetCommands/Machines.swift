@@ -40,6 +40,8 @@ struct Machines: AsyncParsableCommand {
         var header = ["NAME", "ARCH", "QEMU MACHINE", "AVAILABLE", "ALIASES"]
         if output == .wide { header += ["BINARY", "DESCRIPTION"] }
         printOut(Table.render([header] + rows))
+        let kvm = await HostProbe.kvm(environment: env)
+        printOut("\nKVM: " + (kvm.usable ? "usable" : "not used") + " (\(kvm.reason)); accel: auto picks " + (kvm.usable ? "kvm for native guests" : "tcg"))
     }
 }
 

@@ -22,7 +22,7 @@ struct Render: AsyncParsableCommand {
     func run() async throws {
         let env = Environment.variables
         let loaded = try input.load(environment: env)
-        let planner = LaunchPlanner(host: HostProbe.facts(environment: env))
+        let planner = LaunchPlanner(host: await HostProbe.facts(environment: env, probeKVM: loaded.mayUseKVM))
         let base = RuntimeDirectory.base(environment: env) + "/run-PID"
         var problems: [Diagnostic] = []
         var outputs: [String] = []

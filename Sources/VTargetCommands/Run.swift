@@ -50,7 +50,7 @@ struct Run: AsyncParsableCommand {
         let session = RunSession(config: RunConfiguration(
             until: until, timeoutSeconds: timeout.flatMap(Quantity.parseDuration),
             ttlSeconds: ttl.flatMap(Quantity.parseDuration), command: command,
-            environment: env, host: HostProbe.facts(environment: env)), catalog: loaded.catalog)
+            environment: env, host: await HostProbe.facts(environment: env, probeKVM: loaded.mayUseKVM)), catalog: loaded.catalog)
         let dirs = loaded.directories
         let prepared = try await session.prepare(loaded.runnables, runDirectory: runDir) { dirs[$0.location.file] }
         let code = await session.run(prepared)

@@ -102,6 +102,32 @@ func exampleArgs(_ board: String) -> [String] {
         expectNothingLeft(runtime)
     }
 
+    /// The samples sleep in WFI/HLT: an idle target must cost the host next to nothing.
+    @Test(arguments: ["netduinoplus2", "x86-pc"])
+    func idleTargetsUseNearZeroHostCPU(_ board: String) throws {
+        let runtime = makeRuntimeDir()
+        let (p, out, _) = try launch(["run"] + exampleArgs(board), runtime: runtime)
+        var seen = Data()
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, !String(decoding: seen, as: UTF8.self).contains("echo ready") {
+            seen += out.fileHandleForReading.availableData
+        }
+        let qemu = try #require(qemuProcesses(mentioning: runtime).first)
+        func cpuSeconds() -> Double {
+            let stat = String(decoding: FileManager.default.contents(atPath: "/proc/\(qemu)/stat") ?? Data(), as: UTF8.self)
+            let fields = stat.split(separator: ")").last!.split(separator: " ")
+            return (Double(fields[11])! + Double(fields[12])!) / Double(sysconf(Int32(_SC_CLK_TCK)))
+        }
+        usleep(500_000)
+        let before = cpuSeconds()
+        usleep(2_000_000)
+        let share = (cpuSeconds() - before) / 2.0
+        #expect(share < 0.10, "\(board) idles at \(Int(share * 100))% of a core")
+        p.terminate()
+        p.waitUntilExit()
+        expectNothingLeft(runtime)
+    }
+
     @Test func seedExampleRunsUnchanged() throws {
         let runtime = makeRuntimeDir()
         let r = try vt(["run", "-f", "examples/seed/stm32f4-qemu.yaml", "-f", "\(firmware)/stm32f4-firmware.yaml",
@@ -231,6 +257,10 @@ func exampleArgs(_ board: String) -> [String] {
             let line = r.stdout.split(separator: "\n").first { $0.hasPrefix(name + " ") }
             #expect(line?.contains("   yes   ") == true, "\(name): \(line ?? "missing")")
         }
+        // The KVM verdict comes from booting a guest, with its reason.
+        let kvm = r.stdout.split(separator: "\n").first { $0.hasPrefix("KVM: ") }
+        #expect(kvm?.contains("-accel kvm -cpu host") == true || kvm?.contains("/dev/kvm") == true || kvm?.contains("not installed") == true,
+                "\(kvm ?? "no KVM line")")
         expectNothingLeft(runtime)
     }
 }
