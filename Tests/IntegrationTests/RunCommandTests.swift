@@ -44,6 +44,16 @@ func vt(_ args: [String], runtime: String, cwd: String = repoRoot) throws -> Run
     return RunResult(code: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
 }
 
+/// What a running vtarget printed on stdout up to `marker` (or the deadline).
+func readUntil(_ pipe: Pipe, _ marker: String, seconds: Double) -> String {
+    var seen = Data()
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline, !String(decoding: seen, as: UTF8.self).contains(marker) {
+        seen += pipe.fileHandleForReading.availableData
+    }
+    return String(decoding: seen, as: UTF8.self)
+}
+
 /// QEMU processes whose command line mentions `marker` (their run directory).
 func qemuProcesses(mentioning marker: String) -> [Int32] {
     let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
@@ -107,11 +117,7 @@ func exampleArgs(_ board: String) -> [String] {
     func idleTargetsUseNearZeroHostCPU(_ board: String) throws {
         let runtime = makeRuntimeDir()
         let (p, out, _) = try launch(["run"] + exampleArgs(board), runtime: runtime)
-        var seen = Data()
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline, !String(decoding: seen, as: UTF8.self).contains("echo ready") {
-            seen += out.fileHandleForReading.availableData
-        }
+        #expect(readUntil(out, "echo ready", seconds: 30).contains("echo ready"))
         let qemu = try #require(qemuProcesses(mentioning: runtime).first)
         func cpuSeconds() -> Double {
             let stat = String(decoding: FileManager.default.contents(atPath: "/proc/\(qemu)/stat") ?? Data(), as: UTF8.self)
@@ -158,12 +164,8 @@ func exampleArgs(_ board: String) -> [String] {
     @Test func sigtermStopsEverything() throws {
         let runtime = makeRuntimeDir()
         let (p, out, _) = try launch(["run"] + exampleArgs("netduinoplus2"), runtime: runtime)
-        var seen = Data()
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline, !String(decoding: seen, as: UTF8.self).contains("echo ready") {
-            seen += out.fileHandleForReading.availableData
-        }
-        #expect(String(decoding: seen, as: UTF8.self).contains("echo ready"))
+        let seen = readUntil(out, "echo ready", seconds: 20)
+        #expect(seen.contains("echo ready"))
         #expect(!qemuProcesses(mentioning: runtime).isEmpty, "QEMU should be running before SIGTERM")
         p.terminate()
         p.waitUntilExit()
