@@ -26,7 +26,7 @@ let package = Package(
         .target(name: "QMP", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
 
         // IO modules.
-        .target(name: "Sandbox", dependencies: ["CSpawn"]),
+        .target(name: "Sandbox", dependencies: ["CSpawn", "CSeccomp"]),
         .target(name: "Endpoints", dependencies: [
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),

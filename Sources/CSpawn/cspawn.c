@@ -5,7 +5,11 @@
 #include <signal.h>
 #include <string.h>
 #include <sched.h>
+#include <grp.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -17,6 +21,13 @@
 #ifndef SYS_close_range
 #define SYS_close_range 436
 #endif
+
+static void child_fail_at(int errfd, int step, int err) {
+    err |= step << 24;
+    ssize_t r;
+    do { r = write(errfd, &err, sizeof err); } while (r < 0 && errno == EINTR);
+    _exit(127);
+}
 
 static void child_fail(int errfd, int err) {
     ssize_t r;
@@ -40,38 +51,57 @@ static void child_main(const cspawn_attr *a, int errfd, pid_t parent) {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    if (a->new_session && setsid() < 0) child_fail(errfd, errno);
-    if (a->parent_death_signal) {
-        if (prctl(PR_SET_PDEATHSIG, a->parent_death_signal) < 0) child_fail(errfd, errno);
-        if (getppid() != parent) _exit(127); /* the parent died before prctl */
-    }
+    if (a->new_session && setsid() < 0) child_fail_at(errfd, CSPAWN_STEP_SESSION, errno);
     /* Move every source fd and the error pipe above the target range first,
        so that placing fd i never clobbers a source still needed. */
     int high = a->fd_count + 3;
     int moved_err = fcntl(errfd, F_DUPFD_CLOEXEC, high + a->fd_count + 8);
-    if (moved_err < 0) child_fail(errfd, errno);
+    if (moved_err < 0) child_fail_at(errfd, CSPAWN_STEP_FDS, errno);
     errfd = moved_err;
     int staged[256];
-    if (a->fd_count > 256) child_fail(errfd, EINVAL);
+    if (a->fd_count > 256) child_fail_at(errfd, CSPAWN_STEP_FDS, EINVAL);
     for (int i = 0; i < a->fd_count; i++) {
         int src = a->fds[i];
         if (src < 0) {
             src = open("/dev/null", O_RDWR | O_CLOEXEC);
-            if (src < 0) child_fail(errfd, errno);
+            if (src < 0) child_fail_at(errfd, CSPAWN_STEP_FDS, errno);
         }
         staged[i] = fcntl(src, F_DUPFD_CLOEXEC, high);
-        if (staged[i] < 0) child_fail(errfd, errno);
+        if (staged[i] < 0) child_fail_at(errfd, CSPAWN_STEP_FDS, errno);
     }
     for (int i = 0; i < a->fd_count; i++) {
-        if (dup2(staged[i], i) < 0) child_fail(errfd, errno); /* dup2 clears CLOEXEC */
+        if (dup2(staged[i], i) < 0) child_fail_at(errfd, CSPAWN_STEP_FDS, errno); /* dup2 clears CLOEXEC */
     }
     /* Close everything but the planned fds and the error pipe (CLOEXEC anyway). */
     if (syscall(SYS_close_range, (unsigned)a->fd_count, (unsigned)errfd - 1, 0) < 0) {
         for (int fd = a->fd_count; fd < errfd; fd++) close(fd);
     }
     syscall(SYS_close_range, (unsigned)errfd + 1, ~0U, 0);
+    for (int i = 0; i < a->rlimit_count; i++) {
+        struct rlimit rl = { a->rlimits[i].soft, a->rlimits[i].hard };
+        if (setrlimit(a->rlimits[i].resource, &rl) < 0) child_fail_at(errfd, CSPAWN_STEP_RLIMIT, errno);
+    }
+    /* In a new mount namespace, nothing mounted here propagates back. */
+    if ((a->namespace_flags & CLONE_NEWNS) && mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+        child_fail_at(errfd, CSPAWN_STEP_MOUNTS, errno);
     if (a->umask_value >= 0) umask((mode_t)a->umask_value);
-    if (a->cwd && chdir(a->cwd) < 0) child_fail(errfd, errno);
+    if (a->cwd && chdir(a->cwd) < 0) child_fail_at(errfd, CSPAWN_STEP_CHDIR, errno);
+    if (a->uid >= 0) {
+        if (setgroups(0, NULL) < 0) child_fail_at(errfd, CSPAWN_STEP_CREDENTIALS, errno);
+        if (setresgid((gid_t)a->gid, (gid_t)a->gid, (gid_t)a->gid) < 0) child_fail_at(errfd, CSPAWN_STEP_CREDENTIALS, errno);
+        if (setresuid((uid_t)a->uid, (uid_t)a->uid, (uid_t)a->uid) < 0) child_fail_at(errfd, CSPAWN_STEP_CREDENTIALS, errno);
+    }
+    /* After the credentials change, which clears the parent-death signal. */
+    if (a->parent_death_signal) {
+        if (prctl(PR_SET_PDEATHSIG, a->parent_death_signal) < 0) child_fail_at(errfd, CSPAWN_STEP_DEATHSIG, errno);
+        if (getppid() != parent) _exit(127); /* the parent died before prctl */
+    }
+    if (a->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        child_fail_at(errfd, CSPAWN_STEP_NO_NEW_PRIVS, errno);
+    if (a->seccomp_filter) {
+        struct sock_fprog prog = { (unsigned short)a->seccomp_len, (struct sock_filter *)a->seccomp_filter };
+        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0) child_fail_at(errfd, CSPAWN_STEP_SECCOMP, errno);
+    }
     execve(a->path, a->argv, a->envp);
     child_fail(errfd, errno);
 }
@@ -106,13 +136,13 @@ int cspawn_spawn(const cspawn_attr *a, pid_t *pid) {
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     struct child_args args = { a, p[1], getpid() };
-    pid_t child = clone(child_entry, (char *)stack + CHILD_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
+    pid_t child = clone(child_entry, (char *)stack + CHILD_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD | a->namespace_flags, &args);
     int clone_errno = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     munmap(stack, CHILD_STACK);
     if (child < 0) {
         close(p[0]); close(p[1]);
-        return clone_errno;
+        return clone_errno | (CSPAWN_STEP_CLONE << 24);
     }
     close(p[1]);
     int err = 0;

@@ -1,5 +1,8 @@
 import NIOCore
 import NIOPosix
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One UART shared by many: QEMU's end of the socket pair on one side, any
 /// number of unix-socket clients on the other. Every client reads all output
@@ -48,6 +51,7 @@ public final class SerialHub: @unchecked Sendable {
             }
             .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: false).get()
         try await loop.submit { self.server = channel }.get()
+        chmod(path, 0o600)  // connecting needs write permission: the user's only
     }
 
     /// Bytes to the UART, as if typed.

@@ -7,8 +7,25 @@ import Glibc
 public struct SpawnError: Error, Sendable, CustomStringConvertible {
     public var executable: String
     public var errno: Int32
+    /// The step between fork and exec that failed, when it was not exec itself.
+    public var step: String?
+
+    public init(executable: String, errno: Int32, step: String? = nil) {
+        self.executable = executable
+        self.errno = errno
+        self.step = step
+    }
+
+    /// Splits the shim's `step << 24 | errno`.
+    init(executable: String, shimError: Int32) {
+        let steps = [1: "setsid", 2: "placing fds", 3: "setrlimit", 4: "private mounts", 5: "dropping privileges",
+                     6: "parent-death signal", 7: "no_new_privs", 8: "loading the seccomp filter", 9: "chdir",
+                     10: "clone (namespaces)"]
+        self.init(executable: executable, errno: shimError & 0xFFFFFF, step: steps[Int(shimError >> 24)])
+    }
+
     public var description: String {
-        "cannot start \(executable): \(String(cString: strerror(errno)))"
+        "cannot start \(executable): " + (step.map { "\($0): " } ?? "") + String(cString: strerror(errno))
     }
 }
 
@@ -42,9 +59,12 @@ public struct SpawnRequest: Sendable {
     public var fds: [Int32]
     public var newSession: Bool
     public var parentDeathSignal: Int32
+    public var sandbox: SandboxPolicy
 
     public init(executable: String, arguments: [String], environment: [String], workingDirectory: String? = nil,
-                fds: [Int32] = [-1, 1, 2], newSession: Bool = true, parentDeathSignal: Int32 = SIGKILL) {
+                fds: [Int32] = [-1, 1, 2], newSession: Bool = true, parentDeathSignal: Int32 = SIGKILL,
+                sandbox: SandboxPolicy = .none) {
+        self.sandbox = sandbox
         self.executable = executable
         self.arguments = arguments
         self.environment = environment
@@ -76,10 +96,12 @@ public final class ChildProcess: Sendable {
         self.state = Mutex(State())
     }
 
-    /// Starts the child and returns once exec succeeded (or failed).
-    public static func spawn(_ request: SpawnRequest) async throws(SpawnError) -> ChildProcess {
+    /// Starts the child and returns once exec succeeded (or failed). A
+    /// sandbox that cannot be built means no child: never a silent fallback.
+    public static func spawn(_ request: SpawnRequest) async throws -> ChildProcess {
+        let filter = request.sandbox.seccomp ? try SeccompFilter.build(request.sandbox) : nil
         let result: Result<ChildProcess, SpawnError> = await withCheckedContinuation { cont in
-            let job = SpawnJob(request: request, started: cont)
+            let job = SpawnJob(request: request, filter: filter, started: cont)
             let box = Unmanaged.passRetained(job).toOpaque()
             var thread = pthread_t()
             var attr = pthread_attr_t()
@@ -155,10 +177,12 @@ public final class ChildProcess: Sendable {
 
     private final class SpawnJob: @unchecked Sendable {
         let request: SpawnRequest
+        let filter: SeccompFilter?
         let started: CheckedContinuation<Result<ChildProcess, SpawnError>, Never>
 
-        init(request: SpawnRequest, started: CheckedContinuation<Result<ChildProcess, SpawnError>, Never>) {
+        init(request: SpawnRequest, filter: SeccompFilter?, started: CheckedContinuation<Result<ChildProcess, SpawnError>, Never>) {
             self.request = request
+            self.filter = filter
             self.started = started
         }
 
@@ -167,22 +191,36 @@ public final class ChildProcess: Sendable {
             let argv = CStringArray([request.executable] + request.arguments)
             let envp = CStringArray(request.environment)
             var pid: pid_t = 0
+            let policy = request.sandbox
+            let limits = policy.limits.map { cspawn_rlimit(resource: $0.resource, soft: rlim_t($0.soft), hard: rlim_t($0.hard)) }
+            let program = filter?.program ?? []
             let err: Int32 = request.fds.withUnsafeBufferPointer { fds in
-                withOptionalCString(request.workingDirectory) { cwd in
-                    request.executable.withCString { path in
-                        var attr = cspawn_attr(
-                            path: path, argv: argv.pointers, envp: envp.pointers, cwd: cwd,
-                            fds: fds.baseAddress, fd_count: Int32(fds.count),
-                            new_session: request.newSession ? 1 : 0,
-                            parent_death_signal: request.parentDeathSignal, umask_value: 0o077)
-                        return cspawn_spawn(&attr, &pid)
+                limits.withUnsafeBufferPointer { rl in
+                    program.withUnsafeBytes { bpf in
+                        withOptionalCString(request.workingDirectory) { cwd in
+                            request.executable.withCString { path in
+                                var attr = cspawn_attr(
+                                    path: path, argv: argv.pointers, envp: envp.pointers, cwd: cwd,
+                                    fds: fds.baseAddress, fd_count: Int32(fds.count),
+                                    new_session: request.newSession ? 1 : 0,
+                                    parent_death_signal: request.parentDeathSignal, umask_value: 0o077,
+                                    rlimits: rl.baseAddress, rlimit_count: Int32(rl.count),
+                                    namespace_flags: policy.namespaces ? 0x4000_0000 | 0x0002_0000 : 0,  // CLONE_NEWNET | CLONE_NEWNS
+                                    gid: policy.runAs.map { Int32(bitPattern: $0.gid) } ?? -1,
+                                    uid: policy.runAs.map { Int32(bitPattern: $0.uid) } ?? -1,
+                                    no_new_privs: policy.noNewPrivileges ? 1 : 0,
+                                    seccomp_filter: filter == nil ? nil : bpf.baseAddress,
+                                    seccomp_len: Int32(program.count / 8))
+                                return cspawn_spawn(&attr, &pid)
+                            }
+                        }
                     }
                 }
             }
             argv.free()
             envp.free()
             guard err == 0 else {
-                started.resume(returning: .failure(SpawnError(executable: request.executable, errno: err)))
+                started.resume(returning: .failure(SpawnError(executable: request.executable, shimError: err)))
                 return
             }
             let pidfd = cspawn_pidfd_open(pid)

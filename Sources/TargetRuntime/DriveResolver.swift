@@ -13,12 +13,26 @@ public struct DriveResolver {
     public var instanceDirectory: String
     /// False for `render`: compute paths and formats, write nothing.
     public var materialize: Bool
+    /// Copy firmware from file/hostPath sources into the instance directory:
+    /// when QEMU drops to another uid it may not read the user's files.
+    public var copyFirmware: Bool
     public var environment: [String: String]
 
-    public init(instanceDirectory: String, materialize: Bool, environment: [String: String]) {
+    public init(instanceDirectory: String, materialize: Bool, copyFirmware: Bool = false, environment: [String: String]) {
         self.instanceDirectory = instanceDirectory
         self.materialize = materialize
+        self.copyFirmware = copyFirmware
         self.environment = environment
+    }
+
+    /// Firmware images are small and loaded once; disks are not copied.
+    private func placed(_ d: Drive, _ real: String, _ format: ImageFormat) throws -> ResolvedDrive {
+        guard copyFirmware, materialize, d.kind != .disk, d.kind != .cdrom else {
+            return ResolvedDrive(drive: d, path: real, format: format)
+        }
+        let copy = instanceDirectory + "/drive-\(d.name).\(format.rawValue)"
+        try write(try InputFiles.readFile(real), to: copy)
+        return ResolvedDrive(drive: d, path: copy, format: format)
     }
 
     public func resolve(_ runnable: RunnableTarget, yamlDirectory: (Drive) -> String?) async throws -> [ResolvedDrive] {
@@ -37,10 +51,10 @@ public struct DriveResolver {
                     throw DiagnosticError([Diagnostic(.error, at: d.location, field: d.path + ".source.file",
                         "\(path) resolves through a symlink to \(real), outside \(realDir); file sources stay inside their YAML's directory")])
                 }
-                out.append(ResolvedDrive(drive: d, path: real, format: ImageFormat(d.format, sniffed: try prefix(real))))
+                out.append(try placed(d, real, ImageFormat(d.format, sniffed: try prefix(real))))
             case .hostPath(let path):
                 let real = try realPath(path, d)
-                out.append(ResolvedDrive(drive: d, path: real, format: ImageFormat(d.format, sniffed: try prefix(real))))
+                out.append(try placed(d, real, ImageFormat(d.format, sniffed: try prefix(real))))
             case .emptyDisk(let capacity):
                 let path = instanceDirectory + "/disk-\(d.name).qcow2"
                 if materialize { try await createQcow2(path, capacity) }

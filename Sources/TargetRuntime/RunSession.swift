@@ -21,9 +21,13 @@ public struct RunConfiguration: Sendable {
     public var environment: [String: String]
     public var host: HostFacts
     public var launch: LaunchOptions
+    /// False only with `--no-sandbox`.
+    public var sandbox: Bool
 
     public init(until: String? = nil, timeoutSeconds: Double? = nil, ttlSeconds: Double? = nil, command: [String] = [],
-                environment: [String: String], host: HostFacts = HostFacts(), launch: LaunchOptions = LaunchOptions()) {
+                environment: [String: String], host: HostFacts = HostFacts(), launch: LaunchOptions = LaunchOptions(),
+                sandbox: Bool = true) {
+        self.sandbox = sandbox
         self.until = until
         self.timeoutSeconds = timeoutSeconds
         self.ttlSeconds = ttlSeconds
@@ -71,13 +75,22 @@ public final class RunSession: Sendable {
             let dirName = r.namespace == "default" ? r.name : "\(r.namespace).\(r.name)"
             let dir = runDirectory + "/" + dirName
             guard let profile = catalog.lookup(r.target.qemu.profileName) else { continue }
-            if mkdir(dir, 0o700) != 0 { throw RuntimeError("cannot create \(dir): \(String(cString: strerror(errno)))") }
-            let resolver = DriveResolver(instanceDirectory: dir, materialize: true, environment: config.environment)
+            // <dir> holds vtarget's sockets; <dir>/qemu is QEMU's own (its cwd,
+            // firmware, GDB socket), handed to QEMU's uid when vtarget is root,
+            // so a compromised QEMU cannot replace the sockets clients use.
+            let dropping = config.sandbox && QEMUSandbox.isRoot
+            let qemuDir = dir + "/qemu"
+            if mkdir(dir, dropping ? 0o711 : 0o700) != 0 || mkdir(qemuDir, 0o700) != 0 {
+                throw RuntimeError("cannot create \(qemuDir): \(String(cString: strerror(errno)))")
+            }
+            if dropping { chmod(dir, 0o711) }
+            let resolver = DriveResolver(instanceDirectory: qemuDir, materialize: true, copyFirmware: dropping, environment: config.environment)
             do {
                 let drives = try await resolver.resolve(r, yamlDirectory: yamlDirectory)
+                if dropping { try QEMUSandbox.handOver(qemuDir) }
                 var target = r.target
                 target.metadata.name = r.name  // the instance's name: QEMU's -name, output prefixes, variables
-                out.append((r, try planner.plan(target, profile: profile, drives: drives, instanceDirectory: dir), dir))
+                out.append((r, try planner.plan(target, profile: profile, drives: drives, instanceDirectory: qemuDir), dir))
             } catch let e as DiagnosticError {
                 problems += e.diagnostics
             }
@@ -103,7 +116,8 @@ public final class RunSession: Sendable {
                 guard let qemu = ExecutableSearch.find(plan.binary, environment: config.environment) else {
                     throw RuntimeError("\(plan.binary) not found in PATH; install QEMU (make setup, or apt-get install qemu-system-arm qemu-system-x86)")
                 }
-                targets.append(try await TargetProcess.spawn(plan: plan, directory: dir, qemuPath: qemu))
+                targets.append(try await TargetProcess.spawn(plan: plan, directory: dir, qemuPath: qemu,
+                                                             sandbox: QEMUSandbox.policy(enabled: config.sandbox)))
             }
             let streams = prepared.reduce(0) { $0 + $1.1.serialChannels.count }
             let output = SerialOutput(prefixed: streams > 1, names: targets.map(\.name))

@@ -14,10 +14,13 @@ public enum RuntimeDirectory {
         return "/tmp/vtarget-\(getuid())"
     }
 
-    /// Creates `path` 0700 if missing and refuses one that is not ours or
-    /// that others can enter: a /tmp name may have been taken by someone else.
-    public static func ensurePrivate(_ path: String) throws(RuntimeError) {
-        if mkdir(path, 0o700) != 0 && errno != EEXIST {
+    /// Creates `path` 0700 if missing and refuses one that is not ours: a
+    /// /tmp name may have been taken by someone else. `traversable` (0711)
+    /// lets a QEMU that dropped to another uid reach its own directory below
+    /// without being able to list anything.
+    public static func ensurePrivate(_ path: String, traversable: Bool = false) throws(RuntimeError) {
+        let mode: mode_t = traversable ? 0o711 : 0o700
+        if mkdir(path, mode) != 0 && errno != EEXIST {
             throw RuntimeError("cannot create \(path): \(String(cString: strerror(errno)))")
         }
         var st = stat()
@@ -26,7 +29,7 @@ public enum RuntimeDirectory {
         }
         guard (st.st_mode & S_IFMT) == S_IFDIR else { throw RuntimeError("\(path) is not a directory") }
         guard st.st_uid == getuid() else { throw RuntimeError("\(path) belongs to uid \(st.st_uid), not to you; refusing to use it") }
-        if st.st_mode & 0o077 != 0 { chmod(path, 0o700) }
+        if st.st_mode & 0o777 != mode { chmod(path, mode) }
     }
 
     public static func checkSocketPath(_ path: String) throws(RuntimeError) {

@@ -24,7 +24,7 @@ public final class TargetProcess: Sendable {
     private let attached = Mutex<(qmp: QMPClient?, hubs: [SerialHub], stderr: (any Channel)?)>((nil, [], nil))
 
     /// Spawns QEMU paused (`-S`) with one end of each socket pair.
-    public static func spawn(plan: LaunchPlan, directory: String, qemuPath: String) async throws -> TargetProcess {
+    public static func spawn(plan: LaunchPlan, directory: String, qemuPath: String, sandbox: SandboxPolicy) async throws -> TargetProcess {
         var ours: [String: Int32] = [:]
         var theirs: [Int32] = []
         var fds: [Int32] = [-1, -1]
@@ -44,7 +44,7 @@ public final class TargetProcess: Sendable {
         let request = SpawnRequest(
             executable: qemuPath, arguments: plan.arguments,
             environment: ["PATH=/usr/bin:/bin", "LC_ALL=C"],
-            workingDirectory: directory, fds: fds)
+            workingDirectory: directory + "/qemu", fds: fds, sandbox: sandbox)
         do {
             let child = try await ChildProcess.spawn(request)
             ours["stderr"] = errR

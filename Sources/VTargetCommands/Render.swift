@@ -27,7 +27,7 @@ struct Render: AsyncParsableCommand {
         var problems: [Diagnostic] = []
         var outputs: [String] = []
         for r in loaded.runnables {
-            let dir = base + "/" + (r.namespace == "default" ? r.name : "\(r.namespace).\(r.name)")
+            let dir = base + "/" + (r.namespace == "default" ? r.name : "\(r.namespace).\(r.name)") + "/qemu"
             let resolver = DriveResolver(instanceDirectory: dir, materialize: false, environment: env)
             do {
                 let drives = try await resolver.resolve(r) { loaded.directories[$0.location.file] }

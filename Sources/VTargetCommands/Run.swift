@@ -3,6 +3,7 @@ import ArgumentParser
 import Glibc
 #endif
 import MachineCatalog
+import QEMULaunch
 import TargetRuntime
 import TargetSpec
 import YAMLTree
@@ -28,6 +29,9 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Stop the targets after this long, exit 1 saying \"expired\" (overrides spec.ttl).")
     var ttl: String?
 
+    @Flag(name: .customLong("no-sandbox"), help: "Debugging only: QEMU gets no seccomp filter, no_new_privs, rlimits, namespaces or -sandbox.")
+    var noSandbox = false
+
     @Argument(parsing: .postTerminator, help: "A command to run once targets are Ready, with VTARGET_* endpoint variables.")
     var command: [String] = []
 
@@ -41,16 +45,24 @@ struct Run: AsyncParsableCommand {
         let env = Environment.variables
         let loaded = try input.load(environment: env)
         let base = RuntimeDirectory.base(environment: env)
-        try RuntimeDirectory.ensurePrivate(base)
+        let dropping = !noSandbox && QEMUSandbox.isRoot
+        try RuntimeDirectory.ensurePrivate(base, traversable: dropping)
         let runDir = base + "/run-\(getpid())"
         RuntimeDirectory.removeTree(runDir)
-        try RuntimeDirectory.ensurePrivate(runDir)
+        try RuntimeDirectory.ensurePrivate(runDir, traversable: dropping)
         defer { RuntimeDirectory.removeTree(runDir) }
 
+        if noSandbox {
+            printError("vtarget: WARNING: --no-sandbox: QEMU runs unconfined, with your privileges, on untrusted firmware")
+        } else {
+            let missing = QEMUSandbox.protections(enabled: true).filter { !$0.active }.map(\.name)
+            if !missing.isEmpty { printError("vtarget: sandbox: not available here: " + missing.joined(separator: ", ") + " (vtarget doctor says why)") }
+        }
         let session = RunSession(config: RunConfiguration(
             until: until, timeoutSeconds: timeout.flatMap(Quantity.parseDuration),
             ttlSeconds: ttl.flatMap(Quantity.parseDuration), command: command,
-            environment: env, host: await HostProbe.facts(environment: env, probeKVM: loaded.mayUseKVM)), catalog: loaded.catalog)
+            environment: env, host: await HostProbe.facts(environment: env, probeKVM: loaded.mayUseKVM),
+            launch: LaunchOptions(qemuSandbox: !noSandbox), sandbox: !noSandbox), catalog: loaded.catalog)
         let dirs = loaded.directories
         let prepared = try await session.prepare(loaded.runnables, runDirectory: runDir) { dirs[$0.location.file] }
         let code = await session.run(prepared)

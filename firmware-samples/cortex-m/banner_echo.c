@@ -70,6 +70,10 @@ static void puts_(const char *s) {
 }
 
 void uart_irq(void) {
+    /* Acknowledge before draining: a byte that lands after the last check
+       raises the interrupt again. Acknowledging after draining would clear
+       that byte's interrupt too, and a one-byte UART (CMSDK) would stall. */
+    uart_ack();
     while (uart_rx_ready()) {
         uint8_t c = (uint8_t)REG(DR);
         uint8_t next = (uint8_t)(rx_head + 1);
@@ -78,7 +82,6 @@ void uart_irq(void) {
             rx_head = next;
         }
     }
-    uart_ack();
 }
 
 int main(void) {

@@ -1,6 +1,12 @@
 #ifndef CSPAWN_H
 #define CSPAWN_H
 #include <sys/types.h>
+#include <sys/resource.h>
+
+typedef struct cspawn_rlimit {
+    int resource;                ///< RLIMIT_*
+    rlim_t soft, hard;
+} cspawn_rlimit;
 
 /// Everything the child does between fork and exec is decided here, before fork,
 /// so the child only issues system calls (no allocation, no locks, no Swift).
@@ -14,7 +20,27 @@ typedef struct cspawn_attr {
     int new_session;             ///< setsid(): own session and process group
     int parent_death_signal;     ///< 0 for none; delivered when the forking thread dies
     int umask_value;             ///< -1 keeps the parent's
+    const cspawn_rlimit *rlimits;
+    int rlimit_count;
+    /// Extra clone flags: CLONE_NEWNET, CLONE_NEWNS (then / is made private).
+    int namespace_flags;
+    /// When >= 0 (only root can), the child drops to this gid and uid with
+    /// no supplementary groups, which also clears its capabilities.
+    int gid, uid;
+    int no_new_privs;
+    /// A BPF program (struct sock_filter[], `seccomp_len` entries) built
+    /// before fork; installed last, right before exec. NULL for none.
+    const void *seccomp_filter;
+    int seccomp_len;
 } cspawn_attr;
+
+/// Errors from the child carry the step that failed in the high byte, so a
+/// refused namespace is told apart from a failed exec.
+enum {
+    CSPAWN_STEP_EXEC = 0, CSPAWN_STEP_SESSION = 1, CSPAWN_STEP_FDS = 2, CSPAWN_STEP_RLIMIT = 3,
+    CSPAWN_STEP_MOUNTS = 4, CSPAWN_STEP_CREDENTIALS = 5, CSPAWN_STEP_DEATHSIG = 6,
+    CSPAWN_STEP_NO_NEW_PRIVS = 7, CSPAWN_STEP_SECCOMP = 8, CSPAWN_STEP_CHDIR = 9, CSPAWN_STEP_CLONE = 10,
+};
 
 /// Forks and execs. Returns 0 and sets *pid, or an errno value: from fork, or
 /// the child's own failure (chdir, exec, ...) reported through a close-on-exec pipe.
