@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "vtarget", targets: ["vtarget"]),
+        .executable(name: "vtarget-sandbox-probe", targets: ["vtarget-sandbox-probe"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -42,6 +43,8 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "vtarget", dependencies: ["VTargetCommands"]),
+        // Tries what the sandbox denies; used by `vtarget doctor` and the tests.
+        .executableTarget(name: "vtarget-sandbox-probe", path: "Sources/SandboxProbe"),
 
         .testTarget(name: "YAMLTreeTests", dependencies: ["YAMLTree"]),
         .testTarget(name: "TargetSpecTests", dependencies: ["TargetSpec", "MachineCatalog", "YAMLTree"],
@@ -49,7 +52,7 @@ let package = Package(
         .testTarget(name: "QEMULaunchTests", dependencies: ["QEMULaunch", "TargetSpec", "MachineCatalog", "YAMLTree"],
                     exclude: ["Golden"]),
         .testTarget(name: "QMPTests", dependencies: ["QMP", "Sandbox", .product(name: "NIOPosix", package: "swift-nio")]),
-        .testTarget(name: "IntegrationTests", dependencies: ["VTargetCommands", "TargetRuntime", "QMP"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["VTargetCommands", "TargetRuntime", "QMP", "Sandbox", "QEMULaunch", "TargetSpec", "MachineCatalog", .product(name: "NIOPosix", package: "swift-nio")]),
     ],
     swiftLanguageModes: [.v6]
 )

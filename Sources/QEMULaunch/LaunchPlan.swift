@@ -41,6 +41,14 @@ public struct PlannedChannel: Sendable, Equatable {
     public var chardevID: String
 }
 
+/// An image vtarget opens and hands over as fd `childFD`, for a QEMU that
+/// runs as another uid and could not open the user's file itself.
+public struct PassedFile: Sendable, Equatable {
+    public var path: String
+    public var childFD: Int32
+    public var writable: Bool
+}
+
 /// Everything needed to start one target: pure data, golden-tested.
 public struct LaunchPlan: Sendable {
     public var targetName: String
@@ -48,6 +56,7 @@ public struct LaunchPlan: Sendable {
     public var binary: String
     public var arguments: [String]
     public var channels: [PlannedChannel]
+    public var passedFiles: [PassedFile] = []
     public var gdbSocketPath: String?
     public var accel: String
     public var profile: String
@@ -61,12 +70,18 @@ public struct LaunchPlan: Sendable {
         channels.filter { if case .serial = $0.role { return true } else { return false } }
     }
 
-    /// How many fds (0..n-1) the child gets: stdio plus the channels.
-    public var childFDCount: Int32 { 3 + Int32(channels.count) }
+    /// How many fds (0..n-1) the child gets: stdio, the channels, the files.
+    public var childFDCount: Int32 { 3 + Int32(channels.count + passedFiles.count) }
 }
 
 public struct LaunchOptions: Sendable {
     /// QEMU's own `-sandbox` deny-list, on by default.
     public var qemuSandbox: Bool
-    public init(qemuSandbox: Bool = true) { self.qemuSandbox = qemuSandbox }
+    /// Disk and cdrom images as fds (`-add-fd`, `/dev/fdset/N`) rather than paths.
+    public var passImagesAsFDs: Bool
+
+    public init(qemuSandbox: Bool = true, passImagesAsFDs: Bool = false) {
+        self.qemuSandbox = qemuSandbox
+        self.passImagesAsFDs = passImagesAsFDs
+    }
 }

@@ -120,7 +120,23 @@ public struct LaunchPlanner: Sendable {
         }
 
         var pflashUnit = 0
+        var passed: [PassedFile] = []
+        var fdSets = 0
         for r in drives {
+            var r = r
+            if options.passImagesAsFDs, r.drive.kind == .disk || r.drive.kind == .cdrom {
+                // QEMU probes read-only before opening read-write, and a set
+                // hands out only fds of the asked access mode: a disk needs both.
+                fdSets += 1
+                let set = fdSets
+                for writable in r.drive.kind == .disk ? [true, false] : [false] {
+                    let file = PassedFile(path: r.path, childFD: nextFD, writable: writable)
+                    nextFD += 1
+                    passed.append(file)
+                    args += ["-add-fd", "fd=\(file.childFD),set=\(set)"]
+                }
+                r.path = "/dev/fdset/\(set)"
+            }
             args += driveArguments(r, profile, &pflashUnit, fail)
         }
         for e in q.extraArgs { args.append(e.value) }
@@ -128,7 +144,7 @@ public struct LaunchPlanner: Sendable {
         if diags.contains(where: { $0.severity == .error }) { throw DiagnosticError(diags) }
         return LaunchPlan(
             targetName: target.metadata.name, namespace: target.metadata.namespace,
-            binary: profile.qemuBinary, arguments: args, channels: channels, gdbSocketPath: gdbPath,
+            binary: profile.qemuBinary, arguments: args, channels: channels, passedFiles: passed, gdbSocketPath: gdbPath,
             accel: accel, profile: profile.name, warnings: warnings)
     }
 

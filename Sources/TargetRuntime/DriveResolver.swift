@@ -115,7 +115,7 @@ func realpathString(_ path: String) -> String? {
 /// `PATH` lookup, done once before spawning so exec never searches.
 public enum ExecutableSearch {
     public static func find(_ name: String, environment: [String: String]) -> String? {
-        if name.contains("/") { return access(name, X_OK) == 0 ? name : nil }
+        if name.contains("/") { return access(name, X_OK) == 0 ? InputFiles.absolute(name) : nil }
         let path = environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
         for dir in path.split(separator: ":") {
             let candidate = "\(dir)/\(name)"

@@ -90,7 +90,10 @@ public final class RunSession: Sendable {
                 if dropping { try QEMUSandbox.handOver(qemuDir) }
                 var target = r.target
                 target.metadata.name = r.name  // the instance's name: QEMU's -name, output prefixes, variables
-                out.append((r, try planner.plan(target, profile: profile, drives: drives, instanceDirectory: qemuDir), dir))
+                let plan = try planner.plan(target, profile: profile, drives: drives, instanceDirectory: qemuDir)
+                for c in plan.channels where c.role != .qmp { try RuntimeDirectory.checkSocketPath(dir + "/\(c.device).sock") }
+                if let gdb = plan.gdbSocketPath { try RuntimeDirectory.checkSocketPath(gdb) }
+                out.append((r, plan, dir))
             } catch let e as DiagnosticError {
                 problems += e.diagnostics
             }

@@ -41,6 +41,17 @@ public final class TargetProcess: Sendable {
             precondition(Int32(fds.count) == c.childFD)
             fds.append(b)
         }
+        for f in plan.passedFiles.sorted(by: { $0.childFD < $1.childFD }) {
+            let fd = open(f.path, (f.writable ? O_RDWR : O_RDONLY) | O_CLOEXEC)
+            if fd < 0 {
+                for fd in ours.values { close(fd) }
+                close(errR)
+                throw RuntimeError("\(plan.targetName): cannot open \(f.path): \(String(cString: strerror(errno)))")
+            }
+            theirs.append(fd)
+            precondition(Int32(fds.count) == f.childFD)
+            fds.append(fd)
+        }
         let request = SpawnRequest(
             executable: qemuPath, arguments: plan.arguments,
             environment: ["PATH=/usr/bin:/bin", "LC_ALL=C"],
@@ -103,9 +114,7 @@ public final class TargetProcess: Sendable {
             let hub = SerialHub(name: device, loop: loop, onOutput: { onSerial(device, $0) })
             attached.withLock { $0.hubs.append(hub) }
             try await hub.attach(fd: try claim(c.chardevID))
-            let path = socketPath(device)
-            try RuntimeDirectory.checkSocketPath(path)
-            try await hub.listen(path: path)
+            try await hub.listen(path: socketPath(device))
         }
 
         let (handler, core, events) = QMPClient.makeHandler()

@@ -9,7 +9,9 @@ struct Render: AsyncParsableCommand {
         abstract: "Print the exact QEMU command for each target; nothing is started.",
         discussion: """
             fd=3 and up are socket pairs vtarget hands QEMU when it starts it (QMP first, \
-            then one per UART device in order); paths are those a run would use.
+            then one per UART device in order), then, when vtarget is root and QEMU drops \
+            to uid 65534, disk images it opens for QEMU (-add-fd, /dev/fdset/N); paths are \
+            those a run would use.
             """)
 
     enum Format: String, ExpressibleByArgument, CaseIterable { case argv, shell }
@@ -19,10 +21,14 @@ struct Render: AsyncParsableCommand {
     @Option(help: "argv: one argument per line; shell: one quoted command line.")
     var format: Format = .argv
 
+    @Flag(name: .customLong("no-sandbox"), help: "Render as `run --no-sandbox` would start it.")
+    var noSandbox = false
+
     func run() async throws {
         let env = Environment.variables
         let loaded = try input.load(environment: env)
-        let planner = LaunchPlanner(host: await HostProbe.facts(environment: env, probeKVM: loaded.mayUseKVM))
+        let planner = LaunchPlanner(host: await HostProbe.facts(environment: env, probeKVM: loaded.mayUseKVM),
+                                    options: LaunchOptions(passImagesAsFDs: !noSandbox && QEMUSandbox.isRoot))
         let base = RuntimeDirectory.base(environment: env) + "/run-PID"
         var problems: [Diagnostic] = []
         var outputs: [String] = []

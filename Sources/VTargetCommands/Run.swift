@@ -62,7 +62,7 @@ struct Run: AsyncParsableCommand {
             until: until, timeoutSeconds: timeout.flatMap(Quantity.parseDuration),
             ttlSeconds: ttl.flatMap(Quantity.parseDuration), command: command,
             environment: env, host: await HostProbe.facts(environment: env, probeKVM: loaded.mayUseKVM),
-            launch: LaunchOptions(qemuSandbox: !noSandbox), sandbox: !noSandbox), catalog: loaded.catalog)
+            launch: LaunchOptions(qemuSandbox: !noSandbox, passImagesAsFDs: dropping), sandbox: !noSandbox), catalog: loaded.catalog)
         let dirs = loaded.directories
         let prepared = try await session.prepare(loaded.runnables, runDirectory: runDir) { dirs[$0.location.file] }
         let code = await session.run(prepared)

@@ -2,6 +2,7 @@ import ArgumentParser
 #if canImport(Glibc)
 import Glibc
 #endif
+import Sandbox
 import TargetRuntime
 import YAMLTree
 
@@ -14,7 +15,7 @@ public struct VTarget: AsyncParsableCommand {
             Sockets live in $XDG_RUNTIME_DIR/vtarget (else /tmp/vtarget-$UID), mode 0700.
             """,
         version: "0.1.0",
-        subcommands: [Run.self, Render.self, Machines.self, Create.self])
+        subcommands: [Run.self, Render.self, Machines.self, Create.self, Doctor.self, SandboxExecCommand.self])
 
     public init() {}
 
@@ -33,6 +34,12 @@ public struct VTarget: AsyncParsableCommand {
             return ExitCode.badInput
         } catch let e as RuntimeError {
             printError("vtarget: " + e.description)
+            return ExitCode.failure
+        } catch let e as SpawnError {
+            printError("vtarget: \(e)")
+            return ExitCode.failure
+        } catch let e as SandboxError {
+            printError("vtarget: sandbox: \(e) (the target is not started without its sandbox)")
             return ExitCode.failure
         } catch let e as CommandExit {
             return e.code

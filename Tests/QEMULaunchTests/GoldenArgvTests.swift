@@ -116,6 +116,26 @@ func checkGolden(_ name: String, _ plans: [LaunchPlan]) throws {
         #expect(p.gdbSocketPath == "/run/vt/hostile/gdb.sock")
     }
 
+    @Test func imagesPassedAsFDsFollowTheChannels() throws {
+        let cat = try catalog()
+        let decoded = try ResourceDecoder(catalog: cat, options: DecodeOptions(allowHostPaths: true))
+            .decode([SourceFile(path: "h.yaml", directory: "/work/proj", bytes: Array(Self.hostile.utf8))])
+        guard case .target(let t) = decoded.resources[0] else { return }
+        let drives = t.qemu.drives.map { ResolvedDrive(drive: $0, path: "/img/\($0.name)", format: $0.kind == .kernel ? .elf : .raw) }
+        let p = try LaunchPlanner(host: HostFacts(), options: LaunchOptions(passImagesAsFDs: true))
+            .plan(t, profile: cat.lookup("q35")!, drives: drives, instanceDirectory: "/d")
+        #expect(p.passedFiles == [PassedFile(path: "/img/disk-a", childFD: 7, writable: true),
+                                  PassedFile(path: "/img/disk-a", childFD: 8, writable: false),
+                                  PassedFile(path: "/img/scratch", childFD: 9, writable: true),
+                                  PassedFile(path: "/img/scratch", childFD: 10, writable: false),
+                                  PassedFile(path: "/img/iso", childFD: 11, writable: false)])
+        #expect(p.childFDCount == 12)
+        #expect(p.argv.contains("fd=8,set=1"))
+        #expect(p.argv.contains("fd=11,set=3"))
+        #expect(p.argv.contains("if=none,id=drive-iso,format=raw,file=/dev/fdset/3,media=cdrom,readonly=on"))
+        #expect(p.argv.contains("-kernel") && p.argv.contains("/img/kernel"), "firmware is loaded by path")
+    }
+
     @Test func shellRenderingRoundTrips() {
         let words = ["a b", "it's", "x,,y", "new\nline", "$HOME", ""]
         #expect(ShellQuoting.line(words) == "'a b' 'it'\\''s' x,,y 'new\nline' '$HOME' ''")

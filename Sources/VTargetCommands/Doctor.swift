@@ -1,0 +1,102 @@
+import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+import Sandbox
+import TargetRuntime
+import Sandbox
+
+struct Doctor: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show which sandbox protections QEMU gets on this machine, verified, and why others are missing.",
+        discussion: "The verification runs vtarget-sandbox-probe (built beside vtarget) through the same spawn path as QEMU.")
+
+    func run() async throws {
+        let rows = QEMUSandbox.protections(enabled: true)
+        printOut(Table.render([["PROTECTION", "ACTIVE", "DETAIL"]] + rows.map { [$0.name, $0.active ? "yes" : "no", $0.why] }))
+        guard let probe = SandboxExec.probePath() else {
+            printOut("\nverification skipped: vtarget-sandbox-probe is not beside \(Environment.executable)")
+            return
+        }
+        let (code, output) = try await SandboxExec.capture([probe], sandbox: true)
+        let lines = output.split(separator: "\n").map(String.init)
+        let calls = lines.filter { $0.hasPrefix("syscall ") }
+        let refused = calls.filter { $0.hasSuffix(" EPERM") }
+        printOut("\nverified by running \(probe) through the sandbox (exit \(code)):")
+        printOut("  \(refused.count) of \(calls.count) denied system calls got EPERM")
+        for l in calls where !l.hasSuffix(" EPERM") { printOut("  NOT refused: " + l.dropFirst("syscall ".count)) }
+        for l in lines where l.hasPrefix("status ") || l.hasPrefix("socket inet") { printOut("  " + l.replacingTabs) }
+        if refused.count != calls.count { throw CommandExit(code: 1) }
+    }
+}
+
+/// `vtarget sandbox-exec -- PROGRAM ARGS`: any program through QEMU's spawn
+/// path and policy; how the tests show the sandbox really confines.
+struct SandboxExecCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sandbox-exec",
+        abstract: "Run a program under the sandbox QEMU gets (for checking it).",
+        shouldDisplay: false)
+
+    @Flag(name: .customLong("no-sandbox"), help: "The same spawn path with no confinement, for comparison.")
+    var noSandbox = false
+
+    @Argument(parsing: .postTerminator) var command: [String] = []
+
+    func validate() throws {
+        if command.isEmpty { throw ValidationError("give a program after --") }
+    }
+
+    func run() async throws {
+        let child = try await SandboxExec.spawn(command, sandbox: !noSandbox, stdout: 1)
+        let status = await child.waitForExit()
+        if status != .exited(0) { throw CommandExit(code: status.shellCode) }
+    }
+}
+
+enum SandboxExec {
+    static func probePath() -> String? {
+        let exe = Environment.executable
+        guard let slash = exe.lastIndex(of: "/") else { return nil }
+        let p = String(exe[..<slash]) + "/vtarget-sandbox-probe"
+        return access(p, X_OK) == 0 ? p : nil
+    }
+
+    /// The environment QEMU gets: nothing of the caller's.
+    static let environment = ["PATH=/usr/bin:/bin", "LC_ALL=C"]
+
+    static func spawn(_ command: [String], sandbox: Bool, stdout: Int32) async throws -> ChildProcess {
+        guard let exe = ExecutableSearch.find(command[0], environment: Environment.variables) else {
+            throw RuntimeError("command not found: \(command[0])")
+        }
+        return try await ChildProcess.spawn(SpawnRequest(
+            executable: exe, arguments: Array(command.dropFirst()), environment: environment,
+            workingDirectory: "/", fds: [-1, stdout, 2], sandbox: QEMUSandbox.policy(enabled: sandbox)))
+    }
+
+    static func capture(_ command: [String], sandbox: Bool) async throws -> (Int32, String) {
+        let (r, w) = try makePipe()
+        let child: ChildProcess
+        do {
+            child = try await spawn(command, sandbox: sandbox, stdout: w)
+        } catch {
+            close(r); close(w)
+            throw error
+        }
+        close(w)
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = read(r, &buf, buf.count)
+            if n < 0, errno == EINTR { continue }
+            if n <= 0 { break }
+            out += buf[0..<n]
+        }
+        close(r)
+        return (await child.waitForExit().shellCode, String(decoding: out, as: UTF8.self))
+    }
+}
+
+extension String {
+    var replacingTabs: String { String(map { $0 == "\t" ? " " : $0 }) }
+}

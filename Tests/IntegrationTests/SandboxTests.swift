@@ -1,0 +1,249 @@
+import Foundation
+import MachineCatalog
+import NIOPosix
+import QEMULaunch
+import Sandbox
+import TargetSpec
+import Testing
+@testable import TargetRuntime
+
+let probe = repoRoot + "/.build/debug/vtarget-sandbox-probe"
+let isRoot = geteuid() == 0
+
+func statusFields(_ pid: Int32) -> [String: String] {
+    let text = String(decoding: FileManager.default.contents(atPath: "/proc/\(pid)/status") ?? Data(), as: UTF8.self)
+    var out: [String: String] = [:]
+    for line in text.split(separator: "\n") {
+        let parts = line.split(separator: ":", maxSplits: 1)
+        if parts.count == 2 { out[String(parts[0])] = parts[1].trimmingCharacters(in: .whitespaces) }
+    }
+    return out
+}
+
+@Suite(.serialized) struct SandboxTests {
+    /// The probe tries every denied call: confined, each gets EPERM; through
+    /// the same path unconfined, they fail for ordinary reasons or work.
+    @Test func deniedCallsGetEPERMOnlyInsideTheSandbox() throws {
+        let runtime = makeRuntimeDir()
+        defer { expectNothingLeft(runtime) }
+        let confined = try vt(["sandbox-exec", "--", probe], runtime: runtime)
+        #expect(confined.code == 0, "\(confined.stderr)")
+        let calls = confined.stdout.split(separator: "\n").filter { $0.hasPrefix("syscall ") }
+        #expect(calls.count == 23)
+        #expect(calls.allSatisfy { $0.hasSuffix(" EPERM") }, "\(calls.filter { !$0.hasSuffix(" EPERM") })")
+        #expect(confined.stdout.contains("socket inet EAFNOSUPPORT"))
+        #expect(confined.stdout.contains("socket unix ok"), "allowed calls still work")
+        #expect(confined.stdout.contains("open /dev/null ok"))
+        #expect(confined.stdout.contains("status NoNewPrivs:\t1"))
+        #expect(confined.stdout.contains("status Seccomp:\t2"))
+
+        let open = try vt(["sandbox-exec", "--no-sandbox", "--", probe], runtime: runtime)
+        #expect(open.code == 0)
+        #expect(open.stdout.contains("syscall unshare ok"))
+        #expect(open.stdout.contains("syscall process_vm_readv ok"))
+        #expect(open.stdout.contains("socket inet ok"))
+        if isRoot {
+            let eperm = open.stdout.split(separator: "\n").filter { $0.hasPrefix("syscall ") && $0.hasSuffix(" EPERM") }
+            #expect(eperm.isEmpty, "as root, nothing is EPERM without the sandbox: \(eperm)")
+        }
+    }
+
+    @Test func asRootTheChildHasNoPrivileges() throws {
+        guard isRoot else { return }
+        let runtime = makeRuntimeDir()
+        defer { expectNothingLeft(runtime) }
+        let r = try vt(["sandbox-exec", "--", probe], runtime: runtime)
+        #expect(r.stdout.contains("status Uid:\t65534\t65534\t65534\t65534"))
+        #expect(r.stdout.contains("status CapEff:\t0000000000000000"))
+    }
+
+    /// A secret in vtarget's environment and an fd it inherited without
+    /// close-on-exec never reach QEMU; QEMU is confined as the probe was.
+    @Test func qemuIsConfinedAndInheritsNothing() throws {
+        let runtime = makeRuntimeDir()
+        defer { expectNothingLeft(runtime) }
+        let script = """
+            exec 7</dev/null
+            export VTARGET_TEST_SECRET=hunter2
+            exec "$0" run -f examples/lm3s6965evb.yaml -f \(firmware)/lm3s6965evb-firmware.yaml --timeout 20s -- sh -c '
+              for p in $(pgrep -f "^/usr/bin/qemu-system-arm -name lm3s6965evb"); do
+                grep -qa "\(runtime)" /proc/$p/cmdline || continue
+                echo "pid $p"
+                grep -E "^(Uid|CapEff|NoNewPrivs|Seccomp):" /proc/$p/status
+                echo "fds $(ls /proc/$p/fd | tr "\\n" " ")"
+                echo "fd7 $(readlink /proc/$p/fd/7)"
+                tr "\\0" "\\n" < /proc/$p/environ | sed "s/^/env /"
+                echo "netns $(readlink /proc/$p/ns/net) mine $(readlink /proc/self/ns/net)"
+              done'
+            """
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", script, vtarget]
+        p.currentDirectoryURL = URL(fileURLWithPath: repoRoot)
+        var env = ProcessInfo.processInfo.environment
+        env["VTARGET_RUNTIME_DIR"] = runtime
+        p.environment = env
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
+        #expect(text.contains("pid "), "QEMU not found: \(text)")
+        #expect(text.contains("NoNewPrivs:\t1"))
+        #expect(text.contains("Seccomp:\t2"))
+        #expect(!text.contains("hunter2"), "the secret reached QEMU")
+        #expect(text.contains("env PATH=/usr/bin:/bin"))
+        #expect(!text.contains("fd7 /dev/null"), "an inherited fd reached QEMU")
+        if isRoot {
+            #expect(text.contains("Uid:\t65534\t65534\t65534\t65534"))
+            #expect(text.contains("CapEff:\t0000000000000000"))
+            let ns = text.split(separator: "\n").first { $0.hasPrefix("netns ") }?.split(separator: " ")
+            #expect(ns != nil && ns![1] != ns![3], "QEMU has its own network namespace: \(ns ?? [])")
+        }
+    }
+
+    /// Boards without a sample still start under the full sandbox and answer
+    /// QMP: each profile's QEMU is spawned as a run would, and queried paused.
+    @Test func everyProfileReachesQMPUnderTheSandbox() async throws {
+        let dir = repoRoot + "/machines"
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir).sorted().filter { $0.hasSuffix(".yaml") }
+        let catalog = try MachineCatalog.parse(files: files.map { (dir + "/" + $0, [UInt8](FileManager.default.contents(atPath: dir + "/" + $0)!)) })
+        #expect(catalog.profiles.count == 16)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let runtime = makeRuntimeDir()
+        chmod(runtime, 0o711)
+        for profile in catalog.profiles {
+            let text = """
+                apiVersion: qemu.kubetarget.dev/v1alpha1
+                kind: QemuVirtualTarget
+                metadata: {name: probe-\(profile.name)}
+                spec:
+                  architecture: \(profile.architecture.rawValue)
+                  qemuConfig:
+                    machine: \(profile.name)
+                    devices: [{name: uart0, type: serial}]
+                """
+            let decoded = try ResourceDecoder(catalog: catalog).decode([SourceFile(path: "p.yaml", directory: "/", bytes: Array(text.utf8))])
+            guard case .target(let t) = decoded.resources[0] else { continue }
+            let instance = runtime + "/\(profile.name)"
+            mkdir(instance, 0o711)
+            mkdir(instance + "/qemu", 0o700)
+            try QEMUSandbox.handOver(instance + "/qemu")
+            let plan = try LaunchPlanner(host: HostFacts()).plan(t, profile: profile, drives: [], instanceDirectory: instance + "/qemu")
+            let qemu = try #require(ExecutableSearch.find(plan.binary, environment: ProcessInfo.processInfo.environment))
+            let target = try await TargetProcess.spawn(plan: plan, directory: instance, qemuPath: qemu, sandbox: QEMUSandbox.policy(enabled: true))
+            do {
+                try await target.connect(group: group, startRunning: false) { _, _ in }
+                let status = try await target.qmp!.execute("query-status")
+                #expect(status["status"]?.stringValue == "prelaunch", "\(profile.name)")
+                let fields = statusFields(target.child.pid)
+                #expect(fields["Seccomp"] == "2", "\(profile.name)")
+                #expect(fields["NoNewPrivs"] == "1", "\(profile.name)")
+            } catch {
+                Issue.record("\(profile.name): \(error)\n\(target.stderrText)")
+            }
+            _ = await target.stop()
+        }
+        try await group.shutdownGracefully()
+        RuntimeDirectory.removeTree(runtime)
+    }
+
+    /// `,` in a -drive path is doubled, a path with `=`, spaces, quotes and a
+    /// newline reaches QEMU intact, and the guest boots with the disk attached.
+    @Test func hostilePathsBoot() throws {
+        let base = "/tmp/vt-h-\(UInt32.random(in: 0...UInt32.max))"
+        let hostile = base + "/a,b=c d'q\"\nx"
+        try FileManager.default.createDirectory(atPath: hostile, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        try Data(count: 1 << 20).write(to: URL(fileURLWithPath: hostile + "/disk,1.img"))
+        chmod(base, 0o755); chmod(hostile, 0o755); chmod(hostile + "/disk,1.img", 0o644)
+        let yaml = """
+            apiVersion: qemu.kubetarget.dev/v1alpha1
+            kind: QemuVirtualTarget
+            metadata: {name: x86-pc}
+            spec:
+              qemuConfig:
+                machine: pc
+                drives:
+                  - {name: kernel, type: kernel, source: {configMap: {name: x86-pc-firmware}}}
+                  - {name: data, type: disk, format: raw, source: {hostPath: {path: "\(hostile.replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n"))/disk,1.img"}}}
+                devices: [{name: com1, type: serial}]
+            """
+        try yaml.write(toFile: base + "/t.yaml", atomically: true, encoding: .utf8)
+        let runtime = makeRuntimeDir()
+        defer { expectNothingLeft(runtime) }
+        let r = try vt(["run", "-f", base + "/t.yaml", "-f", "\(firmware)/x86-pc-firmware.yaml", "--allow-host-paths",
+                        "--until", "echo ready", "--timeout", "30s"], runtime: runtime)
+        #expect(r.code == 0, "\(r.stderr)")
+        let rendered = try vt(["render", "-f", base + "/t.yaml", "-f", "\(firmware)/x86-pc-firmware.yaml", "--allow-host-paths", "--no-sandbox"], runtime: runtime)
+        #expect(rendered.stdout.contains("file=\(hostile.replacingOccurrences(of: ",", with: ",,"))/disk,,1.img"))
+        if isRoot {
+            // As root the disk reaches QEMU (uid 65534) as an fd vtarget opened.
+            let asRun = try vt(["render", "-f", base + "/t.yaml", "-f", "\(firmware)/x86-pc-firmware.yaml", "--allow-host-paths"], runtime: runtime)
+            #expect(asRun.stdout.contains("-add-fd\nfd=5,set=1\n-add-fd\nfd=6,set=1\n"), "\(asRun.stdout)")
+            #expect(asRun.stdout.contains("file=/dev/fdset/1"))
+        }
+    }
+
+    @Test func socketPathTooLongFailsBeforeAnythingStarts() throws {
+        let long = "/tmp/vt-" + String(repeating: "x", count: 90)
+        try? FileManager.default.createDirectory(atPath: long, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: long) }
+        let r = try vt(["run"] + exampleArgs("lm3s6965evb") + ["--timeout", "5s"], runtime: long)
+        #expect(r.code == 1)
+        #expect(r.stderr.contains("unix sockets allow 107"), "\(r.stderr)")
+        #expect(qemuProcesses(mentioning: long).isEmpty)
+        expectNothingLeft(long)
+    }
+
+    @Test func cleanupNeverFollowsSymlinksOut() throws {
+        let outside = "/tmp/vt-outside-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
+        try Data("keep".utf8).write(to: URL(fileURLWithPath: outside + "/precious"))
+        defer { try? FileManager.default.removeItem(atPath: outside) }
+        let runtime = makeRuntimeDir()
+        try FileManager.default.createDirectory(atPath: runtime + "/inst", withIntermediateDirectories: true)
+        symlink(outside, runtime + "/inst/escape")
+        symlink(outside + "/precious", runtime + "/inst/file-escape")
+        RuntimeDirectory.removeTree(runtime)
+        #expect(!FileManager.default.fileExists(atPath: runtime))
+        #expect(FileManager.default.fileExists(atPath: outside + "/precious"))
+    }
+
+    /// SIGKILL of `vtarget run` itself: every QEMU dies with it, within 2 s.
+    @Test func killingRunLeavesNoQEMU() throws {
+        var yaml = """
+            apiVersion: qemu.kubetarget.dev/v1alpha1
+            kind: QemuVirtualTarget
+            metadata: {name: node}
+            spec:
+              qemuConfig:
+                machine: lm3s6965evb
+                drives: [{name: firmware, type: pflash, source: {configMap: {name: lm3s6965evb-firmware}}}]
+                devices: [{name: uart0, type: serial}]
+            """
+        for i in 1...5 {
+            yaml += "\n---\napiVersion: kubetarget.dev/v1alpha1\nkind: VirtualTargetInstance\nmetadata: {name: node-\(i)}\nspec: {targetRef: {name: node}}"
+        }
+        let file = "/tmp/vt-five-\(UInt32.random(in: 0...UInt32.max)).yaml"
+        try yaml.write(toFile: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let runtime = makeRuntimeDir()
+        let (p, out, _) = try launch(["run", "-f", file, "-f", "\(firmware)/lm3s6965evb-firmware.yaml"], runtime: runtime)
+        var seen = ""
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, seen.components(separatedBy: "echo ready").count < 6 {
+            seen += String(decoding: out.fileHandleForReading.availableData, as: UTF8.self)
+        }
+        #expect(qemuProcesses(mentioning: runtime).count == 5)
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        let killedAt = Date()
+        while Date().timeIntervalSince(killedAt) < 2, !qemuProcesses(mentioning: runtime).isEmpty { usleep(20_000) }
+        #expect(qemuProcesses(mentioning: runtime).isEmpty, "QEMU survived its vtarget by 2 s")
+        // A SIGKILLed vtarget cannot clean up; the next run of the same pid would.
+        RuntimeDirectory.removeTree(runtime)
+    }
+}
