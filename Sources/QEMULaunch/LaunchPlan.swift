@@ -60,6 +60,9 @@ public struct LaunchPlan: Sendable {
     public var gdbSocketPath: String?
     public var accel: String
     public var profile: String
+    /// Guest RAM and vCPUs, for the cgroup limits.
+    public var guestMemoryBytes: UInt64 = 0
+    public var cpus: Int = 1
     public var warnings: [String]
 
     public var argv: [String] { [binary] + arguments }

@@ -142,10 +142,13 @@ public struct LaunchPlanner: Sendable {
         for e in q.extraArgs { args.append(e.value) }
 
         if diags.contains(where: { $0.severity == .error }) { throw DiagnosticError(diags) }
-        return LaunchPlan(
+        var plan = LaunchPlan(
             targetName: target.metadata.name, namespace: target.metadata.namespace,
             binary: profile.qemuBinary, arguments: args, channels: channels, passedFiles: passed, gdbSocketPath: gdbPath,
             accel: accel, profile: profile.name, warnings: warnings)
+        plan.guestMemoryBytes = profile.memory.fixedBytes ?? q.memoryBytes?.value ?? profile.memory.defaultBytes ?? 0
+        plan.cpus = q.smp?.value.cpus ?? 1
+        return plan
     }
 
     private func chooseAccel(_ q: QemuConfig, _ profile: MachineProfile, _ fail: (SourceLocation?, String, String) -> Void) -> String {

@@ -36,7 +36,7 @@ public enum QEMUSandbox {
             ("unprivileged uid", root, root ? "QEMU runs as uid \(unprivilegedID.uid), no capabilities" : "vtarget is not root: QEMU runs as you, with no capabilities"),
             ("network namespace", root, root ? "private, empty" : "needs root (unprivileged user namespaces are not used yet)"),
             ("mount namespace", root, root ? "private, nothing propagates back" : "needs root (unprivileged user namespaces are not used yet)"),
-            ("cgroup limits", false, "not applied yet"),
+            { let (ok, why) = CgroupLimits.availability(); return ("cgroup limits", ok, ok ? "memory (guest RAM + 512 MiB) and CPU (one core per vCPU), \(why)" : why) }(),
             ("never orphaned", true, "PR_SET_PDEATHSIG from the forking thread, which outlives QEMU; signals through a pidfd"),
         ]
     }

@@ -59,7 +59,17 @@ public final class TargetProcess: Sendable {
         do {
             let child = try await ChildProcess.spawn(request)
             ours["stderr"] = errR
-            return TargetProcess(name: plan.targetName, plan: plan, directory: directory, child: child, fds: ours)
+            // QEMU is still paused at -S: it joins its limits before running guest code.
+            var cgroup: CgroupLimits?
+            if sandbox.seccomp, CgroupLimits.availability().0 {
+                let (limits, why) = CgroupLimits.create(name: plan.targetName, memoryBytes: plan.guestMemoryBytes, cpus: plan.cpus)
+                if let limits {
+                    do { try limits.add(child.pid); cgroup = limits } catch { note("\(plan.targetName): \(error)"); limits.remove() }
+                } else {
+                    note("\(plan.targetName): cgroup limits not applied: \(why)")
+                }
+            }
+            return TargetProcess(name: plan.targetName, plan: plan, directory: directory, child: child, fds: ours, cgroup: cgroup)
         } catch {
             for fd in ours.values { close(fd) }
             close(errR)
@@ -67,7 +77,11 @@ public final class TargetProcess: Sendable {
         }
     }
 
-    private init(name: String, plan: LaunchPlan, directory: String, child: ChildProcess, fds: [String: Int32]) {
+    /// Memory and CPU limits, when cgroups allow.
+    public let cgroup: CgroupLimits?
+
+    private init(name: String, plan: LaunchPlan, directory: String, child: ChildProcess, fds: [String: Int32], cgroup: CgroupLimits?) {
+        self.cgroup = cgroup
         self.name = name
         self.plan = plan
         self.directory = directory
@@ -151,6 +165,7 @@ public final class TargetProcess: Sendable {
             if case .exited(-1) = status { status = await child.terminate(grace: grace) }
         }
         await closeEndpoints()
+        cgroup?.remove()
         return status
     }
 

@@ -104,6 +104,34 @@ func statusFields(_ pid: Int32) -> [String: String] {
         }
     }
 
+    /// Where cgroups are writable, QEMU runs inside limits from its spec
+    /// (guest RAM + 512 MiB, one core per vCPU), and the group goes with it.
+    @Test func cgroupLimitsFollowTheSpec() throws {
+        guard CgroupLimits.availability().0 else { return }
+        let runtime = makeRuntimeDir()
+        defer { expectNothingLeft(runtime) }
+        let script = """
+            for p in $(pgrep -f "^/usr/bin/qemu-system-x86_64 -name x86-pc"); do
+              grep -qa "\(runtime)" /proc/$p/cmdline || continue
+              for c in $(cut -d: -f3 /proc/$p/cgroup | grep vtarget-); do
+                for f in memory.limit_in_bytes memory.max cpu.cfs_quota_us cpu.max; do
+                  for root in /sys/fs/cgroup /sys/fs/cgroup/memory /sys/fs/cgroup/cpu; do
+                    test -f $root$c/$f && echo "$f $(cat $root$c/$f)"
+                  done
+                done
+              done
+            done
+            true
+            """
+        let r = try vt(["run"] + exampleArgs("x86-pc") + ["--timeout", "30s", "--", "sh", "-c", script], runtime: runtime)
+        #expect(r.code == 0, "\(r.stderr)")
+        let memory = r.stdout.contains("memory.limit_in_bytes \(UInt64(576) << 20)") || r.stdout.contains("memory.max \(UInt64(576) << 20)")
+        #expect(memory, "64Mi guest + 512Mi: \(r.stdout)")
+        #expect(r.stdout.contains("cpu.cfs_quota_us 100000") || r.stdout.contains("cpu.max 100000 100000"), "\(r.stdout)")
+        let leftovers = ((try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup/cpu")) ?? []).filter { $0.hasPrefix("vtarget-") }
+        #expect(leftovers.isEmpty, "cgroups left: \(leftovers)")
+    }
+
     /// Boards without a sample still start under the full sandbox and answer
     /// QMP: each profile's QEMU is spawned as a run would, and queried paused.
     @Test func everyProfileReachesQMPUnderTheSandbox() async throws {
