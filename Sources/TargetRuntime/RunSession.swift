@@ -91,7 +91,8 @@ public final class RunSession: Sendable {
                 var target = r.target
                 target.metadata.name = r.name  // the instance's name: QEMU's -name, output prefixes, variables
                 let plan = try planner.plan(target, profile: profile, drives: drives, instanceDirectory: qemuDir)
-                for c in plan.channels where c.role != .qmp { try RuntimeDirectory.checkSocketPath(dir + "/\(c.device).sock") }
+                for c in plan.channels where c.role != .qmp { try RuntimeDirectory.checkSocketPath(dir + "/\(c.device).force.sock") }
+                try RuntimeDirectory.checkSocketPath(dir + "/qmp.sock")
                 if let gdb = plan.gdbSocketPath { try RuntimeDirectory.checkSocketPath(gdb) }
                 out.append((r, plan, dir))
             } catch let e as DiagnosticError {
@@ -293,6 +294,7 @@ public enum EndpointEnvironment {
                 own["SERIAL_\(key(c.device))"] = t.directory + "/\(c.device).sock"
             }
             if let gdb = t.plan.gdbSocketPath { own["GDB"] = gdb }
+            own["QMP"] = t.directory + "/qmp.sock"
             for (k, v) in own {
                 if targets.count == 1 { env["VTARGET_" + k] = v }
                 env["VTARGET_\(key(t.name))_" + k] = v

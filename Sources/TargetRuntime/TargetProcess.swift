@@ -21,7 +21,16 @@ public final class TargetProcess: Sendable {
     /// until NIO takes them over; whatever is left is closed at the end.
     private let unclaimed: Mutex<[String: Int32]>
     private let stderrTail = StderrTail()
-    private let attached = Mutex<(qmp: QMPClient?, hubs: [SerialHub], stderr: (any Channel)?)>((nil, [], nil))
+    private let attached = Mutex<Attached>(Attached())
+
+    struct Attached {
+        var qmp: QMPClient?
+        var proxy: QMPProxy?
+        /// Forwards QEMU's events to the proxy's clients; ends when the monitor closes.
+        var events: Task<Void, Never>?
+        var hubs: [SerialHub] = []
+        var stderr: (any Channel)?
+    }
 
     /// Spawns QEMU paused (`-S`) with one end of each socket pair.
     public static func spawn(plan: LaunchPlan, directory: String, qemuPath: String, sandbox: SandboxPolicy) async throws -> TargetProcess {
@@ -136,8 +145,17 @@ public final class TargetProcess: Sendable {
             .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(handler) } }
             .withConnectedSocket(try claim("vt-qmp")).get()
         let client = try await QMPClient.handshake(on: qmpChannel, core: core, events: events, then: startRunning ? ["cont"] : [])
-        attached.withLock { $0.qmp = client }
+        let proxy = QMPProxy(qmp: client, loop: loop)
+        let forward = Task { for await e in client.events { proxy.broadcast(e) } }
+        attached.withLock {
+            $0.qmp = client
+            $0.proxy = proxy
+            $0.events = forward
+        }
+        try await proxy.listen(path: qmpSocketPath)
     }
+
+    public var qmpSocketPath: String { directory + "/qmp.sock" }
 
 
     /// A clean `quit` through QMP first; SIGTERM, then SIGKILL, each bounded.
@@ -171,11 +189,14 @@ public final class TargetProcess: Sendable {
 
     /// Closes every socket vtarget holds for this target, attached or not.
     public func closeEndpoints() async {
-        let (qmp, hubs, err) = attached.withLock { a in
-            defer { a = (nil, [], nil) }
-            return (a.qmp, a.hubs, a.stderr)
+        let a = attached.withLock { a in
+            defer { a = Attached() }
+            return a
         }
+        let (qmp, hubs, err) = (a.qmp, a.hubs, a.stderr)
+        await a.proxy?.close()
         qmp?.close()
+        await a.events?.value
         for h in hubs { await h.close() }
         if let err { try? await err.close() }
         for fd in unclaimed.withLock({ u in defer { u = [:] }; return Array(u.values) }) { close(fd) }
