@@ -114,6 +114,7 @@ func statusFields(_ pid: Int32) -> [String: String] {
             for p in $(pgrep -f "^/usr/bin/qemu-system-x86_64 -name x86-pc"); do
               grep -qa "\(runtime)" /proc/$p/cmdline || continue
               for c in $(cut -d: -f3 /proc/$p/cgroup | grep vtarget-); do
+                echo "group $c"
                 for f in memory.limit_in_bytes memory.max cpu.cfs_quota_us cpu.max; do
                   for root in /sys/fs/cgroup /sys/fs/cgroup/memory /sys/fs/cgroup/cpu; do
                     test -f $root$c/$f && echo "$f $(cat $root$c/$f)"
@@ -128,8 +129,14 @@ func statusFields(_ pid: Int32) -> [String: String] {
         let memory = r.stdout.contains("memory.limit_in_bytes \(UInt64(576) << 20)") || r.stdout.contains("memory.max \(UInt64(576) << 20)")
         #expect(memory, "64Mi guest + 512Mi: \(r.stdout)")
         #expect(r.stdout.contains("cpu.cfs_quota_us 100000") || r.stdout.contains("cpu.max 100000 100000"), "\(r.stdout)")
-        let leftovers = ((try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup/cpu")) ?? []).filter { $0.hasPrefix("vtarget-") }
-        #expect(leftovers.isEmpty, "cgroups left: \(leftovers)")
+        // This run's own groups are gone (other tests may have theirs meanwhile).
+        let groups = Set(r.stdout.split(separator: "\n").filter { $0.hasPrefix("group ") }.map { String($0.dropFirst(6)) })
+        #expect(!groups.isEmpty)
+        for g in groups {
+            for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/cpu"] {
+                #expect(!FileManager.default.fileExists(atPath: root + g), "cgroup left: \(root + g)")
+            }
+        }
     }
 
     /// Boards without a sample still start under the full sandbox and answer
