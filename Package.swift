@@ -39,7 +39,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .target(name: "VTargetCommands", dependencies: [
-            "TargetRuntime", "QEMULaunch", "TargetSpec", "MachineCatalog", "YAMLTree",
+            "TargetRuntime", "QEMULaunch", "TargetSpec", "MachineCatalog", "YAMLTree", "QMP", "Sandbox", "Endpoints",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "vtarget", dependencies: ["VTargetCommands"]),

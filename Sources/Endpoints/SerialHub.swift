@@ -6,8 +6,10 @@ import Glibc
 
 /// One UART shared by many: QEMU's end of the socket pair on one side, any
 /// number of unix-socket clients on the other. Every client reads all output
-/// (late joiners get the last 64 KiB first); what clients write goes to the
-/// UART. Confined to one event loop: all state is touched there only.
+/// (late joiners get the last 64 KiB first). One client writes at a time:
+/// the first to write holds the UART until it leaves; others' bytes are
+/// dropped with a notice, unless they connect to the force socket, which
+/// takes over. Confined to one event loop: all state is touched there only.
 public final class SerialHub: @unchecked Sendable {
     public let name: String
     public let loop: any EventLoop
@@ -17,7 +19,11 @@ public final class SerialHub: @unchecked Sendable {
     private var qemu: (any Channel)?
     private var server: (any Channel)?
     private var clients: [ObjectIdentifier: any Channel] = [:]
+    private var forceServer: (any Channel)?
+    private var writer: ObjectIdentifier?
+    private var warnedReadOnly: Set<ObjectIdentifier> = []
     private var replay = ReplayBuffer()
+    private var log: SerialLog?
     private let onOutput: @Sendable ([UInt8]) -> Void
     private let onClosed: @Sendable () -> Void
 
@@ -40,18 +46,33 @@ public final class SerialHub: @unchecked Sendable {
         try await loop.submit { self.qemu = channel }.get()
     }
 
-    /// Serves the UART on a unix socket at `path`.
-    public func listen(path: String) async throws {
+    /// Keeps every byte in `log` from now on.
+    public func record(to log: SerialLog) async throws {
+        try await loop.submit { self.log = log }.get()
+    }
+
+    /// Serves the UART on a unix socket at `path`; a client of `forcePath`
+    /// takes write access from whoever holds it.
+    public func listen(path: String, forcePath: String) async throws {
+        let plain = try await bind(path, force: false)
+        let force = try await bind(forcePath, force: true)
+        try await loop.submit {
+            self.server = plain
+            self.forceServer = force
+        }.get()
+    }
+
+    private func bind(_ path: String, force: Bool) async throws -> any Channel {
         let channel = try await ServerBootstrap(group: loop)
             // `printf … | socat` half-closes after sending; it must still get the reply.
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelOption(.writeBufferWaterMark, value: .init(low: Self.clientHighWater / 2, high: Self.clientHighWater))
             .childChannelInitializer { ch in
-                ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(ClientSide(hub: self)) }
+                ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(ClientSide(hub: self, force: force)) }
             }
             .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: false).get()
-        try await loop.submit { self.server = channel }.get()
         chmod(path, 0o600)  // connecting needs write permission: the user's only
+        return channel
     }
 
     /// Bytes to the UART, as if typed.
@@ -71,8 +92,10 @@ public final class SerialHub: @unchecked Sendable {
     /// Closes the listener, every client and the UART side.
     public func close() async {
         let channels: [any Channel] = (try? await loop.submit {
-            let all = Array(self.clients.values) + [self.server, self.qemu].compactMap { $0 }
+            let all = Array(self.clients.values) + [self.server, self.forceServer, self.qemu].compactMap { $0 }
             self.clients = [:]
+            self.log?.close()
+            self.log = nil
             return all
         }.get()) ?? []
         for c in channels { try? await c.close() }
@@ -83,6 +106,7 @@ public final class SerialHub: @unchecked Sendable {
     fileprivate func fromUART(_ buffer: ByteBuffer) {
         let bytes = Array(buffer.readableBytesView)
         replay.append(bytes)
+        log?.append(bytes)
         onOutput(bytes)
         for (id, c) in clients {
             c.writeAndFlush(buffer, promise: nil)
@@ -103,22 +127,47 @@ public final class SerialHub: @unchecked Sendable {
         onClosed()
     }
 
-    fileprivate func joined(_ channel: any Channel) {
+    fileprivate func joined(_ channel: any Channel, force: Bool) {
         let past = replay.contents
         if !past.isEmpty {
             var b = channel.allocator.buffer(capacity: past.count)
             b.writeBytes(past)
             channel.writeAndFlush(b, promise: nil)
         }
-        clients[ObjectIdentifier(channel)] = channel
+        let id = ObjectIdentifier(channel)
+        clients[id] = channel
+        if force {
+            if let old = writer, old != id, let c = clients[old] {
+                notice(c, "write access was taken over by another client (--force); you are read-only now")
+                warnedReadOnly.insert(old)
+            }
+            writer = id
+        }
     }
 
     fileprivate func left(_ channel: any Channel) {
-        clients.removeValue(forKey: ObjectIdentifier(channel))
+        let id = ObjectIdentifier(channel)
+        clients.removeValue(forKey: id)
+        warnedReadOnly.remove(id)
+        if writer == id { writer = nil }
     }
 
-    fileprivate func fromClient(_ buffer: ByteBuffer) {
+    fileprivate func fromClient(_ buffer: ByteBuffer, _ channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        if writer == nil { writer = id }
+        guard writer == id else {
+            if warnedReadOnly.insert(id).inserted {
+                notice(channel, "read-only: another client is writing; connect to \(name).force.sock (vtarget console --force) to take over")
+            }
+            return
+        }
         qemu?.writeAndFlush(buffer, promise: nil)
+    }
+
+    private func notice(_ channel: any Channel, _ text: String) {
+        var b = channel.allocator.buffer(capacity: text.utf8.count + 20)
+        b.writeString("\r\nvtarget: \(name): \(text)\r\n")
+        channel.writeAndFlush(b, promise: nil)
     }
 
     private final class UARTSide: ChannelInboundHandler, @unchecked Sendable {
@@ -133,9 +182,13 @@ public final class SerialHub: @unchecked Sendable {
     private final class ClientSide: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = ByteBuffer
         let hub: SerialHub
-        init(hub: SerialHub) { self.hub = hub }
-        func channelActive(context: ChannelHandlerContext) { hub.joined(context.channel) }
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) { hub.fromClient(unwrapInboundIn(data)) }
+        let force: Bool
+        init(hub: SerialHub, force: Bool) {
+            self.hub = hub
+            self.force = force
+        }
+        func channelActive(context: ChannelHandlerContext) { hub.joined(context.channel, force: force) }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) { hub.fromClient(unwrapInboundIn(data), context.channel) }
         func channelInactive(context: ChannelHandlerContext) { hub.left(context.channel) }
         func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
     }

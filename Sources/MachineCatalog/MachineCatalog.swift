@@ -151,6 +151,7 @@ struct ProfileFields {
         let maxCPUs = m.int("maxCPUs", in: 1...1024) ?? base?.maxCPUs ?? 1
         let accelerators = m.stringList("accelerators") ?? base?.accelerators ?? ["tcg"]
         let sample = m.string("sample") ?? base?.sample
+        let powerdown = m.bool("powerdown") ?? base?.gracefulPowerdown ?? false
         m.finish()
 
         guard !architectures.isEmpty else {
@@ -172,7 +173,7 @@ struct ProfileFields {
             name: name, summary: summary, architectures: architectures, qemuBinary: binary,
             qemuMachine: machine, aliases: aliases, warning: warning, cpu: cpu, memory: memory,
             maxCPUs: maxCPUs, uarts: uarts, pflash: pflash, diskDevice: diskDevice,
-            cdromDevice: cdrom, canUART: canUART, accelerators: accelerators, sample: sample,
+            cdromDevice: cdrom, canUART: canUART, accelerators: accelerators, gracefulPowerdown: powerdown, sample: sample,
             location: location)
     }
 }

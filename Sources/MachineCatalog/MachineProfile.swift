@@ -54,6 +54,9 @@ public struct MachineProfile: Sendable {
     /// UART index carrying SLCAN for CAN devices; nil when no UART can be spared.
     public var canUART: Int?
     public var accelerators: [String]
+    /// Whether the guest honours `system_powerdown` (ACPI or PSCI), so a stop
+    /// can ask it to shut down before quitting QEMU.
+    public var gracefulPowerdown: Bool
     /// Name of the sample in firmware-samples/ that boots on this board.
     public var sample: String?
     public var location: SourceLocation

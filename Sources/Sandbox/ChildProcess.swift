@@ -271,3 +271,14 @@ public func makePipe() throws(SpawnError) -> (Int32, Int32) {
     if rc != 0 { throw SpawnError(executable: "pipe", errno: rc) }
     return (fds[0], fds[1])
 }
+
+/// Signals a process vtarget does not parent (a QEMU of another `vtarget run`)
+/// without ever hitting a recycled PID: a pidfd is opened first, then the
+/// start time is checked, so the handle is known to name that very process.
+public func signalProcess(pid: pid_t, startTime: UInt64, currentStartTime: (pid_t) -> UInt64?, signal: Int32) -> Bool {
+    let fd = cspawn_pidfd_open(pid)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    guard currentStartTime(pid) == startTime else { return false }
+    return cspawn_pidfd_signal(fd, signal) == 0
+}

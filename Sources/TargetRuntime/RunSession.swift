@@ -9,6 +9,7 @@ import QEMULaunch
 import Sandbox
 import TargetSpec
 import YAMLTree
+import Endpoints
 
 public struct RunConfiguration: Sendable {
     /// `--until`: exit 0 once any serial output matches.
@@ -23,6 +24,7 @@ public struct RunConfiguration: Sendable {
     public var launch: LaunchOptions
     /// False only with `--no-sandbox`.
     public var sandbox: Bool
+    public var logRotation = SerialLog.Rotation()
 
     public init(until: String? = nil, timeoutSeconds: Double? = nil, ttlSeconds: Double? = nil, command: [String] = [],
                 environment: [String: String], host: HostFacts = HostFacts(), launch: LaunchOptions = LaunchOptions(),
@@ -47,7 +49,7 @@ public enum ExitCode {
 
 /// `vtarget run`: start every target, stream serial to stdout, decide the
 /// exit code, and tear everything down whatever happens.
-public final class RunSession: Sendable {
+public struct RunSession: Sendable {
     enum Event: Sendable {
         case serial(target: Int, device: String, bytes: [UInt8])
         case qemuExited(target: Int, status: ExitStatus)
@@ -56,7 +58,7 @@ public final class RunSession: Sendable {
         case signal(Int32)
     }
 
-    let config: RunConfiguration
+    public var config: RunConfiguration
     let catalog: MachineCatalog
 
     public init(config: RunConfiguration, catalog: MachineCatalog) {
@@ -114,6 +116,7 @@ public final class RunSession: Sendable {
         var code: Int32 = ExitCode.failure
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         var commandChild: ChildProcess?
+        var records: [InstanceRecord] = []
 
         do {
             for (_, plan, dir) in prepared {
@@ -129,7 +132,7 @@ public final class RunSession: Sendable {
                 for w in t.plan.warnings { note("\(t.name): warning: \(w)") }
                 do {
                     let serialDevices = Set(t.plan.serialChannels.map(\.device))
-                    try await t.connect(group: group, startRunning: true) { device, bytes in
+                    try await t.connect(group: group, startRunning: true, logRotation: config.logRotation) { device, bytes in
                         if serialDevices.contains(device) { sink.yield(.serial(target: i, device: device, bytes: bytes)) }
                     }
                 } catch {
@@ -138,6 +141,13 @@ public final class RunSession: Sendable {
                 }
                 let child = t.child
                 Task { sink.yield(.qemuExited(target: i, status: await child.waitForExit())) }
+                records.append(InstanceRecord(
+                    name: t.name, namespace: prepared[i].0.namespace, ownerPID: getpid(), qemuPID: child.pid,
+                    qemuStartTime: InstanceRecord.startTime(of: child.pid) ?? 0, phase: "Running",
+                    ready: prepared[i].0.lifecycle.readiness == nil,
+                    serialDevices: t.plan.serialChannels.map(\.device), directory: t.directory,
+                    powerdown: catalog.lookup(t.plan.profile)?.gracefulPowerdown ?? false))
+                records[i].write()
             }
 
             var timers: [Task<Void, Never>] = []
@@ -176,6 +186,8 @@ public final class RunSession: Sendable {
                     let text = watch.append(target: i, device: device, bytes)
                     if let (regex, dev) = pendingReady[i], dev == device, text.contains(regex) {
                         pendingReady[i] = nil
+                        records[i].ready = true
+                        records[i].write()
                         note("\(targets[i].name) is Ready")
                         try await startCommandIfReady()
                     }

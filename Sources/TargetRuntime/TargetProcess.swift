@@ -118,7 +118,7 @@ public final class TargetProcess: Sendable {
     /// `startRunning`, lets the guest run (`cont`) in the same write.
     /// Output reaches `onSerial`.
     public func connect(
-        group: any EventLoopGroup, startRunning: Bool,
+        group: any EventLoopGroup, startRunning: Bool, logRotation: SerialLog.Rotation = SerialLog.Rotation(),
         onSerial: @escaping @Sendable (_ device: String, _ bytes: [UInt8]) -> Void
     ) async throws {
         let loop = group.next()
@@ -132,12 +132,15 @@ public final class TargetProcess: Sendable {
 
         // The UART side first: it needs nothing from QEMU, so this overlaps
         // QEMU's own start-up, which the QMP greeting then waits out.
+        let logs = directory + "/logs"
+        mkdir(logs, 0o700)
         for c in plan.channels where c.role != .qmp {
             let device = c.device
             let hub = SerialHub(name: device, loop: loop, onOutput: { onSerial(device, $0) })
             attached.withLock { $0.hubs.append(hub) }
+            try await hub.record(to: SerialLog(directory: logs, device: device, rotation: logRotation))
             try await hub.attach(fd: try claim(c.chardevID))
-            try await hub.listen(path: socketPath(device))
+            try await hub.listen(path: socketPath(device), forcePath: directory + "/\(device).force.sock")
         }
 
         let (handler, core, events) = QMPClient.makeHandler()

@@ -4,6 +4,7 @@ import Glibc
 #endif
 import MachineCatalog
 import QEMULaunch
+import Endpoints
 import TargetRuntime
 import TargetSpec
 import YAMLTree
@@ -58,11 +59,15 @@ struct Run: AsyncParsableCommand {
             let missing = QEMUSandbox.protections(enabled: true).filter { !$0.active }.map(\.name)
             if !missing.isEmpty { printError("vtarget: sandbox: not available here: " + missing.joined(separator: ", ") + " (vtarget doctor says why)") }
         }
-        let session = RunSession(config: RunConfiguration(
+        var session = RunSession(config: RunConfiguration(
             until: until, timeoutSeconds: timeout.flatMap(Quantity.parseDuration),
             ttlSeconds: ttl.flatMap(Quantity.parseDuration), command: command,
             environment: env, host: await HostProbe.facts(environment: env, probeKVM: loaded.mayUseKVM),
             launch: LaunchOptions(qemuSandbox: !noSandbox, passImagesAsFDs: dropping), sandbox: !noSandbox), catalog: loaded.catalog)
+        var rotation = SerialLog.Rotation()
+        if let v = env["VTARGET_LOG_MAX_BYTES"].flatMap(Quantity.parseBytes) { rotation.maxBytes = Int(v) }
+        if let v = env["VTARGET_LOG_FILES"].flatMap(Int.init) { rotation.files = v }
+        session.config.logRotation = rotation
         let dirs = loaded.directories
         let prepared = try await session.prepare(loaded.runnables, runDirectory: runDir) { dirs[$0.location.file] }
         let code = await session.run(prepared)

@@ -15,7 +15,8 @@ public struct VTarget: AsyncParsableCommand {
             Sockets live in $XDG_RUNTIME_DIR/vtarget (else /tmp/vtarget-$UID), mode 0700.
             """,
         version: "0.1.0",
-        subcommands: [Run.self, Render.self, Machines.self, Create.self, Doctor.self, SandboxExecCommand.self])
+        subcommands: [Run.self, Render.self, Machines.self, Create.self, Logs.self, Wait.self, Console.self,
+                      Qmp.self, Hmp.self, Pause.self, Resume.self, Reset.self, Stop.self, Doctor.self, SandboxExecCommand.self])
 
     public init() {}
 

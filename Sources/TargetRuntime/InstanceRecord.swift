@@ -1,0 +1,81 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a running instance publishes in `<instance>/instance.json`, so that
+/// `vtarget logs|wait|console|qmp|stop NAME` find it from another process.
+public struct InstanceRecord: Codable, Sendable, Equatable {
+    public var name: String
+    public var namespace: String
+    /// The `vtarget run` that owns it.
+    public var ownerPID: Int32
+    public var qemuPID: Int32
+    /// QEMU's start time in clock ticks since boot (/proc/PID/stat field 22):
+    /// with the pid, it names this process and no later one.
+    public var qemuStartTime: UInt64
+    public var phase: String
+    public var ready: Bool
+    public var serialDevices: [String]
+    public var directory: String
+    /// The board honours system_powerdown.
+    public var powerdown: Bool
+
+    public var qmpSocket: String { directory + "/qmp.sock" }
+    public func socket(_ device: String) -> String { directory + "/\(device).sock" }
+    public func forceSocket(_ device: String) -> String { directory + "/\(device).force.sock" }
+    public var logDirectory: String { directory + "/logs" }
+
+    public func write() {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        guard let data = try? encoder.encode(self) else { return }
+        let tmp = directory + "/.instance.json.tmp"
+        if FileManager.default.createFile(atPath: tmp, contents: data) {
+            rename(tmp, directory + "/instance.json")
+        }
+    }
+
+    /// Whether the QEMU it names is still that process.
+    public var qemuAlive: Bool { Self.startTime(of: qemuPID) == qemuStartTime }
+
+    public static func startTime(of pid: Int32) -> UInt64? {
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/stat") else { return nil }
+        let text = String(decoding: data, as: UTF8.self)
+        guard let close = text.lastIndex(of: ")") else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        return fields.count > 19 ? UInt64(fields[19]) : nil
+    }
+}
+
+/// Finds instances by name across every `vtarget run` of this user.
+public enum InstanceLocator {
+    public static func all(environment: [String: String]) -> [InstanceRecord] {
+        let base = RuntimeDirectory.base(environment: environment)
+        var out: [InstanceRecord] = []
+        for run in ((try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []).sorted() where run.hasPrefix("run-") {
+            for inst in (try? FileManager.default.contentsOfDirectory(atPath: base + "/" + run)) ?? [] {
+                guard let data = FileManager.default.contents(atPath: "\(base)/\(run)/\(inst)/instance.json"),
+                      let r = try? JSONDecoder().decode(InstanceRecord.self, from: data),
+                      kill(r.ownerPID, 0) == 0 || errno == EPERM else { continue }
+                out.append(r)
+            }
+        }
+        return out
+    }
+
+    public static func find(_ name: String, namespace: String?, environment: [String: String]) throws(RuntimeError) -> InstanceRecord {
+        let all = all(environment: environment)
+        let hits = all.filter { $0.name == name && (namespace == nil || $0.namespace == namespace) }
+        if hits.count == 1 { return hits[0] }
+        if hits.isEmpty {
+            let names = all.map { $0.namespace == "default" ? $0.name : "\($0.namespace)/\($0.name)" }
+            throw RuntimeError("no running instance \"\(name)\"" + (names.isEmpty ? " (none is running: start one with vtarget run)" : "; running: " + names.joined(separator: ", ")))
+        }
+        throw RuntimeError("\(hits.count) running instances are called \"\(name)\" (runs " + hits.map { "\($0.ownerPID)" }.joined(separator: ", ") + "); give -n NAMESPACE or stop one")
+    }
+}

@@ -1,0 +1,195 @@
+import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+import MachineCatalog
+import TargetRuntime
+
+/// The device a verb means: the one named, else the instance's first UART.
+func serialDevice(_ record: InstanceRecord, _ device: String?) throws -> String {
+    if let device {
+        guard record.serialDevices.contains(device) else {
+            throw ValidationError("\(record.name) has no serial device \"\(device)\"; it has " + record.serialDevices.joined(separator: ", "))
+        }
+        return device
+    }
+    guard let first = record.serialDevices.first else { throw RuntimeError("\(record.name) has no serial device") }
+    return first
+}
+
+func writeOut(_ bytes: [UInt8]) {
+    var rest = bytes[...]
+    while !rest.isEmpty {
+        let n = rest.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+        if n < 0 { if errno == EINTR { continue }; return }
+        rest = rest.dropFirst(n)
+    }
+}
+
+struct Logs: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print an instance's serial output, from its always-on log (rotated files included).",
+        discussion: "Logs rotate at 8 MiB, three old files kept (VTARGET_LOG_MAX_BYTES, VTARGET_LOG_FILES for a run).")
+
+    @OptionGroup var instance: InstanceOptions
+    @Option(help: "The serial device (default: the first).") var device: String?
+    @Flag(name: .shortAndLong, help: "Keep printing new output until the instance ends.") var follow = false
+    @Flag(help: "Each line with its wall-clock (UTC) and monotonic time.") var timestamps = false
+
+    func run() throws {
+        let record = try instance.locate()
+        let dev = try serialDevice(record, device)
+        var follower = LogFollower(path: record.logDirectory + "/\(dev)." + (timestamps ? "log" : "raw"), fromStart: true)
+        writeOut(follower.read())
+        guard follow else { return }
+        while kill(record.ownerPID, 0) == 0, access(record.directory, F_OK) == 0 {
+            let bytes = follower.read()
+            if bytes.isEmpty { usleep(50_000) } else { writeOut(bytes) }
+        }
+        writeOut(follower.read())
+    }
+}
+
+struct Wait: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Wait until an instance is Ready, or its serial output matches a regular expression.",
+        discussion: "--for serial=REGEX matches output that arrives after the call; with --since-start, all output. Exit 0 when met, 1 on timeout.")
+
+    @OptionGroup var instance: InstanceOptions
+    @Option(name: .customLong("for"), help: "condition=Ready or serial=REGEX.") var condition: String
+    @Option(help: "Give up after this long.") var timeout: String = "30s"
+    @Option(help: "The serial device (default: the first).") var device: String?
+    @Flag(help: "Match all output since the instance started, not only what comes after this call.") var sinceStart = false
+
+    func validate() throws {
+        if Quantity.parseDuration(timeout) == nil { throw ValidationError("--timeout: expected \(Quantity.durationHint), got \(timeout)") }
+        if condition.hasPrefix("serial=") {
+            if (try? Regex(String(condition.dropFirst(7)))) == nil { throw ValidationError("--for serial=: not a valid regular expression") }
+        } else if condition != "condition=Ready" {
+            throw ValidationError("--for takes condition=Ready or serial=REGEX, got \(condition)")
+        }
+    }
+
+    func run() throws {
+        let end = monotonic() + Quantity.parseDuration(timeout)!
+        // The instance may still be starting: keep looking until the deadline.
+        var found: InstanceRecord?
+        while found == nil {
+            do {
+                found = try instance.locate()
+            } catch {
+                guard monotonic() < end else { throw error }
+                usleep(20_000)
+            }
+        }
+        var record = found!
+        if condition == "condition=Ready" {
+            while !record.ready {
+                guard monotonic() < end else { throw failure("not Ready within \(timeout)") }
+                usleep(20_000)
+                record = try instance.locate()
+            }
+            return
+        }
+        let regex = try Regex(String(condition.dropFirst(7)))
+        let dev = try serialDevice(record, device)
+        var follower = LogFollower(path: record.logDirectory + "/\(dev).raw", fromStart: sinceStart)
+        var window: [UInt8] = []
+        while monotonic() < end {
+            let bytes = follower.read()
+            if bytes.isEmpty {
+                guard kill(record.ownerPID, 0) == 0 else { throw failure("the instance ended") }
+                usleep(10_000)
+                continue
+            }
+            window += bytes
+            if window.count > 65536 { window.removeFirst(window.count - 65536) }
+            if String(decoding: window, as: UTF8.self).contains(regex) { return }
+        }
+        throw failure("no match for /\(condition.dropFirst(7))/ on \(dev) within \(timeout)")
+    }
+
+    private func failure(_ why: String) -> CommandExit {
+        printError("vtarget: \(instance.name): \(why)")
+        return CommandExit(code: 1)
+    }
+
+    private func monotonic() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+    }
+}
+
+struct Console: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Attach this terminal to an instance's serial port, raw; Ctrl-] detaches.",
+        discussion: "One client writes at a time: the first to type holds the port. --force takes it over; --read-only never writes.")
+
+    @OptionGroup var instance: InstanceOptions
+    @Argument(help: "The serial device (default: the first).") var device: String?
+    @Flag(help: "Only watch; keystrokes other than Ctrl-] are not sent.") var readOnly = false
+    @Flag(help: "Take write access from the client that holds it.") var force = false
+
+    func run() throws {
+        let record = try instance.locate()
+        let dev = try serialDevice(record, device)
+        let fd = try connectUnix(force ? record.forceSocket(dev) : record.socket(dev))
+        defer { close(fd) }
+        let tty = isatty(0) == 1
+        var saved = termios()
+        if tty {
+            tcgetattr(0, &saved)
+            var raw = saved
+            cfmakeraw(&raw)
+            tcsetattr(0, TCSANOW, &raw)
+            printError("vtarget: attached to \(record.name)/\(dev)" + (readOnly ? " (read-only)" : "") + "; Ctrl-] detaches\r")
+        }
+        defer {
+            if tty {
+                tcsetattr(0, TCSANOW, &saved)
+                printError("\nvtarget: detached")
+            }
+        }
+        var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: 0, events: Int16(POLLIN), revents: 0)]
+        var buf = [UInt8](repeating: 0, count: 65536)
+        var stdinOpen = true
+        while true {
+            if poll(&fds, stdinOpen ? 2 : 1, -1) < 0 { if errno == EINTR { continue }; return }
+            if fds[0].revents != 0 {
+                let n = read(fd, &buf, buf.count)
+                if n <= 0 { printError("\r\nvtarget: the instance closed the port\r"); return }
+                writeOut(Array(buf[0..<n]))
+            }
+            if stdinOpen, fds[1].revents != 0 {
+                let n = read(0, &buf, buf.count)
+                if n <= 0 { stdinOpen = false; continue }
+                var chunk = Array(buf[0..<n])
+                if let detach = chunk.firstIndex(of: 0x1D) {
+                    chunk = Array(chunk[..<detach])
+                    if !readOnly, !chunk.isEmpty { _ = chunk.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } }
+                    return
+                }
+                if !readOnly { _ = chunk.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } }
+            }
+        }
+    }
+}
+
+func connectUnix(_ path: String) throws -> Int32 {
+    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    var addr = sockaddr_un()
+    addr.sun_family = sa_family_t(AF_UNIX)
+    withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+        for (i, b) in path.utf8.prefix(raw.count - 1).enumerated() { raw[i] = b }
+    }
+    let rc = withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    }
+    if rc != 0 {
+        let e = errno
+        close(fd)
+        throw RuntimeError("cannot connect to \(path): \(String(cString: strerror(e)))")
+    }
+    return fd
+}
