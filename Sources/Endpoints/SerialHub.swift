@@ -26,14 +26,17 @@ public final class SerialHub: @unchecked Sendable {
     private var log: SerialLog?
     private let onOutput: @Sendable ([UInt8]) -> Void
     private let onClosed: @Sendable () -> Void
+    private let report: @Sendable (String) -> Void
 
-    /// `onOutput` sees every byte the UART sends, in order, on the loop.
+    /// `onOutput` sees every byte the UART sends, in order, on the loop;
+    /// `report` hears what vtarget's user should know (a dropped client).
     public init(name: String, loop: any EventLoop, onOutput: @escaping @Sendable ([UInt8]) -> Void,
-                onClosed: @escaping @Sendable () -> Void = {}) {
+                onClosed: @escaping @Sendable () -> Void = {}, report: @escaping @Sendable (String) -> Void = { _ in }) {
         self.name = name
         self.loop = loop
         self.onOutput = onOutput
         self.onClosed = onClosed
+        self.report = report
     }
 
     /// Takes over our end of the socket pair whose other end QEMU has.
@@ -111,11 +114,12 @@ public final class SerialHub: @unchecked Sendable {
         for (id, c) in clients {
             c.writeAndFlush(buffer, promise: nil)
             if !c.isWritable {
+                // A notice in-band would queue behind the 1 MiB it never read:
+                // the client gets EOF, vtarget's user gets the message.
                 clients.removeValue(forKey: id)
-                var note = c.allocator.buffer(capacity: 80)
-                note.writeString("\r\nvtarget: \(name): dropped, this client stopped reading\r\n")
-                c.writeAndFlush(note, promise: nil)
+                if writer == id { writer = nil }
                 c.close(promise: nil)
+                report("\(name): dropped a client that stopped reading (\(Self.clientHighWater >> 10) KiB queued)")
             }
         }
     }

@@ -136,7 +136,8 @@ public final class TargetProcess: Sendable {
         mkdir(logs, 0o700)
         for c in plan.channels where c.role != .qmp {
             let device = c.device
-            let hub = SerialHub(name: device, loop: loop, onOutput: { onSerial(device, $0) })
+            let name = self.name
+            let hub = SerialHub(name: device, loop: loop, onOutput: { onSerial(device, $0) }, report: { note("\(name): \($0)") })
             attached.withLock { $0.hubs.append(hub) }
             try await hub.record(to: SerialLog(directory: logs, device: device, rotation: logRotation))
             try await hub.attach(fd: try claim(c.chardevID))

@@ -1,6 +1,8 @@
 /*
  * vtarget sample firmware: prints a banner on the board's first UART, then
- * echoes every byte it receives. A line "ping" is answered with "pong".
+ * echoes every byte it receives. A line "ping" is answered with "pong"; a
+ * line "stream" is answered with 1 MiB as fast as the UART takes it: 16384
+ * lines of 64 bytes, each starting with its number in hex, then "stream done".
  * It sleeps in WFI between interrupts, so an idle target costs the host
  * next to no CPU. One source for every Cortex-M board: the UART model and
  * its addresses come from -D flags set by the Makefile.
@@ -84,6 +86,21 @@ void uart_irq(void) {
     }
 }
 
+static const char hex[] = "0123456789abcdef";
+
+/* 16384 numbered lines of exactly 64 bytes: a stream whose loss or
+   reordering shows in any copy of it. */
+static void stream(void) {
+    for (unsigned n = 0; n < 16384; n++) {
+        for (int shift = 28; shift >= 0; shift -= 4) put(hex[(n >> shift) & 0xF]);
+        put(' ');
+        for (int i = 0; i < 53; i++) put((char)('a' + (n + i) % 26));
+        put('\r');
+        put('\n');
+    }
+    puts_("stream done\r\n");
+}
+
 int main(void) {
     static char line[64];
     unsigned len = 0;
@@ -103,6 +120,10 @@ int main(void) {
             if (c == '\r' || c == '\n') {
                 if (len == 4 && line[0] == 'p' && line[1] == 'i' && line[2] == 'n' && line[3] == 'g') {
                     puts_("\r\npong\r\n");
+                } else if (len == 6 && line[0] == 's' && line[1] == 't' && line[2] == 'r' && line[3] == 'e'
+                           && line[4] == 'a' && line[5] == 'm') {
+                    puts_("\r\n");
+                    stream();
                 }
                 len = 0;
             } else if (len < sizeof line) {

@@ -1,0 +1,121 @@
+import Foundation
+import Testing
+
+let python = repoRoot + "/.venv/bin/python"
+let clients = repoRoot + "/Tests/IntegrationTests/Clients"
+
+/// Serial and QMP endpoints shared by many real clients: qemu.qmp, sockets,
+/// and vtarget's own verbs from other processes.
+@Suite(.serialized) struct EndpointTests {
+    @Test func venvHasTheRealClients() {
+        #expect(FileManager.default.isExecutableFile(atPath: python), "run scripts/setup.sh: it makes .venv with qemu.qmp, python-can, pyserial")
+    }
+
+    func runChecks(_ script: String, _ args: [String] = [], env: [String: String] = [:], board: String = "lm3s6965evb") throws -> RunResult {
+        let runtime = makeRuntimeDir()
+        defer { expectNothingLeft(runtime) }
+        for (k, v) in env { setenv(k, v, 1) }
+        defer { for k in env.keys { unsetenv(k) } }
+        return try vt(["run"] + exampleArgs(board) + ["--timeout", "180s", "--", python, clients + "/" + script] + args, runtime: runtime)
+    }
+
+    @Test func twoQMPClientsAndOneSendingGarbage() throws {
+        let r = try runChecks("qmp_two_clients.py")
+        #expect(r.code == 0, "\(r.stderr)")
+    }
+
+    @Test(arguments: ["writers", "binary", "fds", "slow"])
+    func serialPort(_ mode: String) throws {
+        let r = try runChecks("serial_checks.py", [mode])
+        #expect(r.code == 0, "\(mode): \(r.stderr)")
+        if mode == "slow" { #expect(r.stderr.contains("dropped a client that stopped reading")) }
+    }
+
+    @Test func logRotationUnderAStreamLosesNothing() throws {
+        let r = try runChecks("serial_checks.py", ["rotation"], env: ["VTARGET_LOG_MAX_BYTES": "64Ki", "VTARGET_LOG_FILES": "100"])
+        #expect(r.code == 0, "\(r.stderr)")
+    }
+
+    @Test func qemuKilledUnderAQMPClientFailsItsCommands() throws {
+        let runtime = makeRuntimeDir()
+        defer { expectNothingLeft(runtime) }
+        let (p, _, err) = try launch(["run"] + exampleArgs("lm3s6965evb"), runtime: runtime)
+        let ready = try vt(["wait", "lm3s6965evb", "--for", "condition=Ready", "--timeout", "30s"], runtime: runtime)
+        #expect(ready.code == 0, "\(ready.stderr)")
+        let dir = try #require(try FileManager.default.contentsOfDirectory(atPath: runtime).first { $0.hasPrefix("run-") })
+        let script = Process()
+        script.executableURL = URL(fileURLWithPath: python)
+        script.arguments = [clients + "/qmp_killed.py"]
+        script.environment = ["VTARGET_QMP": "\(runtime)/\(dir)/lm3s6965evb/qmp.sock", "PATH": "/usr/bin:/bin"]
+        let out = Pipe()
+        script.standardOutput = out
+        script.standardError = out
+        try script.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        script.waitUntilExit()
+        #expect(script.terminationStatus == 0, "\(text)")
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 1, "a run whose QEMU dies fails")
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(stderr.contains("QEMU exited unexpectedly"))
+    }
+
+    /// The verbs of the contract against a running instance, from other processes.
+    @Test func instanceVerbs() throws {
+        let runtime = makeRuntimeDir()
+        defer { expectNothingLeft(runtime) }
+        let (p, _, _) = try launch(["run"] + exampleArgs("x86-pc"), runtime: runtime)
+        defer { if p.isRunning { p.terminate() }; p.waitUntilExit() }
+        #expect(try vt(["wait", "x86-pc", "--for", "condition=Ready", "--timeout", "30s"], runtime: runtime).code == 0)
+        #expect(try vt(["wait", "x86-pc", "--for", "serial=echo ready", "--since-start", "--timeout", "5s"], runtime: runtime).code == 0)
+        let missed = try vt(["wait", "x86-pc", "--for", "serial=echo ready", "--timeout", "1s"], runtime: runtime)
+        #expect(missed.code == 1, "output before the call does not count without --since-start")
+        #expect(missed.stderr.contains("no match"))
+
+        let status = try vt(["qmp", "x86-pc", "query-status"], runtime: runtime)
+        #expect(status.stdout.contains("\"status\":\"running\""), "\(status.stdout) \(status.stderr)")
+        #expect(try vt(["pause", "x86-pc"], runtime: runtime).code == 0)
+        #expect(try vt(["qmp", "x86-pc", "{\"execute\": \"query-status\"}"], runtime: runtime).stdout.contains("\"status\":\"paused\""))
+        #expect(try vt(["hmp", "x86-pc", "info status"], runtime: runtime).stdout.contains("paused"))
+        #expect(try vt(["resume", "x86-pc"], runtime: runtime).code == 0)
+        let bad = try vt(["qmp", "x86-pc", "no-such-command"], runtime: runtime)
+        #expect(bad.code == 1 && bad.stderr.contains("CommandNotFound"))
+
+        // wait for output that arrives after the call, produced by a writer.
+        let waiter = try launch(["wait", "x86-pc", "--for", "serial=marker-4711", "--timeout", "10s"], runtime: runtime)
+        usleep(300_000)
+        let dir = try #require(try FileManager.default.contentsOfDirectory(atPath: runtime).first { $0.hasPrefix("run-") })
+        let fd = try connectUnixForTest("\(runtime)/\(dir)/x86-pc/com1.sock")
+        _ = "marker-4711".withCString { write(fd, $0, 11) }
+        waiter.0.waitUntilExit()
+        close(fd)
+        #expect(waiter.0.terminationStatus == 0)
+
+        let logs = try vt(["logs", "x86-pc"], runtime: runtime)
+        #expect(logs.stdout.hasPrefix("hello from x86 pc"))
+        #expect(logs.stdout.contains("marker-4711"))
+        let stamped = try vt(["logs", "x86-pc", "--timestamps"], runtime: runtime)
+        #expect(stamped.stdout.range(of: #"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z \d+\.\d{6} hello from x86 pc"#, options: .regularExpression) != nil)
+
+        let stop = try vt(["stop", "x86-pc", "--timeout", "1s"], runtime: runtime)
+        #expect(stop.code == 0, "\(stop.stderr)")
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0, "a run whose target was stopped on purpose succeeds")
+        let gone = try vt(["qmp", "x86-pc", "query-status"], runtime: runtime)
+        #expect(gone.code == 1 && gone.stderr.contains("no running instance"))
+    }
+}
+
+func connectUnixForTest(_ path: String) throws -> Int32 {
+    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+    var addr = sockaddr_un()
+    addr.sun_family = sa_family_t(AF_UNIX)
+    withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+        for (i, b) in path.utf8.enumerated() { raw[i] = b }
+    }
+    let rc = withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    }
+    if rc != 0 { throw POSIXError(.ECONNREFUSED) }
+    return fd
+}
