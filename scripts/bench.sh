@@ -2,4 +2,5 @@
 # make bench: every figure beside raw QEMU measured in the same run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec python3 scripts/bench.py
+python3 scripts/bench.py
+python3 scripts/bench_endpoints.py

@@ -122,11 +122,7 @@ public final class QMPProxy: @unchecked Sendable {
             return reply(c, id, .failure(.command(errorClass: "CommandNotFound", description: "Expecting capabilities negotiation with 'qmp_capabilities'")))
         }
         let promise = loop.makePromise(of: Result<JSONValue, QMPError>.self)
-        let qmp = self.qmp
-        let arguments = fields["arguments"]
-        promise.completeWithTask {
-            do throws(QMPError) { return .success(try await qmp.execute(command, arguments: arguments)) } catch { return .failure(error) }
-        }
+        qmp.send(command, arguments: fields["arguments"]) { promise.succeed($0) }
         // Write in request order even when replies complete out of order.
         c.lastReply = c.lastReply.flatMap { promise.futureResult }.map { result in
             self.write(c, id, result)

@@ -20,6 +20,7 @@ public final class SerialHub: @unchecked Sendable {
     private var server: (any Channel)?
     private var clients: [ObjectIdentifier: any Channel] = [:]
     private var forceServer: (any Channel)?
+    private var tcpServer: (any Channel)?
     private var writer: ObjectIdentifier?
     private var warnedReadOnly: Set<ObjectIdentifier> = []
     private var replay = ReplayBuffer()
@@ -65,6 +66,24 @@ public final class SerialHub: @unchecked Sendable {
         }.get()
     }
 
+    /// Serves the UART over loopback TCP with RFC 2217 (pyserial's
+    /// `rfc2217://`, labgrid's NetworkSerialPort); port 0 picks a free one.
+    /// Returns the port.
+    public func listenRFC2217(port: Int) async throws -> Int {
+        let channel = try await ServerBootstrap(group: loop)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: Self.clientHighWater / 2, high: Self.clientHighWater))
+            .childChannelInitializer { ch in
+                ch.eventLoop.makeCompletedFuture {
+                    try ch.pipeline.syncOperations.addHandler(RFC2217Handler())
+                    try ch.pipeline.syncOperations.addHandler(ClientSide(hub: self, force: false))
+                }
+            }
+            .bind(host: "127.0.0.1", port: port).get()
+        try await loop.submit { self.tcpServer = channel }.get()
+        return channel.localAddress?.port ?? port
+    }
+
     private func bind(_ path: String, force: Bool) async throws -> any Channel {
         let channel = try await ServerBootstrap(group: loop)
             // `printf … | socat` half-closes after sending; it must still get the reply.
@@ -95,7 +114,7 @@ public final class SerialHub: @unchecked Sendable {
     /// Closes the listener, every client and the UART side.
     public func close() async {
         let channels: [any Channel] = (try? await loop.submit {
-            let all = Array(self.clients.values) + [self.server, self.forceServer, self.qemu].compactMap { $0 }
+            let all = Array(self.clients.values) + [self.server, self.forceServer, self.tcpServer, self.qemu].compactMap { $0 }
             self.clients = [:]
             self.log?.close()
             self.log = nil
@@ -106,13 +125,25 @@ public final class SerialHub: @unchecked Sendable {
 
     // MARK: on the loop
 
+    /// Output of the current read burst, handed on once at its end.
+    private var burst: [UInt8] = []
+
     fileprivate func fromUART(_ buffer: ByteBuffer) {
-        let bytes = Array(buffer.readableBytesView)
+        burst += buffer.readableBytesView
+        for c in clients.values { c.write(buffer, promise: nil) }
+    }
+
+    /// The end of a read burst: one flush per client, one log write, one
+    /// hand-off, however many small reads QEMU's byte-at-a-time writes made.
+    fileprivate func burstEnded() {
+        guard !burst.isEmpty else { return }
+        let bytes = burst
+        burst.removeAll(keepingCapacity: true)
         replay.append(bytes)
         log?.append(bytes)
         onOutput(bytes)
         for (id, c) in clients {
-            c.writeAndFlush(buffer, promise: nil)
+            c.flush()
             if !c.isWritable {
                 // A notice in-band would queue behind the 1 MiB it never read:
                 // the client gets EOF, vtarget's user gets the message.
@@ -179,7 +210,11 @@ public final class SerialHub: @unchecked Sendable {
         let hub: SerialHub
         init(hub: SerialHub) { self.hub = hub }
         func channelRead(context: ChannelHandlerContext, data: NIOAny) { hub.fromUART(unwrapInboundIn(data)) }
-        func channelInactive(context: ChannelHandlerContext) { hub.uartClosed() }
+        func channelReadComplete(context: ChannelHandlerContext) { hub.burstEnded() }
+        func channelInactive(context: ChannelHandlerContext) {
+            hub.burstEnded()
+            hub.uartClosed()
+        }
         func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
     }
 

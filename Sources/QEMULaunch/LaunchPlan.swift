@@ -39,6 +39,8 @@ public struct PlannedChannel: Sendable, Equatable {
     public var role: Role
     public var childFD: Int32
     public var chardevID: String
+    /// Serve this UART over loopback TCP with RFC 2217 too (0: any free port).
+    public var rfc2217Port: Int? = nil
 }
 
 /// An image vtarget opens and hands over as fd `childFD`, for a QEMU that

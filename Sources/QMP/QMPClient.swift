@@ -63,6 +63,25 @@ public final class QMPClient: Sendable {
         return try await send(id, request(command, arguments, id)).get()
     }
 
+    /// The same as `execute`, for callers on an event loop: `reply` is called
+    /// on whichever thread the answer arrives, with no task in between.
+    public func send(_ command: String, arguments: JSONValue? = nil, reply: @escaping QMPConnectionCore.Reply) {
+        core.acquireSlot { [core, channel] slot in
+            if case .failure(let e) = slot { return reply(.failure(e)) }
+            let id = core.nextID()
+            var object: [String: JSONValue] = ["execute": .string(command), "id": .string(id)]
+            if let arguments { object["arguments"] = arguments }
+            let bytes = JSONValue.object(object).serialized() + [0x0A]
+            guard core.register(id, { result in
+                core.releaseSlot()
+                reply(result)
+            }) else { return }
+            var buffer = channel.allocator.buffer(capacity: bytes.count)
+            buffer.writeBytes(bytes)
+            channel.writeAndFlush(buffer).whenFailure { error in core.fail(id, .disconnected("\(error)")) }
+        }
+    }
+
     /// Several argument-less commands written at once and run in that order;
     /// the first error is thrown. Counts as one command against the limit.
     public func executeInOrder(_ commands: [String]) async throws(QMPError) -> [JSONValue] {
@@ -111,17 +130,20 @@ public final class QMPClient: Sendable {
 
 /// The state shared by the client and its channel handler.
 public final class QMPConnectionCore: Sendable {
+    /// Where a reply goes: a continuation's resume, or the proxy's callback.
+    public typealias Reply = @Sendable (Result<JSONValue, QMPError>) -> Void
+
     struct State {
         var greeting: JSONValue?
         var greetingWaiters: [CheckedContinuation<Result<JSONValue, QMPError>, Never>] = []
-        var pending: [String: CheckedContinuation<Result<JSONValue, QMPError>, Never>] = [:]
+        var pending: [String: Reply] = [:]
         var closed: QMPError?
         /// Replies for ids sent before their continuation was registered.
         var expected: Set<String> = []
         var early: [String: Result<JSONValue, QMPError>] = [:]
         var counter = 0
         var inFlight = 0
-        var slotWaiters: [CheckedContinuation<Result<Void, QMPError>, Never>] = []
+        var slotWaiters: [@Sendable (Result<Void, QMPError>) -> Void] = []
     }
 
     let state = Mutex(State())
@@ -138,36 +160,45 @@ public final class QMPConnectionCore: Sendable {
 
     func acquireSlot() async throws(QMPError) {
         let r: Result<Void, QMPError> = await withCheckedContinuation { cont in
-            let immediate: Result<Void, QMPError>? = state.withLock { s in
-                if let closed = s.closed { return .failure(closed) }
-                if s.inFlight < QMPClient.maxInFlight {
-                    s.inFlight += 1
-                    return .success(())
-                }
-                s.slotWaiters.append(cont)
-                return nil
-            }
-            if let immediate { cont.resume(returning: immediate) }
+            acquireSlot { cont.resume(returning: $0) }
         }
         try r.get()
     }
 
+    /// Calls `then` once a slot is free (at once when one is).
+    func acquireSlot(then: @escaping @Sendable (Result<Void, QMPError>) -> Void) {
+        let immediate: Result<Void, QMPError>? = state.withLock { s in
+            if let closed = s.closed { return .failure(closed) }
+            if s.inFlight < QMPClient.maxInFlight {
+                s.inFlight += 1
+                return .success(())
+            }
+            s.slotWaiters.append(then)
+            return nil
+        }
+        if let immediate { then(immediate) }
+    }
+
     func releaseSlot() {
-        let next = state.withLock { s -> CheckedContinuation<Result<Void, QMPError>, Never>? in
+        let next = state.withLock { s -> (@Sendable (Result<Void, QMPError>) -> Void)? in
             if !s.slotWaiters.isEmpty { return s.slotWaiters.removeFirst() }
             s.inFlight -= 1
             return nil
         }
-        next?.resume(returning: .success(()))
+        next?(.success(()))
     }
 
     func expect(_ ids: [String]) {
         state.withLock { $0.expected.formUnion(ids) }
     }
 
-    /// False (and the continuation resumed) when the reply is already here or
-    /// the connection is closed.
     func register(_ id: String, _ cont: CheckedContinuation<Result<JSONValue, QMPError>, Never>) -> Bool {
+        register(id) { cont.resume(returning: $0) }
+    }
+
+    /// False (and `reply` called) when the reply is already here or the
+    /// connection is closed.
+    func register(_ id: String, _ reply: @escaping Reply) -> Bool {
         let ready: Result<JSONValue, QMPError>? = state.withLock { s in
             if let r = s.early.removeValue(forKey: id) {
                 s.expected.remove(id)
@@ -175,18 +206,18 @@ public final class QMPConnectionCore: Sendable {
             }
             if let c = s.closed { return .failure(c) }
             s.expected.remove(id)
-            s.pending[id] = cont
+            s.pending[id] = reply
             return nil
         }
         if let ready {
-            cont.resume(returning: ready)
+            reply(ready)
             return false
         }
         return true
     }
 
     func fail(_ id: String, _ error: QMPError) {
-        state.withLock { $0.pending.removeValue(forKey: id) }?.resume(returning: .failure(error))
+        state.withLock { $0.pending.removeValue(forKey: id) }?(.failure(error))
     }
 
     func waitForGreeting() async throws(QMPError) -> JSONValue {
@@ -227,7 +258,7 @@ public final class QMPConnectionCore: Sendable {
                 if s.expected.contains(id) { s.early[id] = result }
                 return nil
             }
-            waiter?.resume(returning: result)
+            waiter?(result)
         }
     }
 
@@ -237,9 +268,9 @@ public final class QMPConnectionCore: Sendable {
             defer { s.pending = [:]; s.greetingWaiters = []; s.slotWaiters = [] }
             return (Array(s.pending.values), s.greetingWaiters, s.slotWaiters)
         }
-        for p in pending { p.resume(returning: .failure(error)) }
+        for p in pending { p(.failure(error)) }
         for g in greeters { g.resume(returning: .failure(error)) }
-        for w in slots { w.resume(returning: .failure(error)) }
+        for w in slots { w(.failure(error)) }
         events.finish()
     }
 }

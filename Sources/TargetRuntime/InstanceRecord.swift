@@ -22,6 +22,8 @@ public struct InstanceRecord: Codable, Sendable, Equatable {
     public var ready: Bool
     public var serialDevices: [String]
     public var directory: String
+    /// Loopback TCP ports speaking RFC 2217, by device.
+    public var rfc2217: [String: Int]
     /// The board honours system_powerdown.
     public var powerdown: Bool
 

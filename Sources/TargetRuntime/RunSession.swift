@@ -145,7 +145,7 @@ public struct RunSession: Sendable {
                     name: t.name, namespace: prepared[i].0.namespace, ownerPID: getpid(), qemuPID: child.pid,
                     qemuStartTime: InstanceRecord.startTime(of: child.pid) ?? 0, phase: "Running",
                     ready: prepared[i].0.lifecycle.readiness == nil,
-                    serialDevices: t.plan.serialChannels.map(\.device), directory: t.directory,
+                    serialDevices: t.plan.serialChannels.map(\.device), directory: t.directory, rfc2217: t.rfc2217Ports,
                     powerdown: catalog.lookup(t.plan.profile)?.gracefulPowerdown ?? false))
                 records[i].write()
             }
@@ -183,6 +183,8 @@ public struct RunSession: Sendable {
                 switch event {
                 case .serial(let i, let device, let bytes):
                     output.write(target: i, device: device, bytes)
+                    // Text is made only while something waits for a pattern.
+                    guard until != nil || pendingReady[i]?.1 == device else { continue }
                     let text = watch.append(target: i, device: device, bytes)
                     if let (regex, dev) = pendingReady[i], dev == device, text.contains(regex) {
                         pendingReady[i] = nil
@@ -263,7 +265,7 @@ public struct RunSession: Sendable {
     /// The command of `run -- CMD`, with every endpoint in its environment.
     private func spawnCommand(_ targets: [TargetProcess]) async throws -> ChildProcess {
         var env = config.environment
-        for (k, v) in EndpointEnvironment.variables(targets.map { ($0.name, $0.plan, $0.directory) }) { env[k] = v }
+        for (k, v) in EndpointEnvironment.variables(targets.map { ($0.name, $0.plan, $0.directory, $0.rfc2217Ports) }) { env[k] = v }
         guard let exe = ExecutableSearch.find(config.command[0], environment: env) else {
             throw RuntimeError("command not found: \(config.command[0])")
         }
@@ -298,13 +300,14 @@ public enum EndpointEnvironment {
         String(s.uppercased().map { $0 == "-" || $0 == "." ? "_" : $0 })
     }
 
-    public static func variables(_ targets: [(name: String, plan: LaunchPlan, directory: String)]) -> [String: String] {
+    public static func variables(_ targets: [(name: String, plan: LaunchPlan, directory: String, rfc2217: [String: Int])]) -> [String: String] {
         var env: [String: String] = [:]
         for t in targets {
             var own: [String: String] = [:]
             for c in t.plan.channels where c.role != .qmp {
                 own["SERIAL_\(key(c.device))"] = t.directory + "/\(c.device).sock"
             }
+            for (device, port) in t.rfc2217 { own["SERIAL_\(key(device))_RFC2217"] = "127.0.0.1:\(port)" }
             if let gdb = t.plan.gdbSocketPath { own["GDB"] = gdb }
             own["QMP"] = t.directory + "/qmp.sock"
             for (k, v) in own {
@@ -317,18 +320,21 @@ public enum EndpointEnvironment {
     }
 }
 
-/// The recent output of each serial device, as text to match against.
+/// The recent output of each serial device, as text to match against. Only
+/// the new bytes and a tail before them are searched, so matching costs the
+/// size of the new output, not of a 64 KiB window per chunk.
 struct MatchWindows {
-    static let window = 64 << 10
+    static let tail = 4 << 10
     var buffers: [String: [UInt8]] = [:]
 
     mutating func append(target: Int, device: String, _ bytes: [UInt8]) -> String {
         let key = "\(target)/\(device)"
         var b = buffers[key, default: []]
         b += bytes
-        if b.count > Self.window { b.removeFirst(b.count - Self.window) }
+        let text = String(decoding: b, as: UTF8.self)
+        if b.count > Self.tail { b.removeFirst(b.count - Self.tail) }
         buffers[key] = b
-        return String(decoding: b, as: UTF8.self)
+        return text
     }
 }
 

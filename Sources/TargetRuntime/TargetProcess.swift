@@ -30,7 +30,11 @@ public final class TargetProcess: Sendable {
         var events: Task<Void, Never>?
         var hubs: [SerialHub] = []
         var stderr: (any Channel)?
+        /// Loopback TCP ports serving RFC 2217, by device.
+        var rfc2217: [String: Int] = [:]
     }
+
+    public var rfc2217Ports: [String: Int] { attached.withLock { $0.rfc2217 } }
 
     /// Spawns QEMU paused (`-S`) with one end of each socket pair.
     public static func spawn(plan: LaunchPlan, directory: String, qemuPath: String, sandbox: SandboxPolicy) async throws -> TargetProcess {
@@ -142,6 +146,10 @@ public final class TargetProcess: Sendable {
             try await hub.record(to: SerialLog(directory: logs, device: device, rotation: logRotation))
             try await hub.attach(fd: try claim(c.chardevID))
             try await hub.listen(path: socketPath(device), forcePath: directory + "/\(device).force.sock")
+            if let port = c.rfc2217Port {
+                let bound = try await hub.listenRFC2217(port: port)
+                attached.withLock { $0.rfc2217[device] = bound }
+            }
         }
 
         let (handler, core, events) = QMPClient.makeHandler()

@@ -242,8 +242,21 @@ extension ResourceDecoder {
             if let name, let nameNode, !checkLabel(name, nameNode, d.child("name"), context) { continue }
             guard let typeNode = d.required("type"), let type = MappingReader.string(typeNode, d.child("type"), context) else { continue }
             let kind: Device.Kind
+            var rfc2217: Int?
             switch type {
             case "serial":
+                if let v = d.value("rfc2217") {
+                    switch v.scalar {
+                    case "true": rfc2217 = 0
+                    case "false": rfc2217 = nil
+                    default:
+                        if let s = v.scalar, let n = Int(s), (1...65535).contains(n) {
+                            rfc2217 = n
+                        } else {
+                            context.error(v, d.child("rfc2217"), "expected true, false or a loopback TCP port from 1 to 65535, got \(describe(v))")
+                        }
+                    }
+                }
                 let index = d.int("index", in: 0...63)
                 if let index, index >= profile.uarts.count {
                     context.error(d.value("index"), d.child("index"), "\(profile.name) has \(profile.uarts.count) UARTs (" + profile.uarts.joined(separator: ", ") + "); valid: 0 to \(profile.uarts.count - 1)")
@@ -276,7 +289,7 @@ extension ResourceDecoder {
                 context.error(typeNode, d.child("type"), "only one gdb device is allowed")
                 continue
             }
-            devices.append(Device(name: name, kind: kind, location: node.location, path: path))
+            devices.append(Device(name: name, kind: kind, location: node.location, path: path, rfc2217Port: rfc2217))
         }
         return devices
     }

@@ -82,6 +82,8 @@ public struct Device: Sendable {
     public var kind: Kind
     public var location: SourceLocation
     public var path: String
+    /// Serial devices: a loopback TCP port speaking RFC 2217 (0 picks one).
+    public var rfc2217Port: Int?
 }
 
 public struct QemuConfig: Sendable {

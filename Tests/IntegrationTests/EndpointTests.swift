@@ -31,6 +31,14 @@ let clients = repoRoot + "/Tests/IntegrationTests/Clients"
         if mode == "slow" { #expect(r.stderr.contains("dropped a client that stopped reading")) }
     }
 
+    @Test func pyserialOverRFC2217() throws {
+        let runtime = makeRuntimeDir()
+        defer { expectNothingLeft(runtime) }
+        let r = try vt(["run", "-f", "examples/lm3s6965evb-rfc2217.yaml", "-f", "\(firmware)/lm3s6965evb-firmware.yaml",
+                        "--timeout", "60s", "--", python, clients + "/pyserial_rfc2217.py"], runtime: runtime)
+        #expect(r.code == 0, "\(r.stderr)")
+    }
+
     @Test func logRotationUnderAStreamLosesNothing() throws {
         let r = try runChecks("serial_checks.py", ["rotation"], env: ["VTARGET_LOG_MAX_BYTES": "64Ki", "VTARGET_LOG_FILES": "100"])
         #expect(r.code == 0, "\(r.stderr)")
