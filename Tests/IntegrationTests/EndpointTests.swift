@@ -105,6 +105,14 @@ let clients = repoRoot + "/Tests/IntegrationTests/Clients"
         let stamped = try vt(["logs", "x86-pc", "--timestamps"], runtime: runtime)
         #expect(stamped.stdout.range(of: #"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z \d+\.\d{6} hello from x86 pc"#, options: .regularExpression) != nil)
 
+        // console: keystrokes reach the UART, Ctrl-] (0x1d) detaches; --read-only sends nothing.
+        let console = try shell("(printf 'hi-console'; sleep 1; printf '\\035') | \(vtarget) console x86-pc", runtime: runtime)
+        #expect(console.code == 0, "\(console.stderr)")
+        #expect(console.stdout.contains("hi-console"), "the echo came back through the console: \(console.stdout.suffix(200))")
+        let watcher = try shell("(printf 'read-only-typing'; sleep 1; printf '\\035') | \(vtarget) console x86-pc --read-only", runtime: runtime)
+        #expect(watcher.code == 0)
+        #expect(!watcher.stdout.contains("read-only-typing"), "a read-only console sent keystrokes")
+
         let stop = try vt(["stop", "x86-pc", "--timeout", "1s"], runtime: runtime)
         #expect(stop.code == 0, "\(stop.stderr)")
         p.waitUntilExit()
@@ -112,6 +120,24 @@ let clients = repoRoot + "/Tests/IntegrationTests/Clients"
         let gone = try vt(["qmp", "x86-pc", "query-status"], runtime: runtime)
         #expect(gone.code == 1 && gone.stderr.contains("no running instance"))
     }
+}
+
+/// A shell pipeline with VTARGET_RUNTIME_DIR set, for stdin-driven verbs.
+func shell(_ script: String, runtime: String) throws -> RunResult {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/sh")
+    p.arguments = ["-c", script]
+    var env = ProcessInfo.processInfo.environment
+    env["VTARGET_RUNTIME_DIR"] = runtime
+    p.environment = env
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return RunResult(code: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
 }
 
 func connectUnixForTest(_ path: String) throws -> Int32 {
