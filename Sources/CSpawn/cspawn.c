@@ -29,6 +29,16 @@ static void child_fail_at(int errfd, int step, int err) {
     _exit(127);
 }
 
+static int write_file(const char *path, const char *text) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = write(fd, text, strlen(text));
+    int e = errno;
+    close(fd);
+    errno = e;
+    return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
 static void child_fail(int errfd, int err) {
     ssize_t r;
     do { r = write(errfd, &err, sizeof err); } while (r < 0 && errno == EINTR);
@@ -51,6 +61,13 @@ static void child_main(const cspawn_attr *a, int errfd, pid_t parent) {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
+    if ((a->namespace_flags & CLONE_NEWUSER) && a->uid_map && a->gid_map) {
+        /* A new user namespace starts with no ids: map the user to itself.
+           setgroups must be denied before an unprivileged gid_map. */
+        if (write_file("/proc/self/setgroups", "deny") < 0 || write_file("/proc/self/gid_map", a->gid_map) < 0
+            || write_file("/proc/self/uid_map", a->uid_map) < 0)
+            child_fail_at(errfd, CSPAWN_STEP_USER_NAMESPACE, errno);
+    }
     if (a->new_session && setsid() < 0) child_fail_at(errfd, CSPAWN_STEP_SESSION, errno);
     /* Move every source fd and the error pipe above the target range first,
        so that placing fd i never clobbers a source still needed. */

@@ -20,7 +20,7 @@ public struct SpawnError: Error, Sendable, CustomStringConvertible {
     init(executable: String, shimError: Int32) {
         let steps = [1: "setsid", 2: "placing fds", 3: "setrlimit", 4: "private mounts", 5: "dropping privileges",
                      6: "parent-death signal", 7: "no_new_privs", 8: "loading the seccomp filter", 9: "chdir",
-                     10: "clone (namespaces)"]
+                     10: "clone (namespaces)", 11: "mapping ids in the user namespace"]
         self.init(executable: executable, errno: shimError & 0xFFFFFF, step: steps[Int(shimError >> 24)])
     }
 
@@ -194,7 +194,11 @@ public final class ChildProcess: Sendable {
             let policy = request.sandbox
             let limits = policy.limits.map { cspawn_rlimit(resource: $0.resource, soft: rlim_t($0.soft), hard: rlim_t($0.hard)) }
             let program = filter?.program ?? []
-            let err: Int32 = request.fds.withUnsafeBufferPointer { fds in
+            var flags: Int32 = policy.namespaces ? 0x4000_0000 | 0x0002_0000 : 0  // CLONE_NEWNET | CLONE_NEWNS
+            if policy.userNamespace { flags |= 0x1000_0000 }  // CLONE_NEWUSER
+            let uidMap = "\(geteuid()) \(geteuid()) 1\n", gidMap = "\(getegid()) \(getegid()) 1\n"
+            let err: Int32 = uidMap.withCString { uidMapC in gidMap.withCString { gidMapC in
+              request.fds.withUnsafeBufferPointer { fds in
                 limits.withUnsafeBufferPointer { rl in
                     program.withUnsafeBytes { bpf in
                         withOptionalCString(request.workingDirectory) { cwd in
@@ -205,7 +209,8 @@ public final class ChildProcess: Sendable {
                                     new_session: request.newSession ? 1 : 0,
                                     parent_death_signal: request.parentDeathSignal, umask_value: 0o077,
                                     rlimits: rl.baseAddress, rlimit_count: Int32(rl.count),
-                                    namespace_flags: policy.namespaces ? 0x4000_0000 | 0x0002_0000 : 0,  // CLONE_NEWNET | CLONE_NEWNS
+                                    namespace_flags: flags,
+                                    uid_map: uidMapC, gid_map: gidMapC,
                                     gid: policy.runAs.map { Int32(bitPattern: $0.gid) } ?? -1,
                                     uid: policy.runAs.map { Int32(bitPattern: $0.uid) } ?? -1,
                                     no_new_privs: policy.noNewPrivileges ? 1 : 0,
@@ -216,7 +221,8 @@ public final class ChildProcess: Sendable {
                         }
                     }
                 }
-            }
+              }
+            } }
             argv.free()
             envp.free()
             guard err == 0 else {

@@ -32,8 +32,11 @@ public struct SandboxPolicy: Sendable {
     ]
     /// uid and gid to drop to (root only).
     public var runAs: (uid: UInt32, gid: UInt32)?
-    /// Private network and mount namespaces (root only here).
+    /// Private network and mount namespaces.
     public var namespaces = false
+    /// For a user without privileges: a user namespace of its own, which is
+    /// what lets it have the other two.
+    public var userNamespace = false
 
     public init() {}
 

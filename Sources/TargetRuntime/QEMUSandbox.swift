@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Sandbox
+import Synchronization
 
 /// The confinement every QEMU gets, on a laptop as a user and in CI as root.
 public enum QEMUSandbox {
@@ -10,7 +11,7 @@ public enum QEMUSandbox {
 
     public static var isRoot: Bool { geteuid() == 0 }
 
-    public static func policy(enabled: Bool) -> SandboxPolicy {
+    public static func policy(enabled: Bool) async -> SandboxPolicy {
         guard enabled else { return .none }
         var p = SandboxPolicy()
         // No target has a network device yet: QEMU only ever needs AF_UNIX.
@@ -18,24 +19,49 @@ public enum QEMUSandbox {
         if isRoot {
             p.runAs = unprivilegedID
             p.namespaces = true
+        } else if await userNamespacesWork() {
+            p.userNamespace = true
+            p.namespaces = true
         }
         return p
     }
 
+    /// Whether this kernel lets an unprivileged user clone into new user,
+    /// network and mount namespaces: tried once per process, with /bin/true.
+    public static func userNamespacesWork() async -> Bool {
+        guard !isRoot else { return false }
+        if let known = userNamespaceProbe.withLock({ $0 }) { return known }
+        var p = SandboxPolicy.none
+        p.userNamespace = true
+        p.namespaces = true
+        var ok = false
+        if let child = try? await ChildProcess.spawn(SpawnRequest(
+            executable: "/bin/true", arguments: [], environment: [], workingDirectory: "/", fds: [-1, -1, -1], sandbox: p)) {
+            ok = await child.waitForExit() == .exited(0)
+        }
+        userNamespaceProbe.withLock { $0 = ok }
+        return ok
+    }
+
+    private static let userNamespaceProbe = Mutex<Bool?>(nil)
+
     /// One line per protection: what `vtarget doctor` and a run report.
-    public static func protections(enabled: Bool) -> [(name: String, active: Bool, why: String)] {
+    public static func protections(enabled: Bool) async -> [(name: String, active: Bool, why: String)] {
         guard enabled else {
             return [("sandbox", false, "--no-sandbox: QEMU runs unconfined")]
         }
         let root = isRoot
+        let userNamespacesWork = await userNamespacesWork()
         return [
             ("seccomp filter", true, "\(SandboxPolicy.deniedSyscalls.count) system calls fail with EPERM; sockets other than AF_UNIX refused"),
             ("no_new_privs", true, "set before exec"),
             ("rlimits", true, "core 0, 1024 open files, 64 GiB file size"),
             ("QEMU -sandbox", true, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"),
-            ("unprivileged uid", root, root ? "QEMU runs as uid \(unprivilegedID.uid), no capabilities" : "vtarget is not root: QEMU runs as you, with no capabilities"),
-            ("network namespace", root, root ? "private, empty" : "needs root (unprivileged user namespaces are not used yet)"),
-            ("mount namespace", root, root ? "private, nothing propagates back" : "needs root (unprivileged user namespaces are not used yet)"),
+            ("unprivileged uid", true, root ? "QEMU runs as uid \(unprivilegedID.uid), no capabilities" : "QEMU runs as you (not root), with no capabilities"),
+            ("network namespace", root || userNamespacesWork, root ? "private, empty"
+                : (userNamespacesWork ? "private, empty (in an unprivileged user namespace)" : "this kernel refuses unprivileged user namespaces")),
+            ("mount namespace", root || userNamespacesWork, root ? "private, nothing propagates back"
+                : (userNamespacesWork ? "private (in an unprivileged user namespace)" : "this kernel refuses unprivileged user namespaces")),
             { let (ok, why) = CgroupLimits.availability(); return ("cgroup limits", ok, ok ? "memory (guest RAM + 512 MiB) and CPU (one core per vCPU), \(why)" : why) }(),
             ("never orphaned", true, "PR_SET_PDEATHSIG from the forking thread, which outlives QEMU; signals through a pidfd"),
         ]

@@ -124,7 +124,7 @@ public struct RunSession: Sendable {
                     throw RuntimeError("\(plan.binary) not found in PATH; install QEMU (make setup, or apt-get install qemu-system-arm qemu-system-x86)")
                 }
                 targets.append(try await TargetProcess.spawn(plan: plan, directory: dir, qemuPath: qemu,
-                                                             sandbox: QEMUSandbox.policy(enabled: config.sandbox)))
+                                                             sandbox: await QEMUSandbox.policy(enabled: config.sandbox)))
             }
             let streams = prepared.reduce(0) { $0 + $1.1.serialChannels.count }
             let output = SerialOutput(prefixed: streams > 1, names: targets.map(\.name))

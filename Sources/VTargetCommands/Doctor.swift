@@ -12,7 +12,7 @@ struct Doctor: AsyncParsableCommand {
         discussion: "The verification runs vtarget-sandbox-probe (built beside vtarget) through the same spawn path as QEMU.")
 
     func run() async throws {
-        let rows = QEMUSandbox.protections(enabled: true)
+        let rows = await QEMUSandbox.protections(enabled: true)
         printOut(Table.render([["PROTECTION", "ACTIVE", "DETAIL"]] + rows.map { [$0.name, $0.active ? "yes" : "no", $0.why] }))
         guard let probe = SandboxExec.probePath() else {
             printOut("\nverification skipped: vtarget-sandbox-probe is not beside \(Environment.executable)")
@@ -71,7 +71,7 @@ enum SandboxExec {
         }
         return try await ChildProcess.spawn(SpawnRequest(
             executable: exe, arguments: Array(command.dropFirst()), environment: environment,
-            workingDirectory: "/", fds: [-1, stdout, 2], sandbox: QEMUSandbox.policy(enabled: sandbox)))
+            workingDirectory: "/", fds: [-1, stdout, 2], sandbox: await QEMUSandbox.policy(enabled: sandbox)))
     }
 
     static func capture(_ command: [String], sandbox: Bool) async throws -> (Int32, String) {

@@ -56,7 +56,7 @@ struct Run: AsyncParsableCommand {
         if noSandbox {
             printError("vtarget: WARNING: --no-sandbox: QEMU runs unconfined, with your privileges, on untrusted firmware")
         } else {
-            let missing = QEMUSandbox.protections(enabled: true).filter { !$0.active }.map(\.name)
+            let missing = await QEMUSandbox.protections(enabled: true).filter { !$0.active }.map(\.name)
             if !missing.isEmpty { printError("vtarget: sandbox: not available here: " + missing.joined(separator: ", ") + " (vtarget doctor says why)") }
         }
         var session = RunSession(config: RunConfiguration(

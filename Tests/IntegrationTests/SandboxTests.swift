@@ -104,6 +104,38 @@ func statusFields(_ pid: Int32) -> [String: String] {
         }
     }
 
+    /// An ordinary user gets private user, network and mount namespaces where
+    /// the kernel allows unprivileged user namespaces (this one does; if it
+    /// did not, the run would say so and go on).
+    @Test func asAnOrdinaryUserQEMUGetsItsOwnNamespaces() throws {
+        guard isRoot, FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else { return }
+        let home = "/tmp/vt-user-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: false)
+        chown(home, 65534, 65534)
+        chmod(home, 0o700)
+        defer { try? FileManager.default.removeItem(atPath: home) }
+        let script = """
+            P=$(pgrep -f "^/usr/bin/qemu-system-arm -name lm3s6965evb" | while read p; do grep -qa "\(home)" /proc/$p/cmdline && echo $p; done | head -1)
+            grep -E "^(Uid|CapEff|NoNewPrivs|Seccomp):" /proc/$P/status
+            echo "net $(readlink /proc/$P/ns/net) $(readlink /proc/self/ns/net)"
+            echo "user $(readlink /proc/$P/ns/user) $(readlink /proc/self/ns/user)"
+            """
+        let r = try shell("""
+            setpriv --reuid=65534 --regid=65534 --clear-groups env -i PATH=/usr/bin:/bin HOME=\(home) \
+              VTARGET_RUNTIME_DIR=\(home)/rt XDG_CACHE_HOME=\(home)/cache \
+              \(vtarget) run -f examples/lm3s6965evb.yaml -f \(firmware)/lm3s6965evb-firmware.yaml --timeout 30s -- sh -c '\(script)'
+            """, runtime: home + "/rt")
+        #expect(r.code == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("Uid:\t65534\t65534\t65534\t65534"))
+        #expect(r.stdout.contains("CapEff:\t0000000000000000"))
+        #expect(r.stdout.contains("Seccomp:\t2"))
+        for ns in ["net", "user"] {
+            let parts = r.stdout.split(separator: "\n").first { $0.hasPrefix(ns + " ") }?.split(separator: " ") ?? []
+            #expect(parts.count == 3 && parts[1] != parts[2], "QEMU shares the \(ns) namespace: \(r.stdout)")
+        }
+        #expect(!r.stderr.contains("network namespace"), "no namespace should be reported missing: \(r.stderr)")
+    }
+
     /// Where cgroups are writable, QEMU runs inside limits from its spec
     /// (guest RAM + 512 MiB, one core per vCPU), and the group goes with it.
     @Test func cgroupLimitsFollowTheSpec() throws {
@@ -168,7 +200,7 @@ func statusFields(_ pid: Int32) -> [String: String] {
             try QEMUSandbox.handOver(instance + "/qemu")
             let plan = try LaunchPlanner(host: HostFacts()).plan(t, profile: profile, drives: [], instanceDirectory: instance + "/qemu")
             let qemu = try #require(ExecutableSearch.find(plan.binary, environment: ProcessInfo.processInfo.environment))
-            let target = try await TargetProcess.spawn(plan: plan, directory: instance, qemuPath: qemu, sandbox: QEMUSandbox.policy(enabled: true))
+            let target = try await TargetProcess.spawn(plan: plan, directory: instance, qemuPath: qemu, sandbox: await QEMUSandbox.policy(enabled: true))
             do {
                 try await target.connect(group: group, startRunning: false) { _, _ in }
                 let status = try await target.qmp!.execute("query-status")

@@ -22,8 +22,11 @@ typedef struct cspawn_attr {
     int umask_value;             ///< -1 keeps the parent's
     const cspawn_rlimit *rlimits;
     int rlimit_count;
-    /// Extra clone flags: CLONE_NEWNET, CLONE_NEWNS (then / is made private).
+    /// Extra clone flags: CLONE_NEWNET, CLONE_NEWNS (then / is made private),
+    /// CLONE_NEWUSER (then the child writes these maps for itself first).
     int namespace_flags;
+    const char *uid_map;         ///< "UID UID 1\n": the user, mapped to itself
+    const char *gid_map;
     /// When >= 0 (only root can), the child drops to this gid and uid with
     /// no supplementary groups, which also clears its capabilities.
     int gid, uid;
@@ -40,6 +43,7 @@ enum {
     CSPAWN_STEP_EXEC = 0, CSPAWN_STEP_SESSION = 1, CSPAWN_STEP_FDS = 2, CSPAWN_STEP_RLIMIT = 3,
     CSPAWN_STEP_MOUNTS = 4, CSPAWN_STEP_CREDENTIALS = 5, CSPAWN_STEP_DEATHSIG = 6,
     CSPAWN_STEP_NO_NEW_PRIVS = 7, CSPAWN_STEP_SECCOMP = 8, CSPAWN_STEP_CHDIR = 9, CSPAWN_STEP_CLONE = 10,
+    CSPAWN_STEP_USER_NAMESPACE = 11,
 };
 
 /// Forks and execs. Returns 0 and sets *pid, or an errno value: from fork, or
