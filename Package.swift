@@ -25,13 +25,14 @@ let package = Package(
         .target(name: "TargetSpec", dependencies: ["YAMLTree", "MachineCatalog"]),
         .target(name: "QEMULaunch", dependencies: ["TargetSpec", "MachineCatalog"]),
         .target(name: "QMP", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
+        .target(name: "CANProtocol"),
 
         // IO modules.
         .target(name: "Sandbox", dependencies: ["CSpawn", "CSeccomp"]),
         .target(name: "Endpoints", dependencies: [
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
-            "QMP",
+            "QMP", "CANProtocol",
         ]),
         .target(name: "TargetRuntime", dependencies: [
             "QEMULaunch", "TargetSpec", "MachineCatalog", "QMP", "Endpoints", "Sandbox",
@@ -51,6 +52,7 @@ let package = Package(
                     exclude: ["BadInputs"]),
         .testTarget(name: "QEMULaunchTests", dependencies: ["QEMULaunch", "TargetSpec", "MachineCatalog", "YAMLTree"],
                     exclude: ["Golden"]),
+        .testTarget(name: "CANProtocolTests", dependencies: ["CANProtocol"]),
         .testTarget(name: "QMPTests", dependencies: ["QMP", "Sandbox", .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "IntegrationTests", dependencies: ["VTargetCommands", "TargetRuntime", "QMP", "Sandbox", "QEMULaunch", "TargetSpec", "MachineCatalog", .product(name: "NIOPosix", package: "swift-nio")]),
     ],
