@@ -25,6 +25,22 @@ public enum Socketcand {
         return out
     }
 
+    /// A `< frame ID SEC.USEC HEX >` message as a client receives it.
+    public static func parseFrame(_ message: some Collection<UInt8>) -> CANFrame? {
+        let words = String(decoding: message, as: UTF8.self).split(separator: " ", omittingEmptySubsequences: false)
+        guard words.count >= 5, words[0] == "<", words[1] == "frame", words.last == ">",
+              let id = Hex.number(Array(words[2].utf8)) else { return nil }
+        let hex = words.count == 6 ? Array(words[4].utf8) : []
+        guard let data = Hex.bytes(hex), data.count <= 8 else { return nil }
+        return CANFrame(id: id, extended: words[2].count != 3, data: data)
+    }
+
+    public static func sendMessage(_ f: CANFrame) -> [UInt8] {
+        var out = Array("< send ".utf8) + Hex.fixed(f.id, width: f.extended ? 8 : 3) + Array(" \(f.data.count)".utf8)
+        for b in f.data { out += [0x20, Hex.digits[Int(b >> 4)], Hex.digits[Int(b & 0xF)]] }
+        return out + Array(" >".utf8)
+    }
+
     /// One `< ... >` message, brackets included.
     public static func parse(_ message: some Collection<UInt8>) throws(CANCodecError) -> Command {
         let text = String(decoding: message, as: UTF8.self)

@@ -81,3 +81,35 @@ public enum InstanceLocator {
         throw RuntimeError("\(hits.count) running instances are called \"\(name)\" (runs " + hits.map { "\($0.ownerPID)" }.joined(separator: ", ") + "); give -n NAMESPACE or stop one")
     }
 }
+
+/// What a bus publishes in `can-<bus>/bus.json`, for `vtarget can dump|send|fault`.
+public struct BusRecord: Codable, Sendable {
+    public var name: String
+    public var ownerPID: Int32
+    public var port: Int
+    public var socket: String
+    public var directory: String
+
+    public func write() {
+        guard let data = try? JSONEncoder().encode(self) else { return }
+        _ = FileManager.default.createFile(atPath: directory + "/bus.json", contents: data)
+    }
+
+    public static func find(_ name: String, environment: [String: String]) throws(RuntimeError) -> BusRecord {
+        let base = RuntimeDirectory.base(environment: environment)
+        var live: [BusRecord] = []
+        for run in ((try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []).sorted() where run.hasPrefix("run-") {
+            for dir in (try? FileManager.default.contentsOfDirectory(atPath: base + "/" + run)) ?? [] where dir.hasPrefix("can-") {
+                guard let data = FileManager.default.contents(atPath: "\(base)/\(run)/\(dir)/bus.json"),
+                      let r = try? JSONDecoder().decode(BusRecord.self, from: data), kill(r.ownerPID, 0) == 0 else { continue }
+                live.append(r)
+            }
+        }
+        let hits = live.filter { $0.name == name }
+        if let one = hits.first, hits.count == 1 { return one }
+        if hits.isEmpty {
+            throw RuntimeError("no CAN bus \"\(name)\" is running" + (live.isEmpty ? "" : "; running: " + live.map(\.name).joined(separator: ", ")))
+        }
+        throw RuntimeError("\(hits.count) runs have a bus \"\(name)\" (runs " + hits.map { "\($0.ownerPID)" }.joined(separator: ", ") + ")")
+    }
+}

@@ -117,6 +117,7 @@ public struct RunSession: Sendable {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         var commandChild: ChildProcess?
         var records: [InstanceRecord] = []
+        var buses: [String: (hub: CANBusHub, port: Int, socket: String)] = [:]
 
         do {
             for (_, plan, dir) in prepared {
@@ -126,13 +127,32 @@ public struct RunSession: Sendable {
                 targets.append(try await TargetProcess.spawn(plan: plan, directory: dir, qemuPath: qemu,
                                                              sandbox: await QEMUSandbox.policy(enabled: config.sandbox)))
             }
+            // One hub per bus name; the group has one loop, which every
+            // channel of the run shares, so hubs and members never race.
+            var busNames: [String] = []
+            for (_, plan, _) in prepared {
+                for c in plan.channels { if case .can(let bus, _) = c.role, !busNames.contains(bus) { busNames.append(bus) } }
+            }
+            if let first = prepared.first {
+                let runDir = String(first.2[..<first.2.lastIndex(of: "/")!])
+                for bus in busNames {
+                    let dir = runDir + "/can-\(bus)"
+                    mkdir(dir, 0o700)
+                    try RuntimeDirectory.checkSocketPath(dir + "/socketcand.sock")
+                    let hub = CANBusHub(name: bus, loop: group.next(), logPath: dir + "/candump.log")
+                    let port = try await hub.listen(tcpPort: 0, unixPath: dir + "/socketcand.sock")
+                    buses[bus] = (hub, port, dir + "/socketcand.sock")
+                    BusRecord(name: bus, ownerPID: getpid(), port: port, socket: dir + "/socketcand.sock", directory: dir).write()
+                }
+            }
             let streams = prepared.reduce(0) { $0 + $1.1.serialChannels.count }
             let output = SerialOutput(prefixed: streams > 1, names: targets.map(\.name))
             for (i, t) in targets.enumerated() {
                 for w in t.plan.warnings { note("\(t.name): warning: \(w)") }
                 do {
                     let serialDevices = Set(t.plan.serialChannels.map(\.device))
-                    try await t.connect(group: group, startRunning: true, logRotation: config.logRotation) { device, bytes in
+                    try await t.connect(group: group, startRunning: true, logRotation: config.logRotation,
+                                        buses: buses.mapValues(\.hub)) { device, bytes in
                         if serialDevices.contains(device) { sink.yield(.serial(target: i, device: device, bytes: bytes)) }
                     }
                 } catch {
@@ -173,7 +193,7 @@ public struct RunSession: Sendable {
             }
             func startCommandIfReady() async throws {
                 guard pendingReady.isEmpty, !config.command.isEmpty, commandChild == nil else { return }
-                commandChild = try await spawnCommand(targets)
+                commandChild = try await spawnCommand(targets, buses: buses.mapValues { ($0.port, $0.socket) })
                 let c = commandChild!
                 Task { sink.yield(.commandExited(await c.waitForExit())) }
             }
@@ -253,6 +273,7 @@ public struct RunSession: Sendable {
         await withTaskGroup(of: Void.self) { g in
             for t in targets { g.addTask { _ = await t.stop() } }
         }
+        for b in buses.values { await b.hub.close() }
         try? await group.shutdownGracefully()
         return code
     }
@@ -263,8 +284,12 @@ public struct RunSession: Sendable {
     }
 
     /// The command of `run -- CMD`, with every endpoint in its environment.
-    private func spawnCommand(_ targets: [TargetProcess]) async throws -> ChildProcess {
+    private func spawnCommand(_ targets: [TargetProcess], buses: [String: (Int, String)]) async throws -> ChildProcess {
         var env = config.environment
+        for (bus, (port, socket)) in buses {
+            env["VTARGET_CAN_\(EndpointEnvironment.key(bus))"] = "127.0.0.1:\(port)"
+            env["VTARGET_CAN_\(EndpointEnvironment.key(bus))_SOCKET"] = socket
+        }
         for (k, v) in EndpointEnvironment.variables(targets.map { ($0.name, $0.plan, $0.directory, $0.rfc2217Ports) }) { env[k] = v }
         guard let exe = ExecutableSearch.find(config.command[0], environment: env) else {
             throw RuntimeError("command not found: \(config.command[0])")

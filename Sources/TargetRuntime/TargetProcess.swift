@@ -32,6 +32,8 @@ public final class TargetProcess: Sendable {
         var stderr: (any Channel)?
         /// Loopback TCP ports serving RFC 2217, by device.
         var rfc2217: [String: Int] = [:]
+        /// UARTs carrying SLCAN to a bus hub.
+        var canMembers: [any Channel] = []
     }
 
     public var rfc2217Ports: [String: Int] { attached.withLock { $0.rfc2217 } }
@@ -123,6 +125,7 @@ public final class TargetProcess: Sendable {
     /// Output reaches `onSerial`.
     public func connect(
         group: any EventLoopGroup, startRunning: Bool, logRotation: SerialLog.Rotation = SerialLog.Rotation(),
+        buses: [String: CANBusHub] = [:],
         onSerial: @escaping @Sendable (_ device: String, _ bytes: [UInt8]) -> Void
     ) async throws {
         let loop = group.next()
@@ -138,7 +141,16 @@ public final class TargetProcess: Sendable {
         // QEMU's own start-up, which the QMP greeting then waits out.
         let logs = directory + "/logs"
         mkdir(logs, 0o700)
+        for c in plan.channels {
+            guard case .can(let bus, _) = c.role, let hub = buses[bus] else { continue }
+            let member = SLCANMember(hub: hub, name: "\(name)/\(c.device)")
+            let channel = try await ClientBootstrap(group: loop)
+                .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(member) } }
+                .withConnectedSocket(try claim(c.chardevID)).get()
+            attached.withLock { $0.canMembers.append(channel) }
+        }
         for c in plan.channels where c.role != .qmp {
+            if case .can(let bus, _) = c.role, buses[bus] != nil { continue }
             let device = c.device
             let name = self.name
             let hub = SerialHub(name: device, loop: loop, onOutput: { onSerial(device, $0) }, report: { note("\(name): \($0)") })
@@ -210,6 +222,7 @@ public final class TargetProcess: Sendable {
         qmp?.close()
         await a.events?.value
         for h in hubs { await h.close() }
+        for c in a.canMembers { try? await c.close() }
         if let err { try? await err.close() }
         for fd in unclaimed.withLock({ u in defer { u = [:] }; return Array(u.values) }) { close(fd) }
     }

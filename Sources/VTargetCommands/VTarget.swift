@@ -16,7 +16,7 @@ public struct VTarget: AsyncParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [Run.self, Render.self, Machines.self, Create.self, Logs.self, Wait.self, Console.self,
-                      Qmp.self, Hmp.self, Pause.self, Resume.self, Reset.self, Stop.self, Doctor.self, SandboxExecCommand.self])
+                      Qmp.self, Hmp.self, Pause.self, Resume.self, Reset.self, Stop.self, CAN.self, Doctor.self, SandboxExecCommand.self])
 
     public init() {}
 

@@ -54,6 +54,12 @@ import Testing
         #expect(ext == "< frame 00000010 1.000000  >")
     }
 
+    @Test(arguments: frames.filter { !$0.remote })
+    func socketcandRoundTrip(_ f: CANFrame) throws {
+        #expect(try Socketcand.parse(Socketcand.sendMessage(f)) == .send(f))
+        #expect(Socketcand.parseFrame(Socketcand.frameMessage(f, seconds: 5, microseconds: 7)) == f)
+    }
+
     @Test func socketcandSplitter() {
         var s = Socketcand.MessageSplitter()
         #expect(s.append(Array("junk< open x >< raw".utf8)).count == 1)

@@ -1,0 +1,146 @@
+import ArgumentParser
+import CANProtocol
+#if canImport(Glibc)
+import Glibc
+#endif
+import MachineCatalog
+import TargetRuntime
+
+struct CAN: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "can",
+        abstract: "Watch, feed and disturb a CAN bus of a running target.",
+        subcommands: [CANDump.self, CANSend.self, CANFault.self])
+}
+
+/// A socketcand client on a bus's unix socket, in raw mode.
+struct BusConnection {
+    let fd: Int32
+    var splitter = Socketcand.MessageSplitter()
+    var pending: [[UInt8]] = []
+
+    init(bus: String) throws {
+        let record = try BusRecord.find(bus, environment: Environment.variables)
+        fd = try connectUnix(record.socket)
+        _ = try next(timeout: 5)  // < hi >
+        try send(Array("< open \(bus) >".utf8))
+        _ = try next(timeout: 5)
+        try send(Array("< rawmode >".utf8))
+        _ = try next(timeout: 5)
+    }
+
+    func send(_ bytes: [UInt8]) throws {
+        let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        if n != bytes.count { throw RuntimeError("the bus closed the connection") }
+    }
+
+    /// The next message, or nil when `timeout` (seconds) passes first.
+    mutating func next(timeout: Double?) throws -> [UInt8]? {
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while pending.isEmpty {
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let rc = poll(&pfd, 1, timeout.map { Int32($0 * 1000) } ?? -1)
+            if rc == 0 { return nil }
+            if rc < 0 { if errno == EINTR { continue }; throw RuntimeError("poll: \(String(cString: strerror(errno)))") }
+            let n = read(fd, &buf, buf.count)
+            if n <= 0 { throw RuntimeError("the bus went away") }
+            pending += splitter.append(buf[0..<n])
+        }
+        return pending.removeFirst()
+    }
+}
+
+struct CANDump: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dump",
+        abstract: "Print every frame on a bus, in candump's format, until Ctrl-C (every frame is also in can-BUS/candump.log).")
+
+    @Argument(help: "The bus name.") var bus: String
+    @Option(name: .shortAndLong, help: "Stop after this many frames.") var count: Int?
+    @Option(help: "Stop after this long.") var timeout: String?
+
+    func run() throws {
+        var connection = try BusConnection(bus: bus)
+        defer { close(connection.fd) }
+        let end = timeout.flatMap(Quantity.parseDuration).map { monotonicNow() + $0 }
+        var seen = 0
+        while count.map({ seen < $0 }) ?? true {
+            let left = end.map { $0 - monotonicNow() }
+            if let left, left <= 0 { return }
+            guard let message = try connection.next(timeout: left) else { return }
+            guard let frame = Socketcand.parseFrame(message) else { continue }
+            printOut(CANText.candump(frame, bus: bus))
+            seen += 1
+        }
+    }
+}
+
+struct CANSend: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "send",
+        abstract: "Send one frame to a bus, in cansend's syntax: 123#DEADBEEF, 12345678#00 (extended).")
+
+    @Argument(help: "The bus name.") var bus: String
+    @Argument(help: "ID#DATA") var frame: String
+
+    func validate() throws {
+        do { _ = try CANText.parseCansend(frame) } catch { throw ValidationError("\(frame): \(error)") }
+    }
+
+    func run() throws {
+        let f = try CANText.parseCansend(frame)
+        if f.remote { throw ValidationError("socketcand raw mode carries no remote frames; send RTR from a target") }
+        let connection = try BusConnection(bus: bus)
+        defer { close(connection.fd) }
+        try connection.send(Socketcand.sendMessage(f))
+    }
+}
+
+struct CANFault: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fault",
+        abstract: "Inject faults on a bus, or on frames from one member: drop rate, delay, corruption, bus-off.",
+        discussion: "Members are named INSTANCE/DEVICE (targets) or socketcand-N (clients). Prints each member's counters.")
+
+    @Argument(help: "The bus name.") var bus: String
+    @Option(help: "Only frames from this member (default: the whole bus).") var member: String?
+    @Option(help: "Share of frames dropped, 0 to 1.") var drop: Double?
+    @Option(help: "Delay added to every frame (5ms, 1s).") var delay: String?
+    @Option(help: "Share of frames with one bit flipped, 0 to 1.") var corrupt: Double?
+    @Flag(name: .customLong("bus-off"), help: "Take the member (or bus) off the bus.") var busOff = false
+    @Flag(name: .customLong("bus-on"), help: "Put it back.") var busOn = false
+
+    func validate() throws {
+        for (name, v) in [("--drop", drop), ("--corrupt", corrupt)] where v.map({ !(0...1).contains($0) }) ?? false {
+            throw ValidationError("\(name) takes a share from 0 to 1")
+        }
+        if let delay, Quantity.parseDuration(delay) == nil, delay != "0" { throw ValidationError("--delay: expected \(Quantity.durationHint)") }
+        if busOff && busOn { throw ValidationError("--bus-off and --bus-on exclude each other") }
+    }
+
+    func run() throws {
+        var settings: [String] = []
+        if let member { settings.append("member=\(member)") }
+        if let drop { settings.append("drop=\(drop)") }
+        if let delay { settings.append("delay=\(Int((Quantity.parseDuration(delay) ?? 0) * 1000))") }
+        if let corrupt { settings.append("corrupt=\(corrupt)") }
+        if busOff { settings.append("busoff=1") }
+        if busOn { settings.append("busoff=0") }
+        var connection = try BusConnection(bus: bus)
+        defer { close(connection.fd) }
+        try connection.send(Array(("< vtarget-fault " + settings.joined(separator: " ") + " >").utf8))
+        while let reply = try connection.next(timeout: 5) {
+            let text = String(decoding: reply, as: UTF8.self)
+            guard text.hasPrefix("< ok") else { continue }
+            for part in text.dropFirst(4).dropLast(2).split(separator: " ") { printOut(String(part)) }
+            return
+        }
+        throw RuntimeError("the bus did not answer")
+    }
+}
+
+func monotonicNow() -> Double {
+    var t = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+}
