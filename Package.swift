@@ -53,6 +53,7 @@ let package = Package(
         .testTarget(name: "QEMULaunchTests", dependencies: ["QEMULaunch", "TargetSpec", "MachineCatalog", "YAMLTree"],
                     exclude: ["Golden"]),
         .testTarget(name: "CANProtocolTests", dependencies: ["CANProtocol"]),
+        .testTarget(name: "EndpointsTests", dependencies: ["Endpoints", "CANProtocol", .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "QMPTests", dependencies: ["QMP", "Sandbox", .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "IntegrationTests", dependencies: ["VTargetCommands", "TargetRuntime", "QMP", "Sandbox", "QEMULaunch", "TargetSpec", "MachineCatalog", .product(name: "NIOPosix", package: "swift-nio")]),
     ],

@@ -82,8 +82,9 @@ public enum Socketcand {
     public struct MessageSplitter: Sendable {
         private var buffer: [UInt8] = []
         public private(set) var junk = 0
-        public static let maxMessage = 256
-        public init() {}
+        /// Longer messages are junk: a server bounds what clients make it buffer.
+        public let maxMessage: Int
+        public init(maxMessage: Int = 256) { self.maxMessage = maxMessage }
 
         public mutating func append(_ bytes: some Sequence<UInt8>) -> [[UInt8]] {
             var out: [[UInt8]] = []
@@ -96,7 +97,7 @@ public enum Socketcand {
                 if b == UInt8(ascii: ">") {
                     out.append(buffer)
                     buffer.removeAll(keepingCapacity: true)
-                } else if buffer.count > Self.maxMessage {
+                } else if buffer.count > maxMessage {
                     junk += buffer.count
                     buffer.removeAll(keepingCapacity: true)
                 }

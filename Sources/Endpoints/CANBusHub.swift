@@ -138,7 +138,7 @@ public final class CANBusHub: @unchecked Sendable {
         func bootstrap() -> ServerBootstrap {
             ServerBootstrap(group: loop)
                 .childChannelOption(.allowRemoteHalfClosure, value: true)
-                .childChannelOption(.writeBufferWaterMark, value: .init(low: 128 << 10, high: 256 << 10))
+                .childChannelOption(.writeBufferWaterMark, value: .init(low: 32 << 10, high: 64 << 10))
                 .childChannelInitializer { ch in
                     ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(SocketcandSession(hub: self)) }
                 }

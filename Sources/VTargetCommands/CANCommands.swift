@@ -16,7 +16,8 @@ struct CAN: ParsableCommand {
 /// A socketcand client on a bus's unix socket, in raw mode.
 struct BusConnection {
     let fd: Int32
-    var splitter = Socketcand.MessageSplitter()
+    /// Replies to vtarget's own commands carry every member's counters.
+    var splitter = Socketcand.MessageSplitter(maxMessage: 1 << 16)
     var pending: [[UInt8]] = []
 
     init(bus: String) throws {
@@ -129,7 +130,8 @@ struct CANFault: ParsableCommand {
         var connection = try BusConnection(bus: bus)
         defer { close(connection.fd) }
         try connection.send(Array(("< vtarget-fault " + settings.joined(separator: " ") + " >").utf8))
-        while let reply = try connection.next(timeout: 5) {
+        let end = monotonicNow() + 5
+        while monotonicNow() < end, let reply = try connection.next(timeout: end - monotonicNow()) {
             let text = String(decoding: reply, as: UTF8.self)
             guard text.hasPrefix("< ok") else { continue }
             for part in text.dropFirst(4).dropLast(2).split(separator: " ") { printOut(String(part)) }

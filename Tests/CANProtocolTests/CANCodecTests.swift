@@ -65,6 +65,11 @@ import Testing
         #expect(s.append(Array("junk< open x >< raw".utf8)).count == 1)
         #expect(s.append(Array("mode >".utf8)).map { String(decoding: $0, as: UTF8.self) } == ["< rawmode >"])
         #expect(s.junk == 4)
+        var client = Socketcand.MessageSplitter(maxMessage: 1 << 16)
+        let long = "< ok " + String(repeating: "member:sent=1 ", count: 100) + ">"
+        #expect(client.append(Array(long.utf8)).count == 1, "a long reply passes a client's splitter")
+        var server = Socketcand.MessageSplitter()
+        #expect(server.append(Array(long.utf8)).isEmpty, "but not a server's")
     }
 
     @Test func cansendSyntax() throws {
