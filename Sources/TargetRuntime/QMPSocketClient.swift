@@ -100,7 +100,8 @@ public final class QMPSocketClient {
     }
 }
 
-func monotonicSeconds() -> Double {
+/// Seconds on the monotonic clock, for deadlines.
+public func monotonicSeconds() -> Double {
     var t = timespec()
     clock_gettime(CLOCK_MONOTONIC, &t)
     return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9

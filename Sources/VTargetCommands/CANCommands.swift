@@ -63,10 +63,10 @@ struct CANDump: ParsableCommand {
     func run() throws {
         var connection = try BusConnection(bus: bus)
         defer { close(connection.fd) }
-        let end = timeout.flatMap(Quantity.parseDuration).map { monotonicNow() + $0 }
+        let end = timeout.flatMap(Quantity.parseDuration).map { monotonicSeconds() + $0 }
         var seen = 0
         while count.map({ seen < $0 }) ?? true {
-            let left = end.map { $0 - monotonicNow() }
+            let left = end.map { $0 - monotonicSeconds() }
             if let left, left <= 0 { return }
             guard let message = try connection.next(timeout: left) else { return }
             guard let frame = Socketcand.parseFrame(message) else { continue }
@@ -130,8 +130,8 @@ struct CANFault: ParsableCommand {
         var connection = try BusConnection(bus: bus)
         defer { close(connection.fd) }
         try connection.send(Array(("< vtarget-fault " + settings.joined(separator: " ") + " >").utf8))
-        let end = monotonicNow() + 5
-        while monotonicNow() < end, let reply = try connection.next(timeout: end - monotonicNow()) {
+        let end = monotonicSeconds() + 5
+        while monotonicSeconds() < end, let reply = try connection.next(timeout: end - monotonicSeconds()) {
             let text = String(decoding: reply, as: UTF8.self)
             guard text.hasPrefix("< ok") else { continue }
             for part in text.dropFirst(4).dropLast(2).split(separator: " ") { printOut(String(part)) }
@@ -139,10 +139,4 @@ struct CANFault: ParsableCommand {
         }
         throw RuntimeError("the bus did not answer")
     }
-}
-
-func monotonicNow() -> Double {
-    var t = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &t)
-    return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
 }

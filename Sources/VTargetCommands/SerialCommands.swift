@@ -71,21 +71,21 @@ struct Wait: ParsableCommand {
     }
 
     func run() throws {
-        let end = monotonic() + Quantity.parseDuration(timeout)!
+        let end = monotonicSeconds() + Quantity.parseDuration(timeout)!
         // The instance may still be starting: keep looking until the deadline.
         var found: InstanceRecord?
         while found == nil {
             do {
                 found = try instance.locate()
             } catch {
-                guard monotonic() < end else { throw error }
+                guard monotonicSeconds() < end else { throw error }
                 usleep(20_000)
             }
         }
         var record = found!
         if condition == "condition=Ready" {
             while !record.ready {
-                guard monotonic() < end else { throw failure("not Ready within \(timeout)") }
+                guard monotonicSeconds() < end else { throw failure("not Ready within \(timeout)") }
                 usleep(20_000)
                 record = try instance.locate()
             }
@@ -95,7 +95,7 @@ struct Wait: ParsableCommand {
         let dev = try serialDevice(record, device)
         var follower = LogFollower(path: record.logDirectory + "/\(dev).raw", fromStart: sinceStart)
         var window: [UInt8] = []
-        while monotonic() < end {
+        while monotonicSeconds() < end {
             let bytes = follower.read()
             if bytes.isEmpty {
                 guard kill(record.ownerPID, 0) == 0 else { throw failure("the instance ended") }
@@ -112,12 +112,6 @@ struct Wait: ParsableCommand {
     private func failure(_ why: String) -> CommandExit {
         printError("vtarget: \(instance.name): \(why)")
         return CommandExit(code: 1)
-    }
-
-    private func monotonic() -> Double {
-        var t = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t)
-        return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
     }
 }
 

@@ -122,24 +122,6 @@ let clients = repoRoot + "/Tests/IntegrationTests/Clients"
     }
 }
 
-/// A shell pipeline with VTARGET_RUNTIME_DIR set, for stdin-driven verbs.
-func shell(_ script: String, runtime: String) throws -> RunResult {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/bin/sh")
-    p.arguments = ["-c", script]
-    var env = ProcessInfo.processInfo.environment
-    env["VTARGET_RUNTIME_DIR"] = runtime
-    p.environment = env
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    try p.run()
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    let e = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return RunResult(code: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
-}
-
 func connectUnixForTest(_ path: String) throws -> Int32 {
     let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
     var addr = sockaddr_un()

@@ -20,9 +20,9 @@ func makeRuntimeDir() -> String {
     return dir
 }
 
-func launch(_ args: [String], runtime: String, cwd: String = repoRoot) throws -> (Process, Pipe, Pipe) {
+func launch(_ args: [String], runtime: String, cwd: String = repoRoot, executable: String = vtarget) throws -> (Process, Pipe, Pipe) {
     let p = Process()
-    p.executableURL = URL(fileURLWithPath: vtarget)
+    p.executableURL = URL(fileURLWithPath: executable)
     p.arguments = args
     p.currentDirectoryURL = URL(fileURLWithPath: cwd)
     var env = ProcessInfo.processInfo.environment
@@ -37,7 +37,17 @@ func launch(_ args: [String], runtime: String, cwd: String = repoRoot) throws ->
 }
 
 func vt(_ args: [String], runtime: String, cwd: String = repoRoot) throws -> RunResult {
-    let (p, out, err) = try launch(args, runtime: runtime, cwd: cwd)
+    try finish(launch(args, runtime: runtime, cwd: cwd))
+}
+
+/// A shell pipeline with VTARGET_RUNTIME_DIR set, for stdin-driven verbs.
+func shell(_ script: String, runtime: String) throws -> RunResult {
+    try finish(launch(["-c", script], runtime: runtime, executable: "/bin/sh"))
+}
+
+/// Waits for a launched process and collects what it printed.
+func finish(_ launched: (Process, Pipe, Pipe)) -> RunResult {
+    let (p, out, err) = launched
     let o = out.fileHandleForReading.readDataToEndOfFile()
     let e = err.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
