@@ -41,6 +41,8 @@ public struct PlannedChannel: Sendable, Equatable {
     public var chardevID: String
     /// Serve this UART over loopback TCP with RFC 2217 too (0: any free port).
     public var rfc2217Port: Int? = nil
+    /// A CAN member's faults, from its device's `faults:`.
+    public var canFaults: CANFaultSpec? = nil
 }
 
 /// An image vtarget opens and hands over as fd `childFD`, for a QEMU that

@@ -61,8 +61,9 @@ public struct LaunchPlanner: Sendable {
         var nextFD: Int32 = 3
         func channel(_ device: String, _ role: PlannedChannel.Role, _ id: String) -> PlannedChannel {
             defer { nextFD += 1 }
-            let rfc2217 = q.devices.first { $0.name == device && role != .qmp }?.rfc2217Port
-            let c = PlannedChannel(device: device, role: role, childFD: nextFD, chardevID: id, rfc2217Port: rfc2217)
+            let spec = role == .qmp ? nil : q.devices.first { $0.name == device }
+            let c = PlannedChannel(device: device, role: role, childFD: nextFD, chardevID: id,
+                                   rfc2217Port: spec?.rfc2217Port, canFaults: spec?.canFaults)
             args += ["-chardev", QEMUOption("socket", [("id", id), ("fd", "\(nextFD)")]).description]
             channels.append(c)
             return c

@@ -143,7 +143,16 @@ public final class TargetProcess: Sendable {
         mkdir(logs, 0o700)
         for c in plan.channels {
             guard case .can(let bus, _) = c.role, let hub = buses[bus] else { continue }
-            let member = SLCANMember(hub: hub, name: "\(name)/\(c.device)")
+            let memberName = "\(name)/\(c.device)"
+            if let f = c.canFaults {
+                var faults = CANBusHub.Faults()
+                faults.drop = f.drop
+                faults.delayMilliseconds = Int(f.delaySeconds * 1000)
+                faults.corrupt = f.corrupt
+                faults.busOff = f.busOff
+                try await loop.submit { hub.setFaults(faults, member: memberName) }.get()
+            }
+            let member = SLCANMember(hub: hub, name: memberName)
             let channel = try await ClientBootstrap(group: loop)
                 .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(member) } }
                 .withConnectedSocket(try claim(c.chardevID)).get()

@@ -243,6 +243,7 @@ extension ResourceDecoder {
             guard let typeNode = d.required("type"), let type = MappingReader.string(typeNode, d.child("type"), context) else { continue }
             let kind: Device.Kind
             var rfc2217: Int?
+            var canFaults: CANFaultSpec?
             switch type {
             case "serial":
                 if let v = d.value("rfc2217") {
@@ -267,6 +268,23 @@ extension ResourceDecoder {
                 if let v = d.value("bus"), let b = MappingReader.string(v, d.child("bus"), context) {
                     if checkLabel(b, v, d.child("bus"), context) { bus = b }
                 }
+                if let fm = d.mapping("faults") {
+                    var f = CANFaultSpec()
+                    func share(_ key: String) -> Double? {
+                        guard let v = fm.value(key) else { return nil }
+                        guard let s = v.scalar, let x = Double(s), (0...1).contains(x) else {
+                            context.error(v, fm.child(key), "expected a share from 0 to 1, got \(describe(v))")
+                            return nil
+                        }
+                        return x
+                    }
+                    f.drop = share("drop") ?? 0
+                    f.corrupt = share("corrupt") ?? 0
+                    if let v = fm.value("delay") { f.delaySeconds = duration(v, fm.child("delay"), context) ?? 0 }
+                    f.busOff = fm.bool("busOff") ?? false
+                    fm.finish()
+                    canFaults = f
+                }
                 let uart = d.int("uart", in: 0...63)
                 if let uart, uart >= profile.uarts.count {
                     context.error(d.value("uart"), d.child("uart"), "\(profile.name) has \(profile.uarts.count) UARTs; valid: 0 to \(profile.uarts.count - 1)")
@@ -289,7 +307,7 @@ extension ResourceDecoder {
                 context.error(typeNode, d.child("type"), "only one gdb device is allowed")
                 continue
             }
-            devices.append(Device(name: name, kind: kind, location: node.location, path: path, rfc2217Port: rfc2217))
+            devices.append(Device(name: name, kind: kind, location: node.location, path: path, rfc2217Port: rfc2217, canFaults: canFaults))
         }
         return devices
     }

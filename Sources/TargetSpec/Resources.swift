@@ -84,6 +84,17 @@ public struct Device: Sendable {
     public var path: String
     /// Serial devices: a loopback TCP port speaking RFC 2217 (0 picks one).
     public var rfc2217Port: Int?
+    /// CAN devices: faults applied to the frames this member sends.
+    public var canFaults: CANFaultSpec?
+}
+
+/// Fault injection on a CAN member's frames, from YAML.
+public struct CANFaultSpec: Sendable, Equatable {
+    public var drop = 0.0
+    public var delaySeconds = 0.0
+    public var corrupt = 0.0
+    public var busOff = false
+    public init() {}
 }
 
 public struct QemuConfig: Sendable {

@@ -152,6 +152,28 @@ func connectUnixForTest(_ path: String) throws -> Int32 {
         #expect(r.stdout.contains("node-a/console| can rx 101"), "node A heard node B's answers")
     }
 
+    /// Faults from YAML: node A's frames are all dropped, so node B never hears it.
+    @Test func faultsFromYAML() throws {
+        let pair = try String(contentsOfFile: repoRoot + "/examples/can-pair.yaml", encoding: .utf8)
+        let yaml = pair.replacingOccurrences(of: "- {name: can0, type: can, bus: vehicle, uart: 1}\n  readiness: {device: console, pattern: \"slcan node 1\"",
+                                             with: "- {name: can0, type: can, bus: vehicle, uart: 1, faults: {drop: 1}}\n  readiness: {device: console, pattern: \"slcan node 1\"")
+        #expect(yaml != pair)
+        let file = "/tmp/vt-faults-\(UInt32.random(in: 0...UInt32.max)).yaml"
+        try yaml.write(toFile: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let runtime = makeRuntimeDir()
+        defer { expectNothingLeft(runtime) }
+        let r = try vt(["run", "-f", file, "-f", "\(firmware)/stm32vldiscovery-can-a-firmware.yaml",
+                        "-f", "\(firmware)/netduinoplus2-can-b-firmware.yaml",
+                        "--timeout", "60s", "--", "sh", "-c", "sleep 1.5; \(vtarget) can fault vehicle"], runtime: runtime)
+        #expect(r.code == 0, "\(r.stderr)")
+        #expect(!r.stdout.contains("can rx 100"), "node B heard node A through drop=1")
+        // The counters share stdout with the serial stream, so they may sit mid-line.
+        let match = r.stdout.firstMatch(of: /node-a\/can0:sent=\d+,received=\d+,malformed=\d+,dropped=(\d+)/)
+        let dropped = match.flatMap { Int($0.1) } ?? 0
+        #expect(dropped >= 5, "node A counted frames as dropped: \(match.map { String($0.0) } ?? r.stdout.suffix(500).description)")
+    }
+
     @Test func dumpAndSendFromOtherProcesses() throws {
         let runtime = makeRuntimeDir()
         defer { expectNothingLeft(runtime) }
