@@ -107,6 +107,11 @@ public final class SerialHub: @unchecked Sendable {
         }
     }
 
+    /// The last 64 KiB the UART sent.
+    public func recentOutput() async -> [UInt8] {
+        (try? await loop.submit { self.replay.contents }.get()) ?? []
+    }
+
     public var clientCount: Int {
         get async { (try? await loop.submit { self.clients.count }.get()) ?? 0 }
     }

@@ -25,6 +25,8 @@ public struct RunConfiguration: Sendable {
     /// False only with `--no-sandbox`.
     public var sandbox: Bool
     public var logRotation = SerialLog.Rotation()
+    /// `--junit FILE`: where the report goes.
+    public var junitPath: String?
 
     public init(until: String? = nil, timeoutSeconds: Double? = nil, ttlSeconds: Double? = nil, command: [String] = [],
                 environment: [String: String], host: HostFacts = HostFacts(), launch: LaunchOptions = LaunchOptions(),
@@ -55,6 +57,7 @@ public struct RunSession: Sendable {
         case qemuExited(target: Int, status: ExitStatus)
         case commandExited(ExitStatus)
         case timeout, expired, readinessTimeout(target: Int)
+        case stepTimeout(token: Int)
         case signal(Int32)
     }
 
@@ -118,6 +121,13 @@ public struct RunSession: Sendable {
         var commandChild: ChildProcess?
         var records: [InstanceRecord] = []
         var buses: [String: (hub: CANBusHub, port: Int, socket: String)] = [:]
+        var report = JUnitReport()
+        let clock = ContinuousClock()
+        let started = clock.now
+        func since(_ t: ContinuousClock.Instant) -> Double {
+            let d = clock.now - t
+            return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+        }
 
         do {
             for (_, plan, dir) in prepared {
@@ -157,7 +167,13 @@ public struct RunSession: Sendable {
                     }
                 } catch {
                     let status = await t.child.waitForExit()
-                    throw RuntimeError("\(t.name): QEMU failed to start (\(status))\n" + t.stderrText.trimmedTrailingNewlines)
+                    let why = "QEMU failed to start (\(status))"
+                    report.cases.append(.init(classname: t.name, name: "boot", seconds: since(started), failure: why, output: t.stderrText))
+                    throw RuntimeError("\(t.name): \(why)\n" + t.stderrText.trimmedTrailingNewlines)
+                }
+                report.cases.append(.init(classname: t.name, name: "boot", seconds: since(started)))
+                if !prepared[i].0.lifecycle.sidecars.isEmpty {
+                    note("\(t.name): warning: sidecars are not started by this version; run them with vtarget run -- CMD")
                 }
                 let child = t.child
                 Task { sink.yield(.qemuExited(target: i, status: await child.waitForExit())) }
@@ -191,18 +207,81 @@ public struct RunSession: Sendable {
                     after(r.timeoutSeconds, .readinessTimeout(target: i))
                 }
             }
+            // Declarative tests, in order, once every target is Ready.
+            var queue: [(target: Int, test: DeclarativeTest)] = []
+            for (i, p) in prepared.enumerated() { for t in p.0.lifecycle.tests { queue.append((i, t)) } }
+            var current = 0, step = 0, token = 0
+            var testStart = clock.now
+            var expecting: (regex: Regex<AnyRegexOutput>, pattern: String, device: String, timeout: Double)?
+            var testBuffer: [UInt8] = []
+            var testsDone = queue.isEmpty
+            var testFailures = 0
+            func defaultDevice(_ i: Int) -> String { targets[i].plan.serialChannels.first?.device ?? "" }
+            func finishTest(_ failure: String?) async {
+                let (i, t) = queue[current]
+                var output: String?
+                if failure != nil {
+                    output = String(decoding: await targets[i].recentOutput(), as: UTF8.self)
+                    testFailures += 1
+                    note("\(targets[i].name): test \(t.name) failed: \(failure!)")
+                }
+                report.cases.append(.init(classname: targets[i].name, name: t.name, seconds: since(testStart), failure: failure, output: output))
+                current += 1
+                step = 0
+                expecting = nil
+                testStart = clock.now
+            }
+            func advanceTests() async {
+                while !testsDone {
+                    guard current < queue.count else { testsDone = true; return }
+                    let (i, t) = queue[current]
+                    guard step < t.steps.count else { await finishTest(nil); continue }
+                    switch t.steps[step] {
+                    case .send(let text, let device):
+                        let dev = device ?? defaultDevice(i)
+                        targets[i].hubs.first { $0.name == dev }?.send(Array(text.utf8))
+                        step += 1
+                    case .expect(let pattern, let timeout, let device):
+                        guard let regex = try? Regex(pattern) else { await finishTest("invalid pattern"); continue }
+                        expecting = (regex, pattern, device ?? defaultDevice(i), timeout)
+                        testBuffer = []
+                        token += 1
+                        after(timeout, .stepTimeout(token: token))
+                        return
+                    }
+                }
+            }
+
             func startCommandIfReady() async throws {
-                guard pendingReady.isEmpty, !config.command.isEmpty, commandChild == nil else { return }
+                guard pendingReady.isEmpty else { return }
+                if !testsDone, expecting == nil, current == 0, step == 0 { await advanceTests() }
+                guard testsDone, !config.command.isEmpty, commandChild == nil else { return }
                 commandChild = try await spawnCommand(targets, buses: buses.mapValues { ($0.port, $0.socket) })
                 let c = commandChild!
                 Task { sink.yield(.commandExited(await c.waitForExit())) }
             }
+            /// With tests and neither a command nor --until, the run ends when they do.
+            func testsFinishedCode() -> Int32? {
+                guard !queue.isEmpty, testsDone, config.command.isEmpty, config.until == nil else { return nil }
+                return testFailures == 0 ? ExitCode.success : ExitCode.failure
+            }
             try await startCommandIfReady()
+            if let end = testsFinishedCode() { code = end } else {
 
             loop: for await event in events {
                 switch event {
                 case .serial(let i, let device, let bytes):
                     output.write(target: i, device: device, bytes)
+                    if let e = expecting, queue[current].target == i, e.device == device {
+                        testBuffer += bytes
+                        if String(decoding: testBuffer, as: UTF8.self).contains(e.regex) {
+                            expecting = nil
+                            step += 1
+                            await advanceTests()
+                            try await startCommandIfReady()
+                            if let end = testsFinishedCode() { code = end; break loop }
+                        }
+                    }
                     // Text is made only while something waits for a pattern.
                     guard until != nil || pendingReady[i]?.1 == device else { continue }
                     let text = watch.append(target: i, device: device, bytes)
@@ -211,10 +290,13 @@ public struct RunSession: Sendable {
                         records[i].ready = true
                         records[i].write()
                         note("\(targets[i].name) is Ready")
+                        report.cases.append(.init(classname: targets[i].name, name: "readiness", seconds: since(started)))
                         try await startCommandIfReady()
+                        if let end = testsFinishedCode() { code = end; break loop }
                     }
                     if let until, text.contains(until) {
                         output.flush()
+                        report.cases.append(.init(classname: targets[i].name, name: "until /\(config.until!)/", seconds: since(started)))
                         code = ExitCode.success
                         break loop
                     }
@@ -226,29 +308,48 @@ public struct RunSession: Sendable {
                         code = ExitCode.success
                     } else {
                         note("\(t.name): QEMU exited unexpectedly (\(status))" + stderrBlock(t))
+                        report.cases.append(.init(classname: t.name, name: "run", seconds: since(started),
+                                                  failure: "QEMU exited unexpectedly (\(status))", output: t.stderrText))
                         code = ExitCode.failure
                     }
                     break loop
                 case .commandExited(let status):
                     output.flush()
                     code = status.shellCode
+                    report.cases.append(.init(classname: "command", name: config.command.joined(separator: " "), seconds: since(started),
+                                              failure: code == 0 ? nil : "ended with \(status)",
+                                              output: code == 0 ? nil : String(decoding: await targets.first?.recentOutput() ?? [], as: UTF8.self)))
                     if code != 0 { note("command \(config.command[0]) ended with \(status)") }
                     break loop
                 case .timeout:
                     output.flush()
-                    note("timed out after \(format(config.timeoutSeconds!))" + (config.until.map { " waiting for /\($0)/" } ?? ""))
+                    let why = "timed out after \(format(config.timeoutSeconds!))" + (config.until.map { " waiting for /\($0)/" } ?? "")
+                    note(why)
+                    report.cases.append(.init(classname: "run", name: config.until.map { "until /\($0)/" } ?? "timeout", seconds: since(started), failure: why,
+                                              output: String(decoding: await targets.first?.recentOutput() ?? [], as: UTF8.self)))
                     code = ExitCode.failure
                     break loop
                 case .expired:
                     output.flush()
                     note("expired: the TTL of \(format(ttl!)) was reached")
+                    report.cases.append(.init(classname: "run", name: "ttl", seconds: since(started), failure: "expired: the TTL of \(format(ttl!)) was reached",
+                                              output: String(decoding: await targets.first?.recentOutput() ?? [], as: UTF8.self)))
                     code = ExitCode.failure
                     break loop
+                case .stepTimeout(let t):
+                    guard t == token, let e = expecting else { continue }
+                    await finishTest("no /\(e.pattern)/ on \(e.device) within \(format(e.timeout))")
+                    await advanceTests()
+                    try await startCommandIfReady()
+                    if let end = testsFinishedCode() { code = end; break loop }
                 case .readinessTimeout(let i):
                     guard pendingReady[i] != nil else { continue }
                     output.flush()
                     let r = prepared[i].0.lifecycle.readiness!
-                    note("\(targets[i].name): not Ready: no /\(r.pattern)/ on \(r.device) within \(format(r.timeoutSeconds))")
+                    let why = "no /\(r.pattern)/ on \(r.device) within \(format(r.timeoutSeconds))"
+                    report.cases.append(.init(classname: targets[i].name, name: "readiness", seconds: since(started), failure: why,
+                                              output: String(decoding: await targets[i].recentOutput(), as: UTF8.self)))
+                    note("\(targets[i].name): not Ready: \(why)")
                     code = ExitCode.failure
                     break loop
                 case .signal(let s):
@@ -257,6 +358,7 @@ public struct RunSession: Sendable {
                     code = 128 + s
                     break loop
                 }
+            }
             }
         } catch let e as DiagnosticError {
             note(e.description)
@@ -274,6 +376,9 @@ public struct RunSession: Sendable {
             for t in targets { g.addTask { _ = await t.stop() } }
         }
         for b in buses.values { await b.hub.close() }
+        if let path = config.junitPath {
+            do { try report.write(to: path) } catch { note("\(error)") }
+        }
         try? await group.shutdownGracefully()
         return code
     }

@@ -190,6 +190,12 @@ public final class TargetProcess: Sendable {
 
     public var qmpSocketPath: String { directory + "/qmp.sock" }
 
+    /// The first UART's last 64 KiB of output, for failure reports.
+    public func recentOutput() async -> [UInt8] {
+        guard let hub = hubs.first(where: { h in plan.serialChannels.contains { $0.device == h.name } }) else { return [] }
+        return await hub.recentOutput()
+    }
+
 
     /// A clean `quit` through QMP first; SIGTERM, then SIGKILL, each bounded.
     public func stop(grace: Double = 1.5) async -> ExitStatus {

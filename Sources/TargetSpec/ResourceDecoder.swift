@@ -234,6 +234,35 @@ public struct ResourceDecoder {
             }
             r.finish()
         }
+        for (node, path) in spec.sequence("tests") ?? [] {
+            guard let t = MappingReader(node, path: path, context: context) else { continue }
+            defer { t.finish() }
+            guard let name = t.string("name", required: true) else { continue }
+            var steps: [DeclarativeTest.Step] = []
+            for (stepNode, stepPath) in t.sequence("steps") ?? [] {
+                guard let st = MappingReader(stepNode, path: stepPath, context: context) else { continue }
+                defer { st.finish() }
+                let device = st.string("device")
+                if let device, let serialDevices, !serialDevices.contains(device) {
+                    context.error(st.value("device"), st.child("device"), "no serial device \"\(device)\"; " + Suggestion.hint(device, in: serialDevices))
+                }
+                if st.has("send") == st.has("expect") {
+                    _ = st.value("send"); _ = st.value("expect"); _ = st.value("timeout")
+                    context.error(stepNode, stepPath, "a step has exactly one of send or expect")
+                } else if let text = st.string("send") {
+                    steps.append(.send(text, device: device))
+                } else if let pattern = st.string("expect") {
+                    if (try? Regex(pattern)) == nil {
+                        context.error(st.value("expect"), st.child("expect"), "not a valid regular expression")
+                    }
+                    var timeout = 10.0
+                    if let v = st.value("timeout") { timeout = duration(v, st.child("timeout"), context) ?? timeout }
+                    steps.append(.expect(pattern: pattern, timeoutSeconds: timeout, device: device))
+                }
+            }
+            if steps.isEmpty { context.error(node, t.child("steps"), "a test needs at least one step") }
+            l.tests.append(DeclarativeTest(name: name, steps: steps))
+        }
         for (node, path) in spec.sequence("sidecars") ?? [] {
             guard let s = MappingReader(node, path: path, context: context) else { continue }
             defer { s.finish() }

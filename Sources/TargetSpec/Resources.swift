@@ -39,12 +39,23 @@ public struct Sidecar: Sendable {
     public var role: Role
 }
 
+/// A check written in the spec: text sent to a UART, patterns expected back.
+public struct DeclarativeTest: Sendable {
+    public enum Step: Sendable {
+        case send(String, device: String?)
+        case expect(pattern: String, timeoutSeconds: Double, device: String?)
+    }
+    public var name: String
+    public var steps: [Step]
+}
+
 /// Lifecycle fields shared by QemuVirtualTarget and VirtualTargetInstance.
 public struct Lifecycle: Sendable {
     public var ttlSeconds: Double?
     public var readiness: Readiness?
     public var restartPolicy: RestartPolicy?
     public var sidecars: [Sidecar] = []
+    public var tests: [DeclarativeTest] = []
 }
 
 public struct SMP: Sendable, Equatable {

@@ -36,6 +36,7 @@ public enum Workload {
                 l.readiness = o.readiness ?? l.readiness
                 l.restartPolicy = o.restartPolicy ?? l.restartPolicy
                 if !o.sidecars.isEmpty { l.sidecars = o.sidecars }
+                if !o.tests.isEmpty { l.tests = o.tests }
             }
             var data: [String: [UInt8]] = [:]
             for d in t.qemu.drives {

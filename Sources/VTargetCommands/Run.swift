@@ -30,6 +30,9 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Stop the targets after this long, exit 1 saying \"expired\" (overrides spec.ttl).")
     var ttl: String?
 
+    @Option(help: "Write a JUnit XML report here: a testcase per target boot, readiness, declarative test and command.")
+    var junit: String?
+
     @Flag(name: .customLong("no-sandbox"), help: "Debugging only: QEMU gets no seccomp filter, no_new_privs, rlimits, namespaces or -sandbox.")
     var noSandbox = false
 
@@ -68,6 +71,7 @@ struct Run: AsyncParsableCommand {
         if let v = env["VTARGET_LOG_MAX_BYTES"].flatMap(Quantity.parseBytes) { rotation.maxBytes = Int(v) }
         if let v = env["VTARGET_LOG_FILES"].flatMap(Int.init) { rotation.files = v }
         session.config.logRotation = rotation
+        session.config.junitPath = junit.map(InputFiles.absolute)
         let dirs = loaded.directories
         let prepared = try await session.prepare(loaded.runnables, runDirectory: runDir) { dirs[$0.location.file] }
         let code = await session.run(prepared)

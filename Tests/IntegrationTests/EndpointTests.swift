@@ -188,3 +188,63 @@ func connectUnixForTest(_ path: String) throws -> Int32 {
         #expect(bad.code == 2 && bad.stderr.contains("standard ids go up to 7FF"))
     }
 }
+
+/// Declarative tests in the spec and the JUnit report of `vtarget run --junit`.
+@Suite(.serialized) struct DeclarativeTestsAndJUnit {
+    func junit(_ path: String, failures: Int, names: [String]) throws -> RunResult {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: python)
+        p.arguments = [clients + "/junit_check.py", path, "\(failures)"] + names
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        return RunResult(code: p.terminationStatus, stdout: text, stderr: "")
+    }
+
+    @Test func passingTestsWriteAPassingReport() throws {
+        let runtime = makeRuntimeDir()
+        defer { expectNothingLeft(runtime) }
+        let report = runtime + ".xml"
+        defer { try? FileManager.default.removeItem(atPath: report) }
+        let r = try vt(["run", "-f", "examples/lm3s6965evb-tests.yaml", "-f", "\(firmware)/lm3s6965evb-firmware.yaml",
+                        "--timeout", "30s", "--junit", report], runtime: runtime)
+        #expect(r.code == 0, "\(r.stderr)")
+        let check = try junit(report, failures: 0, names: ["boot", "readiness", "ping answers pong", "echo comes back"])
+        #expect(check.code == 0, "\(check.stdout)")
+    }
+
+    @Test func aFailingTestFailsTheRunAndCarriesTheSerialLog() throws {
+        let text = try String(contentsOfFile: repoRoot + "/examples/lm3s6965evb-tests.yaml", encoding: .utf8)
+            .replacingOccurrences(of: "expect: \"pong\"", with: "expect: \"never-printed\"")
+        let file = "/tmp/vt-failing-\(UInt32.random(in: 0...UInt32.max)).yaml"
+        try text.write(toFile: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let runtime = makeRuntimeDir()
+        defer { expectNothingLeft(runtime) }
+        let report = runtime + ".xml"
+        defer { try? FileManager.default.removeItem(atPath: report) }
+        let r = try vt(["run", "-f", file, "-f", "\(firmware)/lm3s6965evb-firmware.yaml", "--timeout", "30s", "--junit", report], runtime: runtime)
+        #expect(r.code == 1)
+        #expect(r.stderr.contains("test ping answers pong failed: no /never-printed/ on uart0 within 2s"))
+        let check = try junit(report, failures: 1, names: ["ping answers pong", "echo comes back"])
+        #expect(check.code == 0, "\(check.stdout)")
+        let xml = try String(contentsOfFile: report, encoding: .utf8)
+        #expect(xml.contains("<system-out>hello from lm3s6965evb"), "the serial log is attached to the failure")
+    }
+
+    @Test func commandAndTimeoutAreTestcasesToo() throws {
+        let runtime = makeRuntimeDir()
+        defer { expectNothingLeft(runtime) }
+        let report = runtime + ".xml"
+        defer { try? FileManager.default.removeItem(atPath: report) }
+        let r = try vt(["run"] + exampleArgs("mps2-an385") + ["--timeout", "30s", "--junit", report, "--", "sh", "-c", "exit 3"], runtime: runtime)
+        #expect(r.code == 3)
+        #expect(try junit(report, failures: 1, names: ["boot", "readiness", "sh -c exit 3"]).code == 0)
+        let t = try vt(["run"] + exampleArgs("mps2-an385") + ["--until", "nope", "--timeout", "1s", "--junit", report], runtime: runtime)
+        #expect(t.code == 1)
+        #expect(try junit(report, failures: 1, names: ["until /nope/"]).code == 0)
+    }
+}
