@@ -1,3 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -58,6 +63,7 @@ public struct RunSession: Sendable {
         case commandExited(ExitStatus)
         case timeout, expired, readinessTimeout(target: Int)
         case stepTimeout(token: Int)
+        case sidecarExited(target: Int, name: String, test: Bool, status: ExitStatus)
         case signal(Int32)
     }
 
@@ -119,6 +125,7 @@ public struct RunSession: Sendable {
         var code: Int32 = ExitCode.failure
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         var commandChild: ChildProcess?
+        var sidecars: [ChildProcess] = []
         var records: [InstanceRecord] = []
         var buses: [String: (hub: CANBusHub, port: Int, socket: String)] = [:]
         var report = JUnitReport()
@@ -172,9 +179,7 @@ public struct RunSession: Sendable {
                     throw RuntimeError("\(t.name): \(why)\n" + t.stderrText.trimmedTrailingNewlines)
                 }
                 report.cases.append(.init(classname: t.name, name: "boot", seconds: since(started)))
-                if !prepared[i].0.lifecycle.sidecars.isEmpty {
-                    note("\(t.name): warning: sidecars are not started by this version; run them with vtarget run -- CMD")
-                }
+
                 let child = t.child
                 Task { sink.yield(.qemuExited(target: i, status: await child.waitForExit())) }
                 records.append(InstanceRecord(
@@ -252,18 +257,41 @@ public struct RunSession: Sendable {
                 }
             }
 
+            // Sidecars start with the command: once every target is Ready and
+            // the declarative tests are done. Test sidecars decide the run.
+            var sidecarsStarted = false
+            var testSidecarsRunning = 0
+            var sidecarFailures = 0
+            let testSidecars = prepared.reduce(0) { $0 + $1.0.lifecycle.sidecars.filter { $0.role == .test }.count }
+            func startSidecars() async throws {
+                guard !sidecarsStarted else { return }
+                sidecarsStarted = true
+                for (i, p) in prepared.enumerated() {
+                    for sc in p.0.lifecycle.sidecars {
+                        let child = try await spawnSidecar(sc, of: targets[i], all: targets, buses: buses.mapValues { ($0.port, $0.socket) })
+                        sidecars.append(child)
+                        if sc.role == .test { testSidecarsRunning += 1 }
+                        let name = sc.name, isTest = sc.role == .test
+                        Task { sink.yield(.sidecarExited(target: i, name: name, test: isTest, status: await child.waitForExit())) }
+                    }
+                }
+            }
+
             func startCommandIfReady() async throws {
                 guard pendingReady.isEmpty else { return }
                 if !testsDone, expecting == nil, current == 0, step == 0 { await advanceTests() }
+                if testsDone { try await startSidecars() }
                 guard testsDone, !config.command.isEmpty, commandChild == nil else { return }
                 commandChild = try await spawnCommand(targets, buses: buses.mapValues { ($0.port, $0.socket) })
                 let c = commandChild!
                 Task { sink.yield(.commandExited(await c.waitForExit())) }
             }
-            /// With tests and neither a command nor --until, the run ends when they do.
+            /// With tests or test sidecars, and neither a command nor --until,
+            /// the run ends when they do.
             func testsFinishedCode() -> Int32? {
-                guard !queue.isEmpty, testsDone, config.command.isEmpty, config.until == nil else { return nil }
-                return testFailures == 0 ? ExitCode.success : ExitCode.failure
+                guard !queue.isEmpty || testSidecars > 0, testsDone, sidecarsStarted, testSidecarsRunning == 0,
+                      config.command.isEmpty, config.until == nil else { return nil }
+                return testFailures == 0 && sidecarFailures == 0 ? ExitCode.success : ExitCode.failure
             }
             try await startCommandIfReady()
             if let end = testsFinishedCode() { code = end } else {
@@ -336,6 +364,26 @@ public struct RunSession: Sendable {
                                               output: String(decoding: await targets.first?.recentOutput() ?? [], as: UTF8.self)))
                     code = ExitCode.failure
                     break loop
+                case .sidecarExited(let i, let name, let isTest, let status):
+                    let failed = status != .exited(0)
+                    if isTest {
+                        testSidecarsRunning -= 1
+                        if failed { sidecarFailures += 1 }
+                        let log = targets[i].directory + "/logs/sidecar-\(name).log"
+                        var output: String?
+                        if failed {
+                            // The sidecar's own output, then what the target said meanwhile.
+                            output = String(decoding: FileManager.default.contents(atPath: log) ?? Data(), as: UTF8.self)
+                                + "\n--- \(targets[i].name) serial output ---\n"
+                                + String(decoding: await targets[i].recentOutput(), as: UTF8.self)
+                        }
+                        report.cases.append(.init(classname: targets[i].name, name: "sidecar \(name)", seconds: since(started),
+                                                  failure: failed ? "ended with \(status)" : nil, output: output))
+                        note("\(targets[i].name): test sidecar \(name) " + (failed ? "failed (\(status))" : "passed"))
+                    } else if failed {
+                        note("\(targets[i].name): helper sidecar \(name) ended with \(status)")
+                    }
+                    if let end = testsFinishedCode() { code = end; break loop }
                 case .stepTimeout(let t):
                     guard t == token, let e = expecting else { continue }
                     await finishTest("no /\(e.pattern)/ on \(e.device) within \(format(e.timeout))")
@@ -368,10 +416,11 @@ public struct RunSession: Sendable {
             code = ExitCode.failure
         }
 
-        // Tear down: the command first (it may be talking to the targets), then every QEMU.
+        // Tear down: the command and sidecars first (they may be talking to the targets), then every QEMU.
         if let c = commandChild, c.exitStatus == nil {
             _ = await c.terminate(grace: 2)
         }
+        for sc in sidecars where sc.exitStatus == nil { _ = await sc.terminate(grace: 2) }
         await withTaskGroup(of: Void.self) { g in
             for t in targets { g.addTask { _ = await t.stop() } }
         }
@@ -388,14 +437,20 @@ public struct RunSession: Sendable {
         return text.isEmpty ? "" : "; QEMU said:\n" + text
     }
 
-    /// The command of `run -- CMD`, with every endpoint in its environment.
-    private func spawnCommand(_ targets: [TargetProcess], buses: [String: (Int, String)]) async throws -> ChildProcess {
+    /// The environment of `run -- CMD` and of sidecars: every endpoint.
+    private func endpointEnvironment(_ targets: [TargetProcess], buses: [String: (Int, String)]) -> [String: String] {
         var env = config.environment
         for (bus, (port, socket)) in buses {
             env["VTARGET_CAN_\(EndpointEnvironment.key(bus))"] = "127.0.0.1:\(port)"
             env["VTARGET_CAN_\(EndpointEnvironment.key(bus))_SOCKET"] = socket
         }
         for (k, v) in EndpointEnvironment.variables(targets.map { ($0.name, $0.plan, $0.directory, $0.rfc2217Ports) }) { env[k] = v }
+        return env
+    }
+
+    /// The command of `run -- CMD`, with every endpoint in its environment.
+    private func spawnCommand(_ targets: [TargetProcess], buses: [String: (Int, String)]) async throws -> ChildProcess {
+        let env = endpointEnvironment(targets, buses: buses)
         guard let exe = ExecutableSearch.find(config.command[0], environment: env) else {
             throw RuntimeError("command not found: \(config.command[0])")
         }
@@ -403,6 +458,25 @@ public struct RunSession: Sendable {
             executable: exe, arguments: Array(config.command.dropFirst()),
             environment: env.map { "\($0.key)=\($0.value)" }, fds: [0, 1, 2],
             newSession: false, parentDeathSignal: SIGTERM))
+    }
+
+    /// A sidecar: a host process with the endpoints (its own target's as the
+    /// unprefixed names) and its `env`, output in `logs/sidecar-NAME.log`.
+    private func spawnSidecar(_ sc: Sidecar, of target: TargetProcess, all: [TargetProcess], buses: [String: (Int, String)]) async throws -> ChildProcess {
+        var env = endpointEnvironment(all, buses: buses)
+        for (k, v) in EndpointEnvironment.variables([(target.name, target.plan, target.directory, target.rfc2217Ports)]) { env[k] = v }
+        for (k, v) in sc.env { env[k] = v }
+        guard let exe = ExecutableSearch.find(sc.command[0], environment: env) else {
+            throw RuntimeError("\(target.name): sidecar \(sc.name): command not found: \(sc.command[0])")
+        }
+        let logPath = target.directory + "/logs/sidecar-\(sc.name).log"
+        let log = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard log >= 0 else { throw RuntimeError("cannot create \(logPath): \(String(cString: strerror(errno)))") }
+        defer { close(log) }
+        return try await ChildProcess.spawn(SpawnRequest(
+            executable: exe, arguments: Array(sc.command.dropFirst()),
+            environment: env.map { "\($0.key)=\($0.value)" }, fds: [-1, log, log],
+            newSession: true, parentDeathSignal: SIGTERM))
     }
 
     private func format(_ seconds: Double) -> String {

@@ -35,11 +35,18 @@ struct Logs: ParsableCommand {
     @Option(help: "The serial device (default: the first).") var device: String?
     @Flag(name: .shortAndLong, help: "Keep printing new output until the instance ends.") var follow = false
     @Flag(help: "Each line with its wall-clock (UTC) and monotonic time.") var timestamps = false
+    @Option(help: "A sidecar's output instead of a serial device's.") var sidecar: String?
 
     func run() throws {
         let record = try instance.locate()
-        let dev = try serialDevice(record, device)
-        var follower = LogFollower(path: record.logDirectory + "/\(dev)." + (timestamps ? "log" : "raw"), fromStart: true)
+        let path: String
+        if let sidecar {
+            path = record.logDirectory + "/sidecar-\(sidecar).log"
+            guard access(path, F_OK) == 0 else { throw RuntimeError("\(record.name) has no sidecar \"\(sidecar)\" (or it has not started)") }
+        } else {
+            path = record.logDirectory + "/\(try serialDevice(record, device))." + (timestamps ? "log" : "raw")
+        }
+        var follower = LogFollower(path: path, fromStart: true)
         writeOut(follower.read())
         guard follow else { return }
         while kill(record.ownerPID, 0) == 0, access(record.directory, F_OK) == 0 {

@@ -235,6 +235,34 @@ func connectUnixForTest(_ path: String) throws -> Int32 {
         #expect(xml.contains("<system-out>hello from lm3s6965evb"), "the serial log is attached to the failure")
     }
 
+    @Test func testSidecarsDecideTheRun() throws {
+        let runtime = makeRuntimeDir()
+        defer { expectNothingLeft(runtime) }
+        let report = runtime + ".xml"
+        defer { try? FileManager.default.removeItem(atPath: report) }
+        let pass = try vt(["run", "-f", "examples/lm3s6965evb-sidecars.yaml", "-f", "\(firmware)/lm3s6965evb-firmware.yaml",
+                           "--timeout", "30s", "--junit", report], runtime: runtime)
+        #expect(pass.code == 0, "\(pass.stderr)")
+        #expect(pass.stderr.contains("test sidecar ping-test passed"))
+        #expect(try junit(report, failures: 0, names: ["boot", "readiness", "sidecar ping-test"]).code == 0)
+
+        // Its output is kept: a command running beside it reads it with logs --sidecar.
+        let logs = try vt(["run", "-f", "examples/lm3s6965evb-sidecars.yaml", "-f", "\(firmware)/lm3s6965evb-firmware.yaml",
+                           "--timeout", "30s", "--", "sh", "-c", "sleep 3; \(vtarget) logs lm3s6965evb --sidecar ping-test"], runtime: runtime)
+        #expect(logs.stdout.contains("pong from lm3s6965evb at level 2"), "\(logs.stdout.suffix(300)) \(logs.stderr)")
+
+        let failing = try String(contentsOfFile: repoRoot + "/examples/lm3s6965evb-sidecars.yaml", encoding: .utf8)
+            .replacingOccurrences(of: "grep -q pong &&", with: "grep -q never-printed &&")
+        let file = "/tmp/vt-sidecar-\(UInt32.random(in: 0...UInt32.max)).yaml"
+        try failing.write(toFile: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let fail = try vt(["run", "-f", file, "-f", "\(firmware)/lm3s6965evb-firmware.yaml", "--timeout", "30s", "--junit", report], runtime: runtime)
+        #expect(fail.code == 1)
+        #expect(fail.stderr.contains("test sidecar ping-test failed"))
+        #expect(try junit(report, failures: 1, names: ["sidecar ping-test"]).code == 0)
+        #expect(qemuProcesses(mentioning: runtime).isEmpty)
+    }
+
     @Test func commandAndTimeoutAreTestcasesToo() throws {
         let runtime = makeRuntimeDir()
         defer { expectNothingLeft(runtime) }
