@@ -71,23 +71,30 @@ public final class TargetProcess: Sendable {
             executable: qemuPath, arguments: plan.arguments,
             environment: ["PATH=/usr/bin:/bin", "LC_ALL=C"],
             workingDirectory: directory + "/qemu", fds: fds, sandbox: sandbox)
+        // The group is made before the spawn, so only joining it is left
+        // between spawn and `cont` (QEMU waits at -S meanwhile).
+        var cgroup: CgroupLimits?
+        if sandbox.seccomp, CgroupLimits.availability().0 {
+            let (limits, why) = CgroupLimits.create(name: plan.targetName, memoryBytes: plan.guestMemoryBytes, cpus: plan.cpus)
+            cgroup = limits
+            if limits == nil { note("\(plan.targetName): cgroup limits not applied: \(why)") }
+        }
         do {
             let child = try await ChildProcess.spawn(request)
             ours["stderr"] = errR
             // QEMU is still paused at -S: it joins its limits before running guest code.
-            var cgroup: CgroupLimits?
-            if sandbox.seccomp, CgroupLimits.availability().0 {
-                let (limits, why) = CgroupLimits.create(name: plan.targetName, memoryBytes: plan.guestMemoryBytes, cpus: plan.cpus)
-                if let limits {
-                    do { try limits.add(child.pid); cgroup = limits } catch { note("\(plan.targetName): \(error)"); limits.remove() }
-                } else {
-                    note("\(plan.targetName): cgroup limits not applied: \(why)")
+            if let limits = cgroup {
+                do { try limits.add(child.pid) } catch {
+                    note("\(plan.targetName): \(error)")
+                    limits.remove()
+                    cgroup = nil
                 }
             }
             return TargetProcess(name: plan.targetName, plan: plan, directory: directory, child: child, fds: ours, cgroup: cgroup)
         } catch {
             for fd in ours.values { close(fd) }
             close(errR)
+            cgroup?.remove()
             throw RuntimeError("\(plan.targetName): \(error)")
         }
     }
