@@ -45,10 +45,6 @@ public final class QMPProxy: @unchecked Sendable {
         chmod(path, 0o600)
     }
 
-    public var clientCount: Int {
-        get async { (try? await loop.submit { self.clients.count }.get()) ?? 0 }
-    }
-
     /// An event from QEMU, for every client that has negotiated.
     public func broadcast(_ event: JSONValue) {
         let bytes = event.serialized() + [0x0D, 0x0A]

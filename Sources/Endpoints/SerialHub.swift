@@ -112,10 +112,6 @@ public final class SerialHub: @unchecked Sendable {
         (try? await loop.submit { self.replay.contents }.get()) ?? []
     }
 
-    public var clientCount: Int {
-        get async { (try? await loop.submit { self.clients.count }.get()) ?? 0 }
-    }
-
     /// Closes the listener, every client and the UART side.
     public func close() async {
         let channels: [any Channel] = (try? await loop.submit {

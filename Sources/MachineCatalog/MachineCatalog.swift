@@ -25,7 +25,7 @@ public struct MachineCatalog: Sendable {
     /// name, so user profiles replace built-in ones.
     public static func parse(files: [(path: String, bytes: [UInt8])]) throws(DiagnosticError) -> MachineCatalog {
         let context = DecodeContext(strict: true)
-        var raw: [(ProfileFields, SourceLocation)] = []
+        var raw: [ProfileFields] = []
         for file in files {
             let docs: [YAMLDocument]
             do {
@@ -35,15 +35,15 @@ public struct MachineCatalog: Sendable {
                 continue
             }
             for doc in docs {
-                if let f = ProfileFields(doc.root, context) { raw.append((f, doc.location)) }
+                if let f = ProfileFields(doc.root, context) { raw.append(f) }
             }
         }
         var catalog = MachineCatalog()
         var byName: [String: ProfileFields] = [:]
-        for (f, _) in raw { byName[f.name] = f }
-        for (f, loc) in raw where byName[f.name]?.location == f.location {
+        for f in raw { byName[f.name] = f }
+        // A later file of the same name wins: only that one is resolved.
+        for f in raw where byName[f.name]?.location == f.location {
             if let p = f.resolve(byName, context) {
-                _ = loc
                 catalog.profiles.removeAll { $0.name == p.name }
                 catalog.profiles.append(p)
             }

@@ -149,19 +149,9 @@ public final class ChildProcess: Sendable {
     /// Waits up to `grace` seconds for the child, then SIGKILLs it and waits.
     public func terminate(term: Bool = true, grace: Double) async -> ExitStatus {
         if term { signal(SIGTERM) }
-        let status = await withTaskGroup(of: ExitStatus?.self) { group in
-            group.addTask { await self.waitForExit() }
-            group.addTask {
-                try? await Task.sleep(for: .milliseconds(Int(grace * 1000)))
-                return nil
-            }
-            let first = await group.next()!
-            group.cancelAll()
-            if let first { return first }
-            self.signal(SIGKILL)
-            return await self.waitForExit()
-        }
-        return status
+        if let status = await withDeadline(grace, { await self.waitForExit() }) { return status }
+        signal(SIGKILL)
+        return await waitForExit()
     }
 
     fileprivate func reaped(_ status: ExitStatus) {
@@ -287,4 +277,18 @@ public func signalProcess(pid: pid_t, startTime: UInt64, currentStartTime: (pid_
     defer { close(fd) }
     guard currentStartTime(pid) == startTime else { return false }
     return cspawn_pidfd_signal(fd, signal) == 0
+}
+
+/// `operation`'s result, or nil when `seconds` pass first (it is then cancelled).
+public func withDeadline<T: Sendable>(_ seconds: Double, _ operation: @escaping @Sendable () async -> T) async -> T? {
+    await withTaskGroup(of: T?.self) { group in
+        group.addTask { await operation() }
+        group.addTask {
+            try? await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
+            return nil
+        }
+        let first = await group.next()!
+        group.cancelAll()
+        return first
+    }
 }

@@ -70,15 +70,6 @@ public struct CgroupLimits: Sendable {
         for d in directories { rmdir(d) }
     }
 
-    public func read(_ file: String) -> String? {
-        for d in directories {
-            if let data = FileManager.default.contents(atPath: d + "/" + file) {
-                return String(decoding: data, as: UTF8.self).trimmedTrailingNewlines
-            }
-        }
-        return nil
-    }
-
     enum Layout {
         case v2(String, Bool, String)
         case v1(memory: String?, cpu: String?)

@@ -122,34 +122,9 @@ public enum HostProbe {
     /// output contains `until`, or `deadline` seconds pass; then it is killed.
     /// Returns the output and whether the command ended by itself.
     static func capture(_ path: String, _ args: [String], until: String? = nil, deadline: Double) async throws -> (String, Bool) {
-        let (r, w) = try makePipe()
-        let child: ChildProcess
-        do {
-            child = try await ChildProcess.spawn(SpawnRequest(
-                executable: path, arguments: args, environment: ["PATH=/usr/bin:/bin", "LC_ALL=C"], fds: [-1, w, w]))
-        } catch {
-            close(r); close(w)
-            throw error
+        let r = try await ProcessCapture.run(until: until, deadline: deadline) { w in
+            SpawnRequest(executable: path, arguments: args, environment: ["PATH=/usr/bin:/bin", "LC_ALL=C"], fds: [-1, w, w])
         }
-        close(w)
-        defer { close(r) }
-        var out: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 65536)
-        let end = ContinuousClock.now + .milliseconds(Int(deadline * 1000))
-        var ended = false
-        while ContinuousClock.now < end {
-            var pfd = pollfd(fd: r, events: Int16(POLLIN), revents: 0)
-            let left = end - ContinuousClock.now
-            let ms = Int32(max(0, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
-            if poll(&pfd, 1, ms) <= 0 { continue }
-            let n = read(r, &buf, buf.count)
-            if n < 0, errno == EINTR { continue }
-            if n <= 0 { ended = true; break }
-            out += buf[0..<n]
-            if let until, String(decoding: out, as: UTF8.self).contains(until) { break }
-        }
-        if child.exitStatus == nil, !ended { child.signal(SIGKILL) }
-        _ = await child.waitForExit()
-        return (String(decoding: out, as: UTF8.self), ended)
+        return (r.output, r.ended)
     }
 }

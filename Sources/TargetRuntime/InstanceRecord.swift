@@ -57,13 +57,18 @@ public struct InstanceRecord: Codable, Sendable, Equatable {
 /// Finds instances by name across every `vtarget run` of this user.
 public enum InstanceLocator {
     public static func all(environment: [String: String]) -> [InstanceRecord] {
+        liveRecords("instance.json", environment: environment) { $0.ownerPID }
+    }
+
+    /// Every `<base>/run-*/*/<file>` whose owning run is still alive.
+    static func liveRecords<R: Decodable>(_ file: String, environment: [String: String], owner: (R) -> Int32) -> [R] {
         let base = RuntimeDirectory.base(environment: environment)
-        var out: [InstanceRecord] = []
+        var out: [R] = []
         for run in ((try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []).sorted() where run.hasPrefix("run-") {
-            for inst in (try? FileManager.default.contentsOfDirectory(atPath: base + "/" + run)) ?? [] {
-                guard let data = FileManager.default.contents(atPath: "\(base)/\(run)/\(inst)/instance.json"),
-                      let r = try? JSONDecoder().decode(InstanceRecord.self, from: data),
-                      kill(r.ownerPID, 0) == 0 || errno == EPERM else { continue }
+            for dir in (try? FileManager.default.contentsOfDirectory(atPath: base + "/" + run)) ?? [] {
+                guard let data = FileManager.default.contents(atPath: "\(base)/\(run)/\(dir)/\(file)"),
+                      let r = try? JSONDecoder().decode(R.self, from: data),
+                      kill(owner(r), 0) == 0 || errno == EPERM else { continue }
                 out.append(r)
             }
         }
@@ -96,15 +101,7 @@ public struct BusRecord: Codable, Sendable {
     }
 
     public static func find(_ name: String, environment: [String: String]) throws(RuntimeError) -> BusRecord {
-        let base = RuntimeDirectory.base(environment: environment)
-        var live: [BusRecord] = []
-        for run in ((try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []).sorted() where run.hasPrefix("run-") {
-            for dir in (try? FileManager.default.contentsOfDirectory(atPath: base + "/" + run)) ?? [] where dir.hasPrefix("can-") {
-                guard let data = FileManager.default.contents(atPath: "\(base)/\(run)/\(dir)/bus.json"),
-                      let r = try? JSONDecoder().decode(BusRecord.self, from: data), kill(r.ownerPID, 0) == 0 else { continue }
-                live.append(r)
-            }
-        }
+        let live = InstanceLocator.liveRecords("bus.json", environment: environment) { (r: BusRecord) in r.ownerPID }
         let hits = live.filter { $0.name == name }
         if let one = hits.first, hits.count == 1 { return one }
         if hits.isEmpty {

@@ -14,26 +14,7 @@ public final class QMPSocketClient {
     public private(set) var events: [JSONValue] = []
 
     public init(path: String, timeout: Double = 10) throws(RuntimeError) {
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw RuntimeError("socket: \(String(cString: strerror(errno)))") }
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
-            close(fd)
-            throw RuntimeError("socket path too long: \(path)")
-        }
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-            for (i, b) in bytes.enumerated() { raw[i] = b }
-        }
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard rc == 0 else {
-            let e = errno
-            close(fd)
-            throw RuntimeError("cannot connect to \(path): \(String(cString: strerror(e)))")
-        }
+        fd = try FileDescriptors.connectUnix(path)
         _ = try next(timeout: timeout)  // greeting
         _ = try execute(.object(["execute": .string("qmp_capabilities")]), timeout: timeout)
     }
@@ -46,15 +27,8 @@ public final class QMPSocketClient {
         counter += 1
         let id = JSONValue.string("vtarget-cli-\(counter)")
         object["id"] = id
-        let bytes = JSONValue.object(object).serialized() + [0x0A]
-        var sent = 0
-        while sent < bytes.count {
-            let n = bytes[sent...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw RuntimeError("QMP write: \(String(cString: strerror(errno)))")
-            }
-            sent += n
+        guard FileDescriptors.writeAll(fd, JSONValue.object(object).serialized() + [0x0A]) else {
+            throw RuntimeError("QMP write: \(String(cString: strerror(errno)))")
         }
         while true {
             let m = try next(timeout: timeout)
@@ -121,7 +95,7 @@ public struct LogFollower {
         if fromStart {
             backlog = []
             for i in stride(from: rotatedFiles, through: 1, by: -1) {
-                if let data = Self.readAll(path + ".\(i)") { backlog += data }
+                if let data = try? InputFiles.readFile(path + ".\(i)") { backlog += data }
             }
         }
         openLive(seekEnd: !fromStart)
@@ -165,16 +139,4 @@ public struct LogFollower {
         }
     }
 
-    static func readAll(_ path: String) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var out: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = Glibc.read(fd, &buf, buf.count)
-            if n <= 0 { return out }
-            out += buf[0..<n]
-        }
-    }
 }

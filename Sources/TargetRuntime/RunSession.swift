@@ -486,8 +486,7 @@ public struct RunSession: Sendable {
 
 /// vtarget's own messages: on stderr, apart from the serial stream on stdout.
 func note(_ message: String) {
-    let bytes = Array(("vtarget: " + message + "\n").utf8)
-    _ = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+    FileDescriptors.writeAll(2, Array(("vtarget: " + message + "\n").utf8))
 }
 
 extension String {
@@ -569,14 +568,7 @@ final class SerialOutput: @unchecked Sendable {
         partial = [:]
     }
 
-    private func writeAll(_ bytes: [UInt8]) {
-        var done = 0
-        while done < bytes.count {
-            let n = bytes[done...].withUnsafeBytes { Glibc.write(1, $0.baseAddress, $0.count) }
-            if n < 0 { if errno == EINTR { continue }; return }
-            done += n
-        }
-    }
+    private func writeAll(_ bytes: [UInt8]) { FileDescriptors.writeAll(1, bytes) }
 }
 
 /// SIGINT/SIGTERM/SIGHUP as events rather than process death.

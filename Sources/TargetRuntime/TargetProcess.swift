@@ -207,26 +207,14 @@ public final class TargetProcess: Sendable {
     /// A clean `quit` through QMP first; SIGTERM, then SIGKILL, each bounded.
     public func stop(grace: Double = 1.5) async -> ExitStatus {
         if child.exitStatus == nil, let qmp {
-            _ = await withTaskGroup(of: Bool.self) { g in
-                g.addTask { (try? await qmp.execute("quit")) != nil }
-                g.addTask { try? await Task.sleep(for: .milliseconds(Int(grace * 1000))); return false }
-                let r = await g.next()!
-                g.cancelAll()
-                return r
-            }
+            _ = await withDeadline(grace) { _ = try? await qmp.execute("quit") }
         }
-        var status: ExitStatus
-        if let s = child.exitStatus {
-            status = s
+        let child = self.child
+        let status: ExitStatus
+        if let exited = await withDeadline(grace, { await child.waitForExit() }) {
+            status = exited
         } else {
-            status = await withTaskGroup(of: ExitStatus?.self) { g in
-                g.addTask { await self.child.waitForExit() }
-                g.addTask { try? await Task.sleep(for: .milliseconds(Int(grace * 1000))); return nil }
-                let first = await g.next()!
-                g.cancelAll()
-                return first
-            } ?? .exited(-1)
-            if case .exited(-1) = status { status = await child.terminate(grace: grace) }
+            status = await child.terminate(grace: grace)
         }
         await closeEndpoints()
         cgroup?.remove()

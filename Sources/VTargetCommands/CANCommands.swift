@@ -22,7 +22,7 @@ struct BusConnection {
 
     init(bus: String) throws {
         let record = try BusRecord.find(bus, environment: Environment.variables)
-        fd = try connectUnix(record.socket)
+        fd = try FileDescriptors.connectUnix(record.socket)
         _ = try next(timeout: 5)  // < hi >
         try send(Array("< open \(bus) >".utf8))
         _ = try next(timeout: 5)

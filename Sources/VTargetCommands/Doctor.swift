@@ -18,7 +18,12 @@ struct Doctor: AsyncParsableCommand {
             printOut("\nverification skipped: vtarget-sandbox-probe is not beside \(Environment.executable)")
             return
         }
-        let (code, output) = try await SandboxExec.capture([probe], sandbox: true)
+        let policy = await QEMUSandbox.policy(enabled: true)
+        let r = try await ProcessCapture.run(deadline: 30) { w in
+            SpawnRequest(executable: probe, arguments: [], environment: SandboxExec.environment,
+                         workingDirectory: "/", fds: [-1, w, 2], sandbox: policy)
+        }
+        let (code, output) = (r.status.shellCode, r.output)
         let lines = output.split(separator: "\n").map(String.init)
         let calls = lines.filter { $0.hasPrefix("syscall ") }
         let refused = calls.filter { $0.hasSuffix(" EPERM") }
@@ -72,28 +77,6 @@ enum SandboxExec {
         return try await ChildProcess.spawn(SpawnRequest(
             executable: exe, arguments: Array(command.dropFirst()), environment: environment,
             workingDirectory: "/", fds: [-1, stdout, 2], sandbox: await QEMUSandbox.policy(enabled: sandbox)))
-    }
-
-    static func capture(_ command: [String], sandbox: Bool) async throws -> (Int32, String) {
-        let (r, w) = try makePipe()
-        let child: ChildProcess
-        do {
-            child = try await spawn(command, sandbox: sandbox, stdout: w)
-        } catch {
-            close(r); close(w)
-            throw error
-        }
-        close(w)
-        var out: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = read(r, &buf, buf.count)
-            if n < 0, errno == EINTR { continue }
-            if n <= 0 { break }
-            out += buf[0..<n]
-        }
-        close(r)
-        return (await child.waitForExit().shellCode, String(decoding: out, as: UTF8.self))
     }
 }
 

@@ -17,14 +17,7 @@ func serialDevice(_ record: InstanceRecord, _ device: String?) throws -> String 
     return first
 }
 
-func writeOut(_ bytes: [UInt8]) {
-    var rest = bytes[...]
-    while !rest.isEmpty {
-        let n = rest.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
-        if n < 0 { if errno == EINTR { continue }; return }
-        rest = rest.dropFirst(n)
-    }
-}
+func writeOut(_ bytes: [UInt8]) { FileDescriptors.writeAll(1, bytes) }
 
 struct Logs: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -135,7 +128,7 @@ struct Console: ParsableCommand {
     func run() throws {
         let record = try instance.locate()
         let dev = try serialDevice(record, device)
-        let fd = try connectUnix(force ? record.forceSocket(dev) : record.socket(dev))
+        let fd = try FileDescriptors.connectUnix(force ? record.forceSocket(dev) : record.socket(dev))
         defer { close(fd) }
         let tty = isatty(0) == 1
         var saved = termios()
@@ -177,20 +170,3 @@ struct Console: ParsableCommand {
     }
 }
 
-func connectUnix(_ path: String) throws -> Int32 {
-    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-    var addr = sockaddr_un()
-    addr.sun_family = sa_family_t(AF_UNIX)
-    withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-        for (i, b) in path.utf8.prefix(raw.count - 1).enumerated() { raw[i] = b }
-    }
-    let rc = withUnsafePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-    }
-    if rc != 0 {
-        let e = errno
-        close(fd)
-        throw RuntimeError("cannot connect to \(path): \(String(cString: strerror(e)))")
-    }
-    return fd
-}

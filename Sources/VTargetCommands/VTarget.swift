@@ -63,11 +63,9 @@ struct CommandExit: Error {
 }
 
 func printError(_ s: String) {
-    let bytes = Array((s.hasSuffix("\n") ? s : s + "\n").utf8)
-    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+    FileDescriptors.writeAll(2, Array((s.hasSuffix("\n") ? s : s + "\n").utf8))
 }
 
 func printOut(_ s: String) {
-    let bytes = Array((s.hasSuffix("\n") ? s : s + "\n").utf8)
-    _ = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+    FileDescriptors.writeAll(1, Array((s.hasSuffix("\n") ? s : s + "\n").utf8))
 }

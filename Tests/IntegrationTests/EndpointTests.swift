@@ -1,4 +1,5 @@
 import Foundation
+import TargetRuntime
 import Testing
 
 let python = repoRoot + "/.venv/bin/python"
@@ -93,7 +94,7 @@ let clients = repoRoot + "/Tests/IntegrationTests/Clients"
         let waiter = try launch(["wait", "x86-pc", "--for", "serial=marker-4711", "--timeout", "10s"], runtime: runtime)
         usleep(300_000)
         let dir = try #require(try FileManager.default.contentsOfDirectory(atPath: runtime).first { $0.hasPrefix("run-") })
-        let fd = try connectUnixForTest("\(runtime)/\(dir)/x86-pc/com1.sock")
+        let fd = try FileDescriptors.connectUnix("\(runtime)/\(dir)/x86-pc/com1.sock")
         _ = "marker-4711".withCString { write(fd, $0, 11) }
         waiter.0.waitUntilExit()
         close(fd)
@@ -122,19 +123,6 @@ let clients = repoRoot + "/Tests/IntegrationTests/Clients"
     }
 }
 
-func connectUnixForTest(_ path: String) throws -> Int32 {
-    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-    var addr = sockaddr_un()
-    addr.sun_family = sa_family_t(AF_UNIX)
-    withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-        for (i, b) in path.utf8.enumerated() { raw[i] = b }
-    }
-    let rc = withUnsafePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-    }
-    if rc != 0 { throw POSIXError(.ECONNREFUSED) }
-    return fd
-}
 
 /// CAN: two firmware targets (can-pair) and python-can clients on one bus.
 @Suite(.serialized) struct CANBusTests {
