@@ -47,15 +47,16 @@ let package = Package(
         // Tries what the sandbox denies; used by `vtarget doctor` and the tests.
         .executableTarget(name: "vtarget-sandbox-probe", path: "Sources/SandboxProbe"),
 
+        .target(name: "TestSupport", dependencies: ["MachineCatalog"], path: "Tests/TestSupport"),
         .testTarget(name: "YAMLTreeTests", dependencies: ["YAMLTree"]),
-        .testTarget(name: "TargetSpecTests", dependencies: ["TargetSpec", "MachineCatalog", "YAMLTree"],
+        .testTarget(name: "TargetSpecTests", dependencies: ["TargetSpec", "MachineCatalog", "YAMLTree", "TestSupport"],
                     exclude: ["BadInputs"]),
-        .testTarget(name: "QEMULaunchTests", dependencies: ["QEMULaunch", "TargetSpec", "MachineCatalog", "YAMLTree"],
+        .testTarget(name: "QEMULaunchTests", dependencies: ["QEMULaunch", "TargetSpec", "MachineCatalog", "YAMLTree", "TestSupport"],
                     exclude: ["Golden"]),
         .testTarget(name: "CANProtocolTests", dependencies: ["CANProtocol"]),
         .testTarget(name: "EndpointsTests", dependencies: ["Endpoints", "CANProtocol", .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "QMPTests", dependencies: ["QMP", "Sandbox", .product(name: "NIOPosix", package: "swift-nio")]),
-        .testTarget(name: "IntegrationTests", dependencies: ["VTargetCommands", "TargetRuntime", "QMP", "Sandbox", "QEMULaunch", "TargetSpec", "MachineCatalog", .product(name: "NIOPosix", package: "swift-nio")]),
+        .testTarget(name: "IntegrationTests", dependencies: ["VTargetCommands", "TargetRuntime", "QMP", "Sandbox", "QEMULaunch", "TargetSpec", "MachineCatalog", "TestSupport", .product(name: "NIOPosix", package: "swift-nio")]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,5 +1,6 @@
 import Foundation
 import TargetRuntime
+import TestSupport
 import Testing
 
 let python = repoRoot + "/.venv/bin/python"

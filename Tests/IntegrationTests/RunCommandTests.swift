@@ -3,7 +3,7 @@ import Testing
 
 /// These tests drive the real `vtarget` binary against real QEMU, real unix
 /// sockets and real clients (socat), as a user would.
-let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+import TestSupport
 let vtarget = repoRoot + "/.build/debug/vtarget"
 let firmware = repoRoot + "/firmware-samples/build"
 

@@ -4,6 +4,7 @@ import NIOPosix
 import QEMULaunch
 import Sandbox
 import TargetSpec
+import TestSupport
 import Testing
 @testable import TargetRuntime
 
@@ -174,9 +175,7 @@ func statusFields(_ pid: Int32) -> [String: String] {
     /// Boards without a sample still start under the full sandbox and answer
     /// QMP: each profile's QEMU is spawned as a run would, and queried paused.
     @Test func everyProfileReachesQMPUnderTheSandbox() async throws {
-        let dir = repoRoot + "/machines"
-        let files = try FileManager.default.contentsOfDirectory(atPath: dir).sorted().filter { $0.hasSuffix(".yaml") }
-        let catalog = try MachineCatalog.parse(files: files.map { (dir + "/" + $0, [UInt8](FileManager.default.contents(atPath: dir + "/" + $0)!)) })
+        let catalog = try builtInCatalog()
         #expect(catalog.profiles.count == 16)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let runtime = makeRuntimeDir()

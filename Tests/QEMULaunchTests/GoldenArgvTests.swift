@@ -1,23 +1,17 @@
 import Foundation
 import MachineCatalog
+import TestSupport
 import Testing
 import YAMLTree
 @testable import QEMULaunch
 @testable import TargetSpec
 
-let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 let goldenDir = repoRoot + "/Tests/QEMULaunchTests/Golden"
-
-func catalog() throws -> MachineCatalog {
-    let dir = repoRoot + "/machines"
-    let files = try FileManager.default.contentsOfDirectory(atPath: dir).sorted().filter { $0.hasSuffix(".yaml") }
-    return try MachineCatalog.parse(files: files.map { (dir + "/" + $0, [UInt8](FileManager.default.contents(atPath: dir + "/" + $0)!)) })
-}
 
 /// Plans every target in `text` the way `run` would, but with drive images
 /// given rather than read: ConfigMap data is taken to be ELF.
 func plans(_ text: String, file: String, options: DecodeOptions = DecodeOptions()) throws -> [LaunchPlan] {
-    let cat = try catalog()
+    let cat = try builtInCatalog()
     let decoded = try ResourceDecoder(catalog: cat, options: options)
         .decode([SourceFile(path: file, directory: "/work/proj", bytes: Array(text.utf8))])
     let planner = LaunchPlanner(host: HostFacts(architecture: .x86_64, kvmUsable: false))
@@ -117,7 +111,7 @@ func checkGolden(_ name: String, _ plans: [LaunchPlan]) throws {
     }
 
     @Test func imagesPassedAsFDsFollowTheChannels() throws {
-        let cat = try catalog()
+        let cat = try builtInCatalog()
         let decoded = try ResourceDecoder(catalog: cat, options: DecodeOptions(allowHostPaths: true))
             .decode([SourceFile(path: "h.yaml", directory: "/work/proj", bytes: Array(Self.hostile.utf8))])
         guard case .target(let t) = decoded.resources[0] else { return }
@@ -169,7 +163,7 @@ func checkGolden(_ name: String, _ plans: [LaunchPlan]) throws {
 
     @Test func kvmChoice() throws {
         let text = try String(contentsOfFile: repoRoot + "/examples/x86-pc.yaml", encoding: .utf8)
-        let cat = try catalog()
+        let cat = try builtInCatalog()
         let decoded = try ResourceDecoder(catalog: cat).decode([SourceFile(path: "x.yaml", directory: "/", bytes: Array(text.utf8))])
         guard case .target(let t) = decoded.resources[0] else { return }
         let profile = cat.lookup("pc")!

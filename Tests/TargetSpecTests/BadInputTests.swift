@@ -1,20 +1,12 @@
 import Foundation
 import MachineCatalog
+import TestSupport
 import Testing
 import YAMLTree
 @testable import TargetSpec
 
-/// The repository root, found from this file's path.
-let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-
-func loadCatalog() throws -> MachineCatalog {
-    let dir = repoRoot + "/machines"
-    let files = try FileManager.default.contentsOfDirectory(atPath: dir).sorted().filter { $0.hasSuffix(".yaml") }
-    return try MachineCatalog.parse(files: files.map { (dir + "/" + $0, [UInt8](FileManager.default.contents(atPath: dir + "/" + $0)!)) })
-}
-
 func decode(_ text: String, file: String = "in.yaml", options: DecodeOptions = DecodeOptions()) throws -> DecodedResources {
-    try ResourceDecoder(catalog: loadCatalog(), options: options)
+    try ResourceDecoder(catalog: builtInCatalog(), options: options)
         .decode([SourceFile(path: file, directory: "/work/proj", bytes: Array(text.utf8))])
 }
 

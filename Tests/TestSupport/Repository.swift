@@ -1,0 +1,12 @@
+import Foundation
+import MachineCatalog
+
+/// The repository root, found from this file's path (Tests/TestSupport/).
+public let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+/// The built-in machine profiles, parsed as vtarget parses them.
+public func builtInCatalog() throws -> MachineCatalog {
+    let dir = repoRoot + "/machines"
+    let files = try FileManager.default.contentsOfDirectory(atPath: dir).sorted().filter { $0.hasSuffix(".yaml") }
+    return try MachineCatalog.parse(files: files.map { (dir + "/" + $0, [UInt8](FileManager.default.contents(atPath: dir + "/" + $0)!)) })
+}
