@@ -48,7 +48,7 @@ let package = Package(
         .executableTarget(name: "vtarget-sandbox-probe", path: "Sources/SandboxProbe"),
 
         .target(name: "TestSupport", dependencies: ["MachineCatalog"], path: "Tests/TestSupport"),
-        .testTarget(name: "YAMLTreeTests", dependencies: ["YAMLTree"]),
+        .testTarget(name: "YAMLTreeTests", dependencies: ["YAMLTree", "TestSupport"]),
         .testTarget(name: "TargetSpecTests", dependencies: ["TargetSpec", "MachineCatalog", "YAMLTree", "TestSupport"],
                     exclude: ["BadInputs"]),
         .testTarget(name: "QEMULaunchTests", dependencies: ["QEMULaunch", "TargetSpec", "MachineCatalog", "YAMLTree", "TestSupport"],
