@@ -11,6 +11,10 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
     ],
     targets: [
         // System libraries, found through pkg-config.
@@ -39,8 +43,23 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
+        // The control API's models and client (the CLI side).
+        .target(name: "ControlAPI", dependencies: [
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
+        // The per-user supervisor: state in SQLite, shims, the HTTP server.
+        .target(name: "Supervisor", dependencies: [
+            "ControlAPI", "TargetRuntime", "TargetSpec", "MachineCatalog", "YAMLTree", "Sandbox", "CSpawn",
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
         .target(name: "VTargetCommands", dependencies: [
-            "TargetRuntime", "QEMULaunch", "TargetSpec", "MachineCatalog", "YAMLTree", "QMP", "Sandbox", "Endpoints",
+            "ControlAPI", "Supervisor", "TargetRuntime", "QEMULaunch", "TargetSpec", "MachineCatalog", "YAMLTree", "QMP", "Sandbox", "Endpoints",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "vtarget", dependencies: ["VTargetCommands"]),

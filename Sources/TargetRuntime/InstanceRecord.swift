@@ -26,6 +26,8 @@ public struct InstanceRecord: Codable, Sendable, Equatable {
     public var rfc2217: [String: Int]
     /// The board honours system_powerdown.
     public var powerdown: Bool
+    /// Owned by the supervisor: stop and start go through it.
+    public var supervised: Bool?
 
     public var qmpSocket: String { directory + "/qmp.sock" }
     public func socket(_ device: String) -> String { directory + "/\(device).sock" }
@@ -60,11 +62,12 @@ public enum InstanceLocator {
         liveRecords("instance.json", environment: environment) { $0.ownerPID }
     }
 
-    /// Every `<base>/run-*/*/<file>` whose owning run is still alive.
+    /// Every `<base>/run-*/*/<file>` (runs) and `<base>/ns-*/*/<file>`
+    /// (the supervisor's instances) whose owning run is still alive.
     static func liveRecords<R: Decodable>(_ file: String, environment: [String: String], owner: (R) -> Int32) -> [R] {
         let base = RuntimeDirectory.base(environment: environment)
         var out: [R] = []
-        for run in ((try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []).sorted() where run.hasPrefix("run-") {
+        for run in ((try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []).sorted() where run.hasPrefix("run-") || run.hasPrefix("ns-") {
             for dir in (try? FileManager.default.contentsOfDirectory(atPath: base + "/" + run)) ?? [] {
                 guard let data = FileManager.default.contents(atPath: "\(base)/\(run)/\(dir)/\(file)"),
                       let r = try? JSONDecoder().decode(R.self, from: data),

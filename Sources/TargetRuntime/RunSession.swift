@@ -32,6 +32,10 @@ public struct RunConfiguration: Sendable {
     public var logRotation = SerialLog.Rotation()
     /// `--junit FILE`: where the report goes.
     public var junitPath: String?
+    /// Set when the supervisor runs this session for one instance: the
+    /// instance's directory (instead of one below the run's), where its
+    /// status goes, and no serial copy on stdout.
+    public var supervised: SupervisedInstance?
 
     public init(until: String? = nil, timeoutSeconds: Double? = nil, ttlSeconds: Double? = nil, command: [String] = [],
                 environment: [String: String], host: HostFacts = HostFacts(), launch: LaunchOptions = LaunchOptions(),
@@ -84,7 +88,7 @@ public struct RunSession: Sendable {
         let planner = LaunchPlanner(host: config.host, options: config.launch)
         for r in runnables {
             let dirName = r.namespace == "default" ? r.name : "\(r.namespace).\(r.name)"
-            let dir = runDirectory + "/" + dirName
+            let dir = config.supervised?.directory ?? runDirectory + "/" + dirName
             guard let profile = catalog.lookup(r.target.qemu.profileName) else { continue }
             // <dir> holds vtarget's sockets; <dir>/qemu is QEMU's own (its cwd,
             // firmware, GDB socket), handed to QEMU's uid when vtarget is root,
@@ -129,6 +133,8 @@ public struct RunSession: Sendable {
         var records: [InstanceRecord] = []
         var buses: [String: (hub: CANBusHub, port: Int, socket: String)] = [:]
         var report = JUnitReport()
+        var outcome = ShimStatus.failed("StartFailed", "")
+        let status = config.supervised.map { ShimStatusWriter(path: $0.statusPath) }
         let clock = ContinuousClock()
         let started = clock.now
         func since(_ t: ContinuousClock.Instant) -> Double {
@@ -163,7 +169,7 @@ public struct RunSession: Sendable {
                 }
             }
             let streams = prepared.reduce(0) { $0 + $1.1.serialChannels.count }
-            let output = SerialOutput(prefixed: streams > 1, names: targets.map(\.name))
+            let output = SerialOutput(prefixed: streams > 1, names: targets.map(\.name), enabled: config.supervised == nil)
             for (i, t) in targets.enumerated() {
                 for w in t.plan.warnings { note("\(t.name): warning: \(w)") }
                 do {
@@ -176,6 +182,9 @@ public struct RunSession: Sendable {
                     let status = await t.child.waitForExit()
                     let why = "QEMU failed to start (\(status))"
                     report.cases.append(.init(classname: t.name, name: "boot", seconds: since(started), failure: why, output: t.stderrText))
+                    outcome = .failed("StartFailed", why)
+                    outcome.exit(status)
+                    outcome.stderrTail = ShimStatus.tail(t.stderrText)
                     throw RuntimeError("\(t.name): \(why)\n" + t.stderrText.trimmedTrailingNewlines)
                 }
                 report.cases.append(.init(classname: t.name, name: "boot", seconds: since(started)))
@@ -187,8 +196,17 @@ public struct RunSession: Sendable {
                     qemuStartTime: InstanceRecord.startTime(of: child.pid) ?? 0, phase: "Running",
                     ready: prepared[i].0.lifecycle.readiness == nil,
                     serialDevices: t.plan.serialChannels.map(\.device), directory: t.directory, rfc2217: t.rfc2217Ports,
-                    powerdown: catalog.lookup(t.plan.profile)?.gracefulPowerdown ?? false))
+                    powerdown: catalog.lookup(t.plan.profile)?.gracefulPowerdown ?? false,
+                    supervised: config.supervised == nil ? nil : true))
                 records[i].write()
+                status?.update { s in
+                    s.phase = "Running"
+                    s.qemuPID = child.pid
+                    s.startedAt = ShimStatus.now
+                    s.directory = t.directory
+                    s.ready = records[i].ready
+                    if s.ready { s.readyAt = s.startedAt }
+                }
             }
 
             var timers: [Task<Void, Never>] = []
@@ -294,7 +312,12 @@ public struct RunSession: Sendable {
                 return testFailures == 0 && sidecarFailures == 0 ? ExitCode.success : ExitCode.failure
             }
             try await startCommandIfReady()
-            if let end = testsFinishedCode() { code = end } else {
+            /// How a run that ends with its tests reads as a phase.
+            func testsOutcome(_ end: Int32) -> ShimStatus {
+                end == 0 ? .succeeded("TestsPassed", "every test passed")
+                    : .failed("TestsFailed", "\(testFailures + sidecarFailures) test(s) failed")
+            }
+            if let end = testsFinishedCode() { code = end; outcome = testsOutcome(end) } else {
 
             loop: for await event in events {
                 switch event {
@@ -307,7 +330,7 @@ public struct RunSession: Sendable {
                             step += 1
                             await advanceTests()
                             try await startCommandIfReady()
-                            if let end = testsFinishedCode() { code = end; break loop }
+                            if let end = testsFinishedCode() { code = end; outcome = testsOutcome(end); break loop }
                         }
                     }
                     // Text is made only while something waits for a pattern.
@@ -317,15 +340,17 @@ public struct RunSession: Sendable {
                         pendingReady[i] = nil
                         records[i].ready = true
                         records[i].write()
+                        status?.update { $0.ready = true; $0.readyAt = ShimStatus.now }
                         note("\(targets[i].name) is Ready")
                         report.cases.append(.init(classname: targets[i].name, name: "readiness", seconds: since(started)))
                         try await startCommandIfReady()
-                        if let end = testsFinishedCode() { code = end; break loop }
+                        if let end = testsFinishedCode() { code = end; outcome = testsOutcome(end); break loop }
                     }
                     if let until, text.contains(until) {
                         output.flush()
                         report.cases.append(.init(classname: targets[i].name, name: "until /\(config.until!)/", seconds: since(started)))
                         code = ExitCode.success
+                        outcome = .succeeded("UntilMatched", "output matched /\(config.until!)/")
                         break loop
                     }
                 case .qemuExited(let i, let status):
@@ -334,11 +359,15 @@ public struct RunSession: Sendable {
                     if status == .exited(0), config.until == nil, config.command.isEmpty {
                         note("\(t.name): QEMU exited")
                         code = ExitCode.success
+                        outcome = .succeeded("QEMUExited", "QEMU exited with status 0")
                     } else {
                         note("\(t.name): QEMU exited unexpectedly (\(status))" + stderrBlock(t))
                         report.cases.append(.init(classname: t.name, name: "run", seconds: since(started),
                                                   failure: "QEMU exited unexpectedly (\(status))", output: t.stderrText))
                         code = ExitCode.failure
+                        outcome = .failed("QEMUExited", "QEMU exited unexpectedly (\(status))")
+                        outcome.exit(status)
+                        outcome.stderrTail = ShimStatus.tail(t.stderrText)
                     }
                     break loop
                 case .commandExited(let status):
@@ -348,6 +377,7 @@ public struct RunSession: Sendable {
                                               failure: code == 0 ? nil : "ended with \(status)",
                                               output: code == 0 ? nil : String(decoding: await targets.first?.recentOutput() ?? [], as: UTF8.self)))
                     if code != 0 { note("command \(config.command[0]) ended with \(status)") }
+                    outcome = code == 0 ? .succeeded("CommandSucceeded", "command ended with 0") : .failed("CommandFailed", "command ended with \(status)")
                     break loop
                 case .timeout:
                     output.flush()
@@ -356,6 +386,7 @@ public struct RunSession: Sendable {
                     report.cases.append(.init(classname: "run", name: config.until.map { "until /\($0)/" } ?? "timeout", seconds: since(started), failure: why,
                                               output: String(decoding: await targets.first?.recentOutput() ?? [], as: UTF8.self)))
                     code = ExitCode.failure
+                    outcome = .failed("Timeout", why)
                     break loop
                 case .expired:
                     output.flush()
@@ -363,6 +394,7 @@ public struct RunSession: Sendable {
                     report.cases.append(.init(classname: "run", name: "ttl", seconds: since(started), failure: "expired: the TTL of \(format(ttl!)) was reached",
                                               output: String(decoding: await targets.first?.recentOutput() ?? [], as: UTF8.self)))
                     code = ExitCode.failure
+                    outcome = ShimStatus(phase: "Expired", reason: "TTLExpired", message: "the TTL of \(format(ttl!)) was reached")
                     break loop
                 case .sidecarExited(let i, let name, let isTest, let status):
                     let failed = status != .exited(0)
@@ -383,13 +415,13 @@ public struct RunSession: Sendable {
                     } else if failed {
                         note("\(targets[i].name): helper sidecar \(name) ended with \(status)")
                     }
-                    if let end = testsFinishedCode() { code = end; break loop }
+                    if let end = testsFinishedCode() { code = end; outcome = testsOutcome(end); break loop }
                 case .stepTimeout(let t):
                     guard t == token, let e = expecting else { continue }
                     await finishTest("no /\(e.pattern)/ on \(e.device) within \(format(e.timeout))")
                     await advanceTests()
                     try await startCommandIfReady()
-                    if let end = testsFinishedCode() { code = end; break loop }
+                    if let end = testsFinishedCode() { code = end; outcome = testsOutcome(end); break loop }
                 case .readinessTimeout(let i):
                     guard pendingReady[i] != nil else { continue }
                     output.flush()
@@ -399,11 +431,13 @@ public struct RunSession: Sendable {
                                               output: String(decoding: await targets[i].recentOutput(), as: UTF8.self)))
                     note("\(targets[i].name): not Ready: \(why)")
                     code = ExitCode.failure
+                    outcome = .failed("ReadinessTimeout", why)
                     break loop
                 case .signal(let s):
                     output.flush()
                     note("interrupted by signal \(s); stopping")
                     code = 128 + s
+                    outcome = .succeeded("Stopped", "stopped by signal \(s)")
                     break loop
                 }
             }
@@ -411,9 +445,11 @@ public struct RunSession: Sendable {
         } catch let e as DiagnosticError {
             note(e.description)
             code = ExitCode.badInput
+            outcome = .failed("InvalidSpec", e.description)
         } catch {
             note("\(error)")
             code = ExitCode.failure
+            outcome.message = "\(error)"
         }
 
         // Tear down: the command and sidecars first (they may be talking to the targets), then every QEMU.
@@ -429,6 +465,15 @@ public struct RunSession: Sendable {
             do { try report.write(to: path) } catch { note("\(error)") }
         }
         try? await group.shutdownGracefully()
+        if config.supervised != nil {
+            for t in targets { RuntimeDirectory.removeTree(t.directory) }
+        }
+        status?.update { s in
+            let started = (s.startedAt, s.readyAt, s.qemuPID, s.ready)
+            s = outcome
+            (s.startedAt, s.readyAt, s.qemuPID, s.ready) = started
+            s.finishedAt = ShimStatus.now
+        }
         return code
     }
 
@@ -545,14 +590,18 @@ struct MatchWindows {
 final class SerialOutput: @unchecked Sendable {
     let prefixed: Bool
     let names: [String]
+    /// False under the supervisor: the logs keep the output, nobody reads stdout.
+    let enabled: Bool
     private var partial: [String: [UInt8]] = [:]
 
-    init(prefixed: Bool, names: [String]) {
+    init(prefixed: Bool, names: [String], enabled: Bool = true) {
         self.prefixed = prefixed
         self.names = names
+        self.enabled = enabled
     }
 
     func write(target: Int, device: String, _ bytes: [UInt8]) {
+        guard enabled else { return }
         guard prefixed else { return writeAll(bytes) }
         let key = "\(names[target])/\(device)"
         var pending = partial[key, default: []] + bytes

@@ -49,9 +49,12 @@ struct InputOptions: ParsableArguments {
     }
 
     /// Files → validated instances; warnings are printed, errors thrown.
-    func load(environment: [String: String]) throws -> Loaded {
+    /// `relativeTo` replaces the files' own directory for relative paths
+    /// (the supervisor's copy of a spec keeps the paths of the original).
+    func load(environment: [String: String], relativeTo: String? = nil) throws -> Loaded {
         let catalog = try Environment.catalog(environment)
-        let sources = try InputFiles.sources(files, recursive: recursive)
+        var sources = try InputFiles.sources(files, recursive: recursive)
+        if let relativeTo { for i in sources.indices { sources[i].directory = relativeTo } }
         let decoder = ResourceDecoder(catalog: catalog, options: DecodeOptions(
             strict: !lenient, allowHostPaths: allowHostPaths, allowExtraArgs: allowExtraArgs))
         let decoded = try decoder.decode(sources)

@@ -6,6 +6,7 @@ import MachineCatalog
 import QMP
 import Sandbox
 import TargetRuntime
+import ControlAPI
 
 /// How instance verbs name their instance.
 struct InstanceOptions: ParsableArguments {
@@ -86,18 +87,30 @@ struct Reset: ParsableCommand {
     func run() throws { try SimpleQMPVerb.run(instance, "system_reset") }
 }
 
-struct Stop: ParsableCommand {
+struct Stop: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Stop an instance: system_powerdown where the board honours it, then quit, then SIGTERM, then SIGKILL.",
-        discussion: "Each step is bounded; the whole stop takes at most --timeout plus 4 s.")
+        discussion: """
+            Each step is bounded; the whole stop takes at most --timeout plus 4 s.             A supervised instance (vtarget apply) is stopped through the supervisor and stays stopped,             whatever its restartPolicy, until vtarget start.
+            """)
 
     @OptionGroup var instance: InstanceOptions
 
     @Option(help: "How long the guest gets to power down.")
     var timeout: String = "10s"
 
-    func run() throws {
-        let record = try instance.locate()
+    func run() async throws {
+        let located = Result { try instance.locate() }
+        if (try? located.get())?.supervised == true || (try? located.get()) == nil, let client = await SupervisorConnection.existing() {
+            let path = "/v1/instances/\(instance.namespace ?? (try? located.get())?.namespace ?? "default")/\(instance.name)/stop"
+            do {
+                let r: ObjectResult = try await client.send(.POST, path)
+                return printOut("\(Table.qualified(r.kind))/\(r.name) \(r.action)")
+            } catch where error.status == 404 {
+                // Not the supervisor's: a `vtarget run` instance, or none.
+            } catch { throw error.asCommandError }
+        }
+        let record = try located.get()
         let grace = Quantity.parseDuration(timeout) ?? 10
         if let qmp = try? QMPSocketClient(path: record.qmpSocket, timeout: 2) {
             if record.powerdown, (try? qmp.execute(.object(["execute": .string("system_powerdown")]))) != nil {

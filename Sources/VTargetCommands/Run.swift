@@ -36,6 +36,8 @@ struct Run: AsyncParsableCommand {
     @Flag(name: .customLong("no-sandbox"), help: "Debugging only: QEMU gets no seccomp filter, no_new_privs, rlimits, namespaces or -sandbox.")
     var noSandbox = false
 
+    @OptionGroup(visibility: .private) var supervisedOptions: SupervisedRunOptions
+
     @Argument(parsing: .postTerminator, help: "A command to run once targets are Ready, with VTARGET_* endpoint variables.")
     var command: [String] = []
 
@@ -47,14 +49,27 @@ struct Run: AsyncParsableCommand {
 
     func run() async throws {
         let env = Environment.variables
-        let loaded = try input.load(environment: env)
+        var loaded = try input.load(environment: env, relativeTo: supervisedOptions.relativeTo)
         let base = RuntimeDirectory.base(environment: env)
         let dropping = !noSandbox && QEMUSandbox.isRoot
         try RuntimeDirectory.ensurePrivate(base, traversable: dropping)
-        let runDir = base + "/run-\(getpid())"
-        RuntimeDirectory.removeTree(runDir)
-        try RuntimeDirectory.ensurePrivate(runDir, traversable: dropping)
-        defer { RuntimeDirectory.removeTree(runDir) }
+        var supervised: SupervisedInstance?
+        let runDir: String
+        if let statusFile = supervisedOptions.statusFile {
+            // Started by the supervisor: one instance, in its own lasting directory.
+            guard supervisedOptions.waitForGo() else { return }
+            loaded.runnables = loaded.runnables.filter { "\($0.namespace)/\($0.name)" == supervisedOptions.instance }
+            guard let one = loaded.runnables.first else { throw RuntimeError("no instance \(supervisedOptions.instance ?? "") in the spec") }
+            runDir = base + "/ns-" + one.namespace
+            try RuntimeDirectory.ensurePrivate(runDir, traversable: dropping)
+            supervised = SupervisedInstance(directory: runDir + "/" + one.name, statusPath: statusFile)
+            RuntimeDirectory.removeTree(runDir + "/" + one.name)
+        } else {
+            runDir = base + "/run-\(getpid())"
+            RuntimeDirectory.removeTree(runDir)
+            try RuntimeDirectory.ensurePrivate(runDir, traversable: dropping)
+        }
+        defer { if supervised == nil { RuntimeDirectory.removeTree(runDir) } }
 
         if noSandbox {
             printError("vtarget: WARNING: --no-sandbox: QEMU runs unconfined, with your privileges, on untrusted firmware")
@@ -72,9 +87,34 @@ struct Run: AsyncParsableCommand {
         if let v = env["VTARGET_LOG_FILES"].flatMap(Int.init) { rotation.files = v }
         session.config.logRotation = rotation
         session.config.junitPath = junit.map(InputFiles.absolute)
+        session.config.supervised = supervised
         let dirs = loaded.directories
         let prepared = try await session.prepare(loaded.runnables, runDirectory: runDir) { dirs[$0.location.file] }
         let code = await session.run(prepared)
         if code != 0 { throw CommandExit(code: code) }
+    }
+}
+
+/// How the supervisor starts a `vtarget run` for one instance (hidden from --help).
+struct SupervisedRunOptions: ParsableArguments {
+    @Option(help: "Write the instance's status here (set by the supervisor).")
+    var statusFile: String?
+
+    @Option(help: "NAMESPACE/NAME: the one instance to run.")
+    var instance: String?
+
+    @Option(help: "Resolve relative paths in the spec against this directory.")
+    var relativeTo: String?
+
+    /// The supervisor writes one byte on stdin once it has recorded our pid;
+    /// end of file means it died before that, and nothing must start.
+    func waitForGo() -> Bool {
+        var byte: UInt8 = 0
+        while true {
+            let n = read(0, &byte, 1)
+            if n == 1 { return true }
+            if n < 0 && errno == EINTR { continue }
+            return false
+        }
     }
 }

@@ -4,6 +4,7 @@ import Glibc
 #endif
 import Sandbox
 import TargetRuntime
+import ControlAPI
 import YAMLTree
 
 public struct VTarget: AsyncParsableCommand {
@@ -16,7 +17,8 @@ public struct VTarget: AsyncParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [Run.self, Render.self, Machines.self, Create.self, Logs.self, Wait.self, Console.self,
-                      Qmp.self, Hmp.self, Pause.self, Resume.self, Reset.self, Stop.self, CAN.self, Doctor.self, SandboxExecCommand.self])
+                      Qmp.self, Hmp.self, Pause.self, Resume.self, Reset.self, Stop.self, CAN.self, Doctor.self, SandboxExecCommand.self,
+                      Apply.self, Get.self, Describe.self, Delete.self, Events.self, Start.self, Serve.self, Daemon.self])
 
     public init() {}
 
@@ -42,6 +44,9 @@ public struct VTarget: AsyncParsableCommand {
         } catch let e as SandboxError {
             printError("vtarget: sandbox: \(e) (the target is not started without its sandbox)")
             return ExitCode.failure
+        } catch let e as ControlError {
+            printError("vtarget: " + e.description)
+            return e.status == 400 || e.status == 422 ? ExitCode.badInput : ExitCode.failure
         } catch let e as CommandExit {
             return e.code
         } catch {
@@ -66,6 +71,6 @@ func printError(_ s: String) {
     FileDescriptors.writeAll(2, Array((s.hasSuffix("\n") ? s : s + "\n").utf8))
 }
 
-func printOut(_ s: String) {
-    FileDescriptors.writeAll(1, Array((s.hasSuffix("\n") ? s : s + "\n").utf8))
+func printOut(_ s: String, terminator: String = "\n") {
+    FileDescriptors.writeAll(1, Array((s.hasSuffix("\n") || terminator.isEmpty ? s : s + terminator).utf8))
 }

@@ -1,0 +1,193 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+import ControlAPI
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+import TargetRuntime
+
+/// The request context: the connection, so each request can be checked
+/// against the peer's credentials (SO_PEERCRED).
+struct PeerContext: RequestContext {
+    var coreContext: CoreRequestContextStorage
+    let channel: any Channel
+
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        channel = source.channel
+    }
+}
+
+/// The control API: HTTP+JSON on a unix socket, the routes of the README's
+/// "Control API" section. Nothing listens on the network.
+public struct ControlServer: Sendable {
+    let supervisor: Supervisor
+    let policy: AccessPolicy
+    let socketPath: String
+    /// With `--socket-group`: the socket is 0660 and owned by this group.
+    let socketGroup: gid_t?
+
+    public init(supervisor: Supervisor, policy: AccessPolicy, socketPath: String, socketGroup: gid_t?) {
+        self.supervisor = supervisor
+        self.policy = policy
+        self.socketPath = socketPath
+        self.socketGroup = socketGroup
+    }
+
+    /// Serves until SIGTERM/SIGINT (or POST /v1/shutdown), then returns.
+    public func run(onReady: @escaping @Sendable () -> Void = {}) async throws {
+        unlink(socketPath)
+        var logger = Logger(label: "vtarget.serve")
+        logger.logLevel = .warning
+        let router = Router(context: PeerContext.self)
+        routes(router)
+        let path = socketPath, group = socketGroup
+        let app = Application(
+            router: router, configuration: .init(address: .unixDomainSocket(path: path)),
+            services: [StatusLoop(supervisor: supervisor)],
+            onServerRunning: { _ in
+                if let group {
+                    chown(path, getuid(), group)
+                    chmod(path, 0o660)
+                } else {
+                    chmod(path, 0o600)
+                }
+                onReady()
+            }, logger: logger)
+        try await app.runService()
+        unlink(path)
+    }
+
+    struct StatusLoop: Service {
+        let supervisor: Supervisor
+        func run() async throws {
+            try await cancelWhenGracefulShutdown { await supervisor.watchStatusChanges() }
+        }
+    }
+
+    // MARK: - Routes
+
+    func routes(_ router: Router<PeerContext>) {
+        let sup = supervisor
+        router.get("/v1/status") { _, ctx in
+            try await self.guarded(ctx, namespace: nil) { _ in json(await sup.status()) }
+        }
+        router.post("/v1/shutdown") { req, ctx in
+            try await self.guarded(ctx, namespace: nil, ownerOnly: true) { _ in
+                if req.uri.queryParameters.get("stopInstances") == "1" { await sup.stopAll() }
+                // runService turns SIGTERM into a graceful shutdown.
+                kill(getpid(), SIGTERM)
+                return json(["stopping": true])
+            }
+        }
+        router.post("/v1/apply") { req, ctx in
+            let body = try await req.body.collect(upTo: 64 << 20)
+            let request: ApplyRequest
+            do { request = try JSONDecoder().decode(ApplyRequest.self, from: Data(buffer: body)) } catch {
+                return errorResponse(400, "the body is not an apply request: \(error)")
+            }
+            let namespaces = Set(request.resources.map(\.namespace))
+            return try await self.guarded(ctx, namespaces: namespaces) { _ in json(try await sup.apply(request)) }
+        }
+        router.get("/v1/resources") { req, ctx in
+            let ns = req.uri.queryParameters.get("namespace")
+            return try await self.guarded(ctx, namespace: ns) { allowed in
+                json(try await sup.resources(kind: req.uri.queryParameters.get("kind"), namespace: ns).filter { allowed($0.namespace) })
+            }
+        }
+        router.delete("/v1/resources/:kind/:namespace/:name") { _, ctx in
+            let (kind, ns, name) = (ctx.parameters.get("kind") ?? "", ctx.parameters.get("namespace") ?? "", ctx.parameters.get("name") ?? "")
+            return try await self.guarded(ctx, namespace: ns) { _ in json(try await sup.delete(kind: kind, namespace: ns, name: name)) }
+        }
+        router.get("/v1/instances") { req, ctx in
+            let ns = req.uri.queryParameters.get("namespace")
+            return try await self.guarded(ctx, namespace: ns) { allowed in
+                json(try await sup.instances(namespace: ns).filter { allowed($0.namespace) })
+            }
+        }
+        router.get("/v1/instances/:namespace/:name") { _, ctx in
+            let (ns, name) = (ctx.parameters.get("namespace") ?? "", ctx.parameters.get("name") ?? "")
+            return try await self.guarded(ctx, namespace: ns) { _ in json(try await sup.describe(namespace: ns, name: name)) }
+        }
+        router.post("/v1/instances/:namespace/:name/start") { _, ctx in
+            let (ns, name) = (ctx.parameters.get("namespace") ?? "", ctx.parameters.get("name") ?? "")
+            return try await self.guarded(ctx, namespace: ns) { _ in json(try await sup.start(namespace: ns, name: name)) }
+        }
+        router.post("/v1/instances/:namespace/:name/stop") { _, ctx in
+            let (ns, name) = (ctx.parameters.get("namespace") ?? "", ctx.parameters.get("name") ?? "")
+            return try await self.guarded(ctx, namespace: ns) { _ in json(try await sup.stop(namespace: ns, name: name)) }
+        }
+        router.get("/v1/events") { req, ctx in
+            let ns = req.uri.queryParameters.get("namespace")
+            let after = req.uri.queryParameters.get("after").flatMap { Int64($0) } ?? 0
+            let watch = req.uri.queryParameters.get("watch") == "1"
+            return try await self.guarded(ctx, namespace: ns) { allowed in
+                guard watch else { return json(try await sup.events(namespace: ns, after: after).filter { allowed($0.namespace) }) }
+                // Subscribe first, then send the backlog: nothing falls between.
+                let (id, live) = await sup.subscribe()
+                let backlog = try await sup.events(namespace: ns, after: after).filter { allowed($0.namespace) }
+                return Response(status: .ok, headers: [.contentType: "application/x-ndjson"], body: ResponseBody { writer in
+                    var last = after
+                    func line(_ e: EventInfo) -> ByteBuffer {
+                        ByteBuffer(bytes: ((try? JSONEncoder().encode(e)) ?? Data()) + [0x0A])
+                    }
+                    do {
+                        for e in backlog {
+                            try await writer.write(line(e))
+                            last = e.id
+                        }
+                        for await e in live where e.id > last && (ns == nil || e.namespace == ns) && allowed(e.namespace) {
+                            try await writer.write(line(e))
+                        }
+                    } catch {}
+                    await sup.unsubscribe(id)
+                    try await writer.finish(nil)
+                })
+            }
+        }
+    }
+
+    /// Runs `body` if the peer may touch `namespace` (nil: a listing, which
+    /// `allowed` then filters); 403 and a log line otherwise.
+    func guarded(_ ctx: PeerContext, namespace: String?, ownerOnly: Bool = false,
+                 _ body: (@escaping @Sendable (String) -> Bool) async throws -> Response) async throws -> Response {
+        try await guarded(ctx, namespaces: namespace.map { [$0] } ?? [], ownerOnly: ownerOnly, body)
+    }
+
+    func guarded(_ ctx: PeerContext, namespaces: Set<String>, ownerOnly: Bool = false,
+                 _ body: (@escaping @Sendable (String) -> Bool) async throws -> Response) async throws -> Response {
+        let peer = await PeerCredentials.of(ctx.channel)
+        let grant = policy.grant(for: peer)
+        let denied = ownerOnly ? (grant.all ? [] : ["(supervisor)"]) : namespaces.filter { !grant.allows($0) }.sorted()
+        if peer == nil || !denied.isEmpty || (!grant.all && grant.namespaces.isEmpty) {
+            let who = peer.map { "uid \($0.uid) gid \($0.gid)" } ?? "an unknown peer"
+            FileDescriptors.logLine("vtarget serve: forbidden: \(who) asked for namespace(s) \(denied.isEmpty ? "any" : denied.joined(separator: ", "))")
+            return errorResponse(403, "forbidden: \(who) may not use namespace(s) \(denied.isEmpty ? "here" : denied.joined(separator: ", "))")
+        }
+        do {
+            return try await body { grant.allows($0) }
+        } catch let e as SupervisorError {
+            return errorResponse(e.status, e.message)
+        }
+    }
+}
+
+func json<T: Encodable>(_ value: T, status: Int = 200) -> Response {
+    let data = (try? JSONEncoder().encode(value)) ?? Data("{}".utf8)
+    return Response(status: .init(code: status), headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+}
+
+func errorResponse(_ status: Int, _ message: String) -> Response {
+    json(APIErrorBody(code: status, message: message), status: status)
+}
+
+extension FileDescriptors {
+    static func logLine(_ s: String) { writeAll(2, Array((s + "\n").utf8)) }
+}

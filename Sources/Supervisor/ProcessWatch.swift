@@ -1,0 +1,135 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSpawn
+import Synchronization
+import TargetRuntime
+
+/// A process named by pid and start time, so a recycled pid never matches.
+struct ProcessIdentity: Sendable, Equatable {
+    var pid: Int32
+    var startTime: UInt64
+
+    static func of(_ pid: Int32) -> ProcessIdentity? {
+        InstanceRecord.startTime(of: pid).map { ProcessIdentity(pid: pid, startTime: $0) }
+    }
+
+    var isAlive: Bool { InstanceRecord.startTime(of: pid) == startTime }
+
+    /// `/proc/PID/exe`, without the " (deleted)" a replaced binary gets.
+    var executable: String? {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/\(pid)/exe", &buf, buf.count - 1)
+        guard n > 0 else { return nil }
+        let path = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return path.hasSuffix(" (deleted)") ? String(path.dropLast(10)) : path
+    }
+
+    /// Waits until the process has ended. It need not be our child (an adopted
+    /// shim's parent is init): its pidfd becomes readable when it exits. One
+    /// small thread per watched process, blocked in poll, costs no CPU.
+    func waitForExit() async {
+        let fd = cspawn_pidfd_open(pid)
+        guard fd >= 0 else { return }
+        // The pidfd pins this process; if the pid was already reused, stop here.
+        guard isAlive else { close(fd); return }
+        await withCheckedContinuation { (cont: CheckedContinuation<Void, Never>) in
+            let box = Unmanaged.passRetained(PollJob(fd: fd, done: cont)).toOpaque()
+            var thread = pthread_t()
+            var attr = pthread_attr_t()
+            pthread_attr_init(&attr)
+            pthread_attr_setstacksize(&attr, 64 << 10)
+            let rc = pthread_create(&thread, &attr, { raw in
+                let job = Unmanaged<PollJob>.fromOpaque(raw!).takeRetainedValue()
+                var p = pollfd(fd: job.fd, events: Int16(POLLIN), revents: 0)
+                while poll(&p, 1, -1) < 0 && errno == EINTR {}
+                close(job.fd)
+                job.done.resume()
+                return nil
+            }, box)
+            pthread_attr_destroy(&attr)
+            if rc == 0 {
+                pthread_detach(thread)
+            } else {
+                Unmanaged<PollJob>.fromOpaque(box).release()
+                close(fd)
+                cont.resume()
+            }
+        }
+    }
+
+    private final class PollJob: @unchecked Sendable {
+        let fd: Int32
+        let done: CheckedContinuation<Void, Never>
+        init(fd: Int32, done: CheckedContinuation<Void, Never>) {
+            self.fd = fd
+            self.done = done
+        }
+    }
+}
+
+/// Tells which instance's `status.json` changed, through inotify on each
+/// instance's state directory: the shim writes it on Running, on Ready and
+/// at the end, and the supervisor hears of it at once without polling.
+final class StatusWatcher: Sendable {
+    private let fd: Int32
+    private let watches = Mutex<[Int32: String]>([:])
+    let changes: AsyncStream<String>
+    private let sink: AsyncStream<String>.Continuation
+
+    init() {
+        fd = inotify_init1(Int32(IN_CLOEXEC))
+        (changes, sink) = AsyncStream<String>.makeStream()
+        guard fd >= 0 else { return }
+        let box = Unmanaged.passRetained(self).toOpaque()
+        var thread = pthread_t()
+        if pthread_create(&thread, nil, { raw in
+            let watcher = Unmanaged<StatusWatcher>.fromOpaque(raw!).takeRetainedValue()
+            watcher.readLoop()
+            return nil
+        }, box) == 0 {
+            pthread_detach(thread)
+        } else {
+            Unmanaged<StatusWatcher>.fromOpaque(box).release()
+        }
+    }
+
+    func watch(_ directory: String, key: String) {
+        guard fd >= 0 else { return }
+        let wd = inotify_add_watch(fd, directory, UInt32(IN_MOVED_TO | IN_CLOSE_WRITE))
+        if wd >= 0 { watches.withLock { $0[wd] = key } }
+    }
+
+    func unwatch(key: String) {
+        let wds = watches.withLock { w -> [Int32] in
+            let hits = w.filter { $0.value == key }.map(\.key)
+            for h in hits { w[h] = nil }
+            return hits
+        }
+        for wd in wds { inotify_rm_watch(fd, wd) }
+    }
+
+    private func readLoop() {
+        var buf = [UInt8](repeating: 0, count: 16 << 10)
+        while true {
+            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return }
+            var offset = 0
+            var keys: [String] = []
+            buf.withUnsafeBytes { raw in
+                while offset + MemoryLayout<inotify_event>.size <= n {
+                    let wd = raw.loadUnaligned(fromByteOffset: offset, as: Int32.self)
+                    let len = Int(raw.loadUnaligned(fromByteOffset: offset + 12, as: UInt32.self))
+                    let nameStart = offset + MemoryLayout<inotify_event>.size
+                    let nameBytes = raw[nameStart..<min(nameStart + len, n)].prefix { $0 != 0 }
+                    if String(decoding: nameBytes, as: UTF8.self) == "status.json", let key = watches.withLock({ $0[wd] }) {
+                        keys.append(key)
+                    }
+                    offset = nameStart + len
+                }
+            }
+            for k in Set(keys) { sink.yield(k) }
+        }
+    }
+}

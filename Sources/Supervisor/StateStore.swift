@@ -1,0 +1,186 @@
+import ControlAPI
+import GRDB
+
+/// An applied resource, as the CLI validated it.
+struct ResourceRow: Codable, FetchableRecord, PersistableRecord, Sendable, Equatable {
+    static let databaseTableName = "resource"
+    var kind: String
+    var namespace: String
+    var name: String
+    var yaml: String
+    var directory: String
+    var options: ReadOptions
+    var createdAt: Double
+    var updatedAt: Double
+}
+
+/// One instance: what it should be (desired, specHash) and what it is.
+struct InstanceRow: Codable, FetchableRecord, PersistableRecord, Sendable, Equatable {
+    static let databaseTableName = "instance"
+    var namespace: String
+    var name: String
+    var uid: String
+    var target: String
+    var machine: String
+    var restartPolicy: String
+    var specHash: String
+    /// The spec the shim runs, composed of the instance, its target and ConfigMaps.
+    var spec: String
+    var specDirectory: String
+    var options: ReadOptions
+    var serialDevices: [String]
+    var ttlSeconds: Double?
+    /// "running" or "stopped".
+    var desired: String
+    var phase: String
+    var reason: String?
+    var message: String?
+    var ready: Bool
+    var readyAt: Double?
+    /// The supervised `vtarget run` (the shim) and its start time in clock
+    /// ticks: together they name that process and no later one.
+    var shimPID: Int32?
+    var shimStartTime: Int64?
+    var qemuPID: Int32?
+    var createdAt: Double
+    var startedAt: Double?
+    var expiresAt: Double?
+    var finishedAt: Double?
+    var exitCode: Int32?
+    var signal: Int32?
+    var stderrTail: [String]
+    var restarts: Int
+    var backoffStep: Int
+    var nextRestartAt: Double?
+
+    var key: String { namespace + "/" + name }
+    var isActive: Bool { phase == "Pending" || phase == "Starting" || phase == "Running" || phase == "Terminating" }
+}
+
+struct EventRow: Codable, FetchableRecord, MutablePersistableRecord, Sendable {
+    static let databaseTableName = "event"
+    var id: Int64?
+    var time: Double
+    var namespace: String
+    var kind: String
+    var name: String
+    var type: String
+    var reason: String
+    var message: String
+
+    mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
+
+    var info: EventInfo {
+        EventInfo(id: id ?? 0, time: time, namespace: namespace, kind: kind, name: name, type: type, reason: reason, message: message)
+    }
+}
+
+/// The supervisor's state in SQLite (WAL). Every change of state is one
+/// transaction, so a crash leaves the previous or the next state, never a mix.
+struct StateStore: Sendable {
+    let db: DatabasePool
+
+    init(path: String) throws {
+        var config = Configuration()
+        config.busyMode = .timeout(5)
+        db = try DatabasePool(path: path, configuration: config)
+        try Self.migrator.migrate(db)
+    }
+
+    /// Migrations from the first release on: add, never edit, a migration.
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.create(table: "resource") { t in
+                t.column("kind", .text).notNull()
+                t.column("namespace", .text).notNull()
+                t.column("name", .text).notNull()
+                t.column("yaml", .text).notNull()
+                t.column("directory", .text).notNull()
+                t.column("options", .text).notNull()
+                t.column("createdAt", .double).notNull()
+                t.column("updatedAt", .double).notNull()
+                t.primaryKey(["kind", "namespace", "name"])
+            }
+            try db.create(table: "instance") { t in
+                t.column("namespace", .text).notNull()
+                t.column("name", .text).notNull()
+                t.column("uid", .text).notNull()
+                t.column("target", .text).notNull()
+                t.column("machine", .text).notNull()
+                t.column("restartPolicy", .text).notNull()
+                t.column("specHash", .text).notNull()
+                t.column("spec", .text).notNull()
+                t.column("specDirectory", .text).notNull()
+                t.column("options", .text).notNull()
+                t.column("serialDevices", .text).notNull()
+                t.column("ttlSeconds", .double)
+                t.column("desired", .text).notNull()
+                t.column("phase", .text).notNull()
+                t.column("reason", .text)
+                t.column("message", .text)
+                t.column("ready", .boolean).notNull()
+                t.column("readyAt", .double)
+                t.column("shimPID", .integer)
+                t.column("shimStartTime", .integer)
+                t.column("qemuPID", .integer)
+                t.column("createdAt", .double).notNull()
+                t.column("startedAt", .double)
+                t.column("expiresAt", .double)
+                t.column("finishedAt", .double)
+                t.column("exitCode", .integer)
+                t.column("signal", .integer)
+                t.column("stderrTail", .text).notNull()
+                t.column("restarts", .integer).notNull()
+                t.column("backoffStep", .integer).notNull()
+                t.column("nextRestartAt", .double)
+                t.primaryKey(["namespace", "name"])
+            }
+            try db.create(table: "event") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("time", .double).notNull()
+                t.column("namespace", .text).notNull()
+                t.column("kind", .text).notNull()
+                t.column("name", .text).notNull()
+                t.column("type", .text).notNull()
+                t.column("reason", .text).notNull()
+                t.column("message", .text).notNull()
+            }
+            try db.create(index: "event_object", on: "event", columns: ["namespace", "name"])
+        }
+        return m
+    }
+
+    func write<T>(_ body: (Database) throws -> T) throws -> T { try db.write(body) }
+    func read<T>(_ body: (Database) throws -> T) throws -> T { try db.read(body) }
+
+    func resources(namespace: String?) throws -> [ResourceRow] {
+        try read { db in
+            var q = ResourceRow.all()
+            if let namespace { q = q.filter(Column("namespace") == namespace) }
+            return try q.order(Column("namespace"), Column("kind"), Column("name")).fetchAll(db)
+        }
+    }
+
+    func instances(namespace: String? = nil) throws -> [InstanceRow] {
+        try read { db in
+            var q = InstanceRow.all()
+            if let namespace { q = q.filter(Column("namespace") == namespace) }
+            return try q.order(Column("namespace"), Column("name")).fetchAll(db)
+        }
+    }
+
+    func instance(_ namespace: String, _ name: String) throws -> InstanceRow? {
+        try read { try InstanceRow.fetchOne($0, key: ["namespace": namespace, "name": name]) }
+    }
+
+    func events(namespace: String?, name: String? = nil, after id: Int64 = 0, limit: Int = 1000) throws -> [EventRow] {
+        try read { db in
+            var q = EventRow.filter(Column("id") > id)
+            if let namespace { q = q.filter(Column("namespace") == namespace) }
+            if let name { q = q.filter(Column("name") == name) }
+            let newest = try q.order(Column("id").desc).limit(limit).fetchAll(db)
+            return newest.reversed()
+        }
+    }
+}

@@ -1,0 +1,270 @@
+import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+import ControlAPI
+import MachineCatalog
+import Supervisor
+import TargetRuntime
+import TargetSpec
+import YAMLTree
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the supervisor in the foreground (apply and friends start it detached when none runs).",
+        discussion: """
+            The control API listens on $XDG_RUNTIME_DIR/vtarget/supervisor.sock (HTTP+JSON, see the README); \
+            state is in $XDG_STATE_HOME/vtarget/state.sqlite. A lock keeps it to one supervisor per user. \
+            Stopping it (SIGTERM, vtarget daemon stop) leaves instances running; the next one re-adopts them.
+            """)
+
+    @Option(help: "Let this group's members use the socket (a shared supervisor); --policy says which namespaces each may touch.")
+    var socketGroup: String?
+
+    @Option(help: "A YAML file of rules: users/groups → namespaces (see the README).")
+    var policy: String?
+
+    @Flag(name: .customLong("no-sandbox"), help: "Debugging only: instances' QEMUs run without their sandbox.")
+    var noSandbox = false
+
+    func run() async throws {
+        let env = Environment.variables
+        let paths = SupervisorPaths(environment: env)
+        umask(0o077)
+        try RuntimeDirectory.ensurePrivate(paths.runtimeDirectory, traversable: QEMUSandbox.isRoot || socketGroup != nil)
+        try FileManager.default.createDirectory(atPath: paths.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        // One supervisor per state directory: the lock is held for life, and
+        // released by the kernel however the process ends.
+        let lock = open(paths.lock, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard lock >= 0 else { throw RuntimeError("cannot open \(paths.lock): \(String(cString: strerror(errno)))") }
+        if flock(lock, LOCK_EX | LOCK_NB) != 0 {
+            let pid = (try? String(contentsOfFile: paths.lock, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+            throw RuntimeError("a supervisor is already running (pid \(pid)) for \(paths.stateDirectory)")
+        }
+        ftruncate(lock, 0)
+        _ = FileDescriptors.writeAll(lock, Array("\(getpid())\n".utf8))
+
+        var group: gid_t?
+        if let socketGroup {
+            if let n = gid_t(socketGroup) { group = n } else if let g = getgrnam(socketGroup) { group = g.pointee.gr_gid } else {
+                throw ValidationError("--socket-group: no group \(socketGroup)")
+            }
+        }
+        let access = try policy.map { try AccessPolicy(file: $0) } ?? AccessPolicy()
+        var options = SupervisorOptions(environment: env, executable: Environment.executable, sandbox: !noSandbox)
+        if let b = env["VTARGET_RESTART_BACKOFF"].flatMap(Quantity.parseDuration) { options.backoffBase = b }
+        let supervisor = try Supervisor(paths: paths, options: options, catalog: try Environment.catalog(env))
+        await supervisor.recover()
+        let server = ControlServer(supervisor: supervisor, policy: access, socketPath: paths.socket, socketGroup: group)
+        printError("vtarget serve: pid \(getpid()) listening on \(paths.socket)")
+        try await server.run()
+        close(lock)
+    }
+}
+
+struct Daemon: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The per-user supervisor: status, stop.",
+        subcommands: [DaemonStatusCommand.self, DaemonStop.self])
+}
+
+struct DaemonStatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Whether the supervisor runs, and what it holds.")
+
+    @Option(name: .shortAndLong, help: "Output format: text or json.")
+    var output: String = "text"
+
+    func run() async throws {
+        guard let client = await SupervisorConnection.existing() else {
+            printOut("not running (socket \(SupervisorConnection.paths.socket))")
+            throw CommandExit(code: 1)
+        }
+        let s: DaemonStatus
+        do { s = try await client.get("/v1/status") } catch { throw error.asCommandError }
+        if output == "json" { return printOut(String(decoding: try JSONEncoder().encode(s), as: UTF8.self)) }
+        printOut("""
+            running: pid \(s.pid), up \(Table.age(s.startedAt))
+            socket: \(s.socket)
+            state: \(s.stateDirectory)
+            instances: \(s.instances) (\(s.running) running, \(s.adopted) re-adopted at start)
+            """)
+    }
+}
+
+struct DaemonStop: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stop", abstract: "Stop the supervisor; instances keep running unless --stop-instances.")
+
+    @Flag(help: "Stop every instance first.")
+    var stopInstances = false
+
+    func run() async throws {
+        guard let client = await SupervisorConnection.existing() else { return printOut("not running") }
+        let status: DaemonStatus
+        do {
+            status = try await client.get("/v1/status")
+            _ = try await client.call(.POST, "/v1/shutdown" + (stopInstances ? "?stopInstances=1" : ""))
+        } catch { throw error.asCommandError }
+        for _ in 0..<1000 where kill(status.pid, 0) == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        printOut("stopped (pid \(status.pid))")
+    }
+}
+
+/// The resources of -f files, validated and in canonical form.
+struct ResourceFiles {
+    static let kinds = ["QemuVirtualTarget", "ConfigMap", "VirtualTargetInstance"]
+
+    static func load(_ input: InputOptions) throws -> [AppliedResource] {
+        let env = Environment.variables
+        let catalog = try Environment.catalog(env)
+        let sources = try InputFiles.sources(input.files, recursive: input.recursive)
+        let decoded = try ResourceDecoder(catalog: catalog, options: DecodeOptions(
+            strict: !input.lenient, allowHostPaths: input.allowHostPaths, allowExtraArgs: input.allowExtraArgs)).decode(sources)
+        for w in decoded.warnings { printError(w.description) }
+        let options = ReadOptions(lenient: input.lenient, allowHostPaths: input.allowHostPaths, allowExtraArgs: input.allowExtraArgs)
+        var out: [AppliedResource] = []
+        for s in sources {
+            for doc in (try? YAMLParser.parse(s.bytes, file: s.path)) ?? [] {
+                guard let kind = doc.root["kind"]?.scalar, kinds.contains(kind), let name = doc.root["metadata"]?["name"]?.scalar else { continue }
+                let ns = doc.root["metadata"]?["namespace"]?.scalar ?? "default"
+                out.append(AppliedResource(kind: kind, namespace: ns, name: name, yaml: YAMLEmitter.emit(doc.root),
+                                           directory: s.directory, options: options))
+            }
+        }
+        if out.isEmpty {
+            printError("error: no QemuVirtualTarget, ConfigMap or VirtualTargetInstance in " + input.files.joined(separator: ", "))
+            throw CommandExit(code: ExitCode.badInput)
+        }
+        return out
+    }
+}
+
+extension YAMLNode {
+    subscript(key: String) -> YAMLNode? {
+        guard case .mapping(let pairs) = content else { return nil }
+        return pairs.first { $0.key.scalar == key }?.value
+    }
+}
+
+struct Apply: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create or update resources; instances start (or restart when their spec changed) under the supervisor.",
+        discussion: "Starts the per-user supervisor if none runs. Unchanged resources are left alone.")
+
+    @OptionGroup var input: InputOptions
+
+    func run() async throws {
+        let resources = try ResourceFiles.load(input)
+        let client = try await SupervisorConnection.ensure()
+        let results: [ObjectResult]
+        do { results = try await client.send(.POST, "/v1/apply", ApplyRequest(resources: resources)) } catch { throw error.asCommandError }
+        for r in results { printOut("\(Table.qualified(r.kind))/\(r.name) \(r.action)") }
+    }
+}
+
+struct Delete: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Delete resources: those in -f files, or KIND NAME. Their instances stop.",
+        discussion: "KIND is target, instance or configmap (kubectl's plurals and short names work too).")
+
+    @Option(name: [.customShort("f"), .customLong("filename")], help: "A YAML file or directory (repeatable).")
+    var files: [String] = []
+
+    @Flag(name: [.customShort("R"), .long], help: "Read directories recursively.")
+    var recursive = false
+
+    @Option(name: .shortAndLong, help: "The namespace (default: default).")
+    var namespace: String?
+
+    @Flag(help: "Succeed when the resource does not exist.")
+    var ignoreNotFound = false
+
+    @Argument(help: "KIND NAME") var words: [String] = []
+
+    func validate() throws {
+        if files.isEmpty && words.count != 2 { throw ValidationError("give -f FILE, or KIND NAME") }
+        if !files.isEmpty && !words.isEmpty { throw ValidationError("give -f FILE or KIND NAME, not both") }
+        if words.count == 2, Table.kind(words[0]) == nil { throw ValidationError("unknown kind \(words[0]); valid: targets, instances, configmaps") }
+    }
+
+    func run() async throws {
+        var targets: [(String, String, String)] = []
+        if words.count == 2 {
+            targets = [(Table.kind(words[0])!, namespace ?? "default", words[1])]
+        } else {
+            var input = InputOptions()
+            input.files = files
+            input.recursive = recursive
+            input.lenient = true
+            targets = try ResourceFiles.load(input).map { ($0.kind, $0.namespace, $0.name) }
+        }
+        let client = try await SupervisorConnection.ensure()
+        var failed = false
+        for (kind, ns, name) in targets {
+            do {
+                let r: ObjectResult = try await client.send(.DELETE, "/v1/resources/\(kind)/\(ns)/\(name)")
+                printOut("\(Table.qualified(r.kind))/\(r.name) deleted")
+            } catch where error.status == 404 && ignoreNotFound {
+                continue
+            } catch {
+                printError("error: \(error.message)")
+                failed = true
+            }
+        }
+        if failed { throw CommandExit(code: 1) }
+    }
+}
+
+struct Start: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Start a stopped (or finished) supervised instance again.")
+    @Argument(help: "The instance's name.") var name: String
+    @Option(name: .shortAndLong, help: "Its namespace (default: default).") var namespace: String?
+
+    func run() async throws {
+        let client = try await SupervisorConnection.ensure()
+        do {
+            let r: ObjectResult = try await client.send(.POST, "/v1/instances/\(namespace ?? "default")/\(name)/start")
+            printOut("\(Table.qualified(r.kind))/\(r.name) \(r.action)")
+        } catch { throw error.asCommandError }
+    }
+}
+
+struct Events: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "What happened to instances, oldest first; -w keeps watching.")
+    @OptionGroup var ns: NamespaceOptions
+    @Flag(name: .shortAndLong, help: "Keep printing new events.") var watch = false
+    @Option(name: .shortAndLong, help: "Output format: table or json (one object per line).") var output: String = "table"
+
+    func run() async throws {
+        let client = try await SupervisorConnection.ensure()
+        let header = (ns.allNamespaces ? ["NAMESPACE"] : []) + ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+        func row(_ e: EventInfo) -> [String] {
+            (ns.allNamespaces ? [e.namespace] : []) + [Table.age(e.time), e.type, e.reason, "instance/" + e.name, e.message]
+        }
+        do {
+            if watch {
+                if output == "table" { printOut(Table.render([header], widths: [10, 10, 8, 14, 24, 0])) }
+                try await client.stream("/v1/events?watch=1&" + ns.query) { line in
+                    if output == "json" { printOut(line); return true }
+                    if let e = try? JSONDecoder().decode(EventInfo.self, from: Data(line.utf8)) {
+                        printOut(Table.render([row(e)], widths: [10, 10, 8, 14, 24, 0]))
+                    }
+                    return true
+                }
+                return
+            }
+            let events: [EventInfo] = try await client.get("/v1/events?" + ns.query)
+            if output == "json" {
+                for e in events { printOut(String(decoding: try JSONEncoder().encode(e), as: UTF8.self)) }
+                return
+            }
+            if events.isEmpty { return printOut("No events found.") }
+            printOut(Table.render([header] + events.map(row)))
+        } catch let e as ControlError { throw e.asCommandError }
+    }
+}

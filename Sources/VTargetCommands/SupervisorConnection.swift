@@ -1,0 +1,80 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+import ControlAPI
+import Sandbox
+import TargetRuntime
+
+/// Reaching the per-user supervisor, starting it when there is none.
+enum SupervisorConnection {
+    static var paths: SupervisorPaths { SupervisorPaths(environment: Environment.variables) }
+
+    /// A client for a supervisor that answers, or nil.
+    static func existing() async -> ControlClient? {
+        let client = ControlClient(socketPath: paths.socket)
+        guard (try? await client.get("/v1/status", as: DaemonStatus.self)) != nil else { return nil }
+        return client
+    }
+
+    /// A client for the running supervisor; without one, `vtarget serve`
+    /// is started detached (own session, output in its log) and waited for.
+    static func ensure() async throws -> ControlClient {
+        if let c = await existing() { return c }
+        let p = paths
+        try RuntimeDirectory.ensurePrivate(p.runtimeDirectory, traversable: QEMUSandbox.isRoot)
+        try FileManager.default.createDirectory(atPath: p.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let log = open(p.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        defer { if log >= 0 { close(log) } }
+        let child = try await ChildProcess.spawn(SpawnRequest(
+            executable: Environment.executable, arguments: ["serve"],
+            environment: Environment.variables.map { "\($0.key)=\($0.value)" }, workingDirectory: "/",
+            fds: [-1, log, log], newSession: true, parentDeathSignal: 0))
+        let client = ControlClient(socketPath: p.socket)
+        for _ in 0..<1500 {
+            if (try? await client.get("/v1/status", as: DaemonStatus.self)) != nil { return client }
+            if let status = child.exitStatus {
+                // Another CLI may have started one at the same moment: it holds the lock.
+                if let c = await existing() { return c }
+                throw RuntimeError("the supervisor did not start (\(status)); its log \(p.log) says:\n" + tail(p.log))
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        throw RuntimeError("the supervisor did not answer within 15 s; see \(p.log)")
+    }
+
+    static func tail(_ path: String, lines: Int = 10) -> String {
+        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").suffix(lines).joined(separator: "\n")
+    }
+}
+
+extension ControlError {
+    /// 400 and 422 are bad input (exit 2); the rest are failures (exit 1).
+    var asCommandError: any Error {
+        if status == 400 || status == 422 {
+            printError("error: " + message)
+            return CommandExit(code: ExitCode.badInput)
+        }
+        return RuntimeError(message)
+    }
+}
+
+/// The namespace flags of kubectl: -n NS, -A for all.
+struct NamespaceOptions: ParsableArguments {
+    @Option(name: .shortAndLong, help: "The namespace (default: default).")
+    var namespace: String?
+
+    @Flag(name: [.customShort("A"), .customLong("all-namespaces")], help: "Every namespace.")
+    var allNamespaces = false
+
+    var effective: String { namespace ?? "default" }
+    /// The query string for a listing.
+    var query: String { allNamespaces ? "" : "namespace=" + effective }
+}
+
+import ArgumentParser
