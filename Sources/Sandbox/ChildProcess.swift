@@ -281,14 +281,33 @@ public func signalProcess(pid: pid_t, startTime: UInt64, currentStartTime: (pid_
 
 /// `operation`'s result, or nil when `seconds` pass first (it is then cancelled).
 public func withDeadline<T: Sendable>(_ seconds: Double, _ operation: @escaping @Sendable () async -> T) async -> T? {
-    await withTaskGroup(of: T?.self) { group in
-        group.addTask { await operation() }
-        group.addTask {
+    // Not a task group: a group waits for every child, and the operation (a
+    // wait for a process) may not end until the caller, told nil, kills it.
+    let race = DeadlineRace<T>()
+    return await withCheckedContinuation { cont in
+        race.start(cont, seconds: seconds, operation)
+    }
+}
+
+/// Whichever of the operation and the timer ends first resumes the caller.
+private final class DeadlineRace<T: Sendable>: Sendable {
+    private let pending = Mutex<CheckedContinuation<T?, Never>?>(nil)
+    private let timer = Mutex<Task<Void, Never>?>(nil)
+
+    func start(_ cont: CheckedContinuation<T?, Never>, seconds: Double, _ operation: @escaping @Sendable () async -> T) {
+        pending.withLock { $0 = cont }
+        let t = Task {
             try? await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
-            return nil
+            self.finish(nil)
         }
-        let first = await group.next()!
-        group.cancelAll()
-        return first
+        timer.withLock { $0 = t }
+        Task {
+            self.finish(await operation())
+            self.timer.withLock { $0?.cancel() }
+        }
+    }
+
+    private func finish(_ value: T?) {
+        pending.withLock { $0.take() }?.resume(returning: value)
     }
 }

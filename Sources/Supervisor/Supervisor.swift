@@ -413,6 +413,7 @@ public actor Supervisor {
             let log = open(stateDir + "/shim.log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
             defer { if log >= 0 { close(log) } }
             let (goRead, goWrite) = try makePipe()
+            CrashPoint.hit("before-spawn")
             var args = ["run", "-f", specPath, "--status-file", statusPath, "--instance", key, "--relative-to", row.specDirectory]
             if row.options.lenient { args.append("--lenient") }
             if row.options.allowHostPaths { args.append("--allow-host-paths") }
@@ -431,6 +432,7 @@ public actor Supervisor {
                 throw error
             }
             close(goRead)
+            CrashPoint.hit("after-spawn")
             let identity = ProcessIdentity.of(child.pid) ?? ProcessIdentity(pid: child.pid, startTime: 0)
             row.uid = Self.newUID()
             row.shimPID = child.pid
@@ -449,9 +451,11 @@ public actor Supervisor {
             row.nextRestartAt = nil
             commit(row, event("Normal", row, "Starting", "starting on \(row.machine) (shim pid \(child.pid))"))
             shims[key] = Shim(uid: row.uid, identity: identity, child: child)
+            CrashPoint.hit("after-commit")
             var go: UInt8 = 0x67
             _ = write(goWrite, &go, 1)
             close(goWrite)
+            CrashPoint.hit("after-go")
             let uid = row.uid
             watchers[key] = Task {
                 let status = await child.waitForExit()
@@ -628,25 +632,23 @@ public actor Supervisor {
                 // Half-started: its QEMU may not be fully wired; never adopt that.
                 _ = signalProcess(pid: pid, startTime: UInt64(start), currentStartTime: InstanceRecord.startTime(of:), signal: SIGKILL)
                 await identity.waitForExit()
-                row.phase = "Failed"
-                row.reason = "HalfStarted"
-                row.message = "the supervisor stopped while this instance was starting; it was killed rather than adopted"
-                row.finishedAt = ShimStatus.now
-                row.shimPID = nil
-                row.shimStartTime = nil
-                commit(row, event("Warning", row, "HalfStarted", row.message!))
+                // The supervisor's failure, not the instance's: start it again.
                 shims[row.key] = nil
                 RuntimeDirectory.removeTree(paths.instanceDirectory(namespace: row.namespace, name: row.name))
-                var r = row
-                if let delay = restartDelay(&r) {
-                    r.nextRestartAt = ShimStatus.now + delay
-                    commit(r)
-                    let key = r.key, uid = r.uid
-                    restartTimers[key] = Task {
-                        try? await Task.sleep(for: .milliseconds(Int(delay * 1000)))
-                        if !Task.isCancelled { await self.restartDue(key, uid: uid) }
-                    }
-                }
+                row.phase = "Pending"
+                row.shimPID = nil
+                row.shimStartTime = nil
+                commit(row, event("Warning", row, "HalfStarted",
+                                  "the supervisor stopped while this instance was starting; killed rather than adopted, starting it again"))
+                await startInstance(row.key)
+            } else if st == nil {
+                // It never began: the supervisor died before giving it the go.
+                shims[row.key] = nil
+                row.phase = "Pending"
+                row.shimPID = nil
+                row.shimStartTime = nil
+                commit(row, event("Normal", row, "NeverStarted", "the supervisor stopped before this instance began; starting it"))
+                await startInstance(row.key)
             } else {
                 if st?.isFinished != true {
                     log("\(row.key): shim pid \(pid) is gone and left no final status")
@@ -751,5 +753,18 @@ extension InstanceRow {
         options = d.options
         serialDevices = d.serialDevices
         ttlSeconds = d.ttlSeconds
+    }
+}
+
+/// Test hook for "kill -9 at each start-up step": with VTARGET_CRASH_AT=STEP
+/// in its environment the supervisor SIGKILLs itself at that step.
+enum CrashPoint {
+    static let step: String? = {
+        guard let v = getenv("VTARGET_CRASH_AT") else { return nil }
+        return String(cString: v)
+    }()
+
+    static func hit(_ name: String) {
+        if step == name { kill(getpid(), SIGKILL) }
     }
 }

@@ -621,20 +621,73 @@ final class SerialOutput: @unchecked Sendable {
 }
 
 /// SIGINT/SIGTERM/SIGHUP as events rather than process death.
+///
+/// A real handler writes the signal number to a pipe that a thread of its
+/// own reads. Dispatch signal sources are not used: on Linux they set
+/// SIG_IGN and block the signal only in one thread, so a signal the kernel
+/// hands to any other thread is discarded (seen: a supervisor's SIGTERM to a
+/// freshly started shim was lost that way).
 final class SignalWatch: @unchecked Sendable {
-    private let sources: [any DispatchSourceSignal]
+    private let signals: [Int32]
+    private let readEnd: Int32
+    private let writeEnd: Int32
 
     init(_ signals: [Int32], _ handler: @escaping @Sendable (Int32) -> Void) {
-        var sources: [any DispatchSourceSignal] = []
-        for s in signals {
-            signal(s, SIG_IGN)
-            let src = DispatchSource.makeSignalSource(signal: s, queue: .global())
-            src.setEventHandler { handler(s) }
-            src.resume()
-            sources.append(src)
+        self.signals = signals
+        let ends: (Int32, Int32) = (try? makePipe()) ?? (-1, -1)
+        let fds: [Int32] = [ends.0, ends.1]
+        (readEnd, writeEnd) = ends
+        SignalPipe.writeFD = fds[1]
+        let box = Unmanaged.passRetained(Reader(fd: fds[0], handler: handler)).toOpaque()
+        var thread = pthread_t()
+        if pthread_create(&thread, nil, { raw in
+            let reader = Unmanaged<Reader>.fromOpaque(raw!).takeRetainedValue()
+            var b: UInt8 = 0
+            while true {
+                let n = read(reader.fd, &b, 1)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return nil }
+                if b == 0 { return nil }  // cancel()
+                reader.handler(Int32(b))
+            }
+        }, box) == 0 {
+            pthread_detach(thread)
+        } else {
+            Unmanaged<Reader>.fromOpaque(box).release()
         }
-        self.sources = sources
+        for s in signals {
+            var action = sigaction()
+            action.__sigaction_handler.sa_handler = { sig in
+                let saved = errno
+                var b = UInt8(truncatingIfNeeded: sig)
+                _ = write(SignalPipe.writeFD, &b, 1)
+                errno = saved
+            }
+            action.sa_flags = SA_RESTART
+            sigemptyset(&action.sa_mask)
+            sigaction(s, &action, nil)
+        }
     }
 
-    func cancel() { sources.forEach { $0.cancel() } }
+    func cancel() {
+        for s in signals { signal(s, SIG_IGN) }
+        var zero: UInt8 = 0
+        _ = write(writeEnd, &zero, 1)
+        close(writeEnd)
+    }
+
+    private final class Reader: @unchecked Sendable {
+        let fd: Int32
+        let handler: @Sendable (Int32) -> Void
+        init(fd: Int32, handler: @escaping @Sendable (Int32) -> Void) {
+            self.fd = fd
+            self.handler = handler
+        }
+    }
+}
+
+/// The write end the C signal handler uses (it can capture nothing).
+enum SignalPipe {
+    /// Set once, before any handler is installed; one SignalWatch per process.
+    nonisolated(unsafe) static var writeFD: Int32 = -1
 }

@@ -34,8 +34,7 @@ struct Get: AsyncParsableCommand {
     func run() async throws {
         let lower = kind.lowercased()
         if lower.hasPrefix("machine") {
-            var m = Machines()
-            m.output = output == "wide" ? .wide : output == "name" ? .name : .table
+            let m = try Machines.parse(output == "wide" || output == "name" ? ["-o", output!] : [])
             return try await m.run()
         }
         let client = try await SupervisorConnection.ensure()

@@ -197,10 +197,7 @@ struct Delete: AsyncParsableCommand {
         if words.count == 2 {
             targets = [(Table.kind(words[0])!, namespace ?? "default", words[1])]
         } else {
-            var input = InputOptions()
-            input.files = files
-            input.recursive = recursive
-            input.lenient = true
+            let input = try InputOptions.parse(files.flatMap { ["-f", $0] } + (recursive ? ["-R"] : []) + ["--lenient"])
             targets = try ResourceFiles.load(input).map { ($0.kind, $0.namespace, $0.name) }
         }
         let client = try await SupervisorConnection.ensure()

@@ -17,7 +17,13 @@ enum SupervisorConnection {
     /// A client for a supervisor that answers, or nil.
     static func existing() async -> ControlClient? {
         let client = ControlClient(socketPath: paths.socket)
-        guard (try? await client.get("/v1/status", as: DaemonStatus.self)) != nil else { return nil }
+        do {
+            _ = try await client.get("/v1/status", as: DaemonStatus.self)
+        } catch where error.status != nil {
+            // It answered (403 for a user no rule lets in): it exists.
+        } catch {
+            return nil
+        }
         return client
     }
 

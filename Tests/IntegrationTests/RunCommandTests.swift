@@ -20,13 +20,15 @@ func makeRuntimeDir() -> String {
     return dir
 }
 
-func launch(_ args: [String], runtime: String, cwd: String = repoRoot, executable: String = vtarget) throws -> (Process, Pipe, Pipe) {
+func launch(_ args: [String], runtime: String, cwd: String = repoRoot, executable: String = vtarget,
+            environment: [String: String] = [:]) throws -> (Process, Pipe, Pipe) {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: executable)
     p.arguments = args
     p.currentDirectoryURL = URL(fileURLWithPath: cwd)
     var env = ProcessInfo.processInfo.environment
     env["VTARGET_RUNTIME_DIR"] = runtime
+    for (k, v) in environment { env[k] = v }
     p.environment = env
     let out = Pipe(), err = Pipe()
     p.standardOutput = out
