@@ -351,6 +351,30 @@ final class SupervisorFixture: Sendable {
         #expect(items.first.map { f.status($0)["phase"] as? String } == "Expired")
     }
 
+    /// A role: test sidecar's exit code decides Succeeded or Failed.
+    @Test(arguments: [(true, "Succeeded", "TestsPassed"), (false, "Failed", "TestsFailed")])
+    func testSidecarsDecideThePhase(_ passing: Bool, _ phase: String, _ reason: String) throws {
+        let f = SupervisorFixture()
+        defer { f.tearDown() }
+        var text = try String(contentsOfFile: repoRoot + "/examples/lm3s6965evb-sidecars.yaml", encoding: .utf8)
+        if !passing { text = text.replacingOccurrences(of: "grep -q pong", with: "grep -q never-said") }
+        let path = f.work + "/sidecars.yaml"
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        let r = try f.vt(["apply", "-f", path, "-f", f.firmwareMap])
+        #expect(r.code == 0, "\(r.stderr)")
+        let items = try f.waitFor(phase, seconds: 20) { $0.first.map { f.status($0)["phase"] as? String == phase } ?? false }
+        #expect(items.first.map { f.status($0)["reason"] as? String } == reason)
+        #expect(f.shims().isEmpty && qemuProcesses(mentioning: f.runtime).isEmpty, "the helper sidecar and QEMU end with the instance")
+    }
+
+    @Test func canBusesAreRefusedUnderTheSupervisor() throws {
+        let f = SupervisorFixture()
+        defer { f.tearDown() }
+        let r = try f.vt(["apply", "-f", "examples/can-pair.yaml", "-f", firmware + "/stm32vldiscovery-can-a-firmware.yaml",
+                          "-f", firmware + "/netduinoplus2-can-b-firmware.yaml"])
+        #expect(r.code == 2 && r.stderr.contains("vtarget run"), "\(r.code) \(r.stderr)")
+    }
+
     /// A shared supervisor (root, --socket-group) with a policy: uid 65534
     /// may use namespace "guest" only; anything else is 403 and logged.
     @Test(.enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")))
