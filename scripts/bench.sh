@@ -5,3 +5,4 @@ cd "$(dirname "$0")/.."
 python3 scripts/bench.py
 python3 scripts/bench_endpoints.py
 python3 scripts/bench_can.py
+python3 scripts/bench_supervisor.py

@@ -124,6 +124,10 @@ public struct InstanceInfo: Codable, Sendable {
     public var directory: String
     /// `serial.uart0`, `qmp`, ... → `unix:///path` (the contract's endpoints).
     public var endpoints: [String: String]
+    /// Pool members: the pool, and the claim.
+    public var pool: String?
+    public var claimedAt: Double?
+    public var claimExpiresAt: Double?
 
     public init(namespace: String, name: String, uid: String, target: String, machine: String, restartPolicy: String,
                 desired: String, phase: String, reason: String?, message: String?, ready: Bool, conditions: [Condition],
@@ -222,5 +226,33 @@ public struct APIErrorBody: Codable, Sendable {
     public init(code: Int, message: String) {
         self.code = code
         self.message = message
+    }
+}
+
+/// A `VirtualTargetPool` and its members.
+public struct PoolInfo: Codable, Sendable {
+    public var namespace: String
+    public var name: String
+    public var target: String
+    public var minReady: Int
+    public var maxInstances: Int
+    /// snapshot or restart (restart where the board cannot restore snapshots).
+    public var recycle: String
+    public var members: Int
+    /// Ready and unclaimed: what a claim gets at once.
+    public var ready: Int
+    public var claimed: Int
+
+    public init(namespace: String, name: String, target: String, minReady: Int, maxInstances: Int, recycle: String,
+                members: Int, ready: Int, claimed: Int) {
+        self.namespace = namespace
+        self.name = name
+        self.target = target
+        self.minReady = minReady
+        self.maxInstances = maxInstances
+        self.recycle = recycle
+        self.members = members
+        self.ready = ready
+        self.claimed = claimed
     }
 }

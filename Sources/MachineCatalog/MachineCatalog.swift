@@ -152,6 +152,7 @@ struct ProfileFields {
         let accelerators = m.stringList("accelerators") ?? base?.accelerators ?? ["tcg"]
         let sample = m.string("sample") ?? base?.sample
         let powerdown = m.bool("powerdown") ?? base?.gracefulPowerdown ?? false
+        let snapshots = m.bool("snapshots") ?? base?.snapshots ?? true
         m.finish()
 
         guard !architectures.isEmpty else {
@@ -169,12 +170,14 @@ struct ProfileFields {
         if let canUART, canUART >= uarts.count {
             context.error(node, "can.uart", "UART \(canUART) does not exist; the board has \(uarts.count)")
         }
-        return MachineProfile(
+        var profile = MachineProfile(
             name: name, summary: summary, architectures: architectures, qemuBinary: binary,
             qemuMachine: machine, aliases: aliases, warning: warning, cpu: cpu, memory: memory,
             maxCPUs: maxCPUs, uarts: uarts, pflash: pflash, diskDevice: diskDevice,
             cdromDevice: cdrom, canUART: canUART, accelerators: accelerators, gracefulPowerdown: powerdown, sample: sample,
             location: location)
+        profile.snapshots = snapshots
+        return profile
     }
 }
 

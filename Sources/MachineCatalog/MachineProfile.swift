@@ -57,6 +57,9 @@ public struct MachineProfile: Sendable {
     /// Whether the guest honours `system_powerdown` (ACPI or PSCI), so a stop
     /// can ask it to shut down before quitting QEMU.
     public var gracefulPowerdown: Bool
+    /// Whether `savevm`/`loadvm` work on this board (warm pools restore a
+    /// snapshot); false where QEMU's device state cannot be restored.
+    public var snapshots: Bool = true
     /// Name of the sample in firmware-samples/ that boots on this board.
     public var sample: String?
     public var location: SourceLocation

@@ -86,9 +86,13 @@ public struct LaunchOptions: Sendable {
     public var qemuSandbox: Bool
     /// Disk and cdrom images as fds (`-add-fd`, `/dev/fdset/N`) rather than paths.
     public var passImagesAsFDs: Bool
+    /// A scratch qcow2 that only holds `savevm` state (warm pools): boards
+    /// without a disk have nowhere else to keep a snapshot.
+    public var snapshotImage: String?
 
-    public init(qemuSandbox: Bool = true, passImagesAsFDs: Bool = false) {
+    public init(qemuSandbox: Bool = true, passImagesAsFDs: Bool = false, snapshotImage: String? = nil) {
         self.qemuSandbox = qemuSandbox
         self.passImagesAsFDs = passImagesAsFDs
+        self.snapshotImage = snapshotImage
     }
 }

@@ -141,6 +141,19 @@ public struct LaunchPlanner: Sendable {
             }
             args += driveArguments(r, profile, &pflashUnit, fail)
         }
+        if var path = options.snapshotImage {
+            if options.passImagesAsFDs {
+                fdSets += 1
+                for writable in [true, false] {
+                    let file = PassedFile(path: path, childFD: nextFD, writable: writable)
+                    nextFD += 1
+                    passed.append(file)
+                    args += ["-add-fd", "fd=\(file.childFD),set=\(fdSets)"]
+                }
+                path = "/dev/fdset/\(fdSets)"
+            }
+            args += ["-drive", QEMUOption(nil, [("if", "none"), ("id", "vt-snapshot"), ("format", "qcow2"), ("file", path)]).description]
+        }
         for e in q.extraArgs { args.append(e.value) }
 
         if diags.contains(where: { $0.severity == .error }) { throw DiagnosticError(diags) }

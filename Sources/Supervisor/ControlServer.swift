@@ -124,6 +124,24 @@ public struct ControlServer: Sendable {
             let (ns, name) = (ctx.parameters.get("namespace") ?? "", ctx.parameters.get("name") ?? "")
             return try await self.guarded(ctx, namespace: ns) { _ in json(try await sup.stop(namespace: ns, name: name)) }
         }
+        router.get("/v1/pools") { req, ctx in
+            let ns = req.uri.queryParameters.get("namespace")
+            return try await self.guarded(ctx, namespace: ns) { allowed in
+                json(try await sup.pools(namespace: ns).filter { allowed($0.namespace) })
+            }
+        }
+        router.post("/v1/pools/:namespace/:name/claim") { req, ctx in
+            let (ns, name) = (ctx.parameters.get("namespace") ?? "", ctx.parameters.get("name") ?? "")
+            let ttl = req.uri.queryParameters.get("ttl").flatMap { Double($0) }
+            let timeout = req.uri.queryParameters.get("timeout").flatMap { Double($0) } ?? 30
+            return try await self.guarded(ctx, namespace: ns) { _ in
+                json(try await sup.claim(namespace: ns, pool: name, ttl: ttl, timeout: timeout))
+            }
+        }
+        router.post("/v1/instances/:namespace/:name/release") { _, ctx in
+            let (ns, name) = (ctx.parameters.get("namespace") ?? "", ctx.parameters.get("name") ?? "")
+            return try await self.guarded(ctx, namespace: ns) { _ in json(try await sup.release(namespace: ns, name: name)) }
+        }
         router.get("/v1/events") { req, ctx in
             let ns = req.uri.queryParameters.get("namespace")
             let after = req.uri.queryParameters.get("after").flatMap { Int64($0) } ?? 0

@@ -52,6 +52,12 @@ struct InstanceRow: Codable, FetchableRecord, PersistableRecord, Sendable, Equat
     var restarts: Int
     var backoffStep: Int
     var nextRestartAt: Double?
+    /// Pool members: their pool, and while claimed, since when and until when.
+    var pool: String?
+    var claimedAt: Double?
+    var claimExpiresAt: Double?
+    /// The shim has taken the `vt-ready` snapshot.
+    var snapshot: Bool = false
 
     var key: String { namespace + "/" + name }
     var isActive: Bool { phase == "Pending" || phase == "Starting" || phase == "Running" || phase == "Terminating" }
@@ -147,6 +153,14 @@ struct StateStore: Sendable {
                 t.column("message", .text).notNull()
             }
             try db.create(index: "event_object", on: "event", columns: ["namespace", "name"])
+        }
+        m.registerMigration("v2: pools") { db in
+            try db.alter(table: "instance") { t in
+                t.add(column: "pool", .text)
+                t.add(column: "claimedAt", .double)
+                t.add(column: "claimExpiresAt", .double)
+                t.add(column: "snapshot", .boolean).notNull().defaults(to: false)
+            }
         }
         return m
     }

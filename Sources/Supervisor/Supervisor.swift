@@ -67,11 +67,14 @@ public actor Supervisor {
 
     /// Shims this supervisor spawned (children, reaped by their own thread)
     /// or adopted (watched through a pidfd), by "namespace/name".
-    private var shims: [String: Shim] = [:]
+    var shims: [String: Shim] = [:]
     /// Exit watches and restart timers: owned here, cancelled on delete and stop.
-    private var watchers: [String: Task<Void, Never>] = [:]
-    private var restartTimers: [String: Task<Void, Never>] = [:]
+    var watchers: [String: Task<Void, Never>] = [:]
+    var restartTimers: [String: Task<Void, Never>] = [:]
     private var subscribers: [Int: AsyncStream<EventInfo>.Continuation] = [:]
+    /// Pools by "namespace/name", as last applied; claim timers by instance key.
+    var poolTemplates: [String: PoolTemplate] = [:]
+    var claimTimers: [String: Task<Void, Never>] = [:]
     private var nextSubscriber = 0
     public private(set) var adopted = 0
 
@@ -124,7 +127,7 @@ public actor Supervisor {
             }
         } catch { throw .storage(error) }
         // Check the namespaces as they would be before storing anything.
-        var plans: [String: [DesiredInstance]] = [:]
+        var plans: [String: DesiredState] = [:]
         for ns in namespaces {
             var all = (try? store.resources(namespace: ns)) ?? []
             for row in rows where row.namespace == ns {
@@ -138,7 +141,7 @@ public actor Supervisor {
                 for (row, result) in zip(rows, results) where result.action != "unchanged" { try row.save(db) }
             }
         } catch { throw .storage(error) }
-        for ns in namespaces { await reconcile(namespace: ns, desired: plans[ns] ?? []) }
+        for ns in namespaces { await reconcile(namespace: ns, desired: plans[ns] ?? DesiredState()) }
         return results
     }
 
@@ -147,7 +150,7 @@ public actor Supervisor {
         do { row = try store.read { try ResourceRow.fetchOne($0, key: ["kind": kind, "namespace": namespace, "name": name]) } } catch { throw .storage(error) }
         guard row != nil else { throw .notFound("\(kind) \"\(name)\" in namespace \(namespace)") }
         let rest = ((try? store.resources(namespace: namespace)) ?? []).filter { !($0.kind == kind && $0.name == name) }
-        let plan: [DesiredInstance]
+        let plan: DesiredState
         do { plan = try desiredInstances(rest) } catch {
             throw SupervisorError(409, "\(kind) \"\(name)\" is still needed: \(error.message)")
         }
@@ -209,7 +212,7 @@ public actor Supervisor {
     /// Decodes a namespace's resources and works out its instances; what
     /// would not run (a missing target or ConfigMap) is an error here, so an
     /// apply or delete that breaks a namespace is refused whole.
-    func desiredInstances(_ rows: [ResourceRow]) throws(SupervisorError) -> [DesiredInstance] {
+    func desiredInstances(_ rows: [ResourceRow]) throws(SupervisorError) -> DesiredState {
         var resources: [Resource] = []
         var problems: [String] = []
         var byKey: [String: ResourceRow] = [:]
@@ -240,26 +243,60 @@ public actor Supervisor {
                 }
             }
         }
-        return runnables.compactMap { rn in
-            guard let targetRow = byKey["QemuVirtualTarget/" + rn.target.metadata.name] else { return nil }
-            var docs: [ResourceRow] = []
-            if let inst = byKey["VirtualTargetInstance/" + rn.name] { docs.append(inst) }
-            docs.append(targetRow)
-            for d in rn.target.qemu.drives {
-                if case .configMap(let map, _) = d.source, let cm = byKey["ConfigMap/" + map], !docs.contains(cm) { docs.append(cm) }
+        /// The spec a shim runs: the instance (if any), its target, the target's ConfigMaps.
+        func compose(_ name: String, _ namespace: String, _ target: QemuVirtualTarget, _ lifecycle: Lifecycle,
+                     instanceDoc: String?) -> DesiredInstance? {
+            guard let targetRow = byKey["QemuVirtualTarget/" + target.metadata.name] else { return nil }
+            var docs: [String] = instanceDoc.map { [$0] } ?? []
+            docs.append(targetRow.yaml)
+            var maps: [String] = []
+            for d in target.qemu.drives {
+                if case .configMap(let map, _) = d.source, let cm = byKey["ConfigMap/" + map], !maps.contains(map) {
+                    maps.append(map)
+                    docs.append(cm.yaml)
+                }
             }
-            let spec = docs.map(\.yaml).joined(separator: "---\n")
-            let serial = rn.target.qemu.devices.compactMap { d -> String? in
+            let spec = docs.joined(separator: "---\n")
+            let serial = target.qemu.devices.compactMap { d -> String? in
                 if case .serial = d.kind { return d.name }
                 return nil
             }
             let o = targetRow.options
             let hash = Self.fingerprint(spec + "\u{0}" + targetRow.directory + "\u{0}\(o.lenient)\(o.allowHostPaths)\(o.allowExtraArgs)")
-            return DesiredInstance(namespace: rn.namespace, name: rn.name, target: rn.target.metadata.name,
-                                   machine: rn.target.qemu.machine.value, restartPolicy: (rn.lifecycle.restartPolicy ?? .Never).rawValue,
-                                   ttlSeconds: rn.lifecycle.ttlSeconds, spec: spec, directory: targetRow.directory,
+            return DesiredInstance(namespace: namespace, name: name, target: target.metadata.name,
+                                   machine: target.qemu.machine.value, restartPolicy: (lifecycle.restartPolicy ?? .Never).rawValue,
+                                   ttlSeconds: lifecycle.ttlSeconds, spec: spec, directory: targetRow.directory,
                                    options: o, serialDevices: serial, hash: hash)
         }
+        var state = DesiredState()
+        state.instances = runnables.compactMap { rn in
+            compose(rn.name, rn.namespace, rn.target, rn.lifecycle, instanceDoc: byKey["VirtualTargetInstance/" + rn.name]?.yaml)
+        }
+        for case .pool(let p) in resources {
+            guard case .target(let t)? = resources.first(where: {
+                if case .target(let t) = $0 { return t.metadata.name == p.targetName }
+                return false
+            }), var template = compose("", p.metadata.namespace, t, t.lifecycle, instanceDoc: nil) else { continue }
+            // Members restart on failure: a pool keeps its targets warm.
+            template.restartPolicy = "OnFailure"
+            template.hash = Self.fingerprint(template.hash + p.recycle.rawValue)
+            let snapshots = p.recycle == .snapshot && (catalog.lookup(t.qemu.profileName)?.snapshots ?? false)
+            state.pools.append(PoolTemplate(pool: p, member: template, snapshots: snapshots))
+        }
+        return state
+    }
+
+    struct PoolTemplate {
+        var pool: VirtualTargetPool
+        /// A member's desired instance, its name left empty.
+        var member: DesiredInstance
+        /// Release restores the `vt-ready` snapshot (else restarts the member).
+        var snapshots: Bool
+    }
+
+    struct DesiredState {
+        var instances: [DesiredInstance] = []
+        var pools: [PoolTemplate] = []
     }
 
     /// FNV-1a, 64 bits: tells a changed spec from an unchanged one.
@@ -273,15 +310,20 @@ public actor Supervisor {
     }
 
     /// Starts what is new, restarts what changed, stops and forgets what is gone.
-    func reconcile(namespace: String, desired: [DesiredInstance]) async {
+    func reconcile(namespace: String, desired state: DesiredState) async {
+        let desired = state.instances
         let current = (try? store.instances(namespace: namespace)) ?? []
         let wanted = Set(desired.map(\.name))
-        for row in current where !wanted.contains(row.name) {
+        let pools = Set(state.pools.map(\.pool.metadata.name))
+        for row in current where row.pool == nil ? !wanted.contains(row.name) : !pools.contains(row.pool!) {
             await removeInstance(row)
         }
+        poolTemplates = poolTemplates.filter { $0.key.hasPrefix(namespace + "/") == false }
+        for p in state.pools { poolTemplates[namespace + "/" + p.pool.metadata.name] = p }
+        for p in state.pools { await topUp(namespace: namespace, pool: p.pool.metadata.name) }
         for d in desired {
             let now = ShimStatus.now
-            if let row = current.first(where: { $0.name == d.name }) {
+            if let row = current.first(where: { $0.name == d.name && $0.pool == nil }) {
                 guard row.specHash != d.hash else { continue }
                 await stopShim(row.key, reason: "SpecChanged", message: "the spec changed; restarting with the new one")
                 guard var fresh = try? store.instance(namespace, d.name) else { continue }
@@ -292,16 +334,23 @@ public actor Supervisor {
                 commit(fresh, event("Normal", fresh, "SpecChanged", "spec changed (\(row.specHash) → \(d.hash))"))
                 await startInstance(fresh.key)
             } else {
-                var row = InstanceRow(namespace: d.namespace, name: d.name, uid: "", target: d.target, machine: d.machine,
-                                      restartPolicy: d.restartPolicy, specHash: d.hash, spec: d.spec, specDirectory: d.directory,
-                                      options: d.options, serialDevices: d.serialDevices, ttlSeconds: d.ttlSeconds,
-                                      desired: "running", phase: "Pending", ready: false, createdAt: now,
-                                      expiresAt: d.ttlSeconds.map { now + $0 }, stderrTail: [], restarts: 0, backoffStep: 0)
-                row.update(from: d)
-                commit(row, event("Normal", row, "Created", "instance of \(d.target) on \(d.machine)"))
-                await startInstance(row.key)
+                await create(d, pool: nil)
             }
         }
+    }
+
+    /// A new instance row (Pending), then its start.
+    func create(_ d: DesiredInstance, pool: String?) async {
+        let now = ShimStatus.now
+        var row = InstanceRow(namespace: d.namespace, name: d.name, uid: "", target: d.target, machine: d.machine,
+                              restartPolicy: d.restartPolicy, specHash: d.hash, spec: d.spec, specDirectory: d.directory,
+                              options: d.options, serialDevices: d.serialDevices, ttlSeconds: d.ttlSeconds,
+                              desired: "running", phase: "Pending", ready: false, createdAt: now,
+                              expiresAt: d.ttlSeconds.map { now + $0 }, stderrTail: [], restarts: 0, backoffStep: 0)
+        row.update(from: d)
+        row.pool = pool
+        commit(row, event("Normal", row, "Created", (pool.map { "member of pool \($0): " } ?? "") + "instance of \(d.target) on \(d.machine)"))
+        await startInstance(row.key)
     }
 
     // MARK: - Instances
@@ -374,7 +423,7 @@ public actor Supervisor {
         }
     }
 
-    private func removeInstance(_ row: InstanceRow) async {
+    func removeInstance(_ row: InstanceRow) async {
         restartTimers.removeValue(forKey: row.key)?.cancel()
         if var r = try? store.instance(row.namespace, row.name) {
             r.desired = "stopped"
@@ -429,6 +478,7 @@ public actor Supervisor {
             if row.options.allowHostPaths { args.append("--allow-host-paths") }
             if row.options.allowExtraArgs { args.append("--allow-extra-args") }
             if !options.sandbox { args.append("--no-sandbox") }
+            if let pool = row.pool, poolTemplates[namespace + "/" + pool]?.snapshots == true { args.append("--pool-snapshot") }
             if let expires = row.expiresAt { args += ["--ttl", "\(max(1, Int((expires - now) * 1000)))ms"] }
             let child: ChildProcess
             do {
@@ -493,6 +543,10 @@ public actor Supervisor {
             row.qemuPID = st.qemuPID
             events.append(event("Normal", row, "Started", "QEMU pid \(st.qemuPID.map(String.init) ?? "?") running", at: st.startedAt))
         }
+        if st.snapshot == true && !row.snapshot {
+            row.snapshot = true
+            events.append(event("Normal", row, "Snapshotted", "savevm vt-ready: a release restores this state"))
+        }
         if st.ready && !row.ready {
             row.ready = true
             row.readyAt = st.readyAt
@@ -530,6 +584,7 @@ public actor Supervisor {
         row.shimStartTime = nil
         row.qemuPID = nil
         row.ready = false
+        row.snapshot = false
         RuntimeDirectory.removeTree(paths.instanceDirectory(namespace: namespace, name: name))
         var events = [event(row.phase == "Failed" ? "Warning" : "Normal", row, row.phase == "Expired" ? "Expired" : (row.reason ?? row.phase),
                             (row.message ?? row.phase) + (row.stderrTail.isEmpty ? "" : "; QEMU said: " + row.stderrTail.suffix(3).joined(separator: " | ")))]
@@ -546,7 +601,7 @@ public actor Supervisor {
     }
 
     /// Whether the restart policy restarts this finished instance, and after how long.
-    private func restartDelay(_ row: inout InstanceRow) -> Double? {
+    func restartDelay(_ row: inout InstanceRow) -> Double? {
         guard row.desired == "running", row.phase != "Expired", row.reason != "Stopped" else { return nil }
         switch row.restartPolicy {
         case "Always": break
@@ -588,7 +643,7 @@ public actor Supervisor {
         }
     }
 
-    private func send(_ signal: Int32, to shim: Shim) {
+    func send(_ signal: Int32, to shim: Shim) {
         if let child = shim.child {
             child.signal(signal)
         } else {
@@ -605,7 +660,15 @@ public actor Supervisor {
     /// meanwhile is recorded with what its status file says. Then whatever
     /// should run and does not is started or scheduled.
     public func recover() async {
+        // Pools as last applied, and the claims that will expire.
+        let resources = (try? store.resources(namespace: nil)) ?? []
+        for ns in Set(resources.map(\.namespace)) {
+            if let state = try? desiredInstances(resources.filter { $0.namespace == ns }) {
+                for p in state.pools { poolTemplates[ns + "/" + p.pool.metadata.name] = p }
+            }
+        }
         let rows = (try? store.instances()) ?? []
+        for row in rows { if let expires = row.claimExpiresAt { scheduleClaimExpiry(row.key, at: expires) } }
         let ownExecutable = options.executable
         for var row in rows {
             let stateDir = paths.instanceState(namespace: row.namespace, name: row.name)
@@ -666,6 +729,10 @@ public actor Supervisor {
                 shimExited(row.key, uid: row.uid, status: nil)
             }
         }
+        for key in poolTemplates.keys.sorted() {
+            let (ns, name) = split(key)
+            await topUp(namespace: ns, pool: name)
+        }
         // Directories of instances nobody knows (a crash between the two
         // removals of a delete) are removed.
         let base = paths.runtimeDirectory
@@ -679,7 +746,7 @@ public actor Supervisor {
 
     // MARK: - Helpers
 
-    private func info(_ row: InstanceRow) -> InstanceInfo {
+    func info(_ row: InstanceRow) -> InstanceInfo {
         var conditions = [Condition(type: "Ready", status: row.ready ? "True" : "False",
                                     reason: row.ready ? "ReadinessReached" : (row.isActive ? row.phase : row.reason ?? row.phase),
                                     message: row.ready ? nil : row.message, lastTransitionTime: row.ready ? row.readyAt : (row.finishedAt ?? row.startedAt))]
@@ -694,23 +761,27 @@ public actor Supervisor {
             for d in devices { endpoints["serial." + d] = "unix://" + dir + "/\(d).sock" }
             endpoints["qmp"] = "unix://" + dir + "/qmp.sock"
         }
-        return InstanceInfo(namespace: row.namespace, name: row.name, uid: row.uid, target: row.target, machine: row.machine,
+        var out = InstanceInfo(namespace: row.namespace, name: row.name, uid: row.uid, target: row.target, machine: row.machine,
                             restartPolicy: row.restartPolicy, desired: row.desired, phase: row.phase, reason: row.reason,
                             message: row.message, ready: row.ready, conditions: conditions, pid: row.shimPID, qemuPID: row.qemuPID,
                             createdAt: row.createdAt, startedAt: row.startedAt, expiresAt: row.expiresAt, finishedAt: row.finishedAt,
                             exitCode: row.exitCode, signal: row.signal, stderrTail: row.stderrTail, restarts: row.restarts,
                             nextRestartAt: row.nextRestartAt, directory: dir, endpoints: endpoints)
+        out.pool = row.pool
+        out.claimedAt = row.claimedAt
+        out.claimExpiresAt = row.claimExpiresAt
+        return out
     }
 
-    private func event(_ type: String, _ row: InstanceRow, _ reason: String, _ message: String, at time: Double? = nil) -> EventRow {
+    func event(_ type: String, _ row: InstanceRow, _ reason: String, _ message: String, at time: Double? = nil) -> EventRow {
         EventRow(id: nil, time: time ?? ShimStatus.now, namespace: row.namespace, kind: "VirtualTargetInstance",
                  name: row.name, type: type, reason: reason, message: message)
     }
 
-    private func commit(_ row: InstanceRow, _ event: EventRow) { commit(row, [event]) }
+    func commit(_ row: InstanceRow, _ event: EventRow) { commit(row, [event]) }
 
     /// The row and its events in one transaction, then the events to watchers.
-    private func commit(_ row: InstanceRow, _ events: [EventRow] = []) {
+    func commit(_ row: InstanceRow, _ events: [EventRow] = []) {
         var stored = events
         do {
             try store.write { db in
@@ -724,16 +795,16 @@ public actor Supervisor {
         publish(stored)
     }
 
-    private func publish(_ events: [EventRow]) {
+    func publish(_ events: [EventRow]) {
         for e in events { for s in subscribers.values { s.yield(e.info) } }
     }
 
-    private func split(_ key: String) -> (String, String) {
+    func split(_ key: String) -> (String, String) {
         let i = key.firstIndex(of: "/")!
         return (String(key[..<i]), String(key[key.index(after: i)...]))
     }
 
-    private func makeDirectories(_ path: String) throws {
+    func makeDirectories(_ path: String) throws {
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
     }
 

@@ -85,7 +85,6 @@ public struct RunSession: Sendable {
     {
         var out: [(RunnableTarget, LaunchPlan, String)] = []
         var problems: [Diagnostic] = []
-        let planner = LaunchPlanner(host: config.host, options: config.launch)
         for r in runnables {
             let dirName = r.namespace == "default" ? r.name : "\(r.namespace).\(r.name)"
             let dir = config.supervised?.directory ?? runDirectory + "/" + dirName
@@ -105,6 +104,12 @@ public struct RunSession: Sendable {
                 if dropping { try QEMUSandbox.handOver(qemuDir) }
                 var target = r.target
                 target.metadata.name = r.name  // the instance's name: QEMU's -name, output prefixes, variables
+                var options = config.launch
+                if config.supervised?.snapshot == true, profile.snapshots {
+                    options.snapshotImage = try await Self.createSnapshotImage(qemuDir, environment: config.environment)
+                    if dropping { try QEMUSandbox.handOver(qemuDir) }
+                }
+                let planner = LaunchPlanner(host: config.host, options: options)
                 let plan = try planner.plan(target, profile: profile, drives: drives, instanceDirectory: qemuDir)
                 for c in plan.channels where c.role != .qmp { try RuntimeDirectory.checkSocketPath(dir + "/\(c.device).force.sock") }
                 try RuntimeDirectory.checkSocketPath(dir + "/qmp.sock")
@@ -199,6 +204,7 @@ public struct RunSession: Sendable {
                     powerdown: catalog.lookup(t.plan.profile)?.gracefulPowerdown ?? false,
                     supervised: config.supervised == nil ? nil : true))
                 records[i].write()
+                if records[i].ready { await takeSnapshot(t) }
                 status?.update { s in
                     s.phase = "Running"
                     s.qemuPID = child.pid
@@ -209,6 +215,17 @@ public struct RunSession: Sendable {
                 }
             }
 
+            /// Pool members: the state to return to on release, taken once Ready.
+            func takeSnapshot(_ t: TargetProcess) async {
+                guard config.supervised?.snapshot == true, t.plan.arguments.contains(where: { $0.contains("id=vt-snapshot") }),
+                      let qmp = t.qmp else { return }
+                let r = try? await qmp.execute("human-monitor-command", arguments: .object(["command-line": .string("savevm vt-ready")]))
+                if let r, (r.stringValue ?? "").isEmpty {
+                    status?.update { $0.snapshot = true }
+                } else {
+                    note("\(t.name): savevm failed: \(r?.stringValue ?? "no answer"); the pool restarts it instead")
+                }
+            }
             var timers: [Task<Void, Never>] = []
             defer { timers.forEach { $0.cancel() } }
             func after(_ seconds: Double, _ e: Event) {
@@ -340,6 +357,7 @@ public struct RunSession: Sendable {
                         pendingReady[i] = nil
                         records[i].ready = true
                         records[i].write()
+                        await takeSnapshot(targets[i])
                         status?.update { $0.ready = true; $0.readyAt = ShimStatus.now }
                         note("\(targets[i].name) is Ready")
                         report.cases.append(.init(classname: targets[i].name, name: "readiness", seconds: since(started)))
@@ -475,6 +493,19 @@ public struct RunSession: Sendable {
             s.finishedAt = ShimStatus.now
         }
         return code
+    }
+
+    /// `qemu-img create`: a 64 MiB scratch qcow2 that holds only vmstate.
+    static func createSnapshotImage(_ qemuDir: String, environment: [String: String]) async throws -> String {
+        let path = qemuDir + "/snapshot.qcow2"
+        guard let tool = ExecutableSearch.find("qemu-img", environment: environment) else {
+            throw RuntimeError("qemu-img not found (apt-get install qemu-utils); pools that recycle by snapshot need it")
+        }
+        let out = try await ProcessCapture.run(deadline: 10) { w in
+            SpawnRequest(executable: tool, arguments: ["create", "-q", "-f", "qcow2", path, "64M"], environment: [], fds: [-1, w, w])
+        }
+        guard out.status == .exited(0) else { throw RuntimeError("qemu-img create \(path): \(out.output)") }
+        return path
     }
 
     private func stderrBlock(_ t: TargetProcess) -> String {

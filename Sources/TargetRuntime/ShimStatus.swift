@@ -14,10 +14,14 @@ public struct SupervisedInstance: Sendable {
     public var directory: String
     /// `status.json` in the supervisor's state directory for this instance.
     public var statusPath: String
+    /// A pool member: once Ready, `savevm` into a scratch qcow2 so a release
+    /// can `loadvm` back (where the board's profile allows snapshots).
+    public var snapshot: Bool
 
-    public init(directory: String, statusPath: String) {
+    public init(directory: String, statusPath: String, snapshot: Bool = false) {
         self.directory = directory
         self.statusPath = statusPath
+        self.snapshot = snapshot
     }
 }
 
@@ -30,6 +34,8 @@ public struct ShimStatus: Codable, Sendable, Equatable {
     public var reason: String?
     public var message: String?
     public var ready: Bool = false
+    /// The `vt-ready` snapshot exists (pool members).
+    public var snapshot: Bool?
     public var qemuPID: Int32?
     /// Wall-clock seconds since 1970.
     public var startedAt: Double?

@@ -43,9 +43,10 @@ public struct ResourceDecoder {
         "QemuVirtualTarget": "qemu.kubetarget.dev/v1alpha1",
         "ConfigMap": "v1",
         "VirtualTargetInstance": "kubetarget.dev/v1alpha1",
+        "VirtualTargetPool": "kubetarget.dev/v1alpha1",
     ]
     /// Kinds in the contract that a later version will run.
-    public static let plannedKinds = ["VirtualTargetPool", "Machine", "VirtualMachine"]
+    public static let plannedKinds = ["Machine", "VirtualMachine"]
 
     static let forbiddenExtraArgs = ["-sandbox", "-monitor", "-qmp", "-qmp-pretty", "-daemonize", "-runas", "-chroot", "-mon", "-chardev", "-serial", "-S"]
 
@@ -117,6 +118,9 @@ public struct ResourceDecoder {
         case "VirtualTargetInstance":
             _ = m.value("status")
             result = m.mapping("spec", required: true).flatMap { decodeInstance(meta, $0, context) }.map(Resource.instance)
+        case "VirtualTargetPool":
+            _ = m.value("status")
+            result = m.mapping("spec", required: true).flatMap { decodePool(meta, $0, context) }.map(Resource.pool)
         default:
             result = decodeConfigMap(meta, m, context).map(Resource.configMap)
         }
@@ -208,6 +212,30 @@ public struct ResourceDecoder {
         guard let nameNode = ref.required("name"), let name = MappingReader.string(nameNode, ref.child("name"), context),
               checkLabel(name, nameNode, ref.child("name"), context) else { return nil }
         return VirtualTargetInstance(metadata: meta, targetKind: kind, targetName: name, lifecycle: lifecycle)
+    }
+
+    // MARK: VirtualTargetPool
+
+    private func decodePool(_ meta: ObjectMeta, _ spec: MappingReader, _ context: DecodeContext) -> VirtualTargetPool? {
+        defer { spec.finish() }
+        guard let ref = spec.mapping("targetRef", required: true) else { return nil }
+        defer { ref.finish() }
+        _ = ref.value("apiVersion")
+        if let kind = ref.string("kind"), kind != "QemuVirtualTarget" {
+            context.error(ref.value("kind"), ref.child("kind"), "targetRef.kind \"\(kind)\" has no local backend; valid: \"QemuVirtualTarget\"")
+        }
+        let minReady = spec.int("minReady", in: 0...256) ?? 1
+        let maxInstances = spec.int("maxInstances", in: 1...1024) ?? max(minReady, 1) * 2
+        if maxInstances < minReady {
+            context.error(spec.value("maxInstances"), spec.child("maxInstances"), "maxInstances (\(maxInstances)) is below minReady (\(minReady))")
+        }
+        var recycle = VirtualTargetPool.Recycle.snapshot
+        if let v = spec.value("recycle") { recycle = enumValue(v, spec.child("recycle"), VirtualTargetPool.Recycle.self, context) ?? recycle }
+        let claimTTL = spec.value("claimTTL").flatMap { duration($0, spec.child("claimTTL"), context) }
+        guard let nameNode = ref.required("name"), let name = MappingReader.string(nameNode, ref.child("name"), context),
+              checkLabel(name, nameNode, ref.child("name"), context) else { return nil }
+        return VirtualTargetPool(metadata: meta, targetName: name, minReady: minReady, maxInstances: maxInstances,
+                                 recycle: recycle, claimTTLSeconds: claimTTL)
     }
 
     // MARK: Lifecycle

@@ -142,16 +142,30 @@ public struct VirtualTargetInstance: Sendable {
     public var lifecycle: Lifecycle
 }
 
+/// Warm instances of one target, handed out by `vtarget claim`.
+public struct VirtualTargetPool: Sendable {
+    public enum Recycle: String, Sendable, CaseIterable { case snapshot, restart }
+    public var metadata: ObjectMeta
+    public var targetName: String
+    public var minReady: Int
+    public var maxInstances: Int
+    public var recycle: Recycle
+    /// How long a claim lasts before the instance goes back (nil: until released).
+    public var claimTTLSeconds: Double?
+}
+
 public enum Resource: Sendable {
     case target(QemuVirtualTarget)
     case configMap(ConfigMap)
     case instance(VirtualTargetInstance)
+    case pool(VirtualTargetPool)
 
     public var metadata: ObjectMeta {
         switch self {
         case .target(let t): return t.metadata
         case .configMap(let c): return c.metadata
         case .instance(let i): return i.metadata
+        case .pool(let p): return p.metadata
         }
     }
 
@@ -160,6 +174,7 @@ public enum Resource: Sendable {
         case .target: return "QemuVirtualTarget"
         case .configMap: return "ConfigMap"
         case .instance: return "VirtualTargetInstance"
+        case .pool: return "VirtualTargetPool"
         }
     }
 }

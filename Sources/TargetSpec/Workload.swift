@@ -20,12 +20,14 @@ public enum Workload {
         var targets: [String: QemuVirtualTarget] = [:]
         var maps: [String: ConfigMap] = [:]
         var instances: [VirtualTargetInstance] = []
+        var pools: [VirtualTargetPool] = []
         for r in resources {
             let key = r.metadata.namespace + "/" + r.metadata.name
             switch r {
             case .target(let t): targets[key] = t
             case .configMap(let c): maps[key] = c
             case .instance(let i): instances.append(i)
+            case .pool(let p): pools.append(p)
             }
         }
         var out: [RunnableTarget] = []
@@ -78,6 +80,16 @@ public enum Workload {
             }
             referenced.insert(key)
             make(i.metadata.name, i.metadata.namespace, t, i.lifecycle)
+        }
+        // A pool's target runs only as the pool's members (the supervisor makes them).
+        for p in pools {
+            let key = p.metadata.namespace + "/" + p.targetName
+            guard targets[key] != nil else {
+                diags.append(Diagnostic(.error, at: p.metadata.location, field: "spec.targetRef.name",
+                    "QemuVirtualTarget \"\(p.targetName)\" is not among the inputs; " + Suggestion.hint(p.targetName, in: targets.values.map(\.metadata.name).sorted())))
+                continue
+            }
+            referenced.insert(key)
         }
         for (key, t) in targets.sorted(by: { $0.key < $1.key }) where !referenced.contains(key) {
             make(t.metadata.name, t.metadata.namespace, t, nil)

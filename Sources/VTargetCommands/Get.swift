@@ -25,7 +25,7 @@ struct Get: AsyncParsableCommand {
     var output: String?
 
     func validate() throws {
-        if Table.kind(kind) == nil && !["machines", "machine", "pools", "pool"].contains(kind.lowercased()) {
+        if Table.kind(kind) == nil && !["machines", "machine"].contains(kind.lowercased()) {
             throw ValidationError("unknown kind \(kind); valid: targets, instances, pools, configmaps, machines")
         }
         if let output, !["wide", "yaml", "json", "name"].contains(output) { throw ValidationError("-o: expected wide, yaml, json or name, got \(output)") }
@@ -38,14 +38,19 @@ struct Get: AsyncParsableCommand {
             return try await m.run()
         }
         let client = try await SupervisorConnection.ensure()
-        if lower.hasPrefix("pool") {
-            // VirtualTargetPool is not served yet: an honest empty listing.
-            if output == "json" { return printOut(Table.json(Table.list([]))) }
-            if output == "yaml" { return printOut(YAMLEmitter.emit(Table.list([])), terminator: "") }
-            return printOut(ns.allNamespaces ? "No resources found" : "No resources found in \(ns.effective) namespace.")
-        }
         let k = Table.kind(kind)!
         do {
+            if k == "VirtualTargetPool" {
+                var items: [PoolInfo] = try await client.get("/v1/pools?" + ns.query)
+                if let name { items = items.filter { $0.name == name } }
+                return try print(items.map(Table.node), names: items.map { (k, $0.name) }) {
+                    let header = (ns.allNamespaces ? ["NAMESPACE"] : []) + ["NAME", "TARGET", "READY", "CLAIMED", "MEMBERS", "MIN", "MAX", "RECYCLE"]
+                    return [header] + items.map { p in
+                        (ns.allNamespaces ? [p.namespace] : []) + [p.name, p.target, String(p.ready), String(p.claimed), String(p.members),
+                                                                String(p.minReady), String(p.maxInstances), p.recycle]
+                    }
+                }
+            }
             if k == "VirtualTargetInstance" {
                 var items: [InstanceInfo] = try await client.get("/v1/instances?" + ns.query)
                 if let name { items = items.filter { $0.name == name } }
@@ -155,6 +160,7 @@ extension Table {
         case "target", "targets", "qvt", "qemuvirtualtarget", "qemuvirtualtargets": return "QemuVirtualTarget"
         case "instance", "instances", "vti", "inst", "virtualtargetinstance", "virtualtargetinstances": return "VirtualTargetInstance"
         case "configmap", "configmaps", "cm": return "ConfigMap"
+        case "pool", "pools", "vtp", "virtualtargetpool", "virtualtargetpools": return "VirtualTargetPool"
         default: return nil
         }
     }
@@ -228,7 +234,19 @@ extension Table {
                 ("restarts", plain("\(i.restarts)")),
                 ("stderrTail", i.stderrTail.isEmpty ? nil : seq(i.stderrTail.map(str))),
                 ("endpoints", endpoints(i.endpoints)),
+                ("pool", i.pool.map(str)), ("claimedAt", time(i.claimedAt)), ("claimExpiresAt", time(i.claimExpiresAt)),
             ])),
+        ])
+    }
+
+    static func node(_ p: PoolInfo) -> YAMLNode {
+        map([
+            ("apiVersion", str("kubetarget.dev/v1alpha1")), ("kind", str("VirtualTargetPool")),
+            ("metadata", map([("name", str(p.name)), ("namespace", str(p.namespace))])),
+            ("spec", map([("targetRef", map([("kind", str("QemuVirtualTarget")), ("name", str(p.target))])),
+                          ("minReady", plain(String(p.minReady))), ("maxInstances", plain(String(p.maxInstances))),
+                          ("recycle", str(p.recycle))])),
+            ("status", map([("members", plain(String(p.members))), ("ready", plain(String(p.ready))), ("claimed", plain(String(p.claimed)))])),
         ])
     }
 

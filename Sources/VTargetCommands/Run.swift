@@ -62,7 +62,7 @@ struct Run: AsyncParsableCommand {
             guard let one = loaded.runnables.first else { throw RuntimeError("no instance \(supervisedOptions.instance ?? "") in the spec") }
             runDir = base + "/ns-" + one.namespace
             try RuntimeDirectory.ensurePrivate(runDir, traversable: dropping)
-            supervised = SupervisedInstance(directory: runDir + "/" + one.name, statusPath: statusFile)
+            supervised = SupervisedInstance(directory: runDir + "/" + one.name, statusPath: statusFile, snapshot: supervisedOptions.poolSnapshot)
             RuntimeDirectory.removeTree(runDir + "/" + one.name)
         } else {
             runDir = base + "/run-\(getpid())"
@@ -105,6 +105,9 @@ struct SupervisedRunOptions: ParsableArguments {
 
     @Option(help: "Resolve relative paths in the spec against this directory.")
     var relativeTo: String?
+
+    @Flag(help: "A pool member: savevm once Ready, so a release can loadvm.")
+    var poolSnapshot = false
 
     /// The supervisor writes one byte on stdin once it has recorded our pid;
     /// end of file means it died before that, and nothing must start.

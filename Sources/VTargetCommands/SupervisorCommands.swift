@@ -117,7 +117,7 @@ struct DaemonStop: AsyncParsableCommand {
 
 /// The resources of -f files, validated and in canonical form.
 struct ResourceFiles {
-    static let kinds = ["QemuVirtualTarget", "ConfigMap", "VirtualTargetInstance"]
+    static let kinds = ["QemuVirtualTarget", "ConfigMap", "VirtualTargetInstance", "VirtualTargetPool"]
 
     static func load(_ input: InputOptions) throws -> [AppliedResource] {
         let env = Environment.variables
@@ -189,7 +189,7 @@ struct Delete: AsyncParsableCommand {
     func validate() throws {
         if files.isEmpty && words.count != 2 { throw ValidationError("give -f FILE, or KIND NAME") }
         if !files.isEmpty && !words.isEmpty { throw ValidationError("give -f FILE or KIND NAME, not both") }
-        if words.count == 2, Table.kind(words[0]) == nil { throw ValidationError("unknown kind \(words[0]); valid: targets, instances, configmaps") }
+        if words.count == 2, Table.kind(words[0]) == nil { throw ValidationError("unknown kind \(words[0]); valid: targets, instances, configmaps, pools") }
     }
 
     func run() async throws {
@@ -263,5 +263,55 @@ struct Events: AsyncParsableCommand {
             if events.isEmpty { return printOut("No events found.") }
             printOut(Table.render([header] + events.map(row)))
         } catch let e as ControlError { throw e.asCommandError }
+    }
+}
+
+struct Claim: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Take a Ready instance from a pool at once; the pool refills behind it.",
+        discussion: "Prints the instance's name and endpoints (-o name: the name; -o json: the instance). Fails after --timeout when the pool is exhausted.")
+
+    @Argument(help: "The pool.") var pool: String
+    @Option(name: .shortAndLong, help: "Its namespace (default: default).") var namespace: String?
+    @Option(help: "Release the instance after this long (overrides the pool's claimTTL).") var ttl: String?
+    @Option(help: "How long to wait for a Ready member.") var timeout: String = "30s"
+    @Option(name: .shortAndLong, help: "name or json.") var output: String?
+
+    func validate() throws {
+        if let ttl, Quantity.parseDuration(ttl) == nil { throw ValidationError("--ttl: expected \(Quantity.durationHint), got \(ttl)") }
+        if Quantity.parseDuration(timeout) == nil { throw ValidationError("--timeout: expected \(Quantity.durationHint), got \(timeout)") }
+        if let output, output != "name" && output != "json" { throw ValidationError("-o: expected name or json") }
+    }
+
+    func run() async throws {
+        let client = try await SupervisorConnection.ensure()
+        var path = "/v1/pools/\(namespace ?? "default")/\(pool)/claim?timeout=\(Quantity.parseDuration(timeout)!)"
+        if let ttl { path += "&ttl=\(Quantity.parseDuration(ttl)!)" }
+        do {
+            let i: InstanceInfo = try await client.send(.POST, path)
+            switch output {
+            case "name": printOut(i.name)
+            case "json": printOut(Table.json(Table.node(i)))
+            default:
+                printOut("instance/\(i.name) claimed from pool \(pool)")
+                for (k, v) in i.endpoints.sorted(by: { $0.key < $1.key }) { printOut("  \(k): \(v)") }
+            }
+        } catch { throw error.asCommandError }
+    }
+}
+
+struct Release: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Give a claimed instance back to its pool: its snapshot is restored (loadvm), or it restarts.")
+
+    @Argument(help: "The instance.") var name: String
+    @Option(name: .shortAndLong, help: "Its namespace (default: default).") var namespace: String?
+
+    func run() async throws {
+        let client = try await SupervisorConnection.ensure()
+        do {
+            let r: ObjectResult = try await client.send(.POST, "/v1/instances/\(namespace ?? "default")/\(name)/release")
+            printOut("instance/\(r.name) released (\(r.action))")
+        } catch { throw error.asCommandError }
     }
 }

@@ -18,7 +18,7 @@ public struct VTarget: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [Run.self, Render.self, Machines.self, Create.self, Logs.self, Wait.self, Console.self,
                       Qmp.self, Hmp.self, Pause.self, Resume.self, Reset.self, Stop.self, CAN.self, Doctor.self, SandboxExecCommand.self,
-                      Apply.self, Get.self, Describe.self, Delete.self, Events.self, Start.self, Serve.self, Daemon.self])
+                      Apply.self, Get.self, Describe.self, Delete.self, Events.self, Start.self, Claim.self, Release.self, Serve.self, Daemon.self])
 
     public init() {}
 
