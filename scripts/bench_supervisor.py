@@ -7,7 +7,7 @@
   supervisor RSS and idle CPU, the targets' idle CPU (QEMU and their shims),
   and `vtarget get instances` as a whole process.
 """
-import json, os, statistics, subprocess, sys, tempfile, time
+import json, os, socket, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VT = os.environ.get("VTARGET", os.path.join(ROOT, ".build/release/vtarget"))
@@ -29,6 +29,72 @@ spec:
   readiness: {{device: uart0, pattern: "echo ready", timeout: 600s}}
 ---
 """
+
+
+POOL = """apiVersion: qemu.kubetarget.dev/v1alpha1
+kind: QemuVirtualTarget
+metadata: {name: warm}
+spec:
+  qemuConfig:
+    machine: stm32vldiscovery
+    drives:
+      - {name: firmware, type: pflash, source: {configMap: {name: stm32vldiscovery-firmware}}}
+    devices:
+      - {name: uart0, type: serial}
+  readiness: {device: uart0, pattern: "echo ready", timeout: 30s}
+---
+apiVersion: kubetarget.dev/v1alpha1
+kind: VirtualTargetPool
+metadata: {name: ci}
+spec: {targetRef: {name: warm}, minReady: 2, maxInstances: 3}
+"""
+
+
+def http(sock_path, method, path):
+    """One request on the control socket, no process start: the supervisor's own time plus HTTP."""
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sock_path)
+    s.sendall(f"{method} {path} HTTP/1.1\r\nHost: vtarget\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    if b" 200 " not in head.split(b"\r\n")[0]:
+        sys.exit(f"bench: {method} {path}: {head[:80]!r} {body[:200]!r}")
+    return json.loads(body)
+
+
+def ping(sock_path):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sock_path)
+    s.sendall(b"ping\r")
+    seen = b""
+    while b"pong" not in seen:
+        chunk = s.recv(65536)
+        if not chunk:
+            sys.exit("bench: serial closed before pong")
+        seen += chunk
+    s.close()
+
+
+def cold_run_banner(env, spec, fwmap):
+    t0 = time.perf_counter()
+    p = subprocess.Popen([VT, "run", "-f", spec, "-f", fwmap], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         stdin=subprocess.DEVNULL, env=env)
+    seen = b""
+    while b"echo ready" not in seen:
+        chunk = os.read(p.stdout.fileno(), 4096)
+        if not chunk:
+            break
+        seen += chunk
+    elapsed = time.perf_counter() - t0
+    p.terminate()
+    p.wait()
+    return elapsed
 
 
 def vt(env, *args, check=True):
@@ -95,6 +161,7 @@ def main():
     if not os.path.exists(VT):
         sys.exit(f"bench: {VT} not built (make bench builds it)")
     work = tempfile.mkdtemp(prefix="vtbs-")
+    os.chmod(work, 0o711)  # as root, QEMU runs as another uid and must reach rt/ below
     env = dict(os.environ, VTARGET_RUNTIME_DIR=work + "/rt", VTARGET_STATE_DIR=work + "/st")
     fwmap = os.path.join(FW, "lm3s6965evb-firmware.yaml")
     vt(env, "apply", "-f", fwmap)
@@ -117,6 +184,38 @@ def main():
         r, a = statistics.median(raw_t) * 1000, statistics.median(apply_t) * 1000
         print(f"{'figure':52} {'vtarget':>10} {'raw QEMU':>10} {'ratio':>7}")
         print(f"{'apply -> Ready (whole CLI) vs QEMU start -> banner':52} {a:10.1f} {r:10.1f} {a / r:7.2f}   (ms, medians of {RUNS})")
+
+        # Warm pool: claim -> usable serial, release, vs a cold run to banner.
+        pool = f"{work}/pool.yaml"
+        with open(pool, "w") as f:
+            f.write(POOL)
+        stm = os.path.join(FW, "stm32vldiscovery-firmware.yaml")
+        vt(env, "apply", "-f", pool, "-f", stm)
+        sock = work + "/rt/supervisor.sock"
+        cold_t, claim_cli, claim_api, release_cli, release_api = [], [], [], [], []
+        for i in range(RUNS):
+            cold_t.append(cold_run_banner(env, os.path.join(ROOT, "examples/stm32vldiscovery.yaml"), stm))
+            t0 = time.perf_counter()
+            name = vt(env, "claim", "ci", "-o", "name").stdout.strip()
+            ping(f"{work}/rt/ns-default/{name}/uart0.sock")
+            claim_cli.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            vt(env, "release", name)
+            release_cli.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            inst = http(sock, "POST", "/v1/pools/default/ci/claim?timeout=30")
+            claim_api.append(time.perf_counter() - t0)
+            ping(f"{work}/rt/ns-default/{inst['name']}/uart0.sock")
+            t0 = time.perf_counter()
+            http(sock, "POST", f"/v1/instances/default/{inst['name']}/release")
+            release_api.append(time.perf_counter() - t0)
+        c = statistics.median(cold_t) * 1000
+        cc = statistics.median(claim_cli) * 1000
+        print(f"{'claim -> pong on its UART (whole CLI) vs cold run -> banner':52} {cc:10.1f} {c:10.1f} {cc / c:7.3f}   goal <= 0.1 (ms)")
+        print(f"{'claim inside the supervisor (HTTP on its socket, ms)':52} {statistics.median(claim_api) * 1000:10.2f} {'':>10} {'':>7}   goal <= 5")
+        print(f"{'release = loadvm (whole CLI, ms)':52} {statistics.median(release_cli) * 1000:10.1f} {'':>10} {'':>7}   goal <= 20")
+        print(f"{'release = loadvm (HTTP on its socket, ms)':52} {statistics.median(release_api) * 1000:10.2f} {'':>10} {'':>7}   goal <= 20")
+        vt(env, "delete", "-f", pool)
 
         # Many targets under one supervisor.
         sup_rss0 = rss_mb(sup)

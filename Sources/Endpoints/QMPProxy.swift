@@ -46,6 +46,11 @@ public final class QMPProxy: @unchecked Sendable {
     }
 
     /// An event from QEMU, for every client that has negotiated.
+    /// Clients attached now, for idleTTL.
+    public func clientCount() async -> Int {
+        (try? await loop.submit { self.clients.count }.get()) ?? 0
+    }
+
     public func broadcast(_ event: JSONValue) {
         let bytes = event.serialized() + [0x0D, 0x0A]
         loop.execute {

@@ -107,6 +107,11 @@ public final class SerialHub: @unchecked Sendable {
         }
     }
 
+    /// Clients attached now (unix and RFC 2217), for idleTTL.
+    public func clientCount() async -> Int {
+        (try? await loop.submit { self.clients.count }.get()) ?? 0
+    }
+
     /// The last 64 KiB the UART sent.
     public func recentOutput() async -> [UInt8] {
         (try? await loop.submit { self.replay.contents }.get()) ?? []

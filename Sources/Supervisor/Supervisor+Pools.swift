@@ -77,7 +77,7 @@ extension Supervisor {
                 if let expires = row.claimExpiresAt { scheduleClaimExpiry(row.key, at: expires) }
                 // The pool refills behind the claim, without making it wait.
                 let ns = namespace
-                claimTimers["topup:" + namespace + "/" + name] = Task { await self.topUp(namespace: ns, pool: name) }
+                topUps[namespace + "/" + name] = Task { await self.topUp(namespace: ns, pool: name) }
                 return info(row)
             }
             await topUp(namespace: namespace, pool: name)

@@ -68,13 +68,18 @@ public actor Supervisor {
     /// Shims this supervisor spawned (children, reaped by their own thread)
     /// or adopted (watched through a pidfd), by "namespace/name".
     var shims: [String: Shim] = [:]
-    /// Exit watches and restart timers: owned here, cancelled on delete and stop.
+    /// Exit watches and restart timers: owned here, cancelled on delete and
+    /// stop. They are unstructured on purpose: each outlives the request that
+    /// made it, and a task group would make the supervisor wait for processes
+    /// it means to leave running when it stops.
     var watchers: [String: Task<Void, Never>] = [:]
     var restartTimers: [String: Task<Void, Never>] = [:]
     private var subscribers: [Int: AsyncStream<EventInfo>.Continuation] = [:]
     /// Pools by "namespace/name", as last applied; claim timers by instance key.
     var poolTemplates: [String: PoolTemplate] = [:]
     var claimTimers: [String: Task<Void, Never>] = [:]
+    /// The refill after a claim, which the claim does not wait for.
+    var topUps: [String: Task<Void, Never>] = [:]
     private var nextSubscriber = 0
     public private(set) var adopted = 0
 
@@ -756,9 +761,8 @@ public actor Supervisor {
         var endpoints: [String: String] = [:]
         let dir = paths.instanceDirectory(namespace: row.namespace, name: row.name)
         if row.phase == "Running" {
-            let devices = (FileManager.default.contents(atPath: dir + "/instance.json")
-                .flatMap { try? JSONDecoder().decode(InstanceRecord.self, from: $0) }?.serialDevices) ?? row.serialDevices
-            for d in devices { endpoints["serial." + d] = "unix://" + dir + "/\(d).sock" }
+            // From the spec, not the shim's instance.json: a listing of 200 reads no files.
+            for d in row.serialDevices { endpoints["serial." + d] = "unix://" + dir + "/\(d).sock" }
             endpoints["qmp"] = "unix://" + dir + "/qmp.sock"
         }
         var out = InstanceInfo(namespace: row.namespace, name: row.name, uid: row.uid, target: row.target, machine: row.machine,

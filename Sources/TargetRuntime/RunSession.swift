@@ -66,6 +66,7 @@ public struct RunSession: Sendable {
         case qemuExited(target: Int, status: ExitStatus)
         case commandExited(ExitStatus)
         case timeout, expired, readinessTimeout(target: Int)
+        case idleCheck
         case stepTimeout(token: Int)
         case sidecarExited(target: Int, name: String, test: Bool, status: ExitStatus)
         case signal(Int32)
@@ -237,6 +238,10 @@ public struct RunSession: Sendable {
             if let t = config.timeoutSeconds { after(t, .timeout) }
             let ttl = config.ttlSeconds ?? prepared.compactMap(\.0.lifecycle.ttlSeconds).min()
             if let ttl { after(ttl, .expired) }
+            // idleTTL: once a second, count the clients of each target that has one.
+            var lastClient = [Double](repeating: monotonicSeconds(), count: prepared.count)
+            let idleLimits = prepared.map(\.0.lifecycle.idleTTLSeconds)
+            if idleLimits.contains(where: { $0 != nil }) { after(1, .idleCheck) }
 
             let until = try config.until.map { try Regex($0) }
             var watch = MatchWindows()
@@ -413,6 +418,21 @@ public struct RunSession: Sendable {
                                               output: String(decoding: await targets.first?.recentOutput() ?? [], as: UTF8.self)))
                     code = ExitCode.failure
                     outcome = ShimStatus(phase: "Expired", reason: "TTLExpired", message: "the TTL of \(format(ttl!)) was reached")
+                    break loop
+                case .idleCheck:
+                    var idleFor: (Int, Double)?
+                    for (i, limit) in idleLimits.enumerated() {
+                        guard let limit else { continue }
+                        if await targets[i].clientCount() > 0 { lastClient[i] = monotonicSeconds() }
+                        else if monotonicSeconds() - lastClient[i] >= limit { idleFor = (i, limit) }
+                    }
+                    guard let (i, limit) = idleFor else { after(1, .idleCheck); continue }
+                    output.flush()
+                    let why = "expired: no client on any endpoint of \(targets[i].name) for \(format(limit)) (idleTTL)"
+                    note(why)
+                    report.cases.append(.init(classname: targets[i].name, name: "idleTTL", seconds: since(started), failure: why))
+                    code = ExitCode.failure
+                    outcome = ShimStatus(phase: "Expired", reason: "IdleTTLExpired", message: why)
                     break loop
                 case .sidecarExited(let i, let name, let isTest, let status):
                     let failed = status != .exited(0)

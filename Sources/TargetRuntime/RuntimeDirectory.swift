@@ -32,6 +32,20 @@ public enum RuntimeDirectory {
         if st.st_mode & 0o777 != mode { chmod(path, mode) }
     }
 
+    /// As root, QEMU runs as another uid and must traverse every directory
+    /// above its own: say which one stops it, rather than let QEMU fail with
+    /// "Permission denied" on its firmware.
+    public static func checkTraversableByOthers(_ path: String) throws(RuntimeError) {
+        var dir = path
+        while let slash = dir.lastIndex(of: "/"), slash != dir.startIndex {
+            dir = String(dir[..<slash])
+            var st = stat()
+            if stat(dir, &st) == 0, st.st_mode & 0o001 == 0 {
+                throw RuntimeError("\(dir) (mode \(String(st.st_mode & 0o777, radix: 8))) cannot be traversed by the unprivileged uid QEMU runs as; chmod o+x it or set VTARGET_RUNTIME_DIR below a directory that can")
+            }
+        }
+    }
+
     public static func checkSocketPath(_ path: String) throws(RuntimeError) {
         if path.utf8.count > maxSocketPath {
             throw RuntimeError("socket path \(path) is \(path.utf8.count) bytes; unix sockets allow \(maxSocketPath). Set VTARGET_RUNTIME_DIR to a shorter directory")

@@ -197,6 +197,14 @@ public final class TargetProcess: Sendable {
 
     public var qmpSocketPath: String { directory + "/qmp.sock" }
 
+    /// Clients on any of this instance's endpoints (serial, RFC 2217, QMP).
+    public func clientCount() async -> Int {
+        var n = 0
+        for h in hubs { n += await h.clientCount() }
+        if let proxy = attached.withLock({ $0.proxy }) { n += await proxy.clientCount() }
+        return n
+    }
+
     /// The first UART's last 64 KiB of output, for failure reports.
     public func recentOutput() async -> [UInt8] {
         guard let hub = hubs.first(where: { h in plan.serialChannels.contains { $0.device == h.name } }) else { return [] }

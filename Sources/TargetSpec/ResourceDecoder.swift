@@ -243,6 +243,7 @@ public struct ResourceDecoder {
     func decodeLifecycle(_ spec: MappingReader, _ context: DecodeContext, serialDevices: [String]?) -> Lifecycle {
         var l = Lifecycle()
         if let v = spec.value("ttl") { l.ttlSeconds = duration(v, spec.child("ttl"), context) }
+        if let v = spec.value("idleTTL") { l.idleTTLSeconds = duration(v, spec.child("idleTTL"), context) }
         if let v = spec.value("restartPolicy") {
             l.restartPolicy = enumValue(v, spec.child("restartPolicy"), RestartPolicy.self, context)
         }

@@ -52,6 +52,8 @@ public struct DeclarativeTest: Sendable {
 /// Lifecycle fields shared by QemuVirtualTarget and VirtualTargetInstance.
 public struct Lifecycle: Sendable {
     public var ttlSeconds: Double?
+    /// Expire after this long with no client on any endpoint.
+    public var idleTTLSeconds: Double?
     public var readiness: Readiness?
     public var restartPolicy: RestartPolicy?
     public var sidecars: [Sidecar] = []

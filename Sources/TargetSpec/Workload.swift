@@ -35,6 +35,7 @@ public enum Workload {
             var l = t.lifecycle
             if let o = overlay {
                 l.ttlSeconds = o.ttlSeconds ?? l.ttlSeconds
+                l.idleTTLSeconds = o.idleTTLSeconds ?? l.idleTTLSeconds
                 l.readiness = o.readiness ?? l.readiness
                 l.restartPolicy = o.restartPolicy ?? l.restartPolicy
                 if !o.sidecars.isEmpty { l.sidecars = o.sidecars }

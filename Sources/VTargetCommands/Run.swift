@@ -53,6 +53,7 @@ struct Run: AsyncParsableCommand {
         let base = RuntimeDirectory.base(environment: env)
         let dropping = !noSandbox && QEMUSandbox.isRoot
         try RuntimeDirectory.ensurePrivate(base, traversable: dropping)
+        if dropping { try RuntimeDirectory.checkTraversableByOthers(base) }
         var supervised: SupervisedInstance?
         let runDir: String
         if let statusFile = supervisedOptions.statusFile {

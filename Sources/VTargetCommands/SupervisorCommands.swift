@@ -198,7 +198,11 @@ struct Delete: AsyncParsableCommand {
             targets = [(Table.kind(words[0])!, namespace ?? "default", words[1])]
         } else {
             let input = try InputOptions.parse(files.flatMap { ["-f", $0] } + (recursive ? ["-R"] : []) + ["--lenient"])
-            targets = try ResourceFiles.load(input).map { ($0.kind, $0.namespace, $0.name) }
+            // Users of a resource go before it: pools and instances, targets, then ConfigMaps.
+            let rank = ["VirtualTargetPool": 0, "VirtualTargetInstance": 0, "QemuVirtualTarget": 1, "ConfigMap": 2]
+            targets = try ResourceFiles.load(input).enumerated()
+                .sorted { (rank[$0.element.kind] ?? 3, $0.offset) < (rank[$1.element.kind] ?? 3, $1.offset) }
+                .map { ($0.element.kind, $0.element.namespace, $0.element.name) }
         }
         let client = try await SupervisorConnection.ensure()
         var failed = false

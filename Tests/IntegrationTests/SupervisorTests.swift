@@ -175,6 +175,24 @@ final class SupervisorFixture: Sendable {
         #expect(r.code == 1 && r.stderr.contains("not found"))
     }
 
+    /// `events -w` streams what happens as it happens (NDJSON with -o json).
+    @Test func eventsWatchStreams() throws {
+        let f = SupervisorFixture()
+        defer { f.tearDown() }
+        try f.vt(["apply", "-f", f.firmwareMap])
+        let watch = try launch(["events", "-w", "-o", "json"], runtime: f.runtime, environment: f.environment)
+        usleep(300_000)
+        try f.vt(["apply", "-f", f.targets(["watched"])])
+        let seen = readUntil(watch.1, "\"Ready\"", seconds: 20)
+        watch.0.terminate()
+        _ = finish(watch)
+        let reasons = seen.split(separator: "\n").compactMap { line in
+            (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["reason"] as? String
+        }
+        #expect(reasons.starts(with: ["Created", "Starting", "Started"]) || reasons.contains("Ready"), "\(seen)")
+        #expect(reasons.contains("Ready"), "\(seen)")
+    }
+
     @Test func badInputIsRefusedWithExitTwo() throws {
         let f = SupervisorFixture()
         defer { f.tearDown() }
@@ -439,5 +457,126 @@ final class SupervisorFixture: Sendable {
             let instances = ((try? FileManager.default.contentsOfDirectory(atPath: f.state + "/instances/default")) ?? [])
             #expect(instances.isEmpty, "state directories left: \(instances)")
         }
+    }
+
+    func poolFile(_ f: SupervisorFixture, board: String, firmwareMap: String, min: Int, max: Int, extra: String = "") throws -> String {
+        let path = f.work + "/pool-\(board).yaml"
+        try """
+            apiVersion: qemu.kubetarget.dev/v1alpha1
+            kind: QemuVirtualTarget
+            metadata: {name: warm}
+            spec:
+              qemuConfig:
+                machine: \(board)
+                drives:
+                  - {name: firmware, type: pflash, source: {configMap: {name: \(firmwareMap)}}}
+                devices:
+                  - {name: uart0, type: serial}
+              readiness: {device: uart0, pattern: "echo ready", timeout: 30s}
+            ---
+            apiVersion: kubetarget.dev/v1alpha1
+            kind: VirtualTargetPool
+            metadata: {name: ci}
+            spec:
+              targetRef: {name: warm}
+              minReady: \(min)
+              maxInstances: \(max)
+            \(extra)
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    func claimed(_ f: SupervisorFixture, _ args: [String] = []) throws -> [String: Any]? {
+        let r = try f.vt(["claim", "ci", "-o", "json"] + args)
+        guard r.code == 0 else { return nil }
+        return try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+    }
+
+    /// claim → usable serial → release (loadvm) → usable again, many times;
+    /// the supervisor's fds and threads and the processes stay at baseline.
+    @Test func claimReleaseCyclesRestoreTheSnapshotAndLeakNothing() throws {
+        let f = SupervisorFixture()
+        defer { f.tearDown() }
+        let path = try poolFile(f, board: "stm32vldiscovery", firmwareMap: "stm32vldiscovery-firmware", min: 2, max: 3)
+        var r = try f.vt(["apply", "-f", path, "-f", firmware + "/stm32vldiscovery-firmware.yaml"])
+        #expect(r.code == 0, "\(r.stderr)")
+        guard let first = try claimed(f, ["--timeout", "30s"]) else { Issue.record("no claim"); return }
+        #expect(try f.echoes(first))
+        r = try f.vt(["get", "pools"])
+        #expect(r.stdout.contains("snapshot"), "\(r.stdout)")
+        guard let pid = f.supervisorPID() else { return }
+        func fds() -> Int { ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []).count }
+        func threads() -> Int { ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []).count }
+        r = try f.vt(["release", f.name(first)])
+        #expect(r.code == 0 && r.stdout.contains("snapshot restored"), "\(r.stdout) \(r.stderr)")
+        // Let the pool settle at min 2 before the baseline.
+        try f.waitFor("the pool warm", { items in items.count == 3 && items.allSatisfy { f.ready($0) } })
+        let baseline = (fds(), threads(), qemuProcesses(mentioning: f.runtime).count)
+        let cycles = Int(ProcessInfo.processInfo.environment["VTARGET_CLAIM_CYCLES"] ?? "") ?? 40
+        for i in 0..<cycles {
+            guard let c = try claimed(f) else { Issue.record("claim \(i) failed"); break }
+            if i % 10 == 0 { #expect(try f.echoes(c), "claim \(i) does not echo") }
+            let rel = try f.vt(["release", f.name(c)])
+            #expect(rel.code == 0 && rel.stdout.contains("snapshot restored"), "\(rel.stderr)")
+        }
+        #expect(fds() <= baseline.0 + 2, "supervisor fds \(baseline.0) → \(fds())")
+        #expect(threads() <= baseline.1 + 4, "supervisor threads \(baseline.1) → \(threads())")
+        #expect(qemuProcesses(mentioning: f.runtime).count == baseline.2)
+        // Exhausted: three claimed, the fourth waits out its timeout.
+        var held: [String] = []
+        for _ in 0..<3 { if let c = try claimed(f, ["--timeout", "20s"]) { held.append(f.name(c)) } }
+        #expect(held.count == 3)
+        r = try f.vt(["claim", "ci", "--timeout", "300ms"])
+        #expect(r.code == 1 && r.stderr.contains("exhausted"), "\(r.stderr)")
+        // A claim TTL gives the instance back by itself.
+        for n in held { try f.vt(["release", n]) }
+        guard let short = try claimed(f, ["--ttl", "500ms"]) else { return }
+        let back = try f.waitFor("the claim to expire", seconds: 5) { items in
+            items.contains { f.name($0) == f.name(short) && f.status($0)["claimedAt"] == nil }
+        }
+        #expect(!back.isEmpty)
+        #expect(try f.vt(["events"]).stdout.contains("claim TTL expired"))
+    }
+
+    /// Where the board cannot restore a snapshot (lm3s6965evb), release restarts.
+    @Test func releaseRestartsWhereSnapshotsCannotBeRestored() throws {
+        let f = SupervisorFixture()
+        defer { f.tearDown() }
+        let path = try poolFile(f, board: "lm3s6965evb", firmwareMap: "lm3s6965evb-firmware", min: 1, max: 2)
+        try f.vt(["apply", "-f", path, "-f", f.firmwareMap])
+        guard let c = try claimed(f) else { Issue.record("no claim"); return }
+        let r = try f.vt(["release", f.name(c)])
+        #expect(r.code == 0 && r.stdout.contains("restarted"), "\(r.stdout) \(r.stderr)")
+        let again = try f.waitFor("the member back", { items in items.contains { f.name($0) == f.name(c) && f.ready($0) } })
+        if let item = again.first(where: { f.name($0) == f.name(c) }) { #expect(try f.echoes(item)) }
+    }
+}
+
+@Suite(.serialized) struct IdleTTLTests {
+    /// No client on any endpoint for idleTTL: the run expires; a client
+    /// attached keeps it alive.
+    @Test func idleTTLExpiresARunWithNoClientsAndAClientKeepsItAlive() throws {
+        let f = SupervisorFixture()
+        defer { f.tearDown() }
+        let spec = f.targets(["idle"], extra: "  idleTTL: 2s")
+        let started = Date()
+        let launched = try launch(["run", "-f", spec, "-f", f.firmwareMap, "--timeout", "30s"], runtime: f.runtime, environment: f.environment)
+        // A reader for the first 4 s: the run must outlive it.
+        _ = readUntil(launched.1, "echo ready", seconds: 10)
+        let reader = try shell("timeout 4 socat -u UNIX-CONNECT:\(f.runtime)/run-\(launched.0.processIdentifier)/idle/uart0.sock - > /dev/null; echo done", runtime: f.runtime)
+        #expect(reader.stdout.contains("done"))
+        #expect(launched.0.isRunning, "expired while a client was attached")
+        let r = finish(launched)
+        let lasted = Date().timeIntervalSince(started)
+        #expect(r.code == 1 && r.stderr.contains("idleTTL"), "\(r.code) \(r.stderr)")
+        #expect(lasted >= 5 && lasted < 15, "lasted \(lasted) s")
+    }
+
+    @Test func idleTTLUnderTheSupervisorEndsExpired() throws {
+        let f = SupervisorFixture()
+        defer { f.tearDown() }
+        try f.vt(["apply", "-f", f.targets(["idle"], extra: "  idleTTL: 1s\n  restartPolicy: Always"), "-f", f.firmwareMap])
+        let items = try f.waitFor("Expired", seconds: 10) { $0.first.map { f.status($0)["phase"] as? String == "Expired" } ?? false }
+        #expect(items.first.map { f.status($0)["reason"] as? String } == "IdleTTLExpired")
     }
 }
