@@ -81,17 +81,21 @@ def ping(sock_path):
     s.close()
 
 
-def cold_run_banner(env, spec, fwmap):
+def start_to_banner(argv, env=None):
+    """Process start -> "echo ready" on its stdout; returns the process and the time."""
     t0 = time.perf_counter()
-    p = subprocess.Popen([VT, "run", "-f", spec, "-f", fwmap], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                         stdin=subprocess.DEVNULL, env=env)
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=env)
     seen = b""
     while b"echo ready" not in seen:
         chunk = os.read(p.stdout.fileno(), 4096)
         if not chunk:
-            break
+            sys.exit(f"bench: no banner from {argv[0]}")
         seen += chunk
-    elapsed = time.perf_counter() - t0
+    return p, time.perf_counter() - t0
+
+
+def cold_run_banner(env, spec, fwmap):
+    p, elapsed = start_to_banner([VT, "run", "-f", spec, "-f", fwmap], env)
     p.terminate()
     p.wait()
     return elapsed
@@ -104,15 +108,7 @@ def vt(env, *args, check=True):
 def raw_banner():
     argv = ["qemu-system-arm", "-M", "lm3s6965evb", "-nodefaults", "-display", "none",
             "-kernel", os.path.join(FW, "lm3s6965evb.elf"), "-serial", "stdio"]
-    t0 = time.perf_counter()
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-    seen = b""
-    while b"echo ready" not in seen:
-        chunk = os.read(p.stdout.fileno(), 4096)
-        if not chunk:
-            break
-        seen += chunk
-    elapsed = time.perf_counter() - t0
+    p, elapsed = start_to_banner(argv)
     time.sleep(0.5)
     c0 = cpu(p.pid)
     time.sleep(3)

@@ -19,6 +19,9 @@ struct PeerContext: RequestContext {
     var coreContext: CoreRequestContextStorage
     let channel: any Channel
 
+    /// `:namespace` and `:name` of the route.
+    var object: (String, String) { (parameters.get("namespace") ?? "", parameters.get("name") ?? "") }
+
     init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         channel = source.channel
@@ -113,15 +116,15 @@ public struct ControlServer: Sendable {
             }
         }
         router.get("/v1/instances/:namespace/:name") { _, ctx in
-            let (ns, name) = (ctx.parameters.get("namespace") ?? "", ctx.parameters.get("name") ?? "")
+            let (ns, name) = ctx.object
             return try await self.guarded(ctx, namespace: ns) { _ in json(try await sup.describe(namespace: ns, name: name)) }
         }
         router.post("/v1/instances/:namespace/:name/start") { _, ctx in
-            let (ns, name) = (ctx.parameters.get("namespace") ?? "", ctx.parameters.get("name") ?? "")
+            let (ns, name) = ctx.object
             return try await self.guarded(ctx, namespace: ns) { _ in json(try await sup.start(namespace: ns, name: name)) }
         }
         router.post("/v1/instances/:namespace/:name/stop") { _, ctx in
-            let (ns, name) = (ctx.parameters.get("namespace") ?? "", ctx.parameters.get("name") ?? "")
+            let (ns, name) = ctx.object
             return try await self.guarded(ctx, namespace: ns) { _ in json(try await sup.stop(namespace: ns, name: name)) }
         }
         router.get("/v1/pools") { req, ctx in
@@ -131,7 +134,7 @@ public struct ControlServer: Sendable {
             }
         }
         router.post("/v1/pools/:namespace/:name/claim") { req, ctx in
-            let (ns, name) = (ctx.parameters.get("namespace") ?? "", ctx.parameters.get("name") ?? "")
+            let (ns, name) = ctx.object
             let ttl = req.uri.queryParameters.get("ttl").flatMap { Double($0) }
             let timeout = req.uri.queryParameters.get("timeout").flatMap { Double($0) } ?? 30
             return try await self.guarded(ctx, namespace: ns) { _ in
@@ -139,7 +142,7 @@ public struct ControlServer: Sendable {
             }
         }
         router.post("/v1/instances/:namespace/:name/release") { _, ctx in
-            let (ns, name) = (ctx.parameters.get("namespace") ?? "", ctx.parameters.get("name") ?? "")
+            let (ns, name) = ctx.object
             return try await self.guarded(ctx, namespace: ns) { _ in json(try await sup.release(namespace: ns, name: name)) }
         }
         router.get("/v1/events") { req, ctx in

@@ -596,11 +596,7 @@ public actor Supervisor {
         if let delay = restartDelay(&row) {
             row.nextRestartAt = now + delay
             events.append(event("Normal", row, "BackOff", "restarting in \(Self.format(delay)) (restart \(row.restarts + 1), policy \(row.restartPolicy))"))
-            let uid = row.uid
-            restartTimers[key] = Task {
-                try? await Task.sleep(for: .milliseconds(Int(delay * 1000)))
-                if !Task.isCancelled { await self.restartDue(key, uid: uid) }
-            }
+            scheduleRestart(key, uid: row.uid, after: delay)
         }
         commit(row, events)
     }
@@ -618,6 +614,13 @@ public actor Supervisor {
         let delay = min(options.backoffCap, options.backoffBase * pow(2, Double(row.backoffStep)))
         row.backoffStep += 1
         return delay
+    }
+
+    func scheduleRestart(_ key: String, uid: String, after delay: Double) {
+        restartTimers[key] = Task {
+            try? await Task.sleep(for: .milliseconds(Int(delay * 1000)))
+            if !Task.isCancelled { await self.restartDue(key, uid: uid) }
+        }
     }
 
     private func restartDue(_ key: String, uid: String) async {
@@ -679,13 +682,8 @@ public actor Supervisor {
             let stateDir = paths.instanceState(namespace: row.namespace, name: row.name)
             guard row.isActive, let pid = row.shimPID, let start = row.shimStartTime else {
                 if row.desired == "running" && row.phase == "Pending" { await startInstance(row.key) }
-                else if row.nextRestartAt != nil, row.desired == "running" {
-                    let uid = row.uid, key = row.key
-                    let delay = max(0, (row.nextRestartAt ?? 0) - ShimStatus.now)
-                    restartTimers[key] = Task {
-                        try? await Task.sleep(for: .milliseconds(Int(delay * 1000)))
-                        if !Task.isCancelled { await self.restartDue(key, uid: uid) }
-                    }
+                else if let next = row.nextRestartAt, row.desired == "running" {
+                    scheduleRestart(row.key, uid: row.uid, after: max(0, next - ShimStatus.now))
                 }
                 continue
             }

@@ -227,11 +227,8 @@ struct Start: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: "Its namespace (default: default).") var namespace: String?
 
     func run() async throws {
-        let client = try await SupervisorConnection.ensure()
-        do {
-            let r: ObjectResult = try await client.send(.POST, "/v1/instances/\(namespace ?? "default")/\(name)/start")
-            printOut("\(Table.qualified(r.kind))/\(r.name) \(r.action)")
-        } catch { throw error.asCommandError }
+        let r = try await SupervisorConnection.instanceAction("start", name, namespace)
+        printOut("\(Table.qualified(r.kind))/\(r.name) \(r.action)")
     }
 }
 
@@ -312,10 +309,7 @@ struct Release: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: "Its namespace (default: default).") var namespace: String?
 
     func run() async throws {
-        let client = try await SupervisorConnection.ensure()
-        do {
-            let r: ObjectResult = try await client.send(.POST, "/v1/instances/\(namespace ?? "default")/\(name)/release")
-            printOut("instance/\(r.name) released (\(r.action))")
-        } catch { throw error.asCommandError }
+        let r = try await SupervisorConnection.instanceAction("release", name, namespace)
+        printOut("instance/\(r.name) released (\(r.action))")
     }
 }

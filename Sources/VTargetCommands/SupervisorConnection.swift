@@ -53,6 +53,14 @@ enum SupervisorConnection {
         throw RuntimeError("the supervisor did not answer within 15 s; see \(p.log)")
     }
 
+    /// POST /v1/instances/NS/NAME/ACTION (start, stop, release).
+    static func instanceAction(_ action: String, _ name: String, _ namespace: String?) async throws -> ObjectResult {
+        let client = try await ensure()
+        do { return try await client.send(.POST, "/v1/instances/\(namespace ?? "default")/\(name)/\(action)") } catch {
+            throw error.asCommandError
+        }
+    }
+
     static func tail(_ path: String, lines: Int = 10) -> String {
         let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
         return text.split(separator: "\n").suffix(lines).joined(separator: "\n")
