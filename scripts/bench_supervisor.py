@@ -213,6 +213,24 @@ def main():
         print(f"{'release = loadvm (HTTP on its socket, ms)':52} {statistics.median(release_api) * 1000:10.2f} {'':>10} {'':>7}   goal <= 20")
         vt(env, "delete", "-f", pool)
 
+        # A QEMU killed -> its death recorded (phase Failed), polled on the socket.
+        victim = f"{work}/victim.yaml"
+        with open(victim, "w") as f:
+            f.write(TARGET.format(name="victim"))
+        vt(env, "apply", "-f", victim)
+        seen_t = []
+        for i in range(5):
+            vt(env, "wait", "victim", "--for", "condition=Ready", "--timeout", "30s")
+            st = http(sock, "GET", "/v1/instances/default/victim")["instance"]
+            t0 = time.perf_counter()
+            os.kill(st["qemuPID"], 9)
+            while http(sock, "GET", "/v1/instances/default/victim")["instance"]["phase"] in ("Running", "Terminating"):
+                time.sleep(0.002)
+            seen_t.append(time.perf_counter() - t0)
+            http(sock, "POST", "/v1/instances/default/victim/start")
+        print(f"{'QEMU SIGKILLed -> phase Failed recorded (ms, median of 5)':52} {statistics.median(seen_t) * 1000:10.1f} {'':>10} {'':>7}   goal <= 1000")
+        vt(env, "delete", "-f", victim)
+
         # Many targets under one supervisor.
         sup_rss0 = rss_mb(sup)
         path = f"{work}/many.yaml"

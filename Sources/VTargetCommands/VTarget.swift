@@ -16,9 +16,10 @@ public struct VTarget: AsyncParsableCommand {
             Sockets live in $XDG_RUNTIME_DIR/vtarget (else /tmp/vtarget-$UID), mode 0700.
             """,
         version: "0.1.0",
-        subcommands: [Run.self, Render.self, Machines.self, Create.self, Logs.self, Wait.self, Console.self,
-                      Qmp.self, Hmp.self, Pause.self, Resume.self, Reset.self, Stop.self, CAN.self, Doctor.self, SandboxExecCommand.self,
-                      Apply.self, Get.self, Describe.self, Delete.self, Events.self, Start.self, Claim.self, Release.self, Serve.self, Daemon.self])
+        subcommands: [Run.self, Apply.self, Get.self, Describe.self, Delete.self, Events.self, Start.self, Stop.self,
+                      Claim.self, Release.self, Logs.self, Wait.self, Console.self, Qmp.self, Hmp.self, Pause.self, Resume.self,
+                      Reset.self, Render.self, Machines.self, Create.self, CAN.self, Doctor.self, Serve.self, Daemon.self,
+                      SandboxExecCommand.self])
 
     public init() {}
 
