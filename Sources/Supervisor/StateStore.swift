@@ -24,8 +24,6 @@ struct InstanceRow: Codable, FetchableRecord, PersistableRecord, Sendable, Equat
     var machine: String
     var restartPolicy: String
     var specHash: String
-    /// The spec the shim runs, composed of the instance, its target and ConfigMaps.
-    var spec: String
     var specDirectory: String
     var options: ReadOptions
     var serialDevices: [String]
@@ -61,6 +59,16 @@ struct InstanceRow: Codable, FetchableRecord, PersistableRecord, Sendable, Equat
 
     var key: String { namespace + "/" + name }
     var isActive: Bool { phase == "Pending" || phase == "Starting" || phase == "Running" || phase == "Terminating" }
+}
+
+/// The spec an instance's shim runs (instance, target and ConfigMaps, firmware
+/// included), apart from the instance row: status changes rewrite the row
+/// often, and listings read every row, neither should carry the firmware.
+struct InstanceSpecRow: Codable, FetchableRecord, PersistableRecord, Sendable {
+    static let databaseTableName = "instance_spec"
+    var namespace: String
+    var name: String
+    var spec: String
 }
 
 struct EventRow: Codable, FetchableRecord, MutablePersistableRecord, Sendable {
@@ -162,16 +170,27 @@ struct StateStore: Sendable {
                 t.add(column: "snapshot", .boolean).notNull().defaults(to: false)
             }
         }
+        m.registerMigration("v3: specs apart from instances") { db in
+            try db.create(table: "instance_spec") { t in
+                t.column("namespace", .text).notNull()
+                t.column("name", .text).notNull()
+                t.column("spec", .text).notNull()
+                t.primaryKey(["namespace", "name"])
+            }
+            try db.execute(sql: "INSERT INTO instance_spec (namespace, name, spec) SELECT namespace, name, spec FROM instance")
+            try db.alter(table: "instance") { t in t.drop(column: "spec") }
+        }
         return m
     }
 
     func write<T>(_ body: (Database) throws -> T) throws -> T { try db.write(body) }
     func read<T>(_ body: (Database) throws -> T) throws -> T { try db.read(body) }
 
-    func resources(namespace: String?) throws -> [ResourceRow] {
+    func resources(namespace: String?, kind: String? = nil) throws -> [ResourceRow] {
         try read { db in
             var q = ResourceRow.all()
             if let namespace { q = q.filter(Column("namespace") == namespace) }
+            if let kind { q = q.filter(Column("kind") == kind) }
             return try q.order(Column("namespace"), Column("kind"), Column("name")).fetchAll(db)
         }
     }
@@ -182,6 +201,10 @@ struct StateStore: Sendable {
             if let namespace { q = q.filter(Column("namespace") == namespace) }
             return try q.order(Column("namespace"), Column("name")).fetchAll(db)
         }
+    }
+
+    func spec(_ namespace: String, _ name: String) throws -> String? {
+        try read { try InstanceSpecRow.fetchOne($0, key: ["namespace": namespace, "name": name])?.spec }
     }
 
     func instance(_ namespace: String, _ name: String) throws -> InstanceRow? {

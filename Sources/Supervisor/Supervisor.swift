@@ -168,7 +168,7 @@ public actor Supervisor {
 
     public func resources(kind: String?, namespace: String?) throws(SupervisorError) -> [ResourceInfo] {
         do {
-            return try store.resources(namespace: namespace).filter { kind == nil || $0.kind == kind }.map { r in
+            return try store.resources(namespace: namespace, kind: kind).map { r in
                 ResourceInfo(kind: r.kind, namespace: r.namespace, name: r.name, yaml: r.yaml, directory: r.directory,
                              createdAt: r.createdAt, updatedAt: r.updatedAt, summary: summary(r))
             }
@@ -336,7 +336,7 @@ public actor Supervisor {
                 fresh.desired = "running"
                 fresh.backoffStep = 0
                 fresh.expiresAt = d.ttlSeconds.map { now + $0 }
-                commit(fresh, event("Normal", fresh, "SpecChanged", "spec changed (\(row.specHash) → \(d.hash))"))
+                commit(fresh, [event("Normal", fresh, "SpecChanged", "spec changed (\(row.specHash) → \(d.hash))")], spec: d.spec)
                 await startInstance(fresh.key)
             } else {
                 await create(d, pool: nil)
@@ -348,13 +348,13 @@ public actor Supervisor {
     func create(_ d: DesiredInstance, pool: String?) async {
         let now = ShimStatus.now
         var row = InstanceRow(namespace: d.namespace, name: d.name, uid: "", target: d.target, machine: d.machine,
-                              restartPolicy: d.restartPolicy, specHash: d.hash, spec: d.spec, specDirectory: d.directory,
+                              restartPolicy: d.restartPolicy, specHash: d.hash, specDirectory: d.directory,
                               options: d.options, serialDevices: d.serialDevices, ttlSeconds: d.ttlSeconds,
                               desired: "running", phase: "Pending", ready: false, createdAt: now,
                               expiresAt: d.ttlSeconds.map { now + $0 }, stderrTail: [], restarts: 0, backoffStep: 0)
         row.update(from: d)
         row.pool = pool
-        commit(row, event("Normal", row, "Created", (pool.map { "member of pool \($0): " } ?? "") + "instance of \(d.target) on \(d.machine)"))
+        commit(row, [event("Normal", row, "Created", (pool.map { "member of pool \($0): " } ?? "") + "instance of \(d.target) on \(d.machine)")], spec: d.spec)
         await startInstance(row.key)
     }
 
@@ -441,6 +441,7 @@ public actor Supervisor {
             var stored = ev
             try store.write { db in
                 _ = try InstanceRow.deleteOne(db, key: ["namespace": row.namespace, "name": row.name])
+                _ = try InstanceSpecRow.deleteOne(db, key: ["namespace": row.namespace, "name": row.name])
                 try stored.insert(db)
             }
             publish([stored])
@@ -469,7 +470,8 @@ public actor Supervisor {
         let specPath = stateDir + "/spec.yaml", statusPath = stateDir + "/status.json"
         do {
             try makeDirectories(stateDir)
-            guard FileManager.default.createFile(atPath: specPath, contents: Data(row.spec.utf8)) else {
+            guard let spec = try store.spec(namespace, name),
+                  FileManager.default.createFile(atPath: specPath, contents: Data(spec.utf8)) else {
                 throw RuntimeError("cannot write \(specPath)")
             }
             unlink(statusPath)
@@ -782,12 +784,14 @@ public actor Supervisor {
 
     func commit(_ row: InstanceRow, _ event: EventRow) { commit(row, [event]) }
 
-    /// The row and its events in one transaction, then the events to watchers.
-    func commit(_ row: InstanceRow, _ events: [EventRow] = []) {
+    /// The row (with its spec when it changed) and its events in one
+    /// transaction, then the events to watchers.
+    func commit(_ row: InstanceRow, _ events: [EventRow] = [], spec: String? = nil) {
         var stored = events
         do {
             try store.write { db in
                 try row.save(db)
+                if let spec { try InstanceSpecRow(namespace: row.namespace, name: row.name, spec: spec).save(db) }
                 for i in stored.indices { try stored[i].insert(db) }
             }
         } catch {
@@ -831,7 +835,6 @@ extension InstanceRow {
         machine = d.machine
         restartPolicy = d.restartPolicy
         specHash = d.hash
-        spec = d.spec
         specDirectory = d.directory
         options = d.options
         serialDevices = d.serialDevices
