@@ -734,9 +734,13 @@ public actor Supervisor {
                 shimExited(row.key, uid: row.uid, status: nil)
             }
         }
-        for key in poolTemplates.keys.sorted() {
-            let (ns, name) = split(key)
-            await topUp(namespace: ns, pool: name)
+        // Bring every namespace in line with its resources: an instance whose
+        // resource was deleted just before a crash goes now, pools refill.
+        let active = (try? store.instances()) ?? []
+        for ns in Set(resources.map(\.namespace)).union(active.map(\.namespace)).sorted() {
+            if let state = try? desiredInstances(resources.filter { $0.namespace == ns }) {
+                await reconcile(namespace: ns, desired: state)
+            }
         }
         // Directories of instances nobody knows (a crash between the two
         // removals of a delete) are removed.

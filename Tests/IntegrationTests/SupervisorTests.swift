@@ -272,6 +272,23 @@ final class SupervisorFixture: Sendable {
         }
     }
 
+    /// A resource deleted while no supervisor ran (here: straight from the
+    /// database, as a crash between the two steps of a delete leaves it):
+    /// the next supervisor stops and forgets its instance.
+    @Test func recoveryRemovesInstancesWhoseResourceIsGone() throws {
+        let f = SupervisorFixture()
+        defer { f.tearDown() }
+        try f.vt(["apply", "-f", f.targets(["gone", "kept"]), "-f", f.firmwareMap])
+        try f.waitFor("two Ready", f.allReady(2))
+        guard let supervisor = f.supervisorPID() else { return }
+        kill(supervisor, SIGKILL)
+        let r = try shell("python3 -c \"import sqlite3; c = sqlite3.connect('\(f.state)/state.sqlite'); c.execute(\\\"DELETE FROM resource WHERE name = 'gone'\\\"); c.commit()\"", runtime: f.runtime)
+        #expect(r.code == 0, "\(r.stderr)")
+        let items = try f.waitFor("only kept", seconds: 10) { $0.count == 1 }
+        #expect(items.first.map(f.name) == "kept")
+        #expect(qemuProcesses(mentioning: f.runtime).count == 1)
+    }
+
     /// A supervisor SIGKILLed at each step of starting an instance: the next
     /// one ends with the instance running, no orphan, no duplicate.
     @Test(arguments: ["before-spawn", "after-spawn", "after-commit", "after-go"])
