@@ -99,38 +99,27 @@ public struct ControlServer: Sendable {
             let namespaces = Set(request.resources.map(\.namespace))
             return try await self.guarded(ctx, namespaces: namespaces) { _ in json(try await sup.apply(request)) }
         }
-        router.get("/v1/resources") { req, ctx in
-            let ns = req.uri.queryParameters.get("namespace")
-            return try await self.guarded(ctx, namespace: ns) { allowed in
-                json(try await sup.resources(kind: req.uri.queryParameters.get("kind"), namespace: ns).filter { allowed($0.namespace) })
-            }
-        }
+        listing(router, "/v1/resources") { ns, req in try await sup.resources(kind: req.uri.queryParameters.get("kind"), namespace: ns) }
+        listing(router, "/v1/instances") { ns, _ in try await sup.instances(namespace: ns) }
+        listing(router, "/v1/pools") { ns, _ in try await sup.pools(namespace: ns) }
         router.delete("/v1/resources/:kind/:namespace/:name") { _, ctx in
             let (kind, ns, name) = (ctx.parameters.get("kind") ?? "", ctx.parameters.get("namespace") ?? "", ctx.parameters.get("name") ?? "")
             return try await self.guarded(ctx, namespace: ns) { _ in json(try await sup.delete(kind: kind, namespace: ns, name: name)) }
-        }
-        router.get("/v1/instances") { req, ctx in
-            let ns = req.uri.queryParameters.get("namespace")
-            return try await self.guarded(ctx, namespace: ns) { allowed in
-                json(try await sup.instances(namespace: ns).filter { allowed($0.namespace) })
-            }
         }
         router.get("/v1/instances/:namespace/:name") { _, ctx in
             let (ns, name) = ctx.object
             return try await self.guarded(ctx, namespace: ns) { _ in json(try await sup.describe(namespace: ns, name: name)) }
         }
-        router.post("/v1/instances/:namespace/:name/start") { _, ctx in
-            let (ns, name) = ctx.object
-            return try await self.guarded(ctx, namespace: ns) { _ in json(try await sup.start(namespace: ns, name: name)) }
-        }
-        router.post("/v1/instances/:namespace/:name/stop") { _, ctx in
-            let (ns, name) = ctx.object
-            return try await self.guarded(ctx, namespace: ns) { _ in json(try await sup.stop(namespace: ns, name: name)) }
-        }
-        router.get("/v1/pools") { req, ctx in
-            let ns = req.uri.queryParameters.get("namespace")
-            return try await self.guarded(ctx, namespace: ns) { allowed in
-                json(try await sup.pools(namespace: ns).filter { allowed($0.namespace) })
+        for action in ["start", "stop", "release"] {
+            router.post("/v1/instances/:namespace/:name/\(action)") { _, ctx in
+                let (ns, name) = ctx.object
+                return try await self.guarded(ctx, namespace: ns) { _ in
+                    switch action {
+                    case "start": return json(try await sup.start(namespace: ns, name: name))
+                    case "stop": return json(try await sup.stop(namespace: ns, name: name))
+                    default: return json(try await sup.release(namespace: ns, name: name))
+                    }
+                }
             }
         }
         router.post("/v1/pools/:namespace/:name/claim") { req, ctx in
@@ -140,10 +129,6 @@ public struct ControlServer: Sendable {
             return try await self.guarded(ctx, namespace: ns) { _ in
                 json(try await sup.claim(namespace: ns, pool: name, ttl: ttl, timeout: timeout))
             }
-        }
-        router.post("/v1/instances/:namespace/:name/release") { _, ctx in
-            let (ns, name) = ctx.object
-            return try await self.guarded(ctx, namespace: ns) { _ in json(try await sup.release(namespace: ns, name: name)) }
         }
         router.get("/v1/events") { req, ctx in
             let ns = req.uri.queryParameters.get("namespace")
@@ -171,6 +156,17 @@ public struct ControlServer: Sendable {
                     await sup.unsubscribe(id)
                     try await writer.finish(nil)
                 })
+            }
+        }
+    }
+
+    /// GET PATH?namespace=NS: what `fetch` returns, less what the peer may not see.
+    func listing<T: Encodable & Namespaced>(_ router: Router<PeerContext>, _ path: RouterPath,
+                                            _ fetch: @escaping @Sendable (String?, Request) async throws -> [T]) {
+        router.get(path) { req, ctx in
+            let ns = req.uri.queryParameters.get("namespace")
+            return try await self.guarded(ctx, namespace: ns) { allowed in
+                json(try await fetch(ns, req).filter { allowed($0.namespace) })
             }
         }
     }
@@ -212,3 +208,9 @@ func errorResponse(_ status: Int, _ message: String) -> Response {
 extension FileDescriptors {
     static func logLine(_ s: String) { writeAll(2, Array((s + "\n").utf8)) }
 }
+
+/// What a listing filters by namespace.
+protocol Namespaced { var namespace: String { get } }
+extension ResourceInfo: Namespaced {}
+extension InstanceInfo: Namespaced {}
+extension PoolInfo: Namespaced {}
