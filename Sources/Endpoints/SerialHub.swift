@@ -107,6 +107,19 @@ public final class SerialHub: @unchecked Sendable {
         }
     }
 
+    /// A pool member handed back: the next claimer sees none of the previous
+    /// one's session (no replay of it, no client of it left attached).
+    public func reset() async {
+        let old: [any Channel] = (try? await loop.submit {
+            self.replay = ReplayBuffer(capacity: self.replay.capacity)
+            self.writer = nil
+            self.warnedReadOnly = []
+            defer { self.clients = [:] }
+            return Array(self.clients.values)
+        }.get()) ?? []
+        for c in old { try? await c.close() }
+    }
+
     /// Clients attached now (unix and RFC 2217), for idleTTL.
     public func clientCount() async -> Int {
         (try? await loop.submit { self.clients.count }.get()) ?? 0

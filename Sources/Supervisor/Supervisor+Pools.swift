@@ -100,6 +100,8 @@ extension Supervisor {
         var how = "restarted"
         if row.snapshot, row.phase == "Running", restoreSnapshot(paths.instanceDirectory(namespace: namespace, name: name) + "/qmp.sock") {
             how = "snapshot restored"
+            // The shim drops the previous claimer's clients and serial replay.
+            if let shim = shims[row.key] { send(SIGUSR1, to: shim) }
             row.claimedAt = nil
             row.claimExpiresAt = nil
             commit(row, event("Normal", row, "Released", "\(reason): \(how)"))

@@ -70,6 +70,7 @@ public struct RunSession: Sendable {
         case stepTimeout(token: Int)
         case sidecarExited(target: Int, name: String, test: Bool, status: ExitStatus)
         case signal(Int32)
+        case recycled
     }
 
     public var config: RunConfiguration
@@ -127,7 +128,8 @@ public struct RunSession: Sendable {
     /// Runs prepared targets to the end; returns the process exit code.
     public func run(_ prepared: [(RunnableTarget, LaunchPlan, String)]) async -> Int32 {
         let (events, sink) = AsyncStream<Event>.makeStream()
-        let signals = SignalWatch([SIGINT, SIGTERM, SIGHUP]) { sink.yield(.signal($0)) }
+        // SIGUSR1 is the supervisor's "released to the pool": forget the session.
+        let signals = SignalWatch([SIGINT, SIGTERM, SIGHUP, SIGUSR1]) { sink.yield($0 == SIGUSR1 ? .recycled : .signal($0)) }
         defer { signals.cancel() }
 
         // Spawn every QEMU first: the rest happens while they initialise.
@@ -471,6 +473,9 @@ public struct RunSession: Sendable {
                     code = ExitCode.failure
                     outcome = .failed("ReadinessTimeout", why)
                     break loop
+                case .recycled:
+                    for t in targets { for h in t.hubs { await h.reset() } }
+                    note("released to the pool: serial replay and clients reset")
                 case .signal(let s):
                     output.flush()
                     note("interrupted by signal \(s); stopping")
