@@ -14,17 +14,13 @@ import TargetRuntime
 enum SupervisorConnection {
     static var paths: SupervisorPaths { SupervisorPaths(environment: Environment.variables) }
 
-    /// A client for a supervisor that answers, or nil.
+    /// A client for a supervisor that listens, or nil. A bare connect(2) is
+    /// the probe: an HTTP round trip here would be paid again by the real
+    /// request (a `get` is a whole process; every millisecond shows).
     static func existing() async -> ControlClient? {
-        let client = ControlClient(socketPath: paths.socket)
-        do {
-            _ = try await client.get("/v1/status", as: DaemonStatus.self)
-        } catch where error.status != nil {
-            // It answered (403 for a user no rule lets in): it exists.
-        } catch {
-            return nil
-        }
-        return client
+        guard let fd = try? FileDescriptors.connectUnix(paths.socket) else { return nil }
+        close(fd)
+        return ControlClient(socketPath: paths.socket)
     }
 
     /// A client for the running supervisor; without one, `vtarget serve`
@@ -42,7 +38,7 @@ enum SupervisorConnection {
             fds: [-1, log, log], newSession: true, parentDeathSignal: 0))
         let client = ControlClient(socketPath: p.socket)
         for _ in 0..<1500 {
-            if (try? await client.get("/v1/status", as: DaemonStatus.self)) != nil { return client }
+            if await existing() != nil { return client }
             if let status = child.exitStatus {
                 // Another CLI may have started one at the same moment: it holds the lock.
                 if let c = await existing() { return c }
