@@ -66,6 +66,8 @@ public struct LaunchPlan: Sendable {
     public var profile: String
     /// Guest RAM and vCPUs, for the cgroup limits.
     public var guestMemoryBytes: UInt64 = 0
+    /// The scratch qcow2 `savevm` writes to (`-drive id=vt-snapshot`), when planned.
+    public var snapshotImage: String?
     public var cpus: Int = 1
     public var warnings: [String]
 

@@ -163,6 +163,7 @@ public struct LaunchPlanner: Sendable {
             accel: accel, profile: profile.name, warnings: warnings)
         plan.guestMemoryBytes = profile.memory.fixedBytes ?? q.memoryBytes?.value ?? profile.memory.defaultBytes ?? 0
         plan.cpus = q.smp?.value.cpus ?? 1
+        plan.snapshotImage = options.snapshotImage
         return plan
     }
 

@@ -109,13 +109,7 @@ extension Supervisor {
             row.claimedAt = nil
             row.claimExpiresAt = nil
             commit(row, event("Normal", row, "Released", "\(reason): restarting"))
-            await stopShim(row.key, reason: "Recycled", message: "recycled by restart")
-            guard var fresh = try? store.instance(namespace, name) else { return ObjectResult(kind: "VirtualTargetInstance", namespace: namespace, name: name, action: how) }
-            fresh.desired = "running"
-            fresh.nextRestartAt = nil
-            restartTimers.removeValue(forKey: fresh.key)?.cancel()
-            commit(fresh)
-            await startInstance(fresh.key)
+            await restart(row.key, message: "recycled by restart")
         }
         await topUp(namespace: namespace, pool: pool)
         return ObjectResult(kind: "VirtualTargetInstance", namespace: namespace, name: name, action: how)

@@ -330,14 +330,12 @@ public actor Supervisor {
             let now = ShimStatus.now
             if let row = current.first(where: { $0.name == d.name && $0.pool == nil }) {
                 guard row.specHash != d.hash else { continue }
-                await stopShim(row.key, reason: "SpecChanged", message: "the spec changed; restarting with the new one")
-                guard var fresh = try? store.instance(namespace, d.name) else { continue }
-                fresh.update(from: d)
-                fresh.desired = "running"
-                fresh.backoffStep = 0
-                fresh.expiresAt = d.ttlSeconds.map { now + $0 }
-                commit(fresh, [event("Normal", fresh, "SpecChanged", "spec changed (\(row.specHash) → \(d.hash))")], spec: d.spec)
-                await startInstance(fresh.key)
+                await restart(row.key, message: "the spec changed; restarting with the new one", spec: d.spec,
+                              event: ("SpecChanged", "spec changed (\(row.specHash) → \(d.hash))")) { fresh in
+                    fresh.update(from: d)
+                    fresh.backoffStep = 0
+                    fresh.expiresAt = d.ttlSeconds.map { now + $0 }
+                }
             } else {
                 await create(d, pool: nil)
             }
@@ -417,7 +415,7 @@ public actor Supervisor {
         row.desired = "stopped"
         row.nextRestartAt = nil
         commit(row, event("Normal", row, "StopRequested", "stopped by request"))
-        await stopShim(row.key, reason: "Stopped", message: "stopped by request")
+        await stopShim(row.key, message: "stopped by request")
         return ObjectResult(kind: "VirtualTargetInstance", namespace: namespace, name: name, action: "stopped")
     }
 
@@ -434,7 +432,7 @@ public actor Supervisor {
             r.desired = "stopped"
             commit(r)
         }
-        await stopShim(row.key, reason: "Deleted", message: "deleted")
+        await stopShim(row.key, message: "deleted")
         statusWatcher.unwatch(key: row.key)
         do {
             let ev = event("Normal", row, "Deleted", "instance deleted")
@@ -618,6 +616,21 @@ public actor Supervisor {
         return delay
     }
 
+    /// Stops the shim and starts the instance again, wanted, with `change`
+    /// (and the new spec, and an event) committed in between.
+    func restart(_ key: String, message: String, spec: String? = nil, event reasonAndMessage: (String, String)? = nil,
+                 _ change: (inout InstanceRow) -> Void = { _ in }) async {
+        await stopShim(key, message: message)
+        let (namespace, name) = split(key)
+        guard var fresh = try? store.instance(namespace, name) else { return }
+        restartTimers.removeValue(forKey: key)?.cancel()
+        fresh.desired = "running"
+        fresh.nextRestartAt = nil
+        change(&fresh)
+        commit(fresh, reasonAndMessage.map { [event("Normal", fresh, $0.0, $0.1)] } ?? [], spec: spec)
+        await startInstance(key)
+    }
+
     func scheduleRestart(_ key: String, uid: String, after delay: Double) {
         restartTimers[key] = Task {
             try? await Task.sleep(for: .milliseconds(Int(delay * 1000)))
@@ -637,7 +650,7 @@ public actor Supervisor {
 
     /// Stops a running shim: SIGTERM (it stops QEMU gently, then removes its
     /// sockets), SIGKILL after 20 s; returns once its end is recorded.
-    func stopShim(_ key: String, reason: String, message: String) async {
+    func stopShim(_ key: String, message: String) async {
         guard let shim = shims[key] else { return }
         let (namespace, name) = split(key)
         if var row = try? store.instance(namespace, name), row.isActive {
@@ -670,10 +683,13 @@ public actor Supervisor {
     /// meanwhile is recorded with what its status file says. Then whatever
     /// should run and does not is started or scheduled.
     public func recover() async {
-        // Pools as last applied, and the claims that will expire.
+        // Each namespace's desired state, decoded once: pools are needed
+        // before any start below, the rest for the reconcile at the end.
         let resources = (try? store.resources(namespace: nil)) ?? []
+        var states: [String: DesiredState] = [:]
         for ns in Set(resources.map(\.namespace)) {
             if let state = try? desiredInstances(resources.filter { $0.namespace == ns }) {
+                states[ns] = state
                 for p in state.pools { poolTemplates[ns + "/" + p.pool.metadata.name] = p }
             }
         }
@@ -736,9 +752,11 @@ public actor Supervisor {
         }
         // Bring every namespace in line with its resources: an instance whose
         // resource was deleted just before a crash goes now, pools refill.
+        // A namespace with no resources left wants nothing; one that failed to decode is left alone.
         let active = (try? store.instances()) ?? []
         for ns in Set(resources.map(\.namespace)).union(active.map(\.namespace)).sorted() {
-            if let state = try? desiredInstances(resources.filter { $0.namespace == ns }) {
+            let hasResources = resources.contains { $0.namespace == ns }
+            if let state = states[ns] ?? (hasResources ? nil : DesiredState()) {
                 await reconcile(namespace: ns, desired: state)
             }
         }

@@ -220,8 +220,7 @@ public struct RunSession: Sendable {
 
             /// Pool members: the state to return to on release, taken once Ready.
             func takeSnapshot(_ t: TargetProcess) async {
-                guard config.supervised?.snapshot == true, t.plan.arguments.contains(where: { $0.contains("id=vt-snapshot") }),
-                      let qmp = t.qmp else { return }
+                guard t.plan.snapshotImage != nil, let qmp = t.qmp else { return }
                 let r = try? await qmp.execute("human-monitor-command", arguments: .object(["command-line": .string("savevm vt-ready")]))
                 if let r, (r.stringValue ?? "").isEmpty {
                     status?.update { $0.snapshot = true }

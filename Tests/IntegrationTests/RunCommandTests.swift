@@ -68,12 +68,21 @@ func readUntil(_ pipe: Pipe, _ marker: String, seconds: Double) -> String {
 
 /// QEMU processes whose command line mentions `marker` (their run directory).
 func qemuProcesses(mentioning marker: String) -> [Int32] {
+    processes { cmd in (cmd.hasPrefix("qemu-system") || cmd.contains("/qemu-system")) && cmd.contains(marker) }
+}
+
+/// Processes whose command line (NUL-separated, as in /proc) satisfies `matches`.
+func processes(_ matches: (String) -> Bool) -> [Int32] {
     let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
     return entries.compactMap { Int32($0) }.filter { pid in
         guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
-        let cmd = String(decoding: data, as: UTF8.self)
-        return cmd.hasPrefix("qemu-system") || cmd.contains("/qemu-system") ? cmd.contains(marker) : false
+        return matches(String(decoding: data, as: UTF8.self))
     }
+}
+
+/// How many entries /proc/PID/SUBDIR has: `fd` for open fds, `task` for threads.
+func procEntries(_ pid: Int32, _ subdirectory: String) -> Int {
+    ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/\(subdirectory)")) ?? []).count
 }
 
 /// The run leaves nothing: no QEMU naming the runtime dir, an empty runtime dir.

@@ -120,12 +120,7 @@ final class SupervisorFixture: Sendable {
 
     /// Shims of this fixture: `vtarget run --status-file <state>/...`.
     func shims() -> [Int32] {
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        return entries.compactMap { Int32($0) }.filter { pid in
-            guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
-            let cmd = String(decoding: data, as: UTF8.self)
-            return cmd.contains("--status-file\u{0}\(state)/")
-        }
+        processes { $0.contains("--status-file\u{0}\(state)/") }
     }
 }
 
@@ -446,8 +441,8 @@ final class SupervisorFixture: Sendable {
         let cycles = Int(ProcessInfo.processInfo.environment["VTARGET_CYCLES"] ?? "") ?? 200
         try f.vt(["apply", "-f", f.firmwareMap])
         guard let pid = f.supervisorPID() else { Issue.record("no supervisor"); return }
-        func fds() -> Int { ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []).count }
-        func threads() -> Int { ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []).count }
+        func fds() -> Int { procEntries(pid, "fd") }
+        func threads() -> Int { procEntries(pid, "task") }
         // Everything in the runtime directory but the namespace directories themselves.
         let files = { ((try? FileManager.default.subpathsOfDirectory(atPath: f.runtime)) ?? []).filter { $0.contains("/") || !$0.hasPrefix("ns-") }.count }
         let baseline = (fds(), threads(), files())
@@ -522,8 +517,8 @@ final class SupervisorFixture: Sendable {
         r = try f.vt(["get", "pools"])
         #expect(r.stdout.contains("snapshot"), "\(r.stdout)")
         guard let pid = f.supervisorPID() else { return }
-        func fds() -> Int { ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []).count }
-        func threads() -> Int { ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []).count }
+        func fds() -> Int { procEntries(pid, "fd") }
+        func threads() -> Int { procEntries(pid, "task") }
         r = try f.vt(["release", f.name(first)])
         #expect(r.code == 0 && r.stdout.contains("snapshot restored"), "\(r.stdout) \(r.stderr)")
         // The next claimer sees nothing of this session: no replay of its pong.
