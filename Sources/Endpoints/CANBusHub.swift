@@ -255,8 +255,8 @@ public final class CANBusHub: @unchecked Sendable {
     }
 }
 
-/// A target on a bus: SLCAN lines on one of its UARTs, from QEMU's end of a
-/// socket pair. Malformed lines are counted and skipped.
+/// A target on a bus: SLCAN lines on one of its UARTs, through QEMU's
+/// FIFOs. Malformed lines are counted and skipped.
 public final class SLCANMember: ChannelInboundHandler, @unchecked Sendable {
     public typealias InboundIn = ByteBuffer
     let hub: CANBusHub

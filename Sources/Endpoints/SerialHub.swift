@@ -4,7 +4,7 @@ import NIOPosix
 import Glibc
 #endif
 
-/// One UART shared by many: QEMU's end of the socket pair on one side, any
+/// One UART shared by many: QEMU's FIFOs on one side, any
 /// number of unix-socket clients on the other. Every client reads all output
 /// (late joiners get the last 64 KiB first). One client writes at a time:
 /// the first to write holds the UART until it leaves; others' bytes are
@@ -40,13 +40,14 @@ public final class SerialHub: @unchecked Sendable {
         self.report = report
     }
 
-    /// Takes over our end of the socket pair whose other end QEMU has.
-    public func attach(fd: Int32) async throws {
-        let channel = try await ClientBootstrap(group: loop)
+    /// Takes over vtarget's ends of the UART's FIFOs: `input` carries what
+    /// the guest sends, `output` what it receives.
+    public func attach(input: Int32, output: Int32) async throws {
+        let channel = try await NIOPipeBootstrap(group: loop)
             .channelInitializer { ch in
                 ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(UARTSide(hub: self)) }
             }
-            .withConnectedSocket(fd).get()
+            .takingOwnershipOfDescriptors(input: input, output: output).get()
         try await loop.submit { self.qemu = channel }.get()
     }
 
@@ -144,25 +145,64 @@ public final class SerialHub: @unchecked Sendable {
 
     // MARK: on the loop
 
-    /// Output of the current read burst, handed on once at its end.
+    /// Output read from the UART and not yet handed on.
     private var burst: [UInt8] = []
+    private var lastHandOff = NIODeadline.distantPast
+    /// Set while output waits for its batch; reading the UART waits with it.
+    private var scheduledHandOff: Scheduled<Void>?
+    private var readHeld: (() -> Void)?
+
+    /// How long output may wait to be handed on with what follows it. Each
+    /// hand-off costs a write per client, so with many readers a fast stream
+    /// goes in batches (at most one per window, the UART unread meanwhile so
+    /// its bytes pile up in the FIFO instead of waking vtarget one read at a
+    /// time). A lone client, or output after a pause as long as the window,
+    /// goes at once: an interactive session never waits.
+    static func batchWindow(clients: Int) -> TimeAmount {
+        .microseconds(Int64(min(1000, 64 * max(0, clients - 1))))
+    }
 
     fileprivate func fromUART(_ buffer: ByteBuffer) {
         burst += buffer.readableBytesView
-        for c in clients.values { c.write(buffer, promise: nil) }
     }
 
-    /// The end of a read burst: one flush per client, one log write, one
-    /// hand-off, however many small reads QEMU's byte-at-a-time writes made.
+    /// The end of a read burst: hand on now, or at the end of the window.
     fileprivate func burstEnded() {
+        guard !burst.isEmpty, scheduledHandOff == nil else { return }
+        let due = lastHandOff + Self.batchWindow(clients: clients.count)
+        if due <= .now() { return handOff() }
+        scheduledHandOff = loop.scheduleTask(deadline: due) {
+            self.scheduledHandOff = nil
+            self.handOff()
+            self.readHeld.take()?()
+        }
+    }
+
+    /// Whether the UART may be read now; else `read` runs after the batch goes.
+    fileprivate func mayRead(_ read: @escaping () -> Void) -> Bool {
+        guard scheduledHandOff != nil else { return true }
+        readHeld = read
+        return false
+    }
+
+    /// One write and flush per client, one log write, one hand-off, however
+    /// many small reads QEMU's byte-at-a-time writes made.
+    private func handOff() {
         guard !burst.isEmpty else { return }
+        lastHandOff = .now()
         let bytes = burst
         burst.removeAll(keepingCapacity: true)
-        replay.append(bytes)
-        log?.append(bytes)
-        onOutput(bytes)
+        // Clients first: the log and the hand-off are not what anyone waits on.
+        defer {
+            replay.append(bytes)
+            log?.append(bytes)
+            onOutput(bytes)
+        }
+        guard let allocator = clients.first?.value.allocator else { return }
+        var out = allocator.buffer(capacity: bytes.count)
+        out.writeBytes(bytes)
         for (id, c) in clients {
-            c.flush()
+            c.writeAndFlush(out, promise: nil)
             if !c.isWritable {
                 // A notice in-band would queue behind the 1 MiB it never read:
                 // the client gets EOF, vtarget's user gets the message.
@@ -175,6 +215,9 @@ public final class SerialHub: @unchecked Sendable {
     }
 
     fileprivate func uartClosed() {
+        scheduledHandOff?.cancel()
+        scheduledHandOff = nil
+        handOff()
         qemu = nil
         for c in clients.values { c.close(promise: nil) }
         clients = [:]
@@ -224,16 +267,17 @@ public final class SerialHub: @unchecked Sendable {
         channel.writeAndFlush(b, promise: nil)
     }
 
-    private final class UARTSide: ChannelInboundHandler, @unchecked Sendable {
+    private final class UARTSide: ChannelDuplexHandler, @unchecked Sendable {
         typealias InboundIn = ByteBuffer
+        typealias OutboundIn = ByteBuffer
         let hub: SerialHub
         init(hub: SerialHub) { self.hub = hub }
         func channelRead(context: ChannelHandlerContext, data: NIOAny) { hub.fromUART(unwrapInboundIn(data)) }
         func channelReadComplete(context: ChannelHandlerContext) { hub.burstEnded() }
-        func channelInactive(context: ChannelHandlerContext) {
-            hub.burstEnded()
-            hub.uartClosed()
+        func read(context: ChannelHandlerContext) {
+            if hub.mayRead({ context.read() }) { context.read() }
         }
+        func channelInactive(context: ChannelHandlerContext) { hub.uartClosed() }
         func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
     }
 

@@ -27,17 +27,29 @@ public struct ResolvedDrive: Sendable {
     }
 }
 
-/// One stream socket shared with QEMU: vtarget keeps one end, QEMU gets the
-/// other as fd `childFD`. No path on disk, so no race and no other client.
+/// One byte stream between vtarget and a QEMU chardev.
 public struct PlannedChannel: Sendable, Equatable {
     public enum Role: Sendable, Equatable {
         case qmp
         case serial(uart: Int)
         case can(bus: String, uart: Int)
     }
+    /// How the stream reaches QEMU.
+    public enum Transport: Sendable, Equatable {
+        /// A socket pair: vtarget keeps one end, QEMU gets the other as fd
+        /// `childFD`. No path on disk, so no race and no other client. QMP.
+        case socketPair(childFD: Int32)
+        /// Two FIFOs, `<path>.in` (to the guest) and `<path>.out` (from it),
+        /// in QEMU's own directory, made and opened by vtarget before QEMU
+        /// starts (`-chardev pipe`). UARTs: their models write one byte per
+        /// call, which a pipe appends to one page where a socket allocates a
+        /// buffer per byte and wakes the reader for each; QEMU streams about
+        /// twice as fast and vtarget reads in far fewer, larger pieces.
+        case fifoPair(path: String)
+    }
     public var device: String
     public var role: Role
-    public var childFD: Int32
+    public var transport: Transport
     public var chardevID: String
     /// Serve this UART over loopback TCP with RFC 2217 too (0: any free port).
     public var rfc2217Port: Int? = nil
@@ -79,8 +91,15 @@ public struct LaunchPlan: Sendable {
         channels.filter { if case .serial = $0.role { return true } else { return false } }
     }
 
-    /// How many fds (0..n-1) the child gets: stdio, the channels, the files.
-    public var childFDCount: Int32 { 3 + Int32(channels.count + passedFiles.count) }
+    /// How many fds (0..n-1) the child gets: stdio, the socket pairs, the files.
+    public var childFDCount: Int32 { 3 + Int32(socketPairs.count + passedFiles.count) }
+
+    /// The channels QEMU gets as fds, in fd order.
+    public var socketPairs: [(channel: PlannedChannel, childFD: Int32)] {
+        channels.compactMap { c in
+            if case .socketPair(let fd) = c.transport { return (c, fd) } else { return nil }
+        }.sorted { $0.childFD < $1.childFD }
+    }
 }
 
 public struct LaunchOptions: Sendable {

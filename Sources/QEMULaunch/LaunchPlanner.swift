@@ -56,15 +56,23 @@ public struct LaunchPlanner: Sendable {
             }
         }
 
-        // The QMP monitor, then one chardev per UART device, each on a socket pair.
+        // The QMP monitor on a socket pair, then one chardev per UART device on a FIFO pair.
         var channels: [PlannedChannel] = []
         var nextFD: Int32 = 3
         func channel(_ device: String, _ role: PlannedChannel.Role, _ id: String) -> PlannedChannel {
-            defer { nextFD += 1 }
             let spec = role == .qmp ? nil : q.devices.first { $0.name == device }
-            let c = PlannedChannel(device: device, role: role, childFD: nextFD, chardevID: id,
+            let transport: PlannedChannel.Transport
+            if role == .qmp {
+                transport = .socketPair(childFD: nextFD)
+                args += ["-chardev", QEMUOption("socket", [("id", id), ("fd", "\(nextFD)")]).description]
+                nextFD += 1
+            } else {
+                let path = instanceDirectory + "/" + id
+                transport = .fifoPair(path: path)
+                args += ["-chardev", QEMUOption("pipe", [("id", id), ("path", path)]).description]
+            }
+            let c = PlannedChannel(device: device, role: role, transport: transport, chardevID: id,
                                    rfc2217Port: spec?.rfc2217Port, canFaults: spec?.canFaults)
-            args += ["-chardev", QEMUOption("socket", [("id", id), ("fd", "\(nextFD)")]).description]
             channels.append(c)
             return c
         }

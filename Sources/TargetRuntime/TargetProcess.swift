@@ -20,6 +20,8 @@ public final class TargetProcess: Sendable {
     /// Our ends of the socket pairs (by chardev id) and of the stderr pipe,
     /// until NIO takes them over; whatever is left is closed at the end.
     private let unclaimed: Mutex<[String: Int32]>
+    /// Each UART's FIFO ends (by chardev id), until NIO takes them over.
+    private let uarts: Mutex<[String: UARTFIFOs]>
     private let stderrTail = StderrTail()
     private let attached = Mutex<Attached>(Attached())
 
@@ -38,7 +40,7 @@ public final class TargetProcess: Sendable {
 
     public var rfc2217Ports: [String: Int] { attached.withLock { $0.rfc2217 } }
 
-    /// Spawns QEMU paused (`-S`) with one end of each socket pair.
+    /// Spawns QEMU paused (`-S`) with one end of each socket pair and its UARTs' FIFOs made.
     public static func spawn(plan: LaunchPlan, directory: String, qemuPath: String, sandbox: SandboxPolicy) async throws -> TargetProcess {
         var ours: [String: Int32] = [:]
         var theirs: [Int32] = []
@@ -49,19 +51,34 @@ public final class TargetProcess: Sendable {
             close(errW)
             for fd in theirs { close(fd) }
         }
-        for c in plan.channels.sorted(by: { $0.childFD < $1.childFD }) {
-            let (a, b) = try makeSocketPair()
-            ours[c.chardevID] = a
-            theirs.append(b)
-            precondition(Int32(fds.count) == c.childFD)
-            fds.append(b)
+        var uarts: [String: UARTFIFOs] = [:]
+        func abandon() {
+            for fd in ours.values { close(fd) }
+            for f in uarts.values { f.close() }
+            close(errR)
+        }
+        do {
+            for (c, childFD) in plan.socketPairs {
+                let (a, b) = try makeSocketPair()
+                ours[c.chardevID] = a
+                theirs.append(b)
+                precondition(Int32(fds.count) == childFD)
+                fds.append(b)
+            }
+            for c in plan.channels {
+                guard case .fifoPair(let path) = c.transport else { continue }
+                uarts[c.chardevID] = try UARTFIFOs.make(path: path, owner: sandbox.runAs)
+            }
+        } catch {
+            abandon()
+            throw RuntimeError("\(plan.targetName): \(error)")
         }
         for f in plan.passedFiles.sorted(by: { $0.childFD < $1.childFD }) {
             let fd = open(f.path, (f.writable ? O_RDWR : O_RDONLY) | O_CLOEXEC)
             if fd < 0 {
-                for fd in ours.values { close(fd) }
-                close(errR)
-                throw RuntimeError("\(plan.targetName): cannot open \(f.path): \(String(cString: strerror(errno)))")
+                let why = String(cString: strerror(errno))
+                abandon()
+                throw RuntimeError("\(plan.targetName): cannot open \(f.path): \(why)")
             }
             theirs.append(fd)
             precondition(Int32(fds.count) == f.childFD)
@@ -90,10 +107,9 @@ public final class TargetProcess: Sendable {
                     cgroup = nil
                 }
             }
-            return TargetProcess(name: plan.targetName, plan: plan, directory: directory, child: child, fds: ours, cgroup: cgroup)
+            return TargetProcess(name: plan.targetName, plan: plan, directory: directory, child: child, fds: ours, uarts: uarts, cgroup: cgroup)
         } catch {
-            for fd in ours.values { close(fd) }
-            close(errR)
+            abandon()
             cgroup?.remove()
             throw RuntimeError("\(plan.targetName): \(error)")
         }
@@ -102,13 +118,15 @@ public final class TargetProcess: Sendable {
     /// Memory and CPU limits, when cgroups allow.
     public let cgroup: CgroupLimits?
 
-    private init(name: String, plan: LaunchPlan, directory: String, child: ChildProcess, fds: [String: Int32], cgroup: CgroupLimits?) {
+    private init(name: String, plan: LaunchPlan, directory: String, child: ChildProcess, fds: [String: Int32],
+                 uarts: [String: UARTFIFOs], cgroup: CgroupLimits?) {
         self.cgroup = cgroup
         self.name = name
         self.plan = plan
         self.directory = directory
         self.child = child
         self.unclaimed = Mutex(fds)
+        self.uarts = Mutex(uarts)
     }
 
     private func claim(_ id: String) throws(RuntimeError) -> Int32 {
@@ -116,6 +134,27 @@ public final class TargetProcess: Sendable {
             throw RuntimeError("\(name): no channel \(id)")
         }
         return fd
+    }
+
+    /// A UART's FIFO ends for NIO to own; its placeholder stays here.
+    private func claimUART(_ id: String) throws(RuntimeError) -> (input: Int32, output: Int32) {
+        guard let ends = uarts.withLock({ u -> (Int32, Int32)? in
+            guard let f = u[id], f.fromGuest >= 0 else { return nil }
+            u[id]?.fromGuest = -1
+            u[id]?.toGuest = -1
+            return (f.fromGuest, f.toGuest)
+        }) else { throw RuntimeError("\(name): no UART \(id)") }
+        return ends
+    }
+
+    /// QEMU has opened every chardev: from now on a UART's end of file means QEMU closed it.
+    private func dropPlaceholders() {
+        uarts.withLock { u in
+            for id in u.keys {
+                if let fd = u[id]?.placeholder, fd >= 0 { close(fd) }
+                u[id]?.placeholder = -1
+            }
+        }
     }
 
     /// What QEMU printed on stderr, last 8 KiB.
@@ -160,9 +199,10 @@ public final class TargetProcess: Sendable {
                 try await loop.submit { hub.setFaults(faults, member: memberName) }.get()
             }
             let member = SLCANMember(hub: hub, name: memberName)
-            let channel = try await ClientBootstrap(group: loop)
+            let ends = try claimUART(c.chardevID)
+            let channel = try await NIOPipeBootstrap(group: loop)
                 .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(member) } }
-                .withConnectedSocket(try claim(c.chardevID)).get()
+                .takingOwnershipOfDescriptors(input: ends.input, output: ends.output).get()
             attached.withLock { $0.canMembers.append(channel) }
         }
         for c in plan.channels where c.role != .qmp {
@@ -172,7 +212,8 @@ public final class TargetProcess: Sendable {
             let hub = SerialHub(name: device, loop: loop, onOutput: { onSerial(device, $0) }, report: { note("\(name): \($0)") })
             attached.withLock { $0.hubs.append(hub) }
             try await hub.record(to: SerialLog(directory: logs, device: device, rotation: logRotation))
-            try await hub.attach(fd: try claim(c.chardevID))
+            let ends = try claimUART(c.chardevID)
+            try await hub.attach(input: ends.input, output: ends.output)
             try await hub.listen(path: socketPath(device), forcePath: directory + "/\(device).force.sock")
             if let port = c.rfc2217Port {
                 let bound = try await hub.listenRFC2217(port: port)
@@ -185,6 +226,7 @@ public final class TargetProcess: Sendable {
             .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(handler) } }
             .withConnectedSocket(try claim("vt-qmp")).get()
         let client = try await QMPClient.handshake(on: qmpChannel, core: core, events: events, then: startRunning ? ["cont"] : [])
+        dropPlaceholders()
         let proxy = QMPProxy(qmp: client, loop: loop)
         let forward = Task { for await e in client.events { proxy.broadcast(e) } }
         attached.withLock {
@@ -243,6 +285,7 @@ public final class TargetProcess: Sendable {
         for c in a.canMembers { try? await c.close() }
         if let err { try? await err.close() }
         for fd in unclaimed.withLock({ u in defer { u = [:] }; return Array(u.values) }) { close(fd) }
+        for f in uarts.withLock({ u in defer { u = [:] }; return Array(u.values) }) { f.close() }
     }
 
     private final class StderrTail: Sendable {

@@ -26,7 +26,7 @@ let clients = repoRoot + "/Tests/IntegrationTests/Clients"
         #expect(r.code == 0, "\(r.stderr)")
     }
 
-    @Test(arguments: ["writers", "binary", "fds", "slow"])
+    @Test(arguments: ["writers", "binary", "fds", "slow", "fanout"])
     func serialPort(_ mode: String) throws {
         let r = try runChecks("serial_checks.py", [mode])
         #expect(r.code == 0, "\(mode): \(r.stderr)")

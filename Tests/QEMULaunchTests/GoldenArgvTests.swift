@@ -105,12 +105,13 @@ func checkGolden(_ name: String, _ plans: [LaunchPlan]) throws {
         let p = try plans(Self.hostile, file: "hostile.yaml", options: DecodeOptions(allowHostPaths: true))[0]
         let serials = p.argv.indices.filter { p.argv[$0] == "-serial" }.map { p.argv[$0 + 1] }
         #expect(serials == ["chardev:serial-com1", "chardev:serial-console", "null", "chardev:can-bus-a"])
-        #expect(p.channels.map(\.childFD) == [3, 4, 5, 6])
+        #expect(p.channels.map(\.transport) == [.socketPair(childFD: 3), .fifoPair(path: "/run/vt/hostile/serial-console"),
+                                                .fifoPair(path: "/run/vt/hostile/can-bus-a"), .fifoPair(path: "/run/vt/hostile/serial-com1")])
         #expect(p.channels[0].role == .qmp)
         #expect(p.gdbSocketPath == "/run/vt/hostile/gdb.sock")
     }
 
-    @Test func imagesPassedAsFDsFollowTheChannels() throws {
+    @Test func imagesPassedAsFDsFollowTheQMPSocket() throws {
         let cat = try builtInCatalog()
         let decoded = try ResourceDecoder(catalog: cat, options: DecodeOptions(allowHostPaths: true))
             .decode([SourceFile(path: "h.yaml", directory: "/work/proj", bytes: Array(Self.hostile.utf8))])
@@ -118,14 +119,14 @@ func checkGolden(_ name: String, _ plans: [LaunchPlan]) throws {
         let drives = t.qemu.drives.map { ResolvedDrive(drive: $0, path: "/img/\($0.name)", format: $0.kind == .kernel ? .elf : .raw) }
         let p = try LaunchPlanner(host: HostFacts(), options: LaunchOptions(passImagesAsFDs: true))
             .plan(t, profile: cat.lookup("q35")!, drives: drives, instanceDirectory: "/d")
-        #expect(p.passedFiles == [PassedFile(path: "/img/disk-a", childFD: 7, writable: true),
-                                  PassedFile(path: "/img/disk-a", childFD: 8, writable: false),
-                                  PassedFile(path: "/img/scratch", childFD: 9, writable: true),
-                                  PassedFile(path: "/img/scratch", childFD: 10, writable: false),
-                                  PassedFile(path: "/img/iso", childFD: 11, writable: false)])
-        #expect(p.childFDCount == 12)
-        #expect(p.argv.contains("fd=8,set=1"))
-        #expect(p.argv.contains("fd=11,set=3"))
+        #expect(p.passedFiles == [PassedFile(path: "/img/disk-a", childFD: 4, writable: true),
+                                  PassedFile(path: "/img/disk-a", childFD: 5, writable: false),
+                                  PassedFile(path: "/img/scratch", childFD: 6, writable: true),
+                                  PassedFile(path: "/img/scratch", childFD: 7, writable: false),
+                                  PassedFile(path: "/img/iso", childFD: 8, writable: false)])
+        #expect(p.childFDCount == 9)
+        #expect(p.argv.contains("fd=5,set=1"))
+        #expect(p.argv.contains("fd=8,set=3"))
         #expect(p.argv.contains("if=none,id=drive-iso,format=raw,file=/dev/fdset/3,media=cdrom,readonly=on"))
         #expect(p.argv.contains("-kernel") && p.argv.contains("/img/kernel"), "firmware is loaded by path")
     }

@@ -6,7 +6,7 @@ fds (1,000 connect/disconnect cycles leave vtarget's fd count unchanged),
 rotation (a 1 MiB stream through 64 KiB log rotation loses no byte).
 Exit 0 when every check holds.
 """
-import os, socket, sys, time
+import os, socket, sys, threading, time
 
 UART = os.environ["VTARGET_SERIAL_UART0"]
 FORCE = UART[:-len(".sock")] + ".force.sock"
@@ -89,6 +89,30 @@ def slow():
     assert seen < 2 * LINES * 64, f"the stalled client got everything ({seen} bytes): it was not dropped"
 
 
+def fanout():
+    """Sixteen readers, so output goes to them in batches: each gets every
+    line of two streams in order, and a ping after them is still answered."""
+    readers = [client() for _ in range(16)]
+    for r in readers:
+        drain(r, 0.1)
+    got = [None] * len(readers)
+    def read(i):
+        got[i] = read_until(readers[i], b"stream done", 120, count=2)
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(len(readers))]
+    for t in threads:
+        t.start()
+    readers[0].sendall(b"stream\r")
+    time.sleep(0.2)
+    readers[0].sendall(b"stream\r")
+    for t in threads:
+        t.join()
+    for data in got:
+        check_stream(data, 2)
+    readers[0].sendall(b"ping\r")
+    for r in readers:
+        read_until(r, b"pong", 10)
+
+
 def binary():
     s = client()
     drain(s)
@@ -133,5 +157,5 @@ def rotation():
     assert text.count(b"Z ") >= LINES, "timestamped log lines are missing"
 
 
-{"writers": writers, "slow": slow, "binary": binary, "fds": fds, "rotation": rotation}[sys.argv[1]]()
+{"writers": writers, "slow": slow, "fanout": fanout, "binary": binary, "fds": fds, "rotation": rotation}[sys.argv[1]]()
 print(f"serial {sys.argv[1]}: ok", file=sys.stderr)
