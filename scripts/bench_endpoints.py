@@ -140,23 +140,30 @@ def qmp_client(path):
     return s, f
 
 
-def qmp_latency(path, n=500):
-    s, f = qmp_client(path)
-    xs = []
+def qmp_round_trip(f, command):
+    t0 = time.perf_counter()
+    f.write(command); f.flush()
+    while b'"return"' not in f.readline():
+        pass
+    return (time.perf_counter() - t0) * 1e6
+
+
+def qmp_latencies(raw_path, vt_path, command, n=1000):
+    """p50 round trips, raw and through vtarget taken in turn, so this
+    machine's noise falls on both alike."""
+    (rs, rf), (vs, vf) = qmp_client(raw_path), qmp_client(vt_path)
+    raw, vt = [], []
     for _ in range(n):
-        t0 = time.perf_counter()
-        f.write(b'{"execute": "query-status"}\n'); f.flush()
-        while b'"return"' not in f.readline():
-            pass
-        xs.append((time.perf_counter() - t0) * 1e6)
-    s.close()
-    return statistics.median(xs)
+        raw.append(qmp_round_trip(rf, command))
+        vt.append(qmp_round_trip(vf, command))
+    rs.close(); vs.close()
+    return statistics.median(raw), statistics.median(vt)
 
 
-def qmp_rate(path, n=5000):
+def qmp_rate(path, command, n=5000):
     s, f = qmp_client(path)
     t0 = time.perf_counter()
-    f.write(b'{"execute": "query-status"}\n' * n); f.flush()
+    f.write(command * n); f.flush()
     got = 0
     while got < n:
         if b'"return"' in f.readline():
@@ -166,29 +173,46 @@ def qmp_rate(path, n=5000):
     return rate
 
 
+# query-status is answered by vtarget while nothing has changed (no event, no
+# other command since QEMU last answered it); query-iothreads, like any command
+# outside that read-only set, goes to QEMU every time: the proxy's own cost.
+STATUS = b'{"execute": "query-status"}\n'
+FORWARDED = b'{"execute": "query-iothreads"}\n'
+
+
 def main():
     results = {}
-    for name, kind in (("raw", Raw), ("vt", Vtarget)):
-        with tempfile.TemporaryDirectory(prefix="vtbe-", dir="/tmp") as tmp:
-            t = kind(tmp)
+    with tempfile.TemporaryDirectory(prefix="vtbe-", dir="/tmp") as raw_tmp, \
+         tempfile.TemporaryDirectory(prefix="vtbe-", dir="/tmp") as vt_tmp:
+        raw = Raw(raw_tmp)
+        try:
+            results["raw"] = {"mbps1": statistics.median(throughput(raw, 1) for _ in range(3)), "ping": ping_latency(raw)}
+            vt = Vtarget(vt_tmp)
             try:
-                results[name] = {
-                    "mbps1": statistics.median(throughput(t, 1) for _ in range(3)),
-                    "ping": ping_latency(t),
-                    "qmp": qmp_latency(t.qmp),
-                    "rate": qmp_rate(t.qmp),
+                results["vt"] = {
+                    "mbps1": statistics.median(throughput(vt, 1) for _ in range(3)),
+                    "mbps16": statistics.median(throughput(vt, 16) for _ in range(3)),
+                    "ping": ping_latency(vt),
                 }
-                if name == "vt":
-                    results[name]["mbps16"] = statistics.median(throughput(t, 16) for _ in range(3))
+                for name, command in (("status", STATUS), ("forwarded", FORWARDED)):
+                    r, v = qmp_latencies(raw.qmp, vt.qmp, command)
+                    results["raw"][name], results["vt"][name] = r, v
+                    results["raw"][name + "_rate"] = qmp_rate(raw.qmp, command)
+                    results["vt"][name + "_rate"] = qmp_rate(vt.qmp, command)
             finally:
-                t.close()
+                vt.close()
+        finally:
+            raw.close()
     raw, vt = results["raw"], results["vt"]
+    print(f"{'':44} {'vtarget':>10} {'raw QEMU':>10} {'ratio/+':>7} goal")
     print(f"{'serial, 1 MiB stream, 1 reader (MB/s)':44} {vt['mbps1']:10.2f} {raw['mbps1']:10.2f} {vt['mbps1'] / raw['mbps1']:7.2f} >= 0.9")
     print(f"{'serial, 1 MiB stream, 16 readers (MB/s)':44} {vt['mbps16']:10.2f} {raw['mbps1']:10.2f} {vt['mbps16'] / raw['mbps1']:7.2f} >= 0.8")
     print(f"{'serial ping->pong round trip p50 (us)':44} {vt['ping'][0]:10.0f} {raw['ping'][0]:10.0f} {'+%.0f' % (vt['ping'][0] - raw['ping'][0]):>7}")
     print(f"{'serial ping->pong round trip p99 (us)':44} {vt['ping'][1]:10.0f} {raw['ping'][1]:10.0f} {'+%.0f' % (vt['ping'][1] - raw['ping'][1]):>7}")
-    print(f"{'QMP query-status round trip p50 (us)':44} {vt['qmp']:10.0f} {raw['qmp']:10.0f} {'+%.0f' % (vt['qmp'] - raw['qmp']):>7} <= +50")
-    print(f"{'QMP commands/s, 5000 pipelined':44} {vt['rate']:10.0f} {raw['rate']:10.0f} {vt['rate'] / raw['rate']:7.2f} >= 10000")
+    print(f"{'QMP query-status round trip p50 (us)':44} {vt['status']:10.0f} {raw['status']:10.0f} {'%+.0f' % (vt['status'] - raw['status']):>7} <= +50")
+    print(f"{'QMP query-status/s, 5000 pipelined':44} {vt['status_rate']:10.0f} {raw['status_rate']:10.0f} {vt['status_rate'] / raw['status_rate']:7.2f} >= 10000")
+    print(f"{'QMP forwarded (query-iothreads) p50 (us)':44} {vt['forwarded']:10.0f} {raw['forwarded']:10.0f} {'%+.0f' % (vt['forwarded'] - raw['forwarded']):>7}")
+    print(f"{'QMP forwarded/s, 5000 pipelined':44} {vt['forwarded_rate']:10.0f} {raw['forwarded_rate']:10.0f} {vt['forwarded_rate'] / raw['forwarded_rate']:7.2f}")
 
 
 if __name__ == "__main__":

@@ -57,24 +57,37 @@ public final class QMPClient: Sendable {
     }
 
     public func execute(_ command: String, arguments: JSONValue? = nil) async throws(QMPError) -> JSONValue {
-        try await core.acquireSlot()
-        defer { core.releaseSlot() }
-        let id = core.nextID()
-        return try await send(id, request(command, arguments, id)).get()
+        let r: Result<JSONValue, QMPError> = await withCheckedContinuation { cont in
+            send(command, arguments: arguments) { cont.resume(returning: $0) }
+        }
+        return try r.get()
     }
 
     /// The same as `execute`, for callers on an event loop: `reply` is called
     /// on whichever thread the answer arrives, with no task in between.
+    /// Every command, vtarget's own and its proxy clients', comes this way,
+    /// so the query cache sees them all.
     public func send(_ command: String, arguments: JSONValue? = nil, reply: @escaping QMPConnectionCore.Reply) {
+        let id = core.nextID()
+        let key = QMPConnectionCore.cacheableQueries.contains(command)
+            ? command + String(decoding: arguments?.serialized() ?? [], as: UTF8.self) : nil
+        let route = core.route(key: key, id: id, reply: reply)
+        let deliver: QMPConnectionCore.Reply
+        switch route {
+        case .answered(let result): return reply(result)
+        case .joined: return
+        case .send(let generation):
+            guard let key else { deliver = reply; break }
+            deliver = { [core] result in core.landed(key: key, id: id, generation: generation, result: result, reply: reply) }
+        }
         core.acquireSlot { [core, channel] slot in
-            if case .failure(let e) = slot { return reply(.failure(e)) }
-            let id = core.nextID()
+            if case .failure(let e) = slot { return deliver(.failure(e)) }
             var object: [String: JSONValue] = ["execute": .string(command), "id": .string(id)]
             if let arguments { object["arguments"] = arguments }
             let bytes = JSONValue.object(object).serialized() + [0x0A]
             guard core.register(id, { result in
                 core.releaseSlot()
-                reply(result)
+                deliver(result)
             }) else { return }
             var buffer = channel.allocator.buffer(capacity: bytes.count)
             buffer.writeBytes(bytes)
@@ -85,6 +98,7 @@ public final class QMPClient: Sendable {
     /// Several argument-less commands written at once and run in that order;
     /// the first error is thrown. Counts as one command against the limit.
     public func executeInOrder(_ commands: [String]) async throws(QMPError) -> [JSONValue] {
+        core.changed()
         try await core.acquireSlot()
         defer { core.releaseSlot() }
         let ids = commands.map { _ in core.nextID() }
@@ -144,6 +158,71 @@ public final class QMPConnectionCore: Sendable {
         var counter = 0
         var inFlight = 0
         var slotWaiters: [@Sendable (Result<Void, QMPError>) -> Void] = []
+        /// Bumped by every event and every command that is not a cacheable query.
+        var generation: UInt64 = 0
+        /// Replies to cacheable queries (by command and arguments), good for this generation.
+        var answers: [String: JSONValue] = [:]
+        /// The query of this key on its way to QEMU, and the generation it was sent in.
+        var flights: [String: (id: String, generation: UInt64)] = [:]
+        /// Callers sharing a query on its way (by its id).
+        var riders: [String: [Reply]] = [:]
+    }
+
+    /// Read-only queries whose answer QEMU changes only with an event or
+    /// because of a command. Asked again with neither in between, they are
+    /// answered from QEMU's last reply; asked while the same query is on its
+    /// way, they share its reply. A command sent after a change is answered
+    /// only by QEMU: `stop` then `query-status` says "paused", whoever sent
+    /// which. What it buys: many clients polling status cost QEMU one query,
+    /// and answers in far less than QEMU's monitor round trip.
+    public static let cacheableQueries: Set<String> = [
+        "query-status", "query-version", "query-name", "query-uuid", "query-target", "query-kvm",
+        "query-commands", "query-qmp-schema",
+    ]
+
+    enum Route {
+        case answered(Result<JSONValue, QMPError>)
+        /// Rides on the same query already on its way.
+        case joined
+        case send(generation: UInt64)
+    }
+
+    /// Where a command goes: answered here, onto a query on its way, or to QEMU.
+    func route(key: String?, id: String, reply: @escaping Reply) -> Route {
+        state.withLock { s in
+            if let closed = s.closed { return .answered(.failure(closed)) }
+            guard let key else {
+                s.generation += 1
+                s.answers = [:]
+                return .send(generation: s.generation)
+            }
+            if let answer = s.answers[key] { return .answered(.success(answer)) }
+            if let f = s.flights[key], f.generation == s.generation {
+                s.riders[f.id, default: []].append(reply)
+                return .joined
+            }
+            s.flights[key] = (id, s.generation)
+            return .send(generation: s.generation)
+        }
+    }
+
+    /// A cacheable query's reply: kept when nothing changed since it was sent, shared with its riders.
+    func landed(key: String, id: String, generation: UInt64, result: Result<JSONValue, QMPError>, reply: Reply) {
+        let riders = state.withLock { s in
+            if s.flights[key]?.id == id { s.flights[key] = nil }
+            if case .success(let v) = result, s.generation == generation { s.answers[key] = v }
+            return s.riders.removeValue(forKey: id) ?? []
+        }
+        reply(result)
+        for r in riders { r(result) }
+    }
+
+    /// Something may have changed what queries answer.
+    func changed() {
+        state.withLock { s in
+            s.generation += 1
+            s.answers = [:]
+        }
     }
 
     let state = Mutex(State())
@@ -242,6 +321,7 @@ public final class QMPConnectionCore: Sendable {
             }
             for w in waiters { w.resume(returning: .success(message)) }
         } else if message["event"] != nil {
+            changed()
             events.yield(message)
         } else if let id = message["id"]?.stringValue {
             let result: Result<JSONValue, QMPError>

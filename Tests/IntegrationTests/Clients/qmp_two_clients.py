@@ -54,6 +54,22 @@ async def main():
     ea, eb = await asyncio.wait_for(asyncio.gather(wa, wb), 5)
     assert ea["event"] == eb["event"] == "STOP"
     await b.execute("cont")
+
+    # The proxy answers repeated status queries itself, but never stale: what
+    # one client changes, the other's very next query-status shows.
+    for _ in range(20):
+        assert (await a.execute("query-status"))["status"] == "running"
+        assert (await a.execute("query-status"))["status"] == "running"
+        await b.execute("stop")
+        assert (await a.execute("query-status"))["status"] == "paused"
+        assert (await b.execute("query-status"))["status"] == "paused"
+        await b.execute("cont")
+        assert (await a.execute("query-status"))["status"] == "running"
+    # Through HMP too, which the proxy cannot read: any other command counts as a change.
+    await b.execute("human-monitor-command", {"command-line": "stop"})
+    assert (await a.execute("query-status"))["status"] == "paused"
+    await b.execute("human-monitor-command", {"command-line": "cont"})
+    assert (await a.execute("query-status"))["status"] == "running"
     raw.close()
     await a.disconnect()
     await b.disconnect()
