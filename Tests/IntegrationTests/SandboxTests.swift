@@ -248,7 +248,7 @@ func statusFields(_ pid: Int32) -> [String: String] {
         if isRoot {
             // As root the disk reaches QEMU (uid 65534) as an fd vtarget opened.
             let asRun = try vt(["render", "-f", base + "/t.yaml", "-f", "\(firmware)/x86-pc-firmware.yaml", "--allow-host-paths"], runtime: runtime)
-            #expect(asRun.stdout.contains("-add-fd\nfd=5,set=1\n-add-fd\nfd=6,set=1\n"), "\(asRun.stdout)")
+            #expect(asRun.stdout.contains("-add-fd\nfd=4,set=1\n-add-fd\nfd=5,set=1\n"), "\(asRun.stdout)")
             #expect(asRun.stdout.contains("file=/dev/fdset/1"))
         }
     }
