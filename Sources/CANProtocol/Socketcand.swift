@@ -11,6 +11,12 @@ public enum Socketcand {
         case send(CANFrame)
         /// vtarget's own: `< vtarget-fault drop=0.1 delay=5 corrupt=0.01 busoff=NAME|- >`.
         case fault([String: String])
+        /// vtarget's own, before `< rawmode >`: this client is a target's CAN
+        /// device called NAME; the bus lives as long as such members do.
+        case member(String)
+        /// vtarget's own: the member is done; answered `< ok >` once it is off
+        /// the bus (and, were it the last, once the bus has taken itself down).
+        case leave
         case other(String)
     }
 
@@ -65,6 +71,11 @@ public enum Socketcand {
             let f = CANFrame(id: id, extended: words[1].count > 3, data: data)  // 3 digits: standard, as python-can writes it
             guard f.isValid else { throw .malformed("CAN id out of range") }
             return .send(f)
+        case "vtarget-member":
+            guard words.count == 2 else { throw .malformed("< vtarget-member NAME > takes one name") }
+            return .member(words[1])
+        case "vtarget-leave":
+            return .leave
         case "vtarget-fault":
             var settings: [String: String] = [:]
             for w in words.dropFirst() {

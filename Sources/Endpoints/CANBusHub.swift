@@ -5,11 +5,11 @@ import NIOPosix
 import Glibc
 #endif
 
-/// One CAN bus in user space. Members are targets (SLCAN over one of their
-/// UARTs) and socketcand clients (python-can, `vtarget can dump|send`); every
-/// frame from one member reaches all others, in order. Faults (drop rate,
-/// delay, corruption, bus-off) are injected here, bus-wide or per member.
-/// Confined to one event loop.
+/// One CAN bus in user space. Every member is a socketcand client: targets
+/// (a `CANBusLink` per CAN device, which names itself with `< vtarget-member >`),
+/// python-can, `vtarget can dump|send`. Every frame from one member reaches
+/// all others, in order. Faults (drop rate, delay, corruption, bus-off) are
+/// injected here, bus-wide or per member. Confined to one event loop.
 public final class CANBusHub: @unchecked Sendable {
     public struct Faults: Sendable, Equatable {
         public var drop = 0.0
@@ -42,6 +42,12 @@ public final class CANBusHub: @unchecked Sendable {
     private var rng = SystemRandomNumberGenerator()
     /// Numbers socketcand members for their names.
     fileprivate var socketcandClients = 0
+    /// Targets on the bus now, and whether one ever was.
+    public private(set) var targets = 0
+    public private(set) var hadTargets = false
+    /// Called on the loop when the last target leaves, before that target
+    /// hears `< ok >`: the bus host takes itself down there.
+    public var onLastTargetLeft: (() -> Void)?
 
     public init(name: String, loop: any EventLoop, logPath: String?) {
         self.name = name
@@ -164,6 +170,16 @@ public final class CANBusHub: @unchecked Sendable {
         for c in all { try? await c.close() }
     }
 
+    fileprivate func targetJoined() {
+        targets += 1
+        hadTargets = true
+    }
+
+    fileprivate func targetLeft() {
+        targets -= 1
+        if targets == 0 { onLastTargetLeft?() }
+    }
+
     fileprivate func track(_ channel: any Channel, _ open: Bool) {
         if open { socketClients[ObjectIdentifier(channel)] = channel } else { socketClients.removeValue(forKey: ObjectIdentifier(channel)) }
     }
@@ -175,6 +191,9 @@ public final class CANBusHub: @unchecked Sendable {
         var splitter = Socketcand.MessageSplitter()
         var member: Int?
         var opened = false
+        /// Set by `< vtarget-member NAME >`: a target, which keeps the bus alive.
+        var targetName: String?
+        var targetOnBus = false
 
         init(hub: CANBusHub) { self.hub = hub }
 
@@ -195,11 +214,22 @@ public final class CANBusHub: @unchecked Sendable {
                 case .open:
                     opened = true
                     send(context.channel, Socketcand.ok)
+                case .member(let name):
+                    if member == nil { targetName = name }
+                case .leave:
+                    leaveBus()
+                    send(context.channel, Socketcand.ok)
+                    context.close(promise: nil)
+                    return
                 case .rawmode:
                     guard opened, member == nil else { continue }
                     hub.socketcandClients += 1
                     let channel = context.channel
-                    member = hub.join("socketcand-\(hub.socketcandClients)") { [weak self] frame in
+                    if targetName != nil {
+                        targetOnBus = true
+                        hub.targetJoined()
+                    }
+                    member = hub.join(targetName ?? "socketcand-\(hub.socketcandClients)") { [weak self] frame in
                         guard let self else { return }
                         var t = timespec()
                         clock_gettime(CLOCK_REALTIME, &t)
@@ -245,50 +275,20 @@ public final class CANBusHub: @unchecked Sendable {
             channel.writeAndFlush(b, promise: nil)
         }
 
-        func channelInactive(context: ChannelHandlerContext) {
+        func leaveBus() {
             if let member { hub.leave(member) }
             member = nil
+            if targetOnBus {
+                targetOnBus = false
+                hub.targetLeft()
+            }
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            leaveBus()
             hub.track(context.channel, false)
         }
 
         func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
     }
-}
-
-/// A target on a bus: SLCAN lines on one of its UARTs, through QEMU's
-/// FIFOs. Malformed lines are counted and skipped.
-public final class SLCANMember: ChannelInboundHandler, @unchecked Sendable {
-    public typealias InboundIn = ByteBuffer
-    let hub: CANBusHub
-    let memberName: String
-    var splitter = SLCAN.LineSplitter()
-    var id: Int?
-
-    public init(hub: CANBusHub, name: String) {
-        self.hub = hub
-        self.memberName = name
-    }
-
-    public func channelActive(context: ChannelHandlerContext) {
-        let channel = context.channel
-        id = hub.join(memberName) { frame in
-            var b = channel.allocator.buffer(capacity: 32)
-            b.writeBytes(SLCAN.encode(frame))
-            channel.writeAndFlush(b, promise: nil)
-        }
-    }
-
-    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard let id else { return }
-        for line in splitter.append(unwrapInboundIn(data).readableBytesView) {
-            if let frame = try? SLCAN.decode(line) { hub.deliver(frame, from: id) } else { hub.malformed(from: id) }
-        }
-    }
-
-    public func channelInactive(context: ChannelHandlerContext) {
-        if let id { hub.leave(id) }
-        id = nil
-    }
-
-    public func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
 }

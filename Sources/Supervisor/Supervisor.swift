@@ -238,16 +238,6 @@ public actor Supervisor {
                 (d.field.map { $0 + ": " } ?? "") + d.message + (d.location.map { " (in \($0.file))" } ?? "")
             }.joined(separator: "\n"))
         }
-        // A bus lives inside one `vtarget run`; shims are one instance each, so
-        // two supervised targets could not share one. Refused rather than
-        // silently given a bus each.
-        for rn in runnables {
-            for d in rn.target.qemu.devices {
-                if case .can(let bus, _) = d.kind {
-                    throw SupervisorError(422, "\(rn.namespace)/\(rn.name): spec.qemuConfig.devices[\(d.name)]: CAN bus \"\(bus)\": buses are run by `vtarget run` in this version, not by the supervisor (`vtarget run -f FILE` runs the whole bus)")
-                }
-            }
-        }
         /// The spec a shim runs: the instance (if any), its target, the target's ConfigMaps.
         func compose(_ name: String, _ namespace: String, _ target: QemuVirtualTarget, _ lifecycle: Lifecycle,
                      instanceDoc: String?) -> DesiredInstance? {

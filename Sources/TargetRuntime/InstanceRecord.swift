@@ -90,9 +90,11 @@ public enum InstanceLocator {
     }
 }
 
-/// What a bus publishes in `can-<bus>/bus.json`, for `vtarget can dump|send|fault`.
+/// What a bus host publishes in its directory's `bus.json`, for targets
+/// joining and for `vtarget can dump|send|fault`.
 public struct BusRecord: Codable, Sendable {
     public var name: String
+    public var namespace: String
     public var ownerPID: Int32
     public var port: Int
     public var socket: String
@@ -100,16 +102,26 @@ public struct BusRecord: Codable, Sendable {
 
     public func write() {
         guard let data = try? JSONEncoder().encode(self) else { return }
-        _ = FileManager.default.createFile(atPath: directory + "/bus.json", contents: data)
+        let tmp = directory + "/.bus.json"
+        // Whole or not at all: a joiner polls for it.
+        if FileManager.default.createFile(atPath: tmp, contents: data) { rename(tmp, directory + "/bus.json") }
     }
 
-    public static func find(_ name: String, environment: [String: String]) throws(RuntimeError) -> BusRecord {
-        let live = InstanceLocator.liveRecords("bus.json", environment: environment) { (r: BusRecord) in r.ownerPID }
-        let hits = live.filter { $0.name == name }
-        if let one = hits.first, hits.count == 1 { return one }
-        if hits.isEmpty {
-            throw RuntimeError("no CAN bus \"\(name)\" is running" + (live.isEmpty ? "" : "; running: " + live.map(\.name).joined(separator: ", ")))
-        }
-        throw RuntimeError("\(hits.count) runs have a bus \"\(name)\" (runs " + hits.map { "\($0.ownerPID)" }.joined(separator: ", ") + ")")
+    /// The record in `directory`, when its host is alive.
+    public static func live(in directory: String) -> BusRecord? {
+        guard let data = FileManager.default.contents(atPath: directory + "/bus.json"),
+              let r = try? JSONDecoder().decode(BusRecord.self, from: data),
+              kill(r.ownerPID, 0) == 0 || errno == EPERM else { return nil }
+        return r
+    }
+
+    public static func find(_ name: String, namespace: String, environment: [String: String]) throws(RuntimeError) -> BusRecord {
+        if let r = live(in: CANBusHost.directory(bus: name, namespace: namespace, environment: environment)) { return r }
+        let base = RuntimeDirectory.base(environment: environment)
+        let running = ((try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []).sorted()
+            .filter { $0.hasPrefix("bus-") }.compactMap { live(in: base + "/" + $0) }
+            .map { $0.namespace == "default" ? $0.name : "\($0.namespace)/\($0.name)" }
+        throw RuntimeError("no CAN bus \"\(name)\" is running" + (namespace == "default" ? "" : " in namespace \(namespace)")
+                           + (running.isEmpty ? "" : "; running: " + running.joined(separator: ", ")))
     }
 }

@@ -139,7 +139,10 @@ public struct RunSession: Sendable {
         var commandChild: ChildProcess?
         var sidecars: [ChildProcess] = []
         var records: [InstanceRecord] = []
-        var buses: [String: (hub: CANBusHub, port: Int, socket: String)] = [:]
+        /// The CAN buses of the run's targets (each its own host process), by name.
+        var buses: [String: (port: Int, socket: String)] {
+            targets.reduce(into: [:]) { all, t in for (name, r) in t.buses { all[name] = (r.port, r.socket) } }
+        }
         var report = JUnitReport()
         var outcome = ShimStatus.failed("StartFailed", "")
         let status = config.supervised.map { ShimStatusWriter(path: $0.statusPath) }
@@ -158,24 +161,6 @@ public struct RunSession: Sendable {
                 targets.append(try await TargetProcess.spawn(plan: plan, directory: dir, qemuPath: qemu,
                                                              sandbox: await QEMUSandbox.policy(enabled: config.sandbox)))
             }
-            // One hub per bus name; the group has one loop, which every
-            // channel of the run shares, so hubs and members never race.
-            var busNames: [String] = []
-            for (_, plan, _) in prepared {
-                for c in plan.channels { if case .can(let bus, _) = c.role, !busNames.contains(bus) { busNames.append(bus) } }
-            }
-            if let first = prepared.first {
-                let runDir = String(first.2[..<first.2.lastIndex(of: "/")!])
-                for bus in busNames {
-                    let dir = runDir + "/can-\(bus)"
-                    mkdir(dir, 0o700)
-                    try RuntimeDirectory.checkSocketPath(dir + "/socketcand.sock")
-                    let hub = CANBusHub(name: bus, loop: group.next(), logPath: dir + "/candump.log")
-                    let port = try await hub.listen(tcpPort: 0, unixPath: dir + "/socketcand.sock")
-                    buses[bus] = (hub, port, dir + "/socketcand.sock")
-                    BusRecord(name: bus, ownerPID: getpid(), port: port, socket: dir + "/socketcand.sock", directory: dir).write()
-                }
-            }
             let streams = prepared.reduce(0) { $0 + $1.1.serialChannels.count }
             let output = SerialOutput(prefixed: streams > 1, names: targets.map(\.name), enabled: config.supervised == nil)
             for (i, t) in targets.enumerated() {
@@ -183,7 +168,7 @@ public struct RunSession: Sendable {
                 do {
                     let serialDevices = Set(t.plan.serialChannels.map(\.device))
                     try await t.connect(group: group, startRunning: true, logRotation: config.logRotation,
-                                        buses: buses.mapValues(\.hub)) { device, bytes in
+                                        environment: config.environment) { device, bytes in
                         if serialDevices.contains(device) { sink.yield(.serial(target: i, device: device, bytes: bytes)) }
                     }
                 } catch {
@@ -309,7 +294,7 @@ public struct RunSession: Sendable {
                 sidecarsStarted = true
                 for (i, p) in prepared.enumerated() {
                     for sc in p.0.lifecycle.sidecars {
-                        let child = try await spawnSidecar(sc, of: targets[i], all: targets, buses: buses.mapValues { ($0.port, $0.socket) })
+                        let child = try await spawnSidecar(sc, of: targets[i], all: targets, buses: buses)
                         sidecars.append(child)
                         if sc.role == .test { testSidecarsRunning += 1 }
                         let name = sc.name, isTest = sc.role == .test
@@ -323,7 +308,7 @@ public struct RunSession: Sendable {
                 if !testsDone, expecting == nil, current == 0, step == 0 { await advanceTests() }
                 if testsDone { try await startSidecars() }
                 guard testsDone, !config.command.isEmpty, commandChild == nil else { return }
-                commandChild = try await spawnCommand(targets, buses: buses.mapValues { ($0.port, $0.socket) })
+                commandChild = try await spawnCommand(targets, buses: buses)
                 let c = commandChild!
                 Task { sink.yield(.commandExited(await c.waitForExit())) }
             }
@@ -502,7 +487,6 @@ public struct RunSession: Sendable {
         await withTaskGroup(of: Void.self) { g in
             for t in targets { g.addTask { _ = await t.stop() } }
         }
-        for b in buses.values { await b.hub.close() }
         if let path = config.junitPath {
             do { try report.write(to: path) } catch { note("\(error)") }
         }

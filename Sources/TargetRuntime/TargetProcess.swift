@@ -34,11 +34,14 @@ public final class TargetProcess: Sendable {
         var stderr: (any Channel)?
         /// Loopback TCP ports serving RFC 2217, by device.
         var rfc2217: [String: Int] = [:]
-        /// UARTs carrying SLCAN to a bus hub.
-        var canMembers: [any Channel] = []
+        /// UARTs carrying SLCAN to a bus host, and the buses by name.
+        var canLinks: [CANBusLink] = []
+        var buses: [String: BusRecord] = [:]
     }
 
     public var rfc2217Ports: [String: Int] { attached.withLock { $0.rfc2217 } }
+    /// The CAN buses this target is on, by name.
+    public var buses: [String: BusRecord] { attached.withLock { $0.buses } }
 
     /// Spawns QEMU paused (`-S`) with one end of each socket pair and its UARTs' FIFOs made.
     public static func spawn(plan: LaunchPlan, directory: String, qemuPath: String, sandbox: SandboxPolicy) async throws -> TargetProcess {
@@ -165,13 +168,14 @@ public final class TargetProcess: Sendable {
 
     public func socketPath(_ device: String) -> String { directory + "/\(device).sock" }
 
-    /// Reads stderr, attaches every UART to a hub listening on
+    /// Reads stderr, joins every CAN device to its bus (starting the bus's
+    /// host when needed), attaches every other UART to a hub listening on
     /// `<dir>/<device>.sock`, completes the QMP handshake and, with
     /// `startRunning`, lets the guest run (`cont`) in the same write.
     /// Output reaches `onSerial`.
     public func connect(
         group: any EventLoopGroup, startRunning: Bool, logRotation: SerialLog.Rotation = SerialLog.Rotation(),
-        buses: [String: CANBusHub] = [:],
+        environment: [String: String],
         onSerial: @escaping @Sendable (_ device: String, _ bytes: [UInt8]) -> Void
     ) async throws {
         let loop = group.next()
@@ -188,25 +192,24 @@ public final class TargetProcess: Sendable {
         let logs = directory + "/logs"
         mkdir(logs, 0o700)
         for c in plan.channels {
-            guard case .can(let bus, _) = c.role, let hub = buses[bus] else { continue }
-            let memberName = "\(name)/\(c.device)"
+            guard case .can(let bus, _) = c.role else { continue }
+            var faults: [String: String] = [:]
             if let f = c.canFaults {
-                var faults = CANBusHub.Faults()
-                faults.drop = f.drop
-                faults.delayMilliseconds = Int(f.delaySeconds * 1000)
-                faults.corrupt = f.corrupt
-                faults.busOff = f.busOff
-                try await loop.submit { hub.setFaults(faults, member: memberName) }.get()
+                faults = ["drop": "\(f.drop)", "delay": "\(Int(f.delaySeconds * 1000))", "corrupt": "\(f.corrupt)", "busoff": f.busOff ? "1" : "0"]
             }
-            let member = SLCANMember(hub: hub, name: memberName)
+            let name = self.name
+            let (link, record) = try await CANBusHost.join(
+                bus: bus, namespace: plan.namespace, member: "\(name)/\(c.device)", faults: faults, loop: loop,
+                environment: environment, onLost: { note("\(name): \($0)") })
+            attached.withLock {
+                $0.canLinks.append(link)
+                $0.buses[bus] = record
+            }
             let ends = try claimUART(c.chardevID)
-            let channel = try await NIOPipeBootstrap(group: loop)
-                .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(member) } }
-                .takingOwnershipOfDescriptors(input: ends.input, output: ends.output).get()
-            attached.withLock { $0.canMembers.append(channel) }
+            try await link.attach(input: ends.input, output: ends.output)
         }
         for c in plan.channels where c.role != .qmp {
-            if case .can(let bus, _) = c.role, buses[bus] != nil { continue }
+            if case .can = c.role { continue }
             let device = c.device
             let name = self.name
             let hub = SerialHub(name: device, loop: loop, onOutput: { onSerial(device, $0) }, report: { note("\(name): \($0)") })
@@ -282,7 +285,7 @@ public final class TargetProcess: Sendable {
         qmp?.close()
         await a.events?.value
         for h in hubs { await h.close() }
-        for c in a.canMembers { try? await c.close() }
+        for link in a.canLinks { await link.leave() }
         if let err { try? await err.close() }
         for fd in unclaimed.withLock({ u in defer { u = [:] }; return Array(u.values) }) { close(fd) }
         for f in uarts.withLock({ u in defer { u = [:] }; return Array(u.values) }) { f.close() }

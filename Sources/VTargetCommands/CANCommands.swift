@@ -10,7 +10,28 @@ struct CAN: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "can",
         abstract: "Watch, feed and disturb a CAN bus of a running target.",
-        subcommands: [CANDump.self, CANSend.self, CANFault.self])
+        subcommands: [CANDump.self, CANSend.self, CANFault.self, CANServe.self])
+}
+
+/// Which bus: its name, and the namespace of the targets on it.
+struct BusOptions: ParsableArguments {
+    @Argument(help: "The bus name.") var bus: String
+    @Option(name: .shortAndLong, help: "The namespace of the targets on the bus (default: default).")
+    var namespace = "default"
+}
+
+/// The bus host, started by the first target that needs the bus; it ends
+/// when the last target leaves. In a terminal it shows why a bus fails to start.
+struct CANServe: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve", abstract: "Host a CAN bus in the foreground (targets start one themselves).", shouldDisplay: false)
+
+    @OptionGroup var target: BusOptions
+
+    func run() async throws {
+        let code = try await CANBusHost.serve(bus: target.bus, namespace: target.namespace, environment: Environment.variables)
+        if code != 0 { throw ExitCode(code) }
+    }
 }
 
 /// A socketcand client on a bus's unix socket, in raw mode.
@@ -20,11 +41,11 @@ struct BusConnection {
     var splitter = Socketcand.MessageSplitter(maxMessage: 1 << 16)
     var pending: [[UInt8]] = []
 
-    init(bus: String) throws {
-        let record = try BusRecord.find(bus, environment: Environment.variables)
+    init(_ target: BusOptions) throws {
+        let record = try BusRecord.find(target.bus, namespace: target.namespace, environment: Environment.variables)
         fd = try FileDescriptors.connectUnix(record.socket)
         _ = try next(timeout: 5)  // < hi >
-        try send(Array("< open \(bus) >".utf8))
+        try send(Array("< open \(target.bus) >".utf8))
         _ = try next(timeout: 5)
         try send(Array("< rawmode >".utf8))
         _ = try next(timeout: 5)
@@ -54,14 +75,14 @@ struct BusConnection {
 struct CANDump: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dump",
-        abstract: "Print every frame on a bus, in candump's format, until Ctrl-C (every frame is also in can-BUS/candump.log).")
+        abstract: "Print every frame on a bus, in candump's format, until Ctrl-C (every frame is also in the bus directory's candump.log, bus-BUS under the runtime directory).")
 
-    @Argument(help: "The bus name.") var bus: String
+    @OptionGroup var target: BusOptions
     @Option(name: .shortAndLong, help: "Stop after this many frames.") var count: Int?
     @Option(help: "Stop after this long.") var timeout: String?
 
     func run() throws {
-        var connection = try BusConnection(bus: bus)
+        var connection = try BusConnection(target)
         defer { close(connection.fd) }
         let end = timeout.flatMap(Quantity.parseDuration).map { monotonicSeconds() + $0 }
         var seen = 0
@@ -70,7 +91,7 @@ struct CANDump: ParsableCommand {
             if let left, left <= 0 { return }
             guard let message = try connection.next(timeout: left) else { return }
             guard let frame = Socketcand.parseFrame(message) else { continue }
-            printOut(CANText.candump(frame, bus: bus))
+            printOut(CANText.candump(frame, bus: target.bus))
             seen += 1
         }
     }
@@ -81,7 +102,7 @@ struct CANSend: ParsableCommand {
         commandName: "send",
         abstract: "Send one frame to a bus, in cansend's syntax: 123#DEADBEEF, 12345678#00 (extended).")
 
-    @Argument(help: "The bus name.") var bus: String
+    @OptionGroup var target: BusOptions
     @Argument(help: "ID#DATA") var frame: String
 
     func validate() throws {
@@ -91,7 +112,7 @@ struct CANSend: ParsableCommand {
     func run() throws {
         let f = try CANText.parseCansend(frame)
         if f.remote { throw ValidationError("socketcand raw mode carries no remote frames; send RTR from a target") }
-        let connection = try BusConnection(bus: bus)
+        let connection = try BusConnection(target)
         defer { close(connection.fd) }
         try connection.send(Socketcand.sendMessage(f))
     }
@@ -103,7 +124,7 @@ struct CANFault: ParsableCommand {
         abstract: "Inject faults on a bus, or on frames from one member: drop rate, delay, corruption, bus-off.",
         discussion: "Members are named INSTANCE/DEVICE (targets) or socketcand-N (clients). Prints each member's counters.")
 
-    @Argument(help: "The bus name.") var bus: String
+    @OptionGroup var target: BusOptions
     @Option(help: "Only frames from this member (default: the whole bus).") var member: String?
     @Option(help: "Share of frames dropped, 0 to 1.") var drop: Double?
     @Option(help: "Delay added to every frame (5ms, 1s).") var delay: String?
@@ -127,7 +148,7 @@ struct CANFault: ParsableCommand {
         if let corrupt { settings.append("corrupt=\(corrupt)") }
         if busOff { settings.append("busoff=1") }
         if busOn { settings.append("busoff=0") }
-        var connection = try BusConnection(bus: bus)
+        var connection = try BusConnection(target)
         defer { close(connection.fd) }
         try connection.send(Array(("< vtarget-fault " + settings.joined(separator: " ") + " >").utf8))
         let end = monotonicSeconds() + 5

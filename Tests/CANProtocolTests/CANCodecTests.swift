@@ -45,7 +45,10 @@ import Testing
         #expect(try Socketcand.parse(Array("< send 00000010 1 5 >".utf8)) == .send(CANFrame(id: 0x10, extended: true, data: [5])))
         #expect(try Socketcand.parse(Array("< send 7FF 0  >".utf8)) == .send(CANFrame(id: 0x7FF, data: [])))
         #expect(try Socketcand.parse(Array("< vtarget-fault drop=0.5 busoff=node-a >".utf8)) == .fault(["drop": "0.5", "busoff": "node-a"]))
-        for bad in ["< send 123 2 aa >", "< send 123 9 1 2 3 4 5 6 7 8 9 >", "< send 800 1 00 >", "< send xyz 1 00 >", "send", "< >"] {
+        #expect(try Socketcand.parse(Array("< vtarget-member node-a/can0 >".utf8)) == .member("node-a/can0"))
+        #expect(try Socketcand.parse(Array("< vtarget-leave >".utf8)) == .leave)
+        for bad in ["< send 123 2 aa >", "< send 123 9 1 2 3 4 5 6 7 8 9 >", "< send 800 1 00 >", "< send xyz 1 00 >", "send", "< >",
+                    "< vtarget-member >", "< vtarget-member a b >"] {
             #expect(throws: CANCodecError.self, "\(bad)") { try Socketcand.parse(Array(bad.utf8)) }
         }
         let out = String(decoding: Socketcand.frameMessage(CANFrame(id: 0x123, data: [0x11, 0x22]), seconds: 12, microseconds: 34), as: UTF8.self)

@@ -125,6 +125,20 @@ let clients = repoRoot + "/Tests/IntegrationTests/Clients"
 }
 
 
+/// Bus hosts (`vtarget can serve`) of the runtime directory, after up to 2 s for them to end.
+func busHosts(_ runtime: String) -> [Int32] {
+    var left: [Int32] = []
+    for _ in 0..<20 {
+        left = processes { $0.contains("can\0serve\0") }.filter { pid in
+            let env = FileManager.default.contents(atPath: "/proc/\(pid)/environ").map { String(decoding: $0, as: UTF8.self) } ?? ""
+            return env.contains("VTARGET_RUNTIME_DIR=\(runtime)\0")
+        }
+        if left.isEmpty { break }
+        usleep(100_000)
+    }
+    return left
+}
+
 /// CAN: two firmware targets (can-pair) and python-can clients on one bus.
 @Suite(.serialized) struct CANBusTests {
     @Test func pairAndPythonCanClientsShareTheBus() throws {
@@ -139,6 +153,35 @@ let clients = repoRoot + "/Tests/IntegrationTests/Clients"
         #expect(r.code == 0, "\(r.stderr.suffix(3000))")
         #expect(r.stdout.contains("node-b/console| can rx 100"), "node B heard node A")
         #expect(r.stdout.contains("node-a/console| can rx 101"), "node A heard node B's answers")
+    }
+
+    /// A bus is the machine's, not a run's: node A and node B in two separate
+    /// `vtarget run`s hear each other; the bus host ends with the last of them.
+    @Test func twoRunsShareABusByName() throws {
+        let pair = try String(contentsOfFile: repoRoot + "/examples/can-pair.yaml", encoding: .utf8)
+        let docs = pair.components(separatedBy: "\n---\n")
+        #expect(docs.count == 2)
+        let dir = "/tmp/vt-bus-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try docs[0].write(toFile: dir + "/a.yaml", atomically: true, encoding: .utf8)
+        try docs[1].write(toFile: dir + "/b.yaml", atomically: true, encoding: .utf8)
+        let runtime = makeRuntimeDir()
+        defer { expectNothingLeft(runtime) }
+        let a = try launch(["run", "-f", dir + "/a.yaml", "-f", "\(firmware)/stm32vldiscovery-can-a-firmware.yaml", "--timeout", "60s"],
+                           runtime: runtime)
+        let b = try vt(["run", "-f", dir + "/b.yaml", "-f", "\(firmware)/netduinoplus2-can-b-firmware.yaml",
+                        "--until", "can rx 100", "--timeout", "30s"], runtime: runtime)
+        #expect(b.code == 0, "node B, in a run of its own, heard node A: \(b.stderr)")
+        let dump = try vt(["can", "dump", "vehicle", "--count", "2", "--timeout", "10s"], runtime: runtime)
+        #expect(dump.stdout.contains("  vehicle  100        [1]  "), "the bus outlived node B's run: \(dump.stdout) \(dump.stderr)")
+        a.0.interrupt()
+        let ra = finish(a)
+        #expect(ra.stdout.contains("can rx 101"), "node A heard node B's answers")
+        #expect(!FileManager.default.fileExists(atPath: runtime + "/bus-vehicle"), "the bus took its files down with its last target")
+        #expect(busHosts(runtime).isEmpty, "the bus host ended with its last target")
+        let gone = try vt(["can", "dump", "vehicle", "--count", "1"], runtime: runtime)
+        #expect(gone.code == 1 && gone.stderr.contains("no CAN bus \"vehicle\" is running"), "\(gone.stderr)")
     }
 
     /// Faults from YAML: node A's frames are all dropped, so node B never hears it.

@@ -201,7 +201,7 @@ func statusFields(_ pid: Int32) -> [String: String] {
             let qemu = try #require(ExecutableSearch.find(plan.binary, environment: ProcessInfo.processInfo.environment))
             let target = try await TargetProcess.spawn(plan: plan, directory: instance, qemuPath: qemu, sandbox: await QEMUSandbox.policy(enabled: true))
             do {
-                try await target.connect(group: group, startRunning: false) { _, _ in }
+                try await target.connect(group: group, startRunning: false, environment: ProcessInfo.processInfo.environment) { _, _ in }
                 let status = try await target.qmp!.execute("query-status")
                 #expect(status["status"]?.stringValue == "prelaunch", "\(profile.name)")
                 let fields = statusFields(target.child.pid)

@@ -397,12 +397,27 @@ final class SupervisorFixture: Sendable {
         #expect(f.shims().isEmpty && qemuProcesses(mentioning: f.runtime).isEmpty, "the helper sidecar and QEMU end with the instance")
     }
 
-    @Test func canBusesAreRefusedUnderTheSupervisor() throws {
+    /// Supervised targets share a bus by name like any others: the bus host
+    /// is started by the first shim to need it and ends with the last.
+    @Test func supervisedTargetsShareACANBus() throws {
         let f = SupervisorFixture()
         defer { f.tearDown() }
-        let r = try f.vt(["apply", "-f", "examples/can-pair.yaml", "-f", firmware + "/stm32vldiscovery-can-a-firmware.yaml",
-                          "-f", firmware + "/netduinoplus2-can-b-firmware.yaml"])
-        #expect(r.code == 2 && r.stderr.contains("vtarget run"), "\(r.code) \(r.stderr)")
+        let files = ["-f", "examples/can-pair.yaml", "-f", firmware + "/stm32vldiscovery-can-a-firmware.yaml",
+                     "-f", firmware + "/netduinoplus2-can-b-firmware.yaml"]
+        let r = try f.vt(["apply"] + files)
+        #expect(r.code == 0, "\(r.stderr)")
+        for node in ["node-a", "node-b"] {
+            let w = try f.vt(["wait", node, "--for", "condition=Ready", "--timeout", "30s"])
+            #expect(w.code == 0, "\(node): \(w.stderr)")
+        }
+        let dump = try f.vt(["can", "dump", "vehicle", "--count", "6", "--timeout", "10s"])
+        #expect(dump.stdout.contains("  vehicle  100        [1]  ") && dump.stdout.contains("  vehicle  101        [1]  "),
+                "node A counts and node B answers, each in its own shim: \(dump.stdout) \(dump.stderr)")
+        let d = try f.vt(["delete"] + files)
+        #expect(d.code == 0, "\(d.stderr)")
+        _ = try f.waitFor("gone", seconds: 20) { $0.isEmpty }
+        #expect(busHosts(f.runtime).isEmpty, "the bus host ended with the last supervised target")
+        #expect(!FileManager.default.fileExists(atPath: f.runtime + "/bus-vehicle"))
     }
 
     /// A shared supervisor (root, --socket-group) with a policy: uid 65534
