@@ -113,6 +113,7 @@ public final class SerialHub: @unchecked Sendable {
     public func reset() async {
         let old: [any Channel] = (try? await loop.submit {
             self.replay = ReplayBuffer(capacity: self.replay.capacity)
+            self.burst.removeAll()  // output still waiting for its batch was the previous session's too
             self.writer = nil
             self.warnedReadOnly = []
             defer { self.clients = [:] }
