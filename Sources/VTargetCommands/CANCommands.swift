@@ -16,7 +16,7 @@ struct CAN: ParsableCommand {
 /// Which bus: its name, and the namespace of the targets on it.
 struct BusOptions: ParsableArguments {
     @Argument(help: "The bus name.") var bus: String
-    @Option(name: .shortAndLong, help: "The namespace of the targets on the bus (default: default).")
+    @Option(name: .shortAndLong, help: "The namespace of the targets on the bus.")
     var namespace = "default"
 }
 
