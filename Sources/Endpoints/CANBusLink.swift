@@ -9,17 +9,24 @@ import NIOPosix
 public final class CANBusLink: @unchecked Sendable {
     public let member: String
     public let loop: any EventLoop
+    private let busName: String
+    private let faults: [String: String]
     private var bus: (any Channel)?
     private var uart: (any Channel)?
-    private let ready: EventLoopPromise<Void>
     private var leaving = false
     private let onLost: @Sendable (String) -> Void
+    /// Finds the bus host again (starting one), for rejoining after it went away.
+    private let rediscover: @Sendable () async throws -> String
+    private var rejoining: Task<Void, Never>?
 
-    private init(member: String, loop: any EventLoop, onLost: @escaping @Sendable (String) -> Void) {
+    private init(member: String, bus: String, faults: [String: String], loop: any EventLoop,
+                 onLost: @escaping @Sendable (String) -> Void, rediscover: @escaping @Sendable () async throws -> String) {
         self.member = member
+        self.busName = bus
+        self.faults = faults
         self.loop = loop
-        self.ready = loop.makePromise()
         self.onLost = onLost
+        self.rediscover = rediscover
     }
 
     public struct JoinError: Error, CustomStringConvertible {
@@ -29,32 +36,55 @@ public final class CANBusLink: @unchecked Sendable {
     /// Connects to the bus host at `socketPath` and joins as `member` (the
     /// faults, if any, as `< vtarget-fault >` settings). Fails, with nothing
     /// left open, when the host goes away first (it may be taking itself down).
-    /// `onLost` hears when the bus goes away later.
+    /// Should the host go away later, the link rejoins through `rediscover`;
+    /// `onLost` hears about it.
     public static func join(
         socketPath: String, bus: String, member: String, faults: [String: String], loop: any EventLoop,
-        onLost: @escaping @Sendable (String) -> Void
+        onLost: @escaping @Sendable (String) -> Void, rediscover: @escaping @Sendable () async throws -> String
     ) async throws -> CANBusLink {
-        let link = CANBusLink(member: member, loop: loop, onLost: onLost)
-        let channel = try await ClientBootstrap(group: loop)
-            .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(BusSide(link: link, bus: bus)) } }
-            .connect(unixDomainSocketPath: socketPath).get()
-        let timeout = loop.scheduleTask(in: .seconds(5)) { link.ready.fail(JoinError(description: "the bus host did not answer within 5 s")) }
+        let link = CANBusLink(member: member, bus: bus, faults: faults, loop: loop, onLost: onLost, rediscover: rediscover)
+        try await link.connectBus(socketPath)
+        return link
+    }
+
+    /// One connection to the host: the socketcand handshake, then this link's faults.
+    private func connectBus(_ socketPath: String) async throws {
+        let ready = loop.makePromise(of: Void.self)
+        let channel: any Channel
         do {
-            try await link.ready.futureResult.get()
+            channel = try await ClientBootstrap(group: loop)
+                .channelInitializer { ch in
+                    ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(BusSide(link: self, bus: self.busName, ready: ready)) }
+                }
+                .connect(unixDomainSocketPath: socketPath).get()
+        } catch {
+            // The socket of a host that was killed: nobody listens.
+            ready.fail(error)
+            throw error
+        }
+        let timeout = loop.scheduleTask(in: .seconds(5)) { ready.fail(JoinError(description: "the bus host did not answer within 5 s")) }
+        do {
+            try await ready.futureResult.get()
             timeout.cancel()
         } catch {
             timeout.cancel()
             try? await channel.close()
             throw error
         }
-        try await loop.submit {
-            link.bus = channel
+        let faults = self.faults, member = self.member
+        let stillOpen = try await loop.submit {
+            guard channel.isActive, !self.leaving else { return false }
+            self.bus = channel
             if !faults.isEmpty {
                 let settings = ["member=\(member)"] + faults.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-                link.write(Array(("< vtarget-fault " + settings.joined(separator: " ") + " >").utf8), to: channel)
+                self.write(Array(("< vtarget-fault " + settings.joined(separator: " ") + " >").utf8), to: channel)
             }
+            return true
         }.get()
-        return link
+        if !stillOpen {
+            try? await channel.close()
+            throw JoinError(description: "the bus host closed the connection")
+        }
     }
 
     /// Takes over vtarget's ends of the UART's FIFOs.
@@ -69,11 +99,13 @@ public final class CANBusLink: @unchecked Sendable {
     /// when this returns a host this was the last target of has removed its
     /// files. Then closes the UART side.
     public func leave() async {
-        let bus: (any Channel)? = try? await loop.submit {
+        let (bus, rejoining): ((any Channel)?, Task<Void, Never>?) = (try? await loop.submit {
             self.leaving = true
             if let b = self.bus { self.write(Array("< vtarget-leave >".utf8), to: b) }
-            return self.bus
-        }.get()
+            return (self.bus, self.rejoining)
+        }.get()) ?? (nil, nil)
+        rejoining?.cancel()
+        await rejoining?.value
         if let bus {
             let closed = bus.closeFuture
             let timer = loop.scheduleTask(in: .seconds(2)) { bus.close(promise: nil) }
@@ -107,10 +139,27 @@ public final class CANBusLink: @unchecked Sendable {
         }
     }
 
-    fileprivate func busClosed() {
-        ready.fail(JoinError(description: "the bus host closed the connection"))
-        if bus != nil, !leaving { onLost("\(member): the CAN bus host went away; this device is off the bus") }
+    /// The host went away (killed, say) while this target is still on the
+    /// bus: find or start a host again and rejoin, as a new target would.
+    fileprivate func busClosed(_ channel: any Channel) {
+        guard bus === channel else { return }
         bus = nil
+        guard !leaving, rejoining == nil else { return }
+        onLost("\(member): the CAN bus host went away; rejoining")
+        rejoining = Task {
+            for attempt in 1...20 where !Task.isCancelled {
+                do {
+                    try await connectBus(try await rediscover())
+                    onLost("\(member): back on the bus")
+                    break
+                } catch {
+                    if Task.isCancelled { break }
+                    if attempt == 20 { onLost("\(member): cannot rejoin the CAN bus: \(error); this device is off the bus") }
+                    try? await Task.sleep(for: .milliseconds(100))
+                }
+            }
+            _ = try? await loop.submit { self.rejoining = nil }.get()
+        }
     }
 
     /// The socketcand handshake, then frames to the UART.
@@ -119,12 +168,14 @@ public final class CANBusLink: @unchecked Sendable {
         enum Step { case hello, opening, joining, onBus }
         let link: CANBusLink
         let bus: String
+        let ready: EventLoopPromise<Void>
         var step = Step.hello
         var splitter = Socketcand.MessageSplitter(maxMessage: 1 << 16)
 
-        init(link: CANBusLink, bus: String) {
+        init(link: CANBusLink, bus: String, ready: EventLoopPromise<Void>) {
             self.link = link
             self.bus = bus
+            self.ready = ready
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -139,18 +190,21 @@ public final class CANBusLink: @unchecked Sendable {
                     link.write(Array("< vtarget-member \(link.member) >< rawmode >".utf8), to: context.channel)
                 case .joining where isOK:
                     step = .onBus
-                    link.ready.succeed()
+                    ready.succeed()
                 case .onBus:
                     if let frame = Socketcand.parseFrame(message) { link.fromBus(frame) }
                 default:
-                    link.ready.fail(JoinError(description: "the bus host said " + String(decoding: message, as: UTF8.self)))
+                    ready.fail(JoinError(description: "the bus host said " + String(decoding: message, as: UTF8.self)))
                     context.close(promise: nil)
                     return
                 }
             }
         }
 
-        func channelInactive(context: ChannelHandlerContext) { link.busClosed() }
+        func channelInactive(context: ChannelHandlerContext) {
+            ready.fail(JoinError(description: "the bus host closed the connection"))
+            link.busClosed(context.channel)
+        }
         func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
     }
 

@@ -96,6 +96,7 @@ public enum CANBusHost {
 
     /// Joins `member` to the bus, starting a host when needed. A host that is
     /// just taking itself down refuses the join; then a new one is started.
+    /// A host that dies later (killed) is replaced the same way by the link.
     public static func join(
         bus: String, namespace: String, member: String, faults: [String: String], loop: any EventLoop,
         environment: [String: String], onLost: @escaping @Sendable (String) -> Void
@@ -104,8 +105,9 @@ public enum CANBusHost {
         for _ in 0..<5 {
             let record = try await ensure(bus: bus, namespace: namespace, environment: environment)
             do {
-                let link = try await CANBusLink.join(socketPath: record.socket, bus: bus, member: member, faults: faults,
-                                                     loop: loop, onLost: onLost)
+                let link = try await CANBusLink.join(
+                    socketPath: record.socket, bus: bus, member: member, faults: faults, loop: loop, onLost: onLost,
+                    rediscover: { try await ensure(bus: bus, namespace: namespace, environment: environment).socket })
                 return (link, record)
             } catch {
                 lastError = error

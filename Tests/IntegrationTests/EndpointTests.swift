@@ -184,6 +184,35 @@ func busHosts(_ runtime: String) -> [Int32] {
         #expect(gone.code == 1 && gone.stderr.contains("no CAN bus \"vehicle\" is running"), "\(gone.stderr)")
     }
 
+    /// A bus host killed under running targets: they start a new one and rejoin.
+    @Test func aKilledBusHostIsReplacedAndItsTargetsRejoin() throws {
+        let runtime = makeRuntimeDir()
+        defer { expectNothingLeft(runtime) }
+        let run = try launch(["run", "-f", "examples/can-pair.yaml", "-f", "\(firmware)/stm32vldiscovery-can-a-firmware.yaml",
+                              "-f", "\(firmware)/netduinoplus2-can-b-firmware.yaml", "--timeout", "60s"], runtime: runtime)
+        func host() -> Int32? {
+            guard let data = FileManager.default.contents(atPath: runtime + "/bus-vehicle/bus.json"),
+                  let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                  let pid = object["ownerPID"] as? Int, kill(Int32(pid), 0) == 0 else { return nil }
+            return Int32(pid)
+        }
+        var first: Int32?
+        for _ in 0..<200 where first == nil { first = host(); usleep(50_000) }
+        let killed = try #require(first)
+        kill(killed, SIGKILL)
+        var second: Int32?
+        for _ in 0..<200 where second == nil { second = host().flatMap { $0 == killed ? nil : $0 }; usleep(50_000) }
+        #expect(second != nil, "a new bus host")
+        let dump = try vt(["can", "dump", "vehicle", "--count", "8", "--timeout", "10s"], runtime: runtime)
+        #expect(dump.stdout.contains("  vehicle  100        [1]  ") && dump.stdout.contains("  vehicle  101        [1]  "),
+                "both nodes back on the bus: \(dump.stdout) \(dump.stderr)")
+        run.0.interrupt()
+        let r = finish(run)
+        #expect(r.stderr.contains("node-a/can0: the CAN bus host went away; rejoining") && r.stderr.contains("node-a/can0: back on the bus"),
+                "\(r.stderr.prefix(4000))")
+        #expect(busHosts(runtime).isEmpty)
+    }
+
     /// Faults from YAML: node A's frames are all dropped, so node B never hears it.
     @Test func faultsFromYAML() throws {
         let pair = try String(contentsOfFile: repoRoot + "/examples/can-pair.yaml", encoding: .utf8)
