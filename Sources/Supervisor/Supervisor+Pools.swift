@@ -3,6 +3,7 @@ import Glibc
 #endif
 import ControlAPI
 import QMP
+import Sandbox
 import TargetRuntime
 import TargetSpec
 
@@ -68,6 +69,7 @@ extension Supervisor {
         guard let t = poolTemplates[namespace + "/" + name] else { throw .notFound("pool \"\(name)\" in namespace \(namespace)") }
         let deadline = ShimStatus.now + timeout
         while true {
+            let seen = changes
             let members = ((try? store.instances(namespace: namespace)) ?? []).filter { $0.pool == name }
             if var row = members.filter({ isClaimable($0, t) }).min(by: { ($0.readyAt ?? 0) < ($1.readyAt ?? 0) }) {
                 let now = ShimStatus.now
@@ -86,7 +88,8 @@ extension Supervisor {
                 throw SupervisorError(409, "pool \"\(name)\" is exhausted: \(claimed) of maxInstances \(t.pool.maxInstances) claimed, "
                                       + "\(members.count - claimed) warming up; none became ready within \(Self.format(timeout))")
             }
-            try? await Task.sleep(for: .milliseconds(5))
+            // Woken by the next change of any instance (a member Ready and snapshotted), not by polling.
+            _ = await withDeadline(deadline - ShimStatus.now) { await self.nextChange(after: seen) }
         }
     }
 

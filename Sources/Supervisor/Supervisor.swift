@@ -80,6 +80,9 @@ public actor Supervisor {
     var claimTimers: [String: Task<Void, Never>] = [:]
     /// The refill after a claim, which the claim does not wait for.
     var topUps: [String: Task<Void, Never>] = [:]
+    /// Bumped by every instance change; claims waiting on an empty pool wake on it.
+    var changes = 0
+    var changeWaiters: [CheckedContinuation<Void, Never>] = []
     private var nextSubscriber = 0
     public private(set) var adopted = 0
 
@@ -810,7 +813,17 @@ public actor Supervisor {
             log("cannot record \(row.key): \(error)")
             return
         }
+        changes += 1
+        let waiters = changeWaiters
+        changeWaiters = []
+        for w in waiters { w.resume() }
         publish(stored)
+    }
+
+    /// Returns at the first instance change after the `seen`-th (at once when it already happened).
+    func nextChange(after seen: Int) async {
+        guard changes == seen else { return }
+        await withCheckedContinuation { changeWaiters.append($0) }
     }
 
     func publish(_ events: [EventRow]) {
