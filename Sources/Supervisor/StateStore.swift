@@ -27,6 +27,8 @@ struct InstanceRow: Codable, FetchableRecord, PersistableRecord, Sendable, Equat
     var specDirectory: String
     var options: ReadOptions
     var serialDevices: [String]
+    /// The CAN buses its devices are on (endpoints `can.<bus>`).
+    var canBuses: [String] = []
     var ttlSeconds: Double?
     /// "running" or "stopped".
     var desired: String
@@ -179,6 +181,9 @@ struct StateStore: Sendable {
             }
             try db.execute(sql: "INSERT INTO instance_spec (namespace, name, spec) SELECT namespace, name, spec FROM instance")
             try db.alter(table: "instance") { t in t.drop(column: "spec") }
+        }
+        m.registerMigration("v4: CAN buses of instances") { db in
+            try db.alter(table: "instance") { t in t.add(column: "canBuses", .text).notNull().defaults(to: "[]") }
         }
         return m
     }

@@ -214,6 +214,7 @@ public actor Supervisor {
         var directory: String
         var options: ReadOptions
         var serialDevices: [String]
+        var canBuses: [String]
         var hash: String
     }
 
@@ -259,12 +260,14 @@ public actor Supervisor {
                 if case .serial = d.kind { return d.name }
                 return nil
             }
+            var buses: [String] = []
+            for d in target.qemu.devices { if case .can(let bus, _) = d.kind, !buses.contains(bus) { buses.append(bus) } }
             let o = targetRow.options
             let hash = Self.fingerprint(spec + "\u{0}" + targetRow.directory + "\u{0}\(o.lenient)\(o.allowHostPaths)\(o.allowExtraArgs)")
             return DesiredInstance(namespace: namespace, name: name, target: target.metadata.name,
                                    machine: target.qemu.machine.value, restartPolicy: (lifecycle.restartPolicy ?? .Never).rawValue,
                                    ttlSeconds: lifecycle.ttlSeconds, spec: spec, directory: targetRow.directory,
-                                   options: o, serialDevices: serial, hash: hash)
+                                   options: o, serialDevices: serial, canBuses: buses, hash: hash)
         }
         var state = DesiredState()
         state.instances = runnables.compactMap { rn in
@@ -779,6 +782,9 @@ public actor Supervisor {
             // From the spec, not the shim's instance.json: a listing of 200 reads no files.
             for d in row.serialDevices { endpoints["serial." + d] = "unix://" + dir + "/\(d).sock" }
             endpoints["qmp"] = "unix://" + dir + "/qmp.sock"
+            for b in row.canBuses {
+                endpoints["can." + b] = "unix://" + CANBusHost.directory(bus: b, namespace: row.namespace, base: paths.runtimeDirectory) + "/socketcand.sock"
+            }
         }
         var out = InstanceInfo(namespace: row.namespace, name: row.name, uid: row.uid, target: row.target, machine: row.machine,
                             restartPolicy: row.restartPolicy, desired: row.desired, phase: row.phase, reason: row.reason,
@@ -863,6 +869,7 @@ extension InstanceRow {
         specDirectory = d.directory
         options = d.options
         serialDevices = d.serialDevices
+        canBuses = d.canBuses
         ttlSeconds = d.ttlSeconds
     }
 }

@@ -23,7 +23,12 @@ public enum CANBusHost {
     static let firstTargetWithin: TimeAmount = .seconds(10)
 
     public static func directory(bus: String, namespace: String, environment: [String: String]) -> String {
-        RuntimeDirectory.base(environment: environment) + "/bus-" + (namespace == "default" ? bus : "\(namespace).\(bus)")
+        directory(bus: bus, namespace: namespace, base: RuntimeDirectory.base(environment: environment))
+    }
+
+    /// The same, under the runtime directory `base`.
+    public static func directory(bus: String, namespace: String, base: String) -> String {
+        base + "/bus-" + (namespace == "default" ? bus : "\(namespace).\(bus)")
     }
 
     /// Serves the bus until its last target leaves (or none comes); returns

@@ -410,6 +410,8 @@ final class SupervisorFixture: Sendable {
             let w = try f.vt(["wait", node, "--for", "condition=Ready", "--timeout", "30s"])
             #expect(w.code == 0, "\(node): \(w.stderr)")
         }
+        let described = try f.vt(["describe", "instance", "node-a"])
+        #expect(described.stdout.contains("can.vehicle: unix://\(f.runtime)/bus-vehicle/socketcand.sock"), "\(described.stdout)")
         let dump = try f.vt(["can", "dump", "vehicle", "--count", "6", "--timeout", "10s"])
         #expect(dump.stdout.contains("  vehicle  100        [1]  ") && dump.stdout.contains("  vehicle  101        [1]  "),
                 "node A counts and node B answers, each in its own shim: \(dump.stdout) \(dump.stderr)")
