@@ -79,14 +79,29 @@ struct Wait: ParsableCommand {
                 found = try instance.locate()
             } catch {
                 guard monotonicSeconds() < end else { throw error }
-                usleep(20_000)
+                usleep(5_000)
             }
         }
         var record = found!
         if condition == "condition=Ready" {
+            // Woken by the record's rewrite (it is renamed into place), not by polling.
+            let watch = inotify_init1(Int32(IN_CLOEXEC))
+            defer { if watch >= 0 { close(watch) } }
+            if watch >= 0 { inotify_add_watch(watch, record.directory, UInt32(IN_MOVED_TO)) }
+            record = try instance.locate()  // it may have changed before the watch began
             while !record.ready {
-                guard monotonicSeconds() < end else { throw failure("not Ready within \(timeout)") }
-                usleep(20_000)
+                let left = end - monotonicSeconds()
+                guard left > 0 else { throw failure("not Ready within \(timeout)") }
+                if watch >= 0 {
+                    var pfd = pollfd(fd: watch, events: Int16(POLLIN), revents: 0)
+                    // Bounded, so an instance that ends (its record gone) is noticed too.
+                    if poll(&pfd, 1, Int32(min(left, 0.2) * 1000)) > 0 {
+                        var events = [UInt8](repeating: 0, count: 4096)
+                        _ = read(watch, &events, events.count)
+                    }
+                } else {
+                    usleep(20_000)
+                }
                 record = try instance.locate()
             }
             return
