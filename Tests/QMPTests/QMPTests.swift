@@ -47,6 +47,20 @@ func connect(_ fd: Int32, _ group: any EventLoopGroup, counting sent: SentComman
     return try await QMPClient.handshake(on: channel, core: core, events: events)
 }
 
+/// A paused QEMU with vtarget's QMP client on its monitor, for the length of `body`.
+func withQEMU(counting sent: SentCommands? = nil, _ body: (QMPClient, ChildProcess) async throws -> Void) async throws {
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let (child, fd) = try await startQEMU()
+    let qmp = try await connect(fd, group, counting: sent)
+    do { try await body(qmp, child) } catch {
+        child.signal(SIGKILL)
+        _ = await child.waitForExit()
+        try await group.shutdownGracefully()
+        throw error
+    }
+    try await group.shutdownGracefully()
+}
+
 /// What the client writes to QEMU, command by command.
 final class SentCommands: ChannelOutboundHandler, Sendable {
     typealias OutboundIn = ByteBuffer
@@ -63,110 +77,102 @@ final class SentCommands: ChannelOutboundHandler, Sendable {
 
 @Suite(.serialized) struct QMPClientTests {
     @Test func commandsRepliesAndEvents() async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let (child, fd) = try await startQEMU()
-        let qmp = try await connect(fd, group)
-        #expect(qmp.greeting?["QMP"] != nil)
-        // More than eight at once (a command QEMU answers every time): the
-        // client queues past its in-flight limit.
-        let replies = try await withThrowingTaskGroup(of: JSONValue.self) { g in
-            for _ in 0..<20 { g.addTask { try await qmp.execute("query-iothreads") } }
-            return try await g.reduce(into: []) { $0.append($1) }
+        try await withQEMU { qmp, child in
+            #expect(qmp.greeting?["QMP"] != nil)
+            // More than eight at once (a command QEMU answers every time): the
+            // client queues past its in-flight limit.
+            let replies = try await withThrowingTaskGroup(of: JSONValue.self) { g in
+                for _ in 0..<20 { g.addTask { try await qmp.execute("query-iothreads") } }
+                return try await g.reduce(into: []) { $0.append($1) }
+            }
+            #expect(replies == Array(repeating: .array([]), count: 20))
+            await #expect(throws: QMPError.command(errorClass: "CommandNotFound", description: "The command no-such-command has not been found")) {
+                try await qmp.execute("no-such-command")
+            }
+            #expect(try await qmp.hmp("info status").contains("paused"))
+            // No firmware is loaded, so the guest stays paused: a running Cortex-M
+            // would lock up. A reset still produces an event.
+            _ = try await qmp.execute("system_reset")
+            var iterator = qmp.events.makeAsyncIterator()
+            let event = await iterator.next()
+            #expect(event?["event"]?.stringValue == "RESET")
+            // QEMU may close the monitor before its reply to quit arrives.
+            _ = try? await qmp.execute("quit")
+            #expect(await child.waitForExit() == .exited(0))
         }
-        #expect(replies == Array(repeating: .array([]), count: 20))
-        await #expect(throws: QMPError.command(errorClass: "CommandNotFound", description: "The command no-such-command has not been found")) {
-            try await qmp.execute("no-such-command")
-        }
-        #expect(try await qmp.hmp("info status").contains("paused"))
-        // No firmware is loaded, so the guest stays paused: a running Cortex-M
-        // would lock up. A reset still produces an event.
-        _ = try await qmp.execute("system_reset")
-        var iterator = qmp.events.makeAsyncIterator()
-        let event = await iterator.next()
-        #expect(event?["event"]?.stringValue == "RESET")
-        // QEMU may close the monitor before its reply to quit arrives.
-        _ = try? await qmp.execute("quit")
-        #expect(await child.waitForExit() == .exited(0))
-        try await group.shutdownGracefully()
     }
 
     @Test func qemuKilledMidCommandFailsPendingCommands() async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let (child, fd) = try await startQEMU()
-        let qmp = try await connect(fd, group)
-        _ = try await qmp.execute("stop")
-        child.signal(SIGKILL)
-        _ = await child.waitForExit()
-        await #expect(throws: QMPError.self) { try await qmp.execute("query-status") }
-        try await group.shutdownGracefully()
+        try await withQEMU { qmp, child in
+            _ = try await qmp.execute("stop")
+            child.signal(SIGKILL)
+            _ = await child.waitForExit()
+            await #expect(throws: QMPError.self) { try await qmp.execute("query-status") }
+        }
     }
 
     /// Read-only queries are answered from QEMU's last reply until an event
     /// or any other command; identical ones asked meanwhile share one trip.
     @Test func queriesAreAskedOnceUntilSomethingChanges() async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let (child, fd) = try await startQEMU()
         let sent = SentCommands()
-        let qmp = try await connect(fd, group, counting: sent)
-        func status() async throws -> String { try await qmp.execute("query-status")["status"]?.stringValue ?? "" }
-        #expect(sent.all == ["qmp_capabilities"])
+        try await withQEMU(counting: sent) { qmp, child in
+            func status() async throws -> String { try await qmp.execute("query-status")["status"]?.stringValue ?? "" }
+            #expect(sent.all == ["qmp_capabilities"])
 
-        let statuses = try await withThrowingTaskGroup(of: String.self) { g in
-            for _ in 0..<20 { g.addTask { try await status() } }
-            return try await g.reduce(into: []) { $0.append($1) }
+            let statuses = try await withThrowingTaskGroup(of: String.self) { g in
+                for _ in 0..<20 { g.addTask { try await status() } }
+                return try await g.reduce(into: []) { $0.append($1) }
+            }
+            #expect(statuses == Array(repeating: "prelaunch", count: 20))
+            #expect(try await status() == "prelaunch")
+            #expect(sent.all == ["qmp_capabilities", "query-status"], "20 concurrent and 1 later query cost QEMU one")
+
+            // Arguments are part of the question.
+            _ = try await qmp.execute("query-commands")
+            _ = try await qmp.execute("query-commands")
+            #expect(sent.all.filter { $0 == "query-commands" }.count == 1)
+
+            // Any other command may change the answer, even a failing or an HMP one.
+            _ = try? await qmp.execute("no-such-command")
+            #expect(try await status() == "prelaunch")
+            _ = try await qmp.hmp("info version")
+            #expect(try await status() == "prelaunch")
+            #expect(sent.all.suffix(4) == ["no-such-command", "query-status", "human-monitor-command", "query-status"])
+
+            // So does an event: a reset, then the next query goes to QEMU.
+            var iterator = qmp.events.makeAsyncIterator()
+            _ = try await qmp.execute("system_reset")
+            #expect(await iterator.next()?["event"]?.stringValue == "RESET")
+            #expect(try await status() == "prelaunch")
+            #expect(sent.all.suffix(2) == ["system_reset", "query-status"])
+
+            // A command sent while a query is on its way: the query asked after it is not answered from before it.
+            async let early = status()
+            async let change: JSONValue = qmp.execute("stop")
+            async let late = status()
+            _ = try await (early, change, late)
+            #expect(sent.all.last == "query-status")
+
+            _ = try? await qmp.execute("quit")
+            #expect(await child.waitForExit() == .exited(0))
         }
-        #expect(statuses == Array(repeating: "prelaunch", count: 20))
-        #expect(try await status() == "prelaunch")
-        #expect(sent.all == ["qmp_capabilities", "query-status"], "20 concurrent and 1 later query cost QEMU one")
-
-        // Arguments are part of the question.
-        _ = try await qmp.execute("query-commands")
-        _ = try await qmp.execute("query-commands")
-        #expect(sent.all.filter { $0 == "query-commands" }.count == 1)
-
-        // Any other command may change the answer, even a failing or an HMP one.
-        _ = try? await qmp.execute("no-such-command")
-        #expect(try await status() == "prelaunch")
-        _ = try await qmp.hmp("info version")
-        #expect(try await status() == "prelaunch")
-        #expect(sent.all.suffix(4) == ["no-such-command", "query-status", "human-monitor-command", "query-status"])
-
-        // So does an event: a reset, then the next query goes to QEMU.
-        var iterator = qmp.events.makeAsyncIterator()
-        _ = try await qmp.execute("system_reset")
-        #expect(await iterator.next()?["event"]?.stringValue == "RESET")
-        #expect(try await status() == "prelaunch")
-        #expect(sent.all.suffix(2) == ["system_reset", "query-status"])
-
-        // A command sent while a query is on its way: the query asked after it is not answered from before it.
-        async let early = status()
-        async let change: JSONValue = qmp.execute("stop")
-        async let late = status()
-        _ = try await (early, change, late)
-        #expect(sent.all.last == "query-status")
-
-        _ = try? await qmp.execute("quit")
-        #expect(await child.waitForExit() == .exited(0))
-        try await group.shutdownGracefully()
     }
 
     @Test func ridersFailWithTheQueryTheyRodeWhenQEMUDies() async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let (child, fd) = try await startQEMU()
-        let qmp = try await connect(fd, group)
-        _ = try await qmp.execute("stop")
-        // Frozen, QEMU answers nothing: the queries wait, then its death fails them all.
-        child.signal(SIGSTOP)
-        let waiting = Task {
-            await withTaskGroup(of: Bool.self) { g in
-                for _ in 0..<5 { g.addTask { (try? await qmp.execute("query-status")) == nil } }
-                return await g.reduce(into: []) { $0.append($1) }
+        try await withQEMU { qmp, child in
+            _ = try await qmp.execute("stop")
+            // Frozen, QEMU answers nothing: the queries wait, then its death fails them all.
+            child.signal(SIGSTOP)
+            let waiting = Task {
+                await withTaskGroup(of: Bool.self) { g in
+                    for _ in 0..<5 { g.addTask { (try? await qmp.execute("query-status")) == nil } }
+                    return await g.reduce(into: []) { $0.append($1) }
+                }
             }
+            try await Task.sleep(for: .milliseconds(200))
+            child.signal(SIGKILL)
+            _ = await child.waitForExit()
+            #expect(await waiting.value == Array(repeating: true, count: 5))
         }
-        try await Task.sleep(for: .milliseconds(200))
-        child.signal(SIGKILL)
-        _ = await child.waitForExit()
-        #expect(await waiting.value == Array(repeating: true, count: 5))
-        try await group.shutdownGracefully()
     }
 }
