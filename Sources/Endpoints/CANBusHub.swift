@@ -199,7 +199,7 @@ public final class CANBusHub: @unchecked Sendable {
 
         func channelActive(context: ChannelHandlerContext) {
             hub.track(context.channel, true)
-            send(context.channel, Socketcand.hi)
+            context.channel.writeAndFlush(bytes: Socketcand.hi)
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -213,12 +213,12 @@ public final class CANBusHub: @unchecked Sendable {
                 switch command {
                 case .open:
                     opened = true
-                    send(context.channel, Socketcand.ok)
+                    context.channel.writeAndFlush(bytes: Socketcand.ok)
                 case .member(let name):
                     if member == nil { targetName = name }
                 case .leave:
                     leaveBus()
-                    send(context.channel, Socketcand.ok)
+                    context.channel.writeAndFlush(bytes: Socketcand.ok)
                     context.close(promise: nil)
                     return
                 case .rawmode:
@@ -233,7 +233,7 @@ public final class CANBusHub: @unchecked Sendable {
                         guard let self else { return }
                         var t = timespec()
                         clock_gettime(CLOCK_REALTIME, &t)
-                        self.send(channel, Socketcand.frameMessage(frame, seconds: t.tv_sec, microseconds: t.tv_nsec / 1000))
+                        channel.writeAndFlush(bytes: Socketcand.frameMessage(frame, seconds: t.tv_sec, microseconds: t.tv_nsec / 1000))
                         if !channel.isWritable {
                             // It stopped reading: it leaves the bus rather than stall it.
                             if let m = self.member { self.hub.leave(m) }
@@ -241,7 +241,7 @@ public final class CANBusHub: @unchecked Sendable {
                             channel.close(promise: nil)
                         }
                     }
-                    send(context.channel, Socketcand.ok)
+                    context.channel.writeAndFlush(bytes: Socketcand.ok)
                 case .send(let frame):
                     if let member { hub.deliver(frame, from: member) }
                 case .fault(let settings):
@@ -266,13 +266,7 @@ public final class CANBusHub: @unchecked Sendable {
             for (name, c) in hub.counters() {
                 text += " \(name):sent=\(c.sent),received=\(c.received),malformed=\(c.malformed),dropped=\(c.dropped)"
             }
-            send(channel, Array((text + " >").utf8))
-        }
-
-        func send(_ channel: any Channel, _ bytes: [UInt8]) {
-            var b = channel.allocator.buffer(capacity: bytes.count)
-            b.writeBytes(bytes)
-            channel.writeAndFlush(b, promise: nil)
+            channel.writeAndFlush(bytes: Array((text + " >").utf8))
         }
 
         func leaveBus() {

@@ -77,7 +77,7 @@ public final class CANBusLink: @unchecked Sendable {
             self.bus = channel
             if !faults.isEmpty {
                 let settings = ["member=\(member)"] + faults.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-                self.write(Array(("< vtarget-fault " + settings.joined(separator: " ") + " >").utf8), to: channel)
+                channel.writeAndFlush(bytes: Array(("< vtarget-fault " + settings.joined(separator: " ") + " >").utf8))
             }
             return true
         }.get()
@@ -101,7 +101,7 @@ public final class CANBusLink: @unchecked Sendable {
     public func leave() async {
         let (bus, rejoining): ((any Channel)?, Task<Void, Never>?) = (try? await loop.submit {
             self.leaving = true
-            if let b = self.bus { self.write(Array("< vtarget-leave >".utf8), to: b) }
+            if let b = self.bus { b.writeAndFlush(bytes: Array("< vtarget-leave >".utf8)) }
             return (self.bus, self.rejoining)
         }.get()) ?? (nil, nil)
         rejoining?.cancel()
@@ -118,24 +118,18 @@ public final class CANBusLink: @unchecked Sendable {
 
     // MARK: on the loop
 
-    private func write(_ bytes: [UInt8], to channel: any Channel) {
-        var b = channel.allocator.buffer(capacity: bytes.count)
-        b.writeBytes(bytes)
-        channel.writeAndFlush(b, promise: nil)
-    }
-
     fileprivate func fromBus(_ frame: CANFrame) {
         guard let uart else { return }
-        write(SLCAN.encode(frame), to: uart)
+        uart.writeAndFlush(bytes: SLCAN.encode(frame))
     }
 
     fileprivate func fromUART(_ line: [UInt8]) {
         guard let bus else { return }
         if let frame = try? SLCAN.decode(line) {
-            write(Socketcand.sendMessage(frame), to: bus)
+            bus.writeAndFlush(bytes: Socketcand.sendMessage(frame))
         } else {
             // An unknown command, which the host counts as malformed for this member.
-            write(Array("< vtarget-malformed >".utf8), to: bus)
+            bus.writeAndFlush(bytes: Array("< vtarget-malformed >".utf8))
         }
     }
 
@@ -184,10 +178,10 @@ public final class CANBusLink: @unchecked Sendable {
                 switch step {
                 case .hello where message == Socketcand.hi:
                     step = .opening
-                    link.write(Array("< open \(bus) >".utf8), to: context.channel)
+                    context.channel.writeAndFlush(bytes: Array("< open \(bus) >".utf8))
                 case .opening where isOK:
                     step = .joining
-                    link.write(Array("< vtarget-member \(link.member) >< rawmode >".utf8), to: context.channel)
+                    context.channel.writeAndFlush(bytes: Array("< vtarget-member \(link.member) >< rawmode >".utf8))
                 case .joining where isOK:
                     step = .onBus
                     ready.succeed()

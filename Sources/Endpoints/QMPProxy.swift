@@ -45,16 +45,16 @@ public final class QMPProxy: @unchecked Sendable {
         chmod(path, 0o600)
     }
 
-    /// An event from QEMU, for every client that has negotiated.
     /// Clients attached now, for idleTTL.
     public func clientCount() async -> Int {
         (try? await loop.submit { self.clients.count }.get()) ?? 0
     }
 
+    /// An event from QEMU, for every client that has negotiated.
     public func broadcast(_ event: JSONValue) {
         let bytes = event.serialized() + [0x0D, 0x0A]
         loop.execute {
-            for c in self.clients.values where c.negotiated { self.send(bytes, to: c.channel) }
+            for c in self.clients.values where c.negotiated { c.channel.writeAndFlush(bytes: bytes) }
         }
     }
 
@@ -70,18 +70,12 @@ public final class QMPProxy: @unchecked Sendable {
 
     // MARK: on the loop
 
-    private func send(_ bytes: [UInt8], to channel: any Channel) {
-        var b = channel.allocator.buffer(capacity: bytes.count)
-        b.writeBytes(bytes)
-        channel.writeAndFlush(b, promise: nil)
-    }
-
     fileprivate func joined(_ channel: any Channel) {
         clients[ObjectIdentifier(channel)] = ClientState(channel: channel)
         // QEMU's greeting, without out-of-band capability: the proxy does not offer it.
         var greeting: [String: JSONValue] = ["capabilities": .array([])]
         if let v = qmp.greeting?["QMP"]?["version"] { greeting["version"] = v }
-        send(JSONValue.object(["QMP": .object(greeting)]).serialized() + [0x0D, 0x0A], to: channel)
+        channel.writeAndFlush(bytes: JSONValue.object(["QMP": .object(greeting)]).serialized() + [0x0D, 0x0A])
     }
 
     fileprivate func left(_ channel: any Channel) {
@@ -142,7 +136,7 @@ public final class QMPProxy: @unchecked Sendable {
         case .failure(let e): object = ["error": .object(["class": .string("GenericError"), "desc": .string(e.description)])]
         }
         if let id { object["id"] = id }
-        send(JSONValue.object(object).serialized() + [0x0D, 0x0A], to: c.channel)
+        c.channel.writeAndFlush(bytes: JSONValue.object(object).serialized() + [0x0D, 0x0A])
     }
 
     private final class ClientHandler: ChannelInboundHandler, @unchecked Sendable {

@@ -100,12 +100,7 @@ public final class SerialHub: @unchecked Sendable {
 
     /// Bytes to the UART, as if typed.
     public func send(_ bytes: [UInt8]) {
-        loop.execute {
-            guard let q = self.qemu else { return }
-            var b = q.allocator.buffer(capacity: bytes.count)
-            b.writeBytes(bytes)
-            q.writeAndFlush(b, promise: nil)
-        }
+        loop.execute { self.qemu?.writeAndFlush(bytes: bytes) }
     }
 
     /// A pool member handed back: the next claimer sees none of the previous
@@ -227,11 +222,7 @@ public final class SerialHub: @unchecked Sendable {
 
     fileprivate func joined(_ channel: any Channel, force: Bool) {
         let past = replay.contents
-        if !past.isEmpty {
-            var b = channel.allocator.buffer(capacity: past.count)
-            b.writeBytes(past)
-            channel.writeAndFlush(b, promise: nil)
-        }
+        if !past.isEmpty { channel.writeAndFlush(bytes: past) }
         let id = ObjectIdentifier(channel)
         clients[id] = channel
         if force {
@@ -263,9 +254,7 @@ public final class SerialHub: @unchecked Sendable {
     }
 
     private func notice(_ channel: any Channel, _ text: String) {
-        var b = channel.allocator.buffer(capacity: text.utf8.count + 20)
-        b.writeString("\r\nvtarget: \(name): \(text)\r\n")
-        channel.writeAndFlush(b, promise: nil)
+        channel.writeAndFlush(bytes: Array("\r\nvtarget: \(name): \(text)\r\n".utf8))
     }
 
     private final class UARTSide: ChannelDuplexHandler, @unchecked Sendable {

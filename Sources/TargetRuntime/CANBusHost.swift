@@ -90,7 +90,7 @@ public enum CANBusHost {
             // None, or one on its way out: start one (a loser of the race exits at once).
             if host == nil || host?.exitStatus != nil {
                 host = try await ChildProcess.spawn(SpawnRequest(
-                    executable: selfExecutable(), arguments: ["can", "serve", bus, "--namespace", namespace],
+                    executable: Processes.ownExecutable, arguments: ["can", "serve", bus, "--namespace", namespace],
                     environment: environment.map { "\($0.key)=\($0.value)" }, workingDirectory: "/",
                     fds: [-1, -1, -1], newSession: true, parentDeathSignal: 0))
             }
@@ -150,11 +150,5 @@ public enum CANBusHost {
     private static func takeDown(_ dir: String) {
         for file in ["bus.json", "socketcand.sock", "candump.log"] { unlink(dir + "/" + file) }
         rmdir(dir)
-    }
-
-    private static func selfExecutable() -> String {
-        var buf = [CChar](repeating: 0, count: 4096)
-        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
-        return n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "vtarget"
     }
 }

@@ -38,10 +38,7 @@ public struct InstanceRecord: Codable, Sendable, Equatable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         guard let data = try? encoder.encode(self) else { return }
-        let tmp = directory + "/.instance.json.tmp"
-        if FileManager.default.createFile(atPath: tmp, contents: data) {
-            rename(tmp, directory + "/instance.json")
-        }
+        replaceFile(directory + "/instance.json", with: data)
     }
 
     /// Whether the QEMU it names is still that process.
@@ -71,7 +68,7 @@ public enum InstanceLocator {
             for dir in (try? FileManager.default.contentsOfDirectory(atPath: base + "/" + run)) ?? [] {
                 guard let data = FileManager.default.contents(atPath: "\(base)/\(run)/\(dir)/\(file)"),
                       let r = try? JSONDecoder().decode(R.self, from: data),
-                      kill(owner(r), 0) == 0 || errno == EPERM else { continue }
+                      Processes.exist(owner(r)) else { continue }
                 out.append(r)
             }
         }
@@ -102,16 +99,14 @@ public struct BusRecord: Codable, Sendable {
 
     public func write() {
         guard let data = try? JSONEncoder().encode(self) else { return }
-        let tmp = directory + "/.bus.json"
-        // Whole or not at all: a joiner polls for it.
-        if FileManager.default.createFile(atPath: tmp, contents: data) { rename(tmp, directory + "/bus.json") }
+        replaceFile(directory + "/bus.json", with: data)
     }
 
     /// The record in `directory`, when its host is alive.
     public static func live(in directory: String) -> BusRecord? {
         guard let data = FileManager.default.contents(atPath: directory + "/bus.json"),
               let r = try? JSONDecoder().decode(BusRecord.self, from: data),
-              kill(r.ownerPID, 0) == 0 || errno == EPERM else { return nil }
+              Processes.exist(r.ownerPID) else { return nil }
         return r
     }
 
@@ -124,4 +119,13 @@ public struct BusRecord: Codable, Sendable {
         throw RuntimeError("no CAN bus \"\(name)\" is running" + (namespace == "default" ? "" : " in namespace \(namespace)")
                            + (running.isEmpty ? "" : "; running: " + running.joined(separator: ", ")))
     }
+}
+
+/// Writes `data` beside `path`, then renames it into place: whoever reads
+/// `path` (polling, or inotify on IN_MOVED_TO) sees the old file or the whole
+/// new one, never half of it.
+func replaceFile(_ path: String, with data: Data) {
+    let slash = path.lastIndex(of: "/").map { path.index(after: $0) } ?? path.startIndex
+    let tmp = String(path[..<slash]) + "." + path[slash...] + ".tmp"
+    if FileManager.default.createFile(atPath: tmp, contents: data) { rename(tmp, path) }
 }

@@ -104,7 +104,6 @@ final class ShimStatusWriter: @unchecked Sendable {
 
     private func write() {
         guard let data = try? JSONEncoder().encode(current) else { return }
-        let tmp = path + ".tmp"
-        if FileManager.default.createFile(atPath: tmp, contents: data) { rename(tmp, path) }
+        replaceFile(path, with: data)
     }
 }

@@ -74,11 +74,7 @@ enum Environment {
     static var variables: [String: String] { ProcessInfo.processInfo.environment }
 
     /// The binary's own path, to find the machines/ shipped beside it.
-    static var executable: String {
-        var buf = [CChar](repeating: 0, count: 4096)
-        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
-        return n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : CommandLine.arguments[0]
-    }
+    static var executable: String { Processes.ownExecutable }
 
     static func catalog(_ env: [String: String]) throws -> MachineCatalog {
         try InputFiles.loadCatalog(environment: env, executable: executable)
