@@ -30,6 +30,8 @@ let package = Package(
         .target(name: "QEMULaunch", dependencies: ["TargetSpec", "MachineCatalog"]),
         .target(name: "QMP", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
         .target(name: "CANProtocol"),
+        // What a supervisor and a shim agree on: status, record, layout, arguments.
+        .target(name: "InstanceContract"),
 
         // IO modules.
         .target(name: "Sandbox", dependencies: ["CSpawn", "CSeccomp"]),
@@ -39,7 +41,7 @@ let package = Package(
             "QMP", "CANProtocol",
         ]),
         .target(name: "TargetRuntime", dependencies: [
-            "QEMULaunch", "TargetSpec", "MachineCatalog", "QMP", "Endpoints", "Sandbox",
+            "QEMULaunch", "TargetSpec", "MachineCatalog", "QMP", "Endpoints", "Sandbox", "InstanceContract",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
@@ -51,7 +53,7 @@ let package = Package(
         ]),
         // The per-user supervisor: state in SQLite, shims, the HTTP server.
         .target(name: "Supervisor", dependencies: [
-            "ControlAPI", "TargetRuntime", "TargetSpec", "MachineCatalog", "YAMLTree", "Sandbox", "CSpawn", "QMP",
+            "ControlAPI", "TargetRuntime", "TargetSpec", "MachineCatalog", "YAMLTree", "Sandbox", "CSpawn", "QMP", "InstanceContract",
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -60,6 +62,7 @@ let package = Package(
         ]),
         .target(name: "VTargetCommands", dependencies: [
             "ControlAPI", "Supervisor", "TargetRuntime", "QEMULaunch", "TargetSpec", "MachineCatalog", "YAMLTree", "QMP", "Sandbox", "Endpoints",
+            "InstanceContract",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "vtarget", dependencies: ["VTargetCommands"]),
@@ -73,10 +76,11 @@ let package = Package(
         .testTarget(name: "QEMULaunchTests", dependencies: ["QEMULaunch", "TargetSpec", "MachineCatalog", "YAMLTree", "TestSupport"],
                     exclude: ["Golden"]),
         .testTarget(name: "CANProtocolTests", dependencies: ["CANProtocol"]),
+        .testTarget(name: "InstanceContractTests", dependencies: ["InstanceContract"]),
         .testTarget(name: "EndpointsTests", dependencies: ["Endpoints", "CANProtocol", .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "QMPTests", dependencies: ["QMP", "Sandbox", .product(name: "NIOPosix", package: "swift-nio")]),
-        .testTarget(name: "SupervisorUnitTests", dependencies: ["Supervisor", .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "IntegrationTests", dependencies: ["VTargetCommands", "TargetRuntime", "QMP", "Sandbox", "QEMULaunch", "TargetSpec", "MachineCatalog", "TestSupport", .product(name: "NIOPosix", package: "swift-nio")]),
+        .testTarget(name: "SupervisorUnitTests", dependencies: ["Supervisor", "InstanceContract", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "IntegrationTests", dependencies: ["VTargetCommands", "TargetRuntime", "InstanceContract", "QMP", "Sandbox", "QEMULaunch", "TargetSpec", "MachineCatalog", "TestSupport", .product(name: "NIOPosix", package: "swift-nio")]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import InstanceContract
 import Glibc
 #endif
 import CSpawn
@@ -123,7 +124,7 @@ final class StatusWatcher: Sendable {
                     let len = Int(raw.loadUnaligned(fromByteOffset: offset + 12, as: UInt32.self))
                     let nameStart = offset + MemoryLayout<inotify_event>.size
                     let nameBytes = raw[nameStart..<min(nameStart + len, n)].prefix { $0 != 0 }
-                    if String(decoding: nameBytes, as: UTF8.self) == "status.json", let key = watches.withLock({ $0[wd] }) {
+                    if String(decoding: nameBytes, as: UTF8.self) == InstanceStateLayout.statusFileName, let key = watches.withLock({ $0[wd] }) {
                         keys.append(key)
                     }
                     offset = nameStart + len

@@ -1,4 +1,5 @@
 import ControlAPI
+import InstanceContract
 import GRDB
 
 /// An applied resource, as the CLI validated it.
@@ -32,8 +33,8 @@ struct InstanceRow: Codable, FetchableRecord, PersistableRecord, Sendable, Equat
     var ttlSeconds: Double?
     /// "running" or "stopped".
     var desired: String
-    var phase: String
-    var reason: String?
+    var phase: InstancePhase
+    var reason: InstanceReason?
     var message: String?
     var ready: Bool
     var readyAt: Double?
@@ -60,7 +61,7 @@ struct InstanceRow: Codable, FetchableRecord, PersistableRecord, Sendable, Equat
     var snapshot: Bool = false
 
     var key: String { namespace + "/" + name }
-    var isActive: Bool { phase == "Pending" || phase == "Starting" || phase == "Running" || phase == "Terminating" }
+    var isActive: Bool { phase.isActive }
 }
 
 /// The spec an instance's shim runs (instance, target and ConfigMaps, firmware

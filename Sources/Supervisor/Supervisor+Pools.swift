@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import InstanceContract
 import Glibc
 #endif
 import ControlAPI
@@ -28,7 +29,7 @@ extension Supervisor {
     }
 
     func isClaimable(_ row: InstanceRow, _ t: PoolTemplate) -> Bool {
-        row.claimedAt == nil && row.phase == "Running" && row.ready && (!t.snapshots || row.snapshot) && row.desired == "running"
+        row.claimedAt == nil && row.phase == .running && row.ready && (!t.snapshots || row.snapshot) && row.desired == "running"
     }
 
     /// Unclaimed members whose spec is out of date go; new ones come until
@@ -101,7 +102,7 @@ extension Supervisor {
         guard row.claimedAt != nil else { throw SupervisorError(409, "instance \"\(name)\" is not claimed") }
         claimTimers.removeValue(forKey: row.key)?.cancel()
         var how = "restarted"
-        if row.snapshot, row.phase == "Running", restoreSnapshot(paths.instanceDirectory(namespace: namespace, name: name) + "/qmp.sock") {
+        if row.snapshot, row.phase == .running, restoreSnapshot(paths.instance(namespace: namespace, name: name).qmpSocket) {
             how = "snapshot restored"
             // The shim drops the previous claimer's clients and serial replay.
             if let shim = shims[row.key] { send(SIGUSR1, to: shim) }

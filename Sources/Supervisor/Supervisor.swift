@@ -1,4 +1,5 @@
 #if canImport(FoundationEssentials)
+import InstanceContract
 import FoundationEssentials
 #else
 import Foundation
@@ -344,7 +345,7 @@ public actor Supervisor {
         var row = InstanceRow(namespace: d.namespace, name: d.name, uid: "", target: d.target, machine: d.machine,
                               restartPolicy: d.restartPolicy, specHash: d.hash, specDirectory: d.directory,
                               options: d.options, serialDevices: d.serialDevices, ttlSeconds: d.ttlSeconds,
-                              desired: "running", phase: "Pending", ready: false, createdAt: now,
+                              desired: "running", phase: .pending, ready: false, createdAt: now,
                               expiresAt: d.ttlSeconds.map { now + $0 }, stderrTail: [], restarts: 0, backoffStep: 0)
         row.update(from: d)
         row.pool = pool
@@ -386,7 +387,7 @@ public actor Supervisor {
         let all = (try? store.instances()) ?? []
         return DaemonStatus(pid: getpid(), version: "0.1.0", startedAt: startedAt, socket: paths.socket,
                             stateDirectory: paths.stateDirectory, instances: all.count,
-                            running: all.filter { $0.phase == "Running" }.count, adopted: adopted)
+                            running: all.filter { $0.phase == .running }.count, adopted: adopted)
     }
 
     /// `vtarget start`: wanted again, with a fresh TTL and backoff.
@@ -400,7 +401,7 @@ public actor Supervisor {
         row.nextRestartAt = nil
         if let ttl = row.ttlSeconds, (row.expiresAt ?? 0) <= ShimStatus.now { row.expiresAt = ShimStatus.now + ttl }
         commit(row, event("Normal", row, "StartRequested", "started by request"))
-        if !row.isActive || row.phase == "Pending" { await startInstance(row.key) }
+        if !row.isActive || row.phase == .pending { await startInstance(row.key) }
         return ObjectResult(kind: "VirtualTargetInstance", namespace: namespace, name: name, action: "started")
     }
 
@@ -442,7 +443,7 @@ public actor Supervisor {
         } catch {
             log("cannot delete \(row.key): \(error)")
         }
-        RuntimeDirectory.removeTree(paths.instanceState(namespace: row.namespace, name: row.name))
+        RuntimeDirectory.removeTree(paths.instanceState(namespace: row.namespace, name: row.name).directory)
     }
 
     /// Spawns the shim for an instance that should run: its pid and start
@@ -453,15 +454,15 @@ public actor Supervisor {
         guard var row = try? store.instance(namespace, name), row.desired == "running", shims[key] == nil else { return }
         let now = ShimStatus.now
         if let expires = row.expiresAt, expires <= now {
-            row.phase = "Expired"
-            row.reason = "TTLExpired"
+            row.phase = .expired
+            row.reason = .ttlExpired
             row.message = "the TTL had passed before it could start"
             row.finishedAt = now
             commit(row, event("Normal", row, "Expired", row.message!))
             return
         }
-        let stateDir = paths.instanceState(namespace: namespace, name: name)
-        let specPath = stateDir + "/spec.yaml", statusPath = stateDir + "/status.json"
+        let state = paths.instanceState(namespace: namespace, name: name)
+        let stateDir = state.directory, specPath = state.specFile, statusPath = state.statusFile
         do {
             try makeDirectories(stateDir)
             guard let spec = try store.spec(namespace, name),
@@ -470,17 +471,18 @@ public actor Supervisor {
             }
             unlink(statusPath)
             statusWatcher.watch(stateDir, key: key)
-            let log = open(stateDir + "/shim.log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+            let log = open(state.shimLog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
             defer { if log >= 0 { close(log) } }
             let (goRead, goWrite) = try makePipe()
             CrashPoint.hit("before-spawn")
-            var args = ["run", "-f", specPath, "--status-file", statusPath, "--instance", key, "--relative-to", row.specDirectory]
-            if row.options.lenient { args.append("--lenient") }
-            if row.options.allowHostPaths { args.append("--allow-host-paths") }
-            if row.options.allowExtraArgs { args.append("--allow-extra-args") }
-            if !options.sandbox { args.append("--no-sandbox") }
-            if let pool = row.pool, poolTemplates[namespace + "/" + pool]?.snapshots == true { args.append("--pool-snapshot") }
-            if let expires = row.expiresAt { args += ["--ttl", "\(max(1, Int((expires - now) * 1000)))ms"] }
+            var shim = ShimArguments(instance: key, specFile: specPath, statusFile: statusPath, relativeTo: row.specDirectory)
+            shim.lenient = row.options.lenient
+            shim.allowHostPaths = row.options.allowHostPaths
+            shim.allowExtraArgs = row.options.allowExtraArgs
+            shim.sandbox = options.sandbox
+            shim.poolSnapshot = row.pool.map { poolTemplates[namespace + "/" + $0]?.snapshots == true } ?? false
+            shim.ttlMilliseconds = row.expiresAt.map { max(1, Int(($0 - now) * 1000)) }
+            let args = shim.arguments()
             let child: ChildProcess
             do {
                 child = try await ChildProcess.spawn(SpawnRequest(
@@ -498,7 +500,7 @@ public actor Supervisor {
             row.uid = Self.newUID()
             row.shimPID = child.pid
             row.shimStartTime = Int64(identity.startTime)
-            row.phase = "Starting"
+            row.phase = .starting
             row.reason = nil
             row.message = nil
             row.ready = false
@@ -523,8 +525,8 @@ public actor Supervisor {
                 await self.shimExited(key, uid: uid, status: status)
             }
         } catch {
-            row.phase = "Failed"
-            row.reason = "StartFailed"
+            row.phase = .failed
+            row.reason = .startFailed
             row.message = "\(error)"
             row.finishedAt = now
             commit(row, event("Warning", row, "StartFailed", "\(error)"))
@@ -534,12 +536,12 @@ public actor Supervisor {
     /// A status.json change: Running and Ready as the shim reports them.
     func statusChanged(_ key: String) {
         let (namespace, name) = split(key)
-        guard var row = try? store.instance(namespace, name), row.phase == "Starting" || row.phase == "Running",
-              let st = ShimStatus.read(paths.instanceState(namespace: namespace, name: name) + "/status.json"),
+        guard var row = try? store.instance(namespace, name), row.phase == .starting || row.phase == .running,
+              let st = ShimStatus.read(paths.instanceState(namespace: namespace, name: name).statusFile),
               !st.isFinished else { return }
         var events: [EventRow] = []
-        if st.phase == "Running" && row.phase == "Starting" {
-            row.phase = "Running"
+        if st.phase == .running && row.phase == .starting {
+            row.phase = .running
             row.startedAt = st.startedAt
             row.qemuPID = st.qemuPID
             events.append(event("Normal", row, "Started", "QEMU pid \(st.qemuPID.map(String.init) ?? "?") running", at: st.startedAt))
@@ -565,7 +567,7 @@ public actor Supervisor {
         let (namespace, name) = split(key)
         guard var row = try? store.instance(namespace, name), row.uid == uid else { return }
         let now = ShimStatus.now
-        let st = ShimStatus.read(paths.instanceState(namespace: namespace, name: name) + "/status.json")
+        let st = ShimStatus.read(paths.instanceState(namespace: namespace, name: name).statusFile)
         if let st, st.isFinished {
             row.phase = st.phase
             row.reason = st.reason
@@ -575,8 +577,8 @@ public actor Supervisor {
             row.stderrTail = st.stderrTail ?? []
             row.startedAt = row.startedAt ?? st.startedAt
         } else {
-            row.phase = "Failed"
-            row.reason = "ShimDied"
+            row.phase = .failed
+            row.reason = .shimDied
             row.message = "the instance's vtarget run ended (\(status.map { "\($0)" } ?? "while the supervisor was down")) without reporting; its QEMU died with it"
             if case .signalled(let s)? = status { row.signal = s }
         }
@@ -586,9 +588,9 @@ public actor Supervisor {
         row.qemuPID = nil
         row.ready = false
         row.snapshot = false
-        RuntimeDirectory.removeTree(paths.instanceDirectory(namespace: namespace, name: name))
-        var events = [event(row.phase == "Failed" ? "Warning" : "Normal", row, row.phase == "Expired" ? "Expired" : (row.reason ?? row.phase),
-                            (row.message ?? row.phase) + (row.stderrTail.isEmpty ? "" : "; QEMU said: " + row.stderrTail.suffix(3).joined(separator: " | ")))]
+        RuntimeDirectory.removeTree(paths.instance(namespace: namespace, name: name).directory)
+        var events = [event(row.phase == .failed ? "Warning" : "Normal", row, row.phase == .expired ? "Expired" : (row.reason?.rawValue ?? row.phase.rawValue),
+                            (row.message ?? row.phase.rawValue) + (row.stderrTail.isEmpty ? "" : "; QEMU said: " + row.stderrTail.suffix(3).joined(separator: " | ")))]
         if let delay = restartDelay(&row) {
             row.nextRestartAt = now + delay
             events.append(event("Normal", row, "BackOff", "restarting in \(Self.format(delay)) (restart \(row.restarts + 1), policy \(row.restartPolicy))"))
@@ -599,10 +601,10 @@ public actor Supervisor {
 
     /// Whether the restart policy restarts this finished instance, and after how long.
     func restartDelay(_ row: inout InstanceRow) -> Double? {
-        guard row.desired == "running", row.phase != "Expired", row.reason != "Stopped" else { return nil }
+        guard row.desired == "running", row.phase != .expired, row.reason != .stopped else { return nil }
         switch row.restartPolicy {
         case "Always": break
-        case "OnFailure": guard row.phase == "Failed" else { return nil }
+        case "OnFailure": guard row.phase == .failed else { return nil }
         default: return nil
         }
         // A run that lasted a minute starts the backoff over.
@@ -650,7 +652,7 @@ public actor Supervisor {
         guard let shim = shims[key] else { return }
         let (namespace, name) = split(key)
         if var row = try? store.instance(namespace, name), row.isActive {
-            row.phase = "Terminating"
+            row.phase = .terminating
             commit(row, event("Normal", row, "Stopping", message))
         }
         let watcher = watchers[key]
@@ -693,9 +695,9 @@ public actor Supervisor {
         for row in rows { if let expires = row.claimExpiresAt { scheduleClaimExpiry(row.key, at: expires) } }
         let ownExecutable = options.executable
         for var row in rows {
-            let stateDir = paths.instanceState(namespace: row.namespace, name: row.name)
+            let state = paths.instanceState(namespace: row.namespace, name: row.name)
             guard row.isActive, let pid = row.shimPID, let start = row.shimStartTime else {
-                if row.desired == "running" && row.phase == "Pending" { await startInstance(row.key) }
+                if row.desired == "running" && row.phase == .pending { await startInstance(row.key) }
                 else if let next = row.nextRestartAt, row.desired == "running" {
                     scheduleRestart(row.key, uid: row.uid, after: max(0, next - ShimStatus.now))
                 }
@@ -703,10 +705,10 @@ public actor Supervisor {
             }
             let identity = ProcessIdentity(pid: pid, startTime: UInt64(start))
             let alive = identity.isAlive && identity.executable == ownExecutable
-            let st = ShimStatus.read(stateDir + "/status.json")
-            if alive, let st, !st.isFinished, st.phase == "Running" {
+            let st = ShimStatus.read(state.statusFile)
+            if alive, let st, !st.isFinished, st.phase == .running {
                 shims[row.key] = Shim(uid: row.uid, identity: identity, child: nil)
-                statusWatcher.watch(stateDir, key: row.key)
+                statusWatcher.watch(state.directory, key: row.key)
                 adopted += 1
                 commit(row, event("Normal", row, "Adopted", "re-adopted shim pid \(pid) (QEMU pid \(st.qemuPID.map(String.init) ?? "?"))"))
                 let key = row.key, uid = row.uid
@@ -724,8 +726,8 @@ public actor Supervisor {
                 await identity.waitForExit()
                 // The supervisor's failure, not the instance's: start it again.
                 shims[row.key] = nil
-                RuntimeDirectory.removeTree(paths.instanceDirectory(namespace: row.namespace, name: row.name))
-                row.phase = "Pending"
+                RuntimeDirectory.removeTree(paths.instance(namespace: row.namespace, name: row.name).directory)
+                row.phase = .pending
                 row.shimPID = nil
                 row.shimStartTime = nil
                 commit(row, event("Warning", row, "HalfStarted",
@@ -734,7 +736,7 @@ public actor Supervisor {
             } else if st == nil {
                 // It never began: the supervisor died before giving it the go.
                 shims[row.key] = nil
-                row.phase = "Pending"
+                row.phase = .pending
                 row.shimPID = nil
                 row.shimStartTime = nil
                 commit(row, event("Normal", row, "NeverStarted", "the supervisor stopped before this instance began; starting it"))
@@ -771,27 +773,27 @@ public actor Supervisor {
 
     func info(_ row: InstanceRow) -> InstanceInfo {
         var conditions = [Condition(type: "Ready", status: row.ready ? "True" : "False",
-                                    reason: row.ready ? "ReadinessReached" : (row.isActive ? row.phase : row.reason ?? row.phase),
+                                    reason: row.ready ? "ReadinessReached" : (row.isActive ? row.phase.rawValue : (row.reason ?? InstanceReason(row.phase.rawValue)).rawValue),
                                     message: row.ready ? nil : row.message, lastTransitionTime: row.ready ? row.readyAt : (row.finishedAt ?? row.startedAt))]
         if row.nextRestartAt != nil {
             conditions.append(Condition(type: "BackOff", status: "True", reason: "RestartPolicy", message: "restart scheduled", lastTransitionTime: row.finishedAt))
         }
         var endpoints: [String: String] = [:]
-        let dir = paths.instanceDirectory(namespace: row.namespace, name: row.name)
-        if row.phase == "Running" {
+        let layout = paths.instance(namespace: row.namespace, name: row.name)
+        if row.phase == .running {
             // From the spec, not the shim's instance.json: a listing of 200 reads no files.
-            for d in row.serialDevices { endpoints["serial." + d] = "unix://" + dir + "/\(d).sock" }
-            endpoints["qmp"] = "unix://" + dir + "/qmp.sock"
+            for d in row.serialDevices { endpoints["serial." + d] = "unix://" + layout.serialSocket(d) }
+            endpoints["qmp"] = "unix://" + layout.qmpSocket
             for b in row.canBuses {
                 endpoints["can." + b] = "unix://" + CANBusHost.directory(bus: b, namespace: row.namespace, base: paths.runtimeDirectory) + "/socketcand.sock"
             }
         }
         var out = InstanceInfo(namespace: row.namespace, name: row.name, uid: row.uid, target: row.target, machine: row.machine,
-                            restartPolicy: row.restartPolicy, desired: row.desired, phase: row.phase, reason: row.reason,
+                            restartPolicy: row.restartPolicy, desired: row.desired, phase: row.phase.rawValue, reason: row.reason?.rawValue,
                             message: row.message, ready: row.ready, conditions: conditions, pid: row.shimPID, qemuPID: row.qemuPID,
                             createdAt: row.createdAt, startedAt: row.startedAt, expiresAt: row.expiresAt, finishedAt: row.finishedAt,
                             exitCode: row.exitCode, signal: row.signal, stderrTail: row.stderrTail, restarts: row.restarts,
-                            nextRestartAt: row.nextRestartAt, directory: dir, endpoints: endpoints)
+                            nextRestartAt: row.nextRestartAt, directory: layout.directory, endpoints: endpoints)
         out.pool = row.pool
         out.claimedAt = row.claimedAt
         out.claimExpiresAt = row.claimExpiresAt

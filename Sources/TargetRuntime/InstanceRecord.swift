@@ -6,39 +6,12 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import InstanceContract
 
-/// What a running instance publishes in `<instance>/instance.json`, so that
-/// `vtarget logs|wait|console|qmp|stop NAME` find it from another process.
-public struct InstanceRecord: Codable, Sendable, Equatable {
-    public var name: String
-    public var namespace: String
-    /// The `vtarget run` that owns it.
-    public var ownerPID: Int32
-    public var qemuPID: Int32
-    /// QEMU's start time in clock ticks since boot (/proc/PID/stat field 22):
-    /// with the pid, it names this process and no later one.
-    public var qemuStartTime: UInt64
-    public var phase: String
-    public var ready: Bool
-    public var serialDevices: [String]
-    public var directory: String
-    /// Loopback TCP ports speaking RFC 2217, by device.
-    public var rfc2217: [String: Int]
-    /// The board honours system_powerdown.
-    public var powerdown: Bool
-    /// Owned by the supervisor: stop and start go through it.
-    public var supervised: Bool?
-
-    public var qmpSocket: String { directory + "/qmp.sock" }
-    public func socket(_ device: String) -> String { directory + "/\(device).sock" }
-    public func forceSocket(_ device: String) -> String { directory + "/\(device).force.sock" }
-    public var logDirectory: String { directory + "/logs" }
-
+extension InstanceRecord {
     public func write() {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        guard let data = try? encoder.encode(self) else { return }
-        replaceFile(directory + "/instance.json", with: data)
+        guard let data = try? encoded() else { return }
+        replaceFile(layout.recordFile, with: data)
     }
 
     /// Whether the QEMU it names is still that process.
@@ -56,18 +29,19 @@ public struct InstanceRecord: Codable, Sendable, Equatable {
 /// Finds instances by name across every `vtarget run` of this user.
 public enum InstanceLocator {
     public static func all(environment: [String: String]) -> [InstanceRecord] {
-        liveRecords("instance.json", environment: environment) { $0.ownerPID }
+        liveRecords(environment: environment, file: { InstanceLayout(directory: $0).recordFile }, decode: InstanceRecord.decode) { $0.ownerPID }
     }
 
     /// Every `<base>/run-*/*/<file>` (runs) and `<base>/ns-*/*/<file>`
     /// (the supervisor's instances) whose owning run is still alive.
-    static func liveRecords<R: Decodable>(_ file: String, environment: [String: String], owner: (R) -> Int32) -> [R] {
+    static func liveRecords<R>(environment: [String: String], file: (String) -> String, decode: (Data) -> R?, owner: (R) -> Int32) -> [R] {
         let base = RuntimeDirectory.base(environment: environment)
         var out: [R] = []
-        for run in ((try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []).sorted() where run.hasPrefix("run-") || run.hasPrefix("ns-") {
+        for run in ((try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []).sorted()
+        where run.hasPrefix(InstanceLayout.runPrefix) || run.hasPrefix(InstanceLayout.namespacePrefix) {
             for dir in (try? FileManager.default.contentsOfDirectory(atPath: base + "/" + run)) ?? [] {
-                guard let data = FileManager.default.contents(atPath: "\(base)/\(run)/\(dir)/\(file)"),
-                      let r = try? JSONDecoder().decode(R.self, from: data),
+                guard let data = FileManager.default.contents(atPath: file("\(base)/\(run)/\(dir)")),
+                      let r = decode(data),
                       Processes.exist(owner(r)) else { continue }
                 out.append(r)
             }

@@ -1,4 +1,5 @@
 #if canImport(FoundationEssentials)
+import InstanceContract
 import FoundationEssentials
 #else
 import Foundation
@@ -88,14 +89,14 @@ public struct RunSession: Sendable {
         var out: [(RunnableTarget, LaunchPlan, String)] = []
         var problems: [Diagnostic] = []
         for r in runnables {
-            let dirName = r.namespace == "default" ? r.name : "\(r.namespace).\(r.name)"
-            let dir = config.supervised?.directory ?? runDirectory + "/" + dirName
+            let layout = config.supervised?.layout ?? .run(runDirectory, namespace: r.namespace, name: r.name)
+            let dir = layout.directory
             guard let profile = catalog.lookup(r.target.qemu.profileName) else { continue }
             // <dir> holds vtarget's sockets; <dir>/qemu is QEMU's own (its cwd,
             // firmware, GDB socket), handed to QEMU's uid when vtarget is root,
             // so a compromised QEMU cannot replace the sockets clients use.
             let dropping = config.sandbox && QEMUSandbox.isRoot
-            let qemuDir = dir + "/qemu"
+            let qemuDir = layout.qemuDirectory
             if mkdir(dir, dropping ? 0o711 : 0o700) != 0 || mkdir(qemuDir, 0o700) != 0 {
                 throw RuntimeError("cannot create \(qemuDir): \(String(cString: strerror(errno)))")
             }
@@ -113,8 +114,9 @@ public struct RunSession: Sendable {
                 }
                 let planner = LaunchPlanner(host: config.host, options: options)
                 let plan = try planner.plan(target, profile: profile, drives: drives, instanceDirectory: qemuDir)
-                for c in plan.channels where c.role != .qmp { try RuntimeDirectory.checkSocketPath(dir + "/\(c.device).force.sock") }
-                try RuntimeDirectory.checkSocketPath(dir + "/qmp.sock")
+                for path in layout.sockets(devices: plan.channels.filter { $0.role != .qmp }.map(\.device)) {
+                    try RuntimeDirectory.checkSocketPath(path)
+                }
                 if let gdb = plan.gdbSocketPath { try RuntimeDirectory.checkSocketPath(gdb) }
                 out.append((r, plan, dir))
             } catch let e as DiagnosticError {
@@ -144,7 +146,7 @@ public struct RunSession: Sendable {
             targets.reduce(into: [:]) { all, t in for (name, r) in t.buses { all[name] = (r.port, r.socket) } }
         }
         var report = JUnitReport()
-        var outcome = ShimStatus.failed("StartFailed", "")
+        var outcome = ShimStatus.failed(.startFailed, "")
         let status = config.supervised.map { ShimStatusWriter(path: $0.statusPath) }
         let clock = ContinuousClock()
         let started = clock.now
@@ -175,7 +177,7 @@ public struct RunSession: Sendable {
                     let status = await t.child.waitForExit()
                     let why = "QEMU failed to start (\(status))"
                     report.cases.append(.init(classname: t.name, name: "boot", seconds: since(started), failure: why, output: t.stderrText))
-                    outcome = .failed("StartFailed", why)
+                    outcome = .failed(.startFailed, why)
                     outcome.exit(status)
                     outcome.stderrTail = ShimStatus.tail(t.stderrText)
                     throw RuntimeError("\(t.name): \(why)\n" + t.stderrText.trimmedTrailingNewlines)
@@ -186,7 +188,7 @@ public struct RunSession: Sendable {
                 Task { sink.yield(.qemuExited(target: i, status: await child.waitForExit())) }
                 records.append(InstanceRecord(
                     name: t.name, namespace: prepared[i].0.namespace, ownerPID: getpid(), qemuPID: child.pid,
-                    qemuStartTime: InstanceRecord.startTime(of: child.pid) ?? 0, phase: "Running",
+                    qemuStartTime: InstanceRecord.startTime(of: child.pid) ?? 0, phase: .running,
                     ready: prepared[i].0.lifecycle.readiness == nil,
                     serialDevices: t.plan.serialChannels.map(\.device), directory: t.directory, rfc2217: t.rfc2217Ports,
                     powerdown: catalog.lookup(t.plan.profile)?.gracefulPowerdown ?? false,
@@ -194,7 +196,7 @@ public struct RunSession: Sendable {
                 records[i].write()
                 if records[i].ready { await takeSnapshot(t) }
                 status?.update { s in
-                    s.phase = "Running"
+                    s.phase = .running
                     s.qemuPID = child.pid
                     s.startedAt = ShimStatus.now
                     s.directory = t.directory
@@ -322,8 +324,8 @@ public struct RunSession: Sendable {
             try await startCommandIfReady()
             /// How a run that ends with its tests reads as a phase.
             func testsOutcome(_ end: Int32) -> ShimStatus {
-                end == 0 ? .succeeded("TestsPassed", "every test passed")
-                    : .failed("TestsFailed", "\(testFailures + sidecarFailures) test(s) failed")
+                end == 0 ? .succeeded(.testsPassed, "every test passed")
+                    : .failed(.testsFailed, "\(testFailures + sidecarFailures) test(s) failed")
             }
             if let end = testsFinishedCode() { code = end; outcome = testsOutcome(end) } else {
 
@@ -359,7 +361,7 @@ public struct RunSession: Sendable {
                         output.flush()
                         report.cases.append(.init(classname: targets[i].name, name: "until /\(config.until!)/", seconds: since(started)))
                         code = ExitCode.success
-                        outcome = .succeeded("UntilMatched", "output matched /\(config.until!)/")
+                        outcome = .succeeded(.untilMatched, "output matched /\(config.until!)/")
                         break loop
                     }
                 case .qemuExited(let i, let status):
@@ -368,13 +370,13 @@ public struct RunSession: Sendable {
                     if status == .exited(0), config.until == nil, config.command.isEmpty {
                         note("\(t.name): QEMU exited")
                         code = ExitCode.success
-                        outcome = .succeeded("QEMUExited", "QEMU exited with status 0")
+                        outcome = .succeeded(.qemuExited, "QEMU exited with status 0")
                     } else {
                         note("\(t.name): QEMU exited unexpectedly (\(status))" + stderrBlock(t))
                         report.cases.append(.init(classname: t.name, name: "run", seconds: since(started),
                                                   failure: "QEMU exited unexpectedly (\(status))", output: t.stderrText))
                         code = ExitCode.failure
-                        outcome = .failed("QEMUExited", "QEMU exited unexpectedly (\(status))")
+                        outcome = .failed(.qemuExited, "QEMU exited unexpectedly (\(status))")
                         outcome.exit(status)
                         outcome.stderrTail = ShimStatus.tail(t.stderrText)
                     }
@@ -386,7 +388,7 @@ public struct RunSession: Sendable {
                                               failure: code == 0 ? nil : "ended with \(status)",
                                               output: code == 0 ? nil : String(decoding: await targets.first?.recentOutput() ?? [], as: UTF8.self)))
                     if code != 0 { note("command \(config.command[0]) ended with \(status)") }
-                    outcome = code == 0 ? .succeeded("CommandSucceeded", "command ended with 0") : .failed("CommandFailed", "command ended with \(status)")
+                    outcome = code == 0 ? .succeeded(.commandSucceeded, "command ended with 0") : .failed(.commandFailed, "command ended with \(status)")
                     break loop
                 case .timeout:
                     output.flush()
@@ -395,7 +397,7 @@ public struct RunSession: Sendable {
                     report.cases.append(.init(classname: "run", name: config.until.map { "until /\($0)/" } ?? "timeout", seconds: since(started), failure: why,
                                               output: String(decoding: await targets.first?.recentOutput() ?? [], as: UTF8.self)))
                     code = ExitCode.failure
-                    outcome = .failed("Timeout", why)
+                    outcome = .failed(.timeout, why)
                     break loop
                 case .expired:
                     output.flush()
@@ -403,7 +405,7 @@ public struct RunSession: Sendable {
                     report.cases.append(.init(classname: "run", name: "ttl", seconds: since(started), failure: "expired: the TTL of \(format(ttl!)) was reached",
                                               output: String(decoding: await targets.first?.recentOutput() ?? [], as: UTF8.self)))
                     code = ExitCode.failure
-                    outcome = ShimStatus(phase: "Expired", reason: "TTLExpired", message: "the TTL of \(format(ttl!)) was reached")
+                    outcome = ShimStatus(phase: .expired, reason: .ttlExpired, message: "the TTL of \(format(ttl!)) was reached")
                     break loop
                 case .idleCheck:
                     var idleFor: (Int, Double)?
@@ -418,14 +420,14 @@ public struct RunSession: Sendable {
                     note(why)
                     report.cases.append(.init(classname: targets[i].name, name: "idleTTL", seconds: since(started), failure: why))
                     code = ExitCode.failure
-                    outcome = ShimStatus(phase: "Expired", reason: "IdleTTLExpired", message: why)
+                    outcome = ShimStatus(phase: .expired, reason: .idleTTLExpired, message: why)
                     break loop
                 case .sidecarExited(let i, let name, let isTest, let status):
                     let failed = status != .exited(0)
                     if isTest {
                         testSidecarsRunning -= 1
                         if failed { sidecarFailures += 1 }
-                        let log = targets[i].directory + "/logs/sidecar-\(name).log"
+                        let log = targets[i].layout.sidecarLog(name)
                         var output: String?
                         if failed {
                             // The sidecar's own output, then what the target said meanwhile.
@@ -455,7 +457,7 @@ public struct RunSession: Sendable {
                                               output: String(decoding: await targets[i].recentOutput(), as: UTF8.self)))
                     note("\(targets[i].name): not Ready: \(why)")
                     code = ExitCode.failure
-                    outcome = .failed("ReadinessTimeout", why)
+                    outcome = .failed(.readinessTimeout, why)
                     break loop
                 case .recycled:
                     for t in targets { for h in t.hubs { await h.reset() } }
@@ -464,7 +466,7 @@ public struct RunSession: Sendable {
                     output.flush()
                     note("interrupted by signal \(s); stopping")
                     code = 128 + s
-                    outcome = .succeeded("Stopped", "stopped by signal \(s)")
+                    outcome = .succeeded(.stopped, "stopped by signal \(s)")
                     break loop
                 }
             }
@@ -472,7 +474,7 @@ public struct RunSession: Sendable {
         } catch let e as DiagnosticError {
             note(e.description)
             code = ExitCode.badInput
-            outcome = .failed("InvalidSpec", e.description)
+            outcome = .failed(.invalidSpec, e.description)
         } catch {
             note("\(error)")
             code = ExitCode.failure
@@ -553,7 +555,7 @@ public struct RunSession: Sendable {
         guard let exe = ExecutableSearch.find(sc.command[0], environment: env) else {
             throw RuntimeError("\(target.name): sidecar \(sc.name): command not found: \(sc.command[0])")
         }
-        let logPath = target.directory + "/logs/sidecar-\(sc.name).log"
+        let logPath = target.layout.sidecarLog(sc.name)
         let log = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard log >= 0 else { throw RuntimeError("cannot create \(logPath): \(String(cString: strerror(errno)))") }
         defer { close(log) }
@@ -592,11 +594,11 @@ public enum EndpointEnvironment {
         for t in targets {
             var own: [String: String] = [:]
             for c in t.plan.channels where c.role != .qmp {
-                own["SERIAL_\(key(c.device))"] = t.directory + "/\(c.device).sock"
+                own["SERIAL_\(key(c.device))"] = InstanceLayout(directory: t.directory).serialSocket(c.device)
             }
             for (device, port) in t.rfc2217 { own["SERIAL_\(key(device))_RFC2217"] = "127.0.0.1:\(port)" }
             if let gdb = t.plan.gdbSocketPath { own["GDB"] = gdb }
-            own["QMP"] = t.directory + "/qmp.sock"
+            own["QMP"] = InstanceLayout(directory: t.directory).qmpSocket
             for (k, v) in own {
                 if targets.count == 1 { env["VTARGET_" + k] = v }
                 env["VTARGET_\(key(t.name))_" + k] = v

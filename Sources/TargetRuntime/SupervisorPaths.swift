@@ -1,3 +1,5 @@
+import InstanceContract
+
 /// Where the per-user supervisor lives: its socket beside the instances'
 /// sockets (short, 0700), its database and log in the XDG state directory.
 public struct SupervisorPaths: Sendable {
@@ -20,11 +22,11 @@ public struct SupervisorPaths: Sendable {
     public var lock: String { stateDirectory + "/supervisor.lock" }
     public var log: String { stateDirectory + "/supervisor.log" }
     /// `<state>/instances/<namespace>/<name>`: the spec a shim runs, its status and output.
-    public func instanceState(namespace: String, name: String) -> String {
-        stateDirectory + "/instances/\(namespace)/\(name)"
+    public func instanceState(namespace: String, name: String) -> InstanceStateLayout {
+        InstanceStateLayout(stateDirectory: stateDirectory, namespace: namespace, name: name)
     }
     /// `<runtime>/ns-<namespace>/<name>`: the instance's sockets and logs.
-    public func instanceDirectory(namespace: String, name: String) -> String {
-        runtimeDirectory + "/ns-\(namespace)/\(name)"
+    public func instance(namespace: String, name: String) -> InstanceLayout {
+        .supervised(runtime: runtimeDirectory, namespace: namespace, name: name)
     }
 }

@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import InstanceContract
 import Glibc
 #endif
 import Endpoints
@@ -90,7 +91,7 @@ public final class TargetProcess: Sendable {
         let request = SpawnRequest(
             executable: qemuPath, arguments: plan.arguments,
             environment: ["PATH=/usr/bin:/bin", "LC_ALL=C"],
-            workingDirectory: directory + "/qemu", fds: fds, sandbox: sandbox)
+            workingDirectory: InstanceLayout(directory: directory).qemuDirectory, fds: fds, sandbox: sandbox)
         // The group is made before the spawn, so only joining it is left
         // between spawn and `cont` (QEMU waits at -S meanwhile).
         var cgroup: CgroupLimits?
@@ -166,7 +167,8 @@ public final class TargetProcess: Sendable {
     public var qmp: QMPClient? { attached.withLock { $0.qmp } }
     public var hubs: [SerialHub] { attached.withLock { $0.hubs } }
 
-    public func socketPath(_ device: String) -> String { directory + "/\(device).sock" }
+    /// Every path of this instance.
+    public var layout: InstanceLayout { InstanceLayout(directory: directory) }
 
     /// Reads stderr, joins every CAN device to its bus (starting the bus's
     /// host when needed), attaches every other UART to a hub listening on
@@ -189,7 +191,7 @@ public final class TargetProcess: Sendable {
 
         // The UART side first: it needs nothing from QEMU, so this overlaps
         // QEMU's own start-up, which the QMP greeting then waits out.
-        let logs = directory + "/logs"
+        let logs = layout.logDirectory
         mkdir(logs, 0o700)
         for c in plan.channels {
             guard case .can(let bus, _) = c.role else { continue }
@@ -217,7 +219,7 @@ public final class TargetProcess: Sendable {
             try await hub.record(to: SerialLog(directory: logs, device: device, rotation: logRotation))
             let ends = try claimUART(c.chardevID)
             try await hub.attach(input: ends.input, output: ends.output)
-            try await hub.listen(path: socketPath(device), forcePath: directory + "/\(device).force.sock")
+            try await hub.listen(path: layout.serialSocket(device), forcePath: layout.forceSocket(device))
             if let port = c.rfc2217Port {
                 let bound = try await hub.listenRFC2217(port: port)
                 attached.withLock { $0.rfc2217[device] = bound }
@@ -237,10 +239,8 @@ public final class TargetProcess: Sendable {
             $0.proxy = proxy
             $0.events = forward
         }
-        try await proxy.listen(path: qmpSocketPath)
+        try await proxy.listen(path: layout.qmpSocket)
     }
-
-    public var qmpSocketPath: String { directory + "/qmp.sock" }
 
     /// Clients on any of this instance's endpoints (serial, RFC 2217, QMP).
     public func clientCount() async -> Int {

@@ -1,3 +1,4 @@
+import InstanceContract
 import ArgumentParser
 #if canImport(FoundationEssentials)
 import FoundationEssentials

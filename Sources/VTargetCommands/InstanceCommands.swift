@@ -1,3 +1,4 @@
+import InstanceContract
 import ArgumentParser
 #if canImport(Glibc)
 import Glibc
@@ -21,7 +22,7 @@ struct InstanceOptions: ParsableArguments {
     }
 
     func qmp(timeout: Double = 10) throws -> QMPSocketClient {
-        try QMPSocketClient(path: locate().qmpSocket, timeout: timeout)
+        try QMPSocketClient(path: locate().layout.qmpSocket, timeout: timeout)
     }
 }
 
@@ -112,7 +113,7 @@ struct Stop: AsyncParsableCommand {
         }
         let record = try located.get()
         let grace = Quantity.parseDuration(timeout) ?? 10
-        if let qmp = try? QMPSocketClient(path: record.qmpSocket, timeout: 2) {
+        if let qmp = try? QMPSocketClient(path: record.layout.qmpSocket, timeout: 2) {
             if record.powerdown, (try? qmp.execute(.object(["execute": .string("system_powerdown")]))) != nil {
                 _ = qmp.waitForEvent("SHUTDOWN", timeout: grace)
             }

@@ -5,6 +5,7 @@ import Glibc
 import MachineCatalog
 import QEMULaunch
 import Endpoints
+import InstanceContract
 import TargetRuntime
 import TargetSpec
 import YAMLTree
@@ -42,6 +43,7 @@ struct Run: AsyncParsableCommand {
     var command: [String] = []
 
     func validate() throws {
+        _ = try supervisedOptions.parsed()
         if let until, (try? Regex(until)) == nil { throw ValidationError("--until: not a valid regular expression: \(until)") }
         if let timeout, Quantity.parseDuration(timeout) == nil { throw ValidationError("--timeout: expected \(Quantity.durationHint), got \(timeout)") }
         if let ttl, Quantity.parseDuration(ttl) == nil { throw ValidationError("--ttl: expected \(Quantity.durationHint), got \(ttl)") }
@@ -49,24 +51,38 @@ struct Run: AsyncParsableCommand {
 
     func run() async throws {
         let env = Environment.variables
-        var loaded = try input.load(environment: env, relativeTo: supervisedOptions.relativeTo)
+        let shim = try supervisedOptions.parsed()
+        var input = self.input
+        var noSandbox = self.noSandbox
+        var ttl = self.ttl
+        if let shim {
+            // The shim's settings are the supervisor's, whatever else argv says.
+            input.files = [shim.specFile]
+            input.lenient = shim.lenient
+            input.allowHostPaths = shim.allowHostPaths
+            input.allowExtraArgs = shim.allowExtraArgs
+            noSandbox = !shim.sandbox
+            ttl = shim.ttlMilliseconds.map { "\($0)ms" }
+        }
+        var loaded = try input.load(environment: env, relativeTo: shim?.relativeTo)
         let base = RuntimeDirectory.base(environment: env)
         let dropping = !noSandbox && QEMUSandbox.isRoot
         try RuntimeDirectory.ensurePrivate(base, traversable: dropping)
         if dropping { try RuntimeDirectory.checkTraversableByOthers(base) }
         var supervised: SupervisedInstance?
         let runDir: String
-        if let statusFile = supervisedOptions.statusFile {
+        if let shim {
             // Started by the supervisor: one instance, in its own lasting directory.
             guard supervisedOptions.waitForGo() else { return }
-            loaded.runnables = loaded.runnables.filter { "\($0.namespace)/\($0.name)" == supervisedOptions.instance }
-            guard let one = loaded.runnables.first else { throw RuntimeError("no instance \(supervisedOptions.instance ?? "") in the spec") }
-            runDir = base + "/ns-" + one.namespace
+            loaded.runnables = loaded.runnables.filter { "\($0.namespace)/\($0.name)" == shim.instance }
+            guard let one = loaded.runnables.first else { throw RuntimeError("no instance \(shim.instance) in the spec") }
+            runDir = InstanceLayout.namespaceDirectory(runtime: base, namespace: one.namespace)
             try RuntimeDirectory.ensurePrivate(runDir, traversable: dropping)
-            supervised = SupervisedInstance(directory: runDir + "/" + one.name, statusPath: statusFile, snapshot: supervisedOptions.poolSnapshot)
-            RuntimeDirectory.removeTree(runDir + "/" + one.name)
+            let layout = InstanceLayout.supervised(runtime: base, namespace: one.namespace, name: one.name)
+            supervised = SupervisedInstance(layout: layout, statusPath: shim.statusFile, snapshot: shim.poolSnapshot)
+            RuntimeDirectory.removeTree(layout.directory)
         } else {
-            runDir = base + "/run-\(getpid())"
+            runDir = InstanceLayout.runDirectory(runtime: base, pid: getpid())
             RuntimeDirectory.removeTree(runDir)
             try RuntimeDirectory.ensurePrivate(runDir, traversable: dropping)
         }
@@ -98,17 +114,13 @@ struct Run: AsyncParsableCommand {
 
 /// How the supervisor starts a `vtarget run` for one instance (hidden from --help).
 struct SupervisedRunOptions: ParsableArguments {
-    @Option(help: "Write the instance's status here (set by the supervisor).")
-    var statusFile: String?
+    @Option(help: "Set by the supervisor: the shim's settings (InstanceContract.ShimArguments as JSON).")
+    var shim: String?
 
-    @Option(help: "NAMESPACE/NAME: the one instance to run.")
-    var instance: String?
-
-    @Option(help: "Resolve relative paths in the spec against this directory.")
-    var relativeTo: String?
-
-    @Flag(help: "A pool member: savevm once Ready, so a release can loadvm.")
-    var poolSnapshot = false
+    func parsed() throws -> ShimArguments? {
+        guard let shim else { return nil }
+        do { return try ShimArguments.parse(shim) } catch { throw ValidationError("--shim: \(error)") }
+    }
 
     /// The supervisor writes one byte on stdin once it has recorded our pid;
     /// end of file means it died before that, and nothing must start.

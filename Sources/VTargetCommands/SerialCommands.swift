@@ -1,3 +1,4 @@
+import InstanceContract
 import ArgumentParser
 #if canImport(Glibc)
 import Glibc
@@ -34,10 +35,10 @@ struct Logs: ParsableCommand {
         let record = try instance.locate()
         let path: String
         if let sidecar {
-            path = record.logDirectory + "/sidecar-\(sidecar).log"
+            path = record.layout.sidecarLog(sidecar)
             guard access(path, F_OK) == 0 else { throw RuntimeError("\(record.name) has no sidecar \"\(sidecar)\" (or it has not started)") }
         } else {
-            path = record.logDirectory + "/\(try serialDevice(record, device))." + (timestamps ? "log" : "raw")
+            path = record.layout.logDirectory + "/\(try serialDevice(record, device))." + (timestamps ? "log" : "raw")
         }
         var follower = LogFollower(path: path, fromStart: true)
         writeOut(follower.read())
@@ -108,7 +109,7 @@ struct Wait: ParsableCommand {
         }
         let regex = try Regex(String(condition.dropFirst(7)))
         let dev = try serialDevice(record, device)
-        var follower = LogFollower(path: record.logDirectory + "/\(dev).raw", fromStart: sinceStart)
+        var follower = LogFollower(path: record.layout.logDirectory + "/\(dev).raw", fromStart: sinceStart)
         var window: [UInt8] = []
         while monotonicSeconds() < end {
             let bytes = follower.read()
@@ -143,7 +144,7 @@ struct Console: ParsableCommand {
     func run() throws {
         let record = try instance.locate()
         let dev = try serialDevice(record, device)
-        let fd = try FileDescriptors.connectUnix(force ? record.forceSocket(dev) : record.socket(dev))
+        let fd = try FileDescriptors.connectUnix(force ? record.layout.forceSocket(dev) : record.layout.serialSocket(dev))
         defer { close(fd) }
         let tty = isatty(0) == 1
         var saved = termios()

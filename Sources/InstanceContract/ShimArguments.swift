@@ -1,0 +1,59 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// How the supervisor starts a shim: `vtarget run --shim JSON`, where JSON is
+/// this value. One codec builds and parses it, so the two sides cannot drift;
+/// the options that a user's `vtarget run` also has are translated by the
+/// shim into the same settings a user's flags would give.
+public struct ShimArguments: Codable, Sendable, Equatable {
+    /// `namespace/name`: the one instance of the spec to run.
+    public var instance: String
+    /// The composed spec (instance, target, ConfigMaps).
+    public var specFile: String
+    /// Where the shim writes its `ShimStatus`.
+    public var statusFile: String
+    /// Relative paths in the spec resolve against the directory it was applied from.
+    public var relativeTo: String
+    public var lenient: Bool = false
+    public var allowHostPaths: Bool = false
+    public var allowExtraArgs: Bool = false
+    public var sandbox: Bool = true
+    /// A pool member: `savevm` once Ready, so a release can `loadvm`.
+    public var poolSnapshot: Bool = false
+    /// What is left of the instance's TTL, in milliseconds.
+    public var ttlMilliseconds: Int?
+
+    public init(instance: String, specFile: String, statusFile: String, relativeTo: String) {
+        self.instance = instance
+        self.specFile = specFile
+        self.statusFile = statusFile
+        self.relativeTo = relativeTo
+    }
+
+    public static let subcommand = "run"
+    public static let option = "--shim"
+
+    /// The shim's argv after the executable. `-f` repeats the spec file so a
+    /// process listing reads as what it is; the JSON is what counts.
+    public func arguments() -> [String] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        // Encoding plain strings, bools and ints cannot fail.
+        let json = (try? encoder.encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        return [Self.subcommand, "-f", specFile, Self.option, json]
+    }
+
+    /// The value of `--shim`.
+    public static func parse(_ json: String) throws -> ShimArguments {
+        try JSONDecoder().decode(ShimArguments.self, from: Data(json.utf8))
+    }
+
+    /// The instance's namespace and name.
+    public var namespaceAndName: (namespace: String, name: String) {
+        guard let slash = instance.firstIndex(of: "/") else { return ("default", instance) }
+        return (String(instance[..<slash]), String(instance[instance.index(after: slash)...]))
+    }
+}

@@ -1,0 +1,70 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+import InstanceContract
+import Sandbox
+
+/// Where a supervised session keeps its instance and reports on it.
+public struct SupervisedInstance: Sendable {
+    /// `<runtime>/ns-<namespace>/<name>`: the same sockets every time it starts.
+    public var layout: InstanceLayout
+    /// `status.json` in the supervisor's state directory for this instance.
+    public var statusPath: String
+    /// A pool member: once Ready, `savevm` into a scratch qcow2 so a release
+    /// can `loadvm` back (where the board's profile allows snapshots).
+    public var snapshot: Bool
+
+    public init(layout: InstanceLayout, statusPath: String, snapshot: Bool = false) {
+        self.layout = layout
+        self.statusPath = statusPath
+        self.snapshot = snapshot
+    }
+}
+
+extension ShimStatus {
+    public mutating func exit(_ status: ExitStatus) {
+        switch status {
+        case .exited(let c): exitCode = c
+        case .signalled(let s): signal = s
+        }
+    }
+
+    /// Wall-clock seconds since 1970, as every status and row time is kept.
+    public static var now: Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    /// The status in `path`; nil when there is none (not written yet) or it
+    /// cannot be decoded.
+    public static func read(_ path: String) -> ShimStatus? {
+        FileManager.default.contents(atPath: path).flatMap(decode)
+    }
+}
+
+/// Keeps the current status and replaces the file atomically on each change.
+final class ShimStatusWriter: @unchecked Sendable {
+    let path: String
+    private var current = ShimStatus(phase: .starting)
+
+    init(path: String) {
+        self.path = path
+        write()
+    }
+
+    func update(_ change: (inout ShimStatus) -> Void) {
+        change(&current)
+        write()
+    }
+
+    private func write() {
+        guard let data = try? current.encoded() else { return }
+        replaceFile(path, with: data)
+    }
+}
