@@ -25,7 +25,7 @@ import Testing
         }
         let store = try StateStore(path: path)
         let row = try #require(try store.instance("default", "a"))
-        #expect(row.phase == "Running" && row.serialDevices == ["uart0"] && row.pool == nil && row.snapshot == false)
+        #expect(row.phase == .running && row.serialDevices == ["uart0"] && row.pool == nil && row.snapshot == false)
         #expect(try store.spec("default", "a") == "kind: QemuVirtualTarget")
         let columns = try store.read { try $0.columns(in: "instance").map(\.name) }
         #expect(!columns.contains("spec") && columns.contains("claimedAt"))
