@@ -255,7 +255,7 @@ def main():
         all_ready = time.perf_counter() - t0
         time.sleep(5)
         qemus = processes(lambda c: b"qemu-system" in c and work.encode() in c)
-        shims = processes(lambda c: b"--status-file\0" + work.encode() in c)
+        shims = processes(lambda c: b"\0--shim\0" in c and b"\0-f\0" + work.encode() in c)
         s0, q0, h0 = cpu(sup), sum(cpu(p) for p in qemus), sum(cpu(p) for p in shims)
         time.sleep(10)
         s1, q1, h1 = cpu(sup), sum(cpu(p) for p in qemus), sum(cpu(p) for p in shims)

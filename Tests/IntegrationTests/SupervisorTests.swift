@@ -118,9 +118,9 @@ final class SupervisorFixture: Sendable {
         for d in [runtime, state, work] { try? FileManager.default.removeItem(atPath: d) }
     }
 
-    /// Shims of this fixture: `vtarget run --status-file <state>/...`.
+    /// Shims of this fixture: `vtarget run -f <state>/instances/... --shim JSON`.
     func shims() -> [Int32] {
-        processes { $0.contains("--status-file\u{0}\(state)/") }
+        processes { $0.contains("\u{0}-f\u{0}\(state)/instances/") && $0.contains("\u{0}--shim\u{0}") }
     }
 }
 
