@@ -1,0 +1,128 @@
+#if canImport(FoundationEssentials)
+import InstanceContract
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+import ControlAPI
+import GRDB
+import MachineCatalog
+import Sandbox
+import TargetRuntime
+import TargetSpec
+import YAMLTree
+
+extension Supervisor {
+    // MARK: - Desired state
+
+    /// One instance as the resources describe it, with the spec its shim runs.
+    struct DesiredInstance {
+        var namespace: String
+        var name: String
+        var target: String
+        var machine: String
+        var restartPolicy: String
+        var ttlSeconds: Double?
+        var spec: String
+        var directory: String
+        var options: ReadOptions
+        var serialDevices: [String]
+        var canBuses: [String]
+        var hash: String
+    }
+
+    /// Decodes a namespace's resources and works out its instances; what
+    /// would not run (a missing target or ConfigMap) is an error here, so an
+    /// apply or delete that breaks a namespace is refused whole.
+    func desiredInstances(_ rows: [ResourceRow]) throws(SupervisorError) -> DesiredState {
+        var resources: [Resource] = []
+        var problems: [String] = []
+        var byKey: [String: ResourceRow] = [:]
+        for r in rows {
+            byKey[r.kind + "/" + r.name] = r
+            let decoder = ResourceDecoder(catalog: catalog, options: DecodeOptions(
+                strict: !r.options.lenient, allowHostPaths: r.options.allowHostPaths, allowExtraArgs: r.options.allowExtraArgs))
+            do {
+                resources += try decoder.decode([SourceFile(path: "\(r.kind) \(r.namespace)/\(r.name)", directory: r.directory, bytes: Array(r.yaml.utf8))]).resources
+            } catch {
+                problems.append(error.description)
+            }
+        }
+        if !problems.isEmpty { throw SupervisorError(422, problems.joined(separator: "\n")) }
+        let runnables: [RunnableTarget]
+        do { runnables = try Workload.instances(from: resources) } catch {
+            throw SupervisorError(422, error.diagnostics.map { d in
+                (d.field.map { $0 + ": " } ?? "") + d.message + (d.location.map { " (in \($0.file))" } ?? "")
+            }.joined(separator: "\n"))
+        }
+        /// The spec a shim runs: the instance (if any), its target, the target's ConfigMaps.
+        func compose(_ name: String, _ namespace: String, _ target: QemuVirtualTarget, _ lifecycle: Lifecycle,
+                     instanceDoc: String?) -> DesiredInstance? {
+            guard let targetRow = byKey["QemuVirtualTarget/" + target.metadata.name] else { return nil }
+            var docs: [String] = instanceDoc.map { [$0] } ?? []
+            docs.append(targetRow.yaml)
+            var maps: [String] = []
+            for d in target.qemu.drives {
+                if case .configMap(let map, _) = d.source, let cm = byKey["ConfigMap/" + map], !maps.contains(map) {
+                    maps.append(map)
+                    docs.append(cm.yaml)
+                }
+            }
+            let spec = docs.joined(separator: "---\n")
+            let serial = target.qemu.devices.compactMap { d -> String? in
+                if case .serial = d.kind { return d.name }
+                return nil
+            }
+            var buses: [String] = []
+            for d in target.qemu.devices { if case .can(let bus, _) = d.kind, !buses.contains(bus) { buses.append(bus) } }
+            let o = targetRow.options
+            let hash = Self.fingerprint(spec + "\u{0}" + targetRow.directory + "\u{0}\(o.lenient)\(o.allowHostPaths)\(o.allowExtraArgs)")
+            return DesiredInstance(namespace: namespace, name: name, target: target.metadata.name,
+                                   machine: target.qemu.machine.value, restartPolicy: (lifecycle.restartPolicy ?? .Never).rawValue,
+                                   ttlSeconds: lifecycle.ttlSeconds, spec: spec, directory: targetRow.directory,
+                                   options: o, serialDevices: serial, canBuses: buses, hash: hash)
+        }
+        var state = DesiredState()
+        state.instances = runnables.compactMap { rn in
+            compose(rn.name, rn.namespace, rn.target, rn.lifecycle, instanceDoc: byKey["VirtualTargetInstance/" + rn.name]?.yaml)
+        }
+        for case .pool(let p) in resources {
+            guard case .target(let t)? = resources.first(where: {
+                if case .target(let t) = $0 { return t.metadata.name == p.targetName }
+                return false
+            }), var template = compose("", p.metadata.namespace, t, t.lifecycle, instanceDoc: nil) else { continue }
+            // Members restart on failure: a pool keeps its targets warm.
+            template.restartPolicy = "OnFailure"
+            template.hash = Self.fingerprint(template.hash + p.recycle.rawValue)
+            let snapshots = p.recycle == .snapshot && (catalog.lookup(t.qemu.profileName)?.snapshots ?? false)
+            state.pools.append(PoolTemplate(pool: p, member: template, snapshots: snapshots))
+        }
+        return state
+    }
+
+    struct PoolTemplate {
+        var pool: VirtualTargetPool
+        /// A member's desired instance, its name left empty.
+        var member: DesiredInstance
+        /// Release restores the `vt-ready` snapshot (else restarts the member).
+        var snapshots: Bool
+    }
+
+    struct DesiredState {
+        var instances: [DesiredInstance] = []
+        var pools: [PoolTemplate] = []
+    }
+
+    /// FNV-1a, 64 bits: tells a changed spec from an unchanged one.
+    static func fingerprint(_ s: String) -> String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in s.utf8 {
+            h ^= UInt64(b)
+            h = h &* 0x100_0000_01b3
+        }
+        return String(h, radix: 16)
+    }
+}

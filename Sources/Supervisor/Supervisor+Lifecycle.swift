@@ -1,0 +1,268 @@
+#if canImport(FoundationEssentials)
+import InstanceContract
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+import ControlAPI
+import GRDB
+import MachineCatalog
+import Sandbox
+import TargetRuntime
+import TargetSpec
+import YAMLTree
+
+extension Supervisor {
+    func removeInstance(_ row: InstanceRow) async {
+        restartTimers.removeValue(forKey: row.key)?.cancel()
+        if var r = try? store.instance(row.namespace, row.name) {
+            r.desired = "stopped"
+            commit(r)
+        }
+        await stopShim(row.key, message: "deleted")
+        statusWatcher.unwatch(key: row.key)
+        do {
+            let ev = event("Normal", row, "Deleted", "instance deleted")
+            var stored = ev
+            try store.write { db in
+                _ = try InstanceRow.deleteOne(db, key: ["namespace": row.namespace, "name": row.name])
+                _ = try InstanceSpecRow.deleteOne(db, key: ["namespace": row.namespace, "name": row.name])
+                try stored.insert(db)
+            }
+            publish([stored])
+        } catch {
+            log("cannot delete \(row.key): \(error)")
+        }
+        RuntimeDirectory.removeTree(paths.instanceState(namespace: row.namespace, name: row.name).directory)
+    }
+
+    /// Spawns the shim for an instance that should run: its pid and start
+    /// time are committed before it may begin (it waits for a byte on stdin),
+    /// so a supervisor killed at any point never leaves a shim it does not know.
+    func startInstance(_ key: String) async {
+        let (namespace, name) = split(key)
+        guard var row = try? store.instance(namespace, name), row.desired == "running", shims[key] == nil else { return }
+        let now = ShimStatus.now
+        if let expires = row.expiresAt, expires <= now {
+            row.phase = .expired
+            row.reason = .ttlExpired
+            row.message = "the TTL had passed before it could start"
+            row.finishedAt = now
+            commit(row, event("Normal", row, "Expired", row.message!))
+            return
+        }
+        let state = paths.instanceState(namespace: namespace, name: name)
+        let stateDir = state.directory, specPath = state.specFile, statusPath = state.statusFile
+        do {
+            try makeDirectories(stateDir)
+            guard let spec = try store.spec(namespace, name),
+                  FileManager.default.createFile(atPath: specPath, contents: Data(spec.utf8)) else {
+                throw RuntimeError("cannot write \(specPath)")
+            }
+            unlink(statusPath)
+            statusWatcher.watch(stateDir, key: key)
+            let log = open(state.shimLog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+            defer { if log >= 0 { close(log) } }
+            let (goRead, goWrite) = try makePipe()
+            CrashPoint.hit("before-spawn")
+            var shim = ShimArguments(instance: key, specFile: specPath, statusFile: statusPath, relativeTo: row.specDirectory)
+            shim.lenient = row.options.lenient
+            shim.allowHostPaths = row.options.allowHostPaths
+            shim.allowExtraArgs = row.options.allowExtraArgs
+            shim.sandbox = options.sandbox
+            shim.poolSnapshot = row.pool.map { poolTemplates[namespace + "/" + $0]?.snapshots == true } ?? false
+            shim.ttlMilliseconds = row.expiresAt.map { max(1, Int(($0 - now) * 1000)) }
+            let args = shim.arguments()
+            let child: ChildProcess
+            do {
+                child = try await ChildProcess.spawn(SpawnRequest(
+                    executable: options.executable, arguments: args,
+                    environment: options.environment.map { "\($0.key)=\($0.value)" }, workingDirectory: stateDir,
+                    fds: [goRead, log, log], newSession: true, parentDeathSignal: 0))
+            } catch {
+                close(goRead)
+                close(goWrite)
+                throw error
+            }
+            close(goRead)
+            CrashPoint.hit("after-spawn")
+            let identity = ProcessIdentity.of(child.pid) ?? ProcessIdentity(pid: child.pid, startTime: 0)
+            row.uid = Self.newUID()
+            row.shimPID = child.pid
+            row.shimStartTime = Int64(identity.startTime)
+            row.phase = .starting
+            row.reason = nil
+            row.message = nil
+            row.ready = false
+            row.readyAt = nil
+            row.qemuPID = nil
+            row.startedAt = nil
+            row.finishedAt = nil
+            row.exitCode = nil
+            row.signal = nil
+            row.stderrTail = []
+            row.nextRestartAt = nil
+            commit(row, event("Normal", row, "Starting", "starting on \(row.machine) (shim pid \(child.pid))"))
+            shims[key] = Shim(uid: row.uid, identity: identity, child: child)
+            CrashPoint.hit("after-commit")
+            var go: UInt8 = 0x67
+            _ = write(goWrite, &go, 1)
+            close(goWrite)
+            CrashPoint.hit("after-go")
+            let uid = row.uid
+            watchers[key] = Task {
+                let status = await child.waitForExit()
+                await self.shimExited(key, uid: uid, status: status)
+            }
+        } catch {
+            row.phase = .failed
+            row.reason = .startFailed
+            row.message = "\(error)"
+            row.finishedAt = now
+            commit(row, event("Warning", row, "StartFailed", "\(error)"))
+        }
+    }
+
+    /// A status.json change: Running and Ready as the shim reports them.
+    func statusChanged(_ key: String) {
+        let (namespace, name) = split(key)
+        guard var row = try? store.instance(namespace, name), row.phase == .starting || row.phase == .running,
+              let st = ShimStatus.read(paths.instanceState(namespace: namespace, name: name).statusFile),
+              !st.isFinished else { return }
+        var events: [EventRow] = []
+        if st.phase == .running && row.phase == .starting {
+            row.phase = .running
+            row.startedAt = st.startedAt
+            row.qemuPID = st.qemuPID
+            events.append(event("Normal", row, "Started", "QEMU pid \(st.qemuPID.map(String.init) ?? "?") running", at: st.startedAt))
+        }
+        if st.snapshot == true && !row.snapshot {
+            row.snapshot = true
+            events.append(event("Normal", row, "Snapshotted", "savevm vt-ready: a release restores this state"))
+        }
+        if st.ready && !row.ready {
+            row.ready = true
+            row.readyAt = st.readyAt
+            events.append(event("Normal", row, "Ready", "readiness reached", at: st.readyAt))
+        }
+        if !events.isEmpty { commit(row, events) }
+    }
+
+    /// The shim ended: record how (from its status file, else from its exit),
+    /// clean up, and apply the restart policy.
+    func shimExited(_ key: String, uid: String, status: ExitStatus?) {
+        watchers[key] = nil
+        guard let shim = shims[key], shim.uid == uid else { return }
+        shims[key] = nil
+        let (namespace, name) = split(key)
+        guard var row = try? store.instance(namespace, name), row.uid == uid else { return }
+        let now = ShimStatus.now
+        let st = ShimStatus.read(paths.instanceState(namespace: namespace, name: name).statusFile)
+        if let st, st.isFinished {
+            row.phase = st.phase
+            row.reason = st.reason
+            row.message = st.message
+            row.exitCode = st.exitCode
+            row.signal = st.signal
+            row.stderrTail = st.stderrTail ?? []
+            row.startedAt = row.startedAt ?? st.startedAt
+        } else {
+            row.phase = .failed
+            row.reason = .shimDied
+            row.message = "the instance's vtarget run ended (\(status.map { "\($0)" } ?? "while the supervisor was down")) without reporting; its QEMU died with it"
+            if case .signalled(let s)? = status { row.signal = s }
+        }
+        row.finishedAt = st?.finishedAt ?? now
+        row.shimPID = nil
+        row.shimStartTime = nil
+        row.qemuPID = nil
+        row.ready = false
+        row.snapshot = false
+        RuntimeDirectory.removeTree(paths.instance(namespace: namespace, name: name).directory)
+        var events = [event(row.phase == .failed ? "Warning" : "Normal", row, row.phase == .expired ? "Expired" : (row.reason?.rawValue ?? row.phase.rawValue),
+                            (row.message ?? row.phase.rawValue) + (row.stderrTail.isEmpty ? "" : "; QEMU said: " + row.stderrTail.suffix(3).joined(separator: " | ")))]
+        if let delay = restartDelay(&row) {
+            row.nextRestartAt = now + delay
+            events.append(event("Normal", row, "BackOff", "restarting in \(Self.format(delay)) (restart \(row.restarts + 1), policy \(row.restartPolicy))"))
+            scheduleRestart(key, uid: row.uid, after: delay)
+        }
+        commit(row, events)
+    }
+
+    /// Whether the restart policy restarts this finished instance, and after how long.
+    func restartDelay(_ row: inout InstanceRow) -> Double? {
+        guard row.desired == "running", row.phase != .expired, row.reason != .stopped else { return nil }
+        switch row.restartPolicy {
+        case "Always": break
+        case "OnFailure": guard row.phase == .failed else { return nil }
+        default: return nil
+        }
+        // A run that lasted a minute starts the backoff over.
+        if let started = row.startedAt, let finished = row.finishedAt, finished - started >= 60 { row.backoffStep = 0 }
+        let delay = min(options.backoffCap, options.backoffBase * pow(2, Double(row.backoffStep)))
+        row.backoffStep += 1
+        return delay
+    }
+
+    /// Stops the shim and starts the instance again, wanted, with `change`
+    /// (and the new spec, and an event) committed in between.
+    func restart(_ key: String, message: String, spec: String? = nil, event reasonAndMessage: (String, String)? = nil,
+                 _ change: (inout InstanceRow) -> Void = { _ in }) async {
+        await stopShim(key, message: message)
+        let (namespace, name) = split(key)
+        guard var fresh = try? store.instance(namespace, name) else { return }
+        restartTimers.removeValue(forKey: key)?.cancel()
+        fresh.desired = "running"
+        fresh.nextRestartAt = nil
+        change(&fresh)
+        commit(fresh, reasonAndMessage.map { [event("Normal", fresh, $0.0, $0.1)] } ?? [], spec: spec)
+        await startInstance(key)
+    }
+
+    func scheduleRestart(_ key: String, uid: String, after delay: Double) {
+        restartTimers[key] = Task {
+            try? await Task.sleep(for: .milliseconds(Int(delay * 1000)))
+            if !Task.isCancelled { await self.restartDue(key, uid: uid) }
+        }
+    }
+
+    func restartDue(_ key: String, uid: String) async {
+        restartTimers[key] = nil
+        let (namespace, name) = split(key)
+        guard var row = try? store.instance(namespace, name), row.uid == uid, row.nextRestartAt != nil, row.desired == "running" else { return }
+        row.restarts += 1
+        row.nextRestartAt = nil
+        commit(row, event("Normal", row, "Restarting", "restart \(row.restarts) (policy \(row.restartPolicy))"))
+        await startInstance(key)
+    }
+
+    /// Stops a running shim: SIGTERM (it stops QEMU gently, then removes its
+    /// sockets), SIGKILL after 20 s; returns once its end is recorded.
+    func stopShim(_ key: String, message: String) async {
+        guard let shim = shims[key] else { return }
+        let (namespace, name) = split(key)
+        if var row = try? store.instance(namespace, name), row.isActive {
+            row.phase = .terminating
+            commit(row, event("Normal", row, "Stopping", message))
+        }
+        let watcher = watchers[key]
+        send(SIGTERM, to: shim)
+        let done = await withDeadline(20) { await watcher?.value }
+        if done == nil {
+            send(SIGKILL, to: shim)
+            await watcher?.value
+        }
+    }
+
+    func send(_ signal: Int32, to shim: Shim) {
+        if let child = shim.child {
+            child.signal(signal)
+        } else {
+            _ = signalProcess(pid: shim.identity.pid, startTime: shim.identity.startTime,
+                              currentStartTime: InstanceRecord.startTime(of:), signal: signal)
+        }
+    }
+}

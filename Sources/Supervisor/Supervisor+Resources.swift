@@ -1,0 +1,153 @@
+#if canImport(FoundationEssentials)
+import InstanceContract
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+import ControlAPI
+import GRDB
+import MachineCatalog
+import Sandbox
+import TargetRuntime
+import TargetSpec
+import YAMLTree
+
+extension Supervisor {
+    // MARK: - Resources
+
+    /// Stores the resources (one transaction) and brings instances in line:
+    /// new ones start, changed ones restart, unchanged ones are left alone.
+    public func apply(_ request: ApplyRequest) async throws(SupervisorError) -> [ObjectResult] {
+        let now = ShimStatus.now
+        var results: [ObjectResult] = []
+        var rows: [ResourceRow] = []
+        var namespaces: [String] = []
+        do {
+            for r in request.resources {
+                let existing = try store.read { try ResourceRow.fetchOne($0, key: ["kind": r.kind, "namespace": r.namespace, "name": r.name]) }
+                var row = ResourceRow(kind: r.kind, namespace: r.namespace, name: r.name, yaml: r.yaml, directory: r.directory,
+                                      options: r.options, createdAt: existing?.createdAt ?? now, updatedAt: now)
+                let action: String
+                if let existing, existing.yaml == r.yaml, existing.directory == r.directory, existing.options == r.options {
+                    action = "unchanged"
+                    row.updatedAt = existing.updatedAt
+                } else {
+                    action = existing == nil ? "created" : "configured"
+                }
+                rows.append(row)
+                results.append(ObjectResult(kind: r.kind, namespace: r.namespace, name: r.name, action: action))
+                if !namespaces.contains(r.namespace) { namespaces.append(r.namespace) }
+            }
+        } catch { throw .storage(error) }
+        // Check the namespaces as they would be before storing anything.
+        var plans: [String: DesiredState] = [:]
+        for ns in namespaces {
+            var all = (try? store.resources(namespace: ns)) ?? []
+            for row in rows where row.namespace == ns {
+                all.removeAll { $0.kind == row.kind && $0.name == row.name }
+                all.append(row)
+            }
+            plans[ns] = try desiredInstances(all)
+        }
+        do {
+            try store.write { db in
+                for (row, result) in zip(rows, results) where result.action != "unchanged" { try row.save(db) }
+            }
+        } catch { throw .storage(error) }
+        for ns in namespaces { await reconcile(namespace: ns, desired: plans[ns] ?? DesiredState()) }
+        return results
+    }
+
+    public func delete(kind: String, namespace: String, name: String) async throws(SupervisorError) -> ObjectResult {
+        let row: ResourceRow?
+        do { row = try store.read { try ResourceRow.fetchOne($0, key: ["kind": kind, "namespace": namespace, "name": name]) } } catch { throw .storage(error) }
+        guard row != nil else { throw .notFound("\(kind) \"\(name)\" in namespace \(namespace)") }
+        let rest = ((try? store.resources(namespace: namespace)) ?? []).filter { !($0.kind == kind && $0.name == name) }
+        let plan: DesiredState
+        do { plan = try desiredInstances(rest) } catch {
+            throw SupervisorError(409, "\(kind) \"\(name)\" is still needed: \(error.message)")
+        }
+        do {
+            _ = try store.write { try ResourceRow.deleteOne($0, key: ["kind": kind, "namespace": namespace, "name": name]) }
+        } catch { throw .storage(error) }
+        await reconcile(namespace: namespace, desired: plan)
+        return ObjectResult(kind: kind, namespace: namespace, name: name, action: "deleted")
+    }
+
+    public func resources(kind: String?, namespace: String?) throws(SupervisorError) -> [ResourceInfo] {
+        do {
+            return try store.resources(namespace: namespace, kind: kind).map { r in
+                ResourceInfo(kind: r.kind, namespace: r.namespace, name: r.name, yaml: r.yaml, directory: r.directory,
+                             createdAt: r.createdAt, updatedAt: r.updatedAt, summary: summary(r))
+            }
+        } catch { throw .storage(error) }
+    }
+
+    /// The columns `get` shows beside the name.
+    func summary(_ r: ResourceRow) -> [String: String] {
+        guard let docs = try? YAMLParser.parse(r.yaml, file: r.kind), let root = docs.first?.root else { return [:] }
+        func at(_ node: YAMLNode, _ path: [String]) -> YAMLNode? {
+            guard let key = path.first else { return node }
+            guard case .mapping(let pairs) = node.content, let v = pairs.first(where: { $0.key.scalar == key })?.value else { return nil }
+            return at(v, Array(path.dropFirst()))
+        }
+        switch r.kind {
+        case "QemuVirtualTarget":
+            return ["machine": at(root, ["spec", "qemuConfig", "machine"])?.scalar ?? ""]
+        case "VirtualTargetInstance":
+            return ["target": at(root, ["spec", "targetRef", "name"])?.scalar ?? ""]
+        case "ConfigMap":
+            var n = 0
+            for k in ["data", "binaryData"] { if case .mapping(let p)? = at(root, [k])?.content { n += p.count } }
+            return ["data": "\(n)"]
+        default:
+            return [:]
+        }
+    }
+
+
+    /// Starts what is new, restarts what changed, stops and forgets what is gone.
+    func reconcile(namespace: String, desired state: DesiredState) async {
+        let desired = state.instances
+        let current = (try? store.instances(namespace: namespace)) ?? []
+        let wanted = Set(desired.map(\.name))
+        let pools = Set(state.pools.map(\.pool.metadata.name))
+        for row in current where row.pool == nil ? !wanted.contains(row.name) : !pools.contains(row.pool!) {
+            await removeInstance(row)
+        }
+        poolTemplates = poolTemplates.filter { $0.key.hasPrefix(namespace + "/") == false }
+        for p in state.pools { poolTemplates[namespace + "/" + p.pool.metadata.name] = p }
+        for p in state.pools { await topUp(namespace: namespace, pool: p.pool.metadata.name) }
+        for d in desired {
+            let now = ShimStatus.now
+            if let row = current.first(where: { $0.name == d.name && $0.pool == nil }) {
+                guard row.specHash != d.hash else { continue }
+                await restart(row.key, message: "the spec changed; restarting with the new one", spec: d.spec,
+                              event: ("SpecChanged", "spec changed (\(row.specHash) → \(d.hash))")) { fresh in
+                    fresh.update(from: d)
+                    fresh.backoffStep = 0
+                    fresh.expiresAt = d.ttlSeconds.map { now + $0 }
+                }
+            } else {
+                await create(d, pool: nil)
+            }
+        }
+    }
+
+    /// A new instance row (Pending), then its start.
+    func create(_ d: DesiredInstance, pool: String?) async {
+        let now = ShimStatus.now
+        var row = InstanceRow(namespace: d.namespace, name: d.name, uid: "", target: d.target, machine: d.machine,
+                              restartPolicy: d.restartPolicy, specHash: d.hash, specDirectory: d.directory,
+                              options: d.options, serialDevices: d.serialDevices, ttlSeconds: d.ttlSeconds,
+                              desired: "running", phase: .pending, ready: false, createdAt: now,
+                              expiresAt: d.ttlSeconds.map { now + $0 }, stderrTail: [], restarts: 0, backoffStep: 0)
+        row.update(from: d)
+        row.pool = pool
+        commit(row, [event("Normal", row, "Created", (pool.map { "member of pool \($0): " } ?? "") + "instance of \(d.target) on \(d.machine)")], spec: d.spec)
+        await startInstance(row.key)
+    }
+}
