@@ -35,6 +35,7 @@ run: build firmware
 	$(VTARGET) run -f examples/seed/stm32f4-qemu.yaml -f $(FW)/stm32f4-firmware.yaml --until 'echo ready' --timeout 30s
 
 test: build firmware
+	@bash scripts/check-pure-modules.sh
 	$(SWIFT) test $(BUILD_FLAGS) 2>&1 | tee .build/test.log; exit $${PIPESTATUS[0]}
 
 bench: release firmware

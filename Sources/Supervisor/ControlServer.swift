@@ -84,7 +84,7 @@ public struct ControlServer: Sendable {
         }
         router.post("/v1/shutdown") { req, ctx in
             try await self.guarded(ctx, namespace: nil, ownerOnly: true) { _ in
-                if req.uri.queryParameters.get("stopInstances") == "1" { await sup.stopAll() }
+                if req.uri.queryParameters.get("stopInstances") == "1" { try await sup.stopAll() }
                 // runService turns SIGTERM into a graceful shutdown.
                 kill(getpid(), SIGTERM)
                 return json(["stopping": true])

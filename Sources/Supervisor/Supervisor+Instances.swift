@@ -55,7 +55,13 @@ extension Supervisor {
 
     /// `vtarget start`: wanted again, with a fresh TTL and backoff.
     public func start(namespace: String, name: String) async throws(SupervisorError) -> ObjectResult {
-        guard var row = try? store.instance(namespace, name) else { throw .notFound("instance \"\(name)\" in namespace \(namespace)") }
+        try await exclusively(namespace) { () async throws(SupervisorError) -> ObjectResult in
+            try await startLocked(namespace: namespace, name: name)
+        }
+    }
+
+    private func startLocked(namespace: String, name: String) async throws(SupervisorError) -> ObjectResult {
+        var row = try instanceRow(namespace, name)
         let result = ObjectResult(kind: "VirtualTargetInstance", namespace: namespace, name: name, action: row.isActive ? "unchanged" : "started")
         guard !row.isActive || row.desired != "running" else { return result }
         restartTimers.removeValue(forKey: row.key)?.cancel()
@@ -70,7 +76,13 @@ extension Supervisor {
 
     /// `vtarget stop`: stays stopped (no restart policy) until started again.
     public func stop(namespace: String, name: String) async throws(SupervisorError) -> ObjectResult {
-        guard var row = try? store.instance(namespace, name) else { throw .notFound("instance \"\(name)\" in namespace \(namespace)") }
+        try await exclusively(namespace) { () async throws(SupervisorError) -> ObjectResult in
+            try await stopLocked(namespace: namespace, name: name)
+        }
+    }
+
+    private func stopLocked(namespace: String, name: String) async throws(SupervisorError) -> ObjectResult {
+        var row = try instanceRow(namespace, name)
         restartTimers.removeValue(forKey: row.key)?.cancel()
         row.desired = "stopped"
         row.nextRestartAt = nil
@@ -80,9 +92,13 @@ extension Supervisor {
     }
 
     /// Stops every instance (for `daemon stop --stop-instances`).
-    public func stopAll() async {
-        for row in (try? store.instances()) ?? [] where row.isActive {
-            _ = try? await stop(namespace: row.namespace, name: row.name)
+    public func stopAll() async throws(SupervisorError) {
+        let rows: [InstanceRow]
+        do { rows = try store.instances() } catch { throw .storage(error) }
+        for row in rows where row.isActive {
+            do { _ = try await stop(namespace: row.namespace, name: row.name) } catch where error.status == 404 {
+                // Deleted meanwhile: nothing left to stop.
+            }
         }
     }
 }

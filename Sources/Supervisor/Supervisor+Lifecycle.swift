@@ -42,6 +42,8 @@ extension Supervisor {
     /// Spawns the shim for an instance that should run: its pid and start
     /// time are committed before it may begin (it waits for a byte on stdin),
     /// so a supervisor killed at any point never leaves a shim it does not know.
+    /// Called with the namespace's lock held; the row is read again after the
+    /// spawn's await, and a shim whose instance went meanwhile never gets its go.
     func startInstance(_ key: String) async {
         let (namespace, name) = split(key)
         guard var row = try? store.instance(namespace, name), row.desired == "running", shims[key] == nil else { return }
@@ -89,6 +91,13 @@ extension Supervisor {
             }
             close(goRead)
             CrashPoint.hit("after-spawn")
+            guard let fresh = try? store.instance(namespace, name), fresh.desired == "running", shims[key] == nil else {
+                // No go-byte: the shim reads end of file and exits without starting anything.
+                close(goWrite)
+                _ = await child.waitForExit()
+                return
+            }
+            row = fresh
             let identity = ProcessIdentity.of(child.pid) ?? ProcessIdentity(pid: child.pid, startTime: 0)
             row.uid = Self.newUID()
             row.shimPID = child.pid
@@ -128,6 +137,7 @@ extension Supervisor {
 
     /// A status.json change: Running and Ready as the shim reports them.
     func statusChanged(_ key: String) {
+        statusArrived(key)
         let (namespace, name) = split(key)
         guard var row = try? store.instance(namespace, name), row.phase == .starting || row.phase == .running,
               let st = ShimStatus.read(paths.instanceState(namespace: namespace, name: name).statusFile),
@@ -155,6 +165,7 @@ extension Supervisor {
     /// clean up, and apply the restart policy.
     func shimExited(_ key: String, uid: String, status: ExitStatus?) {
         watchers[key] = nil
+        statusArrived(key)
         guard let shim = shims[key], shim.uid == uid else { return }
         shims[key] = nil
         let (namespace, name) = split(key)
@@ -194,17 +205,11 @@ extension Supervisor {
 
     /// Whether the restart policy restarts this finished instance, and after how long.
     func restartDelay(_ row: inout InstanceRow) -> Double? {
-        guard row.desired == "running", row.phase != .expired, row.reason != .stopped else { return nil }
-        switch row.restartPolicy {
-        case "Always": break
-        case "OnFailure": guard row.phase == .failed else { return nil }
-        default: return nil
-        }
-        // A run that lasted a minute starts the backoff over.
-        if let started = row.startedAt, let finished = row.finishedAt, finished - started >= 60 { row.backoffStep = 0 }
-        let delay = min(options.backoffCap, options.backoffBase * pow(2, Double(row.backoffStep)))
-        row.backoffStep += 1
-        return delay
+        guard let d = RestartBackoff.decide(
+            policy: row.restartPolicy, desired: row.desired, phase: row.phase, reason: row.reason, startedAt: row.startedAt,
+            finishedAt: row.finishedAt, step: row.backoffStep, base: options.backoffBase, cap: options.backoffCap) else { return nil }
+        row.backoffStep = d.nextStep
+        return d.delay
     }
 
     /// Stops the shim and starts the instance again, wanted, with `change`
@@ -230,6 +235,11 @@ extension Supervisor {
     }
 
     func restartDue(_ key: String, uid: String) async {
+        let (namespace, name) = split(key)
+        await exclusively(namespace) { await restartDueLocked(key, uid: uid) }
+    }
+
+    private func restartDueLocked(_ key: String, uid: String) async {
         restartTimers[key] = nil
         let (namespace, name) = split(key)
         guard var row = try? store.instance(namespace, name), row.uid == uid, row.nextRestartAt != nil, row.desired == "running" else { return }

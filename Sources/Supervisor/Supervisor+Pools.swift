@@ -1,20 +1,21 @@
 #if canImport(Glibc)
-import InstanceContract
 import Glibc
 #endif
 import ControlAPI
-import QMP
+import InstanceContract
 import Sandbox
 import TargetRuntime
 import TargetSpec
+import YAMLTree
 
 /// Warm pools: members are ordinary instances with a `pool` column. The pool
 /// keeps `minReady` unclaimed members (up to `maxInstances` in all); a claim
 /// hands out a Ready one at once and tops the pool up behind it; a release
-/// restores the member's `vt-ready` snapshot (loadvm) or restarts it.
+/// has the member's shim restore its `vt-ready` snapshot, or restarts it.
 extension Supervisor {
     public func pools(namespace: String?) throws(SupervisorError) -> [PoolInfo] {
-        let rows = (try? store.instances(namespace: namespace)) ?? []
+        let rows: [InstanceRow]
+        do { rows = try store.instances(namespace: namespace) } catch { throw .storage(error) }
         return poolTemplates.values.filter { namespace == nil || $0.pool.metadata.namespace == namespace }
             .sorted { ($0.pool.metadata.namespace, $0.pool.metadata.name) < ($1.pool.metadata.namespace, $1.pool.metadata.name) }
             .map { t in
@@ -32,102 +33,147 @@ extension Supervisor {
         row.claimedAt == nil && row.phase == .running && row.ready && (!t.snapshots || row.snapshot) && row.desired == "running"
     }
 
+    func poolMembers(_ namespace: String, _ pool: String) throws(SupervisorError) -> [InstanceRow] {
+        do { return try store.instances(namespace: namespace).filter { $0.pool == pool } } catch { throw .storage(error) }
+    }
+
     /// Unclaimed members whose spec is out of date go; new ones come until
-    /// `minReady` are unclaimed (and starting or ready), within `maxInstances`.
-    func topUp(namespace: String, pool name: String) async {
+    /// `minReady` are unclaimed (and starting or ready), within
+    /// `maxInstances`. Called with the namespace's lock held, so two top-ups
+    /// never count the same members.
+    func topUp(namespace: String, pool name: String) async throws(SupervisorError) {
         guard let t = poolTemplates[namespace + "/" + name] else { return }
-        var members = ((try? store.instances(namespace: namespace)) ?? []).filter { $0.pool == name }
-        for m in members where m.claimedAt == nil && m.specHash != t.member.hash {
-            await removeInstance(m)
-        }
-        members = ((try? store.instances(namespace: namespace)) ?? []).filter { $0.pool == name }
-        let warm = members.filter { $0.claimedAt == nil && ($0.isActive || $0.nextRestartAt != nil) }.count
-        let missing = min(t.pool.minReady - warm, t.pool.maxInstances - members.count)
-        guard missing > 0 else { return }
-        for _ in 0..<missing {
+        let members = try poolMembers(namespace, name)
+        let plan = PoolArithmetic.topUp(
+            members: members.map { .init(name: $0.name, claimed: $0.claimedAt != nil, warm: $0.isActive || $0.nextRestartAt != nil, specHash: $0.specHash) },
+            specHash: t.member.hash, minReady: t.pool.minReady, maxInstances: t.pool.maxInstances)
+        for m in members where plan.remove.contains(m.name) { await removeInstance(m) }
+        for _ in 0..<plan.add {
             var d = t.member
             d.name = name + "-" + String(Self.newUID().prefix(5))
             // The member is an instance of the pool's target, by its own name.
-            d.spec = """
-                apiVersion: kubetarget.dev/v1alpha1
-                kind: VirtualTargetInstance
-                metadata:
-                  name: \(d.name)
-                  namespace: \(namespace)
-                spec:
-                  targetRef:
-                    kind: QemuVirtualTarget
-                    name: \(d.target)
-                ---
-
-                """ + d.spec
+            let member = YAMLNode.mapping([
+                ("apiVersion", .string("kubetarget.dev/v1alpha1")),
+                ("kind", .string("VirtualTargetInstance")),
+                ("metadata", .mapping([("name", .string(d.name)), ("namespace", .string(namespace))])),
+                ("spec", .mapping([("targetRef", .mapping([("kind", .string("QemuVirtualTarget")), ("name", .string(d.target))]))])),
+            ])
+            d.spec = YAMLEmitter.emit([member]) + "---\n" + d.spec
             await create(d, pool: name)
+        }
+    }
+
+    /// The refill after a claim or a release, which they do not wait for.
+    func topUpLater(namespace: String, pool name: String) {
+        topUps[namespace + "/" + name] = Task {
+            do { try await self.exclusively(namespace) { () async throws(SupervisorError) in try await self.topUp(namespace: namespace, pool: name) } } catch {
+                self.log("pool \(namespace)/\(name): top-up failed: \(error)")
+            }
         }
     }
 
     /// Hands out a claimable member, waiting up to `timeout` for one.
     public func claim(namespace: String, pool name: String, ttl: Double?, timeout: Double) async throws(SupervisorError) -> InstanceInfo {
-        guard let t = poolTemplates[namespace + "/" + name] else { throw .notFound("pool \"\(name)\" in namespace \(namespace)") }
         let deadline = ShimStatus.now + timeout
         while true {
             let seen = changes
-            let members = ((try? store.instances(namespace: namespace)) ?? []).filter { $0.pool == name }
-            if var row = members.filter({ isClaimable($0, t) }).min(by: { ($0.readyAt ?? 0) < ($1.readyAt ?? 0) }) {
-                let now = ShimStatus.now
-                row.claimedAt = now
-                row.claimExpiresAt = (ttl ?? t.pool.claimTTLSeconds).map { now + $0 }
-                commit(row, event("Normal", row, "Claimed", "claimed from pool \(name)" + (row.claimExpiresAt.map { _ in " for \(Self.format((ttl ?? t.pool.claimTTLSeconds)!))" } ?? "")))
-                if let expires = row.claimExpiresAt { scheduleClaimExpiry(row.key, at: expires) }
-                // The pool refills behind the claim, without making it wait.
-                let ns = namespace
-                topUps[namespace + "/" + name] = Task { await self.topUp(namespace: ns, pool: name) }
-                return info(row)
+            let claimed = try await exclusively(namespace) { () async throws(SupervisorError) -> InstanceInfo? in
+                try await claimOnce(namespace: namespace, pool: name, ttl: ttl, deadline: deadline, timeout: timeout)
             }
-            await topUp(namespace: namespace, pool: name)
-            guard ShimStatus.now < deadline else {
-                let claimed = members.filter { $0.claimedAt != nil }.count
-                throw SupervisorError(409, "pool \"\(name)\" is exhausted: \(claimed) of maxInstances \(t.pool.maxInstances) claimed, "
-                                      + "\(members.count - claimed) warming up; none became ready within \(Self.format(timeout))")
-            }
+            if let claimed { return claimed }
             // Woken by the next change of any instance (a member Ready and snapshotted), not by polling.
-            _ = await withDeadline(deadline - ShimStatus.now) { await self.nextChange(after: seen) }
+            _ = await withDeadline(max(0, deadline - ShimStatus.now)) { await self.nextChange(after: seen) }
         }
     }
 
-    /// Back to the pool: loadvm where the member has its snapshot (a QMP
-    /// round trip on its proxy socket), else a restart.
+    private func claimOnce(namespace: String, pool name: String, ttl: Double?, deadline: Double, timeout: Double) async throws(SupervisorError) -> InstanceInfo? {
+        guard let t = poolTemplates[namespace + "/" + name] else { throw .notFound("pool \"\(name)\" in namespace \(namespace)") }
+        let members = try poolMembers(namespace, name)
+        if var row = members.filter({ isClaimable($0, t) }).min(by: { ($0.readyAt ?? 0) < ($1.readyAt ?? 0) }) {
+            let now = ShimStatus.now
+            let claimTTL = ttl ?? t.pool.claimTTLSeconds
+            row.claimedAt = now
+            row.claimExpiresAt = claimTTL.map { now + $0 }
+            commit(row, event("Normal", row, "Claimed", "claimed from pool \(name)" + (claimTTL.map { " for \(Self.format($0))" } ?? "")))
+            if let expires = row.claimExpiresAt { scheduleClaimExpiry(row.key, at: expires) }
+            topUpLater(namespace: namespace, pool: name)
+            return info(row)
+        }
+        try await topUp(namespace: namespace, pool: name)
+        guard ShimStatus.now < deadline else {
+            let claimed = members.filter { $0.claimedAt != nil }.count
+            throw SupervisorError(409, "pool \"\(name)\" is exhausted: \(claimed) of maxInstances \(t.pool.maxInstances) claimed, "
+                                  + "\(members.count - claimed) warming up; none became ready within \(Self.format(timeout))")
+        }
+        return nil
+    }
+
+    /// Back to the pool. Where the member has its snapshot, its shim restores
+    /// it (SIGUSR1: stop, serial hubs reset, loadvm, cont) and reports in its
+    /// status; the supervisor only waits for that report, holding no lock
+    /// meanwhile, so no other call waits on a guest. Else, or when the
+    /// restore failed, the member restarts.
     public func release(namespace: String, name: String, reason: String = "released") async throws(SupervisorError) -> ObjectResult {
-        guard var row = try? store.instance(namespace, name) else { throw .notFound("instance \"\(name)\" in namespace \(namespace)") }
-        guard let pool = row.pool else { throw SupervisorError(400, "instance \"\(name)\" is not a pool member; stop or delete it instead") }
-        guard row.claimedAt != nil else { throw SupervisorError(409, "instance \"\(name)\" is not claimed") }
-        claimTimers.removeValue(forKey: row.key)?.cancel()
-        var how = "restarted"
-        if row.snapshot, row.phase == .running, restoreSnapshot(paths.instance(namespace: namespace, name: name).qmpSocket) {
-            how = "snapshot restored"
-            // The shim drops the previous claimer's clients and serial replay.
-            if let shim = shims[row.key] { send(SIGUSR1, to: shim) }
-            row.claimedAt = nil
-            row.claimExpiresAt = nil
-            commit(row, event("Normal", row, "Released", "\(reason): \(how)"))
-        } else {
+        enum Path { case restored(uid: String, generation: Int), restarted }
+        let key = namespace + "/" + name
+        let path = try await exclusively(namespace) { () async throws(SupervisorError) -> Path in
+            var row = try instanceRow(namespace, name)
+            guard let pool = row.pool else { throw SupervisorError(400, "instance \"\(name)\" is not a pool member; stop or delete it instead") }
+            guard row.claimedAt != nil else { throw SupervisorError(409, "instance \"\(name)\" is not claimed") }
+            guard !releasing.contains(key) else { throw SupervisorError(409, "instance \"\(name)\" is being released") }
+            claimTimers.removeValue(forKey: key)?.cancel()
+            if row.snapshot, row.phase == .running, let shim = shims[key] {
+                let generation = ShimStatus.read(paths.instanceState(namespace: namespace, name: name).statusFile)?.release?.generation ?? 0
+                releasing.insert(key)
+                send(SIGUSR1, to: shim)
+                return .restored(uid: row.uid, generation: generation)
+            }
             row.claimedAt = nil
             row.claimExpiresAt = nil
             commit(row, event("Normal", row, "Released", "\(reason): restarting"))
-            await restart(row.key, message: "recycled by restart")
+            await restart(key, message: "recycled by restart")
+            try await topUp(namespace: namespace, pool: pool)
+            return .restarted
         }
-        await topUp(namespace: namespace, pool: pool)
-        return ObjectResult(kind: "VirtualTargetInstance", namespace: namespace, name: name, action: how)
+        guard case .restored(let uid, let generation) = path else {
+            return ObjectResult(kind: "VirtualTargetInstance", namespace: namespace, name: name, action: "restarted")
+        }
+        let report = await releaseReport(key, after: generation, within: 30)
+        return try await exclusively(namespace) { () async throws(SupervisorError) -> ObjectResult in
+            releasing.remove(key)
+            var row = try instanceRow(namespace, name)
+            // Restarted, stopped or re-created meanwhile: that is its release.
+            guard row.uid == uid, row.claimedAt != nil, let pool = row.pool else {
+                return ObjectResult(kind: "VirtualTargetInstance", namespace: namespace, name: name, action: "restarted")
+            }
+            row.claimedAt = nil
+            row.claimExpiresAt = nil
+            var how = "snapshot restored"
+            if report?.restored == true {
+                commit(row, event("Normal", row, "Released", "\(reason): \(how)"))
+            } else {
+                how = "restarted"
+                let why = report.map { "the restore failed (\($0.message ?? "loadvm"))" } ?? "the shim did not report a restore"
+                commit(row, event("Warning", row, "Released", "\(reason): \(why); restarting"))
+                await restart(key, message: "recycled by restart")
+            }
+            try await topUp(namespace: namespace, pool: pool)
+            return ObjectResult(kind: "VirtualTargetInstance", namespace: namespace, name: name, action: how)
+        }
     }
 
-    /// `loadvm vt-ready` then `cont`; false (and the caller restarts) on any error.
-    func restoreSnapshot(_ qmpSocket: String) -> Bool {
-        guard let qmp = try? QMPSocketClient(path: qmpSocket, timeout: 5) else { return false }
-        guard let r = try? qmp.execute(.object([
-            "execute": .string("human-monitor-command"),
-            "arguments": .object(["command-line": .string("loadvm vt-ready")]),
-        ])), (r.stringValue ?? "").isEmpty else { return false }
-        _ = try? qmp.execute(.object(["execute": .string("cont")]))
-        return true
+    /// The shim's release report newer than `generation`; nil when its shim
+    /// ended or nothing came within `seconds`.
+    func releaseReport(_ key: String, after generation: Int, within seconds: Double) async -> ReleaseReport? {
+        let (namespace, name) = split(key)
+        let statusFile = paths.instanceState(namespace: namespace, name: name).statusFile
+        let deadline = ShimStatus.now + seconds
+        while true {
+            let seen = statusChanges[key, default: 0]
+            if let r = ShimStatus.read(statusFile)?.release, r.generation > generation { return r }
+            guard shims[key] != nil, ShimStatus.now < deadline else { return nil }
+            _ = await withDeadline(deadline - ShimStatus.now) { await self.nextStatus(key, after: seen) }
+        }
     }
 
     func scheduleClaimExpiry(_ key: String, at time: Double) {
@@ -142,6 +188,8 @@ extension Supervisor {
         claimTimers[key] = nil
         let (namespace, name) = split(key)
         guard let row = try? store.instance(namespace, name), let expires = row.claimExpiresAt, expires <= ShimStatus.now + 0.05 else { return }
-        _ = try? await release(namespace: namespace, name: name, reason: "claim TTL expired")
+        do { _ = try await release(namespace: namespace, name: name, reason: "claim TTL expired") } catch {
+            log("\(key): release at claim expiry failed: \(error)")
+        }
     }
 }

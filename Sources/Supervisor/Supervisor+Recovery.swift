@@ -23,10 +23,24 @@ extension Supervisor {
     /// far as Running; a shim caught half-started is killed; one that ended
     /// meanwhile is recorded with what its status file says. Then whatever
     /// should run and does not is started or scheduled.
-    public func recover() async {
+    /// A database that cannot be read stops the start-up: taking it for an
+    /// empty one would orphan every running shim.
+    public func recover() async throws(SupervisorError) {
+        let resources: [ResourceRow], rows: [InstanceRow]
+        do {
+            resources = try store.resources(namespace: nil)
+            rows = try store.instances()
+        } catch { throw .storage(error) }
+        // Restart timers may fire while this runs: they wait for the namespace.
+        let namespaces = Set(resources.map(\.namespace)).union(rows.map(\.namespace))
+        try await exclusively(Array(namespaces)) { () async throws(SupervisorError) in
+            try await recoverLocked(resources: resources, rows: rows)
+        }
+    }
+
+    private func recoverLocked(resources: [ResourceRow], rows: [InstanceRow]) async throws(SupervisorError) {
         // Each namespace's desired state, decoded once: pools are needed
         // before any start below, the rest for the reconcile at the end.
-        let resources = (try? store.resources(namespace: nil)) ?? []
         var states: [String: DesiredState] = [:]
         for ns in Set(resources.map(\.namespace)) {
             if let state = try? desiredInstances(resources.filter { $0.namespace == ns }) {
@@ -34,7 +48,6 @@ extension Supervisor {
                 for p in state.pools { poolTemplates[ns + "/" + p.pool.metadata.name] = p }
             }
         }
-        let rows = (try? store.instances()) ?? []
         for row in rows { if let expires = row.claimExpiresAt { scheduleClaimExpiry(row.key, at: expires) } }
         let ownExecutable = options.executable
         for var row in rows {
@@ -94,11 +107,12 @@ extension Supervisor {
         // Bring every namespace in line with its resources: an instance whose
         // resource was deleted just before a crash goes now, pools refill.
         // A namespace with no resources left wants nothing; one that failed to decode is left alone.
-        let active = (try? store.instances()) ?? []
+        let active: [InstanceRow]
+        do { active = try store.instances() } catch { throw .storage(error) }
         for ns in Set(resources.map(\.namespace)).union(active.map(\.namespace)).sorted() {
             let hasResources = resources.contains { $0.namespace == ns }
             if let state = states[ns] ?? (hasResources ? nil : DesiredState()) {
-                await reconcile(namespace: ns, desired: state)
+                try await reconcile(namespace: ns, desired: state)
             }
         }
         // Directories of instances nobody knows (a crash between the two

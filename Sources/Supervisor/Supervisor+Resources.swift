@@ -21,6 +21,12 @@ extension Supervisor {
     /// Stores the resources (one transaction) and brings instances in line:
     /// new ones start, changed ones restart, unchanged ones are left alone.
     public func apply(_ request: ApplyRequest) async throws(SupervisorError) -> [ObjectResult] {
+        try await exclusively(request.resources.map(\.namespace)) { () async throws(SupervisorError) -> [ObjectResult] in
+            try await applyLocked(request)
+        }
+    }
+
+    private func applyLocked(_ request: ApplyRequest) async throws(SupervisorError) -> [ObjectResult] {
         let now = ShimStatus.now
         var results: [ObjectResult] = []
         var rows: [ResourceRow] = []
@@ -45,7 +51,8 @@ extension Supervisor {
         // Check the namespaces as they would be before storing anything.
         var plans: [String: DesiredState] = [:]
         for ns in namespaces {
-            var all = (try? store.resources(namespace: ns)) ?? []
+            var all: [ResourceRow]
+            do { all = try store.resources(namespace: ns) } catch { throw .storage(error) }
             for row in rows where row.namespace == ns {
                 all.removeAll { $0.kind == row.kind && $0.name == row.name }
                 all.append(row)
@@ -57,15 +64,22 @@ extension Supervisor {
                 for (row, result) in zip(rows, results) where result.action != "unchanged" { try row.save(db) }
             }
         } catch { throw .storage(error) }
-        for ns in namespaces { await reconcile(namespace: ns, desired: plans[ns] ?? DesiredState()) }
+        for ns in namespaces { try await reconcile(namespace: ns, desired: plans[ns] ?? DesiredState()) }
         return results
     }
 
     public func delete(kind: String, namespace: String, name: String) async throws(SupervisorError) -> ObjectResult {
+        try await exclusively(namespace) { () async throws(SupervisorError) -> ObjectResult in
+            try await deleteLocked(kind: kind, namespace: namespace, name: name)
+        }
+    }
+
+    private func deleteLocked(kind: String, namespace: String, name: String) async throws(SupervisorError) -> ObjectResult {
         let row: ResourceRow?
         do { row = try store.read { try ResourceRow.fetchOne($0, key: ["kind": kind, "namespace": namespace, "name": name]) } } catch { throw .storage(error) }
         guard row != nil else { throw .notFound("\(kind) \"\(name)\" in namespace \(namespace)") }
-        let rest = ((try? store.resources(namespace: namespace)) ?? []).filter { !($0.kind == kind && $0.name == name) }
+        let rest: [ResourceRow]
+        do { rest = try store.resources(namespace: namespace).filter { !($0.kind == kind && $0.name == name) } } catch { throw .storage(error) }
         let plan: DesiredState
         do { plan = try desiredInstances(rest) } catch {
             throw SupervisorError(409, "\(kind) \"\(name)\" is still needed: \(error.message)")
@@ -73,7 +87,7 @@ extension Supervisor {
         do {
             _ = try store.write { try ResourceRow.deleteOne($0, key: ["kind": kind, "namespace": namespace, "name": name]) }
         } catch { throw .storage(error) }
-        await reconcile(namespace: namespace, desired: plan)
+        try await reconcile(namespace: namespace, desired: plan)
         return ObjectResult(kind: kind, namespace: namespace, name: name, action: "deleted")
     }
 
@@ -108,30 +122,30 @@ extension Supervisor {
         }
     }
 
-
-    /// Starts what is new, restarts what changed, stops and forgets what is gone.
-    func reconcile(namespace: String, desired state: DesiredState) async {
-        let desired = state.instances
-        let current = (try? store.instances(namespace: namespace)) ?? []
-        let wanted = Set(desired.map(\.name))
-        let pools = Set(state.pools.map(\.pool.metadata.name))
-        for row in current where row.pool == nil ? !wanted.contains(row.name) : !pools.contains(row.pool!) {
-            await removeInstance(row)
-        }
+    /// Starts what is new, restarts what changed, stops and forgets what is
+    /// gone. Called with the namespace's lock held. A listing that fails is
+    /// an error, never "no instances" (which would start every one again).
+    func reconcile(namespace: String, desired state: DesiredState) async throws(SupervisorError) {
+        let current: [InstanceRow]
+        do { current = try store.instances(namespace: namespace) } catch { throw .storage(error) }
+        let plan = ReconcilePlan.diff(
+            current: current.map { .init(name: $0.name, pool: $0.pool, specHash: $0.specHash) },
+            wanted: state.instances.map { .init(name: $0.name, specHash: $0.hash) },
+            pools: Set(state.pools.map(\.pool.metadata.name)))
+        for row in current where plan.remove.contains(row.name) { await removeInstance(row) }
         poolTemplates = poolTemplates.filter { $0.key.hasPrefix(namespace + "/") == false }
         for p in state.pools { poolTemplates[namespace + "/" + p.pool.metadata.name] = p }
-        for p in state.pools { await topUp(namespace: namespace, pool: p.pool.metadata.name) }
-        for d in desired {
+        for p in state.pools { try await topUp(namespace: namespace, pool: p.pool.metadata.name) }
+        for d in state.instances {
             let now = ShimStatus.now
-            if let row = current.first(where: { $0.name == d.name && $0.pool == nil }) {
-                guard row.specHash != d.hash else { continue }
+            if plan.restart.contains(d.name), let row = current.first(where: { $0.name == d.name && $0.pool == nil }) {
                 await restart(row.key, message: "the spec changed; restarting with the new one", spec: d.spec,
                               event: ("SpecChanged", "spec changed (\(row.specHash) → \(d.hash))")) { fresh in
                     fresh.update(from: d)
                     fresh.backoffStep = 0
                     fresh.expiresAt = d.ttlSeconds.map { now + $0 }
                 }
-            } else {
+            } else if plan.create.contains(d.name) {
                 await create(d, pool: nil)
             }
         }
@@ -147,7 +161,7 @@ extension Supervisor {
                               expiresAt: d.ttlSeconds.map { now + $0 }, stderrTail: [], restarts: 0, backoffStep: 0)
         row.update(from: d)
         row.pool = pool
-        commit(row, [event("Normal", row, "Created", (pool.map { "member of pool \($0): " } ?? "") + "instance of \(d.target) on \(d.machine)")], spec: d.spec)
+        commit(row, [event("Normal", row, "Created", (pool.map { "member of pool \($0): " } ?? "") + "instance of \(d.target) on \(d.machine)")], spec: d.spec, inserting: true)
         await startInstance(row.key)
     }
 }

@@ -85,6 +85,15 @@ public actor Supervisor {
     var changes = 0
     var changeWaiters: [CheckedContinuation<Void, Never>] = []
     var nextSubscriber = 0
+    /// Per-namespace locks of the mutating operations.
+    var locks = NamespaceLocks()
+    /// Callers waiting for an instance's next status.json, by key, and how
+    /// many changes each key has seen (so a change between a check and the
+    /// wait is never missed).
+    var statusWaiters: [String: [CheckedContinuation<Void, Never>]] = [:]
+    var statusChanges: [String: Int] = [:]
+    /// Members whose shim is restoring their snapshot.
+    var releasing: Set<String> = []
     public internal(set) var adopted = 0
 
     struct Shim {
@@ -140,6 +149,15 @@ public actor Supervisor {
         return out
     }
 
+    /// The instance's row: not found is a 404, a database failure a 500, never
+    /// one taken for the other.
+    func instanceRow(_ namespace: String, _ name: String) throws(SupervisorError) -> InstanceRow {
+        let row: InstanceRow?
+        do { row = try store.instance(namespace, name) } catch { throw .storage(error) }
+        guard let row else { throw .notFound("instance \"\(name)\" in namespace \(namespace)") }
+        return row
+    }
+
     func event(_ type: String, _ row: InstanceRow, _ reason: String, _ message: String, at time: Double? = nil) -> EventRow {
         EventRow(id: nil, time: time ?? ShimStatus.now, namespace: row.namespace, kind: "VirtualTargetInstance",
                  name: row.name, type: type, reason: reason, message: message)
@@ -148,12 +166,14 @@ public actor Supervisor {
     func commit(_ row: InstanceRow, _ event: EventRow) { commit(row, [event]) }
 
     /// The row (with its spec when it changed) and its events in one
-    /// transaction, then the events to watchers.
-    func commit(_ row: InstanceRow, _ events: [EventRow] = [], spec: String? = nil) {
+    /// transaction, then the events to watchers. Only `create` inserts: any
+    /// other commit of a row that was deleted meanwhile fails rather than
+    /// bringing the deleted instance back.
+    func commit(_ row: InstanceRow, _ events: [EventRow] = [], spec: String? = nil, inserting: Bool = false) {
         var stored = events
         do {
             try store.write { db in
-                try row.save(db)
+                if inserting { try row.insert(db) } else { try row.update(db) }
                 if let spec { try InstanceSpecRow(namespace: row.namespace, name: row.name, spec: spec).save(db) }
                 for i in stored.indices { try stored[i].insert(db) }
             }
@@ -166,6 +186,18 @@ public actor Supervisor {
         changeWaiters = []
         for w in waiters { w.resume() }
         publish(stored)
+    }
+
+    /// Counts a status change of `key` (or its shim's end) and wakes its waiters.
+    func statusArrived(_ key: String) {
+        statusChanges[key, default: 0] += 1
+        for w in statusWaiters.removeValue(forKey: key) ?? [] { w.resume() }
+    }
+
+    /// Returns at the first status change of `key` after the `seen`-th.
+    func nextStatus(_ key: String, after seen: Int) async {
+        guard statusChanges[key, default: 0] == seen else { return }
+        await withCheckedContinuation { statusWaiters[key, default: []].append($0) }
     }
 
     /// Returns at the first instance change after the `seen`-th (at once when it already happened).

@@ -146,6 +146,7 @@ public struct RunSession: Sendable {
             targets.reduce(into: [:]) { all, t in for (name, r) in t.buses { all[name] = (r.port, r.socket) } }
         }
         var report = JUnitReport()
+        var releases = 0
         var outcome = ShimStatus.failed(.startFailed, "")
         let status = config.supervised.map { ShimStatusWriter(path: $0.statusPath) }
         let clock = ContinuousClock()
@@ -460,8 +461,10 @@ public struct RunSession: Sendable {
                     outcome = .failed(.readinessTimeout, why)
                     break loop
                 case .recycled:
-                    for t in targets { for h in t.hubs { await h.reset() } }
-                    note("released to the pool: serial replay and clients reset")
+                    releases += 1
+                    let report = await release(targets, generation: releases)
+                    status?.update { $0.release = report }
+                    note("released to the pool: " + (report.restored ? "snapshot restored" : report.message ?? "not restored") + "; serial replay and clients reset")
                 case .signal(let s):
                     output.flush()
                     note("interrupted by signal \(s); stopping")
@@ -503,6 +506,31 @@ public struct RunSession: Sendable {
             s.finishedAt = ShimStatus.now
         }
         return code
+    }
+
+    /// Back to the pool (the supervisor's SIGUSR1): the guest stops, every
+    /// serial hub drops the previous claimer's clients, replay and pending
+    /// output, then `loadvm vt-ready` and `cont`, in that order, so no byte of
+    /// the restored guest reaches the previous claimer.
+    private func release(_ targets: [TargetProcess], generation: Int) async -> ReleaseReport {
+        var failure: String?
+        for t in targets {
+            guard let qmp = t.qmp else { failure = "\(t.name): no QMP connection"; continue }
+            _ = try? await qmp.execute("stop")
+            for h in t.hubs { await h.reset() }
+            guard config.supervised?.snapshot == true, t.plan.snapshotImage != nil else {
+                failure = "\(t.name) has no snapshot"
+                continue
+            }
+            do {
+                let r = try await qmp.execute("human-monitor-command", arguments: .object(["command-line": .string("loadvm vt-ready")]))
+                if let text = r.stringValue, !text.isEmpty { failure = "loadvm: " + text.trimmedTrailingNewlines }
+                _ = try await qmp.execute("cont")
+            } catch {
+                failure = "\(t.name): \(error)"
+            }
+        }
+        return ReleaseReport(generation: generation, restored: failure == nil, message: failure)
     }
 
     /// `qemu-img create`: a 64 MiB scratch qcow2 that holds only vmstate.

@@ -59,7 +59,7 @@ struct Serve: AsyncParsableCommand {
         var options = SupervisorOptions(environment: env, executable: Environment.executable, sandbox: !noSandbox)
         if let b = env["VTARGET_RESTART_BACKOFF"].flatMap(Quantity.parseDuration) { options.backoffBase = b }
         let supervisor = try Supervisor(paths: paths, options: options, catalog: try Environment.catalog(env))
-        await supervisor.recover()
+        try await supervisor.recover()
         let server = ControlServer(supervisor: supervisor, policy: access, socketPath: paths.socket, socketGroup: group)
         printError("vtarget serve: pid \(getpid()) listening on \(paths.socket)")
         try await server.run()
