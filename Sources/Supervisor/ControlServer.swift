@@ -97,7 +97,15 @@ public struct ControlServer: Sendable {
                 return errorResponse(400, "the body is not an apply request: \(error)")
             }
             let namespaces = Set(request.resources.map(\.namespace))
-            return try await self.guarded(ctx, namespaces: namespaces) { _ in json(try await sup.apply(request)) }
+            return try await self.guarded(ctx, namespaces: namespaces) { caller in
+                // Privileges come from who asks, never from what the request says.
+                let widening = request.resources.filter { $0.options.allowHostPaths || $0.options.allowExtraArgs }
+                if !caller.privileged, let r = widening.first {
+                    return errorResponse(403, "forbidden: \(r.kind) \"\(r.name)\": --allow-host-paths and --allow-extra-args are for the supervisor's own user; "
+                                         + "uid \(caller.uid) may apply without them")
+                }
+                return json(try await sup.apply(request))
+            }
         }
         listing(router, "/v1/resources") { ns, req in try await sup.resources(kind: req.uri.queryParameters.get("kind"), namespace: ns) }
         listing(router, "/v1/instances") { ns, _ in try await sup.instances(namespace: ns) }
@@ -134,7 +142,8 @@ public struct ControlServer: Sendable {
             let ns = req.uri.queryParameters.get("namespace")
             let after = req.uri.queryParameters.get("after").flatMap { Int64($0) } ?? 0
             let watch = req.uri.queryParameters.get("watch") == "1"
-            return try await self.guarded(ctx, namespace: ns) { allowed in
+            return try await self.guarded(ctx, namespace: ns) { caller in
+                let allowed = caller.allows
                 guard watch else { return json(try await sup.events(namespace: ns, after: after).filter { allowed($0.namespace) }) }
                 // Subscribe first, then send the backlog: nothing falls between.
                 let (id, live) = await sup.subscribe()
@@ -165,8 +174,8 @@ public struct ControlServer: Sendable {
                                             _ fetch: @escaping @Sendable (String?, Request) async throws -> [T]) {
         router.get(path) { req, ctx in
             let ns = req.uri.queryParameters.get("namespace")
-            return try await self.guarded(ctx, namespace: ns) { allowed in
-                json(try await fetch(ns, req).filter { allowed($0.namespace) })
+            return try await self.guarded(ctx, namespace: ns) { caller in
+                json(try await fetch(ns, req).filter { caller.allows($0.namespace) })
             }
         }
     }
@@ -174,12 +183,12 @@ public struct ControlServer: Sendable {
     /// Runs `body` if the peer may touch `namespace` (nil: a listing, which
     /// `allowed` then filters); 403 and a log line otherwise.
     func guarded(_ ctx: PeerContext, namespace: String?, ownerOnly: Bool = false,
-                 _ body: (@escaping @Sendable (String) -> Bool) async throws -> Response) async throws -> Response {
+                 _ body: (Caller) async throws -> Response) async throws -> Response {
         try await guarded(ctx, namespaces: namespace.map { [$0] } ?? [], ownerOnly: ownerOnly, body)
     }
 
     func guarded(_ ctx: PeerContext, namespaces: Set<String>, ownerOnly: Bool = false,
-                 _ body: (@escaping @Sendable (String) -> Bool) async throws -> Response) async throws -> Response {
+                 _ body: (Caller) async throws -> Response) async throws -> Response {
         let peer = await PeerCredentials.of(ctx.channel)
         let grant = policy.grant(for: peer)
         let denied = ownerOnly ? (grant.all ? [] : ["(supervisor)"]) : namespaces.filter { !grant.allows($0) }.sorted()
@@ -189,11 +198,20 @@ public struct ControlServer: Sendable {
             return errorResponse(403, "forbidden: \(who) may not use namespace(s) \(denied.isEmpty ? "here" : denied.joined(separator: ", "))")
         }
         do {
-            return try await body { grant.allows($0) }
+            return try await body(Caller(uid: peer!.uid, privileged: grant.all, allows: { grant.allows($0) }))
         } catch let e as SupervisorError {
             return errorResponse(e.status, e.message)
         }
     }
+}
+
+/// Who asked, as the server decides it from SO_PEERCRED and the policy.
+struct Caller: Sendable {
+    var uid: uid_t
+    /// The supervisor's own user or root: every namespace, and the options
+    /// that widen what a spec may reach (host paths, extra QEMU arguments).
+    var privileged: Bool
+    var allows: @Sendable (String) -> Bool
 }
 
 func json<T: Encodable>(_ value: T, status: Int = 200) -> Response {

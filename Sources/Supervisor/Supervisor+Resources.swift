@@ -27,6 +27,7 @@ extension Supervisor {
     }
 
     private func applyLocked(_ request: ApplyRequest) async throws(SupervisorError) -> [ObjectResult] {
+        try Self.checkIdentities(request.resources)
         let now = ShimStatus.now
         var results: [ObjectResult] = []
         var rows: [ResourceRow] = []
