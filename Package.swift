@@ -26,7 +26,9 @@ let package = Package(
         // Pure modules: no processes, no sockets.
         .target(name: "YAMLTree", dependencies: ["CYAML"]),
         .target(name: "MachineCatalog", dependencies: ["YAMLTree"]),
-        .target(name: "TargetSpec", dependencies: ["YAMLTree", "MachineCatalog"]),
+        // The kinds: names, columns, delete order; label selectors.
+        .target(name: "ResourceKit", dependencies: ["YAMLTree"]),
+        .target(name: "TargetSpec", dependencies: ["YAMLTree", "MachineCatalog", "ResourceKit"]),
         .target(name: "QEMULaunch", dependencies: ["TargetSpec", "MachineCatalog"]),
         .target(name: "QMP", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
         .target(name: "CANProtocol"),
@@ -59,7 +61,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .target(name: "VTargetCommands", dependencies: [
-            "ControlAPI", "Supervisor", "TargetRuntime", "QEMULaunch", "TargetSpec", "MachineCatalog", "YAMLTree", "QMP", "Sandbox", "Endpoints",
+            "ControlAPI", "Supervisor", "TargetRuntime", "QEMULaunch", "TargetSpec", "MachineCatalog", "ResourceKit", "YAMLTree", "QMP", "Sandbox", "Endpoints",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "vtarget", dependencies: ["VTargetCommands"]),
@@ -68,7 +70,8 @@ let package = Package(
 
         .target(name: "TestSupport", dependencies: ["MachineCatalog"], path: "Tests/TestSupport"),
         .testTarget(name: "YAMLTreeTests", dependencies: ["YAMLTree", "TestSupport"]),
-        .testTarget(name: "TargetSpecTests", dependencies: ["TargetSpec", "MachineCatalog", "YAMLTree", "TestSupport"],
+        .testTarget(name: "ResourceKitTests", dependencies: ["ResourceKit", "YAMLTree"]),
+        .testTarget(name: "TargetSpecTests", dependencies: ["TargetSpec", "MachineCatalog", "ResourceKit", "YAMLTree", "TestSupport"],
                     exclude: ["BadInputs"]),
         .testTarget(name: "QEMULaunchTests", dependencies: ["QEMULaunch", "TargetSpec", "MachineCatalog", "YAMLTree", "TestSupport"],
                     exclude: ["Golden"]),
@@ -76,7 +79,7 @@ let package = Package(
         .testTarget(name: "EndpointsTests", dependencies: ["Endpoints", "CANProtocol", .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "QMPTests", dependencies: ["QMP", "Sandbox", .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "SupervisorUnitTests", dependencies: ["Supervisor", .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "IntegrationTests", dependencies: ["VTargetCommands", "TargetRuntime", "QMP", "Sandbox", "QEMULaunch", "TargetSpec", "MachineCatalog", "TestSupport", .product(name: "NIOPosix", package: "swift-nio")]),
+        .testTarget(name: "IntegrationTests", dependencies: ["VTargetCommands", "TargetRuntime", "QMP", "Sandbox", "QEMULaunch", "TargetSpec", "MachineCatalog", "ResourceKit", "TestSupport", .product(name: "NIOPosix", package: "swift-nio")]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import MachineCatalog
+import ResourceKit
 import YAMLTree
 
 public struct DecodeOptions: Sendable {
@@ -39,12 +40,28 @@ public struct DecodedResources: Sendable {
 /// YAML documents → validated resources. Every problem is collected with its
 /// position and field path; any error fails the whole input.
 public struct ResourceDecoder {
-    public static let apiVersions: [String: String] = [
-        "QemuVirtualTarget": "qemu.kubetarget.dev/v1alpha1",
-        "ConfigMap": "v1",
-        "VirtualTargetInstance": "kubetarget.dev/v1alpha1",
-        "VirtualTargetPool": "kubetarget.dev/v1alpha1",
+    /// Each kind's decoder, by the registry's kind name: a kind decodes when
+    /// the registry knows it and a decoder is registered here.
+    typealias KindDecoder = @Sendable (ResourceDecoder) -> (ObjectMeta, MappingReader, SourceFile, DecodeContext) -> Resource?
+    static let decoders: [String: KindDecoder] = [
+        "QemuVirtualTarget": { d in { meta, m, file, context in
+            _ = m.value("status")
+            return m.mapping("spec", required: true).flatMap { d.decodeTarget(meta, $0, file, context) }.map(Resource.target)
+        } },
+        "VirtualTargetInstance": { d in { meta, m, _, context in
+            _ = m.value("status")
+            return m.mapping("spec", required: true).flatMap { d.decodeInstance(meta, $0, context) }.map(Resource.instance)
+        } },
+        "VirtualTargetPool": { d in { meta, m, _, context in
+            _ = m.value("status")
+            return m.mapping("spec", required: true).flatMap { d.decodePool(meta, $0, context) }.map(Resource.pool)
+        } },
+        "ConfigMap": { d in { meta, m, _, context in d.decodeConfigMap(meta, m, context).map(Resource.configMap) } },
     ]
+
+    /// `kind` → `apiVersion` of every kind this decoder reads.
+    public static let apiVersions: [String: String] = Dictionary(uniqueKeysWithValues:
+        KindRegistry.builtIn.kinds.filter { decoders[$0.kind] != nil }.map { ($0.kind, $0.apiVersion) })
     /// Kinds in the contract that a later version will run.
     public static let plannedKinds = ["Machine", "VirtualMachine"]
 
@@ -110,20 +127,7 @@ public struct ResourceDecoder {
             m.finish()
             return nil
         }
-        let result: Resource?
-        switch kind {
-        case "QemuVirtualTarget":
-            _ = m.value("status")
-            result = m.mapping("spec", required: true).flatMap { decodeTarget(meta, $0, file, context) }.map(Resource.target)
-        case "VirtualTargetInstance":
-            _ = m.value("status")
-            result = m.mapping("spec", required: true).flatMap { decodeInstance(meta, $0, context) }.map(Resource.instance)
-        case "VirtualTargetPool":
-            _ = m.value("status")
-            result = m.mapping("spec", required: true).flatMap { decodePool(meta, $0, context) }.map(Resource.pool)
-        default:
-            result = decodeConfigMap(meta, m, context).map(Resource.configMap)
-        }
+        let result = Self.decoders[kind]?(self)(meta, m, file, context)
         m.finish()
         return result
     }
@@ -160,7 +164,7 @@ public struct ResourceDecoder {
 
     // MARK: ConfigMap
 
-    private func decodeConfigMap(_ meta: ObjectMeta, _ m: MappingReader, _ context: DecodeContext) -> ConfigMap? {
+    func decodeConfigMap(_ meta: ObjectMeta, _ m: MappingReader, _ context: DecodeContext) -> ConfigMap? {
         var entries: [String: [UInt8]] = [:]
         var order: [String] = []
         _ = m.value("immutable")
@@ -199,7 +203,7 @@ public struct ResourceDecoder {
 
     // MARK: VirtualTargetInstance
 
-    private func decodeInstance(_ meta: ObjectMeta, _ spec: MappingReader, _ context: DecodeContext) -> VirtualTargetInstance? {
+    func decodeInstance(_ meta: ObjectMeta, _ spec: MappingReader, _ context: DecodeContext) -> VirtualTargetInstance? {
         defer { spec.finish() }
         let lifecycle = decodeLifecycle(spec, context, serialDevices: nil)
         guard let ref = spec.mapping("targetRef", required: true) else { return nil }
@@ -216,7 +220,7 @@ public struct ResourceDecoder {
 
     // MARK: VirtualTargetPool
 
-    private func decodePool(_ meta: ObjectMeta, _ spec: MappingReader, _ context: DecodeContext) -> VirtualTargetPool? {
+    func decodePool(_ meta: ObjectMeta, _ spec: MappingReader, _ context: DecodeContext) -> VirtualTargetPool? {
         defer { spec.finish() }
         guard let ref = spec.mapping("targetRef", required: true) else { return nil }
         defer { ref.finish() }

@@ -1,5 +1,6 @@
 import Foundation
 import MachineCatalog
+import ResourceKit
 import TestSupport
 import Testing
 import YAMLTree
@@ -71,6 +72,16 @@ func decode(_ text: String, file: String = "in.yaml", options: DecodeOptions = D
         #expect(Quantity.parseDuration("500ms") == 0.5)
         #expect(Quantity.parseDuration("10") == nil)
         #expect(Quantity.parseDuration("5x") == nil)
+    }
+
+    /// A kind in the registry that the decoder cannot read would be listed by
+    /// `get` but refused by `apply`.
+    @Test func everyRegisteredKindHasADecoder() {
+        for k in KindRegistry.builtIn.kinds {
+            #expect(ResourceDecoder.decoders[k.kind] != nil, "\(k.kind)")
+            #expect(ResourceDecoder.apiVersions[k.kind] == k.apiVersion, "\(k.kind)")
+        }
+        #expect(ResourceDecoder.decoders.count == KindRegistry.builtIn.kinds.count)
     }
 
     @Test func dnsLabels() {
