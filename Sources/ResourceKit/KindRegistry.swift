@@ -34,7 +34,7 @@ public struct KindRegistry: Sendable {
     /// short names (`targets (qvt)`).
     public var help: String {
         kinds.map { k in
-            let word = k.aliases.last ?? k.plural
+            let word = k.everydayName
             let short = (k.shortNames + k.aliases).filter { $0 != word && $0 + "s" != word }
             return short.isEmpty ? word : "\(word) (\(short.joined(separator: ", ")))"
         }.joined(separator: ", ")

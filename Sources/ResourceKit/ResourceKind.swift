@@ -35,6 +35,9 @@ public struct ResourceKind: Sendable {
         self.deleteRank = deleteRank
     }
 
+    /// The plural people type (`targets`, `configmaps`): help texts offer it first.
+    public var everydayName: String { aliases.last ?? plural }
+
     /// `qemu.kubetarget.dev/v1alpha1`, or `v1` for the core group.
     public var apiVersion: String { group.isEmpty ? version : "\(group)/\(version)" }
 

@@ -25,9 +25,7 @@ extension Get {
                 // Columns keep the widths of the first table, as kubectl's do.
                 if widths == nil {
                     rows.insert(listing.header(wide: wide), at: 0)
-                    widths = rows.reduce(into: [Int]()) { w, row in
-                        for (i, c) in row.enumerated() { if i < w.count { w[i] = max(w[i], c.count) } else { w.append(c.count) } }
-                    }
+                    widths = Table.widths(rows)
                 }
                 printOut(Table.render(rows, widths: widths!))
             }

@@ -6,7 +6,7 @@ import YAMLTree
 
 struct Get: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "List targets, instances, pools, configmaps or machines, as kubectl get does.",
+        abstract: "List \(KindRegistry.builtIn.kinds.map(\.everydayName).joined(separator: ", ")) or machines, as kubectl get does.",
         discussion: """
             KIND: \(KindRegistry.builtIn.help), or machines (machineprofiles). As in kubectl, the singular, \
             plural, short name, Kind and plural.group (qemuvirtualtargets.qemu.kubetarget.dev) all work. \

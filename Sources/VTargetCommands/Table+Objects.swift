@@ -14,6 +14,13 @@ extension Table {
         KindRegistry.builtIn.kind(named: kind)?.qualifiedName ?? kind.lowercased()
     }
 
+    /// Each column's widest cell.
+    static func widths(_ rows: [[String]]) -> [Int] {
+        rows.reduce(into: [Int]()) { w, row in
+            for (i, c) in row.enumerated() { if i < w.count { w[i] = max(w[i], c.count) } else { w.append(c.count) } }
+        }
+    }
+
     static func render(_ rows: [[String]], widths: [Int]) -> String {
         rows.map { r in
             r.enumerated().map { i, c in
@@ -44,9 +51,13 @@ extension Table {
         map([("apiVersion", str("v1")), ("kind", str("List")), ("items", seq(items))])
     }
 
+    /// `apiVersion` and `kind` of an object, from the registry.
+    static func typeMeta(_ kind: String) -> [(String, YAMLNode?)] {
+        [("apiVersion", KindRegistry.builtIn.kind(named: kind).map { str($0.apiVersion) }), ("kind", str(kind))]
+    }
+
     static func node(_ i: InstanceInfo) -> YAMLNode {
-        map([
-            ("apiVersion", str("kubetarget.dev/v1alpha1")), ("kind", str("VirtualTargetInstance")),
+        map(typeMeta("VirtualTargetInstance") + [
             ("metadata", map([("name", str(i.name)), ("namespace", str(i.namespace)), ("uid", str(i.uid)),
                               ("creationTimestamp", time(i.createdAt)), ("labels", i.labels.map(labels))])),
             ("spec", map([("targetRef", map([("kind", str("QemuVirtualTarget")), ("name", str(i.target))])),
@@ -70,8 +81,7 @@ extension Table {
     }
 
     static func node(_ p: PoolInfo) -> YAMLNode {
-        map([
-            ("apiVersion", str("kubetarget.dev/v1alpha1")), ("kind", str("VirtualTargetPool")),
+        map(typeMeta("VirtualTargetPool") + [
             ("metadata", map([("name", str(p.name)), ("namespace", str(p.namespace)), ("labels", p.labels.map(labels))])),
             ("spec", map([("targetRef", map([("kind", str("QemuVirtualTarget")), ("name", str(p.target))])),
                           ("minReady", plain(String(p.minReady))), ("maxInstances", plain(String(p.maxInstances))),
