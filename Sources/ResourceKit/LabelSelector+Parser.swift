@@ -66,11 +66,11 @@ extension LabelSelector {
     static func checkKey(_ key: String, _ text: String) throws(SelectorError) {
         let parts = key.split(separator: "/", omittingEmptySubsequences: false)
         let name = String(parts.last!)
-        var ok = parts.count <= 2 && isQualifiedName(name)
+        var ok = parts.count <= 2 && Names.isQualifiedName(name)
         if ok, parts.count == 2 {
             let prefix = parts[0]
             ok = !prefix.isEmpty && prefix.utf8.count <= 253
-                && prefix.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { isDNSLabel($0) }
+                && prefix.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { Names.isDNSLabel($0) }
         }
         if !ok {
             throw SelectorError(selector: text, reason: "invalid label key \"\(key)\": a name of at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit, with an optional DNS prefix and '/'")
@@ -78,26 +78,11 @@ extension LabelSelector {
     }
 
     static func checkValue(_ value: String, _ text: String) throws(SelectorError) {
-        if !value.isEmpty && !isQualifiedName(Substring(value)) {
+        if !value.isEmpty && !Names.isQualifiedName(value) {
             throw SelectorError(selector: text, reason: "invalid label value \"\(value)\": at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit")
         }
     }
 
-    static func isQualifiedName(_ s: Substring) -> Bool {
-        let u = Array(s.utf8)
-        func alnum(_ c: UInt8) -> Bool { (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) }
-        guard let first = u.first, let last = u.last, u.count <= 63, alnum(first), alnum(last) else { return false }
-        return u.allSatisfy { alnum($0) || $0 == 0x2D || $0 == 0x5F || $0 == 0x2E }
-    }
-
-    static func isQualifiedName(_ s: String) -> Bool { isQualifiedName(Substring(s)) }
-
-    static func isDNSLabel(_ s: Substring) -> Bool {
-        let u = Array(s.utf8)
-        func ok(_ c: UInt8) -> Bool { (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) }
-        guard let first = u.first, let last = u.last, u.count <= 63, ok(first), ok(last) else { return false }
-        return u.allSatisfy { ok($0) || $0 == 0x2D }
-    }
 }
 
 /// The selector's tokens: words, `!`, `=`/`==`, `!=`, `(`, `)`, `,`.

@@ -148,18 +148,11 @@ public struct ResourceDecoder {
         return ObjectMeta(name: name, namespace: namespace, labels: labels, location: nameNode.location)
     }
 
-    /// DNS-1123 label: what Kubernetes demands of names, and safe in paths and QEMU ids.
+    /// Names must be DNS-1123 labels (`Names.isDNSLabel`).
     func checkLabel(_ s: String, _ node: YAMLNode, _ path: String, _ context: DecodeContext) -> Bool {
-        if Self.isDNSLabel(s) { return true }
+        if Names.isDNSLabel(s) { return true }
         context.error(node, path, "\"\(s)\" is not a valid name: use at most 63 characters of lower-case letters, digits and '-', starting and ending with a letter or digit (a DNS-1123 label)")
         return false
-    }
-
-    public static func isDNSLabel(_ s: String) -> Bool {
-        let u = Array(s.utf8)
-        guard !u.isEmpty, u.count <= 63 else { return false }
-        func ok(_ c: UInt8) -> Bool { (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) }
-        return ok(u.first!) && ok(u.last!) && u.allSatisfy { ok($0) || $0 == 0x2D }
     }
 
     // MARK: ConfigMap

@@ -85,11 +85,11 @@ func decode(_ text: String, file: String = "in.yaml", options: DecodeOptions = D
     }
 
     @Test func dnsLabels() {
-        #expect(ResourceDecoder.isDNSLabel("stm32f4-qemu"))
-        #expect(!ResourceDecoder.isDNSLabel("Stm32"))
-        #expect(!ResourceDecoder.isDNSLabel("-a"))
-        #expect(!ResourceDecoder.isDNSLabel("a,b"))
-        #expect(!ResourceDecoder.isDNSLabel(String(repeating: "a", count: 64)))
+        #expect(Names.isDNSLabel("stm32f4-qemu"))
+        #expect(!Names.isDNSLabel("Stm32"))
+        #expect(!Names.isDNSLabel("-a"))
+        #expect(!Names.isDNSLabel("a,b"))
+        #expect(!Names.isDNSLabel(String(repeating: "a", count: 64)))
     }
 
     @Test func relativePathsStayInside() {
