@@ -43,12 +43,15 @@ struct ObjectListing {
         }
     }
 
+    /// kubectl's NAMESPACE column: with -A, for kinds that live in one.
+    private var namespaceColumn: Bool { namespaces.allNamespaces && kind.namespaced }
+
     func header(wide: Bool) -> [String] {
-        (namespaces.allNamespaces ? ["NAMESPACE"] : []) + ["NAME"] + kind.headers(wide: wide)
+        (namespaceColumn ? ["NAMESPACE"] : []) + ["NAME"] + kind.headers(wide: wide)
     }
 
     func row(_ o: Object, wide: Bool) -> [String] {
-        (namespaces.allNamespaces ? [o.namespace] : []) + [o.name] + kind.cells(o.node, now: ShimStatus.now, wide: wide)
+        (namespaceColumn ? [o.namespace] : []) + [o.name] + kind.cells(o.node, now: ShimStatus.now, wide: wide)
     }
 }
 

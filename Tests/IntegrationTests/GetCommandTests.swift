@@ -47,13 +47,20 @@ import Testing
         defer { f.tearDown() }
         try f.vt(["apply", "-f", f.firmwareMap])
         let watch = try launch(["get", "instances", "-w"], runtime: f.runtime, environment: f.environment)
+        let objects = try launch(["get", "vti", "--watch", "-o", "json"], runtime: f.runtime, environment: f.environment)
         // Bounded: a watch that never prints is ended, which ends the reads below.
-        DispatchQueue.global().asyncAfter(deadline: .now() + 40) { watch.0.terminate() }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 40) { watch.0.terminate(); objects.0.terminate() }
         var seen = readUntil(watch.1, "No resources found", seconds: 10)
         try f.vt(["apply", "-f", f.targets(["watched"])])
         seen += readUntil(watch.1, "1/1", seconds: 30)
-        watch.0.terminate()
-        _ = finish(watch)
+        let json = readUntil(objects.1, "\"phase\": \"Running\"", seconds: 10)
+        for w in [watch, objects] {
+            w.0.terminate()
+            _ = finish(w)
+        }
+        // Each changed object whole, one after another.
+        #expect(json.hasPrefix("{\n  \"apiVersion\": \"kubetarget.dev/v1alpha1\",\n  \"kind\": \"VirtualTargetInstance\""), "\(json)")
+        #expect(json.components(separatedBy: "\n}\n").count >= 3, "\(json)")
         let lines = seen.split(separator: "\n").map(String.init)
         #expect(lines.first == "No resources found in default namespace.", "\(seen)")
         #expect(lines.dropFirst().first?.hasPrefix("NAME      READY   STATUS") == true, "\(seen)")
