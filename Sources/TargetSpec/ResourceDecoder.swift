@@ -44,20 +44,17 @@ public struct ResourceDecoder {
     /// the registry knows it and a decoder is registered here.
     typealias KindDecoder = @Sendable (ResourceDecoder) -> (ObjectMeta, MappingReader, SourceFile, DecodeContext) -> Resource?
     static let decoders: [String: KindDecoder] = [
-        "QemuVirtualTarget": { d in { meta, m, file, context in
-            _ = m.value("status")
-            return m.mapping("spec", required: true).flatMap { d.decodeTarget(meta, $0, file, context) }.map(Resource.target)
-        } },
-        "VirtualTargetInstance": { d in { meta, m, _, context in
-            _ = m.value("status")
-            return m.mapping("spec", required: true).flatMap { d.decodeInstance(meta, $0, context) }.map(Resource.instance)
-        } },
-        "VirtualTargetPool": { d in { meta, m, _, context in
-            _ = m.value("status")
-            return m.mapping("spec", required: true).flatMap { d.decodePool(meta, $0, context) }.map(Resource.pool)
-        } },
+        "QemuVirtualTarget": { d in { meta, m, file, context in spec(m) { d.decodeTarget(meta, $0, file, context) }.map(Resource.target) } },
+        "VirtualTargetInstance": { d in { meta, m, _, context in spec(m) { d.decodeInstance(meta, $0, context) }.map(Resource.instance) } },
+        "VirtualTargetPool": { d in { meta, m, _, context in spec(m) { d.decodePool(meta, $0, context) }.map(Resource.pool) } },
         "ConfigMap": { d in { meta, m, _, context in d.decodeConfigMap(meta, m, context).map(Resource.configMap) } },
     ]
+
+    /// A kind's required `spec`; its `status` is the supervisor's, accepted and ignored.
+    static func spec<T>(_ m: MappingReader, _ decode: (MappingReader) -> T?) -> T? {
+        _ = m.value("status")
+        return m.mapping("spec", required: true).flatMap(decode)
+    }
 
     /// `kind` → `apiVersion` of every kind this decoder reads.
     public static let apiVersions: [String: String] = Dictionary(uniqueKeysWithValues:
