@@ -11,6 +11,12 @@ public struct KindRegistry: Sendable {
         kinds.first { $0.kind == name }
     }
 
+    /// The columns beside the name for a stored resource of kind `kind`
+    /// (`ResourceKind.summary(root:)`); empty for a kind it does not know.
+    public func summary(of kind: String, root: YAMLNode) -> [String: String] {
+        self.kind(named: kind)?.summary(root: root) ?? [:]
+    }
+
     /// kubectl's resolution: singular, plural, short names, Kind, and the first
     /// three qualified with the group (`qemuvirtualtargets.qemu.kubetarget.dev`,
     /// or `plural.version.group`), case-insensitively.

@@ -15,6 +15,8 @@ import YAMLTree
         #expect(qvt.headers(wide: false) == ["MACHINE", "AGE"])
         #expect(qvt.cells(n, now: now, wide: false) == ["lm3s6965evb", "5m0s"])
         #expect(qvt.summary(root: n) == ["machine": "lm3s6965evb"])
+        #expect(KindRegistry.builtIn.summary(of: "QemuVirtualTarget", root: n) == ["machine": "lm3s6965evb"])
+        #expect(KindRegistry.builtIn.summary(of: "Widget", root: n) == [:])
     }
 
     @Test func configMapCountsDataAndBinaryData() throws {
