@@ -26,7 +26,9 @@ let package = Package(
         // Pure modules: no processes, no sockets.
         .target(name: "YAMLTree", dependencies: ["CYAML"]),
         .target(name: "MachineCatalog", dependencies: ["YAMLTree"]),
-        .target(name: "TargetSpec", dependencies: ["YAMLTree", "MachineCatalog"]),
+        // The kinds: names, columns, delete order; label selectors.
+        .target(name: "ResourceKit", dependencies: ["YAMLTree"]),
+        .target(name: "TargetSpec", dependencies: ["YAMLTree", "MachineCatalog", "ResourceKit"]),
         .target(name: "QEMULaunch", dependencies: ["TargetSpec", "MachineCatalog"]),
         .target(name: "QMP", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
         .target(name: "CANProtocol"),
@@ -53,7 +55,7 @@ let package = Package(
         ]),
         // The per-user supervisor: state in SQLite, shims, the HTTP server.
         .target(name: "Supervisor", dependencies: [
-            "ControlAPI", "TargetRuntime", "TargetSpec", "MachineCatalog", "YAMLTree", "Sandbox", "CSpawn", "QMP", "InstanceContract",
+            "ControlAPI", "TargetRuntime", "TargetSpec", "MachineCatalog", "YAMLTree", "Sandbox", "CSpawn", "QMP", "InstanceContract", "ResourceKit",
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -61,7 +63,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .target(name: "VTargetCommands", dependencies: [
-            "ControlAPI", "Supervisor", "TargetRuntime", "QEMULaunch", "TargetSpec", "MachineCatalog", "YAMLTree", "QMP", "Sandbox", "Endpoints",
+            "ControlAPI", "Supervisor", "TargetRuntime", "QEMULaunch", "TargetSpec", "MachineCatalog", "ResourceKit", "YAMLTree", "QMP", "Sandbox", "Endpoints",
             "InstanceContract",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
@@ -71,7 +73,8 @@ let package = Package(
 
         .target(name: "TestSupport", dependencies: ["MachineCatalog"], path: "Tests/TestSupport"),
         .testTarget(name: "YAMLTreeTests", dependencies: ["YAMLTree", "TestSupport"]),
-        .testTarget(name: "TargetSpecTests", dependencies: ["TargetSpec", "MachineCatalog", "YAMLTree", "TestSupport"],
+        .testTarget(name: "ResourceKitTests", dependencies: ["ResourceKit", "YAMLTree"]),
+        .testTarget(name: "TargetSpecTests", dependencies: ["TargetSpec", "MachineCatalog", "ResourceKit", "YAMLTree", "TestSupport"],
                     exclude: ["BadInputs"]),
         .testTarget(name: "QEMULaunchTests", dependencies: ["QEMULaunch", "TargetSpec", "MachineCatalog", "YAMLTree", "TestSupport"],
                     exclude: ["Golden"]),
@@ -80,7 +83,7 @@ let package = Package(
         .testTarget(name: "EndpointsTests", dependencies: ["Endpoints", "CANProtocol", .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "QMPTests", dependencies: ["QMP", "Sandbox", .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "SupervisorUnitTests", dependencies: ["Supervisor", "InstanceContract", .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "IntegrationTests", dependencies: ["VTargetCommands", "TargetRuntime", "InstanceContract", "QMP", "Sandbox", "QEMULaunch", "TargetSpec", "MachineCatalog", "TestSupport", .product(name: "NIOPosix", package: "swift-nio")]),
+        .testTarget(name: "IntegrationTests", dependencies: ["VTargetCommands", "TargetRuntime", "InstanceContract", "ControlAPI", "QMP", "Sandbox", "QEMULaunch", "TargetSpec", "MachineCatalog", "ResourceKit", "TestSupport", .product(name: "NIOPosix", package: "swift-nio")]),
     ],
     swiftLanguageModes: [.v6]
 )

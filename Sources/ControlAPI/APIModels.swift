@@ -128,12 +128,15 @@ public struct InstanceInfo: Codable, Sendable {
     public var pool: String?
     public var claimedAt: Double?
     public var claimExpiresAt: Double?
+    /// The instance resource's `metadata.labels`, for `get -l`; absent from
+    /// supervisors that predate it, which then match only selectors that need no label.
+    public var labels: [String: String]?
 
     public init(namespace: String, name: String, uid: String, target: String, machine: String, restartPolicy: String,
                 desired: String, phase: String, reason: String?, message: String?, ready: Bool, conditions: [Condition],
                 pid: Int32?, qemuPID: Int32?, createdAt: Double, startedAt: Double?, expiresAt: Double?, finishedAt: Double?,
                 exitCode: Int32?, signal: Int32?, stderrTail: [String], restarts: Int, nextRestartAt: Double?,
-                directory: String, endpoints: [String: String]) {
+                directory: String, endpoints: [String: String], labels: [String: String]? = nil) {
         self.namespace = namespace
         self.name = name
         self.uid = uid
@@ -159,6 +162,7 @@ public struct InstanceInfo: Codable, Sendable {
         self.nextRestartAt = nextRestartAt
         self.directory = directory
         self.endpoints = endpoints
+        self.labels = labels
     }
 }
 
@@ -242,9 +246,11 @@ public struct PoolInfo: Codable, Sendable {
     /// Ready and unclaimed: what a claim gets at once.
     public var ready: Int
     public var claimed: Int
+    /// The pool resource's `metadata.labels`, for `get -l` (absent from older supervisors).
+    public var labels: [String: String]?
 
     public init(namespace: String, name: String, target: String, minReady: Int, maxInstances: Int, recycle: String,
-                members: Int, ready: Int, claimed: Int) {
+                members: Int, ready: Int, claimed: Int, labels: [String: String]? = nil) {
         self.namespace = namespace
         self.name = name
         self.target = target
@@ -254,5 +260,6 @@ public struct PoolInfo: Codable, Sendable {
         self.members = members
         self.ready = ready
         self.claimed = claimed
+        self.labels = labels
     }
 }

@@ -59,6 +59,9 @@ struct InstanceRow: Codable, FetchableRecord, PersistableRecord, Sendable, Equat
     var claimExpiresAt: Double?
     /// The shim has taken the `vt-ready` snapshot.
     var snapshot: Bool = false
+    /// metadata.labels of the resource it is an instance of (its
+    /// VirtualTargetInstance, else its target; a pool's members carry the pool's).
+    var labels: [String: String] = [:]
 
     var key: String { namespace + "/" + name }
     var isActive: Bool { phase.isActive }
@@ -185,6 +188,9 @@ struct StateStore: Sendable {
         }
         m.registerMigration("v4: CAN buses of instances") { db in
             try db.alter(table: "instance") { t in t.add(column: "canBuses", .text).notNull().defaults(to: "[]") }
+        }
+        m.registerMigration("v5: labels of instances") { db in
+            try db.alter(table: "instance") { t in t.add(column: "labels", .text).notNull().defaults(to: "{}") }
         }
         return m
     }

@@ -32,6 +32,8 @@ extension Supervisor {
         var serialDevices: [String]
         var canBuses: [String]
         var hash: String
+        /// For `get -l`; not part of the hash (a label changes no QEMU).
+        var labels: [String: String] = [:]
     }
 
     /// Decodes a namespace's resources and works out its instances; what
@@ -86,8 +88,12 @@ extension Supervisor {
                                    options: o, serialDevices: serial, canBuses: buses, hash: hash)
         }
         var state = DesiredState()
+        var instanceLabels: [String: [String: String]] = [:]
+        for case .instance(let i) in resources { instanceLabels[i.metadata.name] = i.metadata.labels }
         state.instances = runnables.compactMap { rn in
-            compose(rn.name, rn.namespace, rn.target, rn.lifecycle, instanceDoc: byKey["VirtualTargetInstance/" + rn.name]?.yaml)
+            var d = compose(rn.name, rn.namespace, rn.target, rn.lifecycle, instanceDoc: byKey["VirtualTargetInstance/" + rn.name]?.yaml)
+            d?.labels = instanceLabels[rn.name] ?? rn.target.metadata.labels
+            return d
         }
         for case .pool(let p) in resources {
             guard case .target(let t)? = resources.first(where: {
@@ -96,6 +102,7 @@ extension Supervisor {
             }), var template = compose("", p.metadata.namespace, t, t.lifecycle, instanceDoc: nil) else { continue }
             // Members restart on failure: a pool keeps its targets warm.
             template.restartPolicy = "OnFailure"
+            template.labels = p.metadata.labels
             template.hash = Self.fingerprint(template.hash + p.recycle.rawValue)
             let snapshots = p.recycle == .snapshot && (catalog.lookup(t.qemu.profileName)?.snapshots ?? false)
             state.pools.append(PoolTemplate(pool: p, member: template, snapshots: snapshots))

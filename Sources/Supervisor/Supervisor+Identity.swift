@@ -1,10 +1,11 @@
 import ControlAPI
+import ResourceKit
 import TargetSpec
 import YAMLTree
 
 extension Supervisor {
-    /// The kinds a supervisor stores.
-    static let storedKinds: Set<String> = ["QemuVirtualTarget", "VirtualTargetInstance", "VirtualTargetPool", "ConfigMap"]
+    /// The kinds a supervisor stores: every kind of the registry.
+    static var storedKinds: Set<String> { Set(KindRegistry.builtIn.kinds.map(\.kind)) }
 
     /// A row is stored under its kind, namespace and name: they must be what
     /// its YAML says, and names the CLI would accept, or a client could
@@ -19,8 +20,8 @@ extension Supervisor {
                 problems.append("\(label): unknown kind; valid: " + storedKinds.sorted().joined(separator: ", "))
                 continue
             }
-            if !ResourceDecoder.isDNSLabel(r.name) { problems.append("\(label): not a valid name (a DNS-1123 label)") }
-            if !ResourceDecoder.isDNSLabel(r.namespace) { problems.append("\(label): namespace \"\(printable(r.namespace))\" is not a valid namespace") }
+            if !Names.isDNSLabel(r.name) { problems.append("\(label): not a valid name (a DNS-1123 label)") }
+            if !Names.isDNSLabel(r.namespace) { problems.append("\(label): namespace \"\(printable(r.namespace))\" is not a valid namespace") }
             guard let root = try? YAMLParser.parse(r.yaml, file: r.kind).first?.root, case .mapping(let top) = root.content else {
                 problems.append("\(label): the YAML is not one mapping")
                 continue

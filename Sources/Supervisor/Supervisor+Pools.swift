@@ -25,7 +25,7 @@ extension Supervisor {
                                 minReady: p.minReady, maxInstances: p.maxInstances,
                                 recycle: t.snapshots ? "snapshot" : "restart", members: members.count,
                                 ready: members.filter { isClaimable($0, t) }.count,
-                                claimed: members.filter { $0.claimedAt != nil }.count)
+                                claimed: members.filter { $0.claimedAt != nil }.count, labels: p.metadata.labels)
             }
     }
 

@@ -13,6 +13,7 @@ import MachineCatalog
 import Sandbox
 import TargetRuntime
 import TargetSpec
+import ResourceKit
 import YAMLTree
 
 extension Supervisor {
@@ -101,26 +102,10 @@ extension Supervisor {
         } catch { throw .storage(error) }
     }
 
-    /// The columns `get` shows beside the name.
+    /// The columns `get` shows beside the name, as the kind registry says.
     func summary(_ r: ResourceRow) -> [String: String] {
-        guard let docs = try? YAMLParser.parse(r.yaml, file: r.kind), let root = docs.first?.root else { return [:] }
-        func at(_ node: YAMLNode, _ path: [String]) -> YAMLNode? {
-            guard let key = path.first else { return node }
-            guard case .mapping(let pairs) = node.content, let v = pairs.first(where: { $0.key.scalar == key })?.value else { return nil }
-            return at(v, Array(path.dropFirst()))
-        }
-        switch r.kind {
-        case "QemuVirtualTarget":
-            return ["machine": at(root, ["spec", "qemuConfig", "machine"])?.scalar ?? ""]
-        case "VirtualTargetInstance":
-            return ["target": at(root, ["spec", "targetRef", "name"])?.scalar ?? ""]
-        case "ConfigMap":
-            var n = 0
-            for k in ["data", "binaryData"] { if case .mapping(let p)? = at(root, [k])?.content { n += p.count } }
-            return ["data": "\(n)"]
-        default:
-            return [:]
-        }
+        guard let root = try? YAMLParser.parse(r.yaml, file: r.kind).first?.root else { return [:] }
+        return KindRegistry.builtIn.summary(of: r.kind, root: root)
     }
 
     /// Starts what is new, restarts what changed, stops and forgets what is

@@ -144,6 +144,7 @@ public actor Supervisor {
                             exitCode: row.exitCode, signal: row.signal, stderrTail: row.stderrTail, restarts: row.restarts,
                             nextRestartAt: row.nextRestartAt, directory: layout.directory, endpoints: endpoints)
         out.pool = row.pool
+        out.labels = row.labels.isEmpty ? nil : row.labels
         out.claimedAt = row.claimedAt
         out.claimExpiresAt = row.claimExpiresAt
         return out
@@ -245,6 +246,7 @@ extension InstanceRow {
         serialDevices = d.serialDevices
         canBuses = d.canBuses
         ttlSeconds = d.ttlSeconds
+        labels = d.labels
     }
 }
 

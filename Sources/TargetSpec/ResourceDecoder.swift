@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import MachineCatalog
+import ResourceKit
 import YAMLTree
 
 public struct DecodeOptions: Sendable {
@@ -39,12 +40,25 @@ public struct DecodedResources: Sendable {
 /// YAML documents → validated resources. Every problem is collected with its
 /// position and field path; any error fails the whole input.
 public struct ResourceDecoder {
-    public static let apiVersions: [String: String] = [
-        "QemuVirtualTarget": "qemu.kubetarget.dev/v1alpha1",
-        "ConfigMap": "v1",
-        "VirtualTargetInstance": "kubetarget.dev/v1alpha1",
-        "VirtualTargetPool": "kubetarget.dev/v1alpha1",
+    /// Each kind's decoder, by the registry's kind name: a kind decodes when
+    /// the registry knows it and a decoder is registered here.
+    typealias KindDecoder = @Sendable (ResourceDecoder) -> (ObjectMeta, MappingReader, SourceFile, DecodeContext) -> Resource?
+    static let decoders: [String: KindDecoder] = [
+        "QemuVirtualTarget": { d in { meta, m, file, context in spec(m) { d.decodeTarget(meta, $0, file, context) }.map(Resource.target) } },
+        "VirtualTargetInstance": { d in { meta, m, _, context in spec(m) { d.decodeInstance(meta, $0, context) }.map(Resource.instance) } },
+        "VirtualTargetPool": { d in { meta, m, _, context in spec(m) { d.decodePool(meta, $0, context) }.map(Resource.pool) } },
+        "ConfigMap": { d in { meta, m, _, context in d.decodeConfigMap(meta, m, context).map(Resource.configMap) } },
     ]
+
+    /// A kind's required `spec`; its `status` is the supervisor's, accepted and ignored.
+    static func spec<T>(_ m: MappingReader, _ decode: (MappingReader) -> T?) -> T? {
+        _ = m.value("status")
+        return m.mapping("spec", required: true).flatMap(decode)
+    }
+
+    /// `kind` → `apiVersion` of every kind this decoder reads.
+    public static let apiVersions: [String: String] = Dictionary(uniqueKeysWithValues:
+        KindRegistry.builtIn.kinds.filter { decoders[$0.kind] != nil }.map { ($0.kind, $0.apiVersion) })
     /// Kinds in the contract that a later version will run.
     public static let plannedKinds = ["Machine", "VirtualMachine"]
 
@@ -110,20 +124,7 @@ public struct ResourceDecoder {
             m.finish()
             return nil
         }
-        let result: Resource?
-        switch kind {
-        case "QemuVirtualTarget":
-            _ = m.value("status")
-            result = m.mapping("spec", required: true).flatMap { decodeTarget(meta, $0, file, context) }.map(Resource.target)
-        case "VirtualTargetInstance":
-            _ = m.value("status")
-            result = m.mapping("spec", required: true).flatMap { decodeInstance(meta, $0, context) }.map(Resource.instance)
-        case "VirtualTargetPool":
-            _ = m.value("status")
-            result = m.mapping("spec", required: true).flatMap { decodePool(meta, $0, context) }.map(Resource.pool)
-        default:
-            result = decodeConfigMap(meta, m, context).map(Resource.configMap)
-        }
+        let result = Self.decoders[kind]?(self)(meta, m, file, context)
         m.finish()
         return result
     }
@@ -144,23 +145,16 @@ public struct ResourceDecoder {
         return ObjectMeta(name: name, namespace: namespace, labels: labels, location: nameNode.location)
     }
 
-    /// DNS-1123 label: what Kubernetes demands of names, and safe in paths and QEMU ids.
+    /// Names must be DNS-1123 labels (`Names.isDNSLabel`).
     func checkLabel(_ s: String, _ node: YAMLNode, _ path: String, _ context: DecodeContext) -> Bool {
-        if Self.isDNSLabel(s) { return true }
+        if Names.isDNSLabel(s) { return true }
         context.error(node, path, "\"\(s)\" is not a valid name: use at most 63 characters of lower-case letters, digits and '-', starting and ending with a letter or digit (a DNS-1123 label)")
         return false
     }
 
-    public static func isDNSLabel(_ s: String) -> Bool {
-        let u = Array(s.utf8)
-        guard !u.isEmpty, u.count <= 63 else { return false }
-        func ok(_ c: UInt8) -> Bool { (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) }
-        return ok(u.first!) && ok(u.last!) && u.allSatisfy { ok($0) || $0 == 0x2D }
-    }
-
     // MARK: ConfigMap
 
-    private func decodeConfigMap(_ meta: ObjectMeta, _ m: MappingReader, _ context: DecodeContext) -> ConfigMap? {
+    func decodeConfigMap(_ meta: ObjectMeta, _ m: MappingReader, _ context: DecodeContext) -> ConfigMap? {
         var entries: [String: [UInt8]] = [:]
         var order: [String] = []
         _ = m.value("immutable")
@@ -199,7 +193,7 @@ public struct ResourceDecoder {
 
     // MARK: VirtualTargetInstance
 
-    private func decodeInstance(_ meta: ObjectMeta, _ spec: MappingReader, _ context: DecodeContext) -> VirtualTargetInstance? {
+    func decodeInstance(_ meta: ObjectMeta, _ spec: MappingReader, _ context: DecodeContext) -> VirtualTargetInstance? {
         defer { spec.finish() }
         let lifecycle = decodeLifecycle(spec, context, serialDevices: nil)
         guard let ref = spec.mapping("targetRef", required: true) else { return nil }
@@ -216,7 +210,7 @@ public struct ResourceDecoder {
 
     // MARK: VirtualTargetPool
 
-    private func decodePool(_ meta: ObjectMeta, _ spec: MappingReader, _ context: DecodeContext) -> VirtualTargetPool? {
+    func decodePool(_ meta: ObjectMeta, _ spec: MappingReader, _ context: DecodeContext) -> VirtualTargetPool? {
         defer { spec.finish() }
         guard let ref = spec.mapping("targetRef", required: true) else { return nil }
         defer { ref.finish() }

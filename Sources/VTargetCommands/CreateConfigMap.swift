@@ -7,6 +7,7 @@ import Foundation
 import TargetRuntime
 import TargetSpec
 import QMP
+import ResourceKit
 
 struct Create: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -39,12 +40,12 @@ struct CreateConfigMap: ParsableCommand {
     var namespace: String?
 
     func validate() throws {
-        if !ResourceDecoder.isDNSLabel(name) { throw ValidationError("\"\(name)\" is not a valid name: lower-case letters, digits and '-', at most 63, starting and ending with a letter or digit") }
+        if !Names.isDNSLabel(name) { throw ValidationError("\"\(name)\" is not a valid name: lower-case letters, digits and '-', at most 63, starting and ending with a letter or digit") }
         if fromFile.isEmpty { throw ValidationError("give at least one --from-file=[KEY=]PATH") }
         guard let dryRun, dryRun == "client" || dryRun == "true" || dryRun.isEmpty else {
             throw ValidationError("only --dry-run=client is supported: it prints the ConfigMap for -f; pass that file to vtarget run")
         }
-        if let namespace, !ResourceDecoder.isDNSLabel(namespace) { throw ValidationError("--namespace: \"\(namespace)\" is not a valid namespace") }
+        if let namespace, !Names.isDNSLabel(namespace) { throw ValidationError("--namespace: \"\(namespace)\" is not a valid namespace") }
     }
 
     func run() throws {

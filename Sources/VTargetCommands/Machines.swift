@@ -47,18 +47,5 @@ struct Machines: AsyncParsableCommand {
 
 /// kubectl-style columns: left-aligned, three spaces apart.
 enum Table {
-    static func render(_ rows: [[String]]) -> String {
-        var widths: [Int] = []
-        for r in rows {
-            for (i, c) in r.enumerated() {
-                if i >= widths.count { widths.append(0) }
-                widths[i] = max(widths[i], c.count)
-            }
-        }
-        return rows.map { r in
-            r.enumerated().map { i, c in
-                i == r.count - 1 ? c : c + String(repeating: " ", count: widths[i] - c.count + 3)
-            }.joined()
-        }.joined(separator: "\n")
-    }
+    static func render(_ rows: [[String]]) -> String { render(rows, widths: widths(rows)) }
 }

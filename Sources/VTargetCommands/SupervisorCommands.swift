@@ -9,6 +9,7 @@ import Glibc
 #endif
 import ControlAPI
 import MachineCatalog
+import ResourceKit
 import Supervisor
 import TargetRuntime
 import TargetSpec
@@ -117,7 +118,6 @@ struct DaemonStop: AsyncParsableCommand {
 
 /// The resources of -f files, validated and in canonical form.
 struct ResourceFiles {
-    static let kinds = ["QemuVirtualTarget", "ConfigMap", "VirtualTargetInstance", "VirtualTargetPool"]
 
     static func load(_ input: InputOptions) throws -> [AppliedResource] {
         let env = Environment.variables
@@ -130,24 +130,18 @@ struct ResourceFiles {
         var out: [AppliedResource] = []
         for s in sources {
             for doc in (try? YAMLParser.parse(s.bytes, file: s.path)) ?? [] {
-                guard let kind = doc.root["kind"]?.scalar, kinds.contains(kind), let name = doc.root["metadata"]?["name"]?.scalar else { continue }
+                guard let kind = doc.root["kind"]?.scalar, KindRegistry.builtIn.kind(named: kind) != nil, let name = doc.root["metadata"]?["name"]?.scalar else { continue }
                 let ns = doc.root["metadata"]?["namespace"]?.scalar ?? "default"
                 out.append(AppliedResource(kind: kind, namespace: ns, name: name, yaml: YAMLEmitter.emit(doc.root),
                                            directory: s.directory, options: options))
             }
         }
         if out.isEmpty {
-            printError("error: no QemuVirtualTarget, ConfigMap or VirtualTargetInstance in " + input.files.joined(separator: ", "))
+            let kinds = KindRegistry.builtIn.kinds.map(\.kind)
+            printError("error: no \(kinds.dropLast().joined(separator: ", ")) or \(kinds.last!) in " + input.files.joined(separator: ", "))
             throw CommandExit(code: ExitCode.badInput)
         }
         return out
-    }
-}
-
-extension YAMLNode {
-    subscript(key: String) -> YAMLNode? {
-        guard case .mapping(let pairs) = content else { return nil }
-        return pairs.first { $0.key.scalar == key }?.value
     }
 }
 
@@ -170,7 +164,7 @@ struct Apply: AsyncParsableCommand {
 struct Delete: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Delete resources: those in -f files, or KIND NAME. Their instances stop.",
-        discussion: "KIND is target, instance or configmap (kubectl's plurals and short names work too).")
+        discussion: "KIND: \(KindRegistry.builtIn.help); as in kubectl, the singular, plural, Kind and plural.group work too. -f deletes instances and pools first, then targets, then ConfigMaps.")
 
     @Option(name: [.customShort("f"), .customLong("filename")], help: "A YAML file or directory (repeatable).")
     var files: [String] = []
@@ -189,20 +183,19 @@ struct Delete: AsyncParsableCommand {
     func validate() throws {
         if files.isEmpty && words.count != 2 { throw ValidationError("give -f FILE, or KIND NAME") }
         if !files.isEmpty && !words.isEmpty { throw ValidationError("give -f FILE or KIND NAME, not both") }
-        if words.count == 2, Table.kind(words[0]) == nil { throw ValidationError("unknown kind \(words[0]); valid: targets, instances, configmaps, pools") }
+        if words.count == 2 {
+            do { _ = try KindRegistry.builtIn.resolve(words[0]) } catch { throw ValidationError(error.description) }
+        }
     }
 
     func run() async throws {
         var targets: [(String, String, String)] = []
         if words.count == 2 {
-            targets = [(Table.kind(words[0])!, namespace ?? "default", words[1])]
+            targets = [(try KindRegistry.builtIn.resolve(words[0]).kind, namespace ?? "default", words[1])]
         } else {
             let input = try InputOptions.parse(files.flatMap { ["-f", $0] } + (recursive ? ["-R"] : []) + ["--lenient"])
-            // Users of a resource go before it: pools and instances, targets, then ConfigMaps.
-            let rank = ["VirtualTargetPool": 0, "VirtualTargetInstance": 0, "QemuVirtualTarget": 1, "ConfigMap": 2]
-            targets = try ResourceFiles.load(input).enumerated()
-                .sorted { (rank[$0.element.kind] ?? 3, $0.offset) < (rank[$1.element.kind] ?? 3, $1.offset) }
-                .map { ($0.element.kind, $0.element.namespace, $0.element.name) }
+            targets = KindRegistry.builtIn.deleteOrder(try ResourceFiles.load(input), kind: \.kind)
+                .map { ($0.kind, $0.namespace, $0.name) }
         }
         let client = try await SupervisorConnection.ensure()
         var failed = false

@@ -59,14 +59,15 @@ final class SupervisorFixture: Sendable {
     }
 
     /// Writes N targets (t00, t01, …) sharing the lm3s6965evb firmware.
-    func targets(_ names: [String], extra: String = "", namespace: String = "default") -> String {
+    func targets(_ names: [String], extra: String = "", namespace: String = "default", labels: [String: String] = [:]) -> String {
+        let labelText = labels.isEmpty ? "" : ", labels: {" + labels.map { "\($0): \($1)" }.joined(separator: ", ") + "}"
         let path = work + "/targets-\(names.count)-\(UInt32.random(in: 0...UInt32.max)).yaml"
         var text = ""
         for n in names {
             text += """
                 apiVersion: qemu.kubetarget.dev/v1alpha1
                 kind: QemuVirtualTarget
-                metadata: {name: \(n), namespace: \(namespace)}
+                metadata: {name: \(n), namespace: \(namespace)\(labelText)}
                 spec:
                   qemuConfig:
                     machine: lm3s6965evb
@@ -130,7 +131,7 @@ final class SupervisorFixture: Sendable {
         defer { f.tearDown() }
         var r = try f.vt(["apply", "-f", "examples/lm3s6965evb.yaml", "-f", f.firmwareMap])
         #expect(r.code == 0, "\(r.stderr)")
-        #expect(r.stdout.contains("qemuvirtualtarget.kubetarget.dev/lm3s6965evb created"))
+        #expect(r.stdout.contains("qemuvirtualtarget.qemu.kubetarget.dev/lm3s6965evb created"))
         #expect(r.stdout.contains("configmap/lm3s6965evb-firmware created"))
         r = try f.vt(["wait", "lm3s6965evb", "--for", "condition=Ready", "--timeout", "20s"])
         #expect(r.code == 0, "\(r.stderr)")
@@ -146,7 +147,7 @@ final class SupervisorFixture: Sendable {
         #expect(r.stdout.hasPrefix("NAME"), "\(r.stdout)")
         #expect(r.stdout.contains("lm3s6965evb   1/1     Running   0"), "\(r.stdout)")
         r = try f.vt(["get", "targets", "-o", "name"])
-        #expect(r.stdout == "qemuvirtualtarget.kubetarget.dev/lm3s6965evb\n")
+        #expect(r.stdout == "qemuvirtualtarget.qemu.kubetarget.dev/lm3s6965evb\n")
         r = try f.vt(["get", "cm"])
         #expect(r.stdout.contains("lm3s6965evb-firmware   1"), "\(r.stdout)")
         r = try f.vt(["get", "instance", "lm3s6965evb", "-o", "yaml"])
@@ -222,7 +223,7 @@ final class SupervisorFixture: Sendable {
         let b = try String(contentsOfFile: f.targets(["b"], extra: "  ttl: 10m"), encoding: .utf8)
         try (a + b).write(toFile: changed, atomically: true, encoding: .utf8)
         let r = try f.vt(["apply", "-f", changed, "-f", f.firmwareMap])
-        #expect(r.stdout.contains("qemuvirtualtarget.kubetarget.dev/a unchanged") && r.stdout.contains("qemuvirtualtarget.kubetarget.dev/b configured"), "\(r.stdout)")
+        #expect(r.stdout.contains("qemuvirtualtarget.qemu.kubetarget.dev/a unchanged") && r.stdout.contains("qemuvirtualtarget.qemu.kubetarget.dev/b configured"), "\(r.stdout)")
         let after = try f.waitFor("b restarted", { items in
             items.count == 2 && items.allSatisfy { f.ready($0) } && items.contains { f.name($0) == "b" && ($0["metadata"] as? [String: Any])?["uid"] as? String != uids["b"] }
         })

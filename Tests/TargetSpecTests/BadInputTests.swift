@@ -1,5 +1,6 @@
 import Foundation
 import MachineCatalog
+import ResourceKit
 import TestSupport
 import Testing
 import YAMLTree
@@ -73,12 +74,22 @@ func decode(_ text: String, file: String = "in.yaml", options: DecodeOptions = D
         #expect(Quantity.parseDuration("5x") == nil)
     }
 
+    /// A kind in the registry that the decoder cannot read would be listed by
+    /// `get` but refused by `apply`.
+    @Test func everyRegisteredKindHasADecoder() {
+        for k in KindRegistry.builtIn.kinds {
+            #expect(ResourceDecoder.decoders[k.kind] != nil, "\(k.kind)")
+            #expect(ResourceDecoder.apiVersions[k.kind] == k.apiVersion, "\(k.kind)")
+        }
+        #expect(ResourceDecoder.decoders.count == KindRegistry.builtIn.kinds.count)
+    }
+
     @Test func dnsLabels() {
-        #expect(ResourceDecoder.isDNSLabel("stm32f4-qemu"))
-        #expect(!ResourceDecoder.isDNSLabel("Stm32"))
-        #expect(!ResourceDecoder.isDNSLabel("-a"))
-        #expect(!ResourceDecoder.isDNSLabel("a,b"))
-        #expect(!ResourceDecoder.isDNSLabel(String(repeating: "a", count: 64)))
+        #expect(Names.isDNSLabel("stm32f4-qemu"))
+        #expect(!Names.isDNSLabel("Stm32"))
+        #expect(!Names.isDNSLabel("-a"))
+        #expect(!Names.isDNSLabel("a,b"))
+        #expect(!Names.isDNSLabel(String(repeating: "a", count: 64)))
     }
 
     @Test func relativePathsStayInside() {

@@ -1,0 +1,58 @@
+import YAMLTree
+
+extension KindRegistry {
+    /// The kinds of the contract that this version runs.
+    public static let builtIn = KindRegistry([
+        ResourceKind(
+            group: "qemu.kubetarget.dev", version: "v1alpha1", kind: "QemuVirtualTarget",
+            plural: "qemuvirtualtargets", singular: "qemuvirtualtarget", shortNames: ["qvt"], aliases: ["target", "targets"],
+            columns: [.field("MACHINE", "spec", "qemuConfig", "machine", missing: ""), .age(["metadata", "creationTimestamp"])],
+            deleteRank: 1),
+        ResourceKind(
+            group: "kubetarget.dev", version: "v1alpha1", kind: "VirtualTargetInstance",
+            plural: "virtualtargetinstances", singular: "virtualtargetinstance", shortNames: ["vti"],
+            aliases: ["inst", "instance", "instances"],
+            columns: [
+                Column("READY", source: .status) { node, _ in
+                    let ready = node[path: ["status", "conditions"]].flatMap { c -> Bool? in
+                        guard case .sequence(let items) = c.content else { return nil }
+                        return items.contains { $0["type"]?.scalar == "Ready" && $0["status"]?.scalar == "True" }
+                    } ?? false
+                    return ready ? "1/1" : "0/1"
+                },
+                // A restart waiting out its back-off shows as kubectl shows a crash loop.
+                Column("STATUS", source: .status) { node, _ in
+                    node[path: ["status", "nextRestartAt"]] != nil ? "BackOff" : node[path: ["status", "phase"]]?.scalar ?? "Pending"
+                },
+                .field("RESTARTS", "status", "restarts", missing: "0"),
+                .age(["status", "startedAt"], ["metadata", "creationTimestamp"]),
+                .field("MACHINE", "status", "machine", wide: true),
+                .field("TARGET", "spec", "targetRef", "name", wide: true),
+                .field("PID", "status", "pid", wide: true),
+                .field("QEMU PID", "status", "qemuPid", wide: true),
+                .until("EXPIRES", "status", "expiresAt", wide: true),
+                .field("REASON", "status", "reason", wide: true),
+            ],
+            deleteRank: 0),
+        ResourceKind(
+            group: "kubetarget.dev", version: "v1alpha1", kind: "VirtualTargetPool",
+            plural: "virtualtargetpools", singular: "virtualtargetpool", shortNames: ["vtp"], aliases: ["pool", "pools"],
+            columns: [
+                .field("TARGET", "spec", "targetRef", "name"),
+                .field("READY", "status", "ready", missing: "0"),
+                .field("CLAIMED", "status", "claimed", missing: "0"),
+                .field("MEMBERS", "status", "members", missing: "0"),
+                .field("MIN", "spec", "minReady"),
+                .field("MAX", "spec", "maxInstances"),
+                .field("RECYCLE", "spec", "recycle"),
+            ],
+            deleteRank: 0),
+        ResourceKind(
+            group: "", version: "v1", kind: "ConfigMap", plural: "configmaps", singular: "configmap", shortNames: ["cm"],
+            columns: [
+                Column("DATA") { node, _ in String((node["data"]?.count ?? 0) + (node["binaryData"]?.count ?? 0)) },
+                .age(["metadata", "creationTimestamp"]),
+            ],
+            deleteRank: 2),
+    ])
+}

@@ -1,0 +1,70 @@
+import InstanceContract
+import ControlAPI
+import ResourceKit
+import TargetRuntime
+import YAMLTree
+
+/// What `get` lists: the objects of one kind, as node trees with their
+/// status, narrowed to a name and a label selector.
+struct ObjectListing {
+    struct Object {
+        var namespace: String
+        var name: String
+        var node: YAMLNode
+    }
+
+    var kind: ResourceKind
+    var namespaces: NamespaceOptions
+    var name: String?
+    var selector: LabelSelector
+
+    func objects(_ client: ControlClient) async throws(ControlError) -> [Object] {
+        try await all(client).filter { o in
+            (name == nil || o.name == name) && selector.matches(o.node[path: ["metadata", "labels"]]?.stringEntries ?? [:])
+        }
+    }
+
+    /// Instances and pools have live views with their status; every other kind
+    /// is its stored resource, with the creation time kubectl's objects carry.
+    private func all(_ client: ControlClient) async throws(ControlError) -> [Object] {
+        switch kind.kind {
+        case "VirtualTargetInstance":
+            let items: [InstanceInfo] = try await client.get("/v1/instances?" + namespaces.query)
+            return items.map { Object(namespace: $0.namespace, name: $0.name, node: Table.node($0)) }
+        case "VirtualTargetPool":
+            let items: [PoolInfo] = try await client.get("/v1/pools?" + namespaces.query)
+            return items.map { Object(namespace: $0.namespace, name: $0.name, node: Table.node($0)) }
+        default:
+            let items: [ResourceInfo] = try await client.get("/v1/resources?kind=\(kind.kind)&" + namespaces.query)
+            return items.compactMap { r in
+                guard let root = (try? YAMLParser.parse(r.yaml, file: r.name))?.first?.root else { return nil }
+                return Object(namespace: r.namespace, name: r.name,
+                              node: root.addingToMetadata("creationTimestamp", Table.str(Table.timestamp(r.createdAt))))
+            }
+        }
+    }
+
+    /// kubectl's NAMESPACE column: with -A, for kinds that live in one.
+    private var namespaceColumn: Bool { namespaces.allNamespaces && kind.namespaced }
+
+    func header(wide: Bool) -> [String] {
+        (namespaceColumn ? ["NAMESPACE"] : []) + ["NAME"] + kind.headers(wide: wide)
+    }
+
+    func row(_ o: Object, wide: Bool) -> [String] {
+        (namespaceColumn ? [o.namespace] : []) + [o.name] + kind.cells(o.node, now: ShimStatus.now, wide: wide)
+    }
+}
+
+extension YAMLNode {
+    /// The object with `metadata.key` set, unless it has one already.
+    func addingToMetadata(_ key: String, _ value: YAMLNode) -> YAMLNode {
+        guard case .mapping(var pairs) = content, let i = pairs.firstIndex(where: { $0.key.scalar == "metadata" }),
+              case .mapping(var meta) = pairs[i].value.content, !meta.contains(where: { $0.key.scalar == key }) else { return self }
+        meta.append(YAMLPair(key: Table.str(key), value: value))
+        pairs[i].value.content = .mapping(meta)
+        var copy = self
+        copy.content = .mapping(pairs)
+        return copy
+    }
+}
