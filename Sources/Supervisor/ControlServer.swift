@@ -36,6 +36,8 @@ public struct ControlServer: Sendable {
     let socketPath: String
     /// With `--socket-group`: the socket is 0660 and owned by this group.
     let socketGroup: gid_t?
+    /// Bounds on each request; the apply route collects at most `maxBody`.
+    public var limits = RequestLimits()
 
     public init(supervisor: Supervisor, policy: AccessPolicy, socketPath: String, socketGroup: gid_t?) {
         self.supervisor = supervisor
@@ -53,7 +55,7 @@ public struct ControlServer: Sendable {
         routes(router)
         let path = socketPath, group = socketGroup
         let app = Application(
-            router: router, configuration: .init(address: .unixDomainSocket(path: path)),
+            router: router, server: LimitedHTTP1Channel.builder(limits), configuration: .init(address: .unixDomainSocket(path: path)),
             services: [StatusLoop(supervisor: supervisor)],
             onServerRunning: { _ in
                 if let group {
@@ -79,6 +81,7 @@ public struct ControlServer: Sendable {
 
     func routes(_ router: Router<PeerContext>) {
         let sup = supervisor
+        let limits = self.limits
         router.get("/v1/status") { _, ctx in
             try await self.guarded(ctx, namespace: nil) { _ in json(await sup.status()) }
         }
@@ -91,7 +94,7 @@ public struct ControlServer: Sendable {
             }
         }
         router.post("/v1/apply") { req, ctx in
-            let body = try await req.body.collect(upTo: 64 << 20)
+            let body = try await req.body.collect(upTo: limits.maxBody)
             let request: ApplyRequest
             do { request = try JSONDecoder().decode(ApplyRequest.self, from: Data(buffer: body)) } catch {
                 return errorResponse(400, "the body is not an apply request: \(error)")

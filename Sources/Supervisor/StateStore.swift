@@ -196,6 +196,13 @@ struct StateStore: Sendable {
     }
 
     func write<T>(_ body: (Database) throws -> T) throws -> T { try db.write(body) }
+
+    /// Moves everything from the WAL into the database file and empties the
+    /// WAL: after a clean stop, state.sqlite alone holds the state, so a lost
+    /// or truncated -wal file costs nothing.
+    func checkpoint() throws {
+        try db.writeWithoutTransaction { try $0.checkpoint(.truncate) }
+    }
     func read<T>(_ body: (Database) throws -> T) throws -> T { try db.read(body) }
 
     func resources(namespace: String?, kind: String? = nil) throws -> [ResourceRow] {

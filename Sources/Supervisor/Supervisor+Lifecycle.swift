@@ -184,6 +184,7 @@ extension Supervisor {
             row.phase = .failed
             row.reason = .shimDied
             row.message = "the instance's vtarget run ended (\(status.map { "\($0)" } ?? "while the supervisor was down")) without reporting; its QEMU died with it"
+                + Self.lastWords(paths.instanceState(namespace: namespace, name: name).shimLog)
             if case .signalled(let s)? = status { row.signal = s }
         }
         row.finishedAt = st?.finishedAt ?? now
@@ -274,5 +275,14 @@ extension Supervisor {
             _ = signalProcess(pid: shim.identity.pid, startTime: shim.identity.startTime,
                               currentStartTime: InstanceRecord.startTime(of:), signal: signal)
         }
+    }
+
+    /// The end of what a shim printed, for a status that would otherwise
+    /// only say it died: the cause is usually its last line.
+    static func lastWords(_ shimLog: String) -> String {
+        guard let data = FileManager.default.contents(atPath: shimLog) else { return "" }
+        let lines = String(decoding: data.suffix(4096), as: UTF8.self).split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }.suffix(3)
+        return lines.isEmpty ? "" : "; it said: " + lines.joined(separator: " | ")
     }
 }

@@ -39,6 +39,7 @@ extension Supervisor {
     }
 
     private func recoverLocked(resources: [ResourceRow], rows: [InstanceRow]) async throws(SupervisorError) {
+        await stopOrphanShims(knowing: rows)
         // Each namespace's desired state, decoded once: pools are needed
         // before any start below, the rest for the reconcile at the end.
         var states: [String: DesiredState] = [:]

@@ -110,6 +110,11 @@ public actor Supervisor {
         self.store = try StateStore(path: paths.database)
     }
 
+    /// On a clean stop: the database file complete on its own (see `checkpoint`).
+    public func closeState() {
+        do { try store.checkpoint() } catch { log("cannot checkpoint the state database: \(error)") }
+    }
+
     /// Feeds status.json changes to the instances; runs until cancelled.
     public func watchStatusChanges() async {
         for await key in statusWatcher.changes {

@@ -61,9 +61,13 @@ struct Serve: AsyncParsableCommand {
         if let b = env["VTARGET_RESTART_BACKOFF"].flatMap(Quantity.parseDuration) { options.backoffBase = b }
         let supervisor = try Supervisor(paths: paths, options: options, catalog: try Environment.catalog(env))
         try await supervisor.recover()
-        let server = ControlServer(supervisor: supervisor, policy: access, socketPath: paths.socket, socketGroup: group)
+        var server = ControlServer(supervisor: supervisor, policy: access, socketPath: paths.socket, socketGroup: group)
+        // Shorter bounds for tests; the defaults suit people.
+        if let t = env["VTARGET_API_HEAD_TIMEOUT"].flatMap(Quantity.parseDuration) { server.limits.headTimeout = .milliseconds(Int64(t * 1000)) }
+        if let t = env["VTARGET_API_IDLE_TIMEOUT"].flatMap(Quantity.parseDuration) { server.limits.idleTimeout = .milliseconds(Int64(t * 1000)) }
         printError("vtarget serve: pid \(getpid()) listening on \(paths.socket)")
         try await server.run()
+        await supervisor.closeState()
         close(lock)
     }
 }

