@@ -39,8 +39,9 @@ enum SupervisorConnection {
         let client = ControlClient(socketPath: p.socket)
         for _ in 0..<1500 {
             if await existing() != nil { return client }
-            if let status = child.exitStatus {
-                // Another CLI may have started one at the same moment: it holds the lock.
+            // Another CLI may have started one at the same moment: it holds
+            // the lock and may still be recovering; wait for it to listen.
+            if let status = child.exitStatus, !lockHeld(p.lock) {
                 if let c = await existing() { return c }
                 throw RuntimeError("the supervisor did not start (\(status)); its log \(p.log) says:\n" + tail(p.log))
             }
@@ -54,6 +55,19 @@ enum SupervisorConnection {
         let client = try await ensure()
         do { return try await client.send(.POST, "/v1/instances/\(namespace ?? "default")/\(name)/\(action)") } catch {
             throw error.asCommandError
+        }
+    }
+
+    /// Whether a live supervisor holds the state directory's lock (the
+    /// kernel drops a dead one's at once). Read from /proc/locks: taking the
+    /// lock, even shared, to test it could make a starting supervisor fail.
+    static func lockHeld(_ path: String) -> Bool {
+        var st = stat()
+        guard stat(path, &st) == 0, let locks = try? String(contentsOfFile: "/proc/locks", encoding: .utf8) else { return false }
+        let inode = ":\(st.st_ino)"
+        return locks.split(separator: "\n").contains { line in
+            let f = line.split(separator: " ", omittingEmptySubsequences: true)
+            return f.count > 5 && f[1] == "FLOCK" && f[5].hasSuffix(inode)
         }
     }
 

@@ -282,6 +282,26 @@ final class Locked<T: Sendable>: @unchecked Sendable {
         #expect(try f.vt(["events"]).stdout.contains("re-adopted"))
     }
 
+    /// After a SIGKILL, eight CLI calls at once: one starts the supervisor,
+    /// the others wait for it (while it re-adopts) instead of failing.
+    @Test func concurrentCallsAfterACrashWaitForTheSupervisorStarting() async throws {
+        let f = SupervisorFixture()
+        defer { f.tearDown() }
+        let names = (0..<6).map { "crash\($0)" }
+        var r = try f.vt(["apply", "-f", f.targets(names), "-f", f.firmwareMap])
+        #expect(r.code == 0, "\(r.stderr)")
+        try f.waitFor("six Ready", f.allReady(6))
+        if let pid = f.supervisorPID() { kill(pid, SIGKILL) }
+        usleep(100_000)
+        let results = try await withThrowingTaskGroup(of: RunResult.self) { group in
+            for _ in 0..<8 { group.addTask { try f.vt(["get", "instances"]) } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        for res in results { #expect(res.code == 0 && res.stdout.contains("crash5"), "\(res.code) \(res.stderr)") }
+        r = try f.vt(["events"])
+        #expect(r.stdout.components(separatedBy: "re-adopted").count - 1 == 6, "\(r.stdout)")
+    }
+
     @Test func shimsTheDatabaseDoesNotKnowAreStoppedNotLeftRunning() throws {
         let f = SupervisorFixture()
         defer { f.tearDown() }
