@@ -226,9 +226,35 @@ public struct DaemonStatus: Codable, Sendable {
 public struct APIErrorBody: Codable, Sendable {
     public var code: Int
     public var message: String
+    /// For 422: each problem, at its place in the stored resource, so the
+    /// CLI can point at the user's own file and line.
+    public var diagnostics: [APIDiagnostic]?
 
-    public init(code: Int, message: String) {
+    public init(code: Int, message: String, diagnostics: [APIDiagnostic]? = nil) {
         self.code = code
+        self.message = message
+        self.diagnostics = diagnostics
+    }
+}
+
+/// One problem with an applied resource. `line` and `column` are positions
+/// in the resource's stored (canonical) YAML, which the CLI emitted too.
+public struct APIDiagnostic: Codable, Sendable, Equatable {
+    public var kind: String
+    public var namespace: String
+    public var name: String
+    public var line: Int?
+    public var column: Int?
+    public var field: String?
+    public var message: String
+
+    public init(kind: String, namespace: String, name: String, line: Int?, column: Int?, field: String?, message: String) {
+        self.kind = kind
+        self.namespace = namespace
+        self.name = name
+        self.line = line
+        self.column = column
+        self.field = field
         self.message = message
     }
 }

@@ -11,6 +11,8 @@ public struct ControlError: Error, Sendable, CustomStringConvertible {
     /// The HTTP status, or nil when the supervisor could not be reached.
     public var status: Int?
     public var message: String
+    /// A 422's problems, each at its place in a stored resource.
+    public var diagnostics: [APIDiagnostic] = []
     public var description: String { message }
 
     public init(status: Int?, message: String) {
@@ -33,9 +35,10 @@ public struct ControlClient: Sendable {
             return true
         }
         guard (200..<300).contains(status) else {
-            let message = (try? JSONDecoder().decode(APIErrorBody.self, from: Data(answer)))?.message
-                ?? String(decoding: answer, as: UTF8.self)
-            throw ControlError(status: status, message: message)
+            let body = try? JSONDecoder().decode(APIErrorBody.self, from: Data(answer))
+            var error = ControlError(status: status, message: body?.message ?? String(decoding: answer, as: UTF8.self))
+            error.diagnostics = body?.diagnostics ?? []
+            throw error
         }
         return answer
     }

@@ -203,7 +203,7 @@ public struct ControlServer: Sendable {
         do {
             return try await body(Caller(uid: peer!.uid, privileged: grant.all, allows: { grant.allows($0) }))
         } catch let e as SupervisorError {
-            return errorResponse(e.status, e.message)
+            return json(APIErrorBody(code: e.status, message: e.message, diagnostics: e.diagnostics.isEmpty ? nil : e.diagnostics), status: e.status)
         }
     }
 }

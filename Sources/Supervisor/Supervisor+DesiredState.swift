@@ -41,25 +41,27 @@ extension Supervisor {
     /// apply or delete that breaks a namespace is refused whole.
     func desiredInstances(_ rows: [ResourceRow]) throws(SupervisorError) -> DesiredState {
         var resources: [Resource] = []
-        var problems: [String] = []
+        var problems: [Diagnostic] = []
         var byKey: [String: ResourceRow] = [:]
+        var byLabel: [String: ResourceRow] = [:]
         for r in rows {
             byKey[r.kind + "/" + r.name] = r
+            let label = Self.sourceLabel(r)
+            byLabel[label] = r
             let decoder = ResourceDecoder(catalog: catalog, options: DecodeOptions(
                 strict: !r.options.lenient, allowHostPaths: r.options.allowHostPaths, allowExtraArgs: r.options.allowExtraArgs))
             do {
-                resources += try decoder.decode([SourceFile(path: "\(r.kind) \(r.namespace)/\(r.name)", directory: r.directory, bytes: Array(r.yaml.utf8))]).resources
+                resources += try decoder.decode([SourceFile(path: label, directory: r.directory, bytes: Array(r.yaml.utf8))]).resources
             } catch {
-                problems.append(error.description)
+                problems += error.diagnostics
             }
         }
-        if !problems.isEmpty { throw SupervisorError(422, problems.joined(separator: "\n")) }
-        let runnables: [RunnableTarget]
-        do { runnables = try Workload.instances(from: resources) } catch {
-            throw SupervisorError(422, error.diagnostics.map { d in
-                (d.field.map { $0 + ": " } ?? "") + d.message + (d.location.map { " (in \($0.file))" } ?? "")
-            }.joined(separator: "\n"))
+        if problems.isEmpty {
+            do { _ = try Workload.instances(from: resources) } catch { problems = error.diagnostics }
         }
+        if !problems.isEmpty { throw Self.unprocessable(problems, byLabel) }
+        let runnables: [RunnableTarget]
+        do { runnables = try Workload.instances(from: resources) } catch { throw Self.unprocessable(error.diagnostics, byLabel) }
         /// The spec a shim runs: the instance (if any), its target, the target's ConfigMaps.
         func compose(_ name: String, _ namespace: String, _ target: QemuVirtualTarget, _ lifecycle: Lifecycle,
                      instanceDoc: String?) -> DesiredInstance? {
@@ -121,6 +123,22 @@ extension Supervisor {
     struct DesiredState {
         var instances: [DesiredInstance] = []
         var pools: [PoolTemplate] = []
+    }
+
+    /// What a stored resource is called in diagnostics (its "file").
+    static func sourceLabel(_ r: ResourceRow) -> String { "\(r.kind) \(r.namespace)/\(r.name)" }
+
+    /// A 422 whose diagnostics say which stored resource, and where in it,
+    /// so the CLI can name the user's file and line; the message reads well
+    /// on its own for other clients.
+    static func unprocessable(_ diagnostics: [Diagnostic], _ byLabel: [String: ResourceRow]) -> SupervisorError {
+        let errors = diagnostics.filter { $0.severity == .error }
+        var e = SupervisorError(422, errors.map(\.description).joined(separator: "\n"))
+        e.diagnostics = errors.compactMap { d in
+            guard let loc = d.location, let r = byLabel[loc.file] else { return nil }
+            return APIDiagnostic(kind: r.kind, namespace: r.namespace, name: r.name, line: loc.line, column: loc.column, field: d.field, message: d.message)
+        }
+        return e
     }
 
     /// FNV-1a, 64 bits: tells a changed spec from an unchanged one.

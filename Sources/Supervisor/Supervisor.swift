@@ -19,6 +19,8 @@ import YAMLTree
 public struct SupervisorError: Error, Sendable, CustomStringConvertible {
     public var status: Int
     public var message: String
+    /// 422s about resources: where, in each stored resource.
+    public var diagnostics: [APIDiagnostic] = []
     public var description: String { message }
 
     public init(_ status: Int, _ message: String) {

@@ -124,6 +124,11 @@ struct DaemonStop: AsyncParsableCommand {
 struct ResourceFiles {
 
     static func load(_ input: InputOptions) throws -> [AppliedResource] {
+        try loadWithSources(input).map(\.resource)
+    }
+
+    /// The resources and the documents they came from (for errors that point at them).
+    static func loadWithSources(_ input: InputOptions) throws -> [(resource: AppliedResource, root: YAMLNode)] {
         let env = Environment.variables
         let catalog = try Environment.catalog(env)
         let sources = try InputFiles.sources(input.files, recursive: input.recursive)
@@ -131,13 +136,13 @@ struct ResourceFiles {
             strict: !input.lenient, allowHostPaths: input.allowHostPaths, allowExtraArgs: input.allowExtraArgs)).decode(sources)
         for w in decoded.warnings { printError(w.description) }
         let options = ReadOptions(lenient: input.lenient, allowHostPaths: input.allowHostPaths, allowExtraArgs: input.allowExtraArgs)
-        var out: [AppliedResource] = []
+        var out: [(resource: AppliedResource, root: YAMLNode)] = []
         for s in sources {
             for doc in (try? YAMLParser.parse(s.bytes, file: s.path)) ?? [] {
                 guard let kind = doc.root["kind"]?.scalar, KindRegistry.builtIn.kind(named: kind) != nil, let name = doc.root["metadata"]?["name"]?.scalar else { continue }
                 let ns = doc.root["metadata"]?["namespace"]?.scalar ?? "default"
-                out.append(AppliedResource(kind: kind, namespace: ns, name: name, yaml: YAMLEmitter.emit(doc.root),
-                                           directory: s.directory, options: options))
+                out.append((AppliedResource(kind: kind, namespace: ns, name: name, yaml: YAMLEmitter.emit(doc.root),
+                                            directory: s.directory, options: options), doc.root))
             }
         }
         if out.isEmpty {
@@ -157,10 +162,16 @@ struct Apply: AsyncParsableCommand {
     @OptionGroup var input: InputOptions
 
     func run() async throws {
-        let resources = try ResourceFiles.load(input)
+        let loaded = try ResourceFiles.loadWithSources(input)
         let client = try await SupervisorConnection.ensure()
         let results: [ObjectResult]
-        do { results = try await client.send(.POST, "/v1/apply", ApplyRequest(resources: resources)) } catch { throw error.asCommandError }
+        do { results = try await client.send(.POST, "/v1/apply", ApplyRequest(resources: loaded.map(\.resource))) } catch {
+            if error.status == 422, !error.diagnostics.isEmpty {
+                for line in ApplyDiagnostics(sources: loaded).render(error.diagnostics) { printError(line) }
+                throw CommandExit(code: ExitCode.badInput)
+            }
+            throw error.asCommandError
+        }
         for r in results { printOut("\(Table.qualified(r.kind))/\(r.name) \(r.action)") }
     }
 }

@@ -191,6 +191,9 @@ final class SupervisorFixture: Sendable {
 
     @Test func badInputIsRefusedWithExitTwo() throws {
         let f = SupervisorFixture()
+        // The drive that names the missing ConfigMap, in the example as the user has it.
+        let driveLine = try #require(try String(contentsOfFile: repoRoot + "/examples/lm3s6965evb.yaml", encoding: .utf8)
+            .split(separator: "\n", omittingEmptySubsequences: false).firstIndex { $0.contains("- name: firmware") }) + 1
         defer { f.tearDown() }
         // A YAML error names file, line, column and field, before any supervisor is involved.
         let bad = f.work + "/bad.yaml"
@@ -201,6 +204,8 @@ final class SupervisorFixture: Sendable {
         // A reference to a ConfigMap that was never applied is refused whole by the supervisor.
         r = try f.vt(["apply", "-f", "examples/lm3s6965evb.yaml"])
         #expect(r.code == 2 && r.stderr.contains("ConfigMap \"lm3s6965evb-firmware\""), "\(r.stderr)")
+        // ... pointing at the user's file and line, not at the supervisor's stored copy.
+        #expect(r.stderr.contains("examples/lm3s6965evb.yaml:\(driveLine):"), "\(r.stderr)")
         r = try f.vt(["get", "targets"])
         #expect(r.stdout.contains("No resources found"), "\(r.stdout)")
         // A ConfigMap still in use cannot be deleted.

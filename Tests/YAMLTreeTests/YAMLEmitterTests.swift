@@ -53,3 +53,34 @@ import TestSupport
         #expect(YAMLEmitter.emit(a) == "metadata:\n  name: x\n  labels: {}\nspec:\n  ttl: 15m\n")
     }
 }
+
+/// Positions in the canonical YAML the supervisor stores map back to the
+/// user's own file.
+@Suite struct YAMLLocateTests {
+    @Test func aPositionInTheCanonicalTextFindsTheUsersNode() throws {
+        let original = """
+            # a comment the canonical form drops
+            apiVersion: qemu.kubetarget.dev/v1alpha1
+            kind: QemuVirtualTarget
+            metadata: {name: a}
+            spec:
+              qemuConfig:
+                drives:
+                  - {name: fw, type: pflash, source: {configMap: {name: missing}}}
+            """
+        let user = try #require(try YAMLParser.parse(Array(original.utf8), file: "user.yaml").first?.root)
+        let canonicalText = YAMLEmitter.emit(user)
+        let canonical = try #require(try YAMLParser.parse(Array(canonicalText.utf8), file: "stored").first?.root)
+        let stored = try #require(canonical.following([.value(3), .value(0), .value(0), .item(0), .value(2), .value(0), .value(0)]))
+        #expect(stored.scalar == "missing")
+        let steps = try #require(canonical.steps(to: stored.location.line, column: stored.location.column))
+        let mine = try #require(user.following(steps))
+        #expect(mine.scalar == "missing")
+        #expect(mine.location.file == "user.yaml" && mine.location.line == 8 && mine.location.column == 61, "\(mine.location)")
+        // A key maps to the key; a position nothing starts at maps to nothing.
+        let keySteps = try #require(canonical.steps(to: canonical.following([.key(3)])!.location.line, column: 1))
+        #expect(user.following(keySteps)?.scalar == "spec")
+        #expect(canonical.steps(to: 999, column: 1) == nil)
+        #expect(user.following([.item(0)]) == nil)
+    }
+}
