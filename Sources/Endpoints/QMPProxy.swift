@@ -139,7 +139,7 @@ public final class QMPProxy: @unchecked Sendable {
         c.channel.writeAndFlush(bytes: JSONValue.object(object).serialized() + [0x0D, 0x0A])
     }
 
-    private final class ClientHandler: ChannelInboundHandler, @unchecked Sendable {
+    final class ClientHandler: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = ByteBuffer
         let proxy: QMPProxy
         init(proxy: QMPProxy) { self.proxy = proxy }

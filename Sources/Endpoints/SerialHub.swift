@@ -16,7 +16,8 @@ public final class SerialHub: @unchecked Sendable {
     /// Per-client bytes queued before a client that stops reading is dropped.
     public static let clientHighWater = 1 << 20
 
-    private var qemu: (any Channel)?
+    /// Internal, not private: unit tests put an embedded channel here instead of the FIFOs.
+    var qemu: (any Channel)?
     private var server: (any Channel)?
     private var clients: [ObjectIdentifier: any Channel] = [:]
     private var forceServer: (any Channel)?
@@ -143,6 +144,7 @@ public final class SerialHub: @unchecked Sendable {
 
     /// Output read from the UART and not yet handed on.
     private var burst: [UInt8] = []
+    /// On the loop's clock (the real one on a real loop), so a test's loop can step it.
     private var lastHandOff = NIODeadline.distantPast
     /// Set while output waits for its batch; reading the UART waits with it.
     private var scheduledHandOff: Scheduled<Void>?
@@ -166,7 +168,7 @@ public final class SerialHub: @unchecked Sendable {
     fileprivate func burstEnded() {
         guard !burst.isEmpty, scheduledHandOff == nil else { return }
         let due = lastHandOff + Self.batchWindow(clients: clients.count)
-        if due <= .now() { return handOff() }
+        if due <= loop.now { return handOff() }
         scheduledHandOff = loop.scheduleTask(deadline: due) {
             self.scheduledHandOff = nil
             self.handOff()
@@ -185,7 +187,7 @@ public final class SerialHub: @unchecked Sendable {
     /// many small reads QEMU's byte-at-a-time writes made.
     private func handOff() {
         guard !burst.isEmpty else { return }
-        lastHandOff = .now()
+        lastHandOff = loop.now
         let bytes = burst
         burst.removeAll(keepingCapacity: true)
         // Clients first: the log and the hand-off are not what anyone waits on.
@@ -257,7 +259,7 @@ public final class SerialHub: @unchecked Sendable {
         channel.writeAndFlush(bytes: Array("\r\nvtarget: \(name): \(text)\r\n".utf8))
     }
 
-    private final class UARTSide: ChannelDuplexHandler, @unchecked Sendable {
+    final class UARTSide: ChannelDuplexHandler, @unchecked Sendable {
         typealias InboundIn = ByteBuffer
         typealias OutboundIn = ByteBuffer
         let hub: SerialHub
@@ -271,7 +273,7 @@ public final class SerialHub: @unchecked Sendable {
         func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
     }
 
-    private final class ClientSide: ChannelInboundHandler, @unchecked Sendable {
+    final class ClientSide: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = ByteBuffer
         let hub: SerialHub
         let force: Bool
