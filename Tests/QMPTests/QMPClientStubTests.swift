@@ -162,4 +162,15 @@ import Testing
             await #expect(throws: QMPError.protocolViolation("QEMU sent malformed JSON")) { try await qmp.execute("cont") }
         }
     }
+
+    /// Brackets that balance around invalid JSON: the splitter passes it, the parser does not.
+    @Test func anUnparsableReplyFailsTheConnectionInsteadOfLeavingItsCommandWaiting() async throws {
+        try await StubQMPServer.with(script: ["stop": .hold]) { stub, qmp in
+            let stopped = Task { try await qmp.execute("stop") }
+            let held = await stub.held(atLeast: 1)
+            let id = held[0]["id"]?.stringValue ?? "?"
+            stub.send(#"{"return": {}, "id": "\#(id)",}"#)
+            await #expect(throws: QMPError.protocolViolation("QEMU sent malformed JSON")) { try await stopped.value }
+        }
+    }
 }
