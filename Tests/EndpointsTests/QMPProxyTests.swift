@@ -14,14 +14,12 @@ import Testing
     let qmp: QMPClient
     let proxy: QMPProxy
 
-    static let address = try! SocketAddress(ipAddress: "127.0.0.1", port: 1)
     static let version = #"{"qemu": {"major": 8, "minor": 2, "micro": 2}, "package": "Debian 1:8.2.2"}"#
 
     init() async throws {
         let loop = NIOAsyncTestingEventLoop()
         let (handler, core, events) = QMPClient.makeHandler()
-        let monitor = await NIOAsyncTestingChannel(handler: handler, loop: loop)
-        try await monitor.connect(to: Self.address).get()
+        let monitor = try await NIOAsyncTestingChannel.connected([handler], on: loop)
         try await monitor.writeInbound(ByteBuffer(string: #"{"QMP": {"version": \#(Self.version), "capabilities": ["oob"]}}"# + "\r\n"))
         async let negotiated = QMPClient.handshake(on: monitor, core: core, events: events)
         let capabilities = try Self.messages(in: await monitor.waitForOutboundWrite(as: ByteBuffer.self))
@@ -65,8 +63,7 @@ import Testing
 
     /// A client that has read its greeting; negotiated unless told otherwise.
     func client(negotiated: Bool = true) async throws -> NIOAsyncTestingChannel {
-        let channel = await NIOAsyncTestingChannel(handler: QMPProxy.ClientHandler(proxy: proxy), loop: loop)
-        try await channel.connect(to: Self.address).get()
+        let channel = try await NIOAsyncTestingChannel.connected([QMPProxy.ClientHandler(proxy: proxy)], on: loop)
         let greeting = try await heard(channel)
         try #require(greeting.count == 1 && greeting[0]["QMP"] != nil)
         if negotiated {
@@ -107,8 +104,7 @@ import Testing
     }
 
     @Test func theGreetingCarriesQEMUsVersionButNoOutOfBand() async throws {
-        let channel = await NIOAsyncTestingChannel(handler: QMPProxy.ClientHandler(proxy: proxy), loop: loop)
-        try await channel.connect(to: Self.address).get()
+        let channel = try await NIOAsyncTestingChannel.connected([QMPProxy.ClientHandler(proxy: proxy)], on: loop)
         #expect(try await heard(channel) == [Self.json(#"{"QMP": {"version": \#(Self.version), "capabilities": []}}"#)])
     }
 

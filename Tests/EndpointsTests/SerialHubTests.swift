@@ -36,7 +36,6 @@ import Testing
         }
     }
 
-    static let address = try! SocketAddress(ipAddress: "127.0.0.1", port: 1)
     static let readOnlyNotice = "\r\nvtarget: ttyS0: read-only: another client is writing; connect to ttyS0.force.sock (vtarget console --force) to take over\r\n"
     static let takenOverNotice = "\r\nvtarget: ttyS0: write access was taken over by another client (--force); you are read-only now\r\n"
 
@@ -46,8 +45,7 @@ import Testing
                             onOutput: { bytes in heard.output.withLock { $0 += bytes } },
                             onClosed: { heard.uartClosed.withLock { $0 = true } },
                             report: { line in heard.reports.withLock { $0.append(line) } })
-        let uart = await NIOAsyncTestingChannel(handlers: [reads, SerialHub.UARTSide(hub: hub)], loop: loop)
-        try await uart.connect(to: Self.address).get()
+        let uart = try await NIOAsyncTestingChannel.connected([reads, SerialHub.UARTSide(hub: hub)], on: loop)
         try await loop.submit { hub.qemu = uart }.get()
         // The loop's clock starts at zero; a real one is far past any batch window.
         await loop.advanceTime(by: .seconds(1))
@@ -56,9 +54,7 @@ import Testing
 
     /// A client of the plain socket, or of the force socket.
     func client(force: Bool = false) async throws -> NIOAsyncTestingChannel {
-        let channel = await NIOAsyncTestingChannel(handler: SerialHub.ClientSide(hub: hub, force: force), loop: loop)
-        try await channel.connect(to: Self.address).get()
-        return channel
+        try await NIOAsyncTestingChannel.connected([SerialHub.ClientSide(hub: hub, force: force)], on: loop)
     }
 
     /// One read burst of guest output.
