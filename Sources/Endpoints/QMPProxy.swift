@@ -15,7 +15,7 @@ public final class QMPProxy: @unchecked Sendable {
     public let loop: any EventLoop
     private let qmp: QMPClient
     private var server: (any Channel)?
-    private var clients: [ObjectIdentifier: ClientState] = [:]
+    private(set) var clients: [ObjectIdentifier: ClientState] = [:]
 
     final class ClientState {
         let channel: any Channel

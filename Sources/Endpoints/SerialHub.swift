@@ -19,12 +19,12 @@ public final class SerialHub: @unchecked Sendable {
     /// Internal, not private: unit tests put an embedded channel here instead of the FIFOs.
     var qemu: (any Channel)?
     private var server: (any Channel)?
-    private var clients: [ObjectIdentifier: any Channel] = [:]
+    private(set) var clients: [ObjectIdentifier: any Channel] = [:]
     private var forceServer: (any Channel)?
     private var tcpServer: (any Channel)?
     private var writer: ObjectIdentifier?
     private var warnedReadOnly: Set<ObjectIdentifier> = []
-    private var replay = ReplayBuffer()
+    private(set) var replay = ReplayBuffer()
     private var log: SerialLog?
     private let onOutput: @Sendable ([UInt8]) -> Void
     private let onClosed: @Sendable () -> Void
@@ -107,15 +107,19 @@ public final class SerialHub: @unchecked Sendable {
     /// A pool member handed back: the next claimer sees none of the previous
     /// one's session (no replay of it, no client of it left attached).
     public func reset() async {
-        let old: [any Channel] = (try? await loop.submit {
-            self.replay = ReplayBuffer(capacity: self.replay.capacity)
-            self.burst.removeAll()  // output still waiting for its batch was the previous session's too
-            self.writer = nil
-            self.warnedReadOnly = []
-            defer { self.clients = [:] }
-            return Array(self.clients.values)
-        }.get()) ?? []
+        let old = (try? await loop.submit { self.endSession() }.get()) ?? []
         for c in old { try? await c.close() }
+    }
+
+    /// `reset()`'s part on the loop (unit tests on an embedded loop call it
+    /// directly): returns the session's clients, for the caller to close.
+    func endSession() -> [any Channel] {
+        replay = ReplayBuffer(capacity: replay.capacity)
+        burst.removeAll()  // output still waiting for its batch was the previous session's too
+        writer = nil
+        warnedReadOnly = []
+        defer { clients = [:] }
+        return Array(clients.values)
     }
 
     /// Clients attached now (unix and RFC 2217), for idleTTL.

@@ -5,7 +5,7 @@ import Testing
 /// The QMP client against `StubQMPServer`: the protocol's corners (replies
 /// out of order, the in-flight limit, errors, a server that dies or talks
 /// nonsense) that real QEMU cannot be made to show on cue.
-@Suite(.timeLimit(.minutes(1))) struct QMPClientStubTests {
+@Suite(.timeLimit(.minutes(3))) struct QMPClientStubTests {
     /// What each of `count` concurrent calls of `call` ended with, by index.
     func concurrently(_ count: Int, _ call: @escaping @Sendable (Int) async throws(QMPError) -> JSONValue)
         -> Task<[Int: Result<JSONValue, QMPError>], Never> {

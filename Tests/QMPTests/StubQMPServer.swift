@@ -82,22 +82,22 @@ final class StubQMPServer: Sendable {
     /// A client command waits for ever for a reply that never comes, and a
     /// time limit cannot cancel it: after `deadline` the server hangs up,
     /// which fails every command, and its own waits end with what they have.
-    static func with(script: [String: Answer] = [:], then: [String] = [], deadline: Duration = .seconds(10),
+    /// The timer runs on the server's event loop, not in the tests' thread
+    /// pool, which blocking integration tests can hold for a minute.
+    static func with(script: [String: Answer] = [:], then: [String] = [], deadline: TimeAmount = .seconds(120),
                      _ body: (StubQMPServer, QMPClient) async throws -> Void) async throws {
         let stub = try await start(script: script)
-        let watchdog = Task {
-            try await Task.sleep(for: deadline)
-            Issue.record("the stub hung up after \(deadline): the test was stuck")
-            stub.giveUp()
-        }
-        defer { watchdog.cancel() }
+        let watchdog = stub.group.next().scheduleTask(in: deadline) { stub.giveUp() }
         do {
             let (channel, core, events) = try await stub.attachClient()
             try await body(stub, try await QMPClient.handshake(on: channel, core: core, events: events, then: then))
         } catch {
+            watchdog.cancel()
             try await stub.shutdown()
             throw error
         }
+        watchdog.cancel()
+        if stub.state.withLock({ $0.gaveUp }) { Issue.record("the stub hung up after \(deadline): the test was stuck") }
         try await stub.shutdown()
     }
 
