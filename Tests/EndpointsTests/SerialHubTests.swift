@@ -92,7 +92,7 @@ import Testing
 
         try type("pwd\r", into: a)
         #expect(try text(uart) == "pwd\r", "the holder keeps writing")
-        // vtarget's own input goes in whoever holds the UART.
+        // vtarget's own input (`send`) goes in, whoever holds the UART.
         hub.send(Array("\u{3}".utf8))
         loop.run()
         #expect(try text(uart) == "\u{3}")
