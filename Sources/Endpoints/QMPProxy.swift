@@ -15,7 +15,7 @@ public final class QMPProxy: @unchecked Sendable {
     public let loop: any EventLoop
     private let qmp: QMPClient
     private var server: (any Channel)?
-    private var clients: [ObjectIdentifier: ClientState] = [:]
+    private(set) var clients: [ObjectIdentifier: ClientState] = [:]
 
     final class ClientState {
         let channel: any Channel
@@ -139,7 +139,7 @@ public final class QMPProxy: @unchecked Sendable {
         c.channel.writeAndFlush(bytes: JSONValue.object(object).serialized() + [0x0D, 0x0A])
     }
 
-    private final class ClientHandler: ChannelInboundHandler, @unchecked Sendable {
+    final class ClientHandler: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = ByteBuffer
         let proxy: QMPProxy
         init(proxy: QMPProxy) { self.proxy = proxy }

@@ -16,14 +16,15 @@ public final class SerialHub: @unchecked Sendable {
     /// Per-client bytes queued before a client that stops reading is dropped.
     public static let clientHighWater = 1 << 20
 
-    private var qemu: (any Channel)?
+    /// Internal, not private: unit tests put an embedded channel here instead of the FIFOs.
+    var qemu: (any Channel)?
     private var server: (any Channel)?
-    private var clients: [ObjectIdentifier: any Channel] = [:]
+    private(set) var clients: [ObjectIdentifier: any Channel] = [:]
     private var forceServer: (any Channel)?
     private var tcpServer: (any Channel)?
     private var writer: ObjectIdentifier?
     private var warnedReadOnly: Set<ObjectIdentifier> = []
-    private var replay = ReplayBuffer()
+    private(set) var replay = ReplayBuffer()
     private var log: SerialLog?
     private let onOutput: @Sendable ([UInt8]) -> Void
     private let onClosed: @Sendable () -> Void
@@ -106,15 +107,19 @@ public final class SerialHub: @unchecked Sendable {
     /// A pool member handed back: the next claimer sees none of the previous
     /// one's session (no replay of it, no client of it left attached).
     public func reset() async {
-        let old: [any Channel] = (try? await loop.submit {
-            self.replay = ReplayBuffer(capacity: self.replay.capacity)
-            self.burst.removeAll()  // output still waiting for its batch was the previous session's too
-            self.writer = nil
-            self.warnedReadOnly = []
-            defer { self.clients = [:] }
-            return Array(self.clients.values)
-        }.get()) ?? []
+        let old = (try? await loop.submit { self.endSession() }.get()) ?? []
         for c in old { try? await c.close() }
+    }
+
+    /// `reset()`'s part on the loop (unit tests on an embedded loop call it
+    /// directly): returns the session's clients, for the caller to close.
+    func endSession() -> [any Channel] {
+        replay = ReplayBuffer(capacity: replay.capacity)
+        burst.removeAll()  // output still waiting for its batch was the previous session's too
+        writer = nil
+        warnedReadOnly = []
+        defer { clients = [:] }
+        return Array(clients.values)
     }
 
     /// Clients attached now (unix and RFC 2217), for idleTTL.
@@ -143,6 +148,7 @@ public final class SerialHub: @unchecked Sendable {
 
     /// Output read from the UART and not yet handed on.
     private var burst: [UInt8] = []
+    /// On the loop's clock (the real one on a real loop), so a test's loop can step it.
     private var lastHandOff = NIODeadline.distantPast
     /// Set while output waits for its batch; reading the UART waits with it.
     private var scheduledHandOff: Scheduled<Void>?
@@ -166,7 +172,7 @@ public final class SerialHub: @unchecked Sendable {
     fileprivate func burstEnded() {
         guard !burst.isEmpty, scheduledHandOff == nil else { return }
         let due = lastHandOff + Self.batchWindow(clients: clients.count)
-        if due <= .now() { return handOff() }
+        if due <= loop.now { return handOff() }
         scheduledHandOff = loop.scheduleTask(deadline: due) {
             self.scheduledHandOff = nil
             self.handOff()
@@ -185,7 +191,7 @@ public final class SerialHub: @unchecked Sendable {
     /// many small reads QEMU's byte-at-a-time writes made.
     private func handOff() {
         guard !burst.isEmpty else { return }
-        lastHandOff = .now()
+        lastHandOff = loop.now
         let bytes = burst
         burst.removeAll(keepingCapacity: true)
         // Clients first: the log and the hand-off are not what anyone waits on.
@@ -257,7 +263,7 @@ public final class SerialHub: @unchecked Sendable {
         channel.writeAndFlush(bytes: Array("\r\nvtarget: \(name): \(text)\r\n".utf8))
     }
 
-    private final class UARTSide: ChannelDuplexHandler, @unchecked Sendable {
+    final class UARTSide: ChannelDuplexHandler, @unchecked Sendable {
         typealias InboundIn = ByteBuffer
         typealias OutboundIn = ByteBuffer
         let hub: SerialHub
@@ -271,7 +277,7 @@ public final class SerialHub: @unchecked Sendable {
         func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
     }
 
-    private final class ClientSide: ChannelInboundHandler, @unchecked Sendable {
+    final class ClientSide: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = ByteBuffer
         let hub: SerialHub
         let force: Bool

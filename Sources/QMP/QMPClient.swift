@@ -376,7 +376,14 @@ public final class QMPChannelHandler: ChannelInboundHandler, Sendable {
             return
         }
         for m in messages {
-            if let value = try? JSONValue.parse(m) { core.received(value) }
+            // Balanced brackets around invalid JSON pass the splitter; skipping the
+            // message could drop the reply a command waits for, for ever.
+            guard let value = try? JSONValue.parse(m) else {
+                core.closed(.protocolViolation("QEMU sent malformed JSON"))
+                context.close(promise: nil)
+                return
+            }
+            core.received(value)
         }
     }
 
