@@ -38,8 +38,10 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             "QMP", "CANProtocol",
         ]),
+        // qemu-img and, next, the image store.
+        .target(name: "DiskImages", dependencies: ["Sandbox"]),
         .target(name: "TargetRuntime", dependencies: [
-            "QEMULaunch", "TargetSpec", "MachineCatalog", "QMP", "Endpoints", "Sandbox",
+            "DiskImages", "QEMULaunch", "TargetSpec", "MachineCatalog", "QMP", "Endpoints", "Sandbox",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
@@ -76,7 +78,7 @@ let package = Package(
         .testTarget(name: "EndpointsTests", dependencies: ["Endpoints", "CANProtocol", .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "QMPTests", dependencies: ["QMP", "Sandbox", .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "SupervisorUnitTests", dependencies: ["Supervisor", .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "IntegrationTests", dependencies: ["VTargetCommands", "TargetRuntime", "QMP", "Sandbox", "QEMULaunch", "TargetSpec", "MachineCatalog", "TestSupport", .product(name: "NIOPosix", package: "swift-nio")]),
+        .testTarget(name: "IntegrationTests", dependencies: ["VTargetCommands", "TargetRuntime", "DiskImages", "QMP", "Sandbox", "QEMULaunch", "TargetSpec", "MachineCatalog", "TestSupport", .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio")]),
     ],
     swiftLanguageModes: [.v6]
 )
