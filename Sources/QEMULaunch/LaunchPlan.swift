@@ -78,8 +78,10 @@ public struct LaunchPlan: Sendable {
     public var profile: String
     /// Guest RAM and vCPUs, for the cgroup limits.
     public var guestMemoryBytes: UInt64 = 0
-    /// The scratch qcow2 `savevm` writes to (`-drive id=vt-snapshot`), when planned.
+    /// The scratch qcow2 `savevm` writes to (block drive `vt.snapshot`), when planned.
     public var snapshotImage: String?
+    /// Every image QEMU opens through its block layer, in argv order.
+    public var blockDrives: [BlockDrive] = []
     public var cpus: Int = 1
     public var warnings: [String]
 
