@@ -24,17 +24,12 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: images) }
         try Data(count: 1 << 20).write(to: URL(fileURLWithPath: images + "/base,1.img"))
         try Data(count: 1 << 20).write(to: URL(fileURLWithPath: images + "/seed.iso"))
-        let text = """
-            apiVersion: qemu.kubetarget.dev/v1alpha1
-            kind: QemuVirtualTarget
-            metadata: {name: ro}
-            spec:
-              qemuConfig:
-                machine: pc
-                drives:
-                  - {name: base, type: disk, format: raw, readonly: true, source: {hostPath: {path: "\(images)/base,1.img"}}}
-                  - {name: seed, type: cdrom, format: raw, source: {hostPath: {path: "\(images)/seed.iso"}}}
-            """
+        let text = targetYAML("ro", """
+            machine: pc
+            drives:
+              - {name: base, type: disk, format: raw, readonly: true, source: {hostPath: {path: "\(images)/base,1.img"}}}
+              - {name: seed, type: cdrom, format: raw, source: {hostPath: {path: "\(images)/seed.iso"}}}
+            """)
         let catalog = try builtInCatalog()
         let decoded = try ResourceDecoder(catalog: catalog, options: DecodeOptions(allowHostPaths: true))
             .decode([SourceFile(path: "ro.yaml", directory: "/", bytes: Array(text.utf8))])

@@ -194,15 +194,10 @@ func checkGolden(_ name: String, _ plans: [LaunchPlan]) throws {
     }
 
     @Test func ihexFirmwareUsesTheGenericLoader() throws {
-        let text = """
-            apiVersion: qemu.kubetarget.dev/v1alpha1
-            kind: QemuVirtualTarget
-            metadata: {name: hex}
-            spec:
-              qemuConfig:
-                machine: netduinoplus2
-                drives: [{name: fw, type: pflash, format: ihex, source: {file: "fw,1.hex"}}]
-            """
+        let text = targetYAML("hex", """
+            machine: netduinoplus2
+            drives: [{name: fw, type: pflash, format: ihex, source: {file: "fw,1.hex"}}]
+            """)
         let argv = try plans(text, file: "hex.yaml")[0].argv
         #expect(argv.suffix(2) == ["-device", "loader,file=/work/proj/fw,,1.hex"])
     }

@@ -34,18 +34,7 @@ enum GoldenCases {
         "example-" + file.replacingOccurrences(of: "/", with: "-").replacingOccurrences(of: ".yaml", with: "")
     }
 
-    static func target(_ name: String, _ qemuConfig: String) -> String {
-        """
-        apiVersion: qemu.kubetarget.dev/v1alpha1
-        kind: QemuVirtualTarget
-        metadata: {name: \(name)}
-        spec:
-          qemuConfig:
-        \(qemuConfig.split(separator: "\n", omittingEmptySubsequences: false).map { "    " + $0 }.joined(separator: "\n"))
-        """
-    }
-
-    static let hostile = target("hostile", """
+    static let hostile = targetYAML("hostile", """
         machine: q35
         memory: 100M
         smp: {cores: 2, sockets: 1, threads: 2}
@@ -75,7 +64,7 @@ enum GoldenCases {
         // As root: images reach QEMU as fds; the pool's scratch image too.
         Plan(name: "hostile-paths-fdsets", yaml: hostile, options: DecodeOptions(allowHostPaths: true),
              launch: LaunchOptions(passImagesAsFDs: true, snapshotImage: "/run/vt/hostile/snapshot.qcow2")),
-        Plan(name: "readonly-q35", yaml: target("ro", """
+        Plan(name: "readonly-q35", yaml: targetYAML("ro", """
             machine: q35
             drives:
               - {name: ovmf-code, type: pflash, format: raw, readonly: true, source: {file: OVMF_CODE.fd}}
@@ -83,32 +72,32 @@ enum GoldenCases {
               - {name: data, type: disk, readonly: false, source: {file: data.img}}
               - {name: seed, type: cdrom, source: {file: seed.iso}}
             """)),
-        Plan(name: "readonly-fdsets", yaml: target("ro", """
+        Plan(name: "readonly-fdsets", yaml: targetYAML("ro", """
             machine: pc
             drives:
               - {name: base, type: disk, readonly: true, source: {file: base.qcow2}}
               - {name: data, type: disk, source: {file: data.img}}
             """), launch: LaunchOptions(passImagesAsFDs: true)),
-        Plan(name: "flash-virt-arm", yaml: target("virt", """
+        Plan(name: "flash-virt-arm", yaml: targetYAML("virt", """
             machine: virt-arm
             drives:
               - {name: efi, type: pflash, readonly: true, source: {file: QEMU_EFI.fd}}
               - {name: root, type: disk, source: {file: root.qcow2}}
             """)),
         // vexpress has no pflash0 property: a legacy flash drive with node names.
-        Plan(name: "flash-vexpress-a9", yaml: target("vexpress", """
+        Plan(name: "flash-vexpress-a9", yaml: targetYAML("vexpress", """
             machine: vexpress-a9
             drives:
               - {name: uboot, type: pflash, readonly: true, source: {file: u-boot.bin}}
               - {name: card, type: disk, source: {file: "sd,card.img"}}
             """)),
-        Plan(name: "pool-snapshot-mps2-an385", yaml: target("pooled", """
+        Plan(name: "pool-snapshot-mps2-an385", yaml: targetYAML("pooled", """
             machine: mps2-an385
             drives: [{name: firmware, type: pflash, source: {file: fw.elf}}]
             devices: [{name: uart0, type: serial}]
             """), launch: LaunchOptions(snapshotImage: "/run/vt/pooled/snapshot.qcow2")),
         // Drive names of 63 characters: node names are cut to 31 and stay unique.
-        Plan(name: "long-drive-names", yaml: target("long", """
+        Plan(name: "long-drive-names", yaml: targetYAML("long", """
             machine: q35
             drives:
               - {name: \(String(repeating: "a", count: 59))-one, type: disk, source: {file: one.img}}
@@ -117,33 +106,33 @@ enum GoldenCases {
     ]
 
     static let refusals: [Refusal] = [
-        Refusal(name: "err-uart-taken", yaml: target("t", """
+        Refusal(name: "err-uart-taken", yaml: targetYAML("t", """
             machine: lm3s6965evb
             devices:
               - {name: a, type: serial, index: 0}
               - {name: b, type: serial, index: 0}
             """)),
-        Refusal(name: "err-uarts-exhausted", yaml: target("t", """
+        Refusal(name: "err-uarts-exhausted", yaml: targetYAML("t", """
             machine: lm3s6965evb
             devices: [{name: a, type: serial}, {name: b, type: serial}, {name: c, type: serial}, {name: d, type: serial}]
             """)),
-        Refusal(name: "err-cpu-host-without-kvm", yaml: target("t", """
+        Refusal(name: "err-cpu-host-without-kvm", yaml: targetYAML("t", """
             machine: q35
             cpu: host
             """)),
-        Refusal(name: "err-kvm-unusable", yaml: target("t", """
+        Refusal(name: "err-kvm-unusable", yaml: targetYAML("t", """
             machine: pc
             accel: kvm
             """)),
-        Refusal(name: "err-kvm-foreign-architecture", yaml: target("t", """
+        Refusal(name: "err-kvm-foreign-architecture", yaml: targetYAML("t", """
             machine: pc
             accel: kvm
             """), host: HostFacts(architecture: .aarch64, kvmUsable: true)),
-        Refusal(name: "err-qcow2-as-kernel", yaml: target("t", """
+        Refusal(name: "err-qcow2-as-kernel", yaml: targetYAML("t", """
             machine: pc
             drives: [{name: k, type: kernel, source: {file: vmlinuz.qcow2}}]
             """)),
-        Refusal(name: "err-qcow2-as-flash-firmware", yaml: target("t", """
+        Refusal(name: "err-qcow2-as-flash-firmware", yaml: targetYAML("t", """
             machine: mps2-an385
             drives: [{name: fw, type: pflash, source: {file: fw.qcow2}}]
             """)),
