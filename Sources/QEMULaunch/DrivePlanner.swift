@@ -55,6 +55,10 @@ struct DrivePlanner {
         case (.pflash, .pflash): addFlash(r)
         case (.disk, _), (.cdrom, _):
             let device = (d.kind == .disk ? profile.diskDevice : profile.cdromDevice) ?? "virtio-blk-pci"
+            if d.readOnly, QEMUDevice.writableOnly.contains(device) {
+                fail(d.location, d.path + ".readonly", "\(profile.name) attaches disks as \(device), which QEMU will not open read-only")
+                return
+            }
             let path = passImagesAsFDs ? fdSet(r.path, writable: !d.readOnly) : r.path
             let drive = nodes(d.name, path: path, format: r.format == .qcow2 ? .qcow2 : .raw, readOnly: d.readOnly, device: true)
             arguments += ["-device", QEMUJSON.argument(QEMUDevice(driver: device, id: drive.deviceID!, drive: drive.formatNode))]

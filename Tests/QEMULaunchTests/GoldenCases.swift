@@ -136,6 +136,10 @@ enum GoldenCases {
             machine: mps2-an385
             drives: [{name: fw, type: pflash, source: {file: fw.qcow2}}]
             """)),
+        Refusal(name: "err-readonly-sd-card", yaml: targetYAML("t", """
+            machine: vexpress-a9
+            drives: [{name: card, type: disk, readonly: true, source: {file: card.img}}]
+            """)),
     ]
 
     /// Every golden file name the tests may compare against.
