@@ -107,7 +107,8 @@ public struct LaunchPlan: Sendable {
 public struct LaunchOptions: Sendable {
     /// QEMU's own `-sandbox` deny-list, on by default.
     public var qemuSandbox: Bool
-    /// Disk and cdrom images as fds (`-add-fd`, `/dev/fdset/N`) rather than paths.
+    /// Disk, cdrom and scratch images as fds (`-add-fd`, `/dev/fdset/N` as
+    /// the `file` node's filename) rather than paths.
     public var passImagesAsFDs: Bool
     /// A scratch qcow2 that only holds `savevm` state (warm pools): boards
     /// without a disk have nowhere else to keep a snapshot.

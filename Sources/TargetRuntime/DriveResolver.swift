@@ -3,7 +3,6 @@ import Glibc
 #endif
 import DiskImages
 import QEMULaunch
-import Sandbox
 import TargetSpec
 import YAMLTree
 

@@ -50,6 +50,8 @@ import TargetRuntime
         } catch {
             #expect(error.reason.contains("killed"), "\(error)")
         }
-        #expect(ContinuousClock.now - start < .seconds(5))
+        // Without the deadline it would wait forever; the margin is for a
+        // loaded machine, where spawning alone can take seconds.
+        #expect(ContinuousClock.now - start < .seconds(25))
     }
 }
