@@ -61,7 +61,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .target(name: "VTargetCommands", dependencies: [
-            "ControlAPI", "Supervisor", "TargetRuntime", "QEMULaunch", "TargetSpec", "MachineCatalog", "YAMLTree", "QMP", "Sandbox", "Endpoints",
+            "ControlAPI", "Supervisor", "TargetRuntime", "DiskImages", "QEMULaunch", "TargetSpec", "MachineCatalog", "YAMLTree", "QMP", "Sandbox", "Endpoints",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "vtarget", dependencies: ["VTargetCommands"]),

@@ -1,5 +1,6 @@
 import DiskImages
 import Foundation
+import TestSupport
 import Testing
 import TargetRuntime
 
@@ -53,5 +54,21 @@ import TargetRuntime
         // Without the deadline it would wait forever; the margin is for a
         // loaded machine, where spawning alone can take seconds.
         #expect(ContinuousClock.now - start < .seconds(25))
+    }
+
+    /// A run whose empty disk qemu-img refuses fails (exit 1, not "bad
+    /// input") and says what qemu-img said.
+    @Test func runFailsWithQemuImgsWords() throws {
+        let runtime = makeRuntimeDir()
+        defer { expectNothingLeft(runtime) }
+        let file = runtime + "/big.yaml"
+        try targetYAML("big", """
+            machine: pc
+            drives: [{name: huge, type: disk, source: {emptyDisk: {capacity: 9000000Ti}}}]
+            """).write(toFile: file, atomically: true, encoding: .utf8)
+        let r = try vt(["run", "-f", file, "--timeout", "5s"], runtime: runtime)
+        try? FileManager.default.removeItem(atPath: file)
+        #expect(r.code == 1, "\(r.stderr)")
+        #expect(r.stderr.contains("qemu-img create") && r.stderr.contains("Invalid image size"), "\(r.stderr)")
     }
 }
