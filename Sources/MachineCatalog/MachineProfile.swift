@@ -10,7 +10,7 @@ public struct MachineProfile: Sendable {
     public enum FirmwareLoad: String, Sendable, CaseIterable {
         /// `-kernel`: Cortex-M boards load ELF or raw images this way.
         case kernel
-        /// `-drive if=pflash`: boards with parallel flash.
+        /// The board's parallel flash, attached as `flashAttachment` says.
         case pflash
         /// `-bios`
         case bios
