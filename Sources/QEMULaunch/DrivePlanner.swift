@@ -2,19 +2,6 @@ import MachineCatalog
 import TargetSpec
 import YAMLTree
 
-/// A drive QEMU opens through its block layer, by the names snapshots,
-/// exports and clones address it with.
-public struct BlockDrive: Sendable, Equatable {
-    /// The spec's drive name, or `vt.snapshot` for the scratch image (a dot
-    /// cannot occur in a drive name, which is a DNS label).
-    public var name: String
-    public var fileNode: String
-    public var formatNode: String
-    /// The `-device` id, when the drive has a frontend of its own.
-    public var deviceID: String?
-    public var readOnly: Bool
-}
-
 /// The drives' share of the command line: firmware loaded into memory
 /// (`-kernel`, `-bios`, the loader device) and every image as two -blockdev
 /// nodes attached to a device, a machine property or a legacy flash drive.

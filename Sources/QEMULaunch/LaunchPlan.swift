@@ -65,6 +65,19 @@ public struct PassedFile: Sendable, Equatable {
     public var writable: Bool
 }
 
+/// A drive QEMU opens through its block layer, by the names snapshots,
+/// exports and clones address it with.
+public struct BlockDrive: Sendable, Equatable {
+    /// The spec's drive name, or `vt.snapshot` for the scratch image (a dot
+    /// cannot occur in a drive name, which is a DNS label).
+    public var name: String
+    public var fileNode: String
+    public var formatNode: String
+    /// The `-device` id, when the drive has a frontend of its own.
+    public var deviceID: String?
+    public var readOnly: Bool
+}
+
 /// Everything needed to start one target: pure data, golden-tested.
 public struct LaunchPlan: Sendable {
     public var targetName: String
