@@ -51,6 +51,25 @@ final class QEMUIntrospection {
         return out
     }
 
+    /// A machine's properties (`pflash0` on q35, not on vexpress-a9), by
+    /// its name or alias; nil when QEMU has no such machine.
+    func machineProperties(of machine: String) async -> Set<String>? {
+        guard case .array(let machines)? = try? await qmp.execute("query-machines"),
+              let known = machines.first(where: { $0["name"]?.stringValue == machine || $0["alias"]?.stringValue == machine }),
+              let name = known["name"]?.stringValue,
+              case .array(let list)? = try? await qmp.execute("qom-list-properties", arguments: .object(["typename": .string(name + "-machine")]))
+        else { return nil }
+        return Set(list.compactMap { $0["name"]?.stringValue })
+    }
+
+    /// Every `-machine` key=value against the machine the first `-machine` names.
+    func machineProblems(_ argv: [String]) async -> [String] {
+        let values = argv.indices.dropLast().filter { argv[$0] == "-machine" }.map { Self.keyValues(argv[$0 + 1]) }
+        guard let machine = values.first?["driver"]?.stringValue else { return ["no -machine"] }
+        guard let props = await machineProperties(of: machine) else { return ["\(binary) has no machine \(machine)"] }
+        return values.flatMap { $0.keys.filter { $0 != "driver" && !props.contains($0) }.sorted().map { "-machine \(machine) has no property \"\($0)\"" } }
+    }
+
     func stop() async throws {
         _ = try? await qmp.execute("quit")
         _ = await child.waitForExit()
@@ -137,8 +156,8 @@ final class QEMUIntrospection {
     }
 }
 
-/// Every golden's -blockdev, -netdev, -device and -chardev, checked against
-/// the QEMU that runs them (libvirt checks its goldens against QAPI the same way).
+/// Every golden's -blockdev, -netdev, -device, -chardev and -machine, checked
+/// against the QEMU that runs them (libvirt checks its goldens against QAPI the same way).
 @Suite(.serialized) struct GoldenSchemaTests {
     static let goldenDir = repoRoot + "/Tests/QEMULaunchTests/Golden"
 
@@ -166,6 +185,8 @@ final class QEMUIntrospection {
                     #expect(problems.isEmpty, "\(file): \(problems.joined(separator: "\n"))")
                     checked.insert(argv[i])
                 }
+                let machine = await qemu.machineProblems(argv)
+                #expect(machine.isEmpty, "\(file): \(machine.joined(separator: "\n"))")
             }
             try await qemu.stop()
         }
@@ -198,6 +219,8 @@ final class QEMUIntrospection {
         #expect(await problems("-chardev", "socket,id=a,fd=3").isEmpty)
         #expect(!(await problems("-chardev", "sockit,id=a")).isEmpty)
         #expect(!(await problems("-chardev", #"{"id":"a","backend":{"type":"null"}}"#)).isEmpty)
+        #expect(await qemu.machineProblems(["-machine", "q35", "-machine", "pflash0=fmt-x"]).isEmpty)
+        #expect(await qemu.machineProblems(["-machine", "q35", "-machine", "pflash9=fmt-x"]) == [#"-machine q35 has no property "pflash9""#])
         try await qemu.stop()
     }
 }
