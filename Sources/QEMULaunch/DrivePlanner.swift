@@ -98,7 +98,7 @@ struct DrivePlanner {
             let file = PassedFile(path: path, childFD: nextFD, writable: w)
             nextFD += 1
             passedFiles.append(file)
-            arguments += ["-add-fd", "fd=\(file.childFD),set=\(fdSets)"]
+            arguments += ["-add-fd", QEMUOption(nil, [("fd", "\(file.childFD)"), ("set", "\(fdSets)")]).description]
         }
         return "/dev/fdset/\(fdSets)"
     }
