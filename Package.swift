@@ -42,8 +42,10 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             "QMP", "CANProtocol",
         ]),
+        // qemu-img and, next, the image store.
+        .target(name: "DiskImages", dependencies: ["Sandbox"]),
         .target(name: "TargetRuntime", dependencies: [
-            "QEMULaunch", "TargetSpec", "MachineCatalog", "QMP", "Endpoints", "Sandbox", "InstanceContract",
+            "DiskImages", "QEMULaunch", "TargetSpec", "MachineCatalog", "QMP", "Endpoints", "Sandbox", "InstanceContract",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
@@ -63,7 +65,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .target(name: "VTargetCommands", dependencies: [
-            "ControlAPI", "Supervisor", "TargetRuntime", "QEMULaunch", "TargetSpec", "MachineCatalog", "ResourceKit", "YAMLTree", "QMP", "Sandbox", "Endpoints",
+            "ControlAPI", "Supervisor", "TargetRuntime", "DiskImages", "QEMULaunch", "TargetSpec", "MachineCatalog", "ResourceKit", "YAMLTree", "QMP", "Sandbox", "Endpoints",
             "InstanceContract",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
@@ -83,7 +85,7 @@ let package = Package(
         .testTarget(name: "EndpointsTests", dependencies: ["Endpoints", "CANProtocol", "QMP", .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "QMPTests", dependencies: ["QMP", "Sandbox", .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "SupervisorUnitTests", dependencies: ["Supervisor", "InstanceContract", .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "IntegrationTests", dependencies: ["VTargetCommands", "TargetRuntime", "InstanceContract", "ControlAPI", "QMP", "Sandbox", "QEMULaunch", "TargetSpec", "MachineCatalog", "ResourceKit", "TestSupport", .product(name: "NIOPosix", package: "swift-nio")]),
+        .testTarget(name: "IntegrationTests", dependencies: ["VTargetCommands", "TargetRuntime", "InstanceContract", "ControlAPI", "DiskImages", "QMP", "Sandbox", "QEMULaunch", "TargetSpec", "MachineCatalog", "ResourceKit", "TestSupport", .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio")]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -130,10 +130,14 @@ struct ProfileFields {
             mm.finish()
         }
         var pflash = base?.pflash ?? .kernel
+        var flashAttachment = base?.flashAttachment ?? .drive
         var diskDevice = base?.diskDevice, cdrom = base?.cdromDevice
         if let fw = m.mapping("firmware") {
             if let v = fw.value("pflash"), let p = enumValue(v, fw.child("pflash"), MachineProfile.FirmwareLoad.self, context) {
                 pflash = p
+            }
+            if let v = fw.value("attach"), let a = enumValue(v, fw.child("attach"), MachineProfile.FlashAttachment.self, context) {
+                flashAttachment = a
             }
             fw.finish()
         }
@@ -177,6 +181,7 @@ struct ProfileFields {
             cdromDevice: cdrom, canUART: canUART, accelerators: accelerators, gracefulPowerdown: powerdown, sample: sample,
             location: location)
         profile.snapshots = snapshots
+        profile.flashAttachment = flashAttachment
         return profile
     }
 }

@@ -10,10 +10,20 @@ public struct MachineProfile: Sendable {
     public enum FirmwareLoad: String, Sendable, CaseIterable {
         /// `-kernel`: Cortex-M boards load ELF or raw images this way.
         case kernel
-        /// `-drive if=pflash`: boards with parallel flash.
+        /// The board's parallel flash, attached as `flashAttachment` says.
         case pflash
         /// `-bios`
         case bios
+    }
+
+    /// How a `pflash` drive's -blockdev node reaches the board's flash.
+    public enum FlashAttachment: String, Sendable, CaseIterable {
+        /// `-machine pflash<unit>=<node>` (pc, q35, virt): the machine links
+        /// its flash device to a node defined with -blockdev.
+        case property
+        /// `-drive if=pflash` naming its nodes: boards that only look up
+        /// legacy drives (vexpress) have no property to link.
+        case drive
     }
 
     public enum OutOfRange: String, Sendable, CaseIterable { case clamp, reject }
@@ -48,6 +58,7 @@ public struct MachineProfile: Sendable {
     /// The board's UARTs in QEMU's `-serial` order.
     public var uarts: [String]
     public var pflash: FirmwareLoad
+    public var flashAttachment: FlashAttachment = .drive
     /// `-device` model for `type: disk` drives; nil when the board has no disk bus.
     public var diskDevice: String?
     public var cdromDevice: String?

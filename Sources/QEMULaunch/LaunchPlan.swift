@@ -65,6 +65,19 @@ public struct PassedFile: Sendable, Equatable {
     public var writable: Bool
 }
 
+/// A drive QEMU opens through its block layer, by the names snapshots,
+/// exports and clones address it with.
+public struct BlockDrive: Sendable, Equatable {
+    /// The spec's drive name, or `vt.snapshot` for the scratch image (a dot
+    /// cannot occur in a drive name, which is a DNS label).
+    public var name: String
+    public var fileNode: String
+    public var formatNode: String
+    /// The `-device` id, when the drive has a frontend of its own.
+    public var deviceID: String?
+    public var readOnly: Bool
+}
+
 /// Everything needed to start one target: pure data, golden-tested.
 public struct LaunchPlan: Sendable {
     public var targetName: String
@@ -78,8 +91,10 @@ public struct LaunchPlan: Sendable {
     public var profile: String
     /// Guest RAM and vCPUs, for the cgroup limits.
     public var guestMemoryBytes: UInt64 = 0
-    /// The scratch qcow2 `savevm` writes to (`-drive id=vt-snapshot`), when planned.
+    /// The scratch qcow2 `savevm` writes to (block drive `vt.snapshot`), when planned.
     public var snapshotImage: String?
+    /// Every image QEMU opens through its block layer, in argv order.
+    public var blockDrives: [BlockDrive] = []
     public var cpus: Int = 1
     public var warnings: [String]
 
@@ -105,7 +120,8 @@ public struct LaunchPlan: Sendable {
 public struct LaunchOptions: Sendable {
     /// QEMU's own `-sandbox` deny-list, on by default.
     public var qemuSandbox: Bool
-    /// Disk and cdrom images as fds (`-add-fd`, `/dev/fdset/N`) rather than paths.
+    /// Disk, cdrom and scratch images as fds (`-add-fd`, `/dev/fdset/N` as
+    /// the `file` node's filename) rather than paths.
     public var passImagesAsFDs: Bool
     /// A scratch qcow2 that only holds `savevm` state (warm pools): boards
     /// without a disk have nowhere else to keep a snapshot.

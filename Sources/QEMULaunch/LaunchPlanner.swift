@@ -129,49 +129,21 @@ public struct LaunchPlanner: Sendable {
             args += ["-gdb", "chardev:vt-gdb"]
         }
 
-        var pflashUnit = 0
-        var passed: [PassedFile] = []
-        var fdSets = 0
-        for r in drives {
-            var r = r
-            if options.passImagesAsFDs, r.drive.kind == .disk || r.drive.kind == .cdrom {
-                // QEMU probes read-only before opening read-write, and a set
-                // hands out only fds of the asked access mode: a disk needs both.
-                fdSets += 1
-                let set = fdSets
-                for writable in r.drive.kind == .disk ? [true, false] : [false] {
-                    let file = PassedFile(path: r.path, childFD: nextFD, writable: writable)
-                    nextFD += 1
-                    passed.append(file)
-                    args += ["-add-fd", "fd=\(file.childFD),set=\(set)"]
-                }
-                r.path = "/dev/fdset/\(set)"
-            }
-            args += driveArguments(r, profile, &pflashUnit, fail)
-        }
-        if var path = options.snapshotImage {
-            if options.passImagesAsFDs {
-                fdSets += 1
-                for writable in [true, false] {
-                    let file = PassedFile(path: path, childFD: nextFD, writable: writable)
-                    nextFD += 1
-                    passed.append(file)
-                    args += ["-add-fd", "fd=\(file.childFD),set=\(fdSets)"]
-                }
-                path = "/dev/fdset/\(fdSets)"
-            }
-            args += ["-drive", QEMUOption(nil, [("if", "none"), ("id", "vt-snapshot"), ("format", "qcow2"), ("file", path)]).description]
-        }
+        var drivePlanner = DrivePlanner(profile: profile, passImagesAsFDs: options.passImagesAsFDs, nextFD: nextFD)
+        for r in drives { drivePlanner.add(r, fail) }
+        if let path = options.snapshotImage { drivePlanner.addSnapshotImage(path) }
+        args += drivePlanner.arguments
         for e in q.extraArgs { args.append(e.value) }
 
         if diags.contains(where: { $0.severity == .error }) { throw DiagnosticError(diags) }
         var plan = LaunchPlan(
             targetName: target.metadata.name, namespace: target.metadata.namespace,
-            binary: profile.qemuBinary, arguments: args, channels: channels, passedFiles: passed, gdbSocketPath: gdbPath,
+            binary: profile.qemuBinary, arguments: args, channels: channels, passedFiles: drivePlanner.passedFiles, gdbSocketPath: gdbPath,
             accel: accel, profile: profile.name, warnings: warnings)
         plan.guestMemoryBytes = profile.memory.fixedBytes ?? q.memoryBytes?.value ?? profile.memory.defaultBytes ?? 0
         plan.cpus = q.smp?.value.cpus ?? 1
         plan.snapshotImage = options.snapshotImage
+        plan.blockDrives = drivePlanner.blockDrives
         return plan
     }
 
@@ -189,46 +161,6 @@ public struct LaunchPlanner: Sendable {
             return "kvm"
         case .auto:
             return native && host.kvmUsable && profile.accelerators.contains("kvm") ? "kvm" : "tcg"
-        }
-    }
-
-    private func driveArguments(
-        _ r: ResolvedDrive, _ profile: MachineProfile, _ pflashUnit: inout Int,
-        _ fail: (SourceLocation?, String, String) -> Void
-    ) -> [String] {
-        let d = r.drive
-        func loader() -> [String] { ["-device", QEMUOption("loader", [("file", r.path)]).description] }
-        func image(_ flag: String) -> [String] {
-            if r.format == .qcow2 {
-                fail(d.location, d.path + ".format", "a qcow2 image cannot be loaded as \(d.kind.rawValue)")
-                return []
-            }
-            return r.format == .ihex ? loader() : [flag, r.path]
-        }
-        switch d.kind {
-        case .kernel:
-            return image("-kernel")
-        case .bios:
-            return image("-bios")
-        case .pflash:
-            switch profile.pflash {
-            case .kernel: return image("-kernel")
-            case .bios: return image("-bios")
-            case .pflash:
-                defer { pflashUnit += 1 }
-                return ["-drive", QEMUOption(nil, [("if", "pflash"), ("unit", "\(pflashUnit)"), ("format", "raw"), ("file", r.path)]).description]
-            }
-        case .disk, .cdrom:
-            let id = "drive-\(d.name)"
-            let format = r.format == .qcow2 ? "qcow2" : "raw"
-            if profile.diskDevice == "sd-card", d.kind == .disk {
-                return ["-drive", QEMUOption(nil, [("if", "sd"), ("format", format), ("file", r.path)]).description]
-            }
-            var pairs = [("if", "none"), ("id", id), ("format", format), ("file", r.path)]
-            if d.kind == .cdrom { pairs += [("media", "cdrom"), ("readonly", "on")] }
-            let device = (d.kind == .disk ? profile.diskDevice : profile.cdromDevice) ?? "virtio-blk-pci"
-            return ["-drive", QEMUOption(nil, pairs).description,
-                    "-device", QEMUOption(device, [("drive", id)]).description]
         }
     }
 

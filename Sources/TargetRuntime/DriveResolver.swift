@@ -1,8 +1,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import DiskImages
 import QEMULaunch
-import Sandbox
 import TargetSpec
 import YAMLTree
 
@@ -57,7 +57,7 @@ public struct DriveResolver {
                 out.append(try placed(d, real, ImageFormat(d.format, sniffed: try prefix(real))))
             case .emptyDisk(let capacity):
                 let path = instanceDirectory + "/disk-\(d.name).qcow2"
-                if materialize { try await createQcow2(path, capacity) }
+                if materialize { try await QemuImg(environment: environment).create(path: path, format: .qcow2, size: capacity) }
                 out.append(ResolvedDrive(drive: d, path: path, format: .qcow2))
             }
         }
@@ -94,15 +94,6 @@ public struct DriveResolver {
             }
             done += n
         }
-    }
-
-    private func createQcow2(_ path: String, _ capacity: UInt64) async throws {
-        let qemuImg = ExecutableSearch.find("qemu-img", environment: environment) ?? "/usr/bin/qemu-img"
-        let child = try await ChildProcess.spawn(SpawnRequest(
-            executable: qemuImg, arguments: ["create", "-q", "-f", "qcow2", path, "\(capacity)"],
-            environment: ["PATH=/usr/bin:/bin"], fds: [-1, -1, 2]))
-        let status = await child.waitForExit()
-        if status != .exited(0) { throw RuntimeError("qemu-img create \(path) failed: \(status)") }
     }
 }
 

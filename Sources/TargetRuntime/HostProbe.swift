@@ -82,7 +82,10 @@ public enum HostProbe {
         }
         guard let (output, finished) = try? await capture(qemu, [
             "-accel", "kvm", "-cpu", "host", "-machine", "pc", "-nodefaults", "-no-user-config", "-display", "none",
-            "-drive", "file=\(image),format=raw,if=ide", "-serial", "stdio",
+            "-blockdev", QEMUJSON.argument(BlockdevNode.file("file-probe", path: image, readOnly: false)),
+            "-blockdev", QEMUJSON.argument(BlockdevNode.format(.raw, "fmt-probe", over: "file-probe", readOnly: false)),
+            // Writable: ide-hd refuses a read-only node.
+            "-device", QEMUJSON.argument(QEMUDevice(driver: "ide-hd", id: "dev-probe", drive: "fmt-probe")), "-serial", "stdio",
         ], until: "OK", deadline: 5) else {
             return KVMVerdict(usable: false, reason: "the probe could not start QEMU")
         }

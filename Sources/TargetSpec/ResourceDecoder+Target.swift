@@ -144,7 +144,7 @@ extension ResourceDecoder {
             if let v = d.required("type") { kind = enumValue(v, d.child("type"), Drive.Kind.self, context) }
             var format = Drive.Format.auto
             if let v = d.value("format"), let f = enumValue(v, d.child("format"), Drive.Format.self, context) { format = f }
-            _ = d.value("readonly")
+            let readOnly = d.bool("readonly") ?? false
             guard let srcNode = d.required("source"), let s = MappingReader(srcNode, path: d.child("source"), context: context) else { continue }
             let source = decodeSource(s, kind, file, context)
             s.finish()
@@ -163,7 +163,8 @@ extension ResourceDecoder {
             } else if format == .qcow2 {
                 context.error(d.value("format"), d.child("format"), "qcow2 is for disk and cdrom drives; \(kind.rawValue) images are elf, ihex or raw")
             }
-            drives.append(Drive(name: name, kind: kind, format: format, source: source, location: node.location, path: path))
+            drives.append(Drive(name: name, kind: kind, format: format, source: source, readOnly: readOnly || kind == .cdrom,
+                                location: node.location, path: path))
         }
         return drives
     }

@@ -81,6 +81,9 @@ public struct Drive: Sendable {
     public var kind: Kind
     public var format: Format
     public var source: Source
+    /// QEMU opens the image read-only (a cdrom always is): the guest cannot
+    /// change a shared base image or firmware.
+    public var readOnly: Bool = false
     public var location: SourceLocation
     public var path: String
 }

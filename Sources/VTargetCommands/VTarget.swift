@@ -2,6 +2,7 @@ import ArgumentParser
 #if canImport(Glibc)
 import Glibc
 #endif
+import DiskImages
 import Sandbox
 import TargetRuntime
 import ControlAPI
@@ -38,6 +39,9 @@ public struct VTarget: AsyncParsableCommand {
             return ExitCode.badInput
         } catch let e as RuntimeError {
             printError("vtarget: " + e.description)
+            return ExitCode.failure
+        } catch let e as QemuImgError {
+            printError("vtarget: \(e)")
             return ExitCode.failure
         } catch let e as SpawnError {
             printError("vtarget: \(e)")

@@ -216,7 +216,7 @@ func statusFields(_ pid: Int32) -> [String: String] {
         RuntimeDirectory.removeTree(runtime)
     }
 
-    /// `,` in a -drive path is doubled, a path with `=`, spaces, quotes and a
+    /// A -blockdev path with `,`, `=`, spaces, quotes and a
     /// newline reaches QEMU intact, and the guest boots with the disk attached.
     @Test func hostilePathsBoot() throws {
         let base = "/tmp/vt-h-\(UInt32.random(in: 0...UInt32.max))"
@@ -244,12 +244,16 @@ func statusFields(_ pid: Int32) -> [String: String] {
                         "--until", "echo ready", "--timeout", "30s"], runtime: runtime)
         #expect(r.code == 0, "\(r.stderr)")
         let rendered = try vt(["render", "-f", base + "/t.yaml", "-f", "\(firmware)/x86-pc-firmware.yaml", "--allow-host-paths", "--no-sandbox"], runtime: runtime)
-        #expect(rendered.stdout.contains("file=\(hostile.replacingOccurrences(of: ",", with: ",,"))/disk,,1.img"))
+        // -blockdev is JSON: the path is JSON-escaped and its commas stay single.
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .withoutEscapingSlashes
+        let filename = String(decoding: try encoder.encode(hostile + "/disk,1.img"), as: UTF8.self)
+        #expect(rendered.stdout.contains(#"{"driver":"file","filename":"# + filename + #","node-name":"file-data"}"#), "\(rendered.stdout)")
         if isRoot {
             // As root the disk reaches QEMU (uid 65534) as an fd vtarget opened.
             let asRun = try vt(["render", "-f", base + "/t.yaml", "-f", "\(firmware)/x86-pc-firmware.yaml", "--allow-host-paths"], runtime: runtime)
             #expect(asRun.stdout.contains("-add-fd\nfd=4,set=1\n-add-fd\nfd=5,set=1\n"), "\(asRun.stdout)")
-            #expect(asRun.stdout.contains("file=/dev/fdset/1"))
+            #expect(asRun.stdout.contains(#""filename":"/dev/fdset/1""#))
         }
     }
 

@@ -10,3 +10,15 @@ public func builtInCatalog() throws -> MachineCatalog {
     let files = try FileManager.default.contentsOfDirectory(atPath: dir).sorted().filter { $0.hasSuffix(".yaml") }
     return try MachineCatalog.parse(files: files.map { (dir + "/" + $0, [UInt8](FileManager.default.contents(atPath: dir + "/" + $0)!)) })
 }
+
+/// A QemuVirtualTarget's YAML with `qemuConfig` (lines without indentation) filled in.
+public func targetYAML(_ name: String, _ qemuConfig: String) -> String {
+    """
+    apiVersion: qemu.kubetarget.dev/v1alpha1
+    kind: QemuVirtualTarget
+    metadata: {name: \(name)}
+    spec:
+      qemuConfig:
+    \(qemuConfig.split(separator: "\n", omittingEmptySubsequences: false).map { "    " + $0 }.joined(separator: "\n"))
+    """
+}

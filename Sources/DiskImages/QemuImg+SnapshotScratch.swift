@@ -1,0 +1,9 @@
+extension QemuImg {
+    /// A 64 MiB qcow2 in `directory` that holds only `savevm` state (warm
+    /// pools): boards without a disk have nowhere else to keep a snapshot.
+    public func createSnapshotScratch(in directory: String) async throws(QemuImgError) -> String {
+        let path = directory + "/snapshot.qcow2"
+        try await create(path: path, format: .qcow2, size: 64 << 20)
+        return path
+    }
+}
