@@ -21,29 +21,29 @@ let package = Package(
         .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
         .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
         // fork/exec with nothing allocating between the two.
-        .target(name: "CSpawn"),
+        .target(name: "CSpawn", exclude: ["README.md"]),
 
         // Pure modules: no processes, no sockets.
-        .target(name: "YAMLTree", dependencies: ["CYAML"]),
-        .target(name: "MachineCatalog", dependencies: ["YAMLTree"]),
+        .target(name: "YAMLTree", dependencies: ["CYAML"], exclude: ["README.md"]),
+        .target(name: "MachineCatalog", dependencies: ["YAMLTree"], exclude: ["README.md"]),
         // The kinds: names, columns, delete order; label selectors.
-        .target(name: "ResourceKit", dependencies: ["YAMLTree"]),
-        .target(name: "TargetSpec", dependencies: ["YAMLTree", "MachineCatalog", "ResourceKit"]),
-        .target(name: "QEMULaunch", dependencies: ["TargetSpec", "MachineCatalog"]),
-        .target(name: "QMP", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
-        .target(name: "CANProtocol"),
+        .target(name: "ResourceKit", dependencies: ["YAMLTree"], exclude: ["README.md"]),
+        .target(name: "TargetSpec", dependencies: ["YAMLTree", "MachineCatalog", "ResourceKit"], exclude: ["README.md"]),
+        .target(name: "QEMULaunch", dependencies: ["TargetSpec", "MachineCatalog"], exclude: ["README.md"]),
+        .target(name: "QMP", dependencies: [.product(name: "NIOCore", package: "swift-nio")], exclude: ["README.md"]),
+        .target(name: "CANProtocol", exclude: ["README.md"]),
         // What a supervisor and a shim agree on: status, record, layout, arguments.
-        .target(name: "InstanceContract"),
+        .target(name: "InstanceContract", exclude: ["README.md"]),
 
         // IO modules.
-        .target(name: "Sandbox", dependencies: ["CSpawn", "CSeccomp"]),
+        .target(name: "Sandbox", dependencies: ["CSpawn", "CSeccomp"], exclude: ["README.md"]),
         .target(name: "Endpoints", dependencies: [
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             "QMP", "CANProtocol",
-        ]),
+        ], exclude: ["README.md"]),
         // qemu-img and, next, the image store.
-        .target(name: "DiskImages", dependencies: ["Sandbox"]),
+        .target(name: "DiskImages", dependencies: ["Sandbox"], exclude: ["README.md"]),
         .target(name: "TargetRuntime", dependencies: [
             "DiskImages", "QEMULaunch", "TargetSpec", "MachineCatalog", "QMP", "Endpoints", "Sandbox", "InstanceContract",
             .product(name: "NIOCore", package: "swift-nio"),
@@ -54,7 +54,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
-        ]),
+        ], exclude: ["README.md"]),
         // The per-user supervisor: state in SQLite, shims, the HTTP server.
         .target(name: "Supervisor", dependencies: [
             "ControlAPI", "TargetRuntime", "TargetSpec", "MachineCatalog", "YAMLTree", "Sandbox", "CSpawn", "QMP", "InstanceContract", "ResourceKit",
@@ -63,15 +63,15 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
-        ]),
+        ], exclude: ["README.md"]),
         .target(name: "VTargetCommands", dependencies: [
             "ControlAPI", "Supervisor", "TargetRuntime", "DiskImages", "QEMULaunch", "TargetSpec", "MachineCatalog", "ResourceKit", "YAMLTree", "QMP", "Sandbox", "Endpoints",
             "InstanceContract",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
-        .executableTarget(name: "vtarget", dependencies: ["VTargetCommands"]),
+        ], exclude: ["README.md"]),
+        .executableTarget(name: "vtarget", dependencies: ["VTargetCommands"], exclude: ["README.md"]),
         // Tries what the sandbox denies; used by `vtarget doctor` and the tests.
-        .executableTarget(name: "vtarget-sandbox-probe", path: "Sources/SandboxProbe"),
+        .executableTarget(name: "vtarget-sandbox-probe", path: "Sources/SandboxProbe", exclude: ["README.md"]),
 
         .target(name: "TestSupport", dependencies: ["MachineCatalog"], path: "Tests/TestSupport"),
         .testTarget(name: "YAMLTreeTests", dependencies: ["YAMLTree", "TestSupport"]),
@@ -85,7 +85,8 @@ let package = Package(
         .testTarget(name: "EndpointsTests", dependencies: ["Endpoints", "CANProtocol", "QMP", .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "QMPTests", dependencies: ["QMP", "Sandbox", .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "SupervisorUnitTests", dependencies: ["Supervisor", "InstanceContract", .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "IntegrationTests", dependencies: ["VTargetCommands", "TargetRuntime", "InstanceContract", "ControlAPI", "DiskImages", "QMP", "Sandbox", "QEMULaunch", "TargetSpec", "MachineCatalog", "ResourceKit", "TestSupport", .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio")]),
+        .testTarget(name: "IntegrationTests", dependencies: ["VTargetCommands", "TargetRuntime", "InstanceContract", "ControlAPI", "DiskImages", "QMP", "Sandbox", "QEMULaunch", "TargetSpec", "MachineCatalog", "ResourceKit", "TestSupport", .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio")],
+                    exclude: ["Clients"]),
     ],
     swiftLanguageModes: [.v6]
 )

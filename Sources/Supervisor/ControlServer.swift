@@ -83,7 +83,7 @@ public struct ControlServer: Sendable {
         let sup = supervisor
         let limits = self.limits
         router.get("/v1/status") { _, ctx in
-            try await self.guarded(ctx, namespace: nil) { _ in json(await sup.status()) }
+            try await self.guarded(ctx, namespace: nil) { _ in json(try await sup.status()) }
         }
         router.post("/v1/shutdown") { req, ctx in
             try await self.guarded(ctx, namespace: nil, ownerOnly: true) { _ in

@@ -26,7 +26,8 @@ extension Supervisor {
         let row: InstanceRow?
         do { row = try store.instance(namespace, name) } catch { throw .storage(error) }
         guard let row else { throw .notFound("instance \"\(name)\" in namespace \(namespace)") }
-        let events = ((try? store.events(namespace: namespace, name: name, limit: 50)) ?? []).map(\.info)
+        let events: [EventInfo]
+        do { events = try store.events(namespace: namespace, name: name, limit: 50).map(\.info) } catch { throw .storage(error) }
         return InstanceDescription(instance: info(row), events: events)
     }
 
@@ -46,8 +47,9 @@ extension Supervisor {
         subscribers.removeValue(forKey: id)?.finish()
     }
 
-    public func status() -> DaemonStatus {
-        let all = (try? store.instances()) ?? []
+    public func status() throws(SupervisorError) -> DaemonStatus {
+        let all: [InstanceRow]
+        do { all = try store.instances() } catch { throw .storage(error) }
         return DaemonStatus(pid: getpid(), version: "0.1.0", startedAt: startedAt, socket: paths.socket,
                             stateDirectory: paths.stateDirectory, instances: all.count,
                             running: all.filter { $0.phase == .running }.count, adopted: adopted)

@@ -18,7 +18,7 @@ import YAMLTree
 extension Supervisor {
     func removeInstance(_ row: InstanceRow) async {
         restartTimers.removeValue(forKey: row.key)?.cancel()
-        if var r = try? store.instance(row.namespace, row.name) {
+        if var r = storedRow(row.namespace, row.name) {
             r.desired = "stopped"
             commit(r)
         }
@@ -46,7 +46,7 @@ extension Supervisor {
     /// spawn's await, and a shim whose instance went meanwhile never gets its go.
     func startInstance(_ key: String) async {
         let (namespace, name) = split(key)
-        guard var row = try? store.instance(namespace, name), row.desired == "running", shims[key] == nil else { return }
+        guard var row = storedRow(namespace, name), row.desired == "running", shims[key] == nil else { return }
         let now = ShimStatus.now
         if let expires = row.expiresAt, expires <= now {
             row.phase = .expired
@@ -91,7 +91,7 @@ extension Supervisor {
             }
             close(goRead)
             CrashPoint.hit("after-spawn")
-            guard let fresh = try? store.instance(namespace, name), fresh.desired == "running", shims[key] == nil else {
+            guard let fresh = storedRow(namespace, name), fresh.desired == "running", shims[key] == nil else {
                 // No go-byte: the shim reads end of file and exits without starting anything.
                 close(goWrite)
                 _ = await child.waitForExit()
@@ -139,7 +139,7 @@ extension Supervisor {
     func statusChanged(_ key: String) {
         statusArrived(key)
         let (namespace, name) = split(key)
-        guard var row = try? store.instance(namespace, name), row.phase == .starting || row.phase == .running,
+        guard var row = storedRow(namespace, name), row.phase == .starting || row.phase == .running,
               let st = ShimStatus.read(paths.instanceState(namespace: namespace, name: name).statusFile),
               !st.isFinished else { return }
         var events: [EventRow] = []
@@ -169,7 +169,7 @@ extension Supervisor {
         guard let shim = shims[key], shim.uid == uid else { return }
         shims[key] = nil
         let (namespace, name) = split(key)
-        guard var row = try? store.instance(namespace, name), row.uid == uid else { return }
+        guard var row = storedRow(namespace, name), row.uid == uid else { return }
         let now = ShimStatus.now
         let st = ShimStatus.read(paths.instanceState(namespace: namespace, name: name).statusFile)
         if let st, st.isFinished {
@@ -219,7 +219,7 @@ extension Supervisor {
                  _ change: (inout InstanceRow) -> Void = { _ in }) async {
         await stopShim(key, message: message)
         let (namespace, name) = split(key)
-        guard var fresh = try? store.instance(namespace, name) else { return }
+        guard var fresh = storedRow(namespace, name) else { return }
         restartTimers.removeValue(forKey: key)?.cancel()
         fresh.desired = "running"
         fresh.nextRestartAt = nil
@@ -243,7 +243,7 @@ extension Supervisor {
     private func restartDueLocked(_ key: String, uid: String) async {
         restartTimers[key] = nil
         let (namespace, name) = split(key)
-        guard var row = try? store.instance(namespace, name), row.uid == uid, row.nextRestartAt != nil, row.desired == "running" else { return }
+        guard var row = storedRow(namespace, name), row.uid == uid, row.nextRestartAt != nil, row.desired == "running" else { return }
         row.restarts += 1
         row.nextRestartAt = nil
         commit(row, event("Normal", row, "Restarting", "restart \(row.restarts) (policy \(row.restartPolicy))"))
@@ -255,7 +255,7 @@ extension Supervisor {
     func stopShim(_ key: String, message: String) async {
         guard let shim = shims[key] else { return }
         let (namespace, name) = split(key)
-        if var row = try? store.instance(namespace, name), row.isActive {
+        if var row = storedRow(namespace, name), row.isActive {
             row.phase = .terminating
             commit(row, event("Normal", row, "Stopping", message))
         }

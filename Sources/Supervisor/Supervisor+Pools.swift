@@ -187,7 +187,7 @@ extension Supervisor {
     func claimExpired(_ key: String) async {
         claimTimers[key] = nil
         let (namespace, name) = split(key)
-        guard let row = try? store.instance(namespace, name), let expires = row.claimExpiresAt, expires <= ShimStatus.now + 0.05 else { return }
+        guard let row = storedRow(namespace, name), let expires = row.claimExpiresAt, expires <= ShimStatus.now + 0.05 else { return }
         do { _ = try await release(namespace: namespace, name: name, reason: "claim TTL expired") } catch {
             log("\(key): release at claim expiry failed: \(error)")
         }

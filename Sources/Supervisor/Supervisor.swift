@@ -15,21 +15,25 @@ import TargetRuntime
 import TargetSpec
 import YAMLTree
 
-/// Errors of the supervisor, each with the HTTP status the API answers with.
+/// Errors of the supervisor: the HTTP status the API answers with is the
+/// code (4xx: the request, 5xx: the supervisor), with the error behind it.
 public struct SupervisorError: Error, Sendable, CustomStringConvertible {
     public var status: Int
     public var message: String
     /// 422s about resources: where, in each stored resource.
     public var diagnostics: [APIDiagnostic] = []
+    /// What failed underneath (the database's error), for logs.
+    public var cause: (any Error)?
     public var description: String { message }
 
-    public init(_ status: Int, _ message: String) {
+    public init(_ status: Int, _ message: String, cause: (any Error)? = nil) {
         self.status = status
         self.message = message
+        self.cause = cause
     }
 
     static func notFound(_ what: String) -> SupervisorError { SupervisorError(404, what + " not found") }
-    static func storage(_ error: any Error) -> SupervisorError { SupervisorError(500, "state database: \(error)") }
+    static func storage(_ error: any Error) -> SupervisorError { SupervisorError(500, "state database: \(error)", cause: error) }
 }
 
 public struct SupervisorOptions: Sendable {
@@ -155,6 +159,16 @@ public actor Supervisor {
         out.claimedAt = row.claimedAt
         out.claimExpiresAt = row.claimExpiresAt
         return out
+    }
+
+    /// The instance's row for the supervisor's own bookkeeping: nil when it is
+    /// gone (deleted meanwhile), and a database failure is logged, not taken
+    /// silently for "gone".
+    func storedRow(_ namespace: String, _ name: String) -> InstanceRow? {
+        do { return try store.instance(namespace, name) } catch {
+            log("cannot read instance \(namespace)/\(name): \(error)")
+            return nil
+        }
     }
 
     /// The instance's row: not found is a 404, a database failure a 500, never

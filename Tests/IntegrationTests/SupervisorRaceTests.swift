@@ -48,7 +48,7 @@ import TestSupport
         let maxPool = Locked(0)
         try await withThrowingTaskGroup(of: Void.self) { group in
             for worker in 0..<10 {
-                group.addTask {
+                group.addTask { try await onThread {
                     var rng = SystemRandomNumberGenerator()
                     while Date() < end {
                         let i = Int.random(in: 0..<names.count, using: &rng)
@@ -61,10 +61,10 @@ import TestSupport
                         default: try f.vt(["apply", "-f", files[i]])
                         }
                     }
-                }
+                } }
             }
             // The sampler: members of the pool never exceed maxInstances.
-            group.addTask {
+            group.addTask { try await onThread {
                 while Date() < end {
                     let r = try f.vt(["get", "instances", "-o", "json"])
                     if r.code == 0, let list = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any] {
@@ -74,15 +74,15 @@ import TestSupport
                     }
                     usleep(250_000)
                 }
-            }
+            } }
             // The killer: twice, a third and two thirds of the way.
-            group.addTask {
+            group.addTask { await onThread {
                 for fraction in [1.0 / 3, 2.0 / 3] {
                     let at = end.addingTimeInterval(-seconds * (1 - fraction))
                     while Date() < at { usleep(50_000) }
                     if let pid = f.supervisorPID() { kill(pid, SIGKILL) }
                 }
-            }
+            } }
             try await group.waitForAll()
         }
         #expect(maxPool.withLock { $0 } <= 2, "pool members sampled above maxInstances 2: \(maxPool.withLock { $0 })")
@@ -178,6 +178,21 @@ import TestSupport
         // time is bounded; one slow outlier on a loaded 2-core machine is not a hang.
         let releases = (all["release"] ?? []).sorted()
         #expect(releases.count == rounds && releases[releases.count / 2] < 100, "\(summary)")
+    }
+}
+
+/// Runs blocking work (a CLI process waited for, a sleep) on a thread of its
+/// own: on the concurrency pool it would hold one of its two threads and
+/// starve every other test's awaits (and run ten "concurrent" clients two at a time).
+func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { c in
+        Thread { c.resume(with: Result { try body() }) }.start()
+    }
+}
+
+func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { c in
+        Thread { c.resume(returning: body()) }.start()
     }
 }
 
@@ -294,7 +309,7 @@ final class Locked<T: Sendable>: @unchecked Sendable {
         if let pid = f.supervisorPID() { kill(pid, SIGKILL) }
         usleep(100_000)
         let results = try await withThrowingTaskGroup(of: RunResult.self) { group in
-            for _ in 0..<8 { group.addTask { try f.vt(["get", "instances"]) } }
+            for _ in 0..<8 { group.addTask { try await onThread { try f.vt(["get", "instances"]) } } }
             return try await group.reduce(into: []) { $0.append($1) }
         }
         for res in results { #expect(res.code == 0 && res.stdout.contains("crash5"), "\(res.code) \(res.stderr)") }
