@@ -12,6 +12,10 @@ public struct SandboxPolicy: Sendable {
         "unshare", "setns", "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
         "bpf", "perf_event_open", "keyctl", "add_key", "request_key", "userfaultfd", "reboot", "swapon", "swapoff",
         "open_by_handle_at", "name_to_handle_at", "iopl", "ioperm", "acct", "quotactl", "lookup_dcookie",
+        // Reaching into other processes: another instance's fds (pidfd_getfd stole a
+        // QMP socket and a disk's fd from a QEMU of the same uid), its memory, or a
+        // signal. QEMU signals only its own threads (tgkill), which stays allowed.
+        "pidfd_open", "pidfd_getfd", "pidfd_send_signal", "process_madvise", "kcmp", "kill",
     ]
 
     public struct Limit: Sendable {

@@ -67,6 +67,13 @@ int main(void) {
     report("reboot", syscall(SYS_reboot, 0, 0, 0, NULL));
     report("swapon", syscall(SYS_swapon, "/nonexistent-vtarget", 0));
     report("swapoff", syscall(SYS_swapoff, "/nonexistent-vtarget"));
+    /* Reaching other processes: the parent stands in for another instance's QEMU. */
+    report("pidfd_open", syscall(SYS_pidfd_open, getppid(), 0));
+    report("pidfd_getfd", syscall(SYS_pidfd_getfd, -1, 0, 0));
+    report("pidfd_send_signal", syscall(SYS_pidfd_send_signal, -1, 0, NULL, 0));
+    report("process_madvise", syscall(SYS_process_madvise, -1, NULL, 0, 0, 0));
+    report("kcmp", syscall(SYS_kcmp, getpid(), getpid(), 0, 0, 0));
+    report("kill", syscall(SYS_kill, getppid(), 0));
     int inet = socket(AF_INET, SOCK_STREAM, 0);
     printf("socket inet %s\n", inet >= 0 ? "ok" : (errno == EAFNOSUPPORT ? "EAFNOSUPPORT" : strerror(errno)));
     int unix_fd = socket(AF_UNIX, SOCK_STREAM, 0);

@@ -30,7 +30,7 @@ func statusFields(_ pid: Int32) -> [String: String] {
         let confined = try vt(["sandbox-exec", "--", probe], runtime: runtime)
         #expect(confined.code == 0, "\(confined.stderr)")
         let calls = confined.stdout.split(separator: "\n").filter { $0.hasPrefix("syscall ") }
-        #expect(calls.count == 23)
+        #expect(calls.count == 29)
         #expect(calls.allSatisfy { $0.hasSuffix(" EPERM") }, "\(calls.filter { !$0.hasSuffix(" EPERM") })")
         #expect(confined.stdout.contains("socket inet EAFNOSUPPORT"))
         #expect(confined.stdout.contains("socket unix ok"), "allowed calls still work")
