@@ -25,6 +25,9 @@ public struct ShimArguments: Codable, Sendable, Equatable {
     public var poolSnapshot: Bool = false
     /// What is left of the instance's TTL, in milliseconds.
     public var ttlMilliseconds: Int?
+    /// Who the instance's sidecars run as (nil: the shim's own user, for
+    /// resources applied before owners were recorded).
+    public var sidecarOwner: ProcessOwner?
 
     public init(instance: String, specFile: String, statusFile: String, relativeTo: String) {
         self.instance = instance
@@ -55,5 +58,21 @@ public struct ShimArguments: Codable, Sendable, Equatable {
     public var namespaceAndName: (namespace: String, name: String) {
         guard let slash = instance.firstIndex(of: "/") else { return ("default", instance) }
         return (String(instance[..<slash]), String(instance[instance.index(after: slash)...]))
+    }
+}
+
+/// Who a tenant's host processes (sidecars) run as: the user that applied
+/// the resource, as the supervisor saw it on its socket (SO_PEERCRED), never
+/// the supervisor's own identity.
+public struct ProcessOwner: Codable, Sendable, Equatable, Hashable {
+    public var uid: UInt32
+    public var gid: UInt32
+    /// Supplementary groups.
+    public var groups: [UInt32]
+
+    public init(uid: UInt32, gid: UInt32, groups: [UInt32]) {
+        self.uid = uid
+        self.gid = gid
+        self.groups = groups
     }
 }

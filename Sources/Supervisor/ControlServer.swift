@@ -7,6 +7,7 @@ import Foundation
 import Glibc
 #endif
 import ControlAPI
+import InstanceContract
 import Hummingbird
 import Logging
 import NIOCore
@@ -107,7 +108,7 @@ public struct ControlServer: Sendable {
                     return errorResponse(403, "forbidden: \(r.kind) \"\(r.name)\": --allow-host-paths and --allow-extra-args are for the supervisor's own user; "
                                          + "uid \(caller.uid) may apply without them")
                 }
-                return json(try await sup.apply(request))
+                return json(try await sup.apply(request, owner: caller.owner))
             }
         }
         listing(router, "/v1/resources") { ns, req in try await sup.resources(kind: req.uri.queryParameters.get("kind"), namespace: ns) }
@@ -201,7 +202,8 @@ public struct ControlServer: Sendable {
             return errorResponse(403, "forbidden: \(who) may not use namespace(s) \(denied.isEmpty ? "here" : denied.joined(separator: ", "))")
         }
         do {
-            return try await body(Caller(uid: peer!.uid, privileged: grant.all, allows: { grant.allows($0) }))
+            let owner = ProcessOwner(uid: peer!.uid, gid: peer!.gid, groups: peer!.groups)
+            return try await body(Caller(uid: peer!.uid, owner: owner, privileged: grant.all, allows: { grant.allows($0) }))
         } catch let e as SupervisorError {
             return json(APIErrorBody(code: e.status, message: e.message, diagnostics: e.diagnostics.isEmpty ? nil : e.diagnostics), status: e.status)
         }
@@ -211,6 +213,8 @@ public struct ControlServer: Sendable {
 /// Who asked, as the server decides it from SO_PEERCRED and the policy.
 struct Caller: Sendable {
     var uid: uid_t
+    /// Its uid, gid and groups: what its sidecars will run as.
+    var owner: ProcessOwner
     /// The supervisor's own user or root: every namespace, and the options
     /// that widen what a spec may reach (host paths, extra QEMU arguments).
     var privileged: Bool

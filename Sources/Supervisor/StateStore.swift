@@ -13,6 +13,8 @@ struct ResourceRow: Codable, FetchableRecord, PersistableRecord, Sendable, Equat
     var options: ReadOptions
     var createdAt: Double
     var updatedAt: Double
+    /// Who applied it (its sidecars run as that user).
+    var owner: ProcessOwner?
 }
 
 /// One instance: what it should be (desired, specHash) and what it is.
@@ -59,6 +61,8 @@ struct InstanceRow: Codable, FetchableRecord, PersistableRecord, Sendable, Equat
     var claimExpiresAt: Double?
     /// The shim has taken the `vt-ready` snapshot.
     var snapshot: Bool = false
+    /// Who its sidecars run as: the user that applied its resource.
+    var owner: ProcessOwner?
     /// metadata.labels of the resource it is an instance of (its
     /// VirtualTargetInstance, else its target; a pool's members carry the pool's).
     var labels: [String: String] = [:]
@@ -191,6 +195,10 @@ struct StateStore: Sendable {
         }
         m.registerMigration("v5: labels of instances") { db in
             try db.alter(table: "instance") { t in t.add(column: "labels", .text).notNull().defaults(to: "{}") }
+        }
+        m.registerMigration("v6: owners of resources and instances") { db in
+            try db.alter(table: "resource") { t in t.add(column: "owner", .text) }
+            try db.alter(table: "instance") { t in t.add(column: "owner", .text) }
         }
         return m
     }

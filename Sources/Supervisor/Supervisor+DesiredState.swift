@@ -34,6 +34,8 @@ extension Supervisor {
         var hash: String
         /// For `get -l`; not part of the hash (a label changes no QEMU).
         var labels: [String: String] = [:]
+        /// Who its sidecars run as.
+        var owner: ProcessOwner?
     }
 
     /// Decodes a namespace's resources and works out its instances; what
@@ -63,10 +65,12 @@ extension Supervisor {
         let runnables: [RunnableTarget]
         do { runnables = try Workload.instances(from: resources) } catch { throw Self.unprocessable(error.diagnostics, byLabel) }
         /// The spec a shim runs: the instance (if any), its target, the target's ConfigMaps.
+        /// The owner is whoever applied the instance (else its target, or the
+        /// pool): that user's identity is what its sidecars get.
         func compose(_ name: String, _ namespace: String, _ target: QemuVirtualTarget, _ lifecycle: Lifecycle,
-                     instanceDoc: String?) -> DesiredInstance? {
+                     instanceRow: ResourceRow?, ownerRow: ResourceRow? = nil) -> DesiredInstance? {
             guard let targetRow = byKey["QemuVirtualTarget/" + target.metadata.name] else { return nil }
-            var docs: [String] = instanceDoc.map { [$0] } ?? []
+            var docs: [String] = instanceRow.map { [$0.yaml] } ?? []
             docs.append(targetRow.yaml)
             var maps: [String] = []
             for d in target.qemu.drives {
@@ -83,17 +87,21 @@ extension Supervisor {
             var buses: [String] = []
             for d in target.qemu.devices { if case .can(let bus, _) = d.kind, !buses.contains(bus) { buses.append(bus) } }
             let o = targetRow.options
-            let hash = Self.fingerprint(spec + "\u{0}" + targetRow.directory + "\u{0}\(o.lenient)\(o.allowHostPaths)\(o.allowExtraArgs)")
-            return DesiredInstance(namespace: namespace, name: name, target: target.metadata.name,
-                                   machine: target.qemu.machine.value, restartPolicy: (lifecycle.restartPolicy ?? .Never).rawValue,
-                                   ttlSeconds: lifecycle.ttlSeconds, spec: spec, directory: targetRow.directory,
-                                   options: o, serialDevices: serial, canBuses: buses, hash: hash)
+            let owner = (ownerRow ?? instanceRow ?? targetRow).owner
+            let who = owner.map { "\($0.uid):\($0.gid):\($0.groups)" } ?? ""
+            let hash = Self.fingerprint(spec + "\u{0}" + targetRow.directory + "\u{0}\(o.lenient)\(o.allowHostPaths)\(o.allowExtraArgs)\u{0}" + who)
+            var d = DesiredInstance(namespace: namespace, name: name, target: target.metadata.name,
+                                    machine: target.qemu.machine.value, restartPolicy: (lifecycle.restartPolicy ?? .Never).rawValue,
+                                    ttlSeconds: lifecycle.ttlSeconds, spec: spec, directory: targetRow.directory,
+                                    options: o, serialDevices: serial, canBuses: buses, hash: hash)
+            d.owner = owner
+            return d
         }
         var state = DesiredState()
         var instanceLabels: [String: [String: String]] = [:]
         for case .instance(let i) in resources { instanceLabels[i.metadata.name] = i.metadata.labels }
         state.instances = runnables.compactMap { rn in
-            var d = compose(rn.name, rn.namespace, rn.target, rn.lifecycle, instanceDoc: byKey["VirtualTargetInstance/" + rn.name]?.yaml)
+            var d = compose(rn.name, rn.namespace, rn.target, rn.lifecycle, instanceRow: byKey["VirtualTargetInstance/" + rn.name])
             d?.labels = instanceLabels[rn.name] ?? rn.target.metadata.labels
             return d
         }
@@ -101,7 +109,8 @@ extension Supervisor {
             guard case .target(let t)? = resources.first(where: {
                 if case .target(let t) = $0 { return t.metadata.name == p.targetName }
                 return false
-            }), var template = compose("", p.metadata.namespace, t, t.lifecycle, instanceDoc: nil) else { continue }
+            }), var template = compose("", p.metadata.namespace, t, t.lifecycle, instanceRow: nil,
+                                                 ownerRow: byKey["VirtualTargetPool/" + p.metadata.name]) else { continue }
             // Members restart on failure: a pool keeps its targets warm.
             template.restartPolicy = "OnFailure"
             template.labels = p.metadata.labels

@@ -77,6 +77,7 @@ extension Supervisor {
             shim.sandbox = options.sandbox
             shim.poolSnapshot = row.pool.map { poolTemplates[namespace + "/" + $0]?.snapshots == true } ?? false
             shim.ttlMilliseconds = row.expiresAt.map { max(1, Int(($0 - now) * 1000)) }
+            shim.sidecarOwner = row.owner
             let args = shim.arguments()
             let child: ChildProcess
             do {

@@ -21,13 +21,14 @@ extension Supervisor {
 
     /// Stores the resources (one transaction) and brings instances in line:
     /// new ones start, changed ones restart, unchanged ones are left alone.
-    public func apply(_ request: ApplyRequest) async throws(SupervisorError) -> [ObjectResult] {
+    /// `owner` is who asked (from the socket): what its instances' sidecars run as.
+    public func apply(_ request: ApplyRequest, owner: ProcessOwner? = nil) async throws(SupervisorError) -> [ObjectResult] {
         try await exclusively(request.resources.map(\.namespace)) { () async throws(SupervisorError) -> [ObjectResult] in
-            try await applyLocked(request)
+            try await applyLocked(request, owner: owner)
         }
     }
 
-    private func applyLocked(_ request: ApplyRequest) async throws(SupervisorError) -> [ObjectResult] {
+    private func applyLocked(_ request: ApplyRequest, owner: ProcessOwner?) async throws(SupervisorError) -> [ObjectResult] {
         try Self.checkIdentities(request.resources)
         let now = ShimStatus.now
         var results: [ObjectResult] = []
@@ -37,9 +38,11 @@ extension Supervisor {
             for r in request.resources {
                 let existing = try store.read { try ResourceRow.fetchOne($0, key: ["kind": r.kind, "namespace": r.namespace, "name": r.name]) }
                 var row = ResourceRow(kind: r.kind, namespace: r.namespace, name: r.name, yaml: r.yaml, directory: r.directory,
-                                      options: r.options, createdAt: existing?.createdAt ?? now, updatedAt: now)
+                                      options: r.options, createdAt: existing?.createdAt ?? now, updatedAt: now, owner: owner)
                 let action: String
-                if let existing, existing.yaml == r.yaml, existing.directory == r.directory, existing.options == r.options {
+                // Another user applying the same text takes it over: its sidecars now run as them.
+                if let existing, existing.yaml == r.yaml, existing.directory == r.directory, existing.options == r.options,
+                   existing.owner == owner {
                     action = "unchanged"
                     row.updatedAt = existing.updatedAt
                 } else {

@@ -268,6 +268,7 @@ extension InstanceRow {
         canBuses = d.canBuses
         ttlSeconds = d.ttlSeconds
         labels = d.labels
+        owner = d.owner
     }
 }
 
