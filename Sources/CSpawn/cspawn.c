@@ -104,7 +104,7 @@ static void child_main(const cspawn_attr *a, int errfd, pid_t parent) {
     if (a->umask_value >= 0) umask((mode_t)a->umask_value);
     if (a->cwd && chdir(a->cwd) < 0) child_fail_at(errfd, CSPAWN_STEP_CHDIR, errno);
     if (a->uid >= 0) {
-        if (setgroups(0, NULL) < 0) child_fail_at(errfd, CSPAWN_STEP_CREDENTIALS, errno);
+        if (setgroups((size_t)a->group_count, a->group_count > 0 ? a->groups : NULL) < 0) child_fail_at(errfd, CSPAWN_STEP_CREDENTIALS, errno);
         if (setresgid((gid_t)a->gid, (gid_t)a->gid, (gid_t)a->gid) < 0) child_fail_at(errfd, CSPAWN_STEP_CREDENTIALS, errno);
         if (setresuid((uid_t)a->uid, (uid_t)a->uid, (uid_t)a->uid) < 0) child_fail_at(errfd, CSPAWN_STEP_CREDENTIALS, errno);
     }

@@ -188,6 +188,7 @@ public final class ChildProcess: Sendable {
             if policy.userNamespace { flags |= 0x1000_0000 }  // CLONE_NEWUSER
             let uidMap = "\(geteuid()) \(geteuid()) 1\n", gidMap = "\(getegid()) \(getegid()) 1\n"
             let err: Int32 = uidMap.withCString { uidMapC in gidMap.withCString { gidMapC in
+              policy.groups.map { gid_t($0) }.withUnsafeBufferPointer { groups in
               request.fds.withUnsafeBufferPointer { fds in
                 limits.withUnsafeBufferPointer { rl in
                     program.withUnsafeBytes { bpf in
@@ -203,6 +204,7 @@ public final class ChildProcess: Sendable {
                                     uid_map: uidMapC, gid_map: gidMapC,
                                     gid: policy.runAs.map { Int32(bitPattern: $0.gid) } ?? -1,
                                     uid: policy.runAs.map { Int32(bitPattern: $0.uid) } ?? -1,
+                                    groups: groups.baseAddress, group_count: Int32(groups.count),
                                     no_new_privs: policy.noNewPrivileges ? 1 : 0,
                                     seccomp_filter: filter == nil ? nil : bpf.baseAddress,
                                     seccomp_len: Int32(program.count / 8))
@@ -211,6 +213,7 @@ public final class ChildProcess: Sendable {
                         }
                     }
                 }
+              }
               }
             } }
             argv.free()

@@ -36,6 +36,8 @@ public struct SandboxPolicy: Sendable {
     ]
     /// uid and gid to drop to (root only).
     public var runAs: (uid: UInt32, gid: UInt32)?
+    /// With `runAs`: the supplementary groups to keep (none by default).
+    public var groups: [UInt32] = []
     /// Private network and mount namespaces.
     public var namespaces = false
     /// For a user without privileges: a user namespace of its own, which is

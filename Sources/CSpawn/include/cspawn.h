@@ -28,8 +28,11 @@ typedef struct cspawn_attr {
     const char *uid_map;         ///< "UID UID 1\n": the user, mapped to itself
     const char *gid_map;
     /// When >= 0 (only root can), the child drops to this gid and uid with
-    /// no supplementary groups, which also clears its capabilities.
+    /// `groups` as its supplementary groups (none when 0), which also clears
+    /// its capabilities.
     int gid, uid;
+    const gid_t *groups;
+    int group_count;
     int no_new_privs;
     /// A BPF program (struct sock_filter[], `seccomp_len` entries) built
     /// before fork; installed last, right before exec. NULL for none.
