@@ -1,17 +1,6 @@
-#if canImport(FoundationEssentials)
-import InstanceContract
-import FoundationEssentials
-#else
-import Foundation
-#endif
-#if canImport(Glibc)
-import Glibc
-#endif
 import ControlAPI
-import GRDB
+import InstanceContract
 import MachineCatalog
-import Sandbox
-import TargetRuntime
 import TargetSpec
 import YAMLTree
 

@@ -1,19 +1,9 @@
-#if canImport(FoundationEssentials)
-import InstanceContract
-import FoundationEssentials
-#else
-import Foundation
-#endif
 #if canImport(Glibc)
 import Glibc
 #endif
 import ControlAPI
-import GRDB
-import MachineCatalog
-import Sandbox
+import InstanceContract
 import TargetRuntime
-import TargetSpec
-import YAMLTree
 
 extension Supervisor {
     // MARK: - Instances

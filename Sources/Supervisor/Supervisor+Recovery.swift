@@ -1,5 +1,4 @@
 #if canImport(FoundationEssentials)
-import InstanceContract
 import FoundationEssentials
 #else
 import Foundation
@@ -8,12 +7,9 @@ import Foundation
 import Glibc
 #endif
 import ControlAPI
-import GRDB
-import MachineCatalog
+import InstanceContract
 import Sandbox
 import TargetRuntime
-import TargetSpec
-import YAMLTree
 
 extension Supervisor {
     // MARK: - Recovery

@@ -1,19 +1,7 @@
-#if canImport(FoundationEssentials)
-import InstanceContract
-import FoundationEssentials
-#else
-import Foundation
-#endif
-#if canImport(Glibc)
-import Glibc
-#endif
 import ControlAPI
-import GRDB
-import MachineCatalog
-import Sandbox
-import TargetRuntime
-import TargetSpec
+import InstanceContract
 import ResourceKit
+import TargetRuntime
 import YAMLTree
 
 extension Supervisor {

@@ -1,5 +1,4 @@
 #if canImport(FoundationEssentials)
-import InstanceContract
 import FoundationEssentials
 #else
 import Foundation
@@ -7,6 +6,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import InstanceContract
 import ControlAPI
 import GRDB
 import MachineCatalog

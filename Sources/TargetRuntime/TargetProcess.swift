@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import InstanceContract
 import Glibc
 #endif
+import InstanceContract
 import Endpoints
 import NIOCore
 import NIOPosix

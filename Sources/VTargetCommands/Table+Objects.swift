@@ -1,9 +1,9 @@
 #if canImport(FoundationEssentials)
-import InstanceContract
 import FoundationEssentials
 #else
 import Foundation
 #endif
+import InstanceContract
 import ControlAPI
 import ResourceKit
 import TargetRuntime

@@ -22,25 +22,7 @@ import TestSupport
         let seconds = Double(ProcessInfo.processInfo.environment["VTARGET_RACE_SECONDS"] ?? "") ?? 60
         let names = (0..<5).map { "race\($0)" }
         let files = names.map { f.targets([$0]) }
-        let pool = f.work + "/pool.yaml"
-        try """
-            apiVersion: qemu.kubetarget.dev/v1alpha1
-            kind: QemuVirtualTarget
-            metadata: {name: warm}
-            spec:
-              qemuConfig:
-                machine: mps2-an385
-                drives:
-                  - {name: firmware, type: pflash, source: {configMap: {name: mps2-an385-firmware}}}
-                devices:
-                  - {name: uart0, type: serial}
-              readiness: {device: uart0, pattern: "echo ready", timeout: 30s}
-            ---
-            apiVersion: kubetarget.dev/v1alpha1
-            kind: VirtualTargetPool
-            metadata: {name: ci}
-            spec: {targetRef: {name: warm}, minReady: 1, maxInstances: 2}
-            """.write(toFile: pool, atomically: true, encoding: .utf8)
+        let pool = try f.poolFile(board: "mps2-an385", firmwareMap: "mps2-an385-firmware", min: 1, max: 2)
         var r = try f.vt(["apply", "-f", f.firmwareMap, "-f", firmware + "/mps2-an385-firmware.yaml", "-f", pool])
         #expect(r.code == 0, "\(r.stderr)")
 
@@ -116,25 +98,7 @@ import TestSupport
     @Test func claimReleaseUnderAGetHammerStaysUnderAHundredMilliseconds() async throws {
         let f = SupervisorFixture()
         defer { f.tearDown() }
-        let pool = f.work + "/pool.yaml"
-        try """
-            apiVersion: qemu.kubetarget.dev/v1alpha1
-            kind: QemuVirtualTarget
-            metadata: {name: warm}
-            spec:
-              qemuConfig:
-                machine: mps2-an385
-                drives:
-                  - {name: firmware, type: pflash, source: {configMap: {name: mps2-an385-firmware}}}
-                devices:
-                  - {name: uart0, type: serial}
-              readiness: {device: uart0, pattern: "echo ready", timeout: 30s}
-            ---
-            apiVersion: kubetarget.dev/v1alpha1
-            kind: VirtualTargetPool
-            metadata: {name: ci}
-            spec: {targetRef: {name: warm}, minReady: 2, maxInstances: 3}
-            """.write(toFile: pool, atomically: true, encoding: .utf8)
+        let pool = try f.poolFile(board: "mps2-an385", firmwareMap: "mps2-an385-firmware", min: 2, max: 3)
         let r = try f.vt(["apply", "-f", firmware + "/mps2-an385-firmware.yaml", "-f", pool])
         #expect(r.code == 0, "\(r.stderr)")
         try f.waitFor("the pool warm", { items in items.count >= 2 && items.allSatisfy { f.ready($0) && f.status($0)["phase"] as? String == "Running" } })
@@ -240,13 +204,8 @@ final class Locked<T: Sendable>: @unchecked Sendable {
     func forgedOptionsAndMismatchedRowsAreRefused() throws {
         let f = SupervisorFixture()
         defer { f.tearDown() }
-        chmod(f.runtime, 0o711)
-        let policy = f.work + "/policy.yaml"
-        try "rules:\n  - users: [65534]\n    namespaces: [team-a]\n".write(toFile: policy, atomically: true, encoding: .utf8)
-        let serve = try launch(["serve", "--socket-group", "65534", "--policy", policy], runtime: f.runtime, environment: f.environment)
+        let serve = try f.serveShared(rules: "rules:\n  - users: [65534]\n    namespaces: [team-a]\n")
         defer { serve.0.terminate(); _ = finish(serve) }
-        for _ in 0..<100 where !FileManager.default.fileExists(atPath: f.runtime + "/supervisor.sock") { usleep(50_000) }
-        usleep(100_000)
         let body = f.work + "/body.json"
         /// POSTs an apply request as uid 65534, straight to the socket (no CLI to stop it).
         func applyAsNobody(kind: String = "ConfigMap", namespace: String, name: String, yaml: String, allowHostPaths: Bool = false) throws -> RunResult {

@@ -91,6 +91,46 @@ final class SupervisorFixture: Sendable {
 
     var firmwareMap: String { firmware + "/lm3s6965evb-firmware.yaml" }
 
+    /// A pool `ci` of a target `warm` on `board`, in a file.
+    func poolFile(board: String, firmwareMap: String, min: Int, max: Int, extra: String = "") throws -> String {
+        let path = work + "/pool-\(board).yaml"
+        try """
+            apiVersion: qemu.kubetarget.dev/v1alpha1
+            kind: QemuVirtualTarget
+            metadata: {name: warm}
+            spec:
+              qemuConfig:
+                machine: \(board)
+                drives:
+                  - {name: firmware, type: pflash, source: {configMap: {name: \(firmwareMap)}}}
+                devices:
+                  - {name: uart0, type: serial}
+              readiness: {device: uart0, pattern: "echo ready", timeout: 30s}
+            ---
+            apiVersion: kubetarget.dev/v1alpha1
+            kind: VirtualTargetPool
+            metadata: {name: ci}
+            spec:
+              targetRef: {name: warm}
+              minReady: \(min)
+              maxInstances: \(max)
+            \(extra)
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    /// A shared supervisor in the foreground (`serve --socket-group 65534
+    /// --policy`), its socket listening; uid 65534 can reach it.
+    func serveShared(rules: String) throws -> (Process, Pipe, Pipe) {
+        chmod(runtime, 0o711)
+        let policy = work + "/policy.yaml"
+        try rules.write(toFile: policy, atomically: true, encoding: .utf8)
+        let serve = try launch(["serve", "--socket-group", "65534", "--policy", policy], runtime: runtime, environment: environment)
+        for _ in 0..<100 where !FileManager.default.fileExists(atPath: runtime + "/supervisor.sock") { usleep(50_000) }
+        usleep(100_000)
+        return serve
+    }
+
     func supervisorPID() -> Int32? {
         (try? String(contentsOfFile: state + "/supervisor.lock", encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
     }
@@ -434,13 +474,8 @@ final class SupervisorFixture: Sendable {
     func forbiddenNamespaceFromAnotherUser() throws {
         let f = SupervisorFixture()
         defer { f.tearDown() }
-        chmod(f.runtime, 0o711)
-        let policy = f.work + "/policy.yaml"
-        try "rules:\n  - users: [65534]\n    namespaces: [guest]\n".write(toFile: policy, atomically: true, encoding: .utf8)
-        let serve = try launch(["serve", "--socket-group", "65534", "--policy", policy], runtime: f.runtime, environment: f.environment)
+        let serve = try f.serveShared(rules: "rules:\n  - users: [65534]\n    namespaces: [guest]\n")
         defer { serve.0.terminate(); _ = finish(serve) }
-        for _ in 0..<100 where !FileManager.default.fileExists(atPath: f.runtime + "/supervisor.sock") { usleep(50_000) }
-        usleep(100_000)
         func asNobody(_ args: String) throws -> RunResult {
             try shell("setpriv --reuid=65534 --regid=65534 --clear-groups env -i PATH=/usr/bin:/bin HOME=/tmp VTARGET_RUNTIME_DIR=\(f.runtime) VTARGET_STATE_DIR=/tmp/vt-nobody-state \(vtarget) \(args)", runtime: f.runtime)
         }
@@ -494,33 +529,6 @@ final class SupervisorFixture: Sendable {
         }
     }
 
-    func poolFile(_ f: SupervisorFixture, board: String, firmwareMap: String, min: Int, max: Int, extra: String = "") throws -> String {
-        let path = f.work + "/pool-\(board).yaml"
-        try """
-            apiVersion: qemu.kubetarget.dev/v1alpha1
-            kind: QemuVirtualTarget
-            metadata: {name: warm}
-            spec:
-              qemuConfig:
-                machine: \(board)
-                drives:
-                  - {name: firmware, type: pflash, source: {configMap: {name: \(firmwareMap)}}}
-                devices:
-                  - {name: uart0, type: serial}
-              readiness: {device: uart0, pattern: "echo ready", timeout: 30s}
-            ---
-            apiVersion: kubetarget.dev/v1alpha1
-            kind: VirtualTargetPool
-            metadata: {name: ci}
-            spec:
-              targetRef: {name: warm}
-              minReady: \(min)
-              maxInstances: \(max)
-            \(extra)
-            """.write(toFile: path, atomically: true, encoding: .utf8)
-        return path
-    }
-
     func claimed(_ f: SupervisorFixture, _ args: [String] = []) throws -> [String: Any]? {
         let r = try f.vt(["claim", "ci", "-o", "json"] + args)
         guard r.code == 0 else { return nil }
@@ -532,7 +540,7 @@ final class SupervisorFixture: Sendable {
     @Test func claimReleaseCyclesRestoreTheSnapshotAndLeakNothing() throws {
         let f = SupervisorFixture()
         defer { f.tearDown() }
-        let path = try poolFile(f, board: "mps2-an385", firmwareMap: "mps2-an385-firmware", min: 2, max: 3)
+        let path = try f.poolFile(board: "mps2-an385", firmwareMap: "mps2-an385-firmware", min: 2, max: 3)
         var r = try f.vt(["apply", "-f", path, "-f", firmware + "/mps2-an385-firmware.yaml"])
         #expect(r.code == 0, "\(r.stderr)")
         guard let first = try claimed(f, ["--timeout", "30s"]) else { Issue.record("no claim"); return }
@@ -581,7 +589,7 @@ final class SupervisorFixture: Sendable {
     @Test func releaseRestartsWhereSnapshotsCannotBeRestored() throws {
         let f = SupervisorFixture()
         defer { f.tearDown() }
-        let path = try poolFile(f, board: "lm3s6965evb", firmwareMap: "lm3s6965evb-firmware", min: 1, max: 2)
+        let path = try f.poolFile(board: "lm3s6965evb", firmwareMap: "lm3s6965evb-firmware", min: 1, max: 2)
         try f.vt(["apply", "-f", path, "-f", f.firmwareMap])
         guard let c = try claimed(f) else { Issue.record("no claim"); return }
         let r = try f.vt(["release", f.name(c)])
