@@ -162,8 +162,14 @@ public struct ControlServer: Sendable {
                             try await writer.write(line(e))
                             last = e.id
                         }
-                        for await e in live where e.id > last && (ns == nil || e.namespace == ns) && allowed(e.namespace) {
-                            try await writer.write(line(e))
+                        // A stopping server waits for open responses: this one ends
+                        // when the stream does, so shutting down ends the stream.
+                        try await withGracefulShutdownHandler {
+                            for await e in live where e.id > last && (ns == nil || e.namespace == ns) && allowed(e.namespace) {
+                                try await writer.write(line(e))
+                            }
+                        } onGracefulShutdown: {
+                            Task { await sup.unsubscribe(id) }
                         }
                     } catch {}
                     await sup.unsubscribe(id)

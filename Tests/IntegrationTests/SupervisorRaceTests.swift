@@ -300,3 +300,28 @@ final class Locked<T: Sendable>: @unchecked Sendable {
         #expect(log.contains("is in no row of the state database"), "\(log)")
     }
 }
+
+/// A stopping supervisor ends its open event streams instead of waiting on them.
+@Suite(.serialized) struct SupervisorShutdownTests {
+    @Test func daemonStopEndsWatchersAndTheSupervisor() throws {
+        let f = SupervisorFixture()
+        defer { f.tearDown() }
+        #expect(try f.vt(["get", "instances"]).code == 0)
+        guard let pid = f.supervisorPID() else { Issue.record("no supervisor"); return }
+        let watcher = try launch(["events", "-w"], runtime: f.runtime, environment: f.environment)
+        let getWatcher = try launch(["get", "instances", "-w"], runtime: f.runtime, environment: f.environment)
+        usleep(500_000)
+        let r = try f.vt(["daemon", "stop"])
+        #expect(r.code == 0, "\(r.stderr)")
+        var alive = true
+        for _ in 0..<50 where alive {
+            alive = kill(pid, 0) == 0
+            if alive { usleep(100_000) }
+        }
+        #expect(!alive, "the supervisor still runs 5 s after daemon stop with watchers connected")
+        for w in [watcher, getWatcher] {
+            if w.0.isRunning { w.0.terminate() }
+            _ = finish(w)
+        }
+    }
+}
