@@ -53,6 +53,7 @@ public struct ControlServer: Sendable {
         var logger = Logger(label: "vtarget.serve")
         logger.logLevel = .warning
         let router = Router(context: PeerContext.self)
+        router.add(middleware: APIErrorMiddleware())
         routes(router)
         let path = socketPath, group = socketGroup
         let app = Application(
@@ -228,7 +229,9 @@ struct Caller: Sendable {
 }
 
 func json<T: Encodable>(_ value: T, status: Int = 200) -> Response {
-    let data = (try? JSONEncoder().encode(value)) ?? Data("{}".utf8)
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = .withoutEscapingSlashes
+    let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
     return Response(status: .init(code: status), headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
 }
 

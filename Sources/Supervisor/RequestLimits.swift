@@ -175,3 +175,18 @@ final class RequestLimitHandler: ChannelInboundHandler, RemovableChannelHandler 
         return (length, chunked)
     }
 }
+
+/// Every error the router itself answers (an unknown path, a wrong method,
+/// a body over the route's bound) carries the API's `{"code","message"}`
+/// body like the supervisor's own errors, not an empty one.
+struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as HTTPError {
+            let code = Int(error.status.code)
+            let message = error.body ?? (code == 404 ? "no such API path: \(request.method) \(request.uri.path)" : error.status.reasonPhrase)
+            return errorResponse(code, message)
+        }
+    }
+}

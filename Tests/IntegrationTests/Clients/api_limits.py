@@ -102,5 +102,13 @@ elif mode == "normal":
         if not head.startswith(b"HTTP/1.1 200"):
             fail(f"normal request: {head!r}")
     print("ok normal")
+elif mode == "unknown-path":
+    # An unknown path answers 404 with the API's error body, not an empty one.
+    s = connect()
+    s.sendall(b"GET /v1/nosuch HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+    reply = read_all(s)
+    if not reply.startswith(b"HTTP/1.1 404") or b'"code":404' not in reply or b"/v1/nosuch" not in reply:
+        fail(f"unknown path: {reply!r}")
+    print("ok unknown-path")
 else:
     fail("unknown mode " + mode)
