@@ -32,16 +32,20 @@ let package = Package(
         .target(name: "CANProtocol"),
         // What a supervisor and a shim agree on: status, record, layout, arguments.
         .target(name: "InstanceContract"),
+        // A run's decisions: events in, actions out.
+        .target(name: "SessionCore", dependencies: ["InstanceContract"]),
 
         // IO modules.
         .target(name: "Sandbox", dependencies: ["CSpawn", "CSeccomp"]),
+        // File descriptors, processes, /proc, runtime directories, signals.
+        .target(name: "HostOS", dependencies: ["Sandbox"]),
         .target(name: "Endpoints", dependencies: [
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             "QMP", "CANProtocol",
         ]),
         .target(name: "TargetRuntime", dependencies: [
-            "QEMULaunch", "TargetSpec", "MachineCatalog", "QMP", "Endpoints", "Sandbox", "InstanceContract",
+            "QEMULaunch", "TargetSpec", "MachineCatalog", "QMP", "Endpoints", "Sandbox", "InstanceContract", "HostOS", "SessionCore",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
@@ -62,7 +66,7 @@ let package = Package(
         ]),
         .target(name: "VTargetCommands", dependencies: [
             "ControlAPI", "Supervisor", "TargetRuntime", "QEMULaunch", "TargetSpec", "MachineCatalog", "YAMLTree", "QMP", "Sandbox", "Endpoints",
-            "InstanceContract",
+            "InstanceContract", "HostOS",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "vtarget", dependencies: ["VTargetCommands"]),
@@ -77,6 +81,7 @@ let package = Package(
                     exclude: ["Golden"]),
         .testTarget(name: "CANProtocolTests", dependencies: ["CANProtocol"]),
         .testTarget(name: "InstanceContractTests", dependencies: ["InstanceContract"]),
+        .testTarget(name: "SessionCoreTests", dependencies: ["SessionCore", "InstanceContract"]),
         .testTarget(name: "EndpointsTests", dependencies: ["Endpoints", "CANProtocol", .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "QMPTests", dependencies: ["QMP", "Sandbox", .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "SupervisorUnitTests", dependencies: ["Supervisor", "InstanceContract", .product(name: "GRDB", package: "GRDB.swift")]),

@@ -1,11 +1,14 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import HostOS
 import QMP
 
-/// A blocking QMP client for one-shot CLI verbs (`vtarget qmp|hmp|pause|stop`):
-/// a short-lived process needs no event loop. It talks to an instance's QMP
-/// proxy like any other client; events that arrive meanwhile are kept.
+/// A blocking QMP client, left only for the supervisor's `restoreSnapshot`,
+/// which the shim's own release (SIGUSR1: stop, hubs reset, loadvm, cont)
+/// makes unnecessary. Everything else uses `QMPClient.connect(path:timeout:)`.
+/// Goes with that call site.
+@available(*, deprecated, message: "use QMPClient.connect(path:timeout:); the shim restores its snapshot on SIGUSR1")
 public final class QMPSocketClient {
     private let fd: Int32
     private var splitter = JSONStreamSplitter()
@@ -36,7 +39,7 @@ public final class QMPSocketClient {
             guard m["id"] == id else { continue }
             if let r = m["return"] { return r }
             let e = m["error"]
-            throw RuntimeError("QMP error \(e?["class"]?.stringValue ?? "?"): \(e?["desc"]?.stringValue ?? "\(m)")")
+            throw RuntimeError("QMP error \(e?["class"]?.stringValue ?? "?"): \(e?["desc"]?.stringValue ?? "\(m)")", code: .qmp)
         }
     }
 
@@ -72,71 +75,4 @@ public final class QMPSocketClient {
         }
         return pending.removeFirst()
     }
-}
-
-/// Seconds on the monotonic clock, for deadlines.
-public func monotonicSeconds() -> Double {
-    var t = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &t)
-    return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
-}
-
-/// Reads a log that rotates underneath it (`x.raw`, `x.raw.1`, ...): follows
-/// the live file by inode and finishes a renamed one before moving on.
-public struct LogFollower {
-    let path: String
-    private var fd: Int32 = -1
-    private var inode: ino_t = 0
-
-    /// `fromStart` reads the rotated files, oldest first, then the live one;
-    /// otherwise only what is written from now on.
-    public init(path: String, fromStart: Bool, rotatedFiles: Int = 16) {
-        self.path = path
-        if fromStart {
-            backlog = []
-            for i in stride(from: rotatedFiles, through: 1, by: -1) {
-                if let data = try? InputFiles.readFile(path + ".\(i)") { backlog += data }
-            }
-        }
-        openLive(seekEnd: !fromStart)
-    }
-
-    private var backlog: [UInt8] = []
-
-    private mutating func openLive(seekEnd: Bool) {
-        if fd >= 0 { close(fd) }
-        fd = open(path, O_RDONLY | O_CLOEXEC)
-        var st = stat()
-        if fd >= 0, fstat(fd, &st) == 0 {
-            inode = st.st_ino
-            if seekEnd { lseek(fd, 0, SEEK_END) }
-        }
-    }
-
-    /// New bytes since the last call (empty when there are none yet).
-    public mutating func read() -> [UInt8] {
-        var out = backlog
-        backlog = []
-        out += drain()
-        var st = stat()
-        if stat(path, &st) == 0, st.st_ino != inode {
-            out += drain()  // the rest of the file that was rotated away
-            openLive(seekEnd: false)
-            out += drain()
-        }
-        return out
-    }
-
-    private func drain() -> [UInt8] {
-        guard fd >= 0 else { return [] }
-        var out: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = Glibc.read(fd, &buf, buf.count)
-            if n < 0, errno == EINTR { continue }
-            if n <= 0 { return out }
-            out += buf[0..<n]
-        }
-    }
-
 }

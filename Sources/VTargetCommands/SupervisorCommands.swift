@@ -1,4 +1,5 @@
 import ArgumentParser
+import InstanceContract
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else

@@ -7,6 +7,7 @@ import Foundation
 import Glibc
 #endif
 import ControlAPI
+import InstanceContract
 import Sandbox
 import TargetRuntime
 

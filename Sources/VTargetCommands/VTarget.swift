@@ -2,6 +2,9 @@ import ArgumentParser
 #if canImport(Glibc)
 import Glibc
 #endif
+import HostOS
+import InstanceContract
+import QMP
 import Sandbox
 import TargetRuntime
 import ControlAPI
@@ -38,6 +41,9 @@ public struct VTarget: AsyncParsableCommand {
             return ExitCode.badInput
         } catch let e as RuntimeError {
             printError("vtarget: " + e.description)
+            return e.code == .badInput ? ExitCode.badInput : ExitCode.failure
+        } catch let e as QMPError {
+            printError("vtarget: \(e)")
             return ExitCode.failure
         } catch let e as SpawnError {
             printError("vtarget: \(e)")
@@ -51,14 +57,17 @@ public struct VTarget: AsyncParsableCommand {
         } catch let e as CommandExit {
             return e.code
         } catch {
-            let code = exitCode(for: error).rawValue
+            // ArgumentParser's own errors (usage, validation) are bad input;
+            // --help and --version end with 0; anything else is a failure,
+            // not the user's fault.
+            let code = exitCode(for: error)
             let message = fullMessage(for: error)
-            if code == 0 {
+            if code == .success {
                 print(message)
                 return 0
             }
             printError(message)
-            return ExitCode.badInput
+            return code == .validationFailure ? ExitCode.badInput : ExitCode.failure
         }
     }
 }
