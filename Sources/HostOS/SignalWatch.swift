@@ -18,6 +18,7 @@ import Sandbox
 /// passes, it exits with 128+N, and the kernel's parent-death signal takes
 /// every QEMU with it. `cancel()` restores the default actions instead of
 /// ignoring the signals, so a process busy exiting still dies of one.
+/// SIGUSR1 (a pool release) never stops anything.
 public final class SignalWatch: @unchecked Sendable {
     private let signals: [Int32]
     private let writeEnd: Int32
@@ -50,17 +51,13 @@ public final class SignalWatch: @unchecked Sendable {
             sigemptyset(&action.sa_mask)
             sigaction(s, &action, nil)
         }
-        // Whatever thread installed us, the signals must be deliverable.
-        var set = sigset_t()
-        sigemptyset(&set)
-        for s in signals { sigaddset(&set, s) }
-        pthread_sigmask(SIG_UNBLOCK, &set, nil)
     }
 
-    /// Back to the default actions; the reader thread ends (its deadline,
-    /// if one runs, still ends the process when exiting takes too long).
+    /// Back to the default actions (SIGUSR1, which asks nothing of a
+    /// process on its way out, is ignored); the reader thread ends (its
+    /// deadline, if one runs, still ends the process when exiting takes too long).
     public func cancel() {
-        for s in signals { signal(s, SIG_DFL) }
+        for s in signals { signal(s, s == SIGUSR1 ? SIG_IGN : SIG_DFL) }
         var zero: UInt8 = 0
         _ = write(writeEnd, &zero, 1)
         close(writeEnd)

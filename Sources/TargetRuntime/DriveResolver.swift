@@ -102,7 +102,7 @@ public struct DriveResolver {
             executable: qemuImg, arguments: ["create", "-q", "-f", "qcow2", path, "\(capacity)"],
             environment: ["PATH=/usr/bin:/bin"], fds: [-1, -1, 2]))
         let status = await child.waitForExit()
-        if status != .exited(0) { throw RuntimeError("qemu-img create \(path) failed: \(status)") }
+        if status != .exited(0) { throw RuntimeError("qemu-img create \(path) failed: \(status)", code: .spawn) }
     }
 }
 

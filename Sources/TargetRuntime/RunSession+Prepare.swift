@@ -63,7 +63,7 @@ extension RunSession {
         let out = try await ProcessCapture.run(deadline: 10) { w in
             SpawnRequest(executable: tool, arguments: ["create", "-q", "-f", "qcow2", path, "64M"], environment: [], fds: [-1, w, w])
         }
-        guard out.status == .exited(0) else { throw RuntimeError("qemu-img create \(path): \(out.output)") }
+        guard out.status == .exited(0) else { throw RuntimeError("qemu-img create \(path): \(out.output)", code: .spawn) }
         return path
     }
 }

@@ -75,7 +75,7 @@ public final class TargetProcess: Sendable {
             }
         } catch {
             abandon()
-            throw RuntimeError("\(plan.targetName): \(error)")
+            throw RuntimeError("\(plan.targetName): \(error)", cause: error)
         }
         for f in plan.passedFiles.sorted(by: { $0.childFD < $1.childFD }) {
             let fd = open(f.path, (f.writable ? O_RDWR : O_RDONLY) | O_CLOEXEC)
@@ -115,7 +115,7 @@ public final class TargetProcess: Sendable {
         } catch {
             abandon()
             cgroup?.remove()
-            throw RuntimeError("\(plan.targetName): \(error)")
+            throw RuntimeError("\(plan.targetName): \(error)", code: .spawn, cause: error)
         }
     }
 

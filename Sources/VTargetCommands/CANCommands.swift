@@ -158,6 +158,6 @@ struct CANFault: ParsableCommand {
             for part in text.dropFirst(4).dropLast(2).split(separator: " ") { printOut(String(part)) }
             return
         }
-        throw RuntimeError("the bus did not answer")
+        throw RuntimeError("the bus did not answer", code: .timeout)
     }
 }

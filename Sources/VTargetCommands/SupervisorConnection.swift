@@ -47,7 +47,7 @@ enum SupervisorConnection {
             }
             try await Task.sleep(for: .milliseconds(10))
         }
-        throw RuntimeError("the supervisor did not answer within 15 s; see \(p.log)")
+        throw RuntimeError("the supervisor did not answer within 15 s; see \(p.log)", code: .timeout)
     }
 
     /// POST /v1/instances/NS/NAME/ACTION (start, stop, release).

@@ -4,7 +4,6 @@ import Glibc
 #endif
 import HostOS
 import InstanceContract
-import QMP
 import Sandbox
 import TargetRuntime
 import ControlAPI
@@ -36,15 +35,22 @@ public struct VTarget: AsyncParsableCommand {
                 try command.run()
             }
             return 0
+        } catch {
+            return exitCode(reporting: error)
+        }
+    }
+
+    /// Says on stderr what went wrong and returns the exit code: 2 only
+    /// for bad input (YAML, flags, a `.badInput` runtime error).
+    public static func exitCode(reporting error: any Error) -> Int32 {
+        do {
+            throw error
         } catch let e as DiagnosticError {
             printError(e.description)
             return ExitCode.badInput
         } catch let e as RuntimeError {
             printError("vtarget: " + e.description)
             return e.code == .badInput ? ExitCode.badInput : ExitCode.failure
-        } catch let e as QMPError {
-            printError("vtarget: \(e)")
-            return ExitCode.failure
         } catch let e as SpawnError {
             printError("vtarget: \(e)")
             return ExitCode.failure
@@ -58,15 +64,16 @@ public struct VTarget: AsyncParsableCommand {
             return e.code
         } catch {
             // ArgumentParser's own errors (usage, validation) are bad input;
-            // --help and --version end with 0; anything else is a failure,
-            // not the user's fault.
+            // --help and --version end with 0; an explicit exit code is kept;
+            // anything else is a failure, not the user's fault.
             let code = exitCode(for: error)
             let message = fullMessage(for: error)
             if code == .success {
                 print(message)
                 return 0
             }
-            printError(message)
+            if !message.isEmpty { printError(message) }
+            if error is ArgumentParser.ExitCode { return code.rawValue }
             return code == .validationFailure ? ExitCode.badInput : ExitCode.failure
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import InstanceContract
 import Testing
 import TestSupport
 
@@ -118,9 +119,9 @@ final class SupervisorFixture: Sendable {
         for d in [runtime, state, work] { try? FileManager.default.removeItem(atPath: d) }
     }
 
-    /// Shims of this fixture: `vtarget run --status-file <state>/...`.
+    /// Shims of this fixture: `vtarget run ... --shim JSON`, the JSON naming files below <state>.
     func shims() -> [Int32] {
-        processes { $0.contains("--status-file\u{0}\(state)/") }
+        processes { $0.contains("\u{0}\(ShimArguments.option)\u{0}") && $0.contains("\(state)/") }
     }
 }
 
