@@ -34,18 +34,22 @@ let package = Package(
         .target(name: "CANProtocol", exclude: ["README.md"]),
         // What a supervisor and a shim agree on: status, record, layout, arguments.
         .target(name: "InstanceContract", exclude: ["README.md"]),
+        // A run's decisions: events in, actions out.
+        .target(name: "SessionCore", dependencies: ["InstanceContract"], exclude: ["README.md"]),
 
         // IO modules.
         .target(name: "Sandbox", dependencies: ["CSpawn", "CSeccomp"], exclude: ["README.md"]),
+        // File descriptors, processes, /proc, runtime directories, signals.
+        .target(name: "HostOS", dependencies: ["Sandbox"], exclude: ["README.md"]),
         .target(name: "Endpoints", dependencies: [
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             "QMP", "CANProtocol",
         ], exclude: ["README.md"]),
         // qemu-img and, next, the image store.
-        .target(name: "DiskImages", dependencies: ["Sandbox"], exclude: ["README.md"]),
+        .target(name: "DiskImages", dependencies: ["Sandbox", "HostOS"], exclude: ["README.md"]),
         .target(name: "TargetRuntime", dependencies: [
-            "DiskImages", "QEMULaunch", "TargetSpec", "MachineCatalog", "QMP", "Endpoints", "Sandbox", "InstanceContract",
+            "DiskImages", "QEMULaunch", "TargetSpec", "MachineCatalog", "QMP", "Endpoints", "Sandbox", "InstanceContract", "HostOS", "SessionCore",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
@@ -57,7 +61,7 @@ let package = Package(
         ], exclude: ["README.md"]),
         // The per-user supervisor: state in SQLite, shims, the HTTP server.
         .target(name: "Supervisor", dependencies: [
-            "ControlAPI", "TargetRuntime", "TargetSpec", "MachineCatalog", "YAMLTree", "Sandbox", "CSpawn", "QMP", "InstanceContract", "ResourceKit",
+            "ControlAPI", "TargetRuntime", "TargetSpec", "MachineCatalog", "YAMLTree", "Sandbox", "CSpawn", "QMP", "InstanceContract", "ResourceKit", "HostOS",
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -66,7 +70,7 @@ let package = Package(
         ], exclude: ["README.md"]),
         .target(name: "VTargetCommands", dependencies: [
             "ControlAPI", "Supervisor", "TargetRuntime", "DiskImages", "QEMULaunch", "TargetSpec", "MachineCatalog", "ResourceKit", "YAMLTree", "QMP", "Sandbox", "Endpoints",
-            "InstanceContract",
+            "InstanceContract", "HostOS",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], exclude: ["README.md"]),
         .executableTarget(name: "vtarget", dependencies: ["VTargetCommands"], exclude: ["README.md"]),
@@ -82,10 +86,11 @@ let package = Package(
                     exclude: ["Golden"]),
         .testTarget(name: "CANProtocolTests", dependencies: ["CANProtocol"]),
         .testTarget(name: "InstanceContractTests", dependencies: ["InstanceContract"]),
+        .testTarget(name: "SessionCoreTests", dependencies: ["SessionCore", "InstanceContract"]),
         .testTarget(name: "EndpointsTests", dependencies: ["Endpoints", "CANProtocol", "QMP", .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "QMPTests", dependencies: ["QMP", "Sandbox", .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "SupervisorUnitTests", dependencies: ["Supervisor", "InstanceContract", .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "IntegrationTests", dependencies: ["VTargetCommands", "TargetRuntime", "InstanceContract", "ControlAPI", "DiskImages", "QMP", "Sandbox", "QEMULaunch", "TargetSpec", "MachineCatalog", "ResourceKit", "TestSupport", .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio")],
+        .testTarget(name: "IntegrationTests", dependencies: ["VTargetCommands", "TargetRuntime", "InstanceContract", "ControlAPI", "DiskImages", "QMP", "Sandbox", "QEMULaunch", "TargetSpec", "MachineCatalog", "ResourceKit", "TestSupport", "HostOS", .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio"), .product(name: "ArgumentParser", package: "swift-argument-parser")],
                     exclude: ["Clients"]),
     ],
     swiftLanguageModes: [.v6]

@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import HostOS
 import Sandbox
 
 /// Every `qemu-img` vtarget runs goes through here: one way to spawn it, one

@@ -7,6 +7,7 @@ import Foundation
 import Glibc
 #endif
 import NIOCore
+import HostOS
 import TargetRuntime
 import YAMLTree
 

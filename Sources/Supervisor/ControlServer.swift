@@ -12,6 +12,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import ServiceLifecycle
+import HostOS
 import TargetRuntime
 
 /// The request context: the connection, so each request can be checked

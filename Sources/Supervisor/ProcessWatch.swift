@@ -4,6 +4,7 @@ import Glibc
 import InstanceContract
 import CSpawn
 import Synchronization
+import HostOS
 import TargetRuntime
 
 /// A process named by pid and start time, so a recycled pid never matches.
@@ -12,10 +13,10 @@ struct ProcessIdentity: Sendable, Equatable {
     var startTime: UInt64
 
     static func of(_ pid: Int32) -> ProcessIdentity? {
-        InstanceRecord.startTime(of: pid).map { ProcessIdentity(pid: pid, startTime: $0) }
+        Processes.startTime(of: pid).map { ProcessIdentity(pid: pid, startTime: $0) }
     }
 
-    var isAlive: Bool { InstanceRecord.startTime(of: pid) == startTime }
+    var isAlive: Bool { Processes.startTime(of: pid) == startTime }
 
     /// `/proc/PID/exe`, without the " (deleted)" a replaced binary gets.
     var executable: String? {

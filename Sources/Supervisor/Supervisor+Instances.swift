@@ -3,6 +3,7 @@ import Glibc
 #endif
 import ControlAPI
 import InstanceContract
+import HostOS
 import TargetRuntime
 
 extension Supervisor {

@@ -9,6 +9,7 @@ import Glibc
 import ControlAPI
 import InstanceContract
 import Sandbox
+import HostOS
 import TargetRuntime
 
 extension Supervisor {
@@ -248,7 +249,8 @@ extension Supervisor {
     }
 
     /// Stops a running shim: SIGTERM (it stops QEMU gently, then removes its
-    /// sockets), SIGKILL after 20 s; returns once its end is recorded.
+    /// sockets, and exits within 4 s whatever it waits for), SIGKILL after
+    /// 8 s; returns once its end is recorded.
     func stopShim(_ key: String, message: String) async {
         guard let shim = shims[key] else { return }
         let (namespace, name) = split(key)
@@ -258,7 +260,7 @@ extension Supervisor {
         }
         let watcher = watchers[key]
         send(SIGTERM, to: shim)
-        let done = await withDeadline(20) { await watcher?.value }
+        let done = await withDeadline(8) { await watcher?.value }
         if done == nil {
             send(SIGKILL, to: shim)
             await watcher?.value
@@ -270,7 +272,7 @@ extension Supervisor {
             child.signal(signal)
         } else {
             _ = signalProcess(pid: shim.identity.pid, startTime: shim.identity.startTime,
-                              currentStartTime: InstanceRecord.startTime(of:), signal: signal)
+                              currentStartTime: Processes.startTime(of:), signal: signal)
         }
     }
 

@@ -8,6 +8,7 @@ import Glibc
 #endif
 import InstanceContract
 import Sandbox
+import HostOS
 import TargetRuntime
 
 extension Supervisor {

@@ -4,6 +4,7 @@ import Glibc
 import ControlAPI
 import InstanceContract
 import Sandbox
+import HostOS
 import TargetRuntime
 import TargetSpec
 import YAMLTree

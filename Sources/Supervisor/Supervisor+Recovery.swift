@@ -9,6 +9,7 @@ import Glibc
 import ControlAPI
 import InstanceContract
 import Sandbox
+import HostOS
 import TargetRuntime
 
 extension Supervisor {
@@ -75,7 +76,7 @@ extension Supervisor {
             shims[row.key] = Shim(uid: row.uid, identity: identity, child: nil)
             if alive {
                 // Half-started: its QEMU may not be fully wired; never adopt that.
-                _ = signalProcess(pid: pid, startTime: UInt64(start), currentStartTime: InstanceRecord.startTime(of:), signal: SIGKILL)
+                _ = signalProcess(pid: pid, startTime: UInt64(start), currentStartTime: Processes.startTime(of:), signal: SIGKILL)
                 await identity.waitForExit()
                 // The supervisor's failure, not the instance's: start it again.
                 shims[row.key] = nil

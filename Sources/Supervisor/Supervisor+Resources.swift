@@ -1,6 +1,7 @@
 import ControlAPI
 import InstanceContract
 import ResourceKit
+import HostOS
 import TargetRuntime
 import YAMLTree
 

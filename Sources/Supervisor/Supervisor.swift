@@ -11,6 +11,7 @@ import ControlAPI
 import GRDB
 import MachineCatalog
 import Sandbox
+import HostOS
 import TargetRuntime
 import TargetSpec
 import YAMLTree

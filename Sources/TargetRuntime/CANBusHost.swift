@@ -6,6 +6,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import HostOS
 import Endpoints
 import NIOCore
 import NIOPosix
@@ -35,7 +36,7 @@ public enum CANBusHost {
     /// the exit code, 0 also when another host already serves it.
     public static func serve(bus: String, namespace: String, environment: [String: String]) async throws -> Int32 {
         guard !bus.isEmpty, !bus.contains("/"), bus != ".", bus != "..", !bus.contains(" ") else {
-            throw RuntimeError("\"\(bus)\" is not a bus name")
+            throw RuntimeError("\"\(bus)\" is not a bus name", code: .badInput)
         }
         try RuntimeDirectory.ensurePrivate(RuntimeDirectory.base(environment: environment), traversable: QEMUSandbox.isRoot)
         let dir = directory(bus: bus, namespace: namespace, environment: environment)
@@ -96,7 +97,7 @@ public enum CANBusHost {
             }
             try await Task.sleep(for: .milliseconds(5))
         }
-        throw RuntimeError("the CAN bus \"\(bus)\" did not start within 10 s; `vtarget can serve \(bus)` in a terminal shows why")
+        throw RuntimeError("the CAN bus \"\(bus)\" did not start within 10 s; `vtarget can serve \(bus)` in a terminal shows why", code: .timeout)
     }
 
     /// Joins `member` to the bus, starting a host when needed. A host that is

@@ -6,6 +6,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import HostOS
 
 /// Memory and CPU limits for one QEMU, in a cgroup of its own below the one
 /// vtarget runs in: cgroup v2 where the controllers are delegated, else the

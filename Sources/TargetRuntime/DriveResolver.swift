@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import HostOS
 import DiskImages
 import QEMULaunch
 import TargetSpec

@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import HostOS
 import MachineCatalog
 import TargetSpec
 import YAMLTree
@@ -15,7 +16,7 @@ import Glibc
 public enum InputFiles {
     public static func readFile(_ path: String) throws(RuntimeError) -> [UInt8] {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw RuntimeError("cannot read \(path): no such file or not readable")
+            throw RuntimeError("cannot read \(path): no such file or not readable", code: .notFound)
         }
         return [UInt8](data)
     }
@@ -41,7 +42,7 @@ public enum InputFiles {
                 continue
             }
             guard let isDir = isDirectory(p) else {
-                throw RuntimeError("\(p): no such file or directory")
+                throw RuntimeError("\(p): no such file or directory", code: .notFound)
             }
             if isDir {
                 out += try directorySources(p, recursive: recursive)

@@ -6,24 +6,18 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import HostOS
 import InstanceContract
 
 extension InstanceRecord {
     public func write() {
         guard let data = try? encoded() else { return }
-        replaceFile(layout.recordFile, with: data)
+        FileDescriptors.replaceFile(layout.recordFile, with: data)
     }
 
     /// Whether the QEMU it names is still that process.
-    public var qemuAlive: Bool { Self.startTime(of: qemuPID) == qemuStartTime }
+    public var qemuAlive: Bool { Processes.startTime(of: qemuPID) == qemuStartTime }
 
-    public static func startTime(of pid: Int32) -> UInt64? {
-        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/stat") else { return nil }
-        let text = String(decoding: data, as: UTF8.self)
-        guard let close = text.lastIndex(of: ")") else { return nil }
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        return fields.count > 19 ? UInt64(fields[19]) : nil
-    }
 }
 
 /// Finds instances by name across every `vtarget run` of this user.
@@ -55,7 +49,7 @@ public enum InstanceLocator {
         if hits.count == 1 { return hits[0] }
         if hits.isEmpty {
             let names = all.map { $0.namespace == "default" ? $0.name : "\($0.namespace)/\($0.name)" }
-            throw RuntimeError("no running instance \"\(name)\"" + (names.isEmpty ? " (none is running: start one with vtarget run)" : "; running: " + names.joined(separator: ", ")))
+            throw RuntimeError("no running instance \"\(name)\"" + (names.isEmpty ? " (none is running: start one with vtarget run)" : "; running: " + names.joined(separator: ", ")), code: .notFound)
         }
         throw RuntimeError("\(hits.count) running instances are called \"\(name)\" (runs " + hits.map { "\($0.ownerPID)" }.joined(separator: ", ") + "); give -n NAMESPACE or stop one")
     }
@@ -73,7 +67,7 @@ public struct BusRecord: Codable, Sendable {
 
     public func write() {
         guard let data = try? JSONEncoder().encode(self) else { return }
-        replaceFile(directory + "/bus.json", with: data)
+        FileDescriptors.replaceFile(directory + "/bus.json", with: data)
     }
 
     /// The record in `directory`, when its host is alive.
@@ -91,15 +85,6 @@ public struct BusRecord: Codable, Sendable {
             .filter { $0.hasPrefix("bus-") }.compactMap { live(in: base + "/" + $0) }
             .map { $0.namespace == "default" ? $0.name : "\($0.namespace)/\($0.name)" }
         throw RuntimeError("no CAN bus \"\(name)\" is running" + (namespace == "default" ? "" : " in namespace \(namespace)")
-                           + (running.isEmpty ? "" : "; running: " + running.joined(separator: ", ")))
+                           + (running.isEmpty ? "" : "; running: " + running.joined(separator: ", ")), code: .notFound)
     }
-}
-
-/// Writes `data` beside `path`, then renames it into place: whoever reads
-/// `path` (polling, or inotify on IN_MOVED_TO) sees the old file or the whole
-/// new one, never half of it.
-func replaceFile(_ path: String, with data: Data) {
-    let slash = path.lastIndex(of: "/").map { path.index(after: $0) } ?? path.startIndex
-    let tmp = String(path[..<slash]) + "." + path[slash...] + ".tmp"
-    if FileManager.default.createFile(atPath: tmp, contents: data) { rename(tmp, path) }
 }

@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import HostOS
 
 /// What `vtarget run --junit FILE` writes: one testcase per target boot, per
 /// readiness, per declarative test and per command, with the serial output

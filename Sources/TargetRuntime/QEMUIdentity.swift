@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import HostOS
 
 /// The uid and gid one QEMU runs as when vtarget is root: its own, held by a
 /// lease no other instance on this machine can take while it lives. With a

@@ -1,3 +1,4 @@
+import HostOS
 import DiskImages
 
 extension QemuImg {

@@ -6,8 +6,8 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import HostOS
 import InstanceContract
-import Sandbox
 
 /// Where a supervised session keeps its instance and reports on it.
 public struct SupervisedInstance: Sendable {
@@ -27,13 +27,6 @@ public struct SupervisedInstance: Sendable {
 }
 
 extension ShimStatus {
-    public mutating func exit(_ status: ExitStatus) {
-        switch status {
-        case .exited(let c): exitCode = c
-        case .signalled(let s): signal = s
-        }
-    }
-
     /// Wall-clock seconds since 1970, as every status and row time is kept.
     public static var now: Double {
         var ts = timespec()
@@ -65,6 +58,6 @@ final class ShimStatusWriter: @unchecked Sendable {
 
     private func write() {
         guard let data = try? current.encoded() else { return }
-        replaceFile(path, with: data)
+        FileDescriptors.replaceFile(path, with: data)
     }
 }

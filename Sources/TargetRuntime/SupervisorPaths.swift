@@ -1,3 +1,4 @@
+import HostOS
 import InstanceContract
 
 /// Where the per-user supervisor lives: its socket beside the instances'

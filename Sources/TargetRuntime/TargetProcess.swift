@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import HostOS
 import InstanceContract
 import Endpoints
 import NIOCore
@@ -75,7 +76,7 @@ public final class TargetProcess: Sendable {
             }
         } catch {
             abandon()
-            throw RuntimeError("\(plan.targetName): \(error)")
+            throw RuntimeError("\(plan.targetName): \(error)", cause: error)
         }
         for f in plan.passedFiles.sorted(by: { $0.childFD < $1.childFD }) {
             let fd = open(f.path, (f.writable ? O_RDWR : O_RDONLY) | O_CLOEXEC)
@@ -115,7 +116,7 @@ public final class TargetProcess: Sendable {
         } catch {
             abandon()
             cgroup?.remove()
-            throw RuntimeError("\(plan.targetName): \(error)")
+            throw RuntimeError("\(plan.targetName): \(error)", code: .spawn, cause: error)
         }
     }
 

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import HostOS
 
 /// vtarget's ends of one UART's FIFO pair (`<path>.in`, `<path>.out`), made
 /// and opened before QEMU starts, so nothing else can take QEMU's place.

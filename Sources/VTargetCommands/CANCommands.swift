@@ -4,6 +4,7 @@ import CANProtocol
 import Glibc
 #endif
 import MachineCatalog
+import HostOS
 import TargetRuntime
 
 struct CAN: ParsableCommand {
@@ -158,6 +159,6 @@ struct CANFault: ParsableCommand {
             for part in text.dropFirst(4).dropLast(2).split(separator: " ") { printOut(String(part)) }
             return
         }
-        throw RuntimeError("the bus did not answer")
+        throw RuntimeError("the bus did not answer", code: .timeout)
     }
 }

@@ -4,6 +4,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import HostOS
 import TargetRuntime
 import TargetSpec
 import QMP

@@ -3,6 +3,7 @@ import ArgumentParser
 import Glibc
 #endif
 import Sandbox
+import HostOS
 import TargetRuntime
 import Sandbox
 
@@ -72,7 +73,7 @@ enum SandboxExec {
 
     static func spawn(_ command: [String], sandbox: Bool, stdout: Int32) async throws -> ChildProcess {
         guard let exe = ExecutableSearch.find(command[0], environment: Environment.variables) else {
-            throw RuntimeError("command not found: \(command[0])")
+            throw RuntimeError("command not found: \(command[0])", code: .notFound)
         }
         return try await ChildProcess.spawn(SpawnRequest(
             executable: exe, arguments: Array(command.dropFirst()), environment: environment,

@@ -2,6 +2,7 @@ import InstanceContract
 import ArgumentParser
 import ControlAPI
 import ResourceKit
+import HostOS
 import TargetRuntime
 import YAMLTree
 

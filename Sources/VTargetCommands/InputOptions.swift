@@ -8,6 +8,7 @@ import Foundation
 import Glibc
 #endif
 import MachineCatalog
+import HostOS
 import TargetRuntime
 import TargetSpec
 import YAMLTree

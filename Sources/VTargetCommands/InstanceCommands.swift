@@ -6,6 +6,7 @@ import Glibc
 import MachineCatalog
 import QMP
 import Sandbox
+import HostOS
 import TargetRuntime
 import ControlAPI
 
@@ -21,12 +22,15 @@ struct InstanceOptions: ParsableArguments {
         try InstanceLocator.find(name, namespace: namespace, environment: Environment.variables)
     }
 
-    func qmp(timeout: Double = 10) throws -> QMPSocketClient {
-        try QMPSocketClient(path: locate().layout.qmpSocket, timeout: timeout)
+    /// A QMP client on the instance's proxy; `body` uses it, then it is closed.
+    func withQMP<T>(timeout: Double = 10, _ body: (QMPClient) async throws -> T) async throws -> T {
+        let qmp = try await QMPClient.connect(path: locate().layout.qmpSocket, timeout: timeout)
+        defer { qmp.close() }
+        return try await body(qmp)
     }
 }
 
-struct Qmp: ParsableCommand {
+struct Qmp: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Send one QMP command to an instance and print its result as JSON.",
         discussion: "JSON is a command object ('{\"execute\": \"query-status\"}') or just a command name ('query-status').")
@@ -34,7 +38,7 @@ struct Qmp: ParsableCommand {
     @OptionGroup var instance: InstanceOptions
     @Argument(help: "The command.") var command: String
 
-    func run() throws {
+    func run() async throws {
         let object: JSONValue
         if let parsed = try? JSONValue.parse(Array(command.utf8)), case .object = parsed {
             object = parsed
@@ -43,21 +47,22 @@ struct Qmp: ParsableCommand {
         } else {
             throw ValidationError("not a QMP command object or command name: \(command)")
         }
-        printOut(try instance.qmp().execute(object).description)
+        let name = object["execute"]?.stringValue ?? ""
+        let result = try await instance.withQMP { try await $0.execute(name, arguments: object["arguments"], timeout: 10) }
+        printOut(result.description)
     }
 }
 
-struct Hmp: ParsableCommand {
+struct Hmp: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run a human monitor command ('info registers') through QMP.")
 
     @OptionGroup var instance: InstanceOptions
     @Argument(help: "The HMP command line.") var command: String
 
-    func run() throws {
-        let r = try instance.qmp().execute(.object([
-            "execute": .string("human-monitor-command"),
-            "arguments": .object(["command-line": .string(command)]),
-        ]))
+    func run() async throws {
+        let r = try await instance.withQMP {
+            try await $0.execute("human-monitor-command", arguments: .object(["command-line": .string(command)]), timeout: 10)
+        }
         let text = r.stringValue ?? r.description
         if !text.isEmpty { printOut(text.trimmedTrailingNewlinesForOutput) }
     }
@@ -65,27 +70,27 @@ struct Hmp: ParsableCommand {
 
 /// pause, resume and reset: one QMP command each.
 struct SimpleQMPVerb {
-    static func run(_ instance: InstanceOptions, _ command: String) throws {
-        _ = try instance.qmp().execute(.object(["execute": .string(command)]))
+    static func run(_ instance: InstanceOptions, _ command: String) async throws {
+        _ = try await instance.withQMP { try await $0.execute(command, timeout: 10) }
     }
 }
 
-struct Pause: ParsableCommand {
+struct Pause: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Pause the guest's CPUs (QMP stop).")
     @OptionGroup var instance: InstanceOptions
-    func run() throws { try SimpleQMPVerb.run(instance, "stop") }
+    func run() async throws { try await SimpleQMPVerb.run(instance, "stop") }
 }
 
-struct Resume: ParsableCommand {
+struct Resume: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Resume a paused guest (QMP cont).")
     @OptionGroup var instance: InstanceOptions
-    func run() throws { try SimpleQMPVerb.run(instance, "cont") }
+    func run() async throws { try await SimpleQMPVerb.run(instance, "cont") }
 }
 
-struct Reset: ParsableCommand {
+struct Reset: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Reset the guest, as its reset button would (QMP system_reset).")
     @OptionGroup var instance: InstanceOptions
-    func run() throws { try SimpleQMPVerb.run(instance, "system_reset") }
+    func run() async throws { try await SimpleQMPVerb.run(instance, "system_reset") }
 }
 
 struct Stop: AsyncParsableCommand {
@@ -113,17 +118,18 @@ struct Stop: AsyncParsableCommand {
         }
         let record = try located.get()
         let grace = Quantity.parseDuration(timeout) ?? 10
-        if let qmp = try? QMPSocketClient(path: record.layout.qmpSocket, timeout: 2) {
-            if record.powerdown, (try? qmp.execute(.object(["execute": .string("system_powerdown")]))) != nil {
-                _ = qmp.waitForEvent("SHUTDOWN", timeout: grace)
+        if let qmp = try? await QMPClient.connect(path: record.layout.qmpSocket, timeout: 2) {
+            if record.powerdown, (try? await qmp.execute("system_powerdown", timeout: 10)) != nil {
+                _ = await qmp.waitForEvent("SHUTDOWN", timeout: grace)
             }
-            _ = try? qmp.execute(.object(["execute": .string("quit")]), timeout: 2)
+            _ = try? await qmp.execute("quit", timeout: 2)
+            qmp.close()
         }
         if waitGone(record, seconds: 2) { return }
         signal(record, SIGTERM)
         if waitGone(record, seconds: 2) { return }
         signal(record, SIGKILL)
-        if !waitGone(record, seconds: 2) { throw RuntimeError("\(record.name): QEMU (pid \(record.qemuPID)) did not stop") }
+        if !waitGone(record, seconds: 2) { throw RuntimeError("\(record.name): QEMU (pid \(record.qemuPID)) did not stop", code: .timeout) }
     }
 
     private func waitGone(_ r: InstanceRecord, seconds: Double) -> Bool {
@@ -136,7 +142,7 @@ struct Stop: AsyncParsableCommand {
 
     /// Only the QEMU the record names, through a pidfd checked against its start time.
     private func signal(_ r: InstanceRecord, _ sig: Int32) {
-        _ = signalProcess(pid: r.qemuPID, startTime: r.qemuStartTime, currentStartTime: InstanceRecord.startTime(of:), signal: sig)
+        _ = signalProcess(pid: r.qemuPID, startTime: r.qemuStartTime, currentStartTime: Processes.startTime(of:), signal: sig)
     }
 }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import MachineCatalog
+import HostOS
 import TargetRuntime
 
 struct Machines: AsyncParsableCommand {

@@ -1,6 +1,7 @@
 import InstanceContract
 import ControlAPI
 import ResourceKit
+import HostOS
 import TargetRuntime
 import YAMLTree
 

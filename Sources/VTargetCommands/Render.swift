@@ -1,5 +1,6 @@
 import ArgumentParser
 import QEMULaunch
+import HostOS
 import TargetRuntime
 import TargetSpec
 import YAMLTree

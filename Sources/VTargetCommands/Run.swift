@@ -6,6 +6,7 @@ import MachineCatalog
 import QEMULaunch
 import Endpoints
 import InstanceContract
+import HostOS
 import TargetRuntime
 import TargetSpec
 import YAMLTree
@@ -75,7 +76,7 @@ struct Run: AsyncParsableCommand {
             // Started by the supervisor: one instance, in its own lasting directory.
             guard supervisedOptions.waitForGo() else { return }
             loaded.runnables = loaded.runnables.filter { "\($0.namespace)/\($0.name)" == shim.instance }
-            guard let one = loaded.runnables.first else { throw RuntimeError("no instance \(shim.instance) in the spec") }
+            guard let one = loaded.runnables.first else { throw RuntimeError("no instance \(shim.instance) in the spec", code: .notFound) }
             runDir = InstanceLayout.namespaceDirectory(runtime: base, namespace: one.namespace)
             try RuntimeDirectory.ensurePrivate(runDir, traversable: dropping)
             let layout = InstanceLayout.supervised(runtime: base, namespace: one.namespace, name: one.name)

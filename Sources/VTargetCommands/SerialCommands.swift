@@ -4,6 +4,7 @@ import ArgumentParser
 import Glibc
 #endif
 import MachineCatalog
+import HostOS
 import TargetRuntime
 
 /// The device a verb means: the one named, else the instance's first UART.
@@ -14,7 +15,7 @@ func serialDevice(_ record: InstanceRecord, _ device: String?) throws -> String 
         }
         return device
     }
-    guard let first = record.serialDevices.first else { throw RuntimeError("\(record.name) has no serial device") }
+    guard let first = record.serialDevices.first else { throw RuntimeError("\(record.name) has no serial device", code: .notFound) }
     return first
 }
 
@@ -36,7 +37,7 @@ struct Logs: ParsableCommand {
         let path: String
         if let sidecar {
             path = record.layout.sidecarLog(sidecar)
-            guard access(path, F_OK) == 0 else { throw RuntimeError("\(record.name) has no sidecar \"\(sidecar)\" (or it has not started)") }
+            guard access(path, F_OK) == 0 else { throw RuntimeError("\(record.name) has no sidecar \"\(sidecar)\" (or it has not started)", code: .notFound) }
         } else {
             path = record.layout.logDirectory + "/\(try serialDevice(record, device))." + (timestamps ? "log" : "raw")
         }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import InstanceContract
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -11,6 +12,7 @@ import ControlAPI
 import MachineCatalog
 import ResourceKit
 import Supervisor
+import HostOS
 import TargetRuntime
 import TargetSpec
 import YAMLTree

@@ -7,7 +7,9 @@ import Foundation
 import Glibc
 #endif
 import ControlAPI
+import InstanceContract
 import Sandbox
+import HostOS
 import TargetRuntime
 
 /// Reaching the per-user supervisor, starting it when there is none.
@@ -47,7 +49,7 @@ enum SupervisorConnection {
             }
             try await Task.sleep(for: .milliseconds(10))
         }
-        throw RuntimeError("the supervisor did not answer within 15 s; see \(p.log)")
+        throw RuntimeError("the supervisor did not answer within 15 s; see \(p.log)", code: .timeout)
     }
 
     /// POST /v1/instances/NS/NAME/ACTION (start, stop, release).

@@ -6,6 +6,7 @@ import Foundation
 import InstanceContract
 import ControlAPI
 import ResourceKit
+import HostOS
 import TargetRuntime
 import YAMLTree
 

@@ -3,6 +3,8 @@ import ArgumentParser
 import Glibc
 #endif
 import DiskImages
+import HostOS
+import InstanceContract
 import Sandbox
 import TargetRuntime
 import ControlAPI
@@ -34,12 +36,22 @@ public struct VTarget: AsyncParsableCommand {
                 try command.run()
             }
             return 0
+        } catch {
+            return exitCode(reporting: error)
+        }
+    }
+
+    /// Says on stderr what went wrong and returns the exit code: 2 only
+    /// for bad input (YAML, flags, a `.badInput` runtime error).
+    public static func exitCode(reporting error: any Error) -> Int32 {
+        do {
+            throw error
         } catch let e as DiagnosticError {
             printError(e.description)
             return ExitCode.badInput
         } catch let e as RuntimeError {
             printError("vtarget: " + e.description)
-            return ExitCode.failure
+            return e.code == .badInput ? ExitCode.badInput : ExitCode.failure
         } catch let e as QemuImgError {
             printError("vtarget: \(e)")
             return ExitCode.failure
@@ -55,14 +67,18 @@ public struct VTarget: AsyncParsableCommand {
         } catch let e as CommandExit {
             return e.code
         } catch {
-            let code = exitCode(for: error).rawValue
+            // ArgumentParser's own errors (usage, validation) are bad input;
+            // --help and --version end with 0; an explicit exit code is kept;
+            // anything else is a failure, not the user's fault.
+            let code = exitCode(for: error)
             let message = fullMessage(for: error)
-            if code == 0 {
+            if code == .success {
                 print(message)
                 return 0
             }
-            printError(message)
-            return ExitCode.badInput
+            if !message.isEmpty { printError(message) }
+            if error is ArgumentParser.ExitCode { return code.rawValue }
+            return code == .validationFailure ? ExitCode.badInput : ExitCode.failure
         }
     }
 }

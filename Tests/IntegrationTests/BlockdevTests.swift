@@ -7,6 +7,7 @@ import QMP
 import Sandbox
 import TargetSpec
 import TestSupport
+import HostOS
 import Testing
 @testable import TargetRuntime
 

@@ -1,4 +1,5 @@
 import Foundation
+import HostOS
 import TargetRuntime
 import TestSupport
 import Testing

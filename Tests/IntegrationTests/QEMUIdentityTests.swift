@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import HostOS
 import TargetRuntime
 
 /// uid leases: two live instances never share a QEMU uid, and a lease ends

@@ -2,6 +2,7 @@ import DiskImages
 import Foundation
 import TestSupport
 import Testing
+import HostOS
 import TargetRuntime
 
 @Suite struct QemuImgTests {

@@ -5,6 +5,7 @@ import QEMULaunch
 import Sandbox
 import TargetSpec
 import TestSupport
+import HostOS
 import Testing
 @testable import TargetRuntime
 

@@ -1,4 +1,5 @@
 import Foundation
+import InstanceContract
 import Testing
 import TestSupport
 

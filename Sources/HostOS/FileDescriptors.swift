@@ -1,3 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -41,5 +46,14 @@ public enum FileDescriptors {
             throw RuntimeError("cannot connect to \(path): \(String(cString: strerror(e)))")
         }
         return fd
+    }
+
+    /// Writes `data` beside `path`, then renames it into place: whoever reads
+    /// `path` (polling, or inotify on IN_MOVED_TO) sees the old file or the
+    /// whole new one, never half of it.
+    public static func replaceFile(_ path: String, with data: Data) {
+        let slash = path.lastIndex(of: "/").map { path.index(after: $0) } ?? path.startIndex
+        let tmp = String(path[..<slash]) + "." + path[slash...] + ".tmp"
+        if FileManager.default.createFile(atPath: tmp, contents: data) { rename(tmp, path) }
     }
 }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Sandbox
 
 /// A short child process whose output is read through pipes: probes, the
 /// doctor's sandbox check, qemu-img.

@@ -1,0 +1,95 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import HostOS
+import InstanceContract
+import QMP
+import SessionCore
+
+extension RunSession.Live {
+    /// Does what the machine said.
+    func perform(_ action: SessionAction) async throws {
+        switch action {
+        case .output(let i, let device, let bytes):
+            output.write(target: i, device: device, bytes)
+        case .flushOutput:
+            output.flush()
+        case .note(let text):
+            note(text)
+        case .junit(let c):
+            report.cases.append(.init(classname: c.classname, name: c.name, seconds: c.seconds, failure: c.failure,
+                                      output: await text(of: c.output)))
+        case .arm(let timer, let seconds):
+            arm(timer, after: seconds)
+        case .markReady(let i):
+            records[i].ready = true
+            records[i].write()
+            await takeSnapshot(targets[i])
+            status?.update { $0.ready = true; $0.readyAt = ShimStatus.now }
+        case .startSidecars:
+            try await startSidecars()
+        case .startCommand:
+            try await startCommand()
+        case .send(let i, let device, let bytes):
+            targets[i].hubs.first { $0.name == device }?.send(bytes)
+        case .release(let generation):
+            await release(generation: generation)
+        case .finish(let code, let outcome):
+            self.code = code
+            self.outcome = outcome
+        }
+    }
+
+    /// A testcase's output, read now.
+    private func text(of output: SessionCase.Output?) async -> String? {
+        switch output {
+        case nil: return nil
+        case .text(let s): return s
+        case .recentSerial(let i): return await recentSerial(i)
+        case .sidecarLog(let i, let name):
+            // The sidecar's own output, then what the target said meanwhile.
+            let log = targets[i].layout.sidecarLog(name)
+            return String(decoding: FileManager.default.contents(atPath: log) ?? Data(), as: UTF8.self)
+                + "\n--- \(targets[i].name) serial output ---\n" + (await recentSerial(i))
+        }
+    }
+
+    private func recentSerial(_ i: Int) async -> String {
+        String(decoding: i < targets.count ? await targets[i].recentOutput() : [], as: UTF8.self)
+    }
+
+    /// A timer whose expiry comes back as its event; idle checks count the
+    /// clients first (the machine only compares numbers).
+    private func arm(_ timer: SessionTimer, after seconds: Double) {
+        let sink = self.sink
+        let watched = targets.enumerated().map { i, t in prepared[i].0.lifecycle.idleTTLSeconds == nil ? nil : t }
+        timers.append(Task {
+            try? await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
+            if Task.isCancelled { return }
+            switch timer {
+            case .timeout: sink.yield(.timeout)
+            case .ttl: sink.yield(.ttlExpired)
+            case .readiness(let i): sink.yield(.readinessTimeout(target: i))
+            case .step(let token): sink.yield(.stepTimeout(token: token))
+            case .idleCheck:
+                var clients: [Int] = []
+                for t in watched { clients.append(await t?.clientCount() ?? 0) }
+                sink.yield(.idleCheck(clients: clients))
+            }
+        })
+    }
+
+    /// Pool members: the state to return to on release, taken once Ready.
+    private func takeSnapshot(_ t: TargetProcess) async {
+        guard t.plan.snapshotImage != nil, let qmp = t.qmp else { return }
+        let r = try? await qmp.execute("human-monitor-command", arguments: .object(["command-line": .string("savevm vt-ready")]))
+        if let r, (r.stringValue ?? "").isEmpty {
+            snapshotTaken = true
+            status?.update { $0.snapshot = true }
+        } else {
+            note("\(t.name): savevm failed: \(r?.stringValue ?? "no answer"); the pool restarts it instead")
+        }
+    }
+}

@@ -1,0 +1,206 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+import Endpoints
+import HostOS
+import InstanceContract
+import NIOPosix
+import QEMULaunch
+import Sandbox
+import SessionCore
+import TargetSpec
+import YAMLTree
+
+extension RunSession {
+    /// One run in progress: the processes, endpoints and reports the shell
+    /// owns, and the machine that decides. Used by one task only.
+    final class Live {
+        let session: RunSession
+        let prepared: [PreparedTarget]
+        let sink: AsyncStream<SessionEvent>.Continuation
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        var machine: SessionMachine
+        var targets: [TargetProcess] = []
+        var records: [InstanceRecord] = []
+        var command: ChildProcess?
+        var sidecars: [ChildProcess] = []
+        var output = SerialOutput(prefixed: false, names: [], enabled: false)
+        var report = JUnitReport()
+        var timers: [Task<Void, Never>] = []
+        /// The `vt-ready` snapshot was taken (pool members): a release can restore it.
+        var snapshotTaken = false
+        var code: Int32 = ExitCode.failure
+        var outcome = ShimStatus.failed(.startFailed, "")
+        let status: ShimStatusWriter?
+        let start: StartGuard
+
+        var config: RunConfiguration { session.config }
+
+        init(session: RunSession, prepared: [PreparedTarget], sink: AsyncStream<SessionEvent>.Continuation, start: StartGuard) throws {
+            self.session = session
+            self.start = start
+            self.prepared = prepared
+            self.sink = sink
+            machine = try SessionMachine(plan: SessionPlan(prepared, session.config), now: monotonicSeconds())
+            status = session.config.supervised.map { ShimStatusWriter(path: $0.statusPath) }
+        }
+
+        /// Spawns every QEMU first (the rest happens while they initialise),
+        /// then connects each. False when the run ended during boot.
+        func boot() async -> Bool {
+            defer { start.started() }
+            do {
+                for (_, plan, dir) in prepared {
+                    guard let qemu = ExecutableSearch.find(plan.binary, environment: config.environment) else {
+                        throw RuntimeError("\(plan.binary) not found in PATH; install QEMU (make setup, or apt-get install qemu-system-arm qemu-system-x86)",
+                                           code: .notFound)
+                    }
+                    let t = try await TargetProcess.spawn(plan: plan, directory: dir, qemuPath: qemu,
+                                                          sandbox: await QEMUSandbox.policy(enabled: config.sandbox))
+                    targets.append(t)
+                    start.spawned(t.child)
+                }
+                let streams = prepared.reduce(0) { $0 + $1.1.serialChannels.count }
+                output = SerialOutput(prefixed: streams > 1, names: targets.map(\.name), enabled: config.supervised == nil)
+                for i in targets.indices {
+                    guard try await connect(i) else { return false }
+                }
+                try await feed(.started)
+            } catch {
+                if let signal = start.signal { try? await feed(.signal(signal)) } else { await fail(error) }
+            }
+            return machine.finished == nil
+        }
+
+        /// Connects target `i`'s endpoints and QMP; false when QEMU died first.
+        private func connect(_ i: Int) async throws -> Bool {
+            let t = targets[i]
+            for w in t.plan.warnings { note("\(t.name): warning: \(w)") }
+            let sink = self.sink
+            do {
+                let serialDevices = Set(t.plan.serialChannels.map(\.device))
+                try await t.connect(group: group, startRunning: true, logRotation: config.logRotation,
+                                    environment: config.environment) { device, bytes in
+                    if serialDevices.contains(device) { sink.yield(.serial(target: i, device: device, bytes: bytes)) }
+                }
+            } catch {
+                let status = await t.child.waitForExit()
+                if let signal = start.signal {
+                    try await feed(.signal(signal))
+                } else {
+                    try await feed(.bootFailed(target: i, status: ProcessEnd(status), stderr: t.stderrText))
+                }
+                return false
+            }
+            let child = t.child
+            // The stderr tail is read when the event is handled, not here: by then its pipe is drained.
+            Task { sink.yield(.qemuExited(target: i, status: ProcessEnd(await child.waitForExit()), stderr: "")) }
+            records.append(InstanceRecord(
+                name: t.name, namespace: prepared[i].0.namespace, ownerPID: getpid(), qemuPID: child.pid,
+                qemuStartTime: Processes.startTime(of: child.pid) ?? 0, phase: .running, ready: false,
+                serialDevices: t.plan.serialChannels.map(\.device), directory: t.directory, rfc2217: t.rfc2217Ports,
+                powerdown: session.catalog.lookup(t.plan.profile)?.gracefulPowerdown ?? false,
+                supervised: config.supervised == nil ? nil : true))
+            records[i].write()
+            status?.update { s in
+                s.phase = .running
+                s.qemuPID = child.pid
+                s.startedAt = ShimStatus.now
+                s.directory = t.directory
+            }
+            try await feed(.booted(target: i))
+            return true
+        }
+
+        /// Feeds events until the machine finishes.
+        func drive(_ events: AsyncStream<SessionEvent>) async {
+            for await var event in events {
+                if case .qemuExited(let i, let status, _) = event {
+                    event = .qemuExited(target: i, status: status, stderr: targets[i].stderrText)
+                }
+                do { try await feed(event) } catch { await fail(error) }
+                if machine.finished != nil { return }
+            }
+        }
+
+        /// One event through the machine, and its actions done in order.
+        func feed(_ event: SessionEvent) async throws {
+            for action in machine.handle(event, now: monotonicSeconds()) {
+                try await perform(action)
+            }
+        }
+
+        /// A failure of the shell's own (spawning, files): the machine decides what it means.
+        func fail(_ error: any Error) async {
+            let event: SessionEvent = (error as? DiagnosticError).map { .invalidSpec($0.description) } ?? .startFailed("\(error)")
+            try? await feed(event)
+        }
+
+        /// The command and sidecars first (they may be talking to the
+        /// targets), then every QEMU; then the report and the final status.
+        func tearDown() async {
+            timers.forEach { $0.cancel() }
+            if let c = command, c.exitStatus == nil {
+                _ = await c.terminate(grace: 2)
+            }
+            for sc in sidecars where sc.exitStatus == nil { _ = await sc.terminate(grace: 2) }
+            await withTaskGroup(of: Void.self) { g in
+                for t in targets { g.addTask { _ = await t.stop() } }
+            }
+            if let path = config.junitPath {
+                do { try report.write(to: path) } catch { note("\(error)") }
+            }
+            try? await group.shutdownGracefully()
+            if config.supervised != nil {
+                for t in targets { RuntimeDirectory.removeTree(t.directory) }
+            }
+            let outcome = self.outcome
+            status?.update { s in
+                let started = (s.startedAt, s.readyAt, s.qemuPID, s.ready, s.snapshot, s.release)
+                s = outcome
+                (s.startedAt, s.readyAt, s.qemuPID, s.ready, s.snapshot, s.release) = started
+                s.finishedAt = ShimStatus.now
+            }
+        }
+    }
+}
+
+extension SessionPlan {
+    /// What the machine needs of the prepared targets and the run's flags.
+    init(_ prepared: [PreparedTarget], _ config: RunConfiguration) {
+        self.init(
+            targets: prepared.map { r, plan, _ in
+                let l = r.lifecycle
+                return SessionPlan.Target(
+                    name: plan.targetName, defaultDevice: plan.serialChannels.first?.device ?? "",
+                    readiness: l.readiness.map { .init(device: $0.device, pattern: $0.pattern, timeoutSeconds: $0.timeoutSeconds) },
+                    idleTTLSeconds: l.idleTTLSeconds,
+                    tests: l.tests.map { t in
+                        SessionPlan.Test(name: t.name, steps: t.steps.map { step in
+                            switch step {
+                            case .send(let text, let device): return .send(text, device: device)
+                            case .expect(let p, let timeout, let device): return .expect(pattern: p, timeoutSeconds: timeout, device: device)
+                            }
+                        })
+                    },
+                    sidecars: l.sidecars.map { .init(name: $0.name, isTest: $0.role == .test) })
+            },
+            until: config.until, timeoutSeconds: config.timeoutSeconds,
+            ttlSeconds: config.ttlSeconds ?? prepared.compactMap(\.0.lifecycle.ttlSeconds).min(),
+            command: config.command)
+    }
+}
+
+extension ProcessEnd {
+    init(_ status: ExitStatus) {
+        switch status {
+        case .exited(let c): self = .exited(c)
+        case .signalled(let s): self = .signalled(s)
+        }
+    }
+}

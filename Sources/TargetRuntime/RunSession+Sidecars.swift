@@ -1,0 +1,55 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import HostOS
+import Sandbox
+import SessionCore
+import TargetSpec
+
+extension RunSession.Live {
+    /// Every sidecar of every target; each one's end comes back as an event.
+    func startSidecars() async throws {
+        for (i, p) in prepared.enumerated() {
+            for sc in p.0.lifecycle.sidecars {
+                let child = try await spawnSidecar(sc, of: targets[i])
+                sidecars.append(child)
+                let name = sc.name, isTest = sc.role == .test, sink = self.sink
+                Task { sink.yield(.sidecarExited(target: i, name: name, test: isTest, status: ProcessEnd(await child.waitForExit()))) }
+            }
+        }
+    }
+
+    /// The command of `run -- CMD`, with every endpoint in its environment.
+    func startCommand() async throws {
+        let env = endpointEnvironment()
+        guard let exe = ExecutableSearch.find(config.command[0], environment: env) else {
+            throw RuntimeError("command not found: \(config.command[0])", code: .notFound)
+        }
+        let c = try await ChildProcess.spawn(SpawnRequest(
+            executable: exe, arguments: Array(config.command.dropFirst()),
+            environment: env.map { "\($0.key)=\($0.value)" }, fds: [0, 1, 2],
+            newSession: false, parentDeathSignal: SIGTERM))
+        command = c
+        let sink = self.sink
+        Task { sink.yield(.commandExited(ProcessEnd(await c.waitForExit()))) }
+    }
+
+    /// A sidecar: a host process with the endpoints (its own target's as the
+    /// unprefixed names) and its `env`, output in `logs/sidecar-NAME.log`.
+    private func spawnSidecar(_ sc: Sidecar, of target: TargetProcess) async throws -> ChildProcess {
+        var env = endpointEnvironment()
+        for (k, v) in EndpointEnvironment.variables([(target.name, target.plan, target.directory, target.rfc2217Ports)]) { env[k] = v }
+        for (k, v) in sc.env { env[k] = v }
+        guard let exe = ExecutableSearch.find(sc.command[0], environment: env) else {
+            throw RuntimeError("\(target.name): sidecar \(sc.name): command not found: \(sc.command[0])", code: .notFound)
+        }
+        let logPath = target.layout.sidecarLog(sc.name)
+        let log = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard log >= 0 else { throw RuntimeError("cannot create \(logPath): \(String(cString: strerror(errno)))") }
+        defer { close(log) }
+        return try await ChildProcess.spawn(SpawnRequest(
+            executable: exe, arguments: Array(sc.command.dropFirst()),
+            environment: env.map { "\($0.key)=\($0.value)" }, fds: [-1, log, log],
+            newSession: true, parentDeathSignal: SIGTERM))
+    }
+}
