@@ -12,13 +12,21 @@ public enum QEMUSandbox {
 
     public static var isRoot: Bool { geteuid() == 0 }
 
-    public static func policy(enabled: Bool) async -> SandboxPolicy {
+    /// `qemuDirectory`: the instance's own directory, whose QEMU gets a uid
+    /// of its own (see `identity(for:)`); without one, the shared nobody
+    /// (`sandbox-exec`, the doctor's probe).
+    public static func policy(enabled: Bool, qemuDirectory: String? = nil) async throws(RuntimeError) -> SandboxPolicy {
         guard enabled else { return .none }
         var p = SandboxPolicy()
         // No target has a network device yet: QEMU only ever needs AF_UNIX.
         p.network = false
         if isRoot {
-            p.runAs = unprivilegedID
+            if let qemuDirectory {
+                let id = try identity(for: qemuDirectory)
+                p.runAs = (id.uid, id.gid)
+            } else {
+                p.runAs = unprivilegedID
+            }
             p.namespaces = true
         } else if await userNamespacesWork() {
             p.userNamespace = true
@@ -58,7 +66,8 @@ public enum QEMUSandbox {
             ("no_new_privs", true, "set before exec"),
             ("rlimits", true, "core 0, 1024 open files, 64 GiB file size"),
             ("QEMU -sandbox", true, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"),
-            ("unprivileged uid", true, root ? "QEMU runs as uid \(unprivilegedID.uid), no capabilities" : "QEMU runs as you (not root), with no capabilities"),
+            ("unprivileged uid", true, root ? "each QEMU runs as a uid of its own (\(QEMUIdentity.base) and up, leased in \(QEMUIdentity.leaseDirectory)), no capabilities"
+                : "QEMU runs as you (not root), with no capabilities"),
             ("network namespace", root || userNamespacesWork, root ? "private, empty"
                 : (userNamespacesWork ? "private, empty (in an unprivileged user namespace)" : "this kernel refuses unprivileged user namespaces")),
             ("mount namespace", root || userNamespacesWork, root ? "private, nothing propagates back"
@@ -68,10 +77,23 @@ public enum QEMUSandbox {
         ]
     }
 
+    /// The uid this process's QEMU for `qemuDirectory` runs as: leased on
+    /// first use and held until this process (the run, or the shim) ends,
+    /// which is also when that QEMU ends.
+    public static func identity(for qemuDirectory: String) throws(RuntimeError) -> QEMUIdentity {
+        if let held = leases.withLock({ $0[qemuDirectory] }) { return held.identity }
+        let lease = try QEMUIdentityLease.acquire()
+        leases.withLock { $0[qemuDirectory] = lease }
+        return lease.identity
+    }
+
+    private static let leases = Mutex<[String: QEMUIdentityLease]>([:])
+
     /// Hands QEMU's own directory to the identity it runs as.
     public static func handOver(_ directory: String) throws(RuntimeError) {
         guard isRoot else { return }
-        let (uid, gid) = unprivilegedID
+        let id = try identity(for: directory)
+        let (uid, gid) = (id.uid, id.gid)
         guard let dir = opendir(directory) else { throw RuntimeError("cannot open \(directory)") }
         defer { closedir(dir) }
         while let entry = readdir(dir) {

@@ -61,7 +61,8 @@ extension RunSession {
                                            code: .notFound)
                     }
                     let t = try await TargetProcess.spawn(plan: plan, directory: dir, qemuPath: qemu,
-                                                          sandbox: await QEMUSandbox.policy(enabled: config.sandbox))
+                                                          sandbox: try await QEMUSandbox.policy(enabled: config.sandbox,
+                                                                                               qemuDirectory: InstanceLayout(directory: dir).qemuDirectory))
                     targets.append(t)
                     start.spawned(t.child)
                 }

@@ -19,7 +19,7 @@ struct Doctor: AsyncParsableCommand {
             printOut("\nverification skipped: vtarget-sandbox-probe is not beside \(Environment.executable)")
             return
         }
-        let policy = await QEMUSandbox.policy(enabled: true)
+        let policy = try await QEMUSandbox.policy(enabled: true)
         let r = try await ProcessCapture.run(deadline: 30) { w in
             SpawnRequest(executable: probe, arguments: [], environment: SandboxExec.environment,
                          workingDirectory: "/", fds: [-1, w, 2], sandbox: policy)
@@ -77,7 +77,7 @@ enum SandboxExec {
         }
         return try await ChildProcess.spawn(SpawnRequest(
             executable: exe, arguments: Array(command.dropFirst()), environment: environment,
-            workingDirectory: "/", fds: [-1, stdout, 2], sandbox: await QEMUSandbox.policy(enabled: sandbox)))
+            workingDirectory: "/", fds: [-1, stdout, 2], sandbox: try await QEMUSandbox.policy(enabled: sandbox)))
     }
 }
 

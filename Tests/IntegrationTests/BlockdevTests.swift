@@ -44,7 +44,7 @@ import Testing
             .plan(t, profile: catalog.lookup("pc")!, drives: drives, instanceDirectory: qemuDir)
         let qemu = try #require(ExecutableSearch.find(plan.binary, environment: env))
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let target = try await TargetProcess.spawn(plan: plan, directory: instance, qemuPath: qemu, sandbox: await QEMUSandbox.policy(enabled: true))
+        let target = try await TargetProcess.spawn(plan: plan, directory: instance, qemuPath: qemu, sandbox: try await QEMUSandbox.policy(enabled: true, qemuDirectory: instance + "/qemu"))
         do {
             try await target.connect(group: group, startRunning: false, environment: env) { _, _ in }
             let qmp = try #require(target.qmp)

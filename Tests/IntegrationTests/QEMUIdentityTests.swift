@@ -26,3 +26,73 @@ import TargetRuntime
         c.close()
     }
 }
+
+/// The attacks that worked while every QEMU ran as nobody: another process
+/// of that uid (or another instance's QEMU) could signal QEMU, take its fds
+/// and write into its UART FIFO. With a uid per instance, none of it works.
+@Suite(.serialized) struct QEMUIsolationTests {
+    @Test(.enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")))
+    func instancesCannotReachEachOther() throws {
+        let runtime = makeRuntimeDir()
+        defer { expectNothingLeft(runtime) }
+        let work = "/tmp/vt-iso-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let spec = work + "/pair.yaml"
+        try """
+            apiVersion: qemu.kubetarget.dev/v1alpha1
+            kind: QemuVirtualTarget
+            metadata: {name: node}
+            spec:
+              qemuConfig:
+                machine: lm3s6965evb
+                drives: [{name: firmware, type: pflash, source: {configMap: {name: lm3s6965evb-firmware}}}]
+                devices: [{name: uart0, type: serial}]
+            ---
+            apiVersion: kubetarget.dev/v1alpha1
+            kind: VirtualTargetInstance
+            metadata: {name: node-a}
+            spec: {targetRef: {name: node}}
+            ---
+            apiVersion: kubetarget.dev/v1alpha1
+            kind: VirtualTargetInstance
+            metadata: {name: node-b}
+            spec: {targetRef: {name: node}}
+            """.write(toFile: spec, atomically: true, encoding: .utf8)
+        // From inside the run: both QEMUs' uids, then each attack as the other instance's uid and as nobody.
+        let script = #"""
+            set -u
+            pa=""; pb=""
+            for p in $(pgrep -f "qemu-system-arm"); do
+              grep -qa "RUNTIME" /proc/$p/cmdline || continue
+              grep -qa -- "-name.node-a" /proc/$p/cmdline && pa=$p
+              grep -qa -- "-name.node-b" /proc/$p/cmdline && pb=$p
+            done
+            ua=$(awk '/^Uid:/{print $2}' /proc/$pa/status); ub=$(awk '/^Uid:/{print $2}' /proc/$pb/status)
+            echo "uids $ua $ub"
+            fifo=$(ls -d RUNTIME/run-*/node-a/qemu/serial-uart0.in | head -1)
+            for who in $ub 65534; do
+              setpriv --reuid=$who --regid=$who --clear-groups kill -0 $pa 2>/dev/null && echo "kill as $who: allowed" || echo "kill as $who: denied"
+              setpriv --reuid=$who --regid=$who --clear-groups sh -c "printf x > '$fifo'" 2>/dev/null && echo "fifo as $who: allowed" || echo "fifo as $who: denied"
+              setpriv --reuid=$who --regid=$who --clear-groups /usr/bin/python3 -c "
+            import ctypes, os, sys
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = libc.syscall(434, $pa, 0)
+            if fd < 0: print('pidfd as $who: denied'); sys.exit()
+            got = libc.syscall(438, fd, 3, 0)
+            print('pidfd as $who: ' + ('allowed' if got >= 0 else 'denied'))
+            "
+            done
+            """#.replacingOccurrences(of: "RUNTIME", with: runtime)
+        try script.write(toFile: work + "/attack.sh", atomically: true, encoding: .utf8)
+        let r = try vt(["run", "-f", spec, "-f", firmware + "/lm3s6965evb-firmware.yaml", "--timeout", "30s", "--", "sh", work + "/attack.sh"], runtime: runtime)
+        #expect(r.code == 0, "\(r.stderr)")
+        // Serial lines end in CRLF, one Character to Swift: split on any newline.
+        let uids = r.stdout.split(whereSeparator: \.isNewline).first { $0.hasPrefix("uids ") }?.split(separator: " ").dropFirst().compactMap { UInt32($0) } ?? []
+        #expect(uids.count == 2 && uids[0] != uids[1] && uids.allSatisfy { $0 >= QEMUIdentity.base }, "\(r.stdout) \(r.stderr)")
+        for line in r.stdout.split(whereSeparator: \.isNewline) where line.contains(" as ") {
+            #expect(line.hasSuffix("denied"), "\(line)")
+        }
+        #expect(r.stdout.components(separatedBy: "denied").count - 1 == 6, "\(r.stdout)")
+    }
+}

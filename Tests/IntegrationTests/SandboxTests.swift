@@ -99,7 +99,9 @@ func statusFields(_ pid: Int32) -> [String: String] {
         #expect(text.contains("env PATH=/usr/bin:/bin"))
         #expect(!text.contains("fd7 /dev/null"), "an inherited fd reached QEMU")
         if isRoot {
-            #expect(text.contains("Uid:\t65534\t65534\t65534\t65534"))
+            // A uid of its own (no longer the nobody every QEMU shared), all four the same.
+            let uid = text.split(whereSeparator: \.isNewline).first { $0.hasPrefix("Uid:") }?.split(separator: "\t").dropFirst().compactMap { UInt32($0) } ?? []
+            #expect(uid.count == 4 && Set(uid).count == 1 && uid[0] >= QEMUIdentity.base, "\(uid)")
             #expect(text.contains("CapEff:\t0000000000000000"))
             let ns = text.split(separator: "\n").first { $0.hasPrefix("netns ") }?.split(separator: " ")
             #expect(ns != nil && ns![1] != ns![3], "QEMU has its own network namespace: \(ns ?? [])")
@@ -200,7 +202,7 @@ func statusFields(_ pid: Int32) -> [String: String] {
             try QEMUSandbox.handOver(instance + "/qemu")
             let plan = try LaunchPlanner(host: HostFacts()).plan(t, profile: profile, drives: [], instanceDirectory: instance + "/qemu")
             let qemu = try #require(ExecutableSearch.find(plan.binary, environment: ProcessInfo.processInfo.environment))
-            let target = try await TargetProcess.spawn(plan: plan, directory: instance, qemuPath: qemu, sandbox: await QEMUSandbox.policy(enabled: true))
+            let target = try await TargetProcess.spawn(plan: plan, directory: instance, qemuPath: qemu, sandbox: try await QEMUSandbox.policy(enabled: true, qemuDirectory: instance + "/qemu"))
             do {
                 try await target.connect(group: group, startRunning: false, environment: ProcessInfo.processInfo.environment) { _, _ in }
                 let status = try await target.qmp!.execute("query-status")
