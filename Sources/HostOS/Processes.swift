@@ -17,6 +17,16 @@ public enum Processes {
     }
 
     /// Whether a process with this pid exists (EPERM: it does, as another user's).
+    /// A user's home directory from the password database; nil when the
+    /// uid has no entry (ids that exist only as numbers).
+    public static func home(of uid: UInt32) -> String? {
+        var entry = passwd()
+        var result: UnsafeMutablePointer<passwd>?
+        var buffer = [CChar](repeating: 0, count: 4096)
+        guard getpwuid_r(uid, &entry, &buffer, buffer.count, &result) == 0, result != nil, let dir = entry.pw_dir else { return nil }
+        return String(cString: dir)
+    }
+
     public static func exist(_ pid: Int32) -> Bool {
         kill(pid, 0) == 0 || errno == EPERM
     }

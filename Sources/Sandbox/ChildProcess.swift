@@ -146,6 +146,17 @@ public final class ChildProcess: Sendable {
         }
     }
 
+    /// For a child that leads its own session: SIGTERM to its whole process
+    /// group, up to `grace` seconds for the child, then SIGKILL to the group
+    /// (grandchildren included, even when the child itself already ended).
+    public func terminateGroup(grace: Double) async -> ExitStatus {
+        if exitStatus == nil { kill(-pid, SIGTERM) }
+        let status = await withDeadline(grace, { await self.waitForExit() })
+        kill(-pid, SIGKILL)
+        if let status { return status }
+        return await waitForExit()
+    }
+
     /// Waits up to `grace` seconds for the child, then SIGKILLs it and waits.
     public func terminate(term: Bool = true, grace: Double) async -> ExitStatus {
         if term { signal(SIGTERM) }

@@ -5,7 +5,12 @@ import QEMULaunch
 extension RunSession.Live {
     /// The environment of `run -- CMD` and of sidecars: every endpoint.
     func endpointEnvironment() -> [String: String] {
-        var env = config.environment
+        config.environment.merging(endpointVariables()) { $1 }
+    }
+
+    /// The contract's endpoint variables alone (VTARGET_NAME, _SERIAL_*, _QMP, _CAN_*, ...).
+    func endpointVariables() -> [String: String] {
+        var env: [String: String] = [:]
         var buses: [String: BusRecord] = [:]
         for t in targets { for (name, r) in t.buses { buses[name] = r } }
         for (bus, r) in buses {

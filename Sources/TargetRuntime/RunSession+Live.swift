@@ -149,7 +149,8 @@ extension RunSession {
             if let c = command, c.exitStatus == nil {
                 _ = await c.terminate(grace: 2)
             }
-            for sc in sidecars where sc.exitStatus == nil { _ = await sc.terminate(grace: 2) }
+            // Each sidecar's whole process group: what it started goes with it.
+            for sc in sidecars { _ = await sc.terminateGroup(grace: 2) }
             await withTaskGroup(of: Void.self) { g in
                 for t in targets { g.addTask { _ = await t.stop() } }
             }

@@ -35,9 +35,28 @@ extension RunSession.Live {
     }
 
     /// A sidecar: a host process with the endpoints (its own target's as the
-    /// unprefixed names) and its `env`, output in `logs/sidecar-NAME.log`.
+    /// unprefixed names) and its `env`, output in `logs/sidecar-NAME.log`, in
+    /// a process group of its own (the whole group ends with the instance).
+    /// Under the supervisor it runs as the user that applied the instance,
+    /// never as the supervisor's, and gets no variable of the supervisor's.
     private func spawnSidecar(_ sc: Sidecar, of target: TargetProcess) async throws -> ChildProcess {
-        var env = endpointEnvironment()
+        // Under the supervisor, nothing of its own environment: the endpoints, a PATH, a HOME.
+        var env = config.sidecarOwner == nil ? endpointEnvironment() : endpointVariables()
+        var policy = SandboxPolicy.none
+        if let owner = config.sidecarOwner {
+            env["PATH"] = "/usr/local/bin:/usr/bin:/bin"
+            env["HOME"] = Processes.home(of: owner.uid) ?? "/"
+            if owner.uid != geteuid() {
+                guard geteuid() == 0 else {
+                    throw RuntimeError("\(target.name): sidecar \(sc.name) belongs to uid \(owner.uid); a supervisor running as uid \(geteuid()) "
+                                       + "cannot start it as that user (a shared supervisor runs as root)", code: .spawn)
+                }
+                policy.runAs = (owner.uid, owner.gid)
+                policy.groups = owner.groups
+                // The tenant's sidecars (and the tenant) reach the instance's endpoints.
+                try target.handEndpoints(to: owner)
+            }
+        }
         for (k, v) in EndpointEnvironment.variables([(target.name, target.plan, target.directory, target.rfc2217Ports)]) { env[k] = v }
         for (k, v) in sc.env { env[k] = v }
         guard let exe = ExecutableSearch.find(sc.command[0], environment: env) else {
@@ -49,7 +68,7 @@ extension RunSession.Live {
         defer { close(log) }
         return try await ChildProcess.spawn(SpawnRequest(
             executable: exe, arguments: Array(sc.command.dropFirst()),
-            environment: env.map { "\($0.key)=\($0.value)" }, fds: [-1, log, log],
-            newSession: true, parentDeathSignal: SIGTERM))
+            environment: env.map { "\($0.key)=\($0.value)" }, workingDirectory: config.sidecarOwner == nil ? nil : "/",
+            fds: [-1, log, log], newSession: true, parentDeathSignal: SIGTERM, sandbox: policy))
     }
 }

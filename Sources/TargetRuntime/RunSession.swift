@@ -29,6 +29,9 @@ public struct RunConfiguration: Sendable {
     /// instance's directory (instead of one below the run's), where its
     /// status goes, and no serial copy on stdout.
     public var supervised: SupervisedInstance?
+    /// Under the supervisor: who applied the instance. Its sidecars run as
+    /// that user, with only the spec's and the endpoints' variables.
+    public var sidecarOwner: ProcessOwner?
 
     public init(until: String? = nil, timeoutSeconds: Double? = nil, ttlSeconds: Double? = nil, command: [String] = [],
                 environment: [String: String], host: HostFacts = HostFacts(), launch: LaunchOptions = LaunchOptions(),

@@ -171,6 +171,18 @@ public final class TargetProcess: Sendable {
     /// Every path of this instance.
     public var layout: InstanceLayout { InstanceLayout(directory: directory) }
 
+    /// Gives the instance's client sockets (serial, takeover, QMP) to a
+    /// tenant, so the sidecars it runs as itself can connect; the directory
+    /// they are in stays vtarget's.
+    public func handEndpoints(to owner: ProcessOwner) throws(RuntimeError) {
+        let devices = plan.channels.filter { $0.role != .qmp }.map(\.device)
+        for path in layout.sockets(devices: devices) where access(path, F_OK) == 0 {
+            if lchown(path, owner.uid, owner.gid) != 0 {
+                throw RuntimeError("cannot hand \(path) to uid \(owner.uid): \(String(cString: strerror(errno)))", code: .io)
+            }
+        }
+    }
+
     /// Reads stderr, joins every CAN device to its bus (starting the bus's
     /// host when needed), attaches every other UART to a hub listening on
     /// `<dir>/<device>.sock`, completes the QMP handshake and, with

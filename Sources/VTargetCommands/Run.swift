@@ -106,6 +106,7 @@ struct Run: AsyncParsableCommand {
         session.config.logRotation = rotation
         session.config.junitPath = junit.map(InputFiles.absolute)
         session.config.supervised = supervised
+        session.config.sidecarOwner = shim?.sidecarOwner
         let dirs = loaded.directories
         let prepared = try await session.prepare(loaded.runnables, runDirectory: runDir) { dirs[$0.location.file] }
         let code = await session.run(prepared)

@@ -325,3 +325,64 @@ final class Locked<T: Sendable>: @unchecked Sendable {
         }
     }
 }
+
+/// A tenant's sidecars run as the tenant (not as the root supervisor), with
+/// none of the supervisor's environment, and all they start ends with the instance.
+@Suite(.serialized) struct TenantSidecarTests {
+    @Test(.enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")))
+    func sidecarsRunAsTheTenantWithACleanEnvironment() throws {
+        let f = SupervisorFixture()
+        defer { f.tearDown() }
+        let serve = try f.serveShared(rules: "rules:\n  - users: [65534]\n    namespaces: [team-a]\n", extra: ["VTARGET_TEST_SECRET": "hunter2"])
+        defer { serve.0.terminate(); _ = finish(serve) }
+        let work = "/tmp/vt-tenant-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        chmod(work, 0o777)
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let marker = "vt-grandchild-\(UInt32.random(in: 0...UInt32.max))"
+        let firmwareMap = try String(contentsOfFile: f.firmwareMap, encoding: .utf8)
+            .replacingOccurrences(of: "metadata:\n", with: "metadata:\n  namespace: team-a\n")
+        try firmwareMap.write(toFile: work + "/fw.yaml", atomically: true, encoding: .utf8)
+        try """
+            apiVersion: qemu.kubetarget.dev/v1alpha1
+            kind: QemuVirtualTarget
+            metadata: {name: tenant, namespace: team-a}
+            spec:
+              qemuConfig:
+                machine: lm3s6965evb
+                drives: [{name: firmware, type: pflash, source: {configMap: {name: lm3s6965evb-firmware}}}]
+                devices: [{name: uart0, type: serial}]
+              readiness: {device: uart0, pattern: "echo ready", timeout: 30s}
+              sidecars:
+                - name: probe
+                  role: helper
+                  command: ["sh", "-c", "echo uid=$(id -u); cat /etc/shadow >/dev/null 2>&1 && echo shadow=read || echo shadow=denied; env; printf 'ping\\\\r' | socat -t 2 - UNIX-CONNECT:$VTARGET_SERIAL_UART0; (exec -a \(marker) sleep 300 &); sleep 300"]
+            """.write(toFile: work + "/tenant.yaml", atomically: true, encoding: .utf8)
+        for file in ["fw.yaml", "tenant.yaml"] { chmod(work + "/" + file, 0o644) }
+        let asNobody = "setpriv --reuid=65534 --regid=65534 --clear-groups env -i PATH=/usr/bin:/bin HOME=/tmp VTARGET_RUNTIME_DIR=\(f.runtime) VTARGET_STATE_DIR=/tmp/vt-nobody-state \(vtarget)"
+        var r = try shell("\(asNobody) apply -f \(work)/fw.yaml -f \(work)/tenant.yaml", runtime: f.runtime)
+        #expect(r.code == 0, "\(r.stdout) \(r.stderr)")
+        let log = f.runtime + "/ns-team-a/tenant/logs/sidecar-probe.log"
+        var text = ""
+        for _ in 0..<150 {
+            text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            if text.contains("pong") { break }
+            usleep(100_000)
+        }
+        #expect(text.contains("uid=65534"), "the sidecar is not the tenant: \(text)")
+        #expect(text.contains("shadow=denied"), "\(text)")
+        #expect(!text.contains("hunter2"), "the supervisor's environment reached a tenant's sidecar")
+        #expect(text.contains("pong"), "the tenant's sidecar cannot reach its own instance's serial port: \(text)")
+        #expect(!processes { $0.contains(marker) }.isEmpty, "the sidecar's own child runs")
+        r = try shell("\(asNobody) delete -f \(work)/tenant.yaml", runtime: f.runtime)
+        #expect(r.code == 0, "\(r.stdout) \(r.stderr)")
+        var left: [Int32] = []
+        for _ in 0..<50 {
+            left = processes { $0.contains(marker) }
+            if left.isEmpty { break }
+            usleep(100_000)
+        }
+        #expect(left.isEmpty, "a sidecar's grandchild outlived the delete: \(left)")
+        _ = try shell("\(asNobody) delete -f \(work)/fw.yaml", runtime: f.runtime)
+    }
+}

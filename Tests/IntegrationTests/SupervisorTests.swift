@@ -122,11 +122,11 @@ final class SupervisorFixture: Sendable {
 
     /// A shared supervisor in the foreground (`serve --socket-group 65534
     /// --policy`), its socket listening; uid 65534 can reach it.
-    func serveShared(rules: String) throws -> (Process, Pipe, Pipe) {
+    func serveShared(rules: String, extra: [String: String] = [:]) throws -> (Process, Pipe, Pipe) {
         chmod(runtime, 0o711)
         let policy = work + "/policy.yaml"
         try rules.write(toFile: policy, atomically: true, encoding: .utf8)
-        let serve = try launch(["serve", "--socket-group", "65534", "--policy", policy], runtime: runtime, environment: environment)
+        let serve = try launch(["serve", "--socket-group", "65534", "--policy", policy], runtime: runtime, environment: environment.merging(extra) { $1 })
         for _ in 0..<100 where !FileManager.default.fileExists(atPath: runtime + "/supervisor.sock") { usleep(50_000) }
         usleep(100_000)
         return serve
