@@ -103,6 +103,14 @@ static void child_main(const cspawn_attr *a, int errfd, pid_t parent) {
         child_fail_at(errfd, CSPAWN_STEP_MOUNTS, errno);
     if (a->umask_value >= 0) umask((mode_t)a->umask_value);
     if (a->cwd && chdir(a->cwd) < 0) child_fail_at(errfd, CSPAWN_STEP_CHDIR, errno);
+    /* Root dropping to another uid: empty the capability bounding set first
+       (it needs CAP_SETPCAP, gone after setresuid), so nothing the child
+       execs can ever regain a capability. */
+    if (a->uid >= 0) {
+        for (int cap = 0; cap < 64; cap++) {
+            if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) child_fail_at(errfd, CSPAWN_STEP_CREDENTIALS, errno);
+        }
+    }
     if (a->uid >= 0) {
         if (setgroups((size_t)a->group_count, a->group_count > 0 ? a->groups : NULL) < 0) child_fail_at(errfd, CSPAWN_STEP_CREDENTIALS, errno);
         if (setresgid((gid_t)a->gid, (gid_t)a->gid, (gid_t)a->gid) < 0) child_fail_at(errfd, CSPAWN_STEP_CREDENTIALS, errno);
@@ -111,7 +119,8 @@ static void child_main(const cspawn_attr *a, int errfd, pid_t parent) {
     /* After the credentials change, which clears the parent-death signal. */
     if (a->parent_death_signal) {
         if (prctl(PR_SET_PDEATHSIG, a->parent_death_signal) < 0) child_fail_at(errfd, CSPAWN_STEP_DEATHSIG, errno);
-        if (getppid() != parent) _exit(127); /* the parent died before prctl */
+        /* the parent died before prctl; in a new pid namespace the parent is outside it and reads as 0 */
+        if (getppid() != ((a->namespace_flags & CLONE_NEWPID) ? 0 : parent)) _exit(127);
     }
     if (a->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         child_fail_at(errfd, CSPAWN_STEP_NO_NEW_PRIVS, errno);

@@ -195,7 +195,10 @@ public final class ChildProcess: Sendable {
             let policy = request.sandbox
             let limits = policy.limits.map { cspawn_rlimit(resource: $0.resource, soft: rlim_t($0.soft), hard: rlim_t($0.hard)) }
             let program = filter?.program ?? []
-            var flags: Int32 = policy.namespaces ? 0x4000_0000 | 0x0002_0000 : 0  // CLONE_NEWNET | CLONE_NEWNS
+            // CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS: the
+            // child sees no other process (it is pid 1 of its own), no host
+            // SysV IPC, and its hostname is its own.
+            var flags: Int32 = policy.namespaces ? 0x4000_0000 | 0x0002_0000 | 0x2000_0000 | 0x0800_0000 | 0x0400_0000 : 0
             if policy.userNamespace { flags |= 0x1000_0000 }  // CLONE_NEWUSER
             let uidMap = "\(geteuid()) \(geteuid()) 1\n", gidMap = "\(getegid()) \(getegid()) 1\n"
             let err: Int32 = uidMap.withCString { uidMapC in gidMap.withCString { gidMapC in

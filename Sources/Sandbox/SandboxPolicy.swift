@@ -38,7 +38,7 @@ public struct SandboxPolicy: Sendable {
     public var runAs: (uid: UInt32, gid: UInt32)?
     /// With `runAs`: the supplementary groups to keep (none by default).
     public var groups: [UInt32] = []
-    /// Private network and mount namespaces.
+    /// Private network, mount, pid, ipc and uts namespaces.
     public var namespaces = false
     /// For a user without privileges: a user namespace of its own, which is
     /// what lets it have the other two.

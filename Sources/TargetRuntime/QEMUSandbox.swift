@@ -72,6 +72,9 @@ public enum QEMUSandbox {
                 : (userNamespacesWork ? "private, empty (in an unprivileged user namespace)" : "this kernel refuses unprivileged user namespaces")),
             ("mount namespace", root || userNamespacesWork, root ? "private, nothing propagates back"
                 : (userNamespacesWork ? "private (in an unprivileged user namespace)" : "this kernel refuses unprivileged user namespaces")),
+            ("pid, ipc and uts namespaces", root || userNamespacesWork, root || userNamespacesWork
+                ? "QEMU is pid 1 of its own: no other process to see or signal, no host SysV IPC" : "this kernel refuses unprivileged user namespaces"),
+            ("capability bounding set", root, root ? "emptied before QEMU drops to its uid" : "QEMU never had capabilities (not root)"),
             { let (ok, why) = CgroupLimits.availability(); return ("cgroup limits", ok, ok ? "memory (guest RAM + 512 MiB) and CPU (one core per vCPU), \(why)" : why) }(),
             ("never orphaned", true, "PR_SET_PDEATHSIG from the forking thread, which outlives QEMU; signals through a pidfd"),
         ]

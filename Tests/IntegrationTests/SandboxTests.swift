@@ -71,7 +71,8 @@ func statusFields(_ pid: Int32) -> [String: String] {
               for p in $(pgrep -f "^/usr/bin/qemu-system-arm -name lm3s6965evb"); do
                 grep -qa "\(runtime)" /proc/$p/cmdline || continue
                 echo "pid $p"
-                grep -E "^(Uid|CapEff|NoNewPrivs|Seccomp):" /proc/$p/status
+                grep -E "^(Uid|CapEff|CapBnd|NoNewPrivs|Seccomp):" /proc/$p/status
+                for n in pid ipc uts; do echo "ns$n $(readlink /proc/$p/ns/$n) mine $(readlink /proc/self/ns/$n)"; done
                 echo "fds $(ls /proc/$p/fd | tr "\\n" " ")"
                 echo "fd7 $(readlink /proc/$p/fd/7)"
                 tr "\\0" "\\n" < /proc/$p/environ | sed "s/^/env /"
@@ -105,6 +106,12 @@ func statusFields(_ pid: Int32) -> [String: String] {
             #expect(text.contains("CapEff:\t0000000000000000"))
             let ns = text.split(separator: "\n").first { $0.hasPrefix("netns ") }?.split(separator: " ")
             #expect(ns != nil && ns![1] != ns![3], "QEMU has its own network namespace: \(ns ?? [])")
+            // Its own pid, ipc and uts namespaces (no other process to see or signal), and no capability it could ever regain.
+            for kind in ["pid", "ipc", "uts"] {
+                let n = text.split(whereSeparator: \.isNewline).first { $0.hasPrefix("ns\(kind) ") }?.split(separator: " ")
+                #expect(n != nil && n!.count == 4 && n![1] != n![3], "QEMU has its own \(kind) namespace: \(n ?? [])")
+            }
+            #expect(text.contains("CapBnd:\t0000000000000000"), "the bounding set is empty")
         }
     }
 
