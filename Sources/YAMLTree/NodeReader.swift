@@ -30,7 +30,8 @@ public final class MappingReader {
     public let path: String
     public let context: DecodeContext
     private let pairs: [YAMLPair]
-    private var known: [String] = []
+    /// A set: `finish` asks it once per key, and data maps have thousands.
+    private var known: Set<String> = []
 
     /// nil (with an error recorded) when the node is not a mapping.
     public init?(_ node: YAMLNode, path: String, context: DecodeContext) {
@@ -48,14 +49,14 @@ public final class MappingReader {
 
     /// The value of `key`, or nil; a null value counts as absent.
     public func value(_ key: String) -> YAMLNode? {
-        known.append(key)
+        known.insert(key)
         guard let v = pairs.first(where: { $0.key.scalar == key })?.value, !v.isNull else { return nil }
         return v
     }
 
     /// Marks keys as known without reading them: after an error that stops
     /// decoding, the rest of the mapping is not reported as unknown.
-    public func accept(_ keys: [String]) { known += keys }
+    public func accept(_ keys: [String]) { known.formUnion(keys) }
 
     public func has(_ key: String) -> Bool { pairs.contains { $0.key.scalar == key } }
 
@@ -120,17 +121,17 @@ public final class MappingReader {
                 context.error(p.key, path, "keys must be strings, got a \(p.key.kindName)")
                 return nil
             }
-            known.append(k)
+            known.insert(k)
             return (k, p.value)
         }
     }
 
     /// Reports keys nobody read: an error in strict mode, a warning otherwise.
     public func finish() {
+        let valid = known.sorted()
         for p in pairs {
             let k = p.key.scalar ?? "?"
             if known.contains(k) { continue }
-            let valid = Array(Set(known)).sorted()
             var msg = "unknown field \"\(k)\""
             if let n = Suggestion.nearest(k, in: valid) {
                 msg += "; did you mean \"\(n)\"?"

@@ -106,9 +106,19 @@ struct TreeBuilder {
     let file: String
     let limits: YAMLLimits
 
-    private enum Frame {
-        case sequence([YAMLNode], SourceLocation, String?, String?)
-        case mapping([YAMLPair], pendingKey: YAMLNode?, SourceLocation, String?, String?)
+    /// A collection being built. It is mutated in place on the stack (never
+    /// popped and pushed back), and a mapping's keys are also in a dictionary:
+    /// either way a collection of n entries took n² steps to build.
+    private struct Frame {
+        var isMapping: Bool
+        var location: SourceLocation
+        var tag: String?
+        var anchor: String?
+        var items: [YAMLNode] = []
+        var pairs: [YAMLPair] = []
+        var pendingKey: YAMLNode?
+        /// Scalar keys seen so far, with where each was first written.
+        var keys: [String: SourceLocation] = [:]
     }
 
     private var stack: [Frame] = []
@@ -188,24 +198,16 @@ struct TreeBuilder {
                     case YAML_SEQUENCE_START_EVENT:
                         try open(start)
                         let e = event.data.sequence_start
-                        stack.append(.sequence([], location(start), cString(e.tag), cString(e.anchor)))
+                        stack.append(Frame(isMapping: false, location: location(start), tag: cString(e.tag), anchor: cString(e.anchor)))
                     case YAML_MAPPING_START_EVENT:
                         try open(start)
                         let e = event.data.mapping_start
-                        stack.append(.mapping([], pendingKey: nil, location(start), cString(e.tag), cString(e.anchor)))
+                        stack.append(Frame(isMapping: true, location: location(start), tag: cString(e.tag), anchor: cString(e.anchor)))
                     case YAML_SEQUENCE_END_EVENT, YAML_MAPPING_END_EVENT:
                         let size = sizeStack.removeLast()
-                        let node: YAMLNode
-                        let anchor: String?
-                        switch stack.removeLast() {
-                        case .sequence(let items, let loc, let tag, let a):
-                            node = YAMLNode(.sequence(items), at: loc, tag: tag)
-                            anchor = a
-                        case .mapping(let pairs, _, let loc, let tag, let a):
-                            node = YAMLNode(.mapping(pairs), at: loc, tag: tag)
-                            anchor = a
-                        }
-                        if let anchor { anchors[anchor] = (node, size) }
+                        let frame = stack.removeLast()
+                        let node = YAMLNode(frame.isMapping ? .mapping(frame.pairs) : .sequence(frame.items), at: frame.location, tag: frame.tag)
+                        if let anchor = frame.anchor { anchors[anchor] = (node, size) }
                         try add(node, size: size, &root)
                     default:
                         break
@@ -236,26 +238,26 @@ struct TreeBuilder {
     /// Adds a finished node to the collection being built, or makes it the root.
     private mutating func add(_ node: YAMLNode, size: Int, _ root: inout YAMLNode?) throws(YAMLParseError) {
         if !sizeStack.isEmpty { sizeStack[sizeStack.count - 1] += size }
-        guard let top = stack.popLast() else {
+        let top = stack.count - 1
+        guard top >= 0 else {
             root = node
             return
         }
-        switch top {
-        case .sequence(var items, let loc, let tag, let anchor):
-            items.append(node)
-            stack.append(.sequence(items, loc, tag, anchor))
-        case .mapping(var pairs, let pending, let loc, let tag, let anchor):
-            if let key = pending {
-                pairs.append(YAMLPair(key: key, value: node))
-                stack.append(.mapping(pairs, pendingKey: nil, loc, tag, anchor))
-            } else {
-                if let k = node.scalar, let first = pairs.first(where: { $0.key.scalar == k }) {
+        if !stack[top].isMapping {
+            stack[top].items.append(node)
+        } else if let key = stack[top].pendingKey {
+            stack[top].pairs.append(YAMLPair(key: key, value: node))
+            stack[top].pendingKey = nil
+        } else {
+            if let k = node.scalar {
+                if let first = stack[top].keys[k] {
                     throw YAMLParseError(
                         location: node.location,
-                        message: "duplicate key \"\(k)\" (first at line \(first.key.location.line), column \(first.key.location.column))")
+                        message: "duplicate key \"\(k)\" (first at line \(first.line), column \(first.column))")
                 }
-                stack.append(.mapping(pairs, pendingKey: node, loc, tag, anchor))
+                stack[top].keys[k] = node.location
             }
+            stack[top].pendingKey = node
         }
     }
 

@@ -241,12 +241,12 @@ func exampleArgs(_ board: String) -> [String] {
 
     @Test func severalTargetsInOneRun() throws {
         let runtime = makeRuntimeDir()
-        let script = "test -S \"$VTARGET_NODE_A_SERIAL_UART0\" && test -S \"$VTARGET_NODE_B_SERIAL_UART0\" && test \"$VTARGET_NAME\" = node-a,node-b"
+        let script = "test -S \"$VTARGET_NODE_1_SERIAL_UART0\" && test -S \"$VTARGET_NODE_2_SERIAL_UART0\" && test \"$VTARGET_NAME\" = node-1,node-2"
         let r = try vt(["run", "-f", "examples/two-targets.yaml", "-f", "\(firmware)/lm3s6965evb-firmware.yaml",
                         "--timeout", "30s", "--", "sh", "-c", script], runtime: runtime)
         #expect(r.code == 0, "stderr: \(r.stderr)")
-        #expect(r.stdout.contains("node-a/uart0| hello from lm3s6965evb"))
-        #expect(r.stdout.contains("node-b/uart0| hello from lm3s6965evb"))
+        #expect(r.stdout.contains("node-1/uart0| hello from lm3s6965evb"))
+        #expect(r.stdout.contains("node-2/uart0| hello from lm3s6965evb"))
         expectNothingLeft(runtime)
     }
 
