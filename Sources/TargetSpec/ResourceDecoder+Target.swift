@@ -81,10 +81,7 @@ extension ResourceDecoder {
     private func decodeMemory(_ q: MappingReader, _ profile: MachineProfile, _ context: DecodeContext) -> Located<UInt64>? {
         guard let v = q.value("memory") else { return nil }
         let path = q.child("memory")
-        guard let s = v.scalar, let bytes = Quantity.parseBytes(s) else {
-            context.error(v, path, "expected \(Quantity.syntaxHint), got \(describe(v))")
-            return nil
-        }
+        guard let s = v.scalar, let bytes = bytes(v, path, context) else { return nil }
         let policy = profile.memory
         if let fixed = policy.fixedBytes {
             if bytes != fixed {
@@ -221,10 +218,7 @@ extension ResourceDecoder {
             guard let e = s.mapping("emptyDisk", required: true) else { return nil }
             defer { e.finish() }
             guard let v = e.required("capacity") else { return nil }
-            guard let c = v.scalar, let bytes = Quantity.parseBytes(c) else {
-                context.error(v, e.child("capacity"), "expected \(Quantity.syntaxHint), got \(describe(v))")
-                return nil
-            }
+            guard let bytes = bytes(v, e.child("capacity"), context) else { return nil }
             if let kind, kind != .disk {
                 context.error(e.node, s.child("emptyDisk"), "emptyDisk is for type: disk only")
             }
@@ -280,7 +274,7 @@ extension ResourceDecoder {
                     }
                     f.drop = share("drop") ?? 0
                     f.corrupt = share("corrupt") ?? 0
-                    if let v = fm.value("delay") { f.delaySeconds = duration(v, fm.child("delay"), context) ?? 0 }
+                    if let v = fm.value("delay") { f.delaySeconds = duration(v, fm.child("delay"), context, allowZero: true) ?? 0 }
                     f.busOff = fm.bool("busOff") ?? false
                     fm.finish()
                     canFaults = f

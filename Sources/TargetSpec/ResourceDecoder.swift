@@ -309,11 +309,26 @@ public struct ResourceDecoder {
         return l
     }
 
-    func duration(_ v: YAMLNode, _ path: String, _ context: DecodeContext) -> Double? {
-        guard let s = v.scalar, let d = Quantity.parseDuration(s) else {
+    func duration(_ v: YAMLNode, _ path: String, _ context: DecodeContext, allowZero: Bool = false) -> Double? {
+        guard let s = v.scalar else {
             context.error(v, path, "expected \(Quantity.durationHint), got \(describe(v))")
             return nil
         }
-        return d
+        do { return try Quantity.duration(s, allowZero: allowZero) } catch {
+            context.error(v, path, error.description)
+            return nil
+        }
+    }
+
+    /// A byte quantity (memory, a disk's capacity), bounded by `Quantity.maxBytes`.
+    func bytes(_ v: YAMLNode, _ path: String, _ context: DecodeContext) -> UInt64? {
+        guard let s = v.scalar else {
+            context.error(v, path, "expected \(Quantity.syntaxHint), got \(describe(v))")
+            return nil
+        }
+        do { return try Quantity.bytes(s) } catch {
+            context.error(v, path, error.description)
+            return nil
+        }
     }
 }

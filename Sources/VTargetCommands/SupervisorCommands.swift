@@ -276,8 +276,8 @@ struct Claim: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: "name or json.") var output: String?
 
     func validate() throws {
-        if let ttl, Quantity.parseDuration(ttl) == nil { throw ValidationError("--ttl: expected \(Quantity.durationHint), got \(ttl)") }
-        if Quantity.parseDuration(timeout) == nil { throw ValidationError("--timeout: expected \(Quantity.durationHint), got \(timeout)") }
+        if let ttl { _ = try durationOption("--ttl", ttl) }
+        _ = try durationOption("--timeout", timeout)
         if let output, output != "name" && output != "json" { throw ValidationError("-o: expected name or json") }
     }
 
@@ -309,4 +309,10 @@ struct Release: AsyncParsableCommand {
         let r = try await SupervisorConnection.instanceAction("release", name, namespace)
         printOut("instance/\(r.name) released (\(r.action))")
     }
+}
+
+/// A duration flag's seconds; a malformed one, or one above a year, is bad
+/// input (exit 2) with the reason, never a value that traps when converted.
+func durationOption(_ flag: String, _ text: String, allowZero: Bool = false) throws -> Double {
+    do { return try Quantity.duration(text, allowZero: allowZero) } catch { throw ValidationError("\(flag): \(error)") }
 }

@@ -156,6 +156,12 @@ public final class MappingReader {
 
     public static func int(_ v: YAMLNode, _ path: String, _ context: DecodeContext, in range: ClosedRange<Int>? = nil) -> Int? {
         guard let s = v.scalar, case .scalar(_, .plain) = v.content, let n = Int(s) else {
+            // Digits beyond Int's range are a number, just far too large.
+            if case .scalar(let s, .plain) = v.content, let range, case let digits = s.drop(while: { $0 == "-" || $0 == "+" }),
+               !digits.isEmpty, digits.allSatisfy({ $0 >= "0" && $0 <= "9" }) {
+                context.error(v, path, "\(s) is out of range; valid: \(range.lowerBound) to \(range.upperBound)")
+                return nil
+            }
             context.error(v, path, "expected a whole number, got \(describe(v))")
             return nil
         }

@@ -92,7 +92,7 @@ func decode(_ text: String, file: String = "in.yaml", options: DecodeOptions = D
         #expect(pairs >= 30)
     }
 
-    @Test func quantitiesAndDurations() {
+    @Test func quantitiesAndDurations() throws {
         #expect(Quantity.parseBytes("256M") == 256_000_000)
         #expect(Quantity.parseBytes("256Mi") == 256 << 20)
         #expect(Quantity.parseBytes("1Gi") == 1 << 30)
@@ -103,6 +103,25 @@ func decode(_ text: String, file: String = "in.yaml", options: DecodeOptions = D
         #expect(Quantity.parseDuration("500ms") == 0.5)
         #expect(Quantity.parseDuration("10") == nil)
         #expect(Quantity.parseDuration("5x") == nil)
+        // Bounded: a year of seconds and 64Ti of bytes, beyond which conversions to integers once trapped.
+        #expect(Quantity.parseDuration("8760h") == 31_536_000)
+        #expect(Quantity.parseDuration("8760h1ms") == nil)
+        #expect(Quantity.parseDuration("99999999999999999999999h") == nil)
+        #expect(Quantity.parseDuration(String(repeating: "9", count: 400) + "s") == nil, "Double overflows to infinity")
+        #expect(throws: Quantity.Problem(description: "99999999999999999999999h is above the maximum of 8760h (a year)")) {
+            try Quantity.duration("99999999999999999999999h")
+        }
+        #expect(Quantity.parseDuration("0s") == nil)
+        #expect(try Quantity.duration("0s", allowZero: true) == 0)
+        #expect(try Quantity.duration("0", allowZero: true) == 0)
+        #expect(Quantity.parseBytes("64Ti") == 64 << 40)
+        #expect(Quantity.parseBytes("65Ti") == nil)
+        #expect(Quantity.parseBytes("18446744073709551615") == nil)
+        #expect(Quantity.parseBytes("99999999999999999999999") == nil)
+        #expect(throws: Quantity.Problem(description: "99999999999999999999Ti is above the maximum of 64Ti")) {
+            try Quantity.bytes("99999999999999999999Ti")
+        }
+        #expect(Quantity.parseBytes("0") == nil)
     }
 
     /// A kind in the registry that the decoder cannot read would be listed by
