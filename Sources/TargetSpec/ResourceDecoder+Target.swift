@@ -226,6 +226,18 @@ extension ResourceDecoder {
         }
     }
 
+    /// Device names whose files would take the instance's own: `qmp` would
+    /// be `qmp.sock`, the QMP proxy (the instance then never becomes Ready);
+    /// `sidecar-x` would log to `logs/sidecar-x.log`, sidecar x's log. The
+    /// others are the stems of the rest of the directory (InstanceLayout),
+    /// kept apart so a listing of it reads unambiguously.
+    public static let reservedDeviceNames = ["instance", "logs", "qemu", "qmp"]
+    public static let reservedDevicePrefixes = ["sidecar-"]
+
+    public static func isReservedDeviceName(_ name: String) -> Bool {
+        reservedDeviceNames.contains(name) || reservedDevicePrefixes.contains { name.hasPrefix($0) }
+    }
+
     private func decodeDevices(_ q: MappingReader, _ profile: MachineProfile, _ context: DecodeContext) -> [Device] {
         var devices: [Device] = []
         for (node, path) in q.sequence("devices") ?? [] {
@@ -234,6 +246,10 @@ extension ResourceDecoder {
             let nameNode = d.required("name")
             let name = nameNode.flatMap { MappingReader.string($0, d.child("name"), context) }
             if let name, let nameNode, !checkLabel(name, nameNode, d.child("name"), context) { continue }
+            if let name, let nameNode, Self.isReservedDeviceName(name) {
+                context.error(nameNode, d.child("name"), "device name \"\(name)\" is reserved: a device's files are NAME.sock, NAME.force.sock and logs/NAME.log beside the instance's own qmp.sock, instance.json, logs/, qemu/ and logs/sidecar-*.log; reserved: " + Self.reservedDeviceNames.joined(separator: ", ") + " and names starting with " + Self.reservedDevicePrefixes.joined(separator: ", "))
+                continue
+            }
             guard let typeNode = d.required("type"), let type = MappingReader.string(typeNode, d.child("type"), context) else { continue }
             let kind: Device.Kind
             var rfc2217: Int?

@@ -105,11 +105,12 @@ public final class MappingReader {
         sequence(key)?.compactMap { Self.string($0.0, $0.1, context) }
     }
 
-    /// `key: value` pairs of strings, as in labels and ConfigMap data.
-    public func stringMap(_ key: String) -> [(String, String, YAMLNode)]? {
+    /// `key: value` pairs of strings, as in labels and ConfigMap data;
+    /// `binary`: values may be tagged `!!binary` (ConfigMap binaryData, base64 either way).
+    public func stringMap(_ key: String, binary: Bool = false) -> [(String, String, YAMLNode)]? {
         guard let m = mapping(key) else { return nil }
         return m.allPairs().compactMap { k, v in
-            guard let s = Self.string(v, m.child(k), context) else { return nil }
+            guard let s = Self.string(v, m.child(k), context, binary: binary) else { return nil }
             return (k, s, v)
         }
     }
@@ -146,16 +147,25 @@ public final class MappingReader {
         }
     }
 
-    public static func string(_ v: YAMLNode, _ path: String, _ context: DecodeContext) -> String? {
+    /// A scalar's text. A `!!binary` value is bytes, not its base64 text,
+    /// so it is read only where base64 is what is meant (`binary`).
+    public static func string(_ v: YAMLNode, _ path: String, _ context: DecodeContext, binary: Bool = false) -> String? {
         guard let s = v.scalar else {
             context.error(v, path, "expected a string, got a \(v.kindName)")
+            return nil
+        }
+        if v.tag == YAMLNode.coreTag("binary") && !binary {
+            context.error(v, path, "!!binary is read only in a ConfigMap's binaryData; write the text itself here")
             return nil
         }
         return s
     }
 
+    /// A plain number, or one tagged `!!int`; `!!str 5` is a string.
     public static func int(_ v: YAMLNode, _ path: String, _ context: DecodeContext, in range: ClosedRange<Int>? = nil) -> Int? {
-        guard let s = v.scalar, case .scalar(_, .plain) = v.content, let n = Int(s) else {
+        let isNumber: Bool
+        if case .scalar(_, .plain) = v.content { isNumber = v.tag == nil || v.tag == YAMLNode.coreTag("int") } else { isNumber = v.tag == YAMLNode.coreTag("int") }
+        guard let s = v.scalar, isNumber, let n = Int(s) else {
             // Digits beyond Int's range are a number, just far too large.
             if case .scalar(let s, .plain) = v.content, let range, case let digits = s.drop(while: { $0 == "-" || $0 == "+" }),
                !digits.isEmpty, digits.allSatisfy({ $0 >= "0" && $0 <= "9" }) {

@@ -18,7 +18,7 @@ public struct YAMLLimits: Sendable {
 public struct YAMLParseError: Error, Sendable, CustomStringConvertible {
     public var location: SourceLocation
     public var message: String
-    public var description: String { "\(location): error: \(message)" }
+    public var description: String { Diagnostic.escapingControls("\(location): error: \(message)") }
 }
 
 /// libyaml's event parser turned into `YAMLNode` trees.
@@ -97,6 +97,56 @@ enum InputChecks {
         case 0xF4:
             return cont(1) && s[i + 1] < 0x90 && cont(2) && cont(3) ? 4 : 0
         default: return 0
+        }
+    }
+}
+
+/// Tags: YAML's standard ones where they fit the node, nothing else. A
+/// resource has no use for an application tag (`!custom {...}`), and
+/// dropping one silently would run something other than what was written.
+enum Tags {
+    enum Kind: String { case scalar, sequence = "list", mapping }
+
+    static let core = YAMLNode.coreTag("")
+    /// Standard tags by the kind of node they may be on.
+    static let allowed: [Kind: [String]] = [
+        .scalar: ["str", "int", "float", "bool", "null", "binary", "timestamp"],
+        .sequence: ["seq"],
+        .mapping: ["map"],
+    ]
+    static let valid = "valid: !!str, !!int, !!float, !!bool, !!null, !!binary, !!timestamp on scalars, !!seq on lists, !!map on mappings"
+
+    static func check(_ node: YAMLNode, at location: SourceLocation) throws(YAMLParseError) {
+        try check(node.tag, on: .scalar, value: node.scalar, at: location)
+    }
+
+    static func check(_ tag: String?, on kind: Kind, value: String?, at location: SourceLocation) throws(YAMLParseError) {
+        // "!" is the non-specific tag: a plain string, list or mapping as written.
+        guard let tag, tag != "!" else { return }
+        let shown = YAMLEmitter.tagText(tag)
+        guard tag.hasPrefix(core), case let name = String(tag.dropFirst(core.count)),
+              allowed.values.contains(where: { $0.contains(name) }) else {
+            throw YAMLParseError(location: location, message: "unknown tag \(shown); vtarget reads only YAML's standard tags (\(valid))")
+        }
+        guard allowed[kind]!.contains(name) else {
+            throw YAMLParseError(location: location, message: "tag \(shown) does not fit a \(kind.rawValue); \(valid)")
+        }
+        if let value, !fits(value, name) {
+            throw YAMLParseError(location: location, message: "\"\(value)\" is not a valid \(shown) value")
+        }
+    }
+
+    /// Whether a scalar's text is what its tag says (YAML 1.2's core schema).
+    static func fits(_ s: String, _ name: String) -> Bool {
+        switch name {
+        case "int": return s.wholeMatch(of: /[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+/) != nil
+        case "float":
+            return s.wholeMatch(of: /[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)/) != nil
+        case "bool": return ["true", "True", "TRUE", "false", "False", "FALSE"].contains(s)
+        case "null": return ["", "~", "null", "Null", "NULL"].contains(s)
+        case "binary": return s.unicodeScalars.allSatisfy { $0.properties.isAlphabetic && $0.isASCII || ("0"..."9").contains($0) || "+/= \n\r\t".unicodeScalars.contains($0) }
+        case "timestamp": return s.wholeMatch(of: /[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}([Tt ].*)?/) != nil
+        default: return true
         }
     }
 }
@@ -183,6 +233,7 @@ struct TreeBuilder {
                         default: style = .plain
                         }
                         let node = YAMLNode(.scalar(value, style), at: location(start), tag: cString(s.tag))
+                        try Tags.check(node, at: node.location)
                         try count(1, at: start)
                         if let anchor = cString(s.anchor) { anchors[anchor] = (node, 1) }
                         try add(node, size: 1, &root)
@@ -198,10 +249,12 @@ struct TreeBuilder {
                     case YAML_SEQUENCE_START_EVENT:
                         try open(start)
                         let e = event.data.sequence_start
+                        try Tags.check(cString(e.tag), on: .sequence, value: nil, at: location(start))
                         stack.append(Frame(isMapping: false, location: location(start), tag: cString(e.tag), anchor: cString(e.anchor)))
                     case YAML_MAPPING_START_EVENT:
                         try open(start)
                         let e = event.data.mapping_start
+                        try Tags.check(cString(e.tag), on: .mapping, value: nil, at: location(start))
                         stack.append(Frame(isMapping: true, location: location(start), tag: cString(e.tag), anchor: cString(e.anchor)))
                     case YAML_SEQUENCE_END_EVENT, YAML_MAPPING_END_EVENT:
                         let size = sizeStack.removeLast()
