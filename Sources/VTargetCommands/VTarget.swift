@@ -26,7 +26,7 @@ public struct VTarget: AsyncParsableCommand {
     /// Parses, runs, and maps every error onto the contract's exit codes.
     public static func runMain(_ arguments: [String]) async -> Int32 {
         do {
-            var command = try parseAsRoot(arguments)
+            var command = try parseAsRoot(CreateConfigMap.acceptingBareDryRun(arguments))
             if var async = command as? any AsyncParsableCommand {
                 try await async.run()
             } else {
