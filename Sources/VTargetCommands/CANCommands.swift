@@ -172,7 +172,9 @@ struct CANFault: ParsableCommand {
         defer { close(connection.fd) }
         if let member {
             // The bus takes faults for any name, so a typo would silently do nothing: ask who is on it first.
-            let members = try exchange(&connection, []).compactMap { c in c.range(of: ":sent=").map { String(c[..<$0.lowerBound]) } }
+            var members = try exchange(&connection, []).compactMap { c in c.range(of: ":sent=").map { String(c[..<$0.lowerBound]) } }
+            // The last to join is this very connection, no member to suggest.
+            if members.last?.hasPrefix("socketcand-") == true { members.removeLast() }
             guard members.contains(member) else {
                 printError("error: --member: no member \"\(member)\" on bus \(target.bus); "
                     + (members.isEmpty ? "the bus has no members" : Suggestion.hint(member, in: members)))
