@@ -33,21 +33,22 @@ public struct Diagnostic: Sendable, CustomStringConvertible, Equatable {
         guard s.unicodeScalars.contains(where: needsEscape) else { return s }
         var out = ""
         for u in s.unicodeScalars {
-            guard needsEscape(u) else {
-                out.unicodeScalars.append(u)
-                continue
-            }
-            switch u {
-            case "\0": out += "\\0"
-            case "\t": out += "\\t"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            default:
-                let hex = String(u.value, radix: 16, uppercase: true)
-                out += "\\u" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
-            }
+            if needsEscape(u) { out += escape(u) } else { out.unicodeScalars.append(u) }
         }
         return out
+    }
+
+    /// One character as YAML's double-quoted style (and JSON) escapes it.
+    static func escape(_ u: Unicode.Scalar) -> String {
+        switch u {
+        case "\0": return "\\0"
+        case "\t": return "\\t"
+        case "\n": return "\\n"
+        case "\r": return "\\r"
+        default:
+            let hex = String(u.value, radix: 16, uppercase: true)
+            return "\\u" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
+        }
     }
 
     static func needsEscape(_ u: Unicode.Scalar) -> Bool {
