@@ -9,8 +9,9 @@ struct Render: AsyncParsableCommand {
         abstract: "Print the exact QEMU command for each target; nothing is started.",
         discussion: """
             fd=3 is the QMP monitor's socket pair, which vtarget hands QEMU when it starts it; \
-            each UART device is a FIFO pair (-chardev pipe: qemu/serial-DEVICE.in and .out) \
-            that vtarget makes and opens before QEMU starts. When vtarget is root and QEMU drops \
+            each UART a serial or CAN device uses is a FIFO pair (-chardev pipe: serial-DEVICE.in \
+            and .out, can-DEVICE.in and .out, in QEMU's directory) that vtarget makes and opens \
+            before QEMU starts. When vtarget is root and QEMU drops \
             to uid 65534, fd=4 and up are disk images it opens for QEMU (-add-fd, /dev/fdset/N). \
             Paths are those a run would use.
             """)
