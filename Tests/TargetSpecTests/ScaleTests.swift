@@ -28,7 +28,9 @@ import YAMLTree
         #expect(took < 3, "50k keys took \(took) s")
     }
 
-    /// The supervisor decodes every resource of a namespace on each apply and delete.
+    /// The supervisor decodes every resource of a namespace on each apply and
+    /// delete. Putting instances in input order once looked each up in a list
+    /// for every comparison: 5,000 targets took 5.7 s here, now 0.75 s.
     @Test func fiveThousandTargetsWorkOutTheirInstancesLinearly() throws {
         var text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fw}\ndata: {firmware.elf: x}\n"
         for i in 0..<5_000 {
@@ -51,6 +53,6 @@ import YAMLTree
             runs = try Workload.instances(from: decoded.resources)
         }
         #expect(runs.count == 5_000 && runs.first?.name == "t0" && runs.last?.name == "t4999", "in the order written")
-        #expect(took < 5, "5,000 targets took \(took) s")
+        #expect(took < 3, "5,000 targets took \(took) s")
     }
 }
