@@ -114,7 +114,7 @@ public enum Workload {
         if !diags.isEmpty { throw DiagnosticError(diags) }
         // Keep the order the user wrote them in (a dictionary: a namespace may hold thousands).
         var order: [String: Int] = [:]
-        for (n, r) in resources.enumerated() { order[r.metadata.namespace + "/" + r.metadata.name] = order[r.metadata.namespace + "/" + r.metadata.name] ?? n }
+        for (n, r) in resources.enumerated().reversed() { order[r.metadata.namespace + "/" + r.metadata.name] = n }  // the first wins
         return out.sorted { (order[$0.namespace + "/" + $0.name] ?? 0) < (order[$1.namespace + "/" + $1.name] ?? 0) }
     }
 
