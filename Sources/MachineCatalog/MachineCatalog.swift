@@ -114,11 +114,14 @@ struct ProfileFields {
         if let mm = m.mapping("memory") {
             func bytes(_ key: String) -> UInt64? {
                 guard let v = mm.value(key) else { return nil }
-                guard let s = v.scalar, let n = Quantity.parseBytes(s) else {
-                    context.error(v, mm.child(key), "expected a byte quantity such as 8Ki, 256Mi or 1Gi, got \(describe(v))")
+                guard let s = v.scalar else {
+                    context.error(v, mm.child(key), "expected \(Quantity.syntaxHint), got \(describe(v))")
                     return nil
                 }
-                return n
+                do { return try Quantity.bytes(s) } catch {
+                    context.error(v, mm.child(key), error.description)
+                    return nil
+                }
             }
             var policy = MachineProfile.OutOfRange.reject
             if let v = mm.value("outOfRange"), let p = enumValue(v, mm.child("outOfRange"), MachineProfile.OutOfRange.self, context) {

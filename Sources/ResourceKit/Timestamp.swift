@@ -19,8 +19,13 @@ public enum Timestamp {
               (1...12).contains(mo), (1...31).contains(d), h < 24, mi < 60, sec < 61 else { return nil }
         var fraction = 0.0
         if u.count > 20 {
-            guard u.count > 21, u[19] == UInt8(ascii: "."), let f = number(20..<(u.count - 1)) else { return nil }
-            fraction = Double(f) / pow10(u.count - 21)
+            // Digit by digit: a long fraction would overflow an Int.
+            guard u.count > 21, u[19] == UInt8(ascii: "."), u[20..<(u.count - 1)].allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+            var scale = 0.1
+            for c in u[20..<(u.count - 1)] {
+                fraction += Double(c - 0x30) * scale
+                scale /= 10
+            }
         } else if u[19] != UInt8(ascii: "Z") {
             return nil
         }
@@ -37,11 +42,10 @@ public enum Timestamp {
         return era * 146097 + doe - 719468
     }
 
-    static func pow10(_ n: Int) -> Double { (0..<n).reduce(1.0) { r, _ in r * 10 } }
-
     /// kubectl's ages: 45s, 3m12s, 25m, 5h, 2d; never negative.
     public static func duration(_ seconds: Double) -> String {
-        let t = Int(max(0, seconds))
+        // Int(_:) traps on infinity, NaN and anything beyond 2⁶³.
+        let t = seconds.isFinite ? Int(min(max(0, seconds), 1e15)) : 0
         if t < 120 { return "\(t)s" }
         if t < 600 { return "\(t / 60)m\(t % 60)s" }
         if t < 3 * 3600 { return "\(t / 60)m" }

@@ -10,6 +10,7 @@ import ControlAPI
 import InstanceContract
 import Hummingbird
 import Logging
+import MachineCatalog
 import NIOCore
 import ServiceLifecycle
 import HostOS
@@ -140,6 +141,12 @@ public struct ControlServer: Sendable {
             let (ns, name) = ctx.object
             let ttl = req.uri.queryParameters.get("ttl").flatMap { Double($0) }
             let timeout = req.uri.queryParameters.get("timeout").flatMap { Double($0) } ?? 30
+            // Seconds as the CLI's durations allow: finite, not negative, at most a year.
+            for (name, value) in [("ttl", ttl), ("timeout", timeout)] {
+                if let v = value, !(v.isFinite && v >= 0 && v <= Quantity.maxDurationSeconds) {
+                    return errorResponse(400, "\(name): expected seconds from 0 to \(Int(Quantity.maxDurationSeconds)), got \(v)")
+                }
+            }
             return try await self.guarded(ctx, namespace: ns) { _ in
                 json(try await sup.claim(namespace: ns, pool: name, ttl: ttl, timeout: timeout))
             }

@@ -81,10 +81,7 @@ extension ResourceDecoder {
     private func decodeMemory(_ q: MappingReader, _ profile: MachineProfile, _ context: DecodeContext) -> Located<UInt64>? {
         guard let v = q.value("memory") else { return nil }
         let path = q.child("memory")
-        guard let s = v.scalar, let bytes = Quantity.parseBytes(s) else {
-            context.error(v, path, "expected \(Quantity.syntaxHint), got \(describe(v))")
-            return nil
-        }
+        guard let s = v.scalar, let bytes = bytes(v, path, context) else { return nil }
         let policy = profile.memory
         if let fixed = policy.fixedBytes {
             if bytes != fixed {
@@ -222,15 +219,24 @@ extension ResourceDecoder {
             guard let e = s.mapping("emptyDisk", required: true) else { return nil }
             defer { e.finish() }
             guard let v = e.required("capacity") else { return nil }
-            guard let c = v.scalar, let bytes = Quantity.parseBytes(c) else {
-                context.error(v, e.child("capacity"), "expected \(Quantity.syntaxHint), got \(describe(v))")
-                return nil
-            }
+            guard let bytes = bytes(v, e.child("capacity"), context) else { return nil }
             if let kind, kind != .disk {
                 context.error(e.node, s.child("emptyDisk"), "emptyDisk is for type: disk only")
             }
             return .emptyDisk(capacityBytes: bytes)
         }
+    }
+
+    /// Device names whose files would take the instance's own: `qmp` would
+    /// be `qmp.sock`, the QMP proxy (the instance then never becomes Ready);
+    /// `sidecar-x` would log to `logs/sidecar-x.log`, sidecar x's log. The
+    /// others are the stems of the rest of the directory (InstanceLayout),
+    /// kept apart so a listing of it reads unambiguously.
+    public static let reservedDeviceNames = ["instance", "logs", "qemu", "qmp"]
+    public static let reservedDevicePrefixes = ["sidecar-"]
+
+    public static func isReservedDeviceName(_ name: String) -> Bool {
+        reservedDeviceNames.contains(name) || reservedDevicePrefixes.contains { name.hasPrefix($0) }
     }
 
     private func decodeDevices(_ q: MappingReader, _ profile: MachineProfile, _ context: DecodeContext) -> [Device] {
@@ -241,6 +247,10 @@ extension ResourceDecoder {
             let nameNode = d.required("name")
             let name = nameNode.flatMap { MappingReader.string($0, d.child("name"), context) }
             if let name, let nameNode, !checkLabel(name, nameNode, d.child("name"), context) { continue }
+            if let name, let nameNode, Self.isReservedDeviceName(name) {
+                context.error(nameNode, d.child("name"), "device name \"\(name)\" is reserved: a device's files are NAME.sock, NAME.force.sock and logs/NAME.log beside the instance's own qmp.sock, instance.json, logs/, qemu/ and logs/sidecar-*.log; reserved: " + Self.reservedDeviceNames.joined(separator: ", ") + " and names starting with " + Self.reservedDevicePrefixes.joined(separator: ", "))
+                continue
+            }
             guard let typeNode = d.required("type"), let type = MappingReader.string(typeNode, d.child("type"), context) else { continue }
             let kind: Device.Kind
             var rfc2217: Int?
@@ -281,7 +291,7 @@ extension ResourceDecoder {
                     }
                     f.drop = share("drop") ?? 0
                     f.corrupt = share("corrupt") ?? 0
-                    if let v = fm.value("delay") { f.delaySeconds = duration(v, fm.child("delay"), context) ?? 0 }
+                    if let v = fm.value("delay") { f.delaySeconds = duration(v, fm.child("delay"), context, allowZero: true) ?? 0 }
                     f.busOff = fm.bool("busOff") ?? false
                     fm.finish()
                     canFaults = f

@@ -173,7 +173,7 @@ public struct ResourceDecoder {
         for (key, value, node) in m.stringMap("data") ?? [] {
             add(key, Array(value.utf8), node, "data.\(key)")
         }
-        for (key, value, node) in m.stringMap("binaryData") ?? [] {
+        for (key, value, node) in m.stringMap("binaryData", binary: true) ?? [] {
             let compact = value.filter { !$0.isWhitespace }
             guard let data = Data(base64Encoded: compact) else {
                 context.error(node, "binaryData.\(key)", "not valid base64")
@@ -182,6 +182,16 @@ public struct ResourceDecoder {
             add(key, [UInt8](data), node, "binaryData.\(key)")
         }
         return ConfigMap(metadata: meta, entries: entries, keyOrder: order)
+    }
+
+    /// Kubernetes' rule for env names (`[-._a-zA-Z][-._a-zA-Z0-9]*`): the
+    /// same YAML runs on a cluster, and it keeps out `=`, NUL and the empty name.
+    public static func isEnvName(_ s: String) -> Bool {
+        guard let first = s.utf8.first, !(first >= 0x30 && first <= 0x39) else { return false }
+        return s.utf8.allSatisfy {
+            ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A)
+                || $0 == 0x2D || $0 == 0x5F || $0 == 0x2E
+        }
     }
 
     public static func isConfigKey(_ s: String) -> Bool {
@@ -296,8 +306,14 @@ public struct ResourceDecoder {
             var env: [(String, String)] = []
             for (e, epath) in s.sequence("env") ?? [] {
                 guard let em = MappingReader(e, path: epath, context: context) else { continue }
-                if let n = em.string("name", required: true) { env.append((n, em.string("value") ?? "")) }
-                em.finish()
+                defer { em.finish() }
+                let value = em.string("value") ?? ""
+                guard let n = em.string("name", required: true) else { continue }
+                guard Self.isEnvName(n) else {
+                    context.error(em.value("name"), em.child("name"), "\"\(n)\" is not a valid environment variable name: use letters, digits, '_', '-' and '.', not starting with a digit (as Kubernetes does); '=' would end the name early and a NUL the whole entry")
+                    continue
+                }
+                env.append((n, value))
             }
             var role = Sidecar.Role.helper
             if let v = s.value("role"), let r = enumValue(v, s.child("role"), Sidecar.Role.self, context) { role = r }
@@ -309,11 +325,26 @@ public struct ResourceDecoder {
         return l
     }
 
-    func duration(_ v: YAMLNode, _ path: String, _ context: DecodeContext) -> Double? {
-        guard let s = v.scalar, let d = Quantity.parseDuration(s) else {
+    func duration(_ v: YAMLNode, _ path: String, _ context: DecodeContext, allowZero: Bool = false) -> Double? {
+        guard let s = v.scalar else {
             context.error(v, path, "expected \(Quantity.durationHint), got \(describe(v))")
             return nil
         }
-        return d
+        do { return try Quantity.duration(s, allowZero: allowZero) } catch {
+            context.error(v, path, error.description)
+            return nil
+        }
+    }
+
+    /// A byte quantity (memory, a disk's capacity), bounded by `Quantity.maxBytes`.
+    func bytes(_ v: YAMLNode, _ path: String, _ context: DecodeContext) -> UInt64? {
+        guard let s = v.scalar else {
+            context.error(v, path, "expected \(Quantity.syntaxHint), got \(describe(v))")
+            return nil
+        }
+        do { return try Quantity.bytes(s) } catch {
+            context.error(v, path, error.description)
+            return nil
+        }
     }
 }

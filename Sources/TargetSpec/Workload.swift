@@ -14,7 +14,10 @@ public struct RunnableTarget: Sendable {
 
 public enum Workload {
     /// Applying a QemuVirtualTarget alone starts one instance of the same name;
-    /// a VirtualTargetInstance starts one of the target it names.
+    /// a VirtualTargetInstance starts one of the target it names. Two instances
+    /// of one name in one namespace would share a directory, sockets and a
+    /// state row, so that is refused here, where every caller (run, render,
+    /// the supervisor's apply and delete) works out its instances.
     public static func instances(from resources: [Resource]) throws(DiagnosticError) -> [RunnableTarget] {
         var diags: [Diagnostic] = []
         var targets: [String: QemuVirtualTarget] = [:]
@@ -30,8 +33,18 @@ public enum Workload {
             case .pool(let p): pools.append(p)
             }
         }
+        var position: [String: Int] = [:]
+        for (n, r) in resources.enumerated() { position["\(r.kind)/\(r.metadata.namespace)/\(r.metadata.name)"] = n }
         var out: [RunnableTarget] = []
-        func make(_ name: String, _ ns: String, _ t: QemuVirtualTarget, _ overlay: Lifecycle?) {
+        /// The resource each instance comes from: its VirtualTargetInstance, or a target running on its own.
+        var origins: [String: Resource] = [:]
+        func make(_ origin: Resource, _ t: QemuVirtualTarget, _ overlay: Lifecycle?) {
+            let name = origin.metadata.name, ns = origin.metadata.namespace
+            if let other = origins[ns + "/" + name] {
+                diags.append(collision(origin, other, position))
+                return
+            }
+            origins[ns + "/" + name] = origin
             var l = t.lifecycle
             if let o = overlay {
                 l.ttlSeconds = o.ttlSeconds ?? l.ttlSeconds
@@ -47,7 +60,7 @@ public enum Workload {
                 guard let map = maps[ns + "/" + mapName] else {
                     let known = maps.values.filter { $0.metadata.namespace == ns }.map(\.metadata.name).sorted()
                     var msg = "ConfigMap \"\(mapName)\" is not among the inputs"
-                    msg += known.isEmpty ? "; pass it with another -f (vtarget create configmap \(mapName) --from-file=FILE --dry-run -o yaml makes one)"
+                    msg += known.isEmpty ? "; " + missingMapHint(mapName, key: key, namespace: ns)
                         : "; " + Suggestion.hint(mapName, in: known)
                     diags.append(Diagnostic(.error, at: d.location, field: d.path + ".source.configMap.name", msg))
                     continue
@@ -80,7 +93,7 @@ public enum Workload {
                 continue
             }
             referenced.insert(key)
-            make(i.metadata.name, i.metadata.namespace, t, i.lifecycle)
+            make(.instance(i), t, i.lifecycle)
         }
         // A pool's target runs only as the pool's members (the supervisor makes them).
         for p in pools {
@@ -93,11 +106,44 @@ public enum Workload {
             referenced.insert(key)
         }
         for (key, t) in targets.sorted(by: { $0.key < $1.key }) where !referenced.contains(key) {
-            make(t.metadata.name, t.metadata.namespace, t, nil)
+            make(.target(t), t, nil)
         }
+        // Two instances of one target share its drives: say each missing ConfigMap once.
+        var said = Set<String>()
+        diags = diags.filter { said.insert($0.description).inserted }
         if !diags.isEmpty { throw DiagnosticError(diags) }
-        // Keep the order the user wrote them in.
-        let order = resources.map { $0.metadata.namespace + "/" + $0.metadata.name }
-        return out.sorted { (order.firstIndex(of: $0.namespace + "/" + $0.name) ?? 0) < (order.firstIndex(of: $1.namespace + "/" + $1.name) ?? 0) }
+        // Keep the order the user wrote them in (a dictionary: a namespace may hold thousands).
+        var order: [String: Int] = [:]
+        for (n, r) in resources.enumerated().reversed() { order[r.metadata.namespace + "/" + r.metadata.name] = n }  // the first wins
+        return out.sorted { (order[$0.namespace + "/" + $0.name] ?? 0) < (order[$1.namespace + "/" + $1.name] ?? 0) }
+    }
+
+    /// Two resources that would both run as instance NAME, named with their
+    /// files; reported at the one written later, so the earlier reads as the cause.
+    static func collision(_ a: Resource, _ b: Resource, _ position: [String: Int]) -> Diagnostic {
+        func at(_ r: Resource) -> Int { position["\(r.kind)/\(r.metadata.namespace)/\(r.metadata.name)"] ?? 0 }
+        let (first, second) = at(a) <= at(b) ? (a, b) : (b, a)
+        func describe(_ r: Resource) -> String {
+            if case .instance(let i) = r {
+                return "VirtualTargetInstance \"\(i.metadata.name)\" (\(i.metadata.location)), an instance of target \"\(i.targetName)\""
+            }
+            return "\(r.kind) \"\(r.metadata.name)\" (\(r.metadata.location)), which no instance names, so it runs as an instance of its own name"
+        }
+        let name = first.metadata.name
+        var fix = "instance names are unique in a namespace: rename one of them or put it in another namespace"
+        if [first, second].contains(where: { if case .target = $0 { return true } else { return false } }) {
+            fix += ", or name target \"\(name)\" in a VirtualTargetInstance (it then runs only as that instance)"
+        }
+        return Diagnostic(.error, at: second.metadata.location, field: "metadata.name",
+            "two instances named \"\(name)\" in namespace \(first.metadata.namespace): \(describe(second)), and \(describe(first)); \(fix)")
+    }
+
+    /// A command that makes the missing ConfigMap: for `run -f`, or stored for `apply`.
+    public static func missingMapHint(_ name: String, key: String?, namespace: String) -> String {
+        let ns = namespace == "default" ? "" : " -n \(namespace)"
+        let from = "--from-file=" + (key.map { $0 + "=" } ?? "") + "FILE"
+        return "make it with `vtarget create configmap \(name)\(ns) \(from) --dry-run=client -o yaml > \(name).yaml` and pass that with -f, "
+            + "or store it for apply with `vtarget create configmap \(name)\(ns) \(from)`"
     }
 }
+

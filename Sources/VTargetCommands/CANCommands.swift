@@ -5,7 +5,9 @@ import Glibc
 #endif
 import MachineCatalog
 import HostOS
+import InstanceContract
 import TargetRuntime
+import YAMLTree
 
 struct CAN: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -62,7 +64,9 @@ struct BusConnection {
         var buf = [UInt8](repeating: 0, count: 65536)
         while pending.isEmpty {
             var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let rc = poll(&pfd, 1, timeout.map { Int32($0 * 1000) } ?? -1)
+            // Bounded: Int32(_:) traps on milliseconds past 2³¹ (25 days); poll again instead.
+            let rc = poll(&pfd, 1, timeout.map { Int32(min(max($0, 0), 86_400) * 1000) } ?? -1)
+            if rc == 0, let timeout, timeout > 86_400 { return try next(timeout: timeout - 86_400) }
             if rc == 0 { return nil }
             if rc < 0 { if errno == EINTR { continue }; throw RuntimeError("poll: \(String(cString: strerror(errno)))") }
             let n = read(fd, &buf, buf.count)
@@ -82,10 +86,15 @@ struct CANDump: ParsableCommand {
     @Option(name: .shortAndLong, help: "Stop after this many frames.") var count: Int?
     @Option(help: "Stop after this long.") var timeout: String?
 
+    func validate() throws {
+        if let count, count < 1 { throw ValidationError("--count: expected 1 or more frames, got \(count)") }
+        if let timeout { _ = try durationOption("--timeout", timeout) }
+    }
+
     func run() throws {
         var connection = try BusConnection(target)
         defer { close(connection.fd) }
-        let end = timeout.flatMap(Quantity.parseDuration).map { monotonicSeconds() + $0 }
+        let end = try timeout.map { monotonicSeconds() + (try durationOption("--timeout", $0)) }
         var seen = 0
         while count.map({ seen < $0 }) ?? true {
             let left = end.map { $0 - monotonicSeconds() }
@@ -123,12 +132,16 @@ struct CANFault: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fault",
         abstract: "Inject faults on a bus, or on frames from one member: drop rate, delay, corruption, bus-off.",
-        discussion: "Members are named INSTANCE/DEVICE (targets) or socketcand-N (clients). Prints each member's counters.")
+        discussion: """
+            Members are named INSTANCE/DEVICE (targets) or socketcand-N (clients); --member must name one on the bus. \
+            Settings not given keep their values; --delay 0s removes a delay, --drop 0 stops dropping. \
+            Prints what this call set, then each member's counters. With no setting it only prints the counters.
+            """)
 
     @OptionGroup var target: BusOptions
     @Option(help: "Only frames from this member (default: the whole bus).") var member: String?
     @Option(help: "Share of frames dropped, 0 to 1.") var drop: Double?
-    @Option(help: "Delay added to every frame (5ms, 1s).") var delay: String?
+    @Option(help: "Delay added to every frame (5ms, 1s; 0s removes it).") var delay: String?
     @Option(help: "Share of frames with one bit flipped, 0 to 1.") var corrupt: Double?
     @Flag(name: .customLong("bus-off"), help: "Take the member (or bus) off the bus.") var busOff = false
     @Flag(name: .customLong("bus-on"), help: "Put it back.") var busOn = false
@@ -137,27 +150,55 @@ struct CANFault: ParsableCommand {
         for (name, v) in [("--drop", drop), ("--corrupt", corrupt)] where v.map({ !(0...1).contains($0) }) ?? false {
             throw ValidationError("\(name) takes a share from 0 to 1")
         }
-        if let delay, Quantity.parseDuration(delay) == nil, delay != "0" { throw ValidationError("--delay: expected \(Quantity.durationHint)") }
+        if let delay { _ = try durationOption("--delay", delay, allowZero: true) }
         if busOff && busOn { throw ValidationError("--bus-off and --bus-on exclude each other") }
     }
 
+    /// What this call changes, as `vtarget-fault` settings and as shown to the user.
+    func changes() throws -> [(setting: String, shown: String)] {
+        var out: [(String, String)] = []
+        if let drop { out.append(("drop=\(drop)", "drop=\(drop)")) }
+        if let delay {
+            let ms = Int((try durationOption("--delay", delay, allowZero: true) * 1000).rounded())
+            out.append(("delay=\(ms)", "delay=\(ms)ms"))
+        }
+        if let corrupt { out.append(("corrupt=\(corrupt)", "corrupt=\(corrupt)")) }
+        if busOff { out.append(("busoff=1", "bus-off")) }
+        if busOn { out.append(("busoff=0", "bus-on")) }
+        return out
+    }
+
     func run() throws {
-        var settings: [String] = []
-        if let member { settings.append("member=\(member)") }
-        if let drop { settings.append("drop=\(drop)") }
-        if let delay { settings.append("delay=\(Int((Quantity.parseDuration(delay) ?? 0) * 1000))") }
-        if let corrupt { settings.append("corrupt=\(corrupt)") }
-        if busOff { settings.append("busoff=1") }
-        if busOn { settings.append("busoff=0") }
+        let changes = try changes()
         var connection = try BusConnection(target)
         defer { close(connection.fd) }
+        if let member {
+            // The bus takes faults for any name, so a typo would silently do nothing: ask who is on it first.
+            var members = try exchange(&connection, []).compactMap { c in c.range(of: ":sent=").map { String(c[..<$0.lowerBound]) } }
+            // The last to join is this very connection, no member to suggest.
+            if members.last?.hasPrefix("socketcand-") == true { members.removeLast() }
+            guard members.contains(member) else {
+                printError("error: --member: no member \"\(member)\" on bus \(target.bus); "
+                    + (members.isEmpty ? "the bus has no members" : Suggestion.hint(member, in: members)))
+                throw CommandExit(code: ExitCode.badInput)
+            }
+        }
+        let counters = try exchange(&connection, (member.map { ["member=\($0)"] } ?? []) + changes.map(\.setting))
+        if !changes.isEmpty {
+            printOut((member.map { "member \($0)" } ?? "bus \(target.bus)") + ": " + changes.map(\.shown).joined(separator: " ")
+                     + " (settings not given keep their values)")
+        }
+        for c in counters { printOut(c) }
+    }
+
+    /// Sends one `vtarget-fault` message; the bus answers every member's counters.
+    func exchange(_ connection: inout BusConnection, _ settings: [String]) throws -> [String] {
         try connection.send(Array(("< vtarget-fault " + settings.joined(separator: " ") + " >").utf8))
         let end = monotonicSeconds() + 5
         while monotonicSeconds() < end, let reply = try connection.next(timeout: end - monotonicSeconds()) {
             let text = String(decoding: reply, as: UTF8.self)
             guard text.hasPrefix("< ok") else { continue }
-            for part in text.dropFirst(4).dropLast(2).split(separator: " ") { printOut(String(part)) }
-            return
+            return text.dropFirst(4).dropLast(2).split(separator: " ").map(String.init)
         }
         throw RuntimeError("the bus did not answer", code: .timeout)
     }

@@ -43,6 +43,7 @@ struct Get: AsyncParsableCommand {
         if let output, !["wide", "yaml", "json", "name"].contains(output) { throw ValidationError("-o: expected wide, yaml, json or name, got \(output)") }
         if Self.isMachines(kind) {
             if selector != nil || watch { throw ValidationError("machines are board profiles: they have no labels and do not change while listed") }
+            if let output, output != "wide" && output != "name" { throw ValidationError("-o: machines print as a table, wide or name, got \(output)") }
             return
         }
         do { _ = try KindRegistry.builtIn.resolve(kind) } catch { throw ValidationError(error.description + ", machines") }

@@ -9,10 +9,12 @@ struct Render: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print the exact QEMU command for each target; nothing is started.",
         discussion: """
-            fd=3 and up are socket pairs vtarget hands QEMU when it starts it (QMP first, \
-            then one per UART device in order), then, when vtarget is root and QEMU drops \
-            to uid 65534, disk images it opens for QEMU (-add-fd, /dev/fdset/N); paths are \
-            those a run would use.
+            fd=3 is the QMP monitor's socket pair, which vtarget hands QEMU when it starts it; \
+            each UART a serial or CAN device uses is a FIFO pair (-chardev pipe: serial-DEVICE.in \
+            and .out, can-DEVICE.in and .out, in QEMU's directory) that vtarget makes and opens \
+            before QEMU starts. When vtarget is root and QEMU drops \
+            to uid 65534, fd=4 and up are disk images it opens for QEMU (-add-fd, /dev/fdset/N). \
+            Paths are those a run would use.
             """)
 
     enum Format: String, ExpressibleByArgument, CaseIterable { case argv, shell }

@@ -83,8 +83,10 @@ struct Daemon: AsyncParsableCommand {
 struct DaemonStatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "status", abstract: "Whether the supervisor runs, and what it holds.")
 
+    enum Format: String, ExpressibleByArgument, CaseIterable { case text, json }
+
     @Option(name: .shortAndLong, help: "Output format: text or json.")
-    var output: String = "text"
+    var output: Format = .text
 
     func run() async throws {
         guard let client = await SupervisorConnection.existing() else {
@@ -93,7 +95,7 @@ struct DaemonStatusCommand: AsyncParsableCommand {
         }
         let s: DaemonStatus
         do { s = try await client.get("/v1/status") } catch { throw error.asCommandError }
-        if output == "json" { return printOut(String(decoding: try JSONEncoder().encode(s), as: UTF8.self)) }
+        if output == .json { return printOut(String(decoding: try JSONEncoder().encode(s), as: UTF8.self)) }
         printOut("""
             running: pid \(s.pid), up \(Table.age(s.startedAt))
             socket: \(s.socket)
@@ -222,12 +224,28 @@ struct Delete: AsyncParsableCommand {
                 printOut("\(Table.qualified(r.kind))/\(r.name) deleted")
             } catch where error.status == 404 && ignoreNotFound {
                 continue
+            } catch where error.status == 404 && kind == "VirtualTargetInstance" {
+                printError("error: " + (await Self.madeByOthers(name, ns, client) ?? error.message))
+                failed = true
             } catch {
                 printError("error: \(error.message)")
                 failed = true
             }
         }
         if failed { throw CommandExit(code: 1) }
+    }
+
+    /// An instance `get instances` lists but no VirtualTargetInstance made:
+    /// a target's own, or a pool's member. Says which, and what removes it.
+    static func madeByOthers(_ name: String, _ ns: String, _ client: ControlClient) async -> String? {
+        guard let d = try? await client.get("/v1/instances/\(ns)/\(name)", as: InstanceDescription.self) else { return nil }
+        let flag = ns == "default" ? "" : " -n \(ns)"
+        if let pool = d.instance.pool {
+            return "instance \"\(name)\" is a member of pool \"\(pool)\", not a VirtualTargetInstance: release it (vtarget release \(name)\(flag)), "
+                + "or delete the pool (vtarget delete pool \(pool)\(flag))"
+        }
+        return "instance \"\(name)\" is target \"\(d.instance.target)\"'s own instance, not a VirtualTargetInstance: "
+            + "delete the target (vtarget delete target \(d.instance.target)\(flag)), or stop the instance and keep the target (vtarget stop \(name)\(flag))"
     }
 }
 
@@ -246,7 +264,8 @@ struct Events: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "What happened to instances, oldest first; -w keeps watching.")
     @OptionGroup var ns: NamespaceOptions
     @Flag(name: .shortAndLong, help: "Keep printing new events.") var watch = false
-    @Option(name: .shortAndLong, help: "Output format: table or json (one object per line).") var output: String = "table"
+    enum Format: String, ExpressibleByArgument, CaseIterable { case table, json }
+    @Option(name: .shortAndLong, help: "Output format: table or json (one object per line).") var output: Format = .table
 
     func run() async throws {
         let client = try await SupervisorConnection.ensure()
@@ -256,9 +275,9 @@ struct Events: AsyncParsableCommand {
         }
         do {
             if watch {
-                if output == "table" { printOut(Table.render([header], widths: [10, 10, 8, 14, 24, 0])) }
+                if output == .table { printOut(Table.render([header], widths: [10, 10, 8, 14, 24, 0])) }
                 try await client.stream("/v1/events?watch=1&" + ns.query) { line in
-                    if output == "json" { printOut(line); return true }
+                    if output == .json { printOut(line); return true }
                     if let e = try? JSONDecoder().decode(EventInfo.self, from: Data(line.utf8)) {
                         printOut(Table.render([row(e)], widths: [10, 10, 8, 14, 24, 0]))
                     }
@@ -267,7 +286,7 @@ struct Events: AsyncParsableCommand {
                 return
             }
             let events: [EventInfo] = try await client.get("/v1/events?" + ns.query)
-            if output == "json" {
+            if output == .json {
                 for e in events { printOut(String(decoding: try JSONEncoder().encode(e), as: UTF8.self)) }
                 return
             }
@@ -286,12 +305,12 @@ struct Claim: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: "Its namespace (default: default).") var namespace: String?
     @Option(help: "Release the instance after this long (overrides the pool's claimTTL).") var ttl: String?
     @Option(help: "How long to wait for a Ready member.") var timeout: String = "30s"
-    @Option(name: .shortAndLong, help: "name or json.") var output: String?
+    enum Format: String, ExpressibleByArgument, CaseIterable { case name, json }
+    @Option(name: .shortAndLong, help: "name or json (default: the name and endpoints, as text).") var output: Format?
 
     func validate() throws {
-        if let ttl, Quantity.parseDuration(ttl) == nil { throw ValidationError("--ttl: expected \(Quantity.durationHint), got \(ttl)") }
-        if Quantity.parseDuration(timeout) == nil { throw ValidationError("--timeout: expected \(Quantity.durationHint), got \(timeout)") }
-        if let output, output != "name" && output != "json" { throw ValidationError("-o: expected name or json") }
+        if let ttl { _ = try durationOption("--ttl", ttl) }
+        _ = try durationOption("--timeout", timeout)
     }
 
     func run() async throws {
@@ -301,9 +320,9 @@ struct Claim: AsyncParsableCommand {
         do {
             let i: InstanceInfo = try await client.send(.POST, path)
             switch output {
-            case "name": printOut(i.name)
-            case "json": printOut(Table.json(Table.node(i)))
-            default:
+            case .name: printOut(i.name)
+            case .json: printOut(Table.json(Table.node(i)))
+            case nil:
                 printOut("instance/\(i.name) claimed from pool \(pool)")
                 for (k, v) in i.endpoints.sorted(by: { $0.key < $1.key }) { printOut("  \(k): \(v)") }
             }
@@ -322,4 +341,10 @@ struct Release: AsyncParsableCommand {
         let r = try await SupervisorConnection.instanceAction("release", name, namespace)
         printOut("instance/\(r.name) released (\(r.action))")
     }
+}
+
+/// A duration flag's seconds; a malformed one, or one above a year, is bad
+/// input (exit 2) with the reason, never a value that traps when converted.
+func durationOption(_ flag: String, _ text: String, allowZero: Bool = false) throws -> Double {
+    do { return try Quantity.duration(text, allowZero: allowZero) } catch { throw ValidationError("\(flag): \(error)") }
 }

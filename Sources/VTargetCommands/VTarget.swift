@@ -16,7 +16,8 @@ public struct VTarget: AsyncParsableCommand {
         abstract: "Run virtual embedded targets and VMs from KubeTarget YAML, on one machine.",
         discussion: """
             Exit codes: 0 ok, 1 failure of the target or test, 2 bad input (YAML, flags).
-            Sockets live in $XDG_RUNTIME_DIR/vtarget (else /tmp/vtarget-$UID), mode 0700.
+            Sockets live in $XDG_RUNTIME_DIR/vtarget (else /tmp/vtarget-$UID), in directories of mode 0700 \
+            (0711 as root, so QEMU, dropped to uid 65534, reaches its own directory; nobody can list them).
             """,
         version: "0.1.0",
         subcommands: [Run.self, Apply.self, Get.self, Describe.self, Delete.self, Events.self, Start.self, Stop.self,
@@ -29,7 +30,7 @@ public struct VTarget: AsyncParsableCommand {
     /// Parses, runs, and maps every error onto the contract's exit codes.
     public static func runMain(_ arguments: [String]) async -> Int32 {
         do {
-            var command = try parseAsRoot(arguments)
+            var command = try parseAsRoot(CreateConfigMap.acceptingBareDryRun(arguments))
             if var async = command as? any AsyncParsableCommand {
                 try await async.run()
             } else {

@@ -16,12 +16,44 @@ public struct Diagnostic: Sendable, CustomStringConvertible, Equatable {
         self.message = message
     }
 
+    /// One line, whatever the input held: control characters in a key or a
+    /// value (a NUL, an escape sequence) are shown escaped, never sent raw to a terminal.
     public var description: String {
         var s = ""
         if let location { s += "\(location): " }
         s += "\(severity.rawValue): "
         if let field, !field.isEmpty { s += "\(field): " }
-        return s + message
+        return Diagnostic.escapingControls(s + message)
+    }
+
+    /// `s` with control characters (C0, DEL, C1), line and paragraph
+    /// separators and bidirectional overrides written as escapes: `\0`, `\t`,
+    /// `\n`, `\r`, else `\u` and four hex digits, as YAML and JSON spell them.
+    public static func escapingControls(_ s: String) -> String {
+        guard s.unicodeScalars.contains(where: needsEscape) else { return s }
+        var out = ""
+        for u in s.unicodeScalars {
+            if needsEscape(u) { out += escape(u) } else { out.unicodeScalars.append(u) }
+        }
+        return out
+    }
+
+    /// One character as YAML's double-quoted style (and JSON) escapes it.
+    static func escape(_ u: Unicode.Scalar) -> String {
+        switch u {
+        case "\0": return "\\0"
+        case "\t": return "\\t"
+        case "\n": return "\\n"
+        case "\r": return "\\r"
+        default:
+            let hex = String(u.value, radix: 16, uppercase: true)
+            return "\\u" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
+        }
+    }
+
+    static func needsEscape(_ u: Unicode.Scalar) -> Bool {
+        u.value < 0x20 || (0x7F...0x9F).contains(u.value) || (0x2028...0x2029).contains(u.value)
+            || (0x202A...0x202E).contains(u.value) || (0x2066...0x2069).contains(u.value)
     }
 }
 

@@ -30,7 +30,8 @@ public final class MappingReader {
     public let path: String
     public let context: DecodeContext
     private let pairs: [YAMLPair]
-    private var known: [String] = []
+    /// A set: `finish` asks it once per key, and data maps have thousands.
+    private var known: Set<String> = []
 
     /// nil (with an error recorded) when the node is not a mapping.
     public init?(_ node: YAMLNode, path: String, context: DecodeContext) {
@@ -48,14 +49,14 @@ public final class MappingReader {
 
     /// The value of `key`, or nil; a null value counts as absent.
     public func value(_ key: String) -> YAMLNode? {
-        known.append(key)
+        known.insert(key)
         guard let v = pairs.first(where: { $0.key.scalar == key })?.value, !v.isNull else { return nil }
         return v
     }
 
     /// Marks keys as known without reading them: after an error that stops
     /// decoding, the rest of the mapping is not reported as unknown.
-    public func accept(_ keys: [String]) { known += keys }
+    public func accept(_ keys: [String]) { known.formUnion(keys) }
 
     public func has(_ key: String) -> Bool { pairs.contains { $0.key.scalar == key } }
 
@@ -104,11 +105,12 @@ public final class MappingReader {
         sequence(key)?.compactMap { Self.string($0.0, $0.1, context) }
     }
 
-    /// `key: value` pairs of strings, as in labels and ConfigMap data.
-    public func stringMap(_ key: String) -> [(String, String, YAMLNode)]? {
+    /// `key: value` pairs of strings, as in labels and ConfigMap data;
+    /// `binary`: values may be tagged `!!binary` (ConfigMap binaryData, base64 either way).
+    public func stringMap(_ key: String, binary: Bool = false) -> [(String, String, YAMLNode)]? {
         guard let m = mapping(key) else { return nil }
         return m.allPairs().compactMap { k, v in
-            guard let s = Self.string(v, m.child(k), context) else { return nil }
+            guard let s = Self.string(v, m.child(k), context, binary: binary) else { return nil }
             return (k, s, v)
         }
     }
@@ -120,17 +122,17 @@ public final class MappingReader {
                 context.error(p.key, path, "keys must be strings, got a \(p.key.kindName)")
                 return nil
             }
-            known.append(k)
+            known.insert(k)
             return (k, p.value)
         }
     }
 
     /// Reports keys nobody read: an error in strict mode, a warning otherwise.
     public func finish() {
+        let valid = known.sorted()
         for p in pairs {
             let k = p.key.scalar ?? "?"
             if known.contains(k) { continue }
-            let valid = Array(Set(known)).sorted()
             var msg = "unknown field \"\(k)\""
             if let n = Suggestion.nearest(k, in: valid) {
                 msg += "; did you mean \"\(n)\"?"
@@ -145,16 +147,31 @@ public final class MappingReader {
         }
     }
 
-    public static func string(_ v: YAMLNode, _ path: String, _ context: DecodeContext) -> String? {
+    /// A scalar's text. A `!!binary` value is bytes, not its base64 text,
+    /// so it is read only where base64 is what is meant (`binary`).
+    public static func string(_ v: YAMLNode, _ path: String, _ context: DecodeContext, binary: Bool = false) -> String? {
         guard let s = v.scalar else {
             context.error(v, path, "expected a string, got a \(v.kindName)")
+            return nil
+        }
+        if v.tag == YAMLNode.coreTag("binary") && !binary {
+            context.error(v, path, "!!binary is read only in a ConfigMap's binaryData; write the text itself here")
             return nil
         }
         return s
     }
 
+    /// A plain number, or one tagged `!!int`; `!!str 5` is a string.
     public static func int(_ v: YAMLNode, _ path: String, _ context: DecodeContext, in range: ClosedRange<Int>? = nil) -> Int? {
-        guard let s = v.scalar, case .scalar(_, .plain) = v.content, let n = Int(s) else {
+        let isNumber: Bool
+        if case .scalar(_, .plain) = v.content { isNumber = v.tag == nil || v.tag == YAMLNode.coreTag("int") } else { isNumber = v.tag == YAMLNode.coreTag("int") }
+        guard let s = v.scalar, isNumber, let n = Int(s) else {
+            // Digits beyond Int's range are a number, just far too large.
+            if case .scalar(let s, .plain) = v.content, let range, case let digits = s.drop(while: { $0 == "-" || $0 == "+" }),
+               !digits.isEmpty, digits.allSatisfy({ $0 >= "0" && $0 <= "9" }) {
+                context.error(v, path, "\(s) is out of range; valid: \(range.lowerBound) to \(range.upperBound)")
+                return nil
+            }
             context.error(v, path, "expected a whole number, got \(describe(v))")
             return nil
         }

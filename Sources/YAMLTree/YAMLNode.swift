@@ -27,13 +27,17 @@ public struct YAMLNode: Sendable {
         return nil
     }
 
-    /// A plain scalar spelling null (`~`, `null`, empty) is YAML's null.
+    /// A plain scalar spelling null (`~`, `null`, empty) is YAML's null, and so is anything tagged `!!null`.
     public var isNull: Bool {
+        if tag == Self.coreTag("null") { return true }
         if case .scalar(let s, .plain) = content, tag == nil {
             return s.isEmpty || s == "~" || s == "null" || s == "Null" || s == "NULL"
         }
         return false
     }
+
+    /// `!!name` as the parser reports it.
+    public static func coreTag(_ name: String) -> String { "tag:yaml.org,2002:" + name }
 
     public var kindName: String {
         switch content {

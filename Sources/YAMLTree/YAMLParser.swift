@@ -18,7 +18,7 @@ public struct YAMLLimits: Sendable {
 public struct YAMLParseError: Error, Sendable, CustomStringConvertible {
     public var location: SourceLocation
     public var message: String
-    public var description: String { "\(location): error: \(message)" }
+    public var description: String { Diagnostic.escapingControls("\(location): error: \(message)") }
 }
 
 /// libyaml's event parser turned into `YAMLNode` trees.
@@ -101,14 +101,74 @@ enum InputChecks {
     }
 }
 
+/// Tags: YAML's standard ones where they fit the node, nothing else. A
+/// resource has no use for an application tag (`!custom {...}`), and
+/// dropping one silently would run something other than what was written.
+enum Tags {
+    enum Kind: String { case scalar, sequence = "list", mapping }
+
+    static let core = YAMLNode.coreTag("")
+    /// Standard tags by the kind of node they may be on.
+    static let allowed: [Kind: [String]] = [
+        .scalar: ["str", "int", "float", "bool", "null", "binary", "timestamp"],
+        .sequence: ["seq"],
+        .mapping: ["map"],
+    ]
+    static let valid = "valid: !!str, !!int, !!float, !!bool, !!null, !!binary, !!timestamp on scalars, !!seq on lists, !!map on mappings"
+
+    static func check(_ node: YAMLNode, at location: SourceLocation) throws(YAMLParseError) {
+        try check(node.tag, on: .scalar, value: node.scalar, at: location)
+    }
+
+    static func check(_ tag: String?, on kind: Kind, value: String?, at location: SourceLocation) throws(YAMLParseError) {
+        // "!" is the non-specific tag: a plain string, list or mapping as written.
+        guard let tag, tag != "!" else { return }
+        let shown = YAMLEmitter.tagText(tag)
+        guard tag.hasPrefix(core), case let name = String(tag.dropFirst(core.count)),
+              allowed.values.contains(where: { $0.contains(name) }) else {
+            throw YAMLParseError(location: location, message: "unknown tag \(shown); vtarget reads only YAML's standard tags (\(valid))")
+        }
+        guard allowed[kind]!.contains(name) else {
+            throw YAMLParseError(location: location, message: "tag \(shown) does not fit a \(kind.rawValue); \(valid)")
+        }
+        if let value, !fits(value, name) {
+            throw YAMLParseError(location: location, message: "\"\(value)\" is not a valid \(shown) value")
+        }
+    }
+
+    /// Whether a scalar's text is what its tag says (YAML 1.2's core schema).
+    static func fits(_ s: String, _ name: String) -> Bool {
+        switch name {
+        case "int": return s.wholeMatch(of: /[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+/) != nil
+        case "float":
+            return s.wholeMatch(of: /[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)/) != nil
+        case "bool": return ["true", "True", "TRUE", "false", "False", "FALSE"].contains(s)
+        case "null": return ["", "~", "null", "Null", "NULL"].contains(s)
+        case "binary": return s.unicodeScalars.allSatisfy { $0.properties.isAlphabetic && $0.isASCII || ("0"..."9").contains($0) || "+/= \n\r\t".unicodeScalars.contains($0) }
+        case "timestamp": return s.wholeMatch(of: /[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}([Tt ].*)?/) != nil
+        default: return true
+        }
+    }
+}
+
 /// Builds trees from the event stream, counting expanded nodes and depth.
 struct TreeBuilder {
     let file: String
     let limits: YAMLLimits
 
-    private enum Frame {
-        case sequence([YAMLNode], SourceLocation, String?, String?)
-        case mapping([YAMLPair], pendingKey: YAMLNode?, SourceLocation, String?, String?)
+    /// A collection being built. It is mutated in place on the stack (never
+    /// popped and pushed back), and a mapping's keys are also in a dictionary:
+    /// either way a collection of n entries took n² steps to build.
+    private struct Frame {
+        var isMapping: Bool
+        var location: SourceLocation
+        var tag: String?
+        var anchor: String?
+        var items: [YAMLNode] = []
+        var pairs: [YAMLPair] = []
+        var pendingKey: YAMLNode?
+        /// Scalar keys seen so far, with where each was first written.
+        var keys: [String: SourceLocation] = [:]
     }
 
     private var stack: [Frame] = []
@@ -173,6 +233,7 @@ struct TreeBuilder {
                         default: style = .plain
                         }
                         let node = YAMLNode(.scalar(value, style), at: location(start), tag: cString(s.tag))
+                        try Tags.check(node, at: node.location)
                         try count(1, at: start)
                         if let anchor = cString(s.anchor) { anchors[anchor] = (node, 1) }
                         try add(node, size: 1, &root)
@@ -188,24 +249,18 @@ struct TreeBuilder {
                     case YAML_SEQUENCE_START_EVENT:
                         try open(start)
                         let e = event.data.sequence_start
-                        stack.append(.sequence([], location(start), cString(e.tag), cString(e.anchor)))
+                        try Tags.check(cString(e.tag), on: .sequence, value: nil, at: location(start))
+                        stack.append(Frame(isMapping: false, location: location(start), tag: cString(e.tag), anchor: cString(e.anchor)))
                     case YAML_MAPPING_START_EVENT:
                         try open(start)
                         let e = event.data.mapping_start
-                        stack.append(.mapping([], pendingKey: nil, location(start), cString(e.tag), cString(e.anchor)))
+                        try Tags.check(cString(e.tag), on: .mapping, value: nil, at: location(start))
+                        stack.append(Frame(isMapping: true, location: location(start), tag: cString(e.tag), anchor: cString(e.anchor)))
                     case YAML_SEQUENCE_END_EVENT, YAML_MAPPING_END_EVENT:
                         let size = sizeStack.removeLast()
-                        let node: YAMLNode
-                        let anchor: String?
-                        switch stack.removeLast() {
-                        case .sequence(let items, let loc, let tag, let a):
-                            node = YAMLNode(.sequence(items), at: loc, tag: tag)
-                            anchor = a
-                        case .mapping(let pairs, _, let loc, let tag, let a):
-                            node = YAMLNode(.mapping(pairs), at: loc, tag: tag)
-                            anchor = a
-                        }
-                        if let anchor { anchors[anchor] = (node, size) }
+                        let frame = stack.removeLast()
+                        let node = YAMLNode(frame.isMapping ? .mapping(frame.pairs) : .sequence(frame.items), at: frame.location, tag: frame.tag)
+                        if let anchor = frame.anchor { anchors[anchor] = (node, size) }
                         try add(node, size: size, &root)
                     default:
                         break
@@ -236,26 +291,26 @@ struct TreeBuilder {
     /// Adds a finished node to the collection being built, or makes it the root.
     private mutating func add(_ node: YAMLNode, size: Int, _ root: inout YAMLNode?) throws(YAMLParseError) {
         if !sizeStack.isEmpty { sizeStack[sizeStack.count - 1] += size }
-        guard let top = stack.popLast() else {
+        let top = stack.count - 1
+        guard top >= 0 else {
             root = node
             return
         }
-        switch top {
-        case .sequence(var items, let loc, let tag, let anchor):
-            items.append(node)
-            stack.append(.sequence(items, loc, tag, anchor))
-        case .mapping(var pairs, let pending, let loc, let tag, let anchor):
-            if let key = pending {
-                pairs.append(YAMLPair(key: key, value: node))
-                stack.append(.mapping(pairs, pendingKey: nil, loc, tag, anchor))
-            } else {
-                if let k = node.scalar, let first = pairs.first(where: { $0.key.scalar == k }) {
+        if !stack[top].isMapping {
+            stack[top].items.append(node)
+        } else if let key = stack[top].pendingKey {
+            stack[top].pairs.append(YAMLPair(key: key, value: node))
+            stack[top].pendingKey = nil
+        } else {
+            if let k = node.scalar {
+                if let first = stack[top].keys[k] {
                     throw YAMLParseError(
                         location: node.location,
-                        message: "duplicate key \"\(k)\" (first at line \(first.key.location.line), column \(first.key.location.column))")
+                        message: "duplicate key \"\(k)\" (first at line \(first.line), column \(first.column))")
                 }
-                stack.append(.mapping(pairs, pendingKey: node, loc, tag, anchor))
+                stack[top].keys[k] = node.location
             }
+            stack[top].pendingKey = node
         }
     }
 

@@ -185,7 +185,7 @@ final class Locked<T: Sendable>: @unchecked Sendable {
         guard let pid = f.supervisorPID() else { Issue.record("no supervisor"); return }
         let socket = f.runtime + "/supervisor.sock"
         let fds = procEntries(pid, "fd")
-        for mode in ["normal", "unknown-path", "long-request-line", "huge-body", "partial-head", "normal"] {
+        for mode in ["normal", "unknown-path", "absurd-claim", "long-request-line", "huge-body", "partial-head", "normal"] {
             let r = try shell("\(python) \(repoRoot)/Tests/IntegrationTests/Clients/api_limits.py \(socket) \(mode)", runtime: f.runtime)
             #expect(r.code == 0, "\(mode): \(r.stdout) \(r.stderr)")
         }

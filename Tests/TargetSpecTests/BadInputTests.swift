@@ -12,7 +12,8 @@ func decode(_ text: String, file: String = "in.yaml", options: DecodeOptions = D
 }
 
 /// Every file in BadInputs/ starts with `# expect: <line>:<col> <field>: <message start>`
-/// lines; each must appear among the errors, exactly positioned.
+/// lines; each must appear among the errors, exactly positioned. Errors come
+/// from decoding, or, for input that decodes, from working out its instances.
 @Suite struct BadInputTests {
     static let corpus: [String] = (try? FileManager.default.contentsOfDirectory(atPath: repoRoot + "/Tests/TargetSpecTests/BadInputs"))?.filter { $0.hasSuffix(".yaml") }.sorted() ?? []
 
@@ -27,7 +28,8 @@ func decode(_ text: String, file: String = "in.yaml", options: DecodeOptions = D
         let expectations = text.split(separator: "\n").filter { $0.hasPrefix("# expect: ") }.map { $0.dropFirst("# expect: ".count) }
         #expect(!expectations.isEmpty, "\(name) has no # expect: line")
         do {
-            _ = try decode(text, file: name)
+            // What decodes must still yield instances that can run.
+            _ = try Workload.instances(from: decode(text, file: name).resources)
             Issue.record("\(name) was accepted")
         } catch let e as DiagnosticError {
             let rendered = e.errors.map(\.description)
@@ -61,7 +63,36 @@ func decode(_ text: String, file: String = "in.yaml", options: DecodeOptions = D
         #expect(r.warnings.map(\.description).contains("seed.yaml:11:13: warning: spec.qemuConfig.memory: 256M ignored: stm32-p103 has a fixed 8Ki of RAM"))
     }
 
-    @Test func quantitiesAndDurations() {
+    /// Shipped examples can be applied side by side: no two run instances of
+    /// one name (two-targets.yaml's instances once took can-pair.yaml's
+    /// targets' names). Examples that define the same resource are versions of
+    /// one target, applied instead of each other, so those pairs are skipped.
+    @Test func shippedExamplesNameEachInstanceOnce() throws {
+        let dir = repoRoot + "/examples"
+        let files = try FileManager.default.subpathsOfDirectory(atPath: dir).filter { $0.hasSuffix(".yaml") }.sorted()
+        #expect(files.count >= 10)
+        let decoder = ResourceDecoder(catalog: try builtInCatalog(), options: DecodeOptions(allowHostPaths: true, allowExtraArgs: true))
+        let each = try files.map { f in
+            try decoder.decode([SourceFile(path: f, directory: dir, bytes: Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/" + f))))]).resources
+        }
+        func keys(_ rs: [Resource]) -> Set<String> { Set(rs.map { "\($0.kind)/\($0.metadata.namespace)/\($0.metadata.name)" }) }
+        var pairs = 0
+        for i in each.indices {
+            for j in each.indices where i < j && keys(each[i]).isDisjoint(with: keys(each[j])) {
+                pairs += 1
+                do {
+                    _ = try Workload.instances(from: each[i] + each[j])
+                } catch {
+                    // Their firmware ConfigMaps come from make firmware, so those are missing here.
+                    let clashes = error.errors.filter { !$0.message.contains("is not among the inputs") }
+                    #expect(clashes.isEmpty, "\(files[i]) + \(files[j]): \(clashes)")
+                }
+            }
+        }
+        #expect(pairs >= 30)
+    }
+
+    @Test func quantitiesAndDurations() throws {
         #expect(Quantity.parseBytes("256M") == 256_000_000)
         #expect(Quantity.parseBytes("256Mi") == 256 << 20)
         #expect(Quantity.parseBytes("1Gi") == 1 << 30)
@@ -72,6 +103,25 @@ func decode(_ text: String, file: String = "in.yaml", options: DecodeOptions = D
         #expect(Quantity.parseDuration("500ms") == 0.5)
         #expect(Quantity.parseDuration("10") == nil)
         #expect(Quantity.parseDuration("5x") == nil)
+        // Bounded: a year of seconds and 64Ti of bytes, beyond which conversions to integers once trapped.
+        #expect(Quantity.parseDuration("8760h") == 31_536_000)
+        #expect(Quantity.parseDuration("8760h1ms") == nil)
+        #expect(Quantity.parseDuration("99999999999999999999999h") == nil)
+        #expect(Quantity.parseDuration(String(repeating: "9", count: 400) + "s") == nil, "Double overflows to infinity")
+        #expect(throws: Quantity.Problem(description: "99999999999999999999999h is above the maximum of 8760h (a year)")) {
+            try Quantity.duration("99999999999999999999999h")
+        }
+        #expect(Quantity.parseDuration("0s") == nil)
+        #expect(try Quantity.duration("0s", allowZero: true) == 0)
+        #expect(try Quantity.duration("0", allowZero: true) == 0)
+        #expect(Quantity.parseBytes("64Ti") == 64 << 40)
+        #expect(Quantity.parseBytes("65Ti") == nil)
+        #expect(Quantity.parseBytes("18446744073709551615") == nil)
+        #expect(Quantity.parseBytes("99999999999999999999999") == nil)
+        #expect(throws: Quantity.Problem(description: "99999999999999999999Ti is above the maximum of 64Ti")) {
+            try Quantity.bytes("99999999999999999999Ti")
+        }
+        #expect(Quantity.parseBytes("0") == nil)
     }
 
     /// A kind in the registry that the decoder cannot read would be listed by

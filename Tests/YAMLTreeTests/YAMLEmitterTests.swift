@@ -26,7 +26,7 @@ import TestSupport
         "a: 1\nb: true\nc: ~\nd:\ne: 'true'\nf: \"123\"\ng: '0x1F'\nh: 'yes'\n",
         "s: 'a: b'\nt: 'x #y'\nu: \"line1\\nline2\\ttab\"\nv: '- x'\nw: '-5'\nx: '  pad  '\ny: '#hash'\nz: \"\\u0001\"\n",
         "list: [1, 'two', {k: v}, [a, b], [], {}]\nnested:\n  - - x\n    - y\n  - {p: q, r: [s]}\n",
-        "bin: !!binary aGVsbG8=\nlocal: !thing v\ncoll: !!set {a: ~}\n",
+        "bin: !!binary aGVsbG8=\nstr: !!str 5\nn: !!null ''\nm: !!map {a: ~}\ns: !!seq [x]\nplain: ! 7\n",
         "? [a, b]\n: complex key\n",
         "ünïcode: \"日本\"\nemoji: '🙂'\nq: \"say \\\"hi\\\"\"\nback: 'a\\b'\n",
         "folded: >\n  one\n  two\nliteral: |\n  keep\n  lines\n",

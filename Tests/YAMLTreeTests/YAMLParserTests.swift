@@ -36,6 +36,51 @@ import Testing
         #expect(e?.message == "duplicate key \"a\" (first at line 1, column 1)")
     }
 
+    /// Tags were dropped silently (`!custom {...}` read as a plain mapping);
+    /// only YAML's standard ones, on nodes they fit, are read now.
+    @Test(arguments: [
+        ("metadata: !custom {name: x}\n", "1:11", "unknown tag !custom; vtarget reads only YAML's standard tags (valid: !!str, !!int"),
+        ("a:\n  - !thing v\n", "2:5", "unknown tag !thing;"),
+        ("a: !<tag:example.com,2000:app/foo> v\n", "1:4", "unknown tag !<tag:example.com,2000:app/foo>;"),
+        ("%TAG !e! tag:example.com,2000:\n---\na: !e!foo v\n", "3:4", "unknown tag !<tag:example.com,2000:foo>;"),
+        ("a: !!set {x: ~}\n", "1:4", "unknown tag !!set;"),
+        ("a: !!map x\n", "1:4", "tag !!map does not fit a scalar;"),
+        ("a: !!str [x]\n", "1:4", "tag !!str does not fit a list;"),
+        ("a: !!int abc\n", "1:4", "\"abc\" is not a valid !!int value"),
+        ("a: !!bool yes\n", "1:4", "\"yes\" is not a valid !!bool value"),
+        ("a: !!binary 'not base64!'\n", "1:4", "\"not base64!\" is not a valid !!binary value"),
+    ])
+    func unknownOrMisplacedTagsAreRefused(_ text: String, _ at: String, _ message: String) {
+        let e = parseError(text)
+        #expect(e.map { "\($0.location.line):\($0.location.column)" } == at, "\(String(describing: e))")
+        #expect(e?.message.hasPrefix(message) == true, "\(String(describing: e))")
+    }
+
+    @Test func standardTagsAreRead() throws {
+        let docs = try YAMLParser.parse("a: !!str 5\nb: !!int \"7\"\nc: !!null ''\nd: !!map {e: !!float 1.5}\nf: ! x\ng: !!binary aGVsbG8=\n", file: "t.yaml")
+        guard case .mapping(let pairs) = docs[0].root.content else { Issue.record("not a mapping"); return }
+        #expect(pairs.map(\.value.tag) == [YAMLNode.coreTag("str"), YAMLNode.coreTag("int"), YAMLNode.coreTag("null"), YAMLNode.coreTag("map"), "!", YAMLNode.coreTag("binary")])
+        #expect(pairs[2].value.isNull && !pairs[0].value.isNull)
+        let context = DecodeContext()
+        #expect(MappingReader.int(pairs[1].value, "b", context) == 7)
+        #expect(MappingReader.int(pairs[0].value, "a", context) == nil, "!!str 5 is a string")
+        #expect(MappingReader.string(pairs[5].value, "g", context) == nil, "!!binary outside binaryData")
+        #expect(MappingReader.string(pairs[5].value, "g", context, binary: true) == "aGVsbG8=")
+        #expect(context.diagnostics.map(\.description) == [
+            "t.yaml:1:4: error: a: expected a whole number, got \"5\"",
+            "t.yaml:6:4: error: g: !!binary is read only in a ConfigMap's binaryData; write the text itself here",
+        ])
+    }
+
+    /// A NUL or an escape sequence in a key never reaches a terminal raw.
+    @Test func controlCharactersInErrorsAreEscaped() {
+        let e = parseError("\"k\\0\\e[2J\\u202E\": 1\n\"k\\0\\e[2J\\u202E\": 2\n")
+        #expect(e?.description == "t.yaml:2:1: error: duplicate key \"k\\0\\u001B[2J\\u202E\" (first at line 1, column 1)")
+        let d = Diagnostic(.error, at: SourceLocation(file: "a\nb.yaml", line: 1, column: 2), field: "data.x\u{7F}", "bad \"\u{0}\t\r\u{85}\u{2028}\"")
+        #expect(d.description == "a\\nb.yaml:1:2: error: data.x\\u007F: bad \"\\0\\t\\r\\u0085\\u2028\"")
+        #expect(Diagnostic.escapingControls("plain ünïcode 🙂") == "plain ünïcode 🙂")
+    }
+
     @Test func tabIndentation() {
         let e = parseError("a:\n\tb: 1\n")
         #expect(e?.location == SourceLocation(file: "t.yaml", line: 2, column: 1))

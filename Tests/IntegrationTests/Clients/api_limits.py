@@ -102,6 +102,14 @@ elif mode == "normal":
         if not head.startswith(b"HTTP/1.1 200"):
             fail(f"normal request: {head!r}")
     print("ok normal")
+elif mode == "absurd-claim":
+    # A claim TTL no duration could be is refused, not trapped on.
+    s = connect()
+    s.sendall(b"POST /v1/pools/default/ci/claim?ttl=1e300 HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 0\r\n\r\n")
+    reply = read_all(s)
+    if not reply.startswith(b"HTTP/1.1 400") or b"ttl" not in reply:
+        fail(f"absurd claim ttl: {reply!r}")
+    print("ok absurd-claim")
 elif mode == "unknown-path":
     # An unknown path answers 404 with the API's error body, not an empty one.
     s = connect()
