@@ -16,23 +16,7 @@ import TestSupport
     /// Issue 14.1: an instance named like a target that runs on its own is
     /// refused by run and apply, naming both resources and their files.
     @Test func anInstanceNamedLikeATargetIsRefusedByRunAndApply() throws {
-        let clash = try temporaryFile("""
-            apiVersion: qemu.kubetarget.dev/v1alpha1
-            kind: QemuVirtualTarget
-            metadata: {name: node}
-            spec:
-              qemuConfig:
-                machine: lm3s6965evb
-                drives: [{name: firmware, type: pflash, source: {configMap: {name: lm3s6965evb-firmware}}}]
-                devices: [{name: uart0, type: serial}]
-            ---
-            apiVersion: kubetarget.dev/v1alpha1
-            kind: VirtualTargetInstance
-            metadata: {name: node-a}
-            spec:
-              targetRef: {name: node}
-
-            """)
+        let clash = try temporaryFile(nodeTargetYAML(instances: ["node-a"]))
         defer { try? FileManager.default.removeItem(atPath: clash) }
         let runtime = makeRuntimeDir()
         let r = try vt(["run", "-f", "examples/can-pair.yaml", "-f", clash, "-f", "\(firmware)/lm3s6965evb-firmware.yaml",

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import HostOS
 import TargetRuntime
+import TestSupport
 
 /// uid leases: two live instances never share a QEMU uid, and a lease ends
 /// with its holder.
@@ -39,26 +40,7 @@ import TargetRuntime
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: work) }
         let spec = work + "/pair.yaml"
-        try """
-            apiVersion: qemu.kubetarget.dev/v1alpha1
-            kind: QemuVirtualTarget
-            metadata: {name: node}
-            spec:
-              qemuConfig:
-                machine: lm3s6965evb
-                drives: [{name: firmware, type: pflash, source: {configMap: {name: lm3s6965evb-firmware}}}]
-                devices: [{name: uart0, type: serial}]
-            ---
-            apiVersion: kubetarget.dev/v1alpha1
-            kind: VirtualTargetInstance
-            metadata: {name: node-a}
-            spec: {targetRef: {name: node}}
-            ---
-            apiVersion: kubetarget.dev/v1alpha1
-            kind: VirtualTargetInstance
-            metadata: {name: node-b}
-            spec: {targetRef: {name: node}}
-            """.write(toFile: spec, atomically: true, encoding: .utf8)
+        try nodeTargetYAML(instances: ["node-a", "node-b"]).write(toFile: spec, atomically: true, encoding: .utf8)
         // From inside the run: both QEMUs' uids, then each attack as the other instance's uid and as nobody.
         let script = #"""
             set -u

@@ -294,19 +294,7 @@ func statusFields(_ pid: Int32) -> [String: String] {
 
     /// SIGKILL of `vtarget run` itself: every QEMU dies with it, within 2 s.
     @Test func killingRunLeavesNoQEMU() throws {
-        var yaml = """
-            apiVersion: qemu.kubetarget.dev/v1alpha1
-            kind: QemuVirtualTarget
-            metadata: {name: node}
-            spec:
-              qemuConfig:
-                machine: lm3s6965evb
-                drives: [{name: firmware, type: pflash, source: {configMap: {name: lm3s6965evb-firmware}}}]
-                devices: [{name: uart0, type: serial}]
-            """
-        for i in 1...5 {
-            yaml += "\n---\napiVersion: kubetarget.dev/v1alpha1\nkind: VirtualTargetInstance\nmetadata: {name: node-\(i)}\nspec: {targetRef: {name: node}}"
-        }
+        let yaml = nodeTargetYAML(instances: (1...5).map { "node-\($0)" })
         let file = "/tmp/vt-five-\(UInt32.random(in: 0...UInt32.max)).yaml"
         try yaml.write(toFile: file, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: file) }

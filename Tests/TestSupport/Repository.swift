@@ -22,3 +22,17 @@ public func targetYAML(_ name: String, _ qemuConfig: String) -> String {
     \(qemuConfig.split(separator: "\n", omittingEmptySubsequences: false).map { "    " + $0 }.joined(separator: "\n"))
     """
 }
+
+/// A target `node` on lm3s6965evb (firmware from the sample ConfigMap, one
+/// UART) and a VirtualTargetInstance of it for each name.
+public func nodeTargetYAML(instances: [String]) -> String {
+    var yaml = targetYAML("node", """
+        machine: lm3s6965evb
+        drives: [{name: firmware, type: pflash, source: {configMap: {name: lm3s6965evb-firmware}}}]
+        devices: [{name: uart0, type: serial}]
+        """)
+    for name in instances {
+        yaml += "\n---\napiVersion: kubetarget.dev/v1alpha1\nkind: VirtualTargetInstance\nmetadata: {name: \(name)}\nspec: {targetRef: {name: node}}"
+    }
+    return yaml
+}
