@@ -36,13 +36,20 @@ public enum RuntimeDirectory {
     /// above its own: say which one stops it, rather than let QEMU fail with
     /// "Permission denied" on its firmware.
     public static func checkTraversableByOthers(_ path: String) throws(RuntimeError) {
+        if let (dir, mode) = untraversable(path) {
+            throw RuntimeError("\(dir) (mode \(String(mode, radix: 8))) cannot be traversed by the unprivileged uid QEMU runs as; chmod o+x it or set VTARGET_RUNTIME_DIR below a directory that can")
+        }
+    }
+
+    /// The first directory above `path` (and `path` itself) that other uids
+    /// cannot pass through, with its mode; nil when they can reach `path`.
+    public static func untraversable(_ path: String) -> (String, mode_t)? {
         var dir = path
-        while let slash = dir.lastIndex(of: "/"), slash != dir.startIndex {
-            dir = String(dir[..<slash])
+        while true {
             var st = stat()
-            if stat(dir, &st) == 0, st.st_mode & 0o001 == 0 {
-                throw RuntimeError("\(dir) (mode \(String(st.st_mode & 0o777, radix: 8))) cannot be traversed by the unprivileged uid QEMU runs as; chmod o+x it or set VTARGET_RUNTIME_DIR below a directory that can")
-            }
+            if stat(dir, &st) == 0, st.st_mode & 0o001 == 0 { return (dir, st.st_mode & 0o777) }
+            guard let slash = dir.lastIndex(of: "/"), slash != dir.startIndex else { return nil }
+            dir = String(dir[..<slash])
         }
     }
 

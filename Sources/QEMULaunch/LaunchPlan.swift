@@ -96,6 +96,9 @@ public struct LaunchPlan: Sendable {
     /// Every image QEMU opens through its block layer, in argv order.
     public var blockDrives: [BlockDrive] = []
     public var cpus: Int = 1
+    /// QEMU's own directory (its cwd; its FIFOs, firmware copies and GDB
+    /// socket are in it): the `instanceDirectory` it was planned for.
+    public var workingDirectory: String = ""
     public var warnings: [String]
 
     public var argv: [String] { [binary] + arguments }

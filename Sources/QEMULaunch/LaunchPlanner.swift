@@ -144,6 +144,7 @@ public struct LaunchPlanner: Sendable {
         plan.cpus = q.smp?.value.cpus ?? 1
         plan.snapshotImage = options.snapshotImage
         plan.blockDrives = drivePlanner.blockDrives
+        plan.workingDirectory = instanceDirectory
         return plan
     }
 

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import HostOS
+import InstanceContract
 import Sandbox
 import Synchronization
 
@@ -91,6 +92,30 @@ public enum QEMUSandbox {
     }
 
     private static let leases = Mutex<[String: QEMUIdentityLease]>([:])
+
+    /// Where QEMU's own directories go, as root, when the runtime directory
+    /// cannot be passed through by other uids (a login's 0700
+    /// `/run/user/0`): a root-owned tree every uid may traverse but not list.
+    public static let privateBase = "/run/vtarget-qemu"
+
+    /// QEMU's own directory for an instance: `<instance>/qemu` where QEMU's
+    /// uid can reach it, else a fresh one below `privateBase`, so vtarget
+    /// runs as root whatever the runtime directory's mode.
+    public static func qemuDirectory(for layout: InstanceLayout, dropping: Bool) throws(RuntimeError) -> String {
+        guard dropping, untraversable(layout.directory) else { return layout.qemuDirectory }
+        if mkdir(privateBase, 0o711) != 0 && errno != EEXIST {
+            throw RuntimeError("cannot create \(privateBase): \(String(cString: strerror(errno)))", code: .io)
+        }
+        chmod(privateBase, 0o711)
+        return privateBase + "/" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
+    }
+
+    /// Whether QEMU's uid could not reach `<directory>/qemu`: the instance
+    /// directory is 0711 as root, so only its parents can stop it.
+    private static func untraversable(_ directory: String) -> Bool {
+        let parent = String(directory[..<(directory.lastIndex(of: "/") ?? directory.endIndex)])
+        return RuntimeDirectory.untraversable(parent) != nil
+    }
 
     /// Hands QEMU's own directory to the identity it runs as.
     public static func handOver(_ directory: String) throws(RuntimeError) {

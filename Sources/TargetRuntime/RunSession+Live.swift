@@ -62,7 +62,7 @@ extension RunSession {
                     }
                     let t = try await TargetProcess.spawn(plan: plan, directory: dir, qemuPath: qemu,
                                                           sandbox: try await QEMUSandbox.policy(enabled: config.sandbox,
-                                                                                               qemuDirectory: InstanceLayout(directory: dir).qemuDirectory))
+                                                                                               qemuDirectory: plan.workingDirectory))
                     targets.append(t)
                     start.spawned(t.child)
                 }
@@ -160,6 +160,10 @@ extension RunSession {
             try? await group.shutdownGracefully()
             if config.supervised != nil {
                 for t in targets { RuntimeDirectory.removeTree(t.directory) }
+            }
+            // QEMU's own directory, where it lives apart from the instance's (root, 0700 runtime directory).
+            for (_, plan, dir) in prepared where !plan.workingDirectory.hasPrefix(dir + "/") {
+                RuntimeDirectory.removeTree(plan.workingDirectory)
             }
             let outcome = self.outcome
             status?.update { s in

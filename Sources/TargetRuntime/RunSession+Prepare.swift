@@ -24,7 +24,7 @@ extension RunSession {
             // firmware, GDB socket), handed to QEMU's uid when vtarget is root,
             // so a compromised QEMU cannot replace the sockets clients use.
             let dropping = config.sandbox && QEMUSandbox.isRoot
-            let qemuDir = layout.qemuDirectory
+            let qemuDir = try QEMUSandbox.qemuDirectory(for: layout, dropping: dropping)
             if mkdir(dir, dropping ? 0o711 : 0o700) != 0 || mkdir(qemuDir, 0o700) != 0 {
                 throw RuntimeError("cannot create \(qemuDir): \(String(cString: strerror(errno)))")
             }

@@ -92,7 +92,7 @@ public final class TargetProcess: Sendable {
         let request = SpawnRequest(
             executable: qemuPath, arguments: plan.arguments,
             environment: ["PATH=/usr/bin:/bin", "LC_ALL=C"],
-            workingDirectory: InstanceLayout(directory: directory).qemuDirectory, fds: fds, sandbox: sandbox)
+            workingDirectory: plan.workingDirectory, fds: fds, sandbox: sandbox)
         // The group is made before the spawn, so only joining it is left
         // between spawn and `cont` (QEMU waits at -S meanwhile).
         var cgroup: CgroupLimits?

@@ -69,7 +69,6 @@ struct Run: AsyncParsableCommand {
         let base = RuntimeDirectory.base(environment: env)
         let dropping = !noSandbox && QEMUSandbox.isRoot
         try RuntimeDirectory.ensurePrivate(base, traversable: dropping)
-        if dropping { try RuntimeDirectory.checkTraversableByOthers(base) }
         var supervised: SupervisedInstance?
         let runDir: String
         if let shim {

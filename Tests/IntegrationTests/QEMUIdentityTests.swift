@@ -78,3 +78,22 @@ import TestSupport
         #expect(r.stdout.components(separatedBy: "denied").count - 1 == 6, "\(r.stdout)")
     }
 }
+
+/// Root with the runtime directory below a 0700 one (a login's /run/user/0):
+/// QEMU's uid cannot pass through, so its own directory lives apart, and the
+/// run works instead of failing.
+@Suite(.serialized) struct PrivateRuntimeDirectoryTests {
+    @Test(.enabled(if: getuid() == 0)) func runWorksAsRootBelowA0700Directory() throws {
+        let parent = "/tmp/vt-0700-\(UInt32.random(in: 0...UInt32.max))"
+        #expect(mkdir(parent, 0o700) == 0)
+        defer { try? FileManager.default.removeItem(atPath: parent) }
+        let runtime = parent + "/vtarget"
+        let before = Set((try? FileManager.default.contentsOfDirectory(atPath: QEMUSandbox.privateBase)) ?? [])
+        let r = try vt(["run"] + exampleArgs("lm3s6965evb") + ["--until", "echo ready", "--timeout", "20s"], runtime: runtime)
+        #expect(r.code == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("echo ready"), "\(r.stdout)")
+        let after = Set((try? FileManager.default.contentsOfDirectory(atPath: QEMUSandbox.privateBase)) ?? [])
+        #expect(after.subtracting(before).isEmpty, "QEMU's directory outlived the run: \(after.subtracting(before))")
+        expectNothingLeft(runtime)
+    }
+}
