@@ -29,10 +29,19 @@ int main(void) {
     char line[256];
     FILE *status = fopen("/proc/self/status", "r");
     while (status && fgets(line, sizeof line, status)) {
-        if (!strncmp(line, "Uid:", 4) || !strncmp(line, "CapEff:", 7) || !strncmp(line, "NoNewPrivs:", 11) || !strncmp(line, "Seccomp:", 8))
+        if (!strncmp(line, "Uid:", 4) || !strncmp(line, "CapEff:", 7) || !strncmp(line, "CapBnd:", 7) || !strncmp(line, "NoNewPrivs:", 11) || !strncmp(line, "Seccomp:", 8))
             printf("status %s", line);
     }
     if (status) fclose(status);
+    /* The namespaces it is in, for the doctor to compare with its own. */
+    const char *kinds[] = { "net", "mnt", "pid", "ipc", "uts", "user" };
+    for (unsigned k = 0; k < sizeof kinds / sizeof *kinds; k++) {
+        char path[64], target[128];
+        snprintf(path, sizeof path, "/proc/self/ns/%s", kinds[k]);
+        ssize_t n = readlink(path, target, sizeof target - 1);
+        target[n > 0 ? n : 0] = 0;
+        printf("ns %s %s\n", kinds[k], target);
+    }
     printf("fds");
     DIR *d = opendir("/proc/self/fd");
     int self = d ? dirfd(d) : -1;
@@ -45,8 +54,9 @@ int main(void) {
     for (char **v = environ; *v; v++) printf("env %s\n", *v);
 
     report("ptrace", syscall(SYS_ptrace, 0x4242, getpid(), 0, 0));
-    report("process_vm_readv", syscall(SYS_process_vm_readv, getpid(), NULL, 0, NULL, 0, 0));
-    report("process_vm_writev", syscall(SYS_process_vm_writev, getpid(), NULL, 0, NULL, 0, 0));
+    /* syscall(2) is variadic: an int 0 leaves the upper half of a long argument to chance. */
+    report("process_vm_readv", syscall(SYS_process_vm_readv, (long)getpid(), NULL, 0L, NULL, 0L, 0L));
+    report("process_vm_writev", syscall(SYS_process_vm_writev, (long)getpid(), NULL, 0L, NULL, 0L, 0L));
     report("mount", syscall(SYS_mount, "none", "/nonexistent-vtarget", "tmpfs", 0, NULL));
     report("umount2", syscall(SYS_umount2, "/nonexistent-vtarget", 0));
     report("pivot_root", syscall(SYS_pivot_root, "/nonexistent-vtarget", "/nonexistent-vtarget"));

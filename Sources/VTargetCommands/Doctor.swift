@@ -32,6 +32,16 @@ struct Doctor: AsyncParsableCommand {
         printOut("  \(refused.count) of \(calls.count) denied system calls got EPERM")
         for l in calls where !l.hasSuffix(" EPERM") { printOut("  NOT refused: " + l.dropFirst("syscall ".count)) }
         for l in lines where l.hasPrefix("status ") || l.hasPrefix("socket inet") { printOut("  " + l.replacingTabs) }
+        // Each namespace the probe is in, against the doctor's own (read from /proc on both sides).
+        for l in lines where l.hasPrefix("ns ") {
+            let parts = l.split(separator: " ")
+            guard parts.count == 3 else { continue }
+            let kind = String(parts[1])
+            var buf = [CChar](repeating: 0, count: 128)
+            let n = readlink("/proc/self/ns/" + kind, &buf, buf.count - 1)
+            let mine = n > 0 ? String(decoding: buf[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
+            printOut("  \(kind) namespace: " + (String(parts[2]) != mine ? "its own (\(parts[2]))" : "shared with the host"))
+        }
         if refused.count != calls.count { throw CommandExit(code: 1) }
     }
 }

@@ -97,3 +97,22 @@ import TestSupport
         expectNothingLeft(runtime)
     }
 }
+
+/// `vtarget doctor` shows each protection as the probe, spawned as QEMU is,
+/// finds it in /proc.
+@Suite struct DoctorTests {
+    @Test func doctorVerifiesFromProc() throws {
+        let runtime = makeRuntimeDir()
+        defer { try? FileManager.default.removeItem(atPath: runtime) }
+        let r = try vt(["doctor"], runtime: runtime)
+        #expect(r.code == 0, "\(r.stdout) \(r.stderr)")
+        #expect(r.stdout.contains("29 of 29 denied system calls got EPERM"), "\(r.stdout)")
+        #expect(r.stdout.contains("status NoNewPrivs: 1") && r.stdout.contains("status Seccomp: 2"), "\(r.stdout)")
+        if getuid() == 0 {
+            for kind in ["net", "mnt", "pid", "ipc", "uts"] {
+                #expect(r.stdout.contains("\(kind) namespace: its own"), "\(kind): \(r.stdout)")
+            }
+            #expect(r.stdout.contains("status CapBnd: 0000000000000000"), "\(r.stdout)")
+        }
+    }
+}
