@@ -24,8 +24,17 @@ public final class SerialLog: @unchecked Sendable {
     private var rawSize = 0
     private var textSize = 0
     private var atLineStart = true
+    let device: String
+    /// Set at the first failed write: a full disk (or a file-size limit)
+    /// stops the log, not the UART, and is said once rather than per chunk.
+    private var failed = false
+    /// Where the failure is said; stderr unless the owner wants it elsewhere.
+    let report: @Sendable (String) -> Void
 
-    public init(directory: String, device: String, rotation: Rotation = Rotation()) throws(EndpointError) {
+    public init(directory: String, device: String, rotation: Rotation = Rotation(),
+                report: @escaping @Sendable (String) -> Void = SerialLog.toStandardError) throws(EndpointError) {
+        self.device = device
+        self.report = report
         rawPath = directory + "/\(device).raw"
         textPath = directory + "/\(device).log"
         self.rotation = rotation
@@ -41,7 +50,7 @@ public final class SerialLog: @unchecked Sendable {
 
     public func append(_ bytes: [UInt8]) {
         if rawSize + bytes.count > rotation.maxBytes, rawSize > 0 { rotate(rawPath, &raw, &rawSize) }
-        writeAll(raw, bytes[...])
+        writeAll(raw, rawPath, bytes[...])
         rawSize += bytes.count
 
         var out: [UInt8] = []
@@ -57,7 +66,7 @@ public final class SerialLog: @unchecked Sendable {
             if b == 0x0A { atLineStart = true }
         }
         if textSize + out.count > rotation.maxBytes, textSize > 0 { rotate(textPath, &text, &textSize) }
-        writeAll(text, out[...])
+        writeAll(text, textPath, out[...])
         textSize += out.count
     }
 
@@ -77,17 +86,36 @@ public final class SerialLog: @unchecked Sendable {
         } else {
             unlink(path)
         }
-        fd = (try? Self.open(path)) ?? -1
+        fd = Glibc.open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        if fd < 0 { fail(path, errno) }
         size = 0
     }
 
-    private func writeAll(_ fd: Int32, _ bytes: ArraySlice<UInt8>) {
+    /// Writes are still tried after a failure, so the log picks up again
+    /// once there is room; what could not be written is gone from it.
+    private func writeAll(_ fd: Int32, _ path: String, _ bytes: ArraySlice<UInt8>) {
         var rest = bytes
         while !rest.isEmpty, fd >= 0 {
             let n = rest.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            if n < 0 { if errno == EINTR { continue }; return }
+            if n < 0 {
+                if errno == EINTR { continue }
+                fail(path, errno)
+                return
+            }
             rest = rest.dropFirst(n)
         }
+    }
+
+    private func fail(_ path: String, _ code: Int32) {
+        guard !failed else { return }
+        failed = true
+        report("vtarget: \(device): the serial log stopped: cannot write \(path): \(String(cString: strerror(code))); clients still get the output")
+    }
+
+    /// One line on stderr, written whole (it may interleave with other output).
+    public static let toStandardError: @Sendable (String) -> Void = { message in
+        let line = Array((message + "\n").utf8)
+        _ = line.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
     }
 
     /// `2026-11-23T02:33:20.123456Z 1234.567890 `: wall clock, then monotonic seconds.

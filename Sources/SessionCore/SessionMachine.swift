@@ -29,7 +29,8 @@ public struct SessionMachine {
     private var current = 0, step = 0, token = 0
     private var testStart: Double
     private var expecting: (regex: Regex<AnyRegexOutput>, pattern: String, device: String, timeout: Double)?
-    private var testBuffer: [UInt8] = []
+    /// The lines of the device an `expect` step watches, from the step's start.
+    private var testLines = MatchWindows()
     private var testsDone: Bool
     private var testFailures = 0
 
@@ -174,8 +175,7 @@ public struct SessionMachine {
     private mutating func serial(_ i: Int, _ device: String, _ bytes: [UInt8], _ now: Double) {
         emit(.output(target: i, device: device, bytes: bytes))
         if let e = expecting, queue[current].target == i, e.device == device {
-            testBuffer += bytes
-            if String(decoding: testBuffer, as: UTF8.self).contains(e.regex) {
+            if testLines.append(key: "expect", bytes).contain(e.regex, pattern: e.pattern) {
                 expecting = nil
                 step += 1
                 advanceTests(now)
@@ -187,7 +187,7 @@ public struct SessionMachine {
         let readyDevice = pendingReady[i] == nil ? nil : plan.targets[i].readiness?.device
         guard until != nil || readyDevice == device else { return }
         let text = watch.append(target: i, device: device, bytes)
-        if let regex = pendingReady[i], readyDevice == device, text.contains(regex) {
+        if let regex = pendingReady[i], readyDevice == device, let r = plan.targets[i].readiness, text.contain(regex, pattern: r.pattern) {
             pendingReady[i] = nil
             emit(.markReady(target: i))
             note("\(name(i)) is Ready")
@@ -195,7 +195,7 @@ public struct SessionMachine {
             startCommandIfReady(now)
             if finishIfTestsDone() { return }
         }
-        if let until, let pattern = plan.until, text.contains(until) {
+        if let until, let pattern = plan.until, text.contain(until, pattern: pattern) {
             emit(.flushOutput)
             junit(name(i), "until /\(pattern)/", now)
             finish(ExitCode.success, .succeeded(.untilMatched, "output matched /\(pattern)/"))
@@ -243,7 +243,7 @@ public struct SessionMachine {
             case .expect(let pattern, let timeout, let device):
                 guard let regex = try? Regex(pattern) else { finishTest("invalid pattern", now); continue }
                 expecting = (regex, pattern, device ?? plan.targets[i].defaultDevice, timeout)
-                testBuffer = []
+                testLines.reset(key: "expect")
                 token += 1
                 emit(.arm(.step(token: token), seconds: timeout))
                 return

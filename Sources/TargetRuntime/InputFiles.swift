@@ -14,11 +14,49 @@ import Glibc
 /// Reads what the user named: YAML files and directories of them, and the
 /// machine profiles. The only file-system reading of the input layers.
 public enum InputFiles {
+    /// Only regular files: a FIFO would block the open and `/dev/zero` would
+    /// be read forever, so the file is opened non-blocking and its type checked
+    /// on the descriptor (no race with a rename) before anything is read. A
+    /// file the user named that cannot be read is bad input (exit 2).
     public static func readFile(_ path: String) throws(RuntimeError) -> [UInt8] {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw RuntimeError("cannot read \(path): no such file or not readable", code: .notFound)
+        let shown = Diagnostic.escapingControls(path)
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else {
+            let why = errno == ENOENT ? "no such file" : String(cString: strerror(errno))
+            throw RuntimeError("cannot read \(shown): \(why)", code: .badInput)
         }
-        return [UInt8](data)
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            throw RuntimeError("cannot read \(shown): \(String(cString: strerror(errno)))", code: .badInput)
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            throw RuntimeError("cannot read \(shown): not a regular file (\(fileType(st.st_mode)))", code: .badInput)
+        }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(Int(st.st_size))
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = read(fd, &chunk, chunk.count)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw RuntimeError("cannot read \(shown): \(String(cString: strerror(errno)))", code: .badInput)
+            }
+            if n == 0 { break }
+            bytes += chunk[0..<n]
+        }
+        return bytes
+    }
+
+    static func fileType(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFDIR: "a directory"
+        case S_IFIFO: "a FIFO"
+        case S_IFCHR: "a character device"
+        case S_IFBLK: "a block device"
+        case S_IFSOCK: "a socket"
+        default: "not a plain file"
+        }
     }
 
     public static func absolute(_ path: String) -> String {
@@ -42,10 +80,11 @@ public enum InputFiles {
                 continue
             }
             guard let isDir = isDirectory(p) else {
-                throw RuntimeError("\(p): no such file or directory", code: .notFound)
+                throw RuntimeError("\(Diagnostic.escapingControls(p)): no such file or directory", code: .badInput)
             }
             if isDir {
-                out += try directorySources(p, recursive: recursive)
+                var visiting: [DirectoryID: String] = [:]
+                out += try directorySources(p, recursive: recursive, visiting: &visiting)
             } else {
                 let abs = absolute(p)
                 out.append(SourceFile(path: p, directory: String(abs[..<abs.lastIndex(of: "/")!]).orRoot, bytes: try readFile(p)))
@@ -54,13 +93,33 @@ public enum InputFiles {
         return out
     }
 
-    static func directorySources(_ dir: String, recursive: Bool) throws(RuntimeError) -> [SourceFile] {
+    /// A directory by what it is, not how it was reached.
+    struct DirectoryID: Hashable {
+        var device: UInt64
+        var inode: UInt64
+    }
+
+    /// `visiting` holds the directories on the current path (device and
+    /// inode, as stat follows symlinks): meeting one again is a symlink loop,
+    /// which would otherwise be walked forever. A directory reached twice by
+    /// different paths (not a loop) is still read each time.
+    static func directorySources(_ dir: String, recursive: Bool, visiting: inout [DirectoryID: String]) throws(RuntimeError) -> [SourceFile] {
+        var st = stat()
+        guard stat(dir, &st) == 0 else {
+            throw RuntimeError("cannot read \(Diagnostic.escapingControls(dir)): \(String(cString: strerror(errno)))", code: .badInput)
+        }
+        let id = DirectoryID(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+        if let first = visiting[id] {
+            throw RuntimeError("\(Diagnostic.escapingControls(dir)): symlink loop: it is the directory \(Diagnostic.escapingControls(first)) again", code: .badInput)
+        }
+        visiting[id] = dir
+        defer { visiting[id] = nil }
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted()
         var out: [SourceFile] = []
         for n in names where !n.hasPrefix(".") {
             let p = dir.hasSuffix("/") ? dir + n : dir + "/" + n
             if isDirectory(p) == true {
-                if recursive { out += try directorySources(p, recursive: true) }
+                if recursive { out += try directorySources(p, recursive: true, visiting: &visiting) }
             } else if n.hasSuffix(".yaml") || n.hasSuffix(".yml") || n.hasSuffix(".json") {
                 out.append(SourceFile(path: p, directory: absolute(dir), bytes: try readFile(p)))
             }

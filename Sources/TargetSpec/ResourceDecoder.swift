@@ -256,7 +256,10 @@ public struct ResourceDecoder {
             let pattern = r.string("pattern", required: true)
             var timeout = 60.0
             if let v = r.value("timeout") { timeout = duration(v, r.child("timeout"), context) ?? timeout }
-            if let pattern, (try? Regex(pattern)) == nil {
+            // An empty pattern matches before any output: Ready at once, which is never what was meant.
+            if pattern == "" {
+                context.error(r.value("pattern"), r.child("pattern"), "empty: it would match before any output; give the text that means ready")
+            } else if let pattern, (try? Regex(pattern)) == nil {
                 context.error(r.value("pattern"), r.child("pattern"), "not a valid regular expression")
             }
             if let device, let serialDevices, !serialDevices.contains(device) {
@@ -285,7 +288,9 @@ public struct ResourceDecoder {
                 } else if let text = st.string("send") {
                     steps.append(.send(text, device: device))
                 } else if let pattern = st.string("expect") {
-                    if (try? Regex(pattern)) == nil {
+                    if pattern.isEmpty {
+                        context.error(st.value("expect"), st.child("expect"), "empty: it would match before any output; give the text expected")
+                    } else if (try? Regex(pattern)) == nil {
                         context.error(st.value("expect"), st.child("expect"), "not a valid regular expression")
                     }
                     var timeout = 10.0

@@ -42,6 +42,31 @@ let clients = repoRoot + "/Tests/IntegrationTests/Clients"
         #expect(r.code == 0, "\(r.stderr)")
     }
 
+    /// Issue 14.5: the command the example documents, taken from its
+    /// comment and run as written (`python` the venv's), in a terminal as
+    /// miniterm wants: it reaches the UART over RFC 2217 (ping, pong) and
+    /// Ctrl-] ends it, and with it the run, with 0.
+    @Test func theRFC2217ExampleCommandWorksAsDocumented() throws {
+        let yaml = try String(contentsOfFile: repoRoot + "/examples/lm3s6965evb-rfc2217.yaml", encoding: .utf8)
+        var command = ""
+        for line in yaml.split(separator: "\n").map({ $0.drop(while: { $0 == "#" || $0 == " " }) }) {
+            if command.isEmpty && !line.hasPrefix("vtarget run") { continue }
+            command += line.hasSuffix("\\") ? line.dropLast() : line
+            if !line.hasSuffix("\\") { break }
+        }
+        #expect(command.contains("'python -m serial.tools.miniterm \"rfc2217://$VTARGET_SERIAL_UART0_RFC2217\"'"), "\(command)")
+        let run = vtarget + command.dropFirst("vtarget".count)
+        let runtime = makeRuntimeDir()
+        defer { expectNothingLeft(runtime) }
+        let quoted = "'" + run.replacingOccurrences(of: "'", with: "'\\''") + "'"
+        let r = try shell("""
+            export PATH=\(repoRoot)/.venv/bin:$PATH; cd \(repoRoot)
+            (sleep 8; printf 'ping\\r'; sleep 3; printf '\\035') | timeout 90 script -qec \(quoted) /dev/null
+            """, runtime: runtime)
+        #expect(r.code == 0, "\(r.stdout)\n\(r.stderr)")
+        #expect(r.stdout.contains("Miniterm on rfc2217://127.0.0.1:") && r.stdout.contains("pong"), "\(r.stdout)")
+    }
+
     @Test func logRotationUnderAStreamLosesNothing() throws {
         let r = try runChecks("serial_checks.py", ["rotation"], env: ["VTARGET_LOG_MAX_BYTES": "64Ki", "VTARGET_LOG_FILES": "100"])
         #expect(r.code == 0, "\(r.stderr)")

@@ -303,3 +303,55 @@ private func target(_ name: String = "t", readiness: String? = nil, idle: Double
         #expect(d.code == nil)
     }
 }
+
+/// Issue 14.19: patterns match within lines, not within chunks as they came.
+@Suite struct SessionMachineLineTests {
+    @Test func dollarAtTheEndOfAnUnfinishedLineWaitsForTheLine() throws {
+        var d = try Driver(SessionPlan(targets: [target()], until: "(a+)+$"))
+        d.serial("aaaa")
+        #expect(d.code == nil, "the line may go on")
+        d.serial("ab\n")
+        #expect(d.code == nil, "the line ends in b")
+        d.serial("xaa")
+        d.serial("a\r\n")
+        #expect(d.code == 0, "a line that ends in a, with CRLF")
+    }
+
+    @Test func aPatternNeverSpansLines() throws {
+        var d = try Driver(SessionPlan(targets: [target()], until: "hello world"))
+        d.serial("hello\nworld\n")
+        #expect(d.code == nil)
+        d.serial("say hello wor")
+        d.serial("ld")
+        #expect(d.code == 0, "an unfinished line (a prompt) matches as it grows")
+    }
+
+    @Test func anchorsAreTheLine() throws {
+        var d = try Driver(SessionPlan(targets: [target(readiness: "^READY$")], command: ["c"]))
+        d.serial("NOT READY\nREADY")
+        #expect(d.count(.markReady(target: 0)) == 0, "READY may go on")
+        d.serial("\n")
+        #expect(d.count(.markReady(target: 0)) == 1)
+    }
+
+    @Test func aLongLineIsMatchedOnItsLast4KiBAndDoesNotStall() throws {
+        var d = try Driver(SessionPlan(targets: [target()], until: "(a+)+$"))
+        let start = ContinuousClock.now
+        // A line of 64 KiB of 'a' arriving in chunks: each chunk matches at once.
+        for _ in 0..<64 { d.serial(String(repeating: "a", count: 1024)) }
+        #expect(d.code == nil)
+        d.serial("\n")
+        #expect(d.code == 0)
+        #expect(ContinuousClock.now - start < .seconds(20))
+    }
+
+    @Test func anExpectStepMatchesLinesFromItsStart() throws {
+        let t = SessionPlan.Test(name: "p", steps: [.expect(pattern: "^pong$", timeoutSeconds: 2, device: nil)])
+        var d = try Driver(SessionPlan(targets: [target(tests: [t])]))
+        d.serial("ping pong")
+        d.serial("\r\n")
+        #expect(d.code == nil)
+        d.serial("pong\r\n")
+        #expect(d.code == 0)
+    }
+}
