@@ -85,10 +85,13 @@ let clients = repoRoot + "/Tests/IntegrationTests/Clients"
 
         let status = try vt(["qmp", "x86-pc", "query-status"], runtime: runtime)
         #expect(status.stdout.contains("\"status\":\"running\""), "\(status.stdout) \(status.stderr)")
-        #expect(try vt(["pause", "x86-pc"], runtime: runtime).code == 0)
+        // issue 14 item 8: the verbs say what they did, as kubectl's do.
+        let paused = try vt(["pause", "x86-pc"], runtime: runtime)
+        #expect(paused.code == 0 && paused.stdout.hasSuffix("/x86-pc paused\n"), "\(paused.stdout) \(paused.stderr)")
         #expect(try vt(["qmp", "x86-pc", "{\"execute\": \"query-status\"}"], runtime: runtime).stdout.contains("\"status\":\"paused\""))
         #expect(try vt(["hmp", "x86-pc", "info status"], runtime: runtime).stdout.contains("paused"))
-        #expect(try vt(["resume", "x86-pc"], runtime: runtime).code == 0)
+        let resumed = try vt(["resume", "x86-pc"], runtime: runtime)
+        #expect(resumed.code == 0 && resumed.stdout.hasSuffix("/x86-pc resumed\n"), "\(resumed.stdout)")
         let bad = try vt(["qmp", "x86-pc", "no-such-command"], runtime: runtime)
         #expect(bad.code == 1 && bad.stderr.contains("CommandNotFound"))
 
@@ -118,6 +121,7 @@ let clients = repoRoot + "/Tests/IntegrationTests/Clients"
 
         let stop = try vt(["stop", "x86-pc", "--timeout", "1s"], runtime: runtime)
         #expect(stop.code == 0, "\(stop.stderr)")
+        #expect(stop.stdout.hasSuffix("/x86-pc stopped\n"), "\(stop.stdout)")
         p.waitUntilExit()
         #expect(p.terminationStatus == 0, "a run whose target was stopped on purpose succeeds")
         let gone = try vt(["qmp", "x86-pc", "query-status"], runtime: runtime)
