@@ -18,8 +18,11 @@ struct InstanceOptions: ParsableArguments {
     @Option(name: .shortAndLong, help: "Its namespace, when names repeat across namespaces.")
     var namespace: String?
 
+    @Option(name: .customLong("run"), help: "The pid of the vtarget run that owns it, when two runs of one file share its name and namespace.")
+    var run: Int32?
+
     func locate() throws -> InstanceRecord {
-        try InstanceLocator.find(name, namespace: namespace, environment: Environment.variables)
+        try InstanceLocator.find(name, namespace: namespace, run: run, environment: Environment.variables)
     }
 
     /// A QMP client on the instance's proxy; `body` uses it, then it is closed.

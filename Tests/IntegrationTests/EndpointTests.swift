@@ -71,6 +71,35 @@ let clients = repoRoot + "/Tests/IntegrationTests/Clients"
         #expect(stderr.contains("QEMU exited unexpectedly"))
     }
 
+    /// Issue 14 item 7: two runs of one file share the instance's name and
+    /// namespace; `--run PID` picks one, and the error lists the choices.
+    @Test func twoRunsOfOneFileArePickedByRun() throws {
+        let runtime = makeRuntimeDir()
+        defer { expectNothingLeft(runtime) }
+        let (a, _, _) = try launch(["run"] + exampleArgs("lm3s6965evb") + ["--timeout", "60s"], runtime: runtime)
+        defer { if a.isRunning { a.terminate() }; a.waitUntilExit() }
+        let (b, _, _) = try launch(["run"] + exampleArgs("lm3s6965evb") + ["--timeout", "60s"], runtime: runtime)
+        defer { if b.isRunning { b.terminate() }; b.waitUntilExit() }
+        for p in [a, b] {
+            let ready = try vt(["wait", "lm3s6965evb", "--run", "\(p.processIdentifier)", "--for", "condition=Ready", "--timeout", "30s"], runtime: runtime)
+            #expect(ready.code == 0, "\(ready.stderr)")
+        }
+        let ambiguous = try vt(["qmp", "lm3s6965evb", "query-status"], runtime: runtime)
+        #expect(ambiguous.code == 1)
+        #expect(ambiguous.stderr.contains("--run PID"), "\(ambiguous.stderr)")
+        #expect(ambiguous.stderr.contains("\(a.processIdentifier) (namespace default") && ambiguous.stderr.contains("\(b.processIdentifier) (namespace default"), "\(ambiguous.stderr)")
+        let picked = try vt(["qmp", "lm3s6965evb", "--run", "\(b.processIdentifier)", "query-status"], runtime: runtime)
+        #expect(picked.code == 0 && picked.stdout.contains("\"status\":\"running\""), "\(picked.stderr)")
+        let logs = try vt(["logs", "lm3s6965evb", "--run", "\(a.processIdentifier)"], runtime: runtime)
+        #expect(logs.code == 0, "\(logs.stderr)")
+        let wrong = try vt(["qmp", "lm3s6965evb", "--run", "1", "query-status"], runtime: runtime)
+        #expect(wrong.code == 1 && wrong.stderr.contains("no run 1 has an instance") && wrong.stderr.contains("\(a.processIdentifier) (namespace"), "\(wrong.stderr)")
+        let stop = try vt(["stop", "lm3s6965evb", "--run", "\(a.processIdentifier)", "--timeout", "1s"], runtime: runtime)
+        #expect(stop.code == 0, "\(stop.stderr)")
+        a.waitUntilExit()
+        #expect(b.isRunning, "stopping one run left the other")
+    }
+
     /// The verbs of the contract against a running instance, from other processes.
     @Test func instanceVerbs() throws {
         let runtime = makeRuntimeDir()
