@@ -267,6 +267,8 @@ func busHosts(_ runtime: String) -> [Int32] {
         let match = r.stdout.firstMatch(of: /node-a\/can0:sent=\d+,received=\d+,malformed=\d+,dropped=(\d+)/)
         let dropped = match.flatMap { Int($0.1) } ?? 0
         #expect(dropped >= 5, "node A counted frames as dropped: \(match.map { String($0.0) } ?? r.stdout.suffix(500).description)")
+        // issue 14 item 9: the faults in force are shown.
+        #expect(r.stdout.contains("active faults:") && r.stdout.contains("  node-a/can0: drop=1.0"), "\(r.stdout.suffix(500))")
     }
 
     @Test func dumpAndSendFromOtherProcesses() throws {
