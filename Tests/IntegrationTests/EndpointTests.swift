@@ -360,6 +360,28 @@ func busHosts(_ runtime: String) -> [Int32] {
         #expect(qemuProcesses(mentioning: runtime).isEmpty)
     }
 
+    /// Issue 14 item 4: a Python sidecar's output reaches its log while it runs
+    /// (its stdout is a file, so Python would block-buffer it without PYTHONUNBUFFERED).
+    @Test func sidecarOutputIsReadableWhileItRuns() throws {
+        let yaml = try String(contentsOfFile: repoRoot + "/examples/lm3s6965evb-sidecars.yaml", encoding: .utf8)
+            .replacingOccurrences(of: #"command: ["sleep", "600"]"#,
+                                  with: #"command: ["python3", "-c", "import time; print('talker line one'); time.sleep(60)"]"#)
+        #expect(yaml.contains("talker line one"))
+        let file = "/tmp/vt-talker-\(UInt32.random(in: 0...UInt32.max)).yaml"
+        try yaml.write(toFile: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        // Not inherited from this process's environment (CI images often set it).
+        let inherited = ProcessInfo.processInfo.environment["PYTHONUNBUFFERED"]
+        unsetenv("PYTHONUNBUFFERED")
+        defer { if let inherited { setenv("PYTHONUNBUFFERED", inherited, 1) } }
+        let runtime = makeRuntimeDir()
+        defer { expectNothingLeft(runtime) }
+        let r = try vt(["run", "-f", file, "-f", "\(firmware)/lm3s6965evb-firmware.yaml", "--timeout", "30s",
+                        "--", "sh", "-c", "sleep 3; \(vtarget) logs lm3s6965evb --sidecar watcher"], runtime: runtime)
+        #expect(r.code == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("talker line one"), "\(r.stdout.suffix(300)) \(r.stderr)")
+    }
+
     @Test func commandAndTimeoutAreTestcasesToo() throws {
         let runtime = makeRuntimeDir()
         defer { expectNothingLeft(runtime) }
