@@ -100,6 +100,27 @@ let clients = repoRoot + "/Tests/IntegrationTests/Clients"
         #expect(b.isRunning, "stopping one run left the other")
     }
 
+    /// Issue 14 item 22: removing a running instance's runtime directory ends
+    /// the run as failed, with the reason, instead of leaving it "Running" with
+    /// dead endpoints.
+    @Test func removedRuntimeDirectoryEndsTheRun() throws {
+        let runtime = makeRuntimeDir()
+        defer { expectNothingLeft(runtime) }
+        let (p, _, err) = try launch(["run"] + exampleArgs("lm3s6965evb") + ["--timeout", "60s"], runtime: runtime)
+        defer { if p.isRunning { p.terminate() }; p.waitUntilExit() }
+        let ready = try vt(["wait", "lm3s6965evb", "--for", "condition=Ready", "--timeout", "30s"], runtime: runtime)
+        #expect(ready.code == 0, "\(ready.stderr)")
+        let run = try #require(try FileManager.default.contentsOfDirectory(atPath: runtime).first { $0.hasPrefix("run-") })
+        try FileManager.default.removeItem(atPath: "\(runtime)/\(run)/lm3s6965evb")
+        let deadline = Date().addingTimeInterval(10)
+        while p.isRunning && Date() < deadline { usleep(50_000) }
+        #expect(!p.isRunning, "the run noticed within 10 s")
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 1)
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(stderr.contains("runtime directory \(runtime)/\(run)/lm3s6965evb was removed"), "\(stderr)")
+    }
+
     /// The verbs of the contract against a running instance, from other processes.
     @Test func instanceVerbs() throws {
         let runtime = makeRuntimeDir()
