@@ -86,6 +86,13 @@ public final class CANBusHub: @unchecked Sendable {
         member.map { memberFaults[$0] ?? Faults() } ?? busFaults
     }
 
+    /// The faults in force, bus-wide first (`nil`), then by member name: what
+    /// `can fault` shows, so a fault left set from an earlier call is seen.
+    public func activeFaults() -> [(member: String?, faults: Faults)] {
+        (busFaults == Faults() ? [] : [(nil, busFaults)])
+            + memberFaults.filter { $0.value != Faults() }.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+    }
+
     public func deliver(_ frame: CANFrame, from id: Int) {
         guard var sender = members[id] else { return }
         let own = memberFaults[sender.name] ?? Faults()
@@ -253,7 +260,9 @@ public final class CANBusHub: @unchecked Sendable {
             if splitter.junk > before, let member { hub.malformed(from: member) }
         }
 
-        /// `< vtarget-fault [member=NAME] drop=P delay=MS corrupt=P busoff=0|1 >`; answers the counters.
+        /// `< vtarget-fault [member=NAME] drop=P delay=MS corrupt=P busoff=0|1 >`; answers the counters,
+        /// then each fault in force as `faults@bus:…` or `faults@MEMBER:drop=P,delay=MS,corrupt=P,busoff`
+        /// (only the settings that are not off).
         func apply(_ s: [String: String], _ channel: any Channel) {
             let target = s["member"]
             var f = hub.faults(member: target)
@@ -265,6 +274,14 @@ public final class CANBusHub: @unchecked Sendable {
             var text = "< ok"
             for (name, c) in hub.counters() {
                 text += " \(name):sent=\(c.sent),received=\(c.received),malformed=\(c.malformed),dropped=\(c.dropped)"
+            }
+            for (member, f) in hub.activeFaults() {
+                var parts: [String] = []
+                if f.drop > 0 { parts.append("drop=\(f.drop)") }
+                if f.delayMilliseconds > 0 { parts.append("delay=\(f.delayMilliseconds)") }
+                if f.corrupt > 0 { parts.append("corrupt=\(f.corrupt)") }
+                if f.busOff { parts.append("busoff") }
+                text += " faults@\(member ?? "bus"):" + parts.joined(separator: ",")
             }
             channel.writeAndFlush(bytes: Array((text + " >").utf8))
         }

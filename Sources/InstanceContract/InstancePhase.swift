@@ -53,6 +53,8 @@ public struct InstanceReason: RawRepresentable, Codable, Sendable, Hashable, Cus
     public static let readinessTimeout = InstanceReason("ReadinessTimeout")
     public static let stopped = InstanceReason("Stopped")
     public static let invalidSpec = InstanceReason("InvalidSpec")
+    /// Someone removed the instance's runtime directory (its sockets with it).
+    public static let runtimeDirectoryRemoved = InstanceReason("RuntimeDirectoryRemoved")
     // The supervisor's.
     public static let shimDied = InstanceReason("ShimDied")
 }

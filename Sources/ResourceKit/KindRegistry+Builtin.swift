@@ -20,18 +20,31 @@ extension KindRegistry {
                     } ?? false
                     return ready ? "1/1" : "0/1"
                 },
-                // A restart waiting out its back-off shows as kubectl shows a crash loop.
+                // A restart waiting out its back-off shows as kubectl shows a crash loop;
+                // an instance stopped on request shows its reason, as kubectl shows a
+                // completed pod's ("Stopped", not the phase "Succeeded" it ended in).
                 Column("STATUS", source: .status) { node, _ in
-                    node[path: ["status", "nextRestartAt"]] != nil ? "BackOff" : node[path: ["status", "phase"]]?.scalar ?? "Pending"
+                    if node[path: ["status", "nextRestartAt"]] != nil { return "BackOff" }
+                    let phase = node[path: ["status", "phase"]]?.scalar ?? "Pending"
+                    if phase == "Succeeded" || phase == "Failed", let reason = node[path: ["status", "reason"]]?.scalar, reason == "Stopped" {
+                        return reason
+                    }
+                    return phase
                 },
                 .field("RESTARTS", "status", "restarts", missing: "0"),
-                .age(["status", "startedAt"], ["metadata", "creationTimestamp"]),
+                // The object's age, as kubectl's AGE: a start or restart does not reset it
+                // (RESTARTS counts those; startedAt is in -o yaml and describe).
+                .age(["metadata", "creationTimestamp"], ["status", "startedAt"]),
                 .field("MACHINE", "status", "machine", wide: true),
                 .field("TARGET", "spec", "targetRef", "name", wide: true),
                 .field("PID", "status", "pid", wide: true),
                 .field("QEMU PID", "status", "qemuPid", wide: true),
                 .until("EXPIRES", "status", "expiresAt", wide: true),
                 .field("REASON", "status", "reason", wide: true),
+                // A pool member handed out by a claim: when, so a leaked claim stands out.
+                Column("CLAIMED", wide: true, source: .clock) { node, now in
+                    node[path: ["status", "claimedAt"]]?.scalar.flatMap(Timestamp.parse).map { Timestamp.duration(now - $0) + " ago" } ?? "-"
+                },
             ],
             deleteRank: 0),
         ResourceKind(

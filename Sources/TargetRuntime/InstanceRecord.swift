@@ -43,15 +43,30 @@ public enum InstanceLocator {
         return out
     }
 
-    public static func find(_ name: String, namespace: String?, environment: [String: String]) throws(RuntimeError) -> InstanceRecord {
+    /// `run`: the pid of the owning `vtarget run` (or supervisor shim), for two
+    /// runs of one file, whose instances share name and namespace.
+    public static func find(_ name: String, namespace: String?, run: Int32? = nil, environment: [String: String]) throws(RuntimeError) -> InstanceRecord {
         let all = all(environment: environment)
-        let hits = all.filter { $0.name == name && (namespace == nil || $0.namespace == namespace) }
+        let named = all.filter { $0.name == name && (namespace == nil || $0.namespace == namespace) }
+        let hits = named.filter { run == nil || $0.ownerPID == run }
         if hits.count == 1 { return hits[0] }
         if hits.isEmpty {
+            if let run, !named.isEmpty {
+                throw RuntimeError("no run \(run) has an instance \"\(name)\"; give --run with one of: " + choices(named), code: .notFound)
+            }
             let names = all.map { $0.namespace == "default" ? $0.name : "\($0.namespace)/\($0.name)" }
             throw RuntimeError("no running instance \"\(name)\"" + (names.isEmpty ? " (none is running: start one with vtarget run)" : "; running: " + names.joined(separator: ", ")), code: .notFound)
         }
-        throw RuntimeError("\(hits.count) running instances are called \"\(name)\" (runs " + hits.map { "\($0.ownerPID)" }.joined(separator: ", ") + "); give -n NAMESPACE or stop one")
+        let namespaces = Set(hits.map(\.namespace))
+        let how = namespaces.count == hits.count ? "give -n NAMESPACE or --run PID" : "give --run PID"
+        throw RuntimeError("\(hits.count) running instances are called \"\(name)\"; \(how), one of: " + choices(hits))
+    }
+
+    /// Each candidate as `--run PID` would pick it, with what tells them apart.
+    private static func choices(_ records: [InstanceRecord]) -> String {
+        records.sorted { $0.ownerPID < $1.ownerPID }
+            .map { "\($0.ownerPID) (namespace \($0.namespace), \($0.directory))" }
+            .joined(separator: ", ")
     }
 }
 

@@ -36,6 +36,8 @@ extension RunSession {
         var snapshotTaken = false
         var code: Int32 = ExitCode.failure
         var outcome = ShimStatus.failed(.startFailed, "")
+        /// A target's runtime directory found gone while it ran: the run ends Failed.
+        var removedDirectory: String?
         let status: ShimStatusWriter?
         let start: StartGuard
 
@@ -120,12 +122,36 @@ extension RunSession {
 
         /// Feeds events until the machine finishes.
         func drive(_ events: AsyncStream<SessionEvent>) async {
+            let watch = watchDirectories()
+            defer { watch.cancel() }
             for await var event in events {
                 if case .qemuExited(let i, let status, _) = event {
                     event = .qemuExited(target: i, status: status, stderr: targets[i].stderrText)
                 }
+                if case .signal = event, removedDirectory == nil {
+                    removedDirectory = targets.map(\.directory).first { !FileManager.default.fileExists(atPath: $0) }
+                }
                 do { try await feed(event) } catch { await fail(error) }
                 if machine.finished != nil { return }
+            }
+        }
+
+        /// Every half second, whether each target's runtime directory is still
+        /// there: with it gone (rm -rf by hand, a cleanup job) its sockets are
+        /// dead while QEMU runs on, so the run is ended as a SIGTERM would end
+        /// it, and `drive` records why. Polling, not inotify: one stat per target
+        /// and no descriptor to manage, and half a second is soon enough.
+        private func watchDirectories() -> Task<Void, Never> {
+            let directories = targets.map(\.directory)
+            let sink = self.sink
+            return Task {
+                while !Task.isCancelled {
+                    try? await Task.sleep(nanoseconds: 500_000_000)
+                    if directories.contains(where: { !FileManager.default.fileExists(atPath: $0) }) {
+                        sink.yield(.signal(SIGTERM))
+                        return
+                    }
+                }
             }
         }
 
@@ -146,6 +172,12 @@ extension RunSession {
         /// targets), then every QEMU; then the report and the final status.
         func tearDown() async {
             timers.forEach { $0.cancel() }
+            if let dir = removedDirectory {
+                let message = "the runtime directory \(dir) was removed while the instance ran (its sockets with it)"
+                note(message)
+                code = ExitCode.failure
+                outcome = .failed(.runtimeDirectoryRemoved, message)
+            }
             if let c = command, c.exitStatus == nil {
                 _ = await c.terminate(grace: 2)
             }

@@ -58,6 +58,10 @@ extension RunSession.Live {
             }
         }
         for (k, v) in EndpointEnvironment.variables([(target.name, target.plan, target.directory, target.rfc2217Ports)]) { env[k] = v }
+        // Its stdout is a file, not a tty, so most runtimes block-buffer it and
+        // logs/sidecar-NAME.log stays empty until the sidecar exits. Python is
+        // told to write each line at once; the sidecar's own env may say otherwise.
+        env["PYTHONUNBUFFERED"] = "1"
         for (k, v) in sc.env { env[k] = v }
         guard let exe = ExecutableSearch.find(sc.command[0], environment: env) else {
             throw RuntimeError("\(target.name): sidecar \(sc.name): command not found: \(sc.command[0])", code: .notFound)

@@ -183,12 +183,28 @@ struct CANFault: ParsableCommand {
                 throw CommandExit(code: ExitCode.badInput)
             }
         }
-        let counters = try exchange(&connection, (member.map { ["member=\($0)"] } ?? []) + changes.map(\.setting))
+        let reply = try exchange(&connection, (member.map { ["member=\($0)"] } ?? []) + changes.map(\.setting))
         if !changes.isEmpty {
             printOut((member.map { "member \($0)" } ?? "bus \(target.bus)") + ": " + changes.map(\.shown).joined(separator: " ")
                      + " (settings not given keep their values)")
         }
-        for c in counters { printOut(c) }
+        let faults = reply.filter { $0.hasPrefix(Self.faultsPrefix) }
+        for c in reply where !c.hasPrefix(Self.faultsPrefix) { printOut(c) }
+        printOut(faults.isEmpty ? "active faults: none" : "active faults:")
+        for f in faults { printOut("  " + Self.shown(fault: f.dropFirst(Self.faultsPrefix.count))) }
+    }
+
+    static let faultsPrefix = "faults@"
+
+    /// `bus:drop=0.5,delay=20,busoff` (the bus host's words) as `bus: drop=0.5 delay=20ms bus-off`.
+    static func shown(fault: Substring) -> String {
+        guard let colon = fault.lastIndex(of: ":") else { return String(fault) }
+        let settings = fault[fault.index(after: colon)...].split(separator: ",").map { s -> String in
+            if s == "busoff" { return "bus-off" }
+            if s.hasPrefix("delay=") { return s + "ms" }
+            return String(s)
+        }
+        return String(fault[..<colon]) + ": " + settings.joined(separator: " ")
     }
 
     /// Sends one `vtarget-fault` message; the bus answers every member's counters.

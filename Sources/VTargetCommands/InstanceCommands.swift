@@ -18,8 +18,11 @@ struct InstanceOptions: ParsableArguments {
     @Option(name: .shortAndLong, help: "Its namespace, when names repeat across namespaces.")
     var namespace: String?
 
+    @Option(name: .customLong("run"), help: "The pid of the vtarget run that owns it, when two runs of one file share its name and namespace.")
+    var run: Int32?
+
     func locate() throws -> InstanceRecord {
-        try InstanceLocator.find(name, namespace: namespace, environment: Environment.variables)
+        try InstanceLocator.find(name, namespace: namespace, run: run, environment: Environment.variables)
     }
 
     /// A QMP client on the instance's proxy; `body` uses it, then it is closed.
@@ -68,29 +71,31 @@ struct Hmp: AsyncParsableCommand {
     }
 }
 
-/// pause, resume and reset: one QMP command each.
+/// pause, resume and reset: one QMP command each, then the line kubectl-style
+/// verbs print (`instance/NAME paused`), so a script's log says what happened.
 struct SimpleQMPVerb {
-    static func run(_ instance: InstanceOptions, _ command: String) async throws {
+    static func run(_ instance: InstanceOptions, _ command: String, done: String) async throws {
         _ = try await instance.withQMP { try await $0.execute(command, timeout: 10) }
+        printOut("\(Table.qualified("VirtualTargetInstance"))/\(instance.name) \(done)")
     }
 }
 
 struct Pause: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Pause the guest's CPUs (QMP stop).")
     @OptionGroup var instance: InstanceOptions
-    func run() async throws { try await SimpleQMPVerb.run(instance, "stop") }
+    func run() async throws { try await SimpleQMPVerb.run(instance, "stop", done: "paused") }
 }
 
 struct Resume: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Resume a paused guest (QMP cont).")
     @OptionGroup var instance: InstanceOptions
-    func run() async throws { try await SimpleQMPVerb.run(instance, "cont") }
+    func run() async throws { try await SimpleQMPVerb.run(instance, "cont", done: "resumed") }
 }
 
 struct Reset: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Reset the guest, as its reset button would (QMP system_reset).")
     @OptionGroup var instance: InstanceOptions
-    func run() async throws { try await SimpleQMPVerb.run(instance, "system_reset") }
+    func run() async throws { try await SimpleQMPVerb.run(instance, "system_reset", done: "reset") }
 }
 
 struct Stop: AsyncParsableCommand {
@@ -117,6 +122,12 @@ struct Stop: AsyncParsableCommand {
             } catch { throw error.asCommandError }
         }
         let record = try located.get()
+        try await stopDirectly(record)
+        printOut("\(Table.qualified("VirtualTargetInstance"))/\(record.name) stopped")
+    }
+
+    /// A `vtarget run` instance: its QEMU is stopped here, step by step.
+    private func stopDirectly(_ record: InstanceRecord) async throws {
         let grace = Quantity.parseDuration(timeout) ?? 10
         if let qmp = try? await QMPClient.connect(path: record.layout.qmpSocket, timeout: 2) {
             if record.powerdown, (try? await qmp.execute("system_powerdown", timeout: 10)) != nil {

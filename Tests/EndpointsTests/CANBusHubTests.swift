@@ -105,7 +105,16 @@ import Testing
         try fromUART(a, "t1001AA\r")
         try fromUART(b, "t2001BB\r")
         #expect(try sent(b) == "" && (try sent(a)) == "", "a bus-off member neither sends nor hears")
+        // issue 14 item 9: what is in force is listed (what `can fault` prints), cleared ones not.
+        var busWide = CANBusHub.Faults()
+        busWide.delayMilliseconds = 20
+        hub.setFaults(busWide, member: nil)
+        #expect(hub.activeFaults().map(\.member) == [nil, "a/can0", "b/can0"])
+        #expect(hub.activeFaults().first?.faults == busWide)
+        #expect(hub.activeFaults().last?.faults.busOff == true)
+        hub.setFaults(CANBusHub.Faults(), member: nil)
         hub.setFaults(CANBusHub.Faults(), member: "b/can0")
+        #expect(hub.activeFaults().map(\.member) == ["a/can0"])
         try fromUART(b, "t2001BB\r")
         #expect(try sent(a) == "t2001BB\r", "back on the bus")
     }

@@ -96,6 +96,56 @@ let clients = repoRoot + "/Tests/IntegrationTests/Clients"
         #expect(stderr.contains("QEMU exited unexpectedly"))
     }
 
+    /// Issue 14 item 7: two runs of one file share the instance's name and
+    /// namespace; `--run PID` picks one, and the error lists the choices.
+    @Test func twoRunsOfOneFileArePickedByRun() throws {
+        let runtime = makeRuntimeDir()
+        defer { expectNothingLeft(runtime) }
+        let (a, _, _) = try launch(["run"] + exampleArgs("lm3s6965evb") + ["--timeout", "60s"], runtime: runtime)
+        defer { if a.isRunning { a.terminate() }; a.waitUntilExit() }
+        let (b, _, _) = try launch(["run"] + exampleArgs("lm3s6965evb") + ["--timeout", "60s"], runtime: runtime)
+        defer { if b.isRunning { b.terminate() }; b.waitUntilExit() }
+        for p in [a, b] {
+            let ready = try vt(["wait", "lm3s6965evb", "--run", "\(p.processIdentifier)", "--for", "condition=Ready", "--timeout", "30s"], runtime: runtime)
+            #expect(ready.code == 0, "\(ready.stderr)")
+        }
+        let ambiguous = try vt(["qmp", "lm3s6965evb", "query-status"], runtime: runtime)
+        #expect(ambiguous.code == 1)
+        #expect(ambiguous.stderr.contains("--run PID"), "\(ambiguous.stderr)")
+        #expect(ambiguous.stderr.contains("\(a.processIdentifier) (namespace default") && ambiguous.stderr.contains("\(b.processIdentifier) (namespace default"), "\(ambiguous.stderr)")
+        let picked = try vt(["qmp", "lm3s6965evb", "--run", "\(b.processIdentifier)", "query-status"], runtime: runtime)
+        #expect(picked.code == 0 && picked.stdout.contains("\"status\":\"running\""), "\(picked.stderr)")
+        let logs = try vt(["logs", "lm3s6965evb", "--run", "\(a.processIdentifier)"], runtime: runtime)
+        #expect(logs.code == 0, "\(logs.stderr)")
+        let wrong = try vt(["qmp", "lm3s6965evb", "--run", "1", "query-status"], runtime: runtime)
+        #expect(wrong.code == 1 && wrong.stderr.contains("no run 1 has an instance") && wrong.stderr.contains("\(a.processIdentifier) (namespace"), "\(wrong.stderr)")
+        let stop = try vt(["stop", "lm3s6965evb", "--run", "\(a.processIdentifier)", "--timeout", "1s"], runtime: runtime)
+        #expect(stop.code == 0, "\(stop.stderr)")
+        a.waitUntilExit()
+        #expect(b.isRunning, "stopping one run left the other")
+    }
+
+    /// Issue 14 item 22: removing a running instance's runtime directory ends
+    /// the run as failed, with the reason, instead of leaving it "Running" with
+    /// dead endpoints.
+    @Test func removedRuntimeDirectoryEndsTheRun() throws {
+        let runtime = makeRuntimeDir()
+        defer { expectNothingLeft(runtime) }
+        let (p, _, err) = try launch(["run"] + exampleArgs("lm3s6965evb") + ["--timeout", "60s"], runtime: runtime)
+        defer { if p.isRunning { p.terminate() }; p.waitUntilExit() }
+        let ready = try vt(["wait", "lm3s6965evb", "--for", "condition=Ready", "--timeout", "30s"], runtime: runtime)
+        #expect(ready.code == 0, "\(ready.stderr)")
+        let run = try #require(try FileManager.default.contentsOfDirectory(atPath: runtime).first { $0.hasPrefix("run-") })
+        try FileManager.default.removeItem(atPath: "\(runtime)/\(run)/lm3s6965evb")
+        let deadline = Date().addingTimeInterval(10)
+        while p.isRunning && Date() < deadline { usleep(50_000) }
+        #expect(!p.isRunning, "the run noticed within 10 s")
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 1)
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(stderr.contains("runtime directory \(runtime)/\(run)/lm3s6965evb was removed"), "\(stderr)")
+    }
+
     /// The verbs of the contract against a running instance, from other processes.
     @Test func instanceVerbs() throws {
         let runtime = makeRuntimeDir()
@@ -110,10 +160,13 @@ let clients = repoRoot + "/Tests/IntegrationTests/Clients"
 
         let status = try vt(["qmp", "x86-pc", "query-status"], runtime: runtime)
         #expect(status.stdout.contains("\"status\":\"running\""), "\(status.stdout) \(status.stderr)")
-        #expect(try vt(["pause", "x86-pc"], runtime: runtime).code == 0)
+        // issue 14 item 8: the verbs say what they did, as kubectl's do.
+        let paused = try vt(["pause", "x86-pc"], runtime: runtime)
+        #expect(paused.code == 0 && paused.stdout.hasSuffix("/x86-pc paused\n"), "\(paused.stdout) \(paused.stderr)")
         #expect(try vt(["qmp", "x86-pc", "{\"execute\": \"query-status\"}"], runtime: runtime).stdout.contains("\"status\":\"paused\""))
         #expect(try vt(["hmp", "x86-pc", "info status"], runtime: runtime).stdout.contains("paused"))
-        #expect(try vt(["resume", "x86-pc"], runtime: runtime).code == 0)
+        let resumed = try vt(["resume", "x86-pc"], runtime: runtime)
+        #expect(resumed.code == 0 && resumed.stdout.hasSuffix("/x86-pc resumed\n"), "\(resumed.stdout)")
         let bad = try vt(["qmp", "x86-pc", "no-such-command"], runtime: runtime)
         #expect(bad.code == 1 && bad.stderr.contains("CommandNotFound"))
 
@@ -143,6 +196,7 @@ let clients = repoRoot + "/Tests/IntegrationTests/Clients"
 
         let stop = try vt(["stop", "x86-pc", "--timeout", "1s"], runtime: runtime)
         #expect(stop.code == 0, "\(stop.stderr)")
+        #expect(stop.stdout.hasSuffix("/x86-pc stopped\n"), "\(stop.stdout)")
         p.waitUntilExit()
         #expect(p.terminationStatus == 0, "a run whose target was stopped on purpose succeeds")
         let gone = try vt(["qmp", "x86-pc", "query-status"], runtime: runtime)
@@ -259,6 +313,8 @@ func busHosts(_ runtime: String) -> [Int32] {
         let match = r.stdout.firstMatch(of: /node-a\/can0:sent=\d+,received=\d+,malformed=\d+,dropped=(\d+)/)
         let dropped = match.flatMap { Int($0.1) } ?? 0
         #expect(dropped >= 5, "node A counted frames as dropped: \(match.map { String($0.0) } ?? r.stdout.suffix(500).description)")
+        // issue 14 item 9: the faults in force are shown.
+        #expect(r.stdout.contains("active faults:") && r.stdout.contains("  node-a/can0: drop=1.0"), "\(r.stdout.suffix(500))")
     }
 
     @Test func dumpAndSendFromOtherProcesses() throws {
@@ -348,6 +404,28 @@ func busHosts(_ runtime: String) -> [Int32] {
         #expect(fail.stderr.contains("test sidecar ping-test failed"))
         #expect(try junit(report, failures: 1, names: ["sidecar ping-test"]).code == 0)
         #expect(qemuProcesses(mentioning: runtime).isEmpty)
+    }
+
+    /// Issue 14 item 4: a Python sidecar's output reaches its log while it runs
+    /// (its stdout is a file, so Python would block-buffer it without PYTHONUNBUFFERED).
+    @Test func sidecarOutputIsReadableWhileItRuns() throws {
+        let yaml = try String(contentsOfFile: repoRoot + "/examples/lm3s6965evb-sidecars.yaml", encoding: .utf8)
+            .replacingOccurrences(of: #"command: ["sleep", "600"]"#,
+                                  with: #"command: ["python3", "-c", "import time; print('talker line one'); time.sleep(60)"]"#)
+        #expect(yaml.contains("talker line one"))
+        let file = "/tmp/vt-talker-\(UInt32.random(in: 0...UInt32.max)).yaml"
+        try yaml.write(toFile: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        // Not inherited from this process's environment (CI images often set it).
+        let inherited = ProcessInfo.processInfo.environment["PYTHONUNBUFFERED"]
+        unsetenv("PYTHONUNBUFFERED")
+        defer { if let inherited { setenv("PYTHONUNBUFFERED", inherited, 1) } }
+        let runtime = makeRuntimeDir()
+        defer { expectNothingLeft(runtime) }
+        let r = try vt(["run", "-f", file, "-f", "\(firmware)/lm3s6965evb-firmware.yaml", "--timeout", "30s",
+                        "--", "sh", "-c", "sleep 3; \(vtarget) logs lm3s6965evb --sidecar watcher"], runtime: runtime)
+        #expect(r.code == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("talker line one"), "\(r.stdout.suffix(300)) \(r.stderr)")
     }
 
     @Test func commandAndTimeoutAreTestcasesToo() throws {

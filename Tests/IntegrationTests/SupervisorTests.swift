@@ -347,6 +347,23 @@ final class SupervisorFixture: Sendable {
         if let item = items.first { #expect(try f.echoes(item)) }
     }
 
+    /// Issue 14 item 22: a supervised instance whose runtime directory is
+    /// removed ends Failed with the reason, recorded with an event, and its
+    /// restart policy applies (OnFailure brings it back).
+    @Test func removedRuntimeDirectoryFailsTheInstance() throws {
+        let f = SupervisorFixture()
+        defer { f.tearDown() }
+        try f.vt(["apply", "-f", f.targets(["rd"], extra: "  restartPolicy: OnFailure"), "-f", f.firmwareMap])
+        try f.waitFor("Ready", f.allReady(1))
+        try FileManager.default.removeItem(atPath: f.runtime + "/ns-default/rd")
+        try f.waitFor("the removal recorded and restarted", seconds: 15) { items in
+            (items.first.map(f.status)?["restarts"] as? Int ?? 0) >= 1
+        }
+        let events = try f.vt(["events"]).stdout
+        #expect(events.contains("RuntimeDirectoryRemoved"), "\(events)")
+        try f.waitFor("Ready again", f.allReady(1))
+    }
+
     @Test(arguments: ["Never", "OnFailure", "Always"])
     func killedQEMUUnderEachRestartPolicy(_ policy: String) throws {
         let f = SupervisorFixture()

@@ -42,13 +42,21 @@ import YAMLTree
               expiresAt: "2026-11-30T12:10:00Z"
             """)
         #expect(vti.headers(wide: false) == ["READY", "STATUS", "RESTARTS", "AGE"])
-        #expect(vti.cells(n, now: now, wide: false) == ["1/1", "Running", "2", "44s"])
-        #expect(vti.headers(wide: true) == ["READY", "STATUS", "RESTARTS", "AGE", "MACHINE", "TARGET", "PID", "QEMU PID", "EXPIRES", "REASON"])
-        #expect(vti.cells(n, now: now, wide: true).suffix(6) == ["lm3s6965evb", "t", "42", "-", "10m", "-"])
+        // issue 14 item 8: AGE is the object's (from its creation), not the last start's.
+        #expect(vti.cells(n, now: now, wide: false) == ["1/1", "Running", "2", "120m"])
+        #expect(vti.headers(wide: true) == ["READY", "STATUS", "RESTARTS", "AGE", "MACHINE", "TARGET", "PID", "QEMU PID", "EXPIRES", "REASON", "CLAIMED"])
+        #expect(vti.cells(n, now: now, wide: true).suffix(7) == ["lm3s6965evb", "t", "42", "-", "10m", "-", "-"])
         // What the stored resource alone says: the target, not the live status.
         #expect(vti.summary(root: n) == ["target": "t"])
         let waiting = try node("metadata: {name: a}\nstatus: {phase: Failed, nextRestartAt: \"2026-11-30T12:00:01Z\", conditions: [{type: Ready, status: \"False\"}]}\n")
         #expect(vti.cells(waiting, now: now, wide: false) == ["0/1", "BackOff", "0", "<unknown>"])
+        // issue 14 item 8: stopped on request shows Stopped; a claim shows in wide.
+        let stopped = try node("metadata: {name: a}\nstatus: {phase: Succeeded, reason: Stopped}\n")
+        #expect(vti.cells(stopped, now: now, wide: false)[1] == "Stopped")
+        let ended = try node("metadata: {name: a}\nstatus: {phase: Succeeded, reason: UntilMatched}\n")
+        #expect(vti.cells(ended, now: now, wide: false)[1] == "Succeeded")
+        let claimed = try node("metadata: {name: a}\nstatus: {phase: Running, claimedAt: \"2026-11-30T11:56:50Z\"}\n")
+        #expect(vti.cells(claimed, now: now, wide: true).last == "3m10s ago")
     }
 
     @Test func poolColumns() throws {
