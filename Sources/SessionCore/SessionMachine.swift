@@ -131,8 +131,9 @@ public struct SessionMachine {
             if isTest {
                 testSidecarsRunning -= 1
                 if failed { sidecarFailures += 1 }
+                // Its output either way: a passing test's log is evidence too (JUnit system-out).
                 junit(name(i), "sidecar \(sidecar)", now, failure: failed ? "ended with \(status)" : nil,
-                      output: failed ? .sidecarLog(target: i, name: sidecar) : nil)
+                      output: .sidecarLog(target: i, name: sidecar))
                 note("\(name(i)): test sidecar \(sidecar) " + (failed ? "failed (\(status))" : "passed"))
             } else if failed {
                 note("\(name(i)): helper sidecar \(sidecar) ended with \(status)")

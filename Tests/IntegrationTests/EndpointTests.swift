@@ -388,6 +388,9 @@ func busHosts(_ runtime: String) -> [Int32] {
         #expect(pass.code == 0, "\(pass.stderr)")
         #expect(pass.stderr.contains("test sidecar ping-test passed"))
         #expect(try junit(report, failures: 0, names: ["boot", "readiness", "sidecar ping-test"]).code == 0)
+        // A passing test sidecar's output is in the report too (its system-out).
+        let xml = (try? String(contentsOfFile: report, encoding: .utf8)) ?? ""
+        #expect(xml.contains("pong from lm3s6965evb at level 2"), "\(xml)")
 
         // Its output is kept: a command running beside it reads it with logs --sidecar.
         let logs = try vt(["run", "-f", "examples/lm3s6965evb-sidecars.yaml", "-f", "\(firmware)/lm3s6965evb-firmware.yaml",

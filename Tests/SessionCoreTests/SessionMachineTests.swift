@@ -252,7 +252,9 @@ private func target(_ name: String = "t", readiness: String? = nil, idle: Double
             #expect(d.outcome == (code == 0 ? .succeeded(.testsPassed, "every test passed") : .failed(.testsFailed, "1 test(s) failed")))
             let failed = d.cases.filter { $0.failure != nil }
             #expect(failed.count == (code == 0 ? 0 : 1))
-            #expect(failed.allSatisfy { if case .sidecarLog = $0.output { true } else { false } })
+            // Every test sidecar's case carries its log, passing or not.
+            let sidecarCases = d.cases.filter { $0.name.hasPrefix("sidecar ") }
+            #expect(sidecarCases.count == 2 && sidecarCases.allSatisfy { if case .sidecarLog = $0.output { true } else { false } })
         }
     }
 
