@@ -38,9 +38,9 @@ let package = Package(
         .target(name: "SessionCore", dependencies: ["InstanceContract"], exclude: ["README.md"]),
 
         // IO modules.
-        .target(name: "Sandbox", dependencies: ["CSpawn", "CSeccomp"], exclude: ["README.md"]),
+        .target(name: "Sandbox", dependencies: ["CSpawn", "CSeccomp", "InstanceContract"], exclude: ["README.md"]),
         // File descriptors, processes, /proc, runtime directories, signals.
-        .target(name: "HostOS", dependencies: ["Sandbox"], exclude: ["README.md"]),
+        .target(name: "HostOS", dependencies: ["Sandbox", "InstanceContract"], exclude: ["README.md"]),
         .target(name: "Endpoints", dependencies: [
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),

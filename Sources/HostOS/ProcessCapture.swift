@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import InstanceContract
 import Sandbox
 
 /// A short child process whose output is read through pipes: probes, the

@@ -1,4 +1,5 @@
 import CSpawn
+import InstanceContract
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -26,27 +27,6 @@ public struct SpawnError: Error, Sendable, CustomStringConvertible {
 
     public var description: String {
         "cannot start \(executable): " + (step.map { "\($0): " } ?? "") + String(cString: strerror(errno))
-    }
-}
-
-/// How a child ended.
-public enum ExitStatus: Sendable, Equatable, CustomStringConvertible {
-    case exited(Int32)
-    case signalled(Int32)
-
-    public var description: String {
-        switch self {
-        case .exited(let c): return "exit code \(c)"
-        case .signalled(let s): return "killed by signal \(s)"
-        }
-    }
-
-    /// The shell's convention: 128+N for a signal.
-    public var shellCode: Int32 {
-        switch self {
-        case .exited(let c): return c
-        case .signalled(let s): return 128 + s
-        }
     }
 }
 

@@ -7,13 +7,13 @@ public enum SessionEvent: Sendable {
     /// Target `target`'s QEMU is up and connected (its boot testcase).
     case booted(target: Int)
     /// QEMU never got as far as its QMP handshake.
-    case bootFailed(target: Int, status: ProcessEnd, stderr: String)
+    case bootFailed(target: Int, status: ExitStatus, stderr: String)
     /// Every target booted: timers start, and whatever is ready begins.
     case started
     case serial(target: Int, device: String, bytes: [UInt8])
-    case qemuExited(target: Int, status: ProcessEnd, stderr: String)
-    case commandExited(ProcessEnd)
-    case sidecarExited(target: Int, name: String, test: Bool, status: ProcessEnd)
+    case qemuExited(target: Int, status: ExitStatus, stderr: String)
+    case commandExited(ExitStatus)
+    case sidecarExited(target: Int, name: String, test: Bool, status: ExitStatus)
     /// `--timeout` passed.
     case timeout
     case ttlExpired

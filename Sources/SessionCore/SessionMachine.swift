@@ -306,7 +306,7 @@ public struct SessionMachine {
 
 extension ShimStatus {
     /// How the process that decided the outcome ended.
-    public mutating func exit(_ end: ProcessEnd) {
+    public mutating func exit(_ end: ExitStatus) {
         switch end {
         case .exited(let c): exitCode = c
         case .signalled(let s): signal = s

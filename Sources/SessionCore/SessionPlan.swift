@@ -75,24 +75,3 @@ public struct SessionPlan: Sendable {
     }
 }
 
-/// How a child process ended, as the machine sees it (the shell converts
-/// its own process type; a pure module cannot import one).
-public enum ProcessEnd: Sendable, Equatable, CustomStringConvertible {
-    case exited(Int32)
-    case signalled(Int32)
-
-    public var description: String {
-        switch self {
-        case .exited(let c): return "exit code \(c)"
-        case .signalled(let s): return "killed by signal \(s)"
-        }
-    }
-
-    /// The shell's convention: 128+N for a signal.
-    public var shellCode: Int32 {
-        switch self {
-        case .exited(let c): return c
-        case .signalled(let s): return 128 + s
-        }
-    }
-}

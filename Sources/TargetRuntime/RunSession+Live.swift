@@ -96,13 +96,13 @@ extension RunSession {
                 if let signal = start.signal {
                     try await feed(.signal(signal))
                 } else {
-                    try await feed(.bootFailed(target: i, status: ProcessEnd(status), stderr: t.stderrText))
+                    try await feed(.bootFailed(target: i, status: status, stderr: t.stderrText))
                 }
                 return false
             }
             let child = t.child
             // The stderr tail is read when the event is handled, not here: by then its pipe is drained.
-            Task { sink.yield(.qemuExited(target: i, status: ProcessEnd(await child.waitForExit()), stderr: "")) }
+            Task { sink.yield(.qemuExited(target: i, status: await child.waitForExit(), stderr: "")) }
             records.append(InstanceRecord(
                 name: t.name, namespace: prepared[i].0.namespace, ownerPID: getpid(), qemuPID: child.pid,
                 qemuStartTime: Processes.startTime(of: child.pid) ?? 0, phase: .running, ready: false,
@@ -231,14 +231,5 @@ extension SessionPlan {
             until: config.until, timeoutSeconds: config.timeoutSeconds,
             ttlSeconds: config.ttlSeconds ?? prepared.compactMap(\.0.lifecycle.ttlSeconds).min(),
             command: config.command)
-    }
-}
-
-extension ProcessEnd {
-    init(_ status: ExitStatus) {
-        switch status {
-        case .exited(let c): self = .exited(c)
-        case .signalled(let s): self = .signalled(s)
-        }
     }
 }

@@ -14,7 +14,7 @@ extension RunSession.Live {
                 let child = try await spawnSidecar(sc, of: targets[i])
                 sidecars.append(child)
                 let name = sc.name, isTest = sc.role == .test, sink = self.sink
-                Task { sink.yield(.sidecarExited(target: i, name: name, test: isTest, status: ProcessEnd(await child.waitForExit()))) }
+                Task { sink.yield(.sidecarExited(target: i, name: name, test: isTest, status: await child.waitForExit())) }
             }
         }
     }
@@ -31,7 +31,7 @@ extension RunSession.Live {
             newSession: false, parentDeathSignal: SIGTERM))
         command = c
         let sink = self.sink
-        Task { sink.yield(.commandExited(ProcessEnd(await c.waitForExit()))) }
+        Task { sink.yield(.commandExited(await c.waitForExit())) }
     }
 
     /// A sidecar: a host process with the endpoints (its own target's as the

@@ -48,7 +48,7 @@ private func target(_ name: String = "t", readiness: String? = nil, idle: Double
 
 @Suite struct SessionMachineExitCodeTests {
     @Test func theCommandsExitCodeIsTheRunsIncludingSignals() throws {
-        for (end, code) in [(ProcessEnd.exited(0), Int32(0)), (.exited(3), 3), (.signalled(9), 137)] {
+        for (end, code) in [(ExitStatus.exited(0), Int32(0)), (.exited(3), 3), (.signalled(9), 137)] {
             var d = try Driver(SessionPlan(targets: [target()], command: ["pytest", "-q"]))
             #expect(d.count(.startCommand) == 1)
             d.send(.commandExited(end), after: 2)
@@ -238,7 +238,7 @@ private func target(_ name: String = "t", readiness: String? = nil, idle: Double
     @Test func testSidecarsDecideTheRun() throws {
         let plan = SessionPlan(targets: [target(readiness: "R", sidecars: [.init(name: "agent", isTest: true), .init(name: "log", isTest: false)]),
                                          target("b", sidecars: [.init(name: "probe", isTest: true)])])
-        for (first, second, code) in [(ProcessEnd.exited(0), ProcessEnd.exited(0), Int32(0)), (.exited(0), .exited(4), 1), (.signalled(9), .exited(0), 1)] {
+        for (first, second, code) in [(ExitStatus.exited(0), ExitStatus.exited(0), Int32(0)), (.exited(0), .exited(4), 1), (.signalled(9), .exited(0), 1)] {
             var d = try Driver(plan)
             #expect(d.count(.startSidecars) == 0)
             d.serial("R")
