@@ -47,12 +47,19 @@ final class SupervisorFixture: Sendable {
             if done(last) { return last }
             usleep(100_000)
         }
-        Issue.record("timed out waiting for \(what): \(last.map { "\(name($0)): \(status($0)["phase"] ?? "?")" })", sourceLocation: sourceLocation)
+        Issue.record("timed out waiting for \(what): \(last.map(describe))", sourceLocation: sourceLocation)
         return last
     }
 
     func allReady(_ count: Int) -> ([[String: Any]]) -> Bool {
         { items in items.count == count && items.allSatisfy { self.status($0)["phase"] as? String == "Running" && self.ready($0) } }
+    }
+
+    /// One instance for a failure message: name, phase, readiness, pool and claim.
+    func describe(_ item: [String: Any]) -> String {
+        let s = status(item)
+        let pool = (s["pool"] as? String).map { " pool \($0)" + (s["claimedAt"] == nil ? "" : " claimed") } ?? ""
+        return "\(name(item)): \(s["phase"] ?? "?")\(ready(item) ? " ready" : " not ready")\(pool)"
     }
 
     func ready(_ item: [String: Any]) -> Bool {
