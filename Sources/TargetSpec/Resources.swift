@@ -1,24 +1,6 @@
+@_exported import ResourceKit
 import MachineCatalog
 import YAMLTree
-
-/// A value and where it was written, so later layers can still point at it.
-public struct Located<Value: Sendable>: Sendable {
-    public var value: Value
-    public var location: SourceLocation?
-    public var path: String
-    public init(_ value: Value, at location: SourceLocation?, path: String) {
-        self.value = value
-        self.location = location
-        self.path = path
-    }
-}
-
-public struct ObjectMeta: Sendable {
-    public var name: String
-    public var namespace: String
-    public var labels: [String: String]
-    public var location: SourceLocation
-}
 
 public enum RestartPolicy: String, Sendable, CaseIterable { case Never, OnFailure, Always }
 public enum Accel: String, Sendable, CaseIterable { case auto, kvm, tcg }
