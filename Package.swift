@@ -29,6 +29,7 @@ let package = Package(
         // The kinds: names, columns, delete order; label selectors.
         .target(name: "ResourceKit", dependencies: ["YAMLTree"], exclude: ["README.md"]),
         .target(name: "TargetSpec", dependencies: ["YAMLTree", "MachineCatalog", "ResourceKit"], exclude: ["README.md"]),
+        .target(name: "VMSpec", dependencies: ["YAMLTree", "MachineCatalog", "ResourceKit"], exclude: ["README.md"]),
         .target(name: "QEMULaunch", dependencies: ["TargetSpec", "MachineCatalog"], exclude: ["README.md"]),
         .target(name: "QMP", dependencies: [.product(name: "NIOCore", package: "swift-nio")], exclude: ["README.md"]),
         .target(name: "CANProtocol", exclude: ["README.md"]),
