@@ -84,15 +84,11 @@ public final class QMPProxy: @unchecked Sendable {
 
     fileprivate func received(_ buffer: ByteBuffer, from channel: any Channel) {
         guard let c = clients[ObjectIdentifier(channel)] else { return }
-        let texts: [[UInt8]]
-        do {
-            texts = try c.splitter.append(buffer.readableBytesView)
-        } catch {
-            c.splitter = JSONStreamSplitter()
+        let split = c.splitter.append(buffer.readableBytesView)
+        for text in split.messages { handle(text, c) }
+        if split.failure != nil {
             reply(c, nil, .failure(.command(errorClass: "GenericError", description: "JSON parse error, invalid QMP input")))
-            return
         }
-        for text in texts { handle(text, c) }
     }
 
     private func handle(_ text: [UInt8], _ c: ClientState) {

@@ -14,9 +14,18 @@ public struct JSONStreamSplitter: Sendable {
 
     public enum Failure: Error, Sendable { case tooLarge, unbalanced }
 
-    public mutating func append(_ bytes: some Sequence<UInt8>) throws(Failure) -> [[UInt8]] {
+    /// What one chunk held: the complete texts before any failure, and the
+    /// failure. Both, because a command followed by garbage in one write must
+    /// still run (QEMU runs it, then reports the garbage); after a failure the
+    /// rest of the chunk is dropped and the splitter starts afresh.
+    public struct Split: Sendable {
+        public var messages: [[UInt8]] = []
+        public var failure: Failure?
+    }
+
+    public mutating func append(_ bytes: some Sequence<UInt8>) -> Split {
         buffer.append(contentsOf: bytes)
-        var out: [[UInt8]] = []
+        var out = Split()
         while scanned < buffer.count {
             let b = buffer[scanned]
             if inString {
@@ -26,22 +35,22 @@ public struct JSONStreamSplitter: Sendable {
             } else {
                 switch b {
                 case UInt8(ascii: "\""):
-                    if depth == 0 { reset(); throw .unbalanced }
+                    if depth == 0 { reset(); out.failure = .unbalanced; return out }
                     inString = true
                 case UInt8(ascii: "{"), UInt8(ascii: "["):
                     if depth == 0 { start = scanned }
                     depth += 1
                 case UInt8(ascii: "}"), UInt8(ascii: "]"):
                     depth -= 1
-                    if depth < 0 { reset(); throw .unbalanced }
+                    if depth < 0 { reset(); out.failure = .unbalanced; return out }
                     if depth == 0, let s = start {
-                        out.append(Array(buffer[s...scanned]))
+                        out.messages.append(Array(buffer[s...scanned]))
                         start = nil
                     }
                 case UInt8(ascii: " "), UInt8(ascii: "\n"), UInt8(ascii: "\r"), UInt8(ascii: "\t"):
                     break
                 default:
-                    if depth == 0 { reset(); throw .unbalanced }
+                    if depth == 0 { reset(); out.failure = .unbalanced; return out }
                 }
             }
             scanned += 1
@@ -54,7 +63,7 @@ public struct JSONStreamSplitter: Sendable {
             scanned -= s
             start = 0
         }
-        if buffer.count > maxMessageBytes { reset(); throw .tooLarge }
+        if buffer.count > maxMessageBytes { reset(); out.failure = .tooLarge }
         return out
     }
 

@@ -367,15 +367,9 @@ public final class QMPChannelHandler: ChannelInboundHandler, Sendable {
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var buffer = unwrapInboundIn(data)
         let bytes = buffer.readBytes(length: buffer.readableBytes) ?? []
-        let messages: [[UInt8]]
-        do {
-            messages = try splitter.withLock { s throws(JSONStreamSplitter.Failure) in try s.append(bytes) }
-        } catch {
-            core.closed(.protocolViolation("QEMU sent malformed JSON"))
-            context.close(promise: nil)
-            return
-        }
-        for m in messages {
+        let split = splitter.withLock { $0.append(bytes) }
+        // What QEMU sent before the garbage still counts (a reply a command waits for).
+        for m in split.messages {
             // Balanced brackets around invalid JSON pass the splitter; skipping the
             // message could drop the reply a command waits for, for ever.
             guard let value = try? JSONValue.parse(m) else {
@@ -384,6 +378,10 @@ public final class QMPChannelHandler: ChannelInboundHandler, Sendable {
                 return
             }
             core.received(value)
+        }
+        if split.failure != nil {
+            core.closed(.protocolViolation("QEMU sent malformed JSON"))
+            context.close(promise: nil)
         }
     }
 

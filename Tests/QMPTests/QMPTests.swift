@@ -7,18 +7,28 @@ import Testing
 @testable import QMP
 
 @Suite struct JSONStreamSplitterTests {
-    @Test func splitsObjectsAcrossChunks() throws {
+    @Test func splitsObjectsAcrossChunks() {
         var s = JSONStreamSplitter()
-        #expect(try s.append(Array("{\"a\": \"}{\\\"\"}\r\n{\"b\"".utf8)).map { String(decoding: $0, as: UTF8.self) } == ["{\"a\": \"}{\\\"\"}"])
-        #expect(try s.append(Array(": [1, {\"c\": 2}]}".utf8)).map { String(decoding: $0, as: UTF8.self) } == ["{\"b\": [1, {\"c\": 2}]}"])
+        #expect(s.append(Array("{\"a\": \"}{\\\"\"}\r\n{\"b\"".utf8)).messages.map { String(decoding: $0, as: UTF8.self) } == ["{\"a\": \"}{\\\"\"}"])
+        #expect(s.append(Array(": [1, {\"c\": 2}]}".utf8)).messages.map { String(decoding: $0, as: UTF8.self) } == ["{\"b\": [1, {\"c\": 2}]}"])
     }
 
     @Test func garbageIsRefused() {
         var s = JSONStreamSplitter()
-        #expect(throws: JSONStreamSplitter.Failure.unbalanced) { try s.append(Array("hello".utf8)) }
-        #expect(throws: JSONStreamSplitter.Failure.unbalanced) { try s.append(Array("}".utf8)) }
+        #expect(s.append(Array("hello".utf8)).failure == .unbalanced)
+        #expect(s.append(Array("}".utf8)).failure == .unbalanced)
         var small = JSONStreamSplitter(maxMessageBytes: 16)
-        #expect(throws: JSONStreamSplitter.Failure.tooLarge) { try small.append(Array("{\"a\": \"0123456789012345678\"".utf8)) }
+        #expect(small.append(Array("{\"a\": \"0123456789012345678\"".utf8)).failure == .tooLarge)
+    }
+
+    /// A complete text before garbage in the same chunk is kept; after the
+    /// garbage the splitter starts afresh.
+    @Test func messagesBeforeGarbageAreKept() {
+        var s = JSONStreamSplitter()
+        let split = s.append(Array("{\"execute\": \"stop\"} oops {\"x\": 1}".utf8))
+        #expect(split.messages.map { String(decoding: $0, as: UTF8.self) } == ["{\"execute\": \"stop\"}"])
+        #expect(split.failure == .unbalanced)
+        #expect(s.append(Array("{\"execute\": \"cont\"}".utf8)).messages.count == 1)
     }
 }
 
@@ -69,7 +79,7 @@ final class SentCommands: ChannelOutboundHandler, Sendable {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let bytes = Array(unwrapOutboundIn(data).readableBytesView)
         var splitter = JSONStreamSplitter()
-        let commands = ((try? splitter.append(bytes)) ?? []).compactMap { try? JSONValue.parse($0)["execute"]?.stringValue }
+        let commands = splitter.append(bytes).messages.compactMap { try? JSONValue.parse($0)["execute"]?.stringValue }
         names.withLock { $0 += commands }
         context.write(data, promise: promise)
     }

@@ -229,12 +229,11 @@ final class StubQMPServer: Sendable {
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             let bytes = unwrapInboundIn(data).readableBytesView
-            guard let texts = try? splitter.withLock({ s throws(JSONStreamSplitter.Failure) in try s.append(bytes) }) else {
-                return context.close(promise: nil)
-            }
-            for text in texts {
+            let split = splitter.withLock { $0.append(bytes) }
+            for text in split.messages {
                 if let request = try? JSONValue.parse(text) { stub.handle(request) }
             }
+            if split.failure != nil { context.close(promise: nil) }
         }
     }
 }
