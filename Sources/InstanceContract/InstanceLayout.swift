@@ -42,6 +42,8 @@ public struct InstanceLayout: Sendable, Equatable {
     /// The takeover socket: a client here becomes the writer.
     public func forceSocket(_ device: String) -> String { directory + "/\(device).force.sock" }
     public func sidecarLog(_ sidecar: String) -> String { logDirectory + "/sidecar-\(sidecar).log" }
+    /// Held (flock) by the `vtarget gdb` attached to this instance, with its pid inside.
+    public var gdbLock: String { directory + "/gdb.lock" }
 
     /// Every socket a client may connect to, for the 107-byte check before anything starts.
     public func sockets(devices: [String]) -> [String] {

@@ -25,9 +25,13 @@ public struct InstanceRecord: Codable, Sendable, Equatable {
     public var powerdown: Bool
     /// Owned by the supervisor: stop and start go through it.
     public var supervised: Bool?
+    /// QEMU's GDB stub (a `type: gdb` device): where `vtarget gdb` attaches.
+    /// Not in the layout: QEMU's directory moves when QEMU runs as its own uid.
+    public var gdbSocket: String?
 
     public init(name: String, namespace: String, ownerPID: Int32, qemuPID: Int32, qemuStartTime: UInt64, phase: InstancePhase,
-                ready: Bool, serialDevices: [String], directory: String, rfc2217: [String: Int], powerdown: Bool, supervised: Bool?) {
+                ready: Bool, serialDevices: [String], directory: String, rfc2217: [String: Int], powerdown: Bool, supervised: Bool?,
+                gdbSocket: String? = nil) {
         self.name = name
         self.namespace = namespace
         self.ownerPID = ownerPID
@@ -40,6 +44,7 @@ public struct InstanceRecord: Codable, Sendable, Equatable {
         self.rfc2217 = rfc2217
         self.powerdown = powerdown
         self.supervised = supervised
+        self.gdbSocket = gdbSocket
     }
 
     /// Every path of this instance.

@@ -108,7 +108,7 @@ extension RunSession {
                 qemuStartTime: Processes.startTime(of: child.pid) ?? 0, phase: .running, ready: false,
                 serialDevices: t.plan.serialChannels.map(\.device), directory: t.directory, rfc2217: t.rfc2217Ports,
                 powerdown: session.catalog.lookup(t.plan.profile)?.gracefulPowerdown ?? false,
-                supervised: config.supervised == nil ? nil : true))
+                supervised: config.supervised == nil ? nil : true, gdbSocket: t.plan.gdbSocketPath))
             records[i].write()
             status?.update { s in
                 s.phase = .running
