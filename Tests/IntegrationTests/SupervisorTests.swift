@@ -533,14 +533,15 @@ final class SupervisorFixture: Sendable {
             let paths = (0..<parallelism).map { f.targets(["c\(parallelism)x\($0)"]) }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for worker in 0..<parallelism {
-                    group.addTask {
+                    // On threads of their own: blocking waits on the test pool's two threads starve other suites.
+                    group.addTask { try await onThread {
                         for _ in 0..<max(1, cycles / parallelism) {
                             let a = try f.vt(["apply", "-f", paths[worker]])
                             #expect(a.code == 0, "\(a.stderr)")
                             let d = try f.vt(["delete", "-f", paths[worker]])
                             #expect(d.code == 0, "\(d.stderr)")
                         }
-                    }
+                    } }
                 }
                 try await group.waitForAll()
             }
