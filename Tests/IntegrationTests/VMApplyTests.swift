@@ -22,9 +22,14 @@ import TestSupport
         #expect(r.stdout.contains("kind: VirtualMachine") && r.stdout.contains("runStrategy: Halted"), "\(r.stdout)")
         #expect(qemuProcesses(mentioning: f.runtime).isEmpty)
 
-        // An instancetype in another stored resource resolves too.
-        r = try f.vt(["apply", "-f", "examples/kubevirt/csmall.yaml", "-f", "examples/kubevirt/vm-cirros-csmall.yaml"])
+        // An instancetype applied before, and so stored in another row, resolves too.
+        r = try f.vt(["apply", "-f", "examples/kubevirt/csmall.yaml"])
         #expect(r.code == 0, "\(r.stderr)")
+        r = try f.vt(["apply", "-f", "examples/kubevirt/vm-cirros-csmall.yaml"])
+        #expect(r.code == 0, "\(r.stderr)")
+        // ... and one still in use by a VM is not deleted from under it.
+        r = try f.vt(["delete", "vminstancetype", "csmall"])
+        #expect(r.code == 1 && r.stderr.contains("VirtualMachineInstancetype \"csmall\" is still needed") && r.stderr.contains("spec.instancetype.name"), "\(r.code) \(r.stderr)")
         r = try f.vt(["get", "vminstancetype"])
         #expect(r.stdout.contains("csmall"), "\(r.stdout)")
 
