@@ -28,8 +28,8 @@ let package = Package(
         .target(name: "MachineCatalog", dependencies: ["YAMLTree"], exclude: ["README.md"]),
         // The kinds: names, columns, delete order; label selectors.
         .target(name: "ResourceKit", dependencies: ["YAMLTree"], exclude: ["README.md"]),
-        .target(name: "TargetSpec", dependencies: ["YAMLTree", "MachineCatalog", "ResourceKit"], exclude: ["README.md"]),
         .target(name: "VMSpec", dependencies: ["YAMLTree", "MachineCatalog", "ResourceKit"], exclude: ["README.md"]),
+        .target(name: "TargetSpec", dependencies: ["YAMLTree", "MachineCatalog", "ResourceKit", "VMSpec"], exclude: ["README.md"]),
         .target(name: "ReplayFormat", exclude: ["README.md"]),
         .target(name: "QEMULaunch", dependencies: ["TargetSpec", "MachineCatalog"], exclude: ["README.md"]),
         .target(name: "QMP", dependencies: [.product(name: "NIOCore", package: "swift-nio")], exclude: ["README.md"]),
@@ -84,6 +84,8 @@ let package = Package(
         .testTarget(name: "ResourceKitTests", dependencies: ["ResourceKit", "YAMLTree"]),
         .testTarget(name: "ReplayFormatTests", dependencies: ["ReplayFormat"]),
         .testTarget(name: "TargetSpecTests", dependencies: ["TargetSpec", "MachineCatalog", "ResourceKit", "YAMLTree", "TestSupport"],
+                    exclude: ["BadInputs"]),
+        .testTarget(name: "VMSpecTests", dependencies: ["VMSpec", "TargetSpec", "MachineCatalog", "ResourceKit", "YAMLTree", "TestSupport"],
                     exclude: ["BadInputs"]),
         .testTarget(name: "QEMULaunchTests", dependencies: ["QEMULaunch", "TargetSpec", "MachineCatalog", "YAMLTree", "TestSupport"],
                     exclude: ["Golden"]),

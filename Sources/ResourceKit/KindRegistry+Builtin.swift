@@ -67,5 +67,71 @@ extension KindRegistry {
                 .age(["metadata", "creationTimestamp"]),
             ],
             deleteRank: 2),
+        // KubeVirt's kinds, spelled as its CRDs spell them (short names included).
+        ResourceKind(
+            group: "kubevirt.io", version: "v1", kind: "VirtualMachine",
+            plural: "virtualmachines", singular: "virtualmachine", shortNames: ["vm", "vms"],
+            columns: [
+                .age(["metadata", "creationTimestamp"]),
+                .field("STATUS", "status", "printableStatus", missing: ""),
+                .field("READY", "status", "ready", missing: "False"),
+                .field("RUNSTRATEGY", "spec", "runStrategy", wide: true, missing: ""),
+                .field("INSTANCETYPE", "spec", "instancetype", "name", wide: true, missing: ""),
+            ],
+            deleteRank: 0),
+        ResourceKind(
+            group: "kubevirt.io", version: "v1", kind: "VirtualMachineInstance",
+            plural: "virtualmachineinstances", singular: "virtualmachineinstance", shortNames: ["vmi", "vmis"],
+            columns: [
+                .age(["metadata", "creationTimestamp"]),
+                .field("PHASE", "status", "phase", missing: ""),
+                Column("READY", source: .status) { node, _ in
+                    let ready = node[path: ["status", "conditions"]].flatMap { c -> Bool? in
+                        guard case .sequence(let items) = c.content else { return nil }
+                        return items.contains { $0["type"]?.scalar == "Ready" && $0["status"]?.scalar == "True" }
+                    } ?? false
+                    return ready ? "True" : "False"
+                },
+            ],
+            deleteRank: 0),
+        ResourceKind(
+            group: "instancetype.kubevirt.io", version: "v1beta1", kind: "VirtualMachineInstancetype",
+            plural: "virtualmachineinstancetypes", singular: "virtualmachineinstancetype",
+            shortNames: ["vminstancetype", "vminstancetypes", "vmf", "vmfs"],
+            columns: [.age(["metadata", "creationTimestamp"])], deleteRank: 1),
+        ResourceKind(
+            group: "instancetype.kubevirt.io", version: "v1beta1", kind: "VirtualMachineClusterInstancetype",
+            plural: "virtualmachineclusterinstancetypes", singular: "virtualmachineclusterinstancetype",
+            shortNames: ["vmclusterinstancetype", "vmclusterinstancetypes", "vmcf", "vmcfs"], namespaced: false,
+            columns: [.age(["metadata", "creationTimestamp"])], deleteRank: 1),
+        ResourceKind(
+            group: "instancetype.kubevirt.io", version: "v1beta1", kind: "VirtualMachinePreference",
+            plural: "virtualmachinepreferences", singular: "virtualmachinepreference", shortNames: ["vmpref", "vmprefs", "vmp", "vmps"],
+            columns: [.age(["metadata", "creationTimestamp"])], deleteRank: 1),
+        ResourceKind(
+            group: "instancetype.kubevirt.io", version: "v1beta1", kind: "VirtualMachineClusterPreference",
+            plural: "virtualmachineclusterpreferences", singular: "virtualmachineclusterpreference", shortNames: ["vmcp", "vmcps"],
+            namespaced: false, columns: [.age(["metadata", "creationTimestamp"])], deleteRank: 1),
+        // Viti's kinds: `machines` means these, as kubectl with Viti's CRDs would;
+        // board profiles are `vtarget machines` and `get machineprofiles`.
+        ResourceKind(
+            group: "vitistack.io", version: "v1alpha1", kind: "Machine", plural: "machines", singular: "machine",
+            columns: [
+                .field("PHASE", "status", "phase", missing: ""),
+                Column("CLASS") { node, _ in
+                    node[path: ["spec", "machineClass"]]?.scalar ?? node[path: ["spec", "instanceType"]]?.scalar ?? "small"
+                },
+                .age(["metadata", "creationTimestamp"]),
+            ],
+            deleteRank: 0),
+        ResourceKind(
+            group: "vitistack.io", version: "v1alpha1", kind: "MachineClass", plural: "machineclasses", singular: "machineclass",
+            shortNames: ["mc"], namespaced: false,
+            columns: [
+                .field("CORES", "spec", "cpu", "cores"),
+                .field("MEMORY", "spec", "memory", "quantity"),
+                .age(["metadata", "creationTimestamp"]),
+            ],
+            deleteRank: 1),
     ])
 }

@@ -42,10 +42,14 @@ extension Supervisor {
             let decoder = ResourceDecoder(catalog: catalog, options: DecodeOptions(
                 strict: !r.options.lenient, allowHostPaths: r.options.allowHostPaths, allowExtraArgs: r.options.allowExtraArgs))
             do {
-                resources += try decoder.decode([SourceFile(path: label, directory: r.directory, bytes: Array(r.yaml.utf8))]).resources
+                resources += try decoder.decode([SourceFile(path: label, directory: r.directory, bytes: Array(r.yaml.utf8))], resolvingVMs: false).resources
             } catch {
                 problems += error.diagnostics
             }
+        }
+        // A VM's instancetype or class is another row: resolve them all together.
+        if problems.isEmpty {
+            do { try ResourceDecoder.resolveVMs(&resources) } catch { problems = error.diagnostics }
         }
         if problems.isEmpty {
             do { _ = try Workload.instances(from: resources) } catch { problems = error.diagnostics }

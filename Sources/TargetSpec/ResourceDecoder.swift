@@ -5,6 +5,7 @@ import Foundation
 #endif
 import MachineCatalog
 import ResourceKit
+import VMSpec
 import YAMLTree
 
 public struct DecodeOptions: Sendable {
@@ -48,6 +49,14 @@ public struct ResourceDecoder {
         "VirtualTargetInstance": { d in { meta, m, _, context in spec(m) { d.decodeInstance(meta, $0, context) }.map(Resource.instance) } },
         "VirtualTargetPool": { d in { meta, m, _, context in spec(m) { d.decodePool(meta, $0, context) }.map(Resource.pool) } },
         "ConfigMap": { d in { meta, m, _, context in d.decodeConfigMap(meta, m, context).map(Resource.configMap) } },
+        "VirtualMachine": { d in { meta, m, _, _ in spec(m) { d.vm.decodeVirtualMachine(meta, $0) }.map(Resource.virtualMachine) } },
+        "VirtualMachineInstance": { d in { meta, m, _, _ in spec(m) { d.vm.decodeVirtualMachineInstance(meta, $0) }.map(Resource.virtualMachineInstance) } },
+        "VirtualMachineInstancetype": { d in { meta, m, _, _ in spec(m) { d.vm.decodeInstancetype(meta, $0, cluster: false) }.map(Resource.instancetype) } },
+        "VirtualMachineClusterInstancetype": { d in { meta, m, _, _ in spec(m) { d.vm.decodeInstancetype(meta, $0, cluster: true) }.map(Resource.instancetype) } },
+        "VirtualMachinePreference": { d in { meta, m, _, _ in spec(m) { d.vm.decodePreference(meta, $0, cluster: false) }.map(Resource.preference) } },
+        "VirtualMachineClusterPreference": { d in { meta, m, _, _ in spec(m) { d.vm.decodePreference(meta, $0, cluster: true) }.map(Resource.preference) } },
+        "Machine": { d in { meta, m, _, _ in spec(m) { d.vm.decodeMachine(meta, $0) }.map(Resource.machine) } },
+        "MachineClass": { d in { meta, m, _, _ in spec(m) { d.vm.decodeMachineClass(meta, $0) }.map(Resource.machineClass) } },
     ]
 
     /// A kind's required `spec`; its `status` is the supervisor's, accepted and ignored.
@@ -59,20 +68,21 @@ public struct ResourceDecoder {
     /// `kind` → `apiVersion` of every kind this decoder reads.
     public static let apiVersions: [String: String] = Dictionary(uniqueKeysWithValues:
         KindRegistry.builtIn.kinds.filter { decoders[$0.kind] != nil }.map { ($0.kind, $0.apiVersion) })
-    /// Kinds in the contract that a later version will run.
-    public static let plannedKinds = ["Machine", "VirtualMachine"]
 
     static let forbiddenExtraArgs = ["-sandbox", "-monitor", "-qmp", "-qmp-pretty", "-daemonize", "-runas", "-chroot", "-mon", "-chardev", "-serial", "-S"]
 
     let catalog: MachineCatalog
     let options: DecodeOptions
+    var vm: VMDecoder { VMDecoder(options: VMDecodeOptions(allowHostPaths: options.allowHostPaths)) }
 
     public init(catalog: MachineCatalog, options: DecodeOptions = DecodeOptions()) {
         self.catalog = catalog
         self.options = options
     }
 
-    public func decode(_ files: [SourceFile]) throws(DiagnosticError) -> DecodedResources {
+    /// `resolvingVMs: false` leaves VMs unresolved, for a caller that decodes
+    /// resources one by one and resolves them together (`resolveVMs`).
+    public func decode(_ files: [SourceFile], resolvingVMs: Bool = true) throws(DiagnosticError) -> DecodedResources {
         let context = DecodeContext(strict: options.strict)
         var resources: [Resource] = []
         for file in files {
@@ -88,8 +98,44 @@ public struct ResourceDecoder {
             }
         }
         checkUniqueNames(resources, context)
+        if resolvingVMs && !context.hasErrors { Self.resolveVMs(&resources, context) }
         if context.hasErrors { throw DiagnosticError(context.diagnostics) }
         return DecodedResources(resources: resources, warnings: context.diagnostics)
+    }
+
+    /// Resolves every VirtualMachine, VirtualMachineInstance and Machine
+    /// against the instancetypes, preferences and classes among `resources`.
+    public static func resolveVMs(_ resources: inout [Resource]) throws(DiagnosticError) {
+        let context = DecodeContext()
+        resolveVMs(&resources, context)
+        if context.hasErrors { throw DiagnosticError(context.diagnostics) }
+    }
+
+    static func resolveVMs(_ resources: inout [Resource], _ context: DecodeContext) {
+        var types: [VMInstancetype] = [], prefs: [VMPreference] = [], classes: [VitiMachineClass] = []
+        for r in resources {
+            switch r {
+            case .instancetype(let t): types.append(t)
+            case .preference(let p): prefs.append(p)
+            case .machineClass(let c): classes.append(c)
+            default: break
+            }
+        }
+        let resolver = VMResolver(instancetypes: types, preferences: prefs, classes: classes)
+        for i in resources.indices {
+            switch resources[i] {
+            case .virtualMachine(var v):
+                v.definition = resolver.resolve(v, context)
+                resources[i] = .virtualMachine(v)
+            case .virtualMachineInstance(var v):
+                v.definition = resolver.resolve(v, context)
+                resources[i] = .virtualMachineInstance(v)
+            case .machine(var m):
+                m.definition = resolver.resolve(m, context)
+                resources[i] = .machine(m)
+            default: break
+            }
+        }
     }
 
     private func checkUniqueNames(_ resources: [Resource], _ context: DecodeContext) {
@@ -109,11 +155,7 @@ public struct ResourceDecoder {
         guard let m = MappingReader(doc.root, path: "", context: context) else { return nil }
         guard let kindNode = m.required("kind"), let kind = MappingReader.string(kindNode, "kind", context) else { return nil }
         guard let expectedAPI = Self.apiVersions[kind] else {
-            if Self.plannedKinds.contains(kind) {
-                context.error(kindNode, "kind", "\(kind) is part of the contract but this version of vtarget does not run it yet; supported kinds: " + Self.apiVersions.keys.sorted().joined(separator: ", "))
-            } else {
-                context.error(kindNode, "kind", "unknown kind \"\(kind)\"; " + Suggestion.hint(kind, in: Self.apiVersions.keys.sorted()))
-            }
+            context.error(kindNode, "kind", "unknown kind \"\(kind)\"; " + Suggestion.hint(kind, in: Self.apiVersions.keys.sorted()))
             return nil
         }
         if let apiNode = m.required("apiVersion"), let api = MappingReader.string(apiNode, "apiVersion", context), api != expectedAPI {

@@ -1,5 +1,13 @@
 @_exported import ResourceKit
 import MachineCatalog
+// Only the VM kinds: VMSpec's `Architecture` would shadow the board one here.
+import struct VMSpec.KubeVirtVirtualMachine
+import struct VMSpec.KubeVirtVirtualMachineInstance
+import struct VMSpec.VMInstancetype
+import struct VMSpec.VMPreference
+import struct VMSpec.VitiMachine
+import struct VMSpec.VitiMachineClass
+import struct VMSpec.VMDefinition
 import YAMLTree
 
 public enum RestartPolicy: String, Sendable, CaseIterable { case Never, OnFailure, Always }
@@ -146,6 +154,13 @@ public enum Resource: Sendable {
     case configMap(ConfigMap)
     case instance(VirtualTargetInstance)
     case pool(VirtualTargetPool)
+    /// The VM kinds (contract section 5), resolved into `definition`s by the decoder.
+    case virtualMachine(KubeVirtVirtualMachine)
+    case virtualMachineInstance(KubeVirtVirtualMachineInstance)
+    case instancetype(VMInstancetype)
+    case preference(VMPreference)
+    case machine(VitiMachine)
+    case machineClass(VitiMachineClass)
 
     public var metadata: ObjectMeta {
         switch self {
@@ -153,6 +168,12 @@ public enum Resource: Sendable {
         case .configMap(let c): return c.metadata
         case .instance(let i): return i.metadata
         case .pool(let p): return p.metadata
+        case .virtualMachine(let v): return v.metadata
+        case .virtualMachineInstance(let v): return v.metadata
+        case .instancetype(let t): return t.metadata
+        case .preference(let p): return p.metadata
+        case .machine(let m): return m.metadata
+        case .machineClass(let c): return c.metadata
         }
     }
 
@@ -162,6 +183,22 @@ public enum Resource: Sendable {
         case .configMap: return "ConfigMap"
         case .instance: return "VirtualTargetInstance"
         case .pool: return "VirtualTargetPool"
+        case .virtualMachine: return "VirtualMachine"
+        case .virtualMachineInstance: return "VirtualMachineInstance"
+        case .instancetype(let t): return t.kind
+        case .preference(let p): return p.kind
+        case .machine: return "Machine"
+        case .machineClass: return "MachineClass"
+        }
+    }
+
+    /// A VM kind's resolved definition (nil for every other kind).
+    public var vmDefinition: VMDefinition? {
+        switch self {
+        case .virtualMachine(let v): return v.definition
+        case .virtualMachineInstance(let v): return v.definition
+        case .machine(let m): return m.definition
+        default: return nil
         }
     }
 }

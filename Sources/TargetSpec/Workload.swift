@@ -31,6 +31,8 @@ public enum Workload {
             case .configMap(let c): maps[key] = c
             case .instance(let i): instances.append(i)
             case .pool(let p): pools.append(p)
+            // VMs run under their own driver, not as board instances.
+            case .virtualMachine, .virtualMachineInstance, .instancetype, .preference, .machine, .machineClass: break
             }
         }
         var position: [String: Int] = [:]

@@ -38,6 +38,9 @@ public struct VMDefinition: Sendable {
     public var graphics: Bool
     /// The guest's hostname (KubeVirt: `spec.hostname`, else the name).
     public var hostname: String
+    /// `terminationGracePeriodSeconds`: how long a stop waits for the guest's
+    /// ACPI shutdown before it kills QEMU; nil is KubeVirt's default (30 s).
+    public var terminationGracePeriodSeconds: Int? = nil
     /// Lifecycle fields vtarget adds to every kind (`ttl`, `readiness`, ...) are
     /// not here: a VM's TTL and readiness come with the VM driver.
 

@@ -8,9 +8,9 @@ import YAMLTree
 
 struct Get: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "List \(KindRegistry.builtIn.kinds.map(\.everydayName).joined(separator: ", ")) or machines, as kubectl get does.",
+        abstract: "List \(KindRegistry.builtIn.kinds.map(\.everydayName).joined(separator: ", ")) or machineprofiles, as kubectl get does.",
         discussion: """
-            KIND: \(KindRegistry.builtIn.help), or machines (machineprofiles). As in kubectl, the singular, \
+            KIND: \(KindRegistry.builtIn.help), or machineprofiles (board profiles, as `vtarget machines` lists them). As in kubectl, the singular, \
             plural, short name, Kind and plural.group (qemuvirtualtargets.qemu.kubetarget.dev) all work. \
             -l takes kubectl's label selectors: app=x, app==x, app!=x, 'env in (a,b)', 'env notin (a,b)', app, !app; \
             commas join requirements that must all hold. -w prints the table, then a row (or with -o json|yaml an \
@@ -18,7 +18,7 @@ struct Get: AsyncParsableCommand {
             objects with their status.
             """)
 
-    @Argument(help: "The kind: \(KindRegistry.builtIn.help), machines.")
+    @Argument(help: "The kind: \(KindRegistry.builtIn.help), machineprofiles.")
     var kind: String
 
     @Argument(help: "Only this one.")
@@ -36,17 +36,18 @@ struct Get: AsyncParsableCommand {
     var watch = false
 
     static func isMachines(_ word: String) -> Bool {
-        ["machine", "machines", "machineprofile", "machineprofiles"].contains(word.lowercased())
+        // `machines` are Viti Machines (machines.vitistack.io), as kubectl would list them.
+        ["machineprofile", "machineprofiles"].contains(word.lowercased())
     }
 
     func validate() throws {
         if let output, !["wide", "yaml", "json", "name"].contains(output) { throw ValidationError("-o: expected wide, yaml, json or name, got \(output)") }
         if Self.isMachines(kind) {
-            if selector != nil || watch { throw ValidationError("machines are board profiles: they have no labels and do not change while listed") }
-            if let output, output != "wide" && output != "name" { throw ValidationError("-o: machines print as a table, wide or name, got \(output)") }
+            if selector != nil || watch { throw ValidationError("machineprofiles are board profiles: they have no labels and do not change while listed") }
+            if let output, output != "wide" && output != "name" { throw ValidationError("-o: machineprofiles print as a table, wide or name, got \(output)") }
             return
         }
-        do { _ = try KindRegistry.builtIn.resolve(kind) } catch { throw ValidationError(error.description + ", machines") }
+        do { _ = try KindRegistry.builtIn.resolve(kind) } catch { throw ValidationError(error.description + ", machineprofiles") }
         if let selector {
             do { _ = try LabelSelector(parsing: selector) } catch { throw ValidationError(error.description) }
         }

@@ -61,6 +61,10 @@ struct InputOptions: ParsableArguments {
         let decoded = try decoder.decode(sources)
         for w in decoded.warnings { printError(w.description) }
         let runnables = try Workload.instances(from: decoded.resources)
+        if runnables.isEmpty, let vm = decoded.resources.first(where: { $0.vmDefinition != nil }) {
+            // Checked and resolved, but there is no VM driver yet: not the input's fault.
+            throw RuntimeError("\(vm.kind) \(vm.metadata.name) is valid, but this version of vtarget does not run VMs yet; `vtarget apply -f` stores it for when it does", code: .notFound)
+        }
         if runnables.isEmpty {
             throw DiagnosticError([Diagnostic(.error, at: nil, field: nil,
                 "no QemuVirtualTarget or VirtualTargetInstance in " + files.joined(separator: ", "))])

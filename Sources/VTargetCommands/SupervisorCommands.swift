@@ -137,7 +137,9 @@ struct ResourceFiles {
         let catalog = try Environment.catalog(env)
         let sources = try InputFiles.sources(input.files, recursive: input.recursive)
         let decoded = try ResourceDecoder(catalog: catalog, options: DecodeOptions(
-            strict: !input.lenient, allowHostPaths: input.allowHostPaths, allowExtraArgs: input.allowExtraArgs)).decode(sources)
+            strict: !input.lenient, allowHostPaths: input.allowHostPaths, allowExtraArgs: input.allowExtraArgs))
+            // A VM's instancetype or class may be stored already: the supervisor resolves VMs against all it holds.
+            .decode(sources, resolvingVMs: false)
         for w in decoded.warnings { printError(w.description) }
         let options = ReadOptions(lenient: input.lenient, allowHostPaths: input.allowHostPaths, allowExtraArgs: input.allowExtraArgs)
         var out: [(resource: AppliedResource, root: YAMLNode)] = []

@@ -92,7 +92,7 @@ import TestSupport
         let runtime = makeRuntimeDir()
         for (args, choices) in [(["events", "-o", "yaml"], "'table' and 'json'"), (["events", "-o", "foo"], "'table' and 'json'"),
                                 (["daemon", "status", "-o", "foo"], "'text' and 'json'"), (["claim", "p", "-o", "foo"], "'name' and 'json'"),
-                                (["machines", "-o", "json"], "'table', 'wide' or 'name'"), (["get", "machines", "-o", "yaml"], "table, wide or name"),
+                                (["machines", "-o", "json"], "'table', 'wide' or 'name'"), (["get", "machineprofiles", "-o", "yaml"], "table, wide or name"),
                                 (["get", "instances", "-o", "foo"], "wide, yaml, json or name"),
                                 (["create", "configmap", "x", "--from-file=README.md", "--dry-run=client", "-o", "xml"], "'yaml', 'json' or 'name'")] {
             let r = try vt(args, runtime: runtime)

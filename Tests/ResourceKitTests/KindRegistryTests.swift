@@ -46,7 +46,8 @@ import YAMLTree
             Issue.record("widgets resolved")
         } catch {
             #expect(error.suggestion == nil)
-            #expect(error.description == "unknown kind \"widgets\"; valid: targets (qvt), instances (vti, inst), pools (vtp), configmaps (cm)")
+            #expect(error.description.hasPrefix("unknown kind \"widgets\"; valid: targets (qvt), instances (vti, inst), pools (vtp), configmaps (cm), virtualmachines (vm, vms), "))
+            #expect(error.description.hasSuffix(", machines, machineclasses (mc)"))
         }
     }
 
@@ -55,7 +56,22 @@ import YAMLTree
         #expect(qvt.apiVersion == "qemu.kubetarget.dev/v1alpha1" && qvt.qualifiedName == "qemuvirtualtarget.qemu.kubetarget.dev")
         #expect(vti.apiVersion == "kubetarget.dev/v1alpha1" && vti.qualifiedName == "virtualtargetinstance.kubetarget.dev")
         #expect(cm.apiVersion == "v1" && cm.qualifiedName == "configmap")
-        #expect(registry.kinds.allSatisfy { $0.namespaced })
+        #expect(registry.kinds.filter { !$0.namespaced }.map(\.kind) == ["VirtualMachineClusterInstancetype", "VirtualMachineClusterPreference", "MachineClass"])
+    }
+
+    /// KubeVirt's and Viti's spellings, as their CRDs declare them: `machines` are Viti Machines.
+    @Test func vmKindsResolveAsKubectlWould() throws {
+        for (word, kind) in [("vm", "VirtualMachine"), ("vms", "VirtualMachine"), ("virtualmachines", "VirtualMachine"),
+                             ("virtualmachine.kubevirt.io", "VirtualMachine"), ("vmi", "VirtualMachineInstance"), ("vmis", "VirtualMachineInstance"),
+                             ("vminstancetype", "VirtualMachineInstancetype"), ("vmf", "VirtualMachineInstancetype"),
+                             ("vmclusterinstancetype", "VirtualMachineClusterInstancetype"), ("vmcf", "VirtualMachineClusterInstancetype"),
+                             ("vmpref", "VirtualMachinePreference"), ("vmp", "VirtualMachinePreference"), ("vmcp", "VirtualMachineClusterPreference"),
+                             ("machines", "Machine"), ("machine.vitistack.io", "Machine"), ("mc", "MachineClass"), ("machineclasses", "MachineClass")] {
+            #expect(try registry.resolve(word).kind == kind, "\(word)")
+        }
+        let vm = try registry.resolve("vm")
+        #expect(vm.apiVersion == "kubevirt.io/v1" && vm.qualifiedName == "virtualmachine.kubevirt.io")
+        #expect(try registry.resolve("machines").apiVersion == "vitistack.io/v1alpha1")
     }
 
     @Test func deleteOrderPutsUsersFirstAndKeepsTheGivenOrderOtherwise() {
