@@ -93,13 +93,14 @@ public enum VMLaunchCases {
             kernelArgs: "console=ttyS0 root=/dev/vda, quiet"), disks: [
             VMDisk(name: "root", source: .empty(capacityBytes: 1 << 30)),
         ], graphics: false), files: ["root": qcow2("disk-root.qcow2")]),
-        // arm64: virt with GICv3 emulated, -cpu max, AAVMF, virtio-gpu with USB input.
+        // arm64: virt with the best GIC, -cpu max, AAVMF, virtio-gpu with USB input, a cdrom on an AHCI controller of its own.
         VMLaunchCase(name: "virt-arm64-efi", vm: vm("arm", arch: .arm64, machine: "virt", cpu: CPUTopology(cores: 2),
                                                       firmware: .efi(secureBoot: false), disks: [
             VMDisk(name: "root", source: .image(reference: "debian-arm64:12", path: nil)),
             VMDisk(name: "cloudinit", source: .cloudInit(CloudInit(flavor: .configDrive, userData: "#!/bin/sh\n"))),
+            VMDisk(name: "install", kind: .cdrom, bus: .sata, source: .image(reference: "debian-arm64-iso:12", path: nil)),
         ], interfaces: [VMInterface(name: "default", ports: [VMInterface.Port(port: 80)])], rng: true),
-            files: ["root": qcow2("disk-root.qcow2"), "cloudinit": raw("cloudinit.iso")],
+            files: ["root": qcow2("disk-root.qcow2"), "cloudinit": raw("cloudinit.iso"), "install": raw("install.iso")],
             ports: [.init(interface: "default", guestPort: 80, hostPort: 40080)]),
         // Headless: no console FIFO, no VGA, no VNC; only QMP and the agent.
         VMLaunchCase(name: "q35-headless", vm: vm("headless", disks: [
