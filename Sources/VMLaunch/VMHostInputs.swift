@@ -30,10 +30,15 @@ public struct VMHostInputs: Sendable {
     public struct EFIFiles: Sendable, Equatable {
         public var code: String
         public var vars: String
+        /// raw as the template ships; qcow2 (`qemu-img convert`) lets
+        /// `savevm` include the vars, which it refuses for any writable raw
+        /// node (warm pools, memory snapshots).
+        public var varsFormat: DiskFormat
 
-        public init(code: String, vars: String) {
+        public init(code: String, vars: String, varsFormat: DiskFormat = .raw) {
             self.code = code
             self.vars = vars
+            self.varsFormat = varsFormat
         }
     }
 

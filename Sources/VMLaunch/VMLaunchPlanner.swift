@@ -22,8 +22,9 @@ public enum VMLaunchPlanner {
             cpus: vm.cpu.vcpus, blockDrives: b.blockDrives, workingDirectory: host.instanceDirectory)
     }
 
-    /// The MAC an interface gets: its own `macAddress`, else one derived
-    /// from namespace, VM and interface name (stable across restarts).
+    /// The MAC an interface gets: its own `macAddress` (nil when that is not
+    /// one), else one derived from namespace, VM and interface name (stable
+    /// across restarts): what status and `clone --new-mac` report.
     public static func macAddress(of interface: VMInterface, in vm: VMDefinition) -> MACAddress? {
         if let text = interface.macAddress { return MACAddress(text) }
         return .derived(namespace: vm.metadata.namespace, vm: vm.metadata.name, interface: interface.name)
@@ -154,7 +155,7 @@ struct VMPlanBuilder {
                 break
             }
             let code = blockNodes("vt.efi-code", path: efi.code, format: .raw, readOnly: true, device: false)
-            let vars = blockNodes("vt.efi-vars", path: efi.vars, format: .raw, readOnly: false, device: false)
+            let vars = blockNodes("vt.efi-vars", path: efi.vars, format: efi.varsFormat, readOnly: false, device: false)
             args += ["-machine", QEMUOption(nil, [("pflash0", code.formatNode), ("pflash1", vars.formatNode)]).description]
         }
         if let kb = vm.kernelBoot {

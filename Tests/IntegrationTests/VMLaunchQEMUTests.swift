@@ -105,6 +105,53 @@ import VMRuntime
         try await group.shutdownGracefully()
     }
 
+    /// `savevm` (warm pools, memory snapshots) refuses a writable raw node:
+    /// with the EFI vars in qcow2 a UEFI VM can be snapshotted, and restored.
+    @Test func efiVarsInQcow2LetSavevmWork() async throws {
+        let env = ProcessInfo.processInfo.environment
+        let c = VMLaunchCases.all.first { $0.name == "q35-efi" }!
+        let runtime = makeRuntimeDir()
+        chmod(runtime, 0o711)
+        defer { RuntimeDirectory.removeTree(runtime) }
+        let instance = runtime + "/vm", qemuDir = instance + "/qemu"
+        mkdir(instance, isRoot ? 0o711 : 0o700)
+        mkdir(qemuDir, 0o700)
+        try await Self.makeFiles(for: c, in: qemuDir, environment: env)
+        let convert = Process()
+        convert.executableURL = URL(fileURLWithPath: try #require(ExecutableSearch.find("qemu-img", environment: env)))
+        convert.arguments = ["convert", "-f", "raw", "-O", "qcow2", qemuDir + "/efi-vars.fd", qemuDir + "/efi-vars.qcow2"]
+        try convert.run()
+        convert.waitUntilExit()
+        #expect(convert.terminationStatus == 0)
+        try QEMUSandbox.handOver(qemuDir)
+
+        for format in [VMHostInputs.DiskFormat.raw, .qcow2] {
+            var host = c.host(directory: qemuDir)
+            if format == .qcow2 { host.efi?.vars = qemuDir + "/efi-vars.qcow2" }
+            host.efi?.varsFormat = format
+            let plan = try VMLaunchPlanner.plan(vm: c.vm, host: host)
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let target = try await TargetProcess.spawn(plan: plan, directory: instance, qemuPath: try #require(ExecutableSearch.find(plan.binary, environment: env)),
+                                                       sandbox: try await QEMUSandbox.policy(enabled: true, qemuDirectory: qemuDir))
+            do {
+                try await target.connect(group: group, startRunning: false, environment: env) { _, _ in }
+                let qmp = try #require(target.qmp)
+                let saved = try await qmp.hmp("savevm vt-ready")
+                if format == .raw {
+                    #expect(saved.contains("fmt-vt.efi-vars") && saved.contains("does not support snapshots"), "\(saved)")
+                } else {
+                    #expect(saved == "", "\(saved)")
+                    #expect(try await qmp.hmp("info snapshots").contains("vt-ready"))
+                    #expect(try await qmp.hmp("loadvm vt-ready") == "")
+                }
+            } catch {
+                Issue.record("\(format): \(error)\n\(target.stderrText)")
+            }
+            _ = await target.stop()
+            try await group.shutdownGracefully()
+        }
+    }
+
     /// The backing files a case names, made for real in `dir`.
     static func makeFiles(for c: VMLaunchCase, in dir: String, environment env: [String: String]) async throws {
         let img = try QemuImg(environment: env)

@@ -70,6 +70,22 @@ func goldenPlan(_ c: VMLaunchCase) throws -> LaunchPlan {
         #expect(p.argv.contains("pflash0=fmt-vt.efi-code,pflash1=fmt-vt.efi-vars"))
         #expect(p.argv.contains(#"{"driver":"raw","file":"file-vt.efi-code","node-name":"fmt-vt.efi-code","read-only":true}"#))
         #expect(p.cpus == 8)
+        // qcow2 vars, so that savevm can include them.
+        var c = VMLaunchCases.all.first { $0.name == "q35-efi" }!
+        var host = c.host(directory: "/d")
+        host.efi?.varsFormat = .qcow2
+        let q = try VMLaunchPlanner.plan(vm: c.vm, host: host)
+        #expect(q.argv.contains(#"{"driver":"qcow2","file":"file-vt.efi-vars","node-name":"fmt-vt.efi-vars"}"#))
+        #expect(q.argv.contains(#"{"driver":"raw","file":"file-vt.efi-code","node-name":"fmt-vt.efi-code","read-only":true}"#))
+    }
+
+    @Test func macOfAnInterfaceIsWhatThePlanUses() throws {
+        let c = VMLaunchCases.all.first { $0.name == "q35-bios-containerdisk-cloudinit" }!
+        let mac = try #require(VMLaunchPlanner.macAddress(of: c.vm.interfaces[0], in: c.vm))
+        #expect(try goldenPlan(c).argv.contains(where: { $0.contains(#""mac":"\#(mac)""#) }))
+        let pc = VMLaunchCases.all.first { $0.name == "pc-sata-ide" }!
+        #expect(VMLaunchPlanner.macAddress(of: pc.vm.interfaces[0], in: pc.vm)?.description == "52:54:00:12:34:56")
+        #expect(VMLaunchPlanner.macAddress(of: VMInterface(name: "x", macAddress: "nope"), in: pc.vm) == nil)
     }
 
     @Test func hostileNamesAreDistinctAndQEMUSafe() throws {
