@@ -71,7 +71,7 @@ func goldenPlan(_ c: VMLaunchCase) throws -> LaunchPlan {
         #expect(p.argv.contains(#"{"driver":"raw","file":"file-vt.efi-code","node-name":"fmt-vt.efi-code","read-only":true}"#))
         #expect(p.cpus == 8)
         // qcow2 vars, so that savevm can include them.
-        var c = VMLaunchCases.all.first { $0.name == "q35-efi" }!
+        let c = VMLaunchCases.all.first { $0.name == "q35-efi" }!
         var host = c.host(directory: "/d")
         host.efi?.varsFormat = .qcow2
         let q = try VMLaunchPlanner.plan(vm: c.vm, host: host)
