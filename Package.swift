@@ -32,6 +32,7 @@ let package = Package(
         .target(name: "TargetSpec", dependencies: ["YAMLTree", "MachineCatalog", "ResourceKit", "VMSpec"], exclude: ["README.md"]),
         .target(name: "ReplayFormat", exclude: ["README.md"]),
         .target(name: "QEMULaunch", dependencies: ["TargetSpec", "MachineCatalog"], exclude: ["README.md"]),
+        .target(name: "VMLaunch", dependencies: ["VMSpec", "QEMULaunch", "ResourceKit", "YAMLTree"], exclude: ["README.md"]),
         .target(name: "QMP", dependencies: [.product(name: "NIOCore", package: "swift-nio")], exclude: ["README.md"]),
         .target(name: "CANProtocol", exclude: ["README.md"]),
         // What a supervisor and a shim agree on: status, record, layout, arguments.
@@ -55,6 +56,8 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
+        // What a VM needs from the host (firmware) and, next, the VM driver.
+        .target(name: "VMRuntime", dependencies: ["VMSpec", "HostOS"], exclude: ["README.md"]),
         // The control API's models and client (the CLI side).
         .target(name: "ControlAPI", dependencies: [
             .product(name: "NIOCore", package: "swift-nio"),
@@ -89,13 +92,17 @@ let package = Package(
                     exclude: ["BadInputs"]),
         .testTarget(name: "QEMULaunchTests", dependencies: ["QEMULaunch", "TargetSpec", "MachineCatalog", "YAMLTree", "TestSupport"],
                     exclude: ["Golden"]),
+        .target(name: "VMLaunchCases", dependencies: ["VMLaunch", "VMSpec", "ResourceKit", "YAMLTree"], path: "Tests/VMLaunchCases"),
+        .testTarget(name: "VMLaunchTests", dependencies: ["VMLaunch", "VMLaunchCases", "VMSpec", "QEMULaunch", "ResourceKit", "YAMLTree", "TestSupport"],
+                    exclude: ["Golden"]),
+        .testTarget(name: "VMRuntimeTests", dependencies: ["VMRuntime", "VMSpec", "HostOS"]),
         .testTarget(name: "CANProtocolTests", dependencies: ["CANProtocol"]),
         .testTarget(name: "InstanceContractTests", dependencies: ["InstanceContract"]),
         .testTarget(name: "SessionCoreTests", dependencies: ["SessionCore", "InstanceContract"]),
         .testTarget(name: "EndpointsTests", dependencies: ["Endpoints", "CANProtocol", "QMP", .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "QMPTests", dependencies: ["QMP", "Sandbox", .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "SupervisorUnitTests", dependencies: ["Supervisor", "InstanceContract", .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "IntegrationTests", dependencies: ["VTargetCommands", "TargetRuntime", "InstanceContract", "ControlAPI", "DiskImages", "QMP", "Sandbox", "QEMULaunch", "TargetSpec", "MachineCatalog", "ResourceKit", "TestSupport", "HostOS", .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio"), .product(name: "ArgumentParser", package: "swift-argument-parser")],
+        .testTarget(name: "IntegrationTests", dependencies: ["VTargetCommands", "TargetRuntime", "InstanceContract", "ControlAPI", "DiskImages", "QMP", "Sandbox", "QEMULaunch", "TargetSpec", "MachineCatalog", "ResourceKit", "TestSupport", "HostOS", "VMLaunch", "VMLaunchCases", "VMRuntime", .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio"), .product(name: "ArgumentParser", package: "swift-argument-parser")],
                     exclude: ["Clients"]),
     ],
     swiftLanguageModes: [.v6]
