@@ -225,8 +225,9 @@ extension VMDecoder {
             }
             let bootOrder = locatedInt(m, "bootOrder", in: 1...1024)
             let serial = m.string("serial")
-            if let serial, serial.isEmpty || serial.utf8.count > 20 || !serial.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x2D || $0 == 0x5F }) {
-                context.error(m.value("serial"), m.child("serial"), "\"\(serial)\" is not a valid serial: use 1 to 20 letters, digits, '-' and '_'")
+            // KubeVirt's characters; 20 is what a virtio-blk or ATA serial holds.
+            if let serial, serial.isEmpty || serial.utf8.count > 20 || !serial.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x2D || $0 == 0x5F || $0 == 0x2E || $0 == 0x2B }) {
+                context.error(m.value("serial"), m.child("serial"), "\"\(serial)\" is not a valid serial: use 1 to 20 letters, digits, '-', '_', '.' and '+'")
             }
             refuse(m, ["dedicatedIOThread", "cache", "io", "tag", "blockSize", "shareable", "errorPolicy", "changedBlockTracking"], .notYet("disk tuning"))
             if let name {

@@ -18,6 +18,10 @@ import TestSupport
         }
         r = try f.vt(["get", "vm"])
         #expect(r.stdout.split(separator: "\n").first?.split(separator: " ", omittingEmptySubsequences: true) == ["NAME", "AGE", "STATUS", "READY"], "\(r.stdout)")
+        r = try f.vt(["get", "vm", "-o", "wide"])
+        #expect(r.stdout.contains("RUNSTRATEGY") && r.stdout.contains("Halted"), "\(r.stdout)")
+        r = try f.vt(["get", "vmi"])
+        #expect(r.stdout.contains("No resources found"), "\(r.stdout)")
         r = try f.vt(["get", "vm", "vm-cirros", "-o", "yaml"])
         #expect(r.stdout.contains("kind: VirtualMachine") && r.stdout.contains("runStrategy: Halted"), "\(r.stdout)")
         #expect(qemuProcesses(mentioning: f.runtime).isEmpty)

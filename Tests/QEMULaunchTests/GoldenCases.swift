@@ -26,7 +26,8 @@ enum GoldenCases {
     static let examples: [String] = {
         var out: [String] = []
         let e = FileManager.default.enumerator(atPath: repoRoot + "/examples")
-        while let f = e?.nextObject() as? String { if f.hasSuffix(".yaml") { out.append(f) } }
+        // VM examples (KubeVirt's, Viti's) are not board targets: the VM planner has its own goldens.
+        while let f = e?.nextObject() as? String { if f.hasSuffix(".yaml") && !f.hasPrefix("kubevirt") && !f.hasPrefix("viti-") { out.append(f) } }
         return out.sorted()
     }()
 
