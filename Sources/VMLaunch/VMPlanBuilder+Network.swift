@@ -39,9 +39,15 @@ extension VMPlanBuilder {
             }
             var netdev = [("id", netNames.claim("net", iface.name)), ("net", "10.0.2.0/24")]
             if !vm.hostname.isEmpty { netdev.append(("hostname", vm.hostname)) }
+            var seen: Set<String> = []
             for (i, port) in iface.ports.enumerated() {
                 guard (1...65535).contains(port.port) else {
                     fail(field + ".ports[\(i)].port", "port \(port.port) is not between 1 and 65535")
+                    ok = false
+                    continue
+                }
+                guard seen.insert("\(port.transport.rawValue) \(port.port)").inserted else {
+                    fail(field + ".ports[\(i)].port", "\(port.transport.rawValue) port \(port.port) is listed twice; list each port once")
                     ok = false
                     continue
                 }

@@ -5,6 +5,7 @@ import NIOPosix
 import QEMULaunch
 import QMP
 import Sandbox
+import Synchronization
 import Testing
 import VMLaunch
 import VMLaunchCases
@@ -102,6 +103,48 @@ import VMRuntime
         }
         let status = await target.stop()
         #expect(status == .exited(0), "\(c.name): \(target.stderrText)")
+        try await group.shutdownGracefully()
+    }
+
+    /// The console is a board UART: the firmware's first words (OVMF's and
+    /// AAVMF's boot manager) reach vtarget through the FIFOs and the hub,
+    /// the per-VM vars are written, on x86 and on arm64 alike.
+    @Test(arguments: ["q35-efi", "virt-arm64-efi"])
+    func firmwareTalksOnTheConsole(_ name: String) async throws {
+        let env = ProcessInfo.processInfo.environment
+        var c = VMLaunchCases.all.first { $0.name == name }!
+        c.ports = []
+        c.vm.interfaces = c.vm.interfaces.map { var i = $0; i.ports = []; return i }
+        let runtime = makeRuntimeDir()
+        chmod(runtime, 0o711)
+        defer { RuntimeDirectory.removeTree(runtime) }
+        let instance = runtime + "/vm", qemuDir = instance + "/qemu"
+        mkdir(instance, isRoot ? 0o711 : 0o700)
+        mkdir(qemuDir, 0o700)
+        try await Self.makeFiles(for: c, in: qemuDir, environment: env)
+        try QEMUSandbox.handOver(qemuDir)
+        let plan = try VMLaunchPlanner.plan(vm: c.vm, host: c.host(directory: qemuDir))
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let output = Mutex<[UInt8]>([])
+        let target = try await TargetProcess.spawn(plan: plan, directory: instance, qemuPath: try #require(ExecutableSearch.find(plan.binary, environment: env)),
+                                                   sandbox: try await QEMUSandbox.policy(enabled: true, qemuDirectory: qemuDir))
+        do {
+            try await target.connect(group: group, startRunning: true, environment: env) { device, bytes in
+                if device == VMLaunchPlanner.consoleDevice { output.withLock { $0 += bytes } }
+            }
+            let start = ContinuousClock.now
+            var text = ""
+            while ContinuousClock.now - start < .seconds(180) {
+                text = String(decoding: output.withLock { $0 }, as: UTF8.self)
+                if text.contains("BdsDxe") || target.child.exitStatus != nil { break }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            #expect(text.contains("BdsDxe"), "\(name): \(text.suffix(500))\n\(target.stderrText)")
+            print("\(name): firmware on the console after \(ContinuousClock.now - start)")
+        } catch {
+            Issue.record("\(name): \(error)\n\(target.stderrText)")
+        }
+        _ = await target.stop()
         try await group.shutdownGracefully()
     }
 

@@ -155,6 +155,9 @@ import YAMLTree
     @Test func portsOutOfRangeOrWithoutAHostPort() {
         Self.expectOne(Self.refusal(VMLaunchCases.vm("m", interfaces: [VMInterface(name: "e", ports: [.init(port: 70000)])])), .badInput,
                        field: "domain.devices.interfaces[e].ports[0].port", "not between 1 and 65535")
+        Self.expectOne(Self.refusal(VMLaunchCases.vm("m", interfaces: [VMInterface(name: "e", ports: [.init(port: 22), .init(name: "ssh", port: 22)])]),
+                                    Self.host(VMLaunchCases.vm("m"), ports: [.init(interface: "e", guestPort: 22, hostPort: 2222)])), .badInput,
+                       field: "domain.devices.interfaces[e].ports[1].port", "TCP port 22 is listed twice")
         let vm = VMLaunchCases.vm("m", interfaces: [VMInterface(name: "e", ports: [.init(port: 22), .init(port: 22, transport: .UDP)])])
         Self.expectOne(Self.refusal(vm, Self.host(vm, ports: [.init(interface: "e", guestPort: 22, hostPort: 2222)])), .missingHostInput,
                        field: "domain.devices.interfaces[e].ports[1]", "no host port was chosen for UDP 22")
