@@ -31,6 +31,8 @@ let package = Package(
         .target(name: "TargetSpec", dependencies: ["YAMLTree", "MachineCatalog", "ResourceKit"], exclude: ["README.md"]),
         .target(name: "VMSpec", dependencies: ["YAMLTree", "MachineCatalog", "ResourceKit"], exclude: ["README.md"]),
         .target(name: "QEMULaunch", dependencies: ["TargetSpec", "MachineCatalog"], exclude: ["README.md"]),
+        // CRDs and Kubernetes manifests for the board kinds.
+        .target(name: "KubeRender", dependencies: ["TargetSpec", "ResourceKit", "MachineCatalog", "YAMLTree"], exclude: ["README.md"]),
         .target(name: "QMP", dependencies: [.product(name: "NIOCore", package: "swift-nio")], exclude: ["README.md"]),
         .target(name: "CANProtocol", exclude: ["README.md"]),
         // What a supervisor and a shim agree on: status, record, layout, arguments.
@@ -71,7 +73,7 @@ let package = Package(
         ], exclude: ["README.md"]),
         .target(name: "VTargetCommands", dependencies: [
             "ControlAPI", "Supervisor", "TargetRuntime", "DiskImages", "QEMULaunch", "TargetSpec", "MachineCatalog", "ResourceKit", "YAMLTree", "QMP", "Sandbox", "Endpoints",
-            "InstanceContract", "HostOS",
+            "InstanceContract", "HostOS", "KubeRender",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], exclude: ["README.md"]),
         .executableTarget(name: "vtarget", dependencies: ["VTargetCommands"], exclude: ["README.md"]),
@@ -84,6 +86,8 @@ let package = Package(
         .testTarget(name: "TargetSpecTests", dependencies: ["TargetSpec", "MachineCatalog", "ResourceKit", "YAMLTree", "TestSupport"],
                     exclude: ["BadInputs"]),
         .testTarget(name: "QEMULaunchTests", dependencies: ["QEMULaunch", "TargetSpec", "MachineCatalog", "YAMLTree", "TestSupport"],
+                    exclude: ["Golden"]),
+        .testTarget(name: "KubeRenderTests", dependencies: ["KubeRender", "TargetSpec", "ResourceKit", "MachineCatalog", "YAMLTree", "TestSupport"],
                     exclude: ["Golden"]),
         .testTarget(name: "CANProtocolTests", dependencies: ["CANProtocol"]),
         .testTarget(name: "InstanceContractTests", dependencies: ["InstanceContract"]),
