@@ -133,8 +133,13 @@ public struct KubeRenderer: Sendable {
         for m in members + poolMembers.map(\.1) { diags += Self.clusterProblems(m.target) }
         if !diags.isEmpty { throw DiagnosticError(Self.unique(diags)) }
 
+        let units = Self.units(members)
+        diags += Self.nameClashes(units.map { ($0.name, $0.namespace, $0.members[0].origins[0]) }
+            + poolMembers.map { ($0.0.metadata.name, $0.0.metadata.namespace, $0.1.origins[0]) })
+        if !diags.isEmpty { throw DiagnosticError(diags) }
+
         var objects: [KubeObject] = maps.map(configMapObject)
-        for unit in Self.units(members) {
+        for unit in units {
             objects += podObjects(unit)
         }
         for (pool, member) in poolMembers {
@@ -145,15 +150,6 @@ public struct KubeRenderer: Sendable {
             let selector = [KubeLabels.managedBy: KubeLabels.manager, KubeLabels.name: unit.name]
             objects.append(.deployment(Deployment(metadata: metadata(unit, name: unit.name),
                 spec: .init(replicas: pool.minReady, selector: .init(matchLabels: selector), template: template))))
-        }
-        var seen: [String: String] = [:]
-        for o in objects {
-            let k = o.kind + "/" + o.name
-            if seen[k] != nil {
-                diags.append(Diagnostic(.error, at: nil, field: nil,
-                    "two objects would be named \(k): rename one of the resources they come from"))
-            }
-            seen[k] = k
         }
         if !diags.isEmpty { throw DiagnosticError(diags) }
         return objects
@@ -187,6 +183,23 @@ public struct KubeRenderer: Sendable {
             let bus = Set(ms.flatMap { buses($0.target) }).sorted()[0]
             return Unit(name: KubeNames.label("can", bus), namespace: ms[0].namespace, component: "can-bus", members: ms)
         }
+    }
+
+    /// Two Pods (or a Pod and a pool's Deployment, whose spec ConfigMaps
+    /// share a name) of one name in a namespace: reported at the later resource.
+    static func nameClashes(_ names: [(name: String, namespace: String, origin: (kind: String, name: String, location: SourceLocation))]) -> [Diagnostic] {
+        var first: [String: (kind: String, name: String, location: SourceLocation)] = [:]
+        var out: [Diagnostic] = []
+        for n in names {
+            let key = n.namespace + "/" + n.name
+            if let f = first[key] {
+                out.append(Diagnostic(.error, at: n.origin.location, field: "metadata.name",
+                    "\(n.origin.kind) \"\(n.origin.name)\" would make objects named \"\(n.name)\" in namespace \(n.namespace), as \(f.kind) \"\(f.name)\" (\(f.location)) does; rename one of them"))
+            } else {
+                first[key] = n.origin
+            }
+        }
+        return out
     }
 
     static func buses(_ t: QemuVirtualTarget) -> [String] {

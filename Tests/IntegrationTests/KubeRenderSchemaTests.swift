@@ -139,6 +139,30 @@ import TestSupport
         #expect(r.code == 0, "run scripts/setup.sh: it adds kubernetes-validate and jsonschema to .venv\n\(r.stderr)")
     }
 
+    /// Each backend's flags are refused with the other (exit 2), and `--for qemu` stays the default.
+    @Test func flagsBelongToTheirBackend() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let example = "examples/lm3s6965evb.yaml"
+        for (args, message) in [
+            (["-o", "json"], "-o/--output is for --for kubernetes"),
+            (["--image", "x:1"], "--image is for --for kubernetes"),
+            (["--for", "kubernetes", "--format", "shell"], "--format is for --for qemu"),
+            (["--for", "kubernetes", "--no-sandbox"], "--no-sandbox is for --for qemu"),
+            (["--for", "kubernetes", "--image", "a b"], "--image: expected an image reference"),
+            (["--for", "helm"], "helm"),
+        ] {
+            let r = try vt(["render", "-f", example] + args, runtime: dir)
+            #expect(r.code == 2 && r.stderr.contains(message), "\(args): \(r.code) \(r.stderr)")
+        }
+        let image = try vt(["render", "--for", "kubernetes", "-f", example, "--image", "registry.local/vt:9"], runtime: dir)
+        #expect(image.code == 0 && image.stdout.contains("image: registry.local/vt:9") && !image.stdout.contains("localhost/vtarget"))
+        let byDefault = try vt(["render", "--for", "kubernetes", "-f", example], runtime: dir)
+        #expect(byDefault.stdout.contains("image: localhost/vtarget:0.1.0"), "\(byDefault.stdout)")
+        let vm = try vt(["render", "--for", "kubernetes", "-f", "Tests/TargetSpecTests/BadInputs/planned-kind.yaml"], runtime: dir)
+        #expect(vm.code == 2 && vm.stderr.contains("VirtualMachine is part of the contract but this version of vtarget does not run it yet"), "\(vm.stderr)")
+    }
+
     /// Every CRD and every rendered object is valid Kubernetes, strictly (no unknown fields).
     @Test func crdsAndRenderedManifestsPassKubernetesValidate() throws {
         let dir = try tempDir()

@@ -190,7 +190,7 @@ import YAMLTree
         let clash = targetYAML("can-b", "machine: lm3s6965evb") + "\n---\n" + targetYAML("x", "machine: stm32vldiscovery\ndevices: [{name: c, type: can, bus: b}]")
             + "\n---\n" + targetYAML("y", "machine: stm32vldiscovery\ndevices: [{name: c, type: can, bus: b}]")
         #expect { try renderKube(clash) } throws: { e in
-            (e as? DiagnosticError)?.description.contains("two objects would be named Pod/can-b") == true
+            (e as? DiagnosticError)?.description.contains(#"in.yaml:10:18: error: metadata.name: QemuVirtualTarget "x" would make objects named "can-b" in namespace default, as QemuVirtualTarget "can-b" (in.yaml:3:18) does"#) == true
         }
     }
 
