@@ -268,11 +268,23 @@ public struct KubeRenderer: Sendable {
     }
 
     func labels(_ unit: Unit) -> [String: String] {
-        var l = unit.members.count == 1 ? unit.members[0].labels : [:]
+        // The user's labels go along when Kubernetes would take them (vtarget itself accepts any strings).
+        var l = (unit.members.count == 1 ? unit.members[0].labels : [:]).filter { Self.isLabel(key: $0.key, value: $0.value) }
         l[KubeLabels.managedBy] = KubeLabels.manager
         l[KubeLabels.name] = unit.name
         l[KubeLabels.component] = unit.component
         return l
+    }
+
+    /// Kubernetes' label syntax: `[prefix/]name` (prefix a DNS subdomain), value empty or a qualified name.
+    static func isLabel(key: String, value: String) -> Bool {
+        let parts = key.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count <= 2, let name = parts.last, Names.isQualifiedName(name) else { return false }
+        if parts.count == 2 {
+            let prefix = parts[0]
+            guard !prefix.isEmpty, prefix.utf8.count <= 253, prefix.split(separator: ".", omittingEmptySubsequences: false).allSatisfy({ Names.isDNSLabel($0) }) else { return false }
+        }
+        return value.isEmpty || Names.isQualifiedName(value)
     }
 
     func metadata(_ unit: Unit, name: String) -> ObjectMetadata {

@@ -194,6 +194,21 @@ import YAMLTree
         }
     }
 
+    /// vtarget keeps any string labels; the Pod carries only those Kubernetes accepts.
+    @Test func onlyKubernetesLabelsGoOnThePod() throws {
+        let text = """
+            apiVersion: qemu.kubetarget.dev/v1alpha1
+            kind: QemuVirtualTarget
+            metadata:
+              name: t
+              labels: {team: hil, example.com/tier: "1", "bad key": x, spaced: "a b", empty: "", /x: y, "A.b/c": d}
+            spec:
+              qemuConfig: {machine: lm3s6965evb}
+            """
+        let labels = try #require(try jsonObjects(renderKube(text))[1][path: "metadata", "labels"] as? [String: String])
+        #expect(labels.keys.sorted() == ["app.kubernetes.io/component", "app.kubernetes.io/managed-by", "app.kubernetes.io/name", "empty", "example.com/tier", "team"])
+    }
+
     @Test func namesStayDNSLabels() {
         let long = String(repeating: "a", count: 60)
         let n = KubeNames.label(long, "spec")
