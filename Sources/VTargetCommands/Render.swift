@@ -10,7 +10,12 @@ struct Render: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print the exact QEMU command for each target, or what a Kubernetes cluster needs to run them; nothing is started.",
         discussion: """
-            --for kubernetes prints, instead of QEMU's command, the objects a cluster runs the same             resources with (no vtarget supervisor there): per instance a ConfigMap with its YAML and a             Pod running `vtarget run` on it (a Job, with activeDeadlineSeconds, when it has tests, a test             sidecar or a TTL), sidecars as containers of that Pod; per pool a Deployment of minReady             replicas; the targets of one CAN bus in one Pod. Firmware ConfigMaps are mounted as they are             on the cluster (apply them too). The image is \(Render.defaultImage) unless --image says otherwise.
+            --for kubernetes prints, instead of QEMU's command, the objects a cluster runs the same \
+            resources with (no vtarget supervisor there): per instance a ConfigMap with its YAML and a \
+            Pod running `vtarget run` on it (a Job, with activeDeadlineSeconds, when it has tests, a test \
+            sidecar or a TTL), sidecars as containers of that Pod; per pool a Deployment of minReady \
+            replicas; the targets of one CAN bus in one Pod. Firmware ConfigMaps are mounted as they are \
+            on the cluster (apply them too). The image is \(Render.defaultImage) unless --image says otherwise.
 
             fd=3 is the QMP monitor's socket pair, which vtarget hands QEMU when it starts it; \
             each UART a serial or CAN device uses is a FIFO pair (-chardev pipe: serial-DEVICE.in \
