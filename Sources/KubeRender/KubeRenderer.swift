@@ -190,7 +190,14 @@ public struct KubeRenderer: Sendable {
     static func nameClashes(_ names: [(name: String, namespace: String, origin: (kind: String, name: String, location: SourceLocation))]) -> [Diagnostic] {
         var first: [String: (kind: String, name: String, location: SourceLocation)] = [:]
         var out: [Diagnostic] = []
-        for n in names {
+        // In input order, so the one written later is the one reported.
+        var fileRank: [String: Int] = [:]
+        for n in names where fileRank[n.origin.location.file] == nil { fileRank[n.origin.location.file] = fileRank.count }
+        let ordered = names.sorted { a, b in
+            let (x, y) = (a.origin.location, b.origin.location)
+            return (fileRank[x.file]!, x.line, x.column) < (fileRank[y.file]!, y.line, y.column)
+        }
+        for n in ordered {
             let key = n.namespace + "/" + n.name
             if let f = first[key] {
                 out.append(Diagnostic(.error, at: n.origin.location, field: "metadata.name",
