@@ -33,6 +33,8 @@ let package = Package(
         .target(name: "ReplayFormat", exclude: ["README.md"]),
         .target(name: "QEMULaunch", dependencies: ["TargetSpec", "MachineCatalog"], exclude: ["README.md"]),
         .target(name: "VMLaunch", dependencies: ["VMSpec", "QEMULaunch", "ResourceKit", "YAMLTree"], exclude: ["README.md"]),
+        // CRDs and Kubernetes manifests for the board kinds.
+        .target(name: "KubeRender", dependencies: ["TargetSpec", "ResourceKit", "MachineCatalog", "YAMLTree"], exclude: ["README.md"]),
         .target(name: "QMP", dependencies: [.product(name: "NIOCore", package: "swift-nio")], exclude: ["README.md"]),
         .target(name: "CANProtocol", exclude: ["README.md"]),
         // What a supervisor and a shim agree on: status, record, layout, arguments.
@@ -75,7 +77,7 @@ let package = Package(
         ], exclude: ["README.md"]),
         .target(name: "VTargetCommands", dependencies: [
             "ControlAPI", "Supervisor", "TargetRuntime", "DiskImages", "QEMULaunch", "TargetSpec", "MachineCatalog", "ResourceKit", "YAMLTree", "QMP", "Sandbox", "Endpoints",
-            "InstanceContract", "HostOS",
+            "InstanceContract", "HostOS", "KubeRender",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], exclude: ["README.md"]),
         .executableTarget(name: "vtarget", dependencies: ["VTargetCommands"], exclude: ["README.md"]),
@@ -96,6 +98,8 @@ let package = Package(
         .testTarget(name: "VMLaunchTests", dependencies: ["VMLaunch", "VMLaunchCases", "VMSpec", "QEMULaunch", "ResourceKit", "YAMLTree", "TestSupport"],
                     exclude: ["Golden"]),
         .testTarget(name: "VMRuntimeTests", dependencies: ["VMRuntime", "VMSpec", "HostOS"]),
+        .testTarget(name: "KubeRenderTests", dependencies: ["KubeRender", "TargetSpec", "ResourceKit", "MachineCatalog", "YAMLTree", "TestSupport"],
+                    exclude: ["Golden"]),
         .testTarget(name: "CANProtocolTests", dependencies: ["CANProtocol"]),
         .testTarget(name: "InstanceContractTests", dependencies: ["InstanceContract"]),
         .testTarget(name: "SessionCoreTests", dependencies: ["SessionCore", "InstanceContract"]),

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what vtarget needs on Debian, idempotently: a second run takes seconds.
 # apt packages: QEMU, libyaml, libseccomp, the ARM cross compiler, socat.
-# PyPI (into .venv): real clients for interop tests (python-can, qemu.qmp, pyserial, junitparser).
+# PyPI (into .venv): real clients for interop tests (python-can, qemu.qmp, pyserial, junitparser)
+# and the Kubernetes schema checkers (kubernetes-validate, jsonschema).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,9 +27,9 @@ if ! command -v swift >/dev/null 2>&1; then
 fi
 
 # Interop clients for the tests, from PyPI only.
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import can, qemu.qmp, serial, junitparser' 2>/dev/null; then
-    echo "setup: creating .venv with python-can, qemu.qmp, pyserial, junitparser"
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import can, qemu.qmp, serial, junitparser, jsonschema, kubernetes_validate' 2>/dev/null; then
+    echo "setup: creating .venv with python-can, qemu.qmp, pyserial, junitparser, kubernetes-validate, jsonschema"
     python3 -m venv .venv
-    .venv/bin/pip install -q --disable-pip-version-check python-can qemu.qmp pyserial junitparser
+    .venv/bin/pip install -q --disable-pip-version-check python-can qemu.qmp pyserial junitparser kubernetes-validate jsonschema
 fi
 echo "setup: ok"
