@@ -30,6 +30,9 @@
 #                                         mount), root=/dev/vda, no partition table
 #     vmlinuz, initrd.img                 the rootfs's own kernel and initrd, for
 #                                         kernelBoot: root=/dev/vda console=ttyS0
+#   --cached                              print the directory only if that guest
+#                                         is built already; exit 3 if not (tests
+#                                         use it to decide whether to run)
 #
 # The busybox guest's /init (scripts/guest/init) finds the cloud-init seed by
 # label (cidata = NoCloud meta-data/user-data, config-2 = ConfigDrive
@@ -46,12 +49,15 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cache="${VTARGET_GUEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vtarget/guests}"
 mode=busybox
-case "${1:-}" in
-    "") ;;
-    --cloud) mode=cloud ;;
-    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "build-test-guest: unknown argument '$1' (valid: --cloud, --help)" >&2; exit 2 ;;
-esac
+cached_only=0
+for arg in "$@"; do
+    case "$arg" in
+        --cloud) mode=cloud ;;
+        --cached) cached_only=1 ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "build-test-guest: unknown argument '$arg' (valid: --cloud, --cached, --help)" >&2; exit 2 ;;
+    esac
+done
 mkdir -p "$cache"
 log() { echo "build-test-guest: $*" >&2; }
 
@@ -89,7 +95,15 @@ download() {  # download ARCH DIR PKG...
     (cd "$dir" && apt-get "${opts[@]}" -qq -o APT::Sandbox::User=root download "$@" >&2)
 }
 
-key_of() { { cat "$0" "$here"/guest/*; printf '%s\n' "$@"; } | sha256sum | cut -c1-16; }
+# key_of "FUNCTIONS" VALUE...: a hash of the named functions' text (as bash
+# prints them: comments and layout elsewhere in this file do not count),
+# scripts/guest/* and the values (package versions, mirror). Editing the
+# busybox part never rebuilds the 5-minute cloud guest, and the reverse.
+key_of() {
+    local funcs=$1; shift
+    # shellcheck disable=SC2086
+    { declare -f $funcs; cat "$here"/guest/*; printf '%s\n' "$@"; } | sha256sum | cut -c1-16
+}
 
 # --- the busybox guest --------------------------------------------------------
 # build_initrd ARCH WORK OUT: kernel + initramfs for one architecture.
@@ -172,8 +186,9 @@ build_busybox() {
     kx=$(resolve_kernel amd64); busy=$(candidate amd64 busybox-static)
     [ -n "$kx" ] || { log "apt knows no linux-image-cloud-amd64 (run apt-get update)"; exit 1; }
     if [ "$with_arm64" = 1 ]; then ensure_arm64_lists; ka=$(resolve_kernel arm64)@$(candidate arm64 busybox-static); fi
-    key=busybox-$(key_of "$kx=$(candidate amd64 "$kx")" "$busy" "arm64:$ka")
+    key=busybox-$(key_of "build_initrd build_disk build_busybox resolve_kernel download" "$GUEST_MODULES" "$kx=$(candidate amd64 "$kx")" "$busy" "arm64:$ka")
     dir="$cache/$key"
+    if [ ! -f "$dir/complete" ] && [ "$cached_only" = 1 ]; then log "$key is not built yet"; exit 3; fi
     if [ ! -f "$dir/complete" ]; then
         exec 9>"$cache/.lock-$key"; flock 9
         if [ ! -f "$dir/complete" ]; then
@@ -187,6 +202,7 @@ build_busybox() {
                 log "building arm64 ($ka)"
                 build_initrd arm64 "$work/arm64" "$work/out/arm64"
             fi
+            echo "$((SECONDS - start)) s" >"$work/out/build-time"
             touch "$work/out/complete"
             rm -rf "$dir"; mv "$work/out" "$dir"
             rm -rf "$work"; trap - EXIT
@@ -221,8 +237,9 @@ build_cloud() {
     [ "$(id -u)" = 0 ] || { log "--cloud runs debootstrap, which needs root (CI runs as root; here: sudo $0 --cloud)"; exit 1; }
     command -v debootstrap >/dev/null || { log "debootstrap missing (scripts/setup.sh installs it)"; exit 1; }
     kx=$(resolve_kernel amd64)
-    key=cloud-$(key_of "$mirror" "$CLOUD_PACKAGES" "$kx=$(candidate amd64 "$kx")" "$(candidate amd64 cloud-init)" "$(candidate amd64 systemd)" "$(candidate amd64 openssh-server)")
+    key=cloud-$(key_of "build_cloud host_mirror" "$mirror" "$CLOUD_PACKAGES" "$kx=$(candidate amd64 "$kx")" "$(candidate amd64 cloud-init)" "$(candidate amd64 systemd)" "$(candidate amd64 openssh-server)")
     dir="$cache/$key"
+    if [ ! -f "$dir/complete" ] && [ "$cached_only" = 1 ]; then log "$key is not built yet"; exit 3; fi
     if [ ! -f "$dir/complete" ]; then
         exec 9>"$cache/.lock-$key"; flock 9
         if [ ! -f "$dir/complete" ]; then
@@ -241,7 +258,8 @@ build_cloud() {
             chroot "$root" locale-gen >/dev/null
             echo 'LANG=C.UTF-8' >"$root/etc/default/locale"
             # Only the NoCloud and ConfigDrive seeds exist here: skip probing for clouds.
-            echo 'datasource_list: [ NoCloud, ConfigDrive, None ]' >"$root/etc/cloud/cloud.cfg.d/90-vtarget.cfg"
+            # manage_etc_hosts as Debian's cloud images: sudo resolves the new hostname.
+            printf 'datasource_list: [ NoCloud, ConfigDrive, None ]\nmanage_etc_hosts: true\n' >"$root/etc/cloud/cloud.cfg.d/90-vtarget.cfg"
             systemctl --root="$root" enable serial-getty@ttyS0.service >/dev/null 2>&1 || true
             rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
             mkdir -p "$work/out"
@@ -252,6 +270,7 @@ build_cloud() {
             mkfs.ext4 -q -F -L rootfs -d "$root" "$work/root.raw" "${size}M"
             qemu-img convert -q -f raw -O qcow2 "$work/root.raw" "$work/out/disk.qcow2"
             echo "$mirror" >"$work/out/mirror"
+            echo "debootstrap $((t - start)) s, image $((SECONDS - t)) s" >"$work/out/build-time"
             touch "$work/out/complete"
             rm -rf "$dir"; mv "$work/out" "$dir"
             rm -rf "$work"; trap - EXIT
