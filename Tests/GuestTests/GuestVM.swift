@@ -91,7 +91,8 @@ final class GuestVM {
         input = stdin.fileHandleForWriting
     }
 
-    var output: String { console.bytes.withLock { String(decoding: $0, as: UTF8.self) } }
+    /// The console so far, with the tty's CR of each CRLF taken out.
+    var output: String { console.bytes.withLock { String(decoding: $0.filter { $0 != 0x0D }, as: UTF8.self) } }
 
     /// Waits until the console shows `text` after the first `after` bytes;
     /// returns where it ends. Fails with the console so far on timeout or exit.
