@@ -72,6 +72,7 @@ final class GuestVM {
     private let process: Process
     private let input: FileHandle
     private let console = Console()
+    let started = ContinuousClock.now
 
     init(_ binary: String, _ args: [String]) throws {
         let p = Process()
