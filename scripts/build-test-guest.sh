@@ -85,9 +85,11 @@ resolve_kernel() {
     local arch=$1 opts; mapfile -t opts < <(apt_opts "$arch")
     apt-cache "${opts[@]}" depends "linux-image-cloud-$arch" | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -n1
 }
-candidate() {
-    local arch=$1 pkg=$2 opts; mapfile -t opts < <(apt_opts "$arch")
-    apt-cache "${opts[@]}" policy "$pkg" | sed -n 's/^ *Candidate: //p'
+# versions ARCH PKG...: "pkg=candidate" per package, from one apt-cache run
+# (each run costs a second or more: the cache key must be cheap).
+versions() {
+    local arch=$1 opts; shift; mapfile -t opts < <(apt_opts "$arch")
+    apt-cache "${opts[@]}" policy "$@" | awk '/^[^ ]/ { p=$1; sub(/:$/, "", p) } /^ *Candidate:/ { print p "=" $2 }'
 }
 download() {  # download ARCH DIR PKG...
     local arch=$1 dir=$2 opts; shift 2; mapfile -t opts < <(apt_opts "$arch")
@@ -182,11 +184,13 @@ CFG
 }
 
 build_busybox() {
-    local kx busy with_arm64=${VTARGET_GUEST_ARM64:-1} ka="" key dir work
-    kx=$(resolve_kernel amd64); busy=$(candidate amd64 busybox-static)
-    [ -n "$kx" ] || { log "apt knows no linux-image-cloud-amd64 (run apt-get update)"; exit 1; }
-    if [ "$with_arm64" = 1 ]; then ensure_arm64_lists; ka=$(resolve_kernel arm64)@$(candidate arm64 busybox-static); fi
-    key=busybox-$(key_of "build_initrd build_disk build_busybox resolve_kernel download" "$GUEST_MODULES" "$kx=$(candidate amd64 "$kx")" "$busy" "arm64:$ka")
+    local vx with_arm64=${VTARGET_GUEST_ARM64:-1} va="" key dir work
+    # The metapackage's version changes with every kernel it points at.
+    vx=$(versions amd64 linux-image-cloud-amd64 busybox-static)
+    [[ "$vx" == *linux-image-cloud-amd64=* && "$vx" != *"=(none)"* ]] ||
+        { log "apt has no candidate for linux-image-cloud-amd64 or busybox-static (run apt-get update)"; exit 1; }
+    if [ "$with_arm64" = 1 ]; then ensure_arm64_lists; va=$(versions arm64 linux-image-cloud-arm64 busybox-static); fi
+    key=busybox-$(key_of "build_initrd build_disk build_busybox resolve_kernel download" "$GUEST_MODULES" "$vx" "arm64:$va")
     dir="$cache/$key"
     if [ ! -f "$dir/complete" ] && [ "$cached_only" = 1 ]; then log "$key is not built yet"; exit 3; fi
     if [ ! -f "$dir/complete" ]; then
@@ -195,11 +199,11 @@ build_busybox() {
             local start=$SECONDS
             work=$(mktemp -d "$cache/.build-XXXXXX")
             trap 'rm -rf "$work"' EXIT
-            log "building $key (x86_64: $kx)"
+            log "building $key ($(echo $vx))"
             build_initrd amd64 "$work/amd64" "$work/out/x86_64"
             build_disk "$work/out/x86_64"
             if [ "$with_arm64" = 1 ]; then
-                log "building arm64 ($ka)"
+                log "building arm64 ($(echo $va))"
                 build_initrd arm64 "$work/arm64" "$work/out/arm64"
             fi
             echo "$((SECONDS - start)) s" >"$work/out/build-time"
@@ -231,13 +235,12 @@ host_mirror() {
 CLOUD_PACKAGES=systemd-sysv,udev,dbus,cloud-init,python3-cffi-backend,locales,openssh-server,qemu-guest-agent,linux-image-cloud-amd64,initramfs-tools,ifupdown,isc-dhcp-client,iproute2,netbase,sudo,e2fsprogs
 
 build_cloud() {
-    local mirror key dir work kx
+    local mirror key dir work
     mirror=${VTARGET_DEBIAN_MIRROR:-$(host_mirror)}
     [ -n "$mirror" ] || { log "no bookworm source in /etc/apt/sources.list*; set VTARGET_DEBIAN_MIRROR"; exit 1; }
     [ "$(id -u)" = 0 ] || { log "--cloud runs debootstrap, which needs root (CI runs as root; here: sudo $0 --cloud)"; exit 1; }
     command -v debootstrap >/dev/null || { log "debootstrap missing (scripts/setup.sh installs it)"; exit 1; }
-    kx=$(resolve_kernel amd64)
-    key=cloud-$(key_of "build_cloud host_mirror" "$mirror" "$CLOUD_PACKAGES" "$kx=$(candidate amd64 "$kx")" "$(candidate amd64 cloud-init)" "$(candidate amd64 systemd)" "$(candidate amd64 openssh-server)")
+    key=cloud-$(key_of "build_cloud host_mirror" "$mirror" "$CLOUD_PACKAGES" "$(versions amd64 linux-image-cloud-amd64 cloud-init systemd openssh-server)")
     dir="$cache/$key"
     if [ ! -f "$dir/complete" ] && [ "$cached_only" = 1 ]; then log "$key is not built yet"; exit 3; fi
     if [ ! -f "$dir/complete" ]; then
