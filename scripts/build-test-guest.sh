@@ -16,7 +16,9 @@
 #     x86_64/disk.qcow2                   the same kernel+initramfs on a FAT disk
 #                                         with syslinux (mtools, no root, no
 #                                         mount): BIOS-boots from a virtio or sata
-#                                         disk, console=ttyS0.
+#                                         disk, console=ttyS0. For kernelBoot,
+#                                         pass "console=ttyS0 no_timer_check" (a
+#                                         busy host can fail TCG's timer check).
 #     arm64/vmlinuz, arm64/initrd.gz      linux-image-cloud-arm64 for `virt`
 #                                         (console=ttyAMA0); fetched with a private
 #                                         apt state directory, so the host's apt
@@ -168,6 +170,8 @@ build_disk() {
     truncate -s "${kib}K" "$img"
     mformat -i "$img" -v VTGUEST -N 0 ::
     syslinux --install "$img"
+    # no_timer_check: under TCG on a busy host the kernel's IO-APIC timer
+    # check can fail ("..MP-BIOS bug ... failed :(") and panic the boot.
     cat >"$dir/syslinux.cfg" <<'CFG'
 DEFAULT guest
 PROMPT 0
@@ -176,7 +180,7 @@ SERIAL 0 115200
 LABEL guest
   KERNEL vmlinuz
   INITRD initrd.gz
-  APPEND console=ttyS0 panic=-1
+  APPEND console=ttyS0 panic=-1 no_timer_check
 CFG
     mcopy -i "$img" "$dir/vmlinuz" "$dir/initrd.gz" "$dir/syslinux.cfg" ::
     qemu-img convert -q -f raw -O qcow2 "$img" "$dir/disk.qcow2"

@@ -39,7 +39,7 @@ import Testing
         let port = try freeLoopbackPort()
         let vm = try GuestVM("/usr/bin/qemu-system-x86_64", [
             "-machine", "q35", "-accel", "tcg", "-smp", "2", "-m", "1024",
-            "-kernel", guest + "/vmlinuz", "-initrd", guest + "/initrd.img", "-append", "root=/dev/vda console=ttyS0 rw",
+            "-kernel", guest + "/vmlinuz", "-initrd", guest + "/initrd.img", "-append", "root=/dev/vda console=ttyS0 rw no_timer_check",
             "-drive", "file=\(dir)/root.qcow2,if=virtio,format=qcow2",
             "-drive", "file=\(dir)/seed.iso,if=virtio,format=raw,readonly=on",
             "-netdev", "user,id=n0,hostfwd=tcp:127.0.0.1:\(port)-:22", "-device", "virtio-net-pci,netdev=n0",

@@ -43,7 +43,7 @@ import Testing
         let port = try freeLoopbackPort()
         let vm = try GuestVM("/usr/bin/qemu-system-x86_64", [
             "-machine", "q35", "-accel", "tcg", "-m", "256",
-            "-kernel", guest + "/x86_64/vmlinuz", "-initrd", guest + "/x86_64/initrd.gz", "-append", "console=ttyS0 panic=-1",
+            "-kernel", guest + "/x86_64/vmlinuz", "-initrd", guest + "/x86_64/initrd.gz", "-append", "console=ttyS0 panic=-1 no_timer_check",
             "-drive", "file=\(iso),if=virtio,format=raw,readonly=on",
             "-netdev", "user,id=n0,hostfwd=tcp:127.0.0.1:\(port)-:8080", "-device", "virtio-net-pci,netdev=n0",
         ])
