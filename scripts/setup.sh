@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what vtarget needs on Debian, idempotently: a second run takes seconds.
-# apt packages: QEMU, libyaml, libseccomp, the ARM cross compiler, socat.
+# apt packages: QEMU, libyaml, libseccomp, the ARM cross compiler, socat;
+# docker-registry and skopeo for the `image pull` tests (a local registry, an image pushed to it).
 # PyPI (into .venv): real clients for interop tests (python-can, qemu.qmp, pyserial, junitparser).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +10,8 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 PACKAGES=(qemu-system-arm qemu-system-x86 qemu-utils libyaml-dev libseccomp-dev pkg-config
-          gcc-arm-none-eabi binutils make socat python3-venv)
+          gcc-arm-none-eabi binutils make socat python3-venv
+          docker-registry skopeo tar curl)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
