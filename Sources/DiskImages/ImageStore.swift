@@ -34,6 +34,13 @@ public struct ImageStore: Sendable {
         public var path: String
         public var format: QemuImg.Format
         public var virtualSize: UInt64
+
+        public init(digest: OCIDigest, path: String, format: QemuImg.Format, virtualSize: UInt64) {
+            self.digest = digest
+            self.path = path
+            self.format = format
+            self.virtualSize = virtualSize
+        }
     }
 
     /// A row of `image ls`: one reference (or none, for an image kept only
@@ -108,6 +115,11 @@ public struct ImageStore: Sendable {
         public var references: [String]
         /// Images whose last reference went, and their blobs with them.
         public var deleted: [OCIDigest]
+
+        public init(references: [String], deleted: [OCIDigest]) {
+            self.references = references
+            self.deleted = deleted
+        }
     }
 
     /// Removes references; an image whose last reference goes is deleted.
