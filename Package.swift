@@ -15,6 +15,8 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         // System libraries, found through pkg-config.
@@ -52,7 +54,13 @@ let package = Package(
             "QMP", "CANProtocol",
         ], exclude: ["README.md"]),
         // qemu-img and, next, the image store.
-        .target(name: "DiskImages", dependencies: ["Sandbox", "HostOS"], exclude: ["README.md"]),
+        .target(name: "DiskImages", dependencies: [
+            "Sandbox", "HostOS",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ], exclude: ["README.md"]),
         .target(name: "TargetRuntime", dependencies: [
             "DiskImages", "QEMULaunch", "TargetSpec", "MachineCatalog", "QMP", "Endpoints", "Sandbox", "InstanceContract", "HostOS", "SessionCore",
             .product(name: "NIOCore", package: "swift-nio"),
@@ -105,6 +113,7 @@ let package = Package(
         .testTarget(name: "SessionCoreTests", dependencies: ["SessionCore", "InstanceContract"]),
         .testTarget(name: "EndpointsTests", dependencies: ["Endpoints", "CANProtocol", "QMP", .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "QMPTests", dependencies: ["QMP", "Sandbox", .product(name: "NIOPosix", package: "swift-nio")]),
+        .testTarget(name: "DiskImagesTests", dependencies: ["DiskImages"], exclude: ["Golden"]),
         .testTarget(name: "SupervisorUnitTests", dependencies: ["Supervisor", "InstanceContract", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "IntegrationTests", dependencies: ["VTargetCommands", "TargetRuntime", "InstanceContract", "ControlAPI", "DiskImages", "QMP", "Sandbox", "QEMULaunch", "TargetSpec", "MachineCatalog", "ResourceKit", "TestSupport", "HostOS", "VMLaunch", "VMLaunchCases", "VMRuntime", .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio"), .product(name: "ArgumentParser", package: "swift-argument-parser")],
                     exclude: ["Clients"]),

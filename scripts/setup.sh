@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what vtarget needs on Debian, idempotently: a second run takes seconds.
-          apt packages QEMU libyaml libseccomp the ARM cross compiler socat. PyPI into .venv real clients for interop tests python-can qemu.qmp pyserial junitparser and Kubernetes schema checkers kubernetes-validate jsonschema . socat test guests scripts build-test-guest.sh cloud-init seeds genisoimage mtools syslinux cpio kmod e2fsprogs debootstrap OpenSSH s client.)
+          apt packages QEMU libyaml libseccomp the ARM cross compiler socat. PyPI into .venv real clients for interop tests python-can qemu.qmp pyserial junitparser and Kubernetes schema checkers kubernetes-validate jsonschema . socat test guests scripts build-test-guest.sh cloud-init seeds genisoimage mtools syslinux cpio kmod e2fsprogs debootstrap OpenSSH s client. docker-registry skopeo image pull a local registry an pushed to it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,7 +8,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 PACKAGES=(qemu-system-arm qemu-system-x86 qemu-utils libyaml-dev libseccomp-dev pkg-config
-          gcc-arm-none-eabi binutils make socat python3-venv gdb-multiarch ovmf qemu-efi-aarch64 genisoimage mtools syslinux syslinux-common cpio kmod e2fsprogs debootstrap openssh-client)
+          gcc-arm-none-eabi binutils make socat python3-venv gdb-multiarch ovmf qemu-efi-aarch64 genisoimage mtools syslinux syslinux-common cpio kmod e2fsprogs debootstrap openssh-client docker-registry skopeo tar curl)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,116 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+
+extension ImageStore {
+    public struct PullOptions: Sendable {
+        /// Plain http to a registry that is not on loopback.
+        public var insecure = false
+        /// OCI's name: `amd64` or `arm64`, picked from a manifest index.
+        public var architecture = "amd64"
+        /// The local name instead of the pulled reference.
+        public var name: Reference?
+
+        public init(insecure: Bool = false, architecture: String = "amd64", name: Reference? = nil) {
+            self.insecure = insecure
+            self.architecture = architecture
+            self.name = name
+        }
+    }
+
+    public struct PullResult: Sendable {
+        public var image: Image
+        /// The references the pull set.
+        public var references: [String]
+    }
+
+    /// Fetches `ref` from its registry (the only code in vtarget that
+    /// does), verifies every byte against the manifest's digests, takes the
+    /// one disk under `/disk/` and adds it like `import`. On any failure
+    /// nothing is left: the downloads live in a scratch directory under
+    /// `tmp/` that goes with the pull.
+    public func pull(_ ref: Reference, options: PullOptions = .init(),
+                     progress: @Sendable (String) -> Void = { _ in }) async throws(ImageStoreError) -> PullResult {
+        guard let registry = ref.registry else {
+            throw ImageStoreError(.badReference, "image reference \"\(ref)\": name the registry, as HOST[:PORT]/REPOSITORY[:TAG] (e.g. 127.0.0.1:5000/cirros:latest); no default registry is assumed")
+        }
+        let local = try options.name.map { (n) throws(ImageStoreError) in try Self.tagKey(n) }
+        let plain = ref.registryIsLoopback || options.insecure
+        let base = (plain ? "http://" : "https://") + registry
+        try ensureDirectories()
+        let scratch = newTempPath(suffix: ".pull")
+        guard mkdir(scratch, 0o700) == 0 else { throw ImageStoreError(.io, "cannot create \(scratch): \(String(cString: strerror(errno)))") }
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+
+        var configuration = HTTPClient.Configuration(
+            redirectConfiguration: .follow(max: 5, allowCycles: false),
+            timeout: .init(connect: .seconds(15), read: .seconds(120)))
+        configuration.decompression = .disabled
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        let result: Result<PullResult, ImageStoreError>
+        do {
+            var registryClient = OCIRegistry(client: client, base: base, repository: ref.repository, plainHTTPAllowed: plain)
+            result = .success(try await pull(ref, local: local, options: options, from: &registryClient, scratch: scratch, progress: progress))
+        } catch {
+            result = .failure(error)
+        }
+        try? await client.shutdown()
+        return try result.get()
+    }
+
+    private func pull(_ ref: Reference, local: String?, options: PullOptions, from registry: inout OCIRegistry, scratch: String,
+                      progress: @Sendable (String) -> Void) async throws(ImageStoreError) -> PullResult {
+        let top = try await registry.manifest(ref.digest?.description ?? ref.effectiveTag ?? "latest")
+        if let wanted = ref.digest, top.digest != wanted {
+            throw ImageStoreError(.verification, "\(registry.base) served a manifest for \(ref) whose sha256 is \(top.digest); refused")
+        }
+        var platform: String?
+        let image: OCIManifest.Image
+        switch try OCIManifest.decode(top.bytes, contentType: top.contentType) {
+        case .image(let m):
+            image = m
+        case .index(let index):
+            let chosen = try index.select(architecture: options.architecture)
+            platform = chosen.platform?.description
+            let inner = try await registry.manifest(chosen.digest.description)
+            guard inner.digest == chosen.digest, UInt64(inner.bytes.count) == chosen.size else {
+                throw ImageStoreError(.verification, "\(registry.base) served manifest \(chosen.digest) with sha256 \(inner.digest) and \(inner.bytes.count) bytes (expected \(chosen.size)); refused")
+            }
+            guard case .image(let m) = try OCIManifest.decode(inner.bytes, contentType: inner.contentType) else {
+                throw ImageStoreError(.registry, "\(ref): an index inside an index; expected the \(platform ?? "") entry to be an image manifest")
+            }
+            image = m
+        }
+        try image.checkLayers()
+
+        var listings: [[String]] = []
+        var files: [String] = []
+        for (i, layer) in image.layers.enumerated() {
+            progress("pulling layer \(i + 1)/\(image.layers.count) \(layer.digest.short) (\(layer.size) bytes)")
+            let file = scratch + "/layer-\(i)"
+            try await registry.blob(layer.digest, size: layer.size, to: file)
+            files.append(file)
+            listings.append(try await OCILayers.list(tar: tar, layer: file))
+        }
+        let member = try OCILayers.theDisk(OCILayers.diskFiles(listings))
+        let root = scratch + "/root"
+        guard mkdir(root, 0o700) == 0 else { throw ImageStoreError(.io, "cannot create \(root): \(String(cString: strerror(errno)))") }
+        let disk = try await OCILayers.extract(tar: tar, layer: files[member.layer], member: member, into: root)
+        // The layers are verified and no longer needed: free their space first.
+        for f in files { unlink(f) }
+
+        var refs: [String]
+        if let local {
+            refs = [local]
+        } else {
+            refs = [ref.name + "@" + (ref.digest ?? top.digest).description]
+            if let tag = ref.tag ?? (ref.digest == nil ? "latest" : nil) { refs.insert(ref.name + ":" + tag, at: 0) }
+        }
+        let source = Source(type: "pull", reference: ref.description, manifest: top.digest, platform: platform)
+        let added = try await adopt(disk, what: "\(ref) /\(member.path)", source: source, refs: refs)
+        return PullResult(image: added, references: refs)
+    }
+}
