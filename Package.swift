@@ -53,7 +53,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             "QMP", "CANProtocol",
         ], exclude: ["README.md"]),
-        // qemu-img and, next, the image store.
+        // qemu-img, the content-addressed image store, OCI pulls (the only code that fetches).
         .target(name: "DiskImages", dependencies: [
             "Sandbox", "HostOS",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),

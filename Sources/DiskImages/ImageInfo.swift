@@ -22,9 +22,21 @@ public struct ImageInfo: Sendable, Equatable, Decodable {
     public var backingFormat: String?
     public var dirty: Bool?
     public var snapshots: [Snapshot]?
+    /// qcow2's details; read for an external data file, where the guest's
+    /// bytes would live in another file than the image.
+    public var formatSpecific: FormatSpecific?
+
+    public struct FormatSpecific: Sendable, Equatable, Decodable {
+        public struct Details: Sendable, Equatable, Decodable {
+            public var dataFile: String?
+            enum CodingKeys: String, CodingKey { case dataFile = "data-file" }
+        }
+        public var data: Details?
+    }
 
     enum CodingKeys: String, CodingKey {
         case filename, format, snapshots
+        case formatSpecific = "format-specific"
         case virtualSize = "virtual-size"
         case actualSize = "actual-size"
         case backingFilename = "backing-filename"

@@ -230,8 +230,8 @@ public struct ImageStore: Sendable {
         }
     }
 
-    /// Only self-contained qcow2 and raw disks: a backing file would let an
-    /// image read any file of the user's, and other formats are not what
+    /// Only self-contained qcow2 and raw disks: a backing file or an
+    /// external data file would let an image read any file of the user's, and other formats are not what
     /// VMs here boot. Raw has no header, so a sector multiple is all that
     /// tells a disk from a stray file.
     static func check(_ info: ImageInfo, fileSize: UInt64, what: String) throws(ImageStoreError) -> QemuImg.Format {
@@ -239,6 +239,9 @@ public struct ImageStore: Sendable {
         case "qcow2":
             if let backing = info.backingFilename {
                 throw ImageStoreError(.unsupportedImage, "\(what): a qcow2 with a backing file (\(backing)); images must be self-contained: `qemu-img convert -O qcow2 \(what) flat.qcow2` first")
+            }
+            if let dataFile = info.formatSpecific?.data?.dataFile {
+                throw ImageStoreError(.unsupportedImage, "\(what): a qcow2 with an external data file (\(dataFile)); images must be self-contained: `qemu-img convert -O qcow2 \(what) flat.qcow2` first")
             }
             return .qcow2
         case "raw":

@@ -185,6 +185,12 @@ func imageCLI(_ args: [String], state: String) throws -> RunResult {
                                          runtime: "/tmp", environment: ["VTARGET_STATE_DIR": other]))
         #expect(byDigest.code == 0 && byDigest.stdout.contains(want), "\(byDigest.stderr)")
         #expect(try imageCLI(["ls", "-o", "name"], state: other).stdout == "local/cirros:1\n")
+        // An uncompressed tar layer (skopeo gzips unless told to keep the layout's digests).
+        try registry.push([disk], as: "plain:1", skopeoFlags: "--preserve-digests")
+        let plain = try imageCLI(["pull", registry.address + "/plain:1"], state: other)
+        #expect(plain.code == 0 && plain.stdout.contains(want), "\(plain.stderr)")
+        #expect(try shell("skopeo inspect --raw --tls-verify=false docker://\(registry.address)/plain:1", runtime: s.dir).stdout
+                    .contains("application/vnd.oci.image.layer.v1.tar\""))
         // A digest the registry does not have.
         let wrong = try imageCLI(["pull", "\(registry.address)/cirros@sha256:" + String(repeating: "0", count: 64)], state: s.state)
         #expect(wrong.code == 1 && wrong.stderr.contains("has no"), "\(wrong.stderr)")

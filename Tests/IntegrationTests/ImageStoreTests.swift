@@ -95,6 +95,8 @@ func sha256(ofFile path: String) throws -> String {
         let base = try await s.disk("base.qcow2")
         let top = s.dir + "/top.qcow2"
         try await QemuImg(environment: ProcessInfo.processInfo.environment).create(path: top, format: .qcow2, size: nil, backing: .init(path: base, format: .qcow2))
+        let external = s.dir + "/external.qcow2"
+        #expect(try shell("qemu-img create -q -f qcow2 -o data_file=\(s.dir)/external.data \(external) 1M", runtime: s.dir).code == 0)
         let text = s.dir + "/notes.txt"
         try "not a disk image\n".write(toFile: text, atomically: true, encoding: .utf8)
         let empty = s.dir + "/empty.img"
@@ -102,6 +104,7 @@ func sha256(ofFile path: String) throws -> String {
         let vmdk = s.dir + "/x.vmdk"
         #expect(try shell("qemu-img create -q -f vmdk \(vmdk) 1M", runtime: s.dir).code == 0)
         for (file, code, words) in [(top, ImageStoreError.Code.unsupportedImage, "backing file (\(base))"),
+                                    (external, .unsupportedImage, "external data file (\(s.dir)/external.data)"),
                                     (text, .unsupportedImage, "not a disk image"),
                                     (empty, .unsupportedImage, "0 bytes"),
                                     (vmdk, .unsupportedImage, "format vmdk; the store takes qcow2 or raw"),
