@@ -31,7 +31,7 @@ struct Render: AsyncParsableCommand {
         let env = Environment.variables
         let loaded = try input.load(environment: env)
         let planner = LaunchPlanner(host: await HostProbe.facts(environment: env, probeKVM: loaded.mayUseKVM),
-                                    options: LaunchOptions(passImagesAsFDs: !noSandbox && QEMUSandbox.isRoot))
+                                    options: LaunchOptions(passImagesAsFDs: !noSandbox))
         let base = RuntimeDirectory.base(environment: env) + "/run-PID"
         var problems: [Diagnostic] = []
         var outputs: [String] = []
