@@ -114,6 +114,9 @@ import TestSupport
         #expect(a.lines["blockdev-add"] == "ok\n", "\(a.lines) \(a.stderr)")
         #expect(a.lines["migrate-unix"]?.contains("not connected") == false, "\(a.lines)")
         let left = Set(leftovers(a).map { URL(fileURLWithPath: $0).lastPathComponent })
-        #expect(left.contains("shot.ppm") && left.contains("dump"), "\(left)")
+        let name = URL(fileURLWithPath: a.hostDir).deletingLastPathComponent().lastPathComponent
+        for file in ["shot.ppm", "dump", "\(name)-dump", "\(name)-shot.ppm", "\(name)-mem"] {
+            #expect(left.contains(file), "\(file) not written: \(left)")
+        }
     }
 }

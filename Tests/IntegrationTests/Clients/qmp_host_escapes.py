@@ -33,12 +33,12 @@ def call(name, command, **arguments):
 assert "QMP" in json.loads(f.readline())
 call(None, "qmp_capabilities")
 
-call("dump-tmp", "dump-guest-memory", paging=False, protocol=f"file:/tmp/{os.path.basename(host)}-dump")
+call("dump-tmp", "dump-guest-memory", paging=False, protocol=f"file:/tmp/{os.path.basename(os.path.dirname(host))}-dump")
 call("dump-host-dir", "dump-guest-memory", paging=False, protocol=f"file:{host}/dump")
 call("screendump", "screendump", filename=f"{host}/shot.ppm")
-call("screendump-tmp", "screendump", filename=f"/tmp/{os.path.basename(host)}-shot.ppm")
+call("screendump-tmp", "screendump", filename=f"/tmp/{os.path.basename(os.path.dirname(host))}-shot.ppm")
 call("memory-backend-file", "object-add", **{"qom-type": "memory-backend-file", "id": "vt-escape-mem",
-     "mem-path": f"/dev/shm/{os.path.basename(host)}-mem", "size": 1 << 20})
+     "mem-path": f"/dev/shm/{os.path.basename(os.path.dirname(host))}-mem", "size": 1 << 20})
 call("blockdev-add", "blockdev-add", driver="file", **{"node-name": "vt-escape-leak", "filename": f"{host}/hostname", "read-only": True})
 
 listener = socket.socket(socket.AF_UNIX)
