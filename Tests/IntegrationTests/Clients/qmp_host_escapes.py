@@ -4,12 +4,20 @@ Run as `vtarget run ... -- python3 qmp_host_escapes.py HOSTDIR`: VTARGET_QMP is
 the proxy; HOSTDIR is a world-writable host directory (below /tmp) holding a
 world-readable file `hostname` and nothing else. Each attempt prints
 `NAME: ok` or `NAME: error CLASS DESC`; `migrate-unix: connected` when QEMU
-reached the socket this script listens on in HOSTDIR. The caller decides
-what must have happened, and checks the host for files.
+reached the socket this script listens on in HOSTDIR. The lines go to
+HOSTDIR/../results (stdout is shared with the target's serial output). The
+caller decides what must have happened, and checks the host for files.
 """
 import json, os, socket, sys, time
 
 host = sys.argv[1]
+results = open(os.path.join(os.path.dirname(host), "results"), "w")
+
+
+def report(line):
+    results.write(line + "\n")
+    results.flush()
+
 qmp = socket.socket(socket.AF_UNIX)
 qmp.connect(os.environ["VTARGET_QMP"])
 f = qmp.makefile("rwb")
@@ -23,10 +31,10 @@ def call(name, command, **arguments):
         if "event" in reply:
             continue
         if "error" in reply:
-            print(f"{name}: error {reply['error']['class']} {reply['error']['desc']}", flush=True)
+            report(f"{name}: error {reply['error']['class']} {reply['error']['desc']}")
             return None
         if name:
-            print(f"{name}: ok", flush=True)
+            report(f"{name}: ok")
         return reply["return"]
 
 
@@ -58,6 +66,6 @@ while time.time() < deadline:
     except socket.timeout:
         status = call(None, "query-migrate").get("status")
         if status in ("failed", "completed", "cancelled"):
-            print(f"migrate-unix: status {status}", flush=True)
+            report(f"migrate-unix: status {status}")
             break
-print("migrate-unix: " + ("connected" if connected else "not connected"), flush=True)
+report("migrate-unix: " + ("connected" if connected else "not connected"))
