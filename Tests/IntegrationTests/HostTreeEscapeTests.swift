@@ -126,6 +126,30 @@ import TestSupport
         #expect(binary.code == 0, "\(binary.stderr)")
     }
 
+    /// As an ordinary user (a user namespace makes the mounts possible),
+    /// `doctor` finds every tree hidden in the mount table a child spawned
+    /// as QEMU sees, and says when sidecars get no cgroup.
+    @Test(.enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")))
+    func doctorAsAnOrdinaryUserVerifiesTheHiddenTrees() throws {
+        let home = "/tmp/vt-doc-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: home) }
+        chown(home, 65534, 65534)
+        let r = try shell("setpriv --reuid=65534 --regid=65534 --clear-groups env -i PATH=/usr/bin:/bin HOME=\(home) "
+                          + "VTARGET_RUNTIME_DIR=\(home)/rt \(vtarget) doctor", runtime: home + "/rt")
+        #expect(r.code == 0, "\(r.stdout) \(r.stderr)")
+        #expect(r.stdout.contains("user namespace: its own"), "\(r.stdout)")
+        for tree in ["/tmp", "/var/tmp", "/dev/shm"] {
+            #expect(r.stdout.contains("  \(tree): a private empty tmpfs (16 MiB scratch)"), "\(tree): \(r.stdout)")
+        }
+        for tree in ["/run", "/home", "/root"] {
+            #expect(r.stdout.contains("  \(tree): a private empty tmpfs (read-only)"), "\(tree): \(r.stdout)")
+        }
+        let sidecars = r.stdout.split(separator: "\n").first { $0.hasPrefix("sidecar cgroups") } ?? ""
+        // Without a writable cgroup v2 group (nobody, no delegation) the fallback is said.
+        #expect(sidecars.contains(" yes ") || sidecars.contains("sidecars end with their process group only"), "\(sidecars)")
+    }
+
     /// The control: unconfined, the same attempts do reach the host, so the
     /// test above would see them.
     @Test(.enabled(if: getuid() == 0)) func unconfinedQEMUDoesReachTheHost() throws {
