@@ -53,7 +53,7 @@ let package = Package(
             "DiskImages", "QEMULaunch", "TargetSpec", "MachineCatalog", "QMP", "Endpoints", "Sandbox", "InstanceContract", "HostOS", "SessionCore",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
-        ]),
+        ], exclude: ["README.md"]),
         // The control API's models and client (the CLI side).
         .target(name: "ControlAPI", dependencies: [
             .product(name: "NIOCore", package: "swift-nio"),
