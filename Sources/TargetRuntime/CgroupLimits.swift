@@ -93,9 +93,22 @@ public struct CgroupLimits: Sendable {
     public static func processGroup(name: String) -> (String?, String) {
         let (base, why) = processGroupBase()
         guard let base else { return (nil, why) }
+        sweepAbandoned(in: base)
         let path = base + "/vtarget-\(getpid())-\(name)-" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
         guard mkdir(path, 0o755) == 0 else { return (nil, "cannot create \(path): \(String(cString: strerror(errno)))") }
         return (path, "")
+    }
+
+    /// Removes the empty groups a vtarget that was killed (no tear-down)
+    /// left: `vtarget-PID-...` whose PID is gone. A group still holding a
+    /// process is busy and stays.
+    static func sweepAbandoned(in base: String) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: base) else { return }
+        for name in names where name.hasPrefix("vtarget-") {
+            guard let pid = pid_t(name.dropFirst("vtarget-".count).prefix { $0 != "-" }), pid != getpid(),
+                  kill(pid, 0) != 0, errno == ESRCH else { continue }
+            rmdir(base + "/" + name)
+        }
     }
 
     /// vtarget's own group in the v2 hierarchy (the `0::` line).

@@ -34,13 +34,22 @@ import TestSupport
                   command: [sh, -c, "for i in $(seq 100); do pgrep -f '^sleep \(marker)' >/dev/null && exit 0; sleep 0.1; done; exit 1"]
             """
         try yaml.write(toFile: work + "/t.yaml", atomically: true, encoding: .utf8)
+        // The empty group a SIGKILLed vtarget (a pid now gone) left behind is swept.
+        let base = CgroupLimits.processGroupBase().0!
+        let gone = Process()
+        gone.executableURL = URL(fileURLWithPath: "/bin/true")
+        try gone.run()
+        gone.waitUntilExit()
+        let abandoned = base + "/vtarget-\(gone.processIdentifier)-lm3s6965evb-sidecar-old-0"
+        #expect(mkdir(abandoned, 0o755) == 0)
         let r = try vt(["run", "-f", work + "/t.yaml", "-f", firmware + "/lm3s6965evb-firmware.yaml", "--timeout", "30s"], runtime: runtime)
         #expect(r.code == 0, "the grandchild was started and seen: \(r.stdout) \(r.stderr)")
         let left = try shell("pgrep -f '^sleep \(marker)' || true", runtime: runtime)
         let pids = left.stdout.split(whereSeparator: \.isNewline)
         for p in pids { kill(pid_t(p) ?? 0, SIGKILL) }
         #expect(pids.isEmpty, "the setsid grandchild outlived its instance: \(pids)")
-        let base = CgroupLimits.processGroupBase().0!
+        #expect(access(abandoned, F_OK) != 0, "an abandoned group stayed: \(abandoned)")
+        rmdir(abandoned)
         let groups = ((try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []).filter { $0.contains("-sidecar-escaper-") || $0.contains("-sidecar-check-") }
         #expect(groups.isEmpty, "sidecar cgroups left behind: \(groups)")
     }
