@@ -65,7 +65,7 @@ let package = Package(
             "DiskImages", "QEMULaunch", "TargetSpec", "MachineCatalog", "QMP", "Endpoints", "Sandbox", "InstanceContract", "HostOS", "SessionCore",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
-        ]),
+        ], exclude: ["README.md"]),
         // What a VM needs from the host (firmware) and, next, the VM driver.
         .target(name: "VMRuntime", dependencies: ["VMSpec", "HostOS"], exclude: ["README.md"]),
         // The control API's models and client (the CLI side).

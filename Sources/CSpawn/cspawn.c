@@ -61,6 +61,12 @@ static void child_main(const cspawn_attr *a, int errfd, pid_t parent) {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
+    /* Into its cgroup first: nothing it starts can be outside it. */
+    if (a->cgroup_procs_fd >= 0) {
+        ssize_t w;
+        do { w = write(a->cgroup_procs_fd, "0", 1); } while (w < 0 && errno == EINTR);
+        if (w != 1) child_fail_at(errfd, CSPAWN_STEP_CGROUP, w < 0 ? errno : EIO);
+    }
     if ((a->namespace_flags & CLONE_NEWUSER) && a->uid_map && a->gid_map) {
         /* A new user namespace starts with no ids: map the user to itself.
            setgroups must be denied before an unprivileged gid_map. */
@@ -102,7 +108,29 @@ static void child_main(const cspawn_attr *a, int errfd, pid_t parent) {
     if ((a->namespace_flags & CLONE_NEWNS) && mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         child_fail_at(errfd, CSPAWN_STEP_MOUNTS, errno);
     if (a->umask_value >= 0) umask((mode_t)a->umask_value);
+    /* The executable, before a tmpfs may cover it (a QEMU in ~/.local/bin,
+       a stand-in in /tmp): exec'd from this fd. A script's interpreter
+       opens it again as /dev/fd/N, so for one it stays open across exec. */
+    int exec_fd = -1;
+    if ((a->namespace_flags & CLONE_NEWNS) && a->tmpfs_count > 0) {
+        exec_fd = open(a->path, O_RDONLY | O_CLOEXEC);
+        if (exec_fd >= 0) {
+            char magic[2];
+            if (pread(exec_fd, magic, 2, 0) == 2 && magic[0] == '#' && magic[1] == '!') fcntl(exec_fd, F_SETFD, 0);
+        } else {
+            exec_fd = open(a->path, O_PATH | O_CLOEXEC); /* execute-only: not a script */
+            if (exec_fd < 0) child_fail(errfd, errno);
+        }
+    }
+    /* The cwd first: a tmpfs below may cover the path that led to it. */
     if (a->cwd && chdir(a->cwd) < 0) child_fail_at(errfd, CSPAWN_STEP_CHDIR, errno);
+    if (a->namespace_flags & CLONE_NEWNS) {
+        for (int i = 0; i < a->tmpfs_count; i++) {
+            const cspawn_tmpfs *t = &a->tmpfs[i];
+            if (mount("tmpfs", t->path, "tmpfs", t->flags, t->options) < 0 && errno != ENOENT)
+                child_fail_at(errfd, CSPAWN_STEP_MOUNTS, errno);
+        }
+    }
     /* Root dropping to another uid: empty the capability bounding set first
        (it needs CAP_SETPCAP, gone after setresuid), so nothing the child
        execs can ever regain a capability. */
@@ -128,7 +156,8 @@ static void child_main(const cspawn_attr *a, int errfd, pid_t parent) {
         struct sock_fprog prog = { (unsigned short)a->seccomp_len, (struct sock_filter *)a->seccomp_filter };
         if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0) child_fail_at(errfd, CSPAWN_STEP_SECCOMP, errno);
     }
-    execve(a->path, a->argv, a->envp);
+    if (exec_fd >= 0) syscall(SYS_execveat, exec_fd, "", a->argv, a->envp, AT_EMPTY_PATH);
+    else execve(a->path, a->argv, a->envp);
     child_fail(errfd, errno);
 }
 

@@ -12,6 +12,8 @@ struct DrivePlanner {
     let passImagesAsFDs: Bool
     /// The next fd number free in the child, after the socket pairs.
     var nextFD: Int32
+    /// QEMU's cwd: images in it are named relative to it (see `LaunchPlan.relative`).
+    let workingDirectory: String
     private(set) var arguments: [String] = []
     private(set) var passedFiles: [PassedFile] = []
     private(set) var blockDrives: [BlockDrive] = []
@@ -19,13 +21,17 @@ struct DrivePlanner {
     private var fdSets = 0
     private var pflashUnit = 0
 
-    init(profile: MachineProfile, passImagesAsFDs: Bool, nextFD: Int32) {
+    init(profile: MachineProfile, passImagesAsFDs: Bool, nextFD: Int32, workingDirectory: String = "") {
         self.profile = profile
         self.passImagesAsFDs = passImagesAsFDs
         self.nextFD = nextFD
+        self.workingDirectory = workingDirectory
     }
 
-    mutating func add(_ r: ResolvedDrive, _ fail: (SourceLocation?, String, String) -> Void) {
+    mutating func add(_ resolved: ResolvedDrive, _ fail: (SourceLocation?, String, String) -> Void) {
+        // The path as QEMU names it; fd sets still open the host path.
+        var r = resolved
+        r.path = LaunchPlan.relative(resolved.path, to: workingDirectory)
         let d = r.drive
         func image(_ flag: String) {
             if r.format == .qcow2 {
@@ -46,7 +52,7 @@ struct DrivePlanner {
                 fail(d.location, d.path + ".readonly", "\(profile.name) attaches disks as \(device), which QEMU will not open read-only")
                 return
             }
-            let path = passImagesAsFDs ? fdSet(r.path, writable: !d.readOnly) : r.path
+            let path = passImagesAsFDs ? fdSet(resolved.path, writable: !d.readOnly) : r.path
             let drive = nodes(d.name, path: path, format: r.format == .qcow2 ? .qcow2 : .raw, readOnly: d.readOnly, device: true)
             arguments += ["-device", QEMUJSON.argument(QEMUDevice(driver: device, id: drive.deviceID!, drive: drive.formatNode))]
         }
@@ -56,7 +62,8 @@ struct DrivePlanner {
     /// device uses, which `savevm` picks as the one writable image that can
     /// hold snapshots.
     mutating func addSnapshotImage(_ path: String) {
-        _ = nodes(Self.snapshotDrive, path: passImagesAsFDs ? fdSet(path, writable: true) : path, format: .qcow2, readOnly: false, device: false)
+        _ = nodes(Self.snapshotDrive, path: passImagesAsFDs ? fdSet(path, writable: true) : LaunchPlan.relative(path, to: workingDirectory),
+                  format: .qcow2, readOnly: false, device: false)
     }
 
     /// Parallel flash is raw; the image stays a path (firmware is copied

@@ -103,6 +103,15 @@ public struct LaunchPlan: Sendable {
 
     public var argv: [String] { [binary] + arguments }
 
+    /// How QEMU, whose working directory is `directory`, names `path`:
+    /// relative when it lies below, so it stays reachable when the way to
+    /// `directory` is hidden from QEMU; as given otherwise. The `./` keeps
+    /// QEMU from reading a name with a colon as `protocol:rest`.
+    public static func relative(_ path: String, to directory: String) -> String {
+        guard !directory.isEmpty, path.hasPrefix(directory + "/"), path.count > directory.count + 1 else { return path }
+        return "./" + path.dropFirst(directory.count + 1)
+    }
+
     public var qmpChannel: PlannedChannel { channels.first { $0.role == .qmp }! }
 
     public var serialChannels: [PlannedChannel] {

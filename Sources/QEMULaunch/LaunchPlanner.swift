@@ -14,6 +14,9 @@ public struct LaunchPlanner: Sendable {
     }
 
     /// `instanceDirectory` holds what QEMU creates itself (the GDB socket).
+    /// It is QEMU's working directory, and QEMU's argv names what is in it
+    /// relative to it: in its own mount namespace the path that leads there
+    /// (`/tmp`, `/run`) may be covered by an empty tmpfs.
     public func plan(
         _ target: QemuVirtualTarget, profile: MachineProfile, drives: [ResolvedDrive], instanceDirectory: String
     ) throws(DiagnosticError) -> LaunchPlan {
@@ -69,7 +72,7 @@ public struct LaunchPlanner: Sendable {
             } else {
                 let path = instanceDirectory + "/" + id
                 transport = .fifoPair(path: path)
-                args += ["-chardev", QEMUOption("pipe", [("id", id), ("path", path)]).description]
+                args += ["-chardev", QEMUOption("pipe", [("id", id), ("path", LaunchPlan.relative(path, to: instanceDirectory))]).description]
             }
             let c = PlannedChannel(device: device, role: role, transport: transport, chardevID: id,
                                    rfc2217Port: spec?.rfc2217Port, canFaults: spec?.canFaults)
@@ -125,11 +128,13 @@ public struct LaunchPlanner: Sendable {
         if q.devices.contains(where: { $0.kind == .gdb }) {
             let path = instanceDirectory + "/gdb.sock"
             gdbPath = path
-            args += ["-chardev", QEMUOption("socket", [("id", "vt-gdb"), ("path", path), ("server", "on"), ("wait", "off")]).description]
+            args += ["-chardev", QEMUOption("socket", [("id", "vt-gdb"), ("path", LaunchPlan.relative(path, to: instanceDirectory)),
+                                                       ("server", "on"), ("wait", "off")]).description]
             args += ["-gdb", "chardev:vt-gdb"]
         }
 
-        var drivePlanner = DrivePlanner(profile: profile, passImagesAsFDs: options.passImagesAsFDs, nextFD: nextFD)
+        var drivePlanner = DrivePlanner(profile: profile, passImagesAsFDs: options.passImagesAsFDs, nextFD: nextFD,
+                                        workingDirectory: instanceDirectory)
         for r in drives { drivePlanner.add(r, fail) }
         if let path = options.snapshotImage { drivePlanner.addSnapshotImage(path) }
         args += drivePlanner.arguments

@@ -21,7 +21,7 @@ public struct SpawnError: Error, Sendable, CustomStringConvertible {
     init(executable: String, shimError: Int32) {
         let steps = [1: "setsid", 2: "placing fds", 3: "setrlimit", 4: "private mounts", 5: "dropping privileges",
                      6: "parent-death signal", 7: "no_new_privs", 8: "loading the seccomp filter", 9: "chdir",
-                     10: "clone (namespaces)", 11: "mapping ids in the user namespace"]
+                     10: "clone (namespaces)", 11: "mapping ids in the user namespace", 12: "joining its cgroup"]
         self.init(executable: executable, errno: shimError & 0xFFFFFF, step: steps[Int(shimError >> 24)])
     }
 
@@ -40,11 +40,16 @@ public struct SpawnRequest: Sendable {
     public var newSession: Bool
     public var parentDeathSignal: Int32
     public var sandbox: SandboxPolicy
+    /// A cgroup v2 directory the child joins before anything else runs (so
+    /// all it ever starts is in it too); `terminateGroup` then kills the
+    /// whole group, and removes it.
+    public var cgroup: String?
 
     public init(executable: String, arguments: [String], environment: [String], workingDirectory: String? = nil,
                 fds: [Int32] = [-1, 1, 2], newSession: Bool = true, parentDeathSignal: Int32 = SIGKILL,
-                sandbox: SandboxPolicy = .none) {
+                sandbox: SandboxPolicy = .none, cgroup: String? = nil) {
         self.sandbox = sandbox
+        self.cgroup = cgroup
         self.executable = executable
         self.arguments = arguments
         self.environment = environment
@@ -61,6 +66,8 @@ public struct SpawnRequest: Sendable {
 /// Signals go through a pidfd, so a recycled PID is never signalled.
 public final class ChildProcess: Sendable {
     public let pid: pid_t
+    /// The cgroup it was started in (see `SpawnRequest.cgroup`).
+    public let cgroup: String?
     private let pidfd: Int32
     private let state: Mutex<State>
 
@@ -70,8 +77,9 @@ public final class ChildProcess: Sendable {
         var pidfdClosed = false
     }
 
-    private init(pid: pid_t, pidfd: Int32) {
+    private init(pid: pid_t, pidfd: Int32, cgroup: String?) {
         self.pid = pid
+        self.cgroup = cgroup
         self.pidfd = pidfd
         self.state = Mutex(State())
     }
@@ -128,11 +136,15 @@ public final class ChildProcess: Sendable {
 
     /// For a child that leads its own session: SIGTERM to its whole process
     /// group, up to `grace` seconds for the child, then SIGKILL to the group
-    /// (grandchildren included, even when the child itself already ended).
+    /// (grandchildren included, even when the child itself already ended)
+    /// and, when it has a cgroup, to everything in it: a grandchild that
+    /// left the group with `setsid` cannot leave the cgroup. The cgroup is
+    /// removed once empty.
     public func terminateGroup(grace: Double) async -> ExitStatus {
         if exitStatus == nil { kill(-pid, SIGTERM) }
         let status = await withDeadline(grace, { await self.waitForExit() })
         kill(-pid, SIGKILL)
+        if let cgroup { await ProcessCgroup.killAndRemove(cgroup) }
         if let status { return status }
         return await waitForExit()
     }
@@ -181,7 +193,24 @@ public final class ChildProcess: Sendable {
             var flags: Int32 = policy.namespaces ? 0x4000_0000 | 0x0002_0000 | 0x2000_0000 | 0x0800_0000 | 0x0400_0000 : 0
             if policy.userNamespace { flags |= 0x1000_0000 }  // CLONE_NEWUSER
             let uidMap = "\(geteuid()) \(geteuid()) 1\n", gidMap = "\(getegid()) \(getegid()) 1\n"
+            let mountStrings = CStringArray(policy.privateMounts.flatMap { [$0.path, $0.options] })
+            defer { mountStrings.free() }
+            let mounts = policy.privateMounts.enumerated().map { i, m in
+                cspawn_tmpfs(path: mountStrings.pointers[2 * i], options: mountStrings.pointers[2 * i + 1], flags: m.flags)
+            }
+            var cgroupFD: Int32 = -1
+            if let dir = request.cgroup {
+                cgroupFD = open(dir + "/cgroup.procs", O_WRONLY | O_CLOEXEC)
+                guard cgroupFD >= 0 else {
+                    argv.free()
+                    envp.free()
+                    started.resume(returning: .failure(SpawnError(executable: request.executable, errno: errno, step: "opening \(dir)/cgroup.procs")))
+                    return
+                }
+            }
+            defer { if cgroupFD >= 0 { close(cgroupFD) } }
             let err: Int32 = uidMap.withCString { uidMapC in gidMap.withCString { gidMapC in
+              mounts.withUnsafeBufferPointer { tmpfs in
               policy.groups.map { gid_t($0) }.withUnsafeBufferPointer { groups in
               request.fds.withUnsafeBufferPointer { fds in
                 limits.withUnsafeBufferPointer { rl in
@@ -195,6 +224,8 @@ public final class ChildProcess: Sendable {
                                     parent_death_signal: request.parentDeathSignal, umask_value: 0o077,
                                     rlimits: rl.baseAddress, rlimit_count: Int32(rl.count),
                                     namespace_flags: flags,
+                                    tmpfs: tmpfs.baseAddress, tmpfs_count: Int32(tmpfs.count),
+                                    cgroup_procs_fd: cgroupFD,
                                     uid_map: uidMapC, gid_map: gidMapC,
                                     gid: policy.runAs.map { Int32(bitPattern: $0.gid) } ?? -1,
                                     uid: policy.runAs.map { Int32(bitPattern: $0.uid) } ?? -1,
@@ -209,6 +240,7 @@ public final class ChildProcess: Sendable {
                 }
               }
               }
+              }
             } }
             argv.free()
             envp.free()
@@ -217,7 +249,7 @@ public final class ChildProcess: Sendable {
                 return
             }
             let pidfd = cspawn_pidfd_open(pid)
-            let child = ChildProcess(pid: pid, pidfd: pidfd)
+            let child = ChildProcess(pid: pid, pidfd: pidfd, cgroup: request.cgroup)
             started.resume(returning: .success(child))
             var status: Int32 = 0
             while waitpid(pid, &status, 0) < 0 && errno == EINTR {}

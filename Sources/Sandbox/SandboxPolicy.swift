@@ -43,6 +43,34 @@ public struct SandboxPolicy: Sendable {
     /// For a user without privileges: a user namespace of its own, which is
     /// what lets it have the other two.
     public var userNamespace = false
+    /// With `namespaces`: empty tmpfs mounted over these host directories in
+    /// the child's mount namespace (after it entered its working directory).
+    public var privateMounts: [PrivateMount] = []
+
+    /// An empty tmpfs over a host directory, seen only by the child.
+    public struct PrivateMount: Sendable, Equatable {
+        public var path: String
+        /// tmpfs options: its size, inode count and mode.
+        public var options: String
+        public var readOnly: Bool
+
+        public init(path: String, options: String, readOnly: Bool) {
+            self.path = path
+            self.options = options
+            self.readOnly = readOnly
+        }
+
+        /// MS_NOSUID | MS_NODEV | MS_NOEXEC, and MS_RDONLY when read-only.
+        public var flags: UInt { 0x2 | 0x4 | 0x8 | (readOnly ? 0x1 : 0) }
+    }
+
+    /// Where a compromised QEMU could leave files other processes read
+    /// (`dump-guest-memory`, `screendump`, `memory-backend-file`) or find
+    /// their sockets (`migrate unix:`): a small writable scratch tmpfs over
+    /// the shared scratch trees, an empty read-only one over the others.
+    public static let hostHidingMounts: [PrivateMount] =
+        ["/tmp", "/var/tmp", "/dev/shm"].map { PrivateMount(path: $0, options: "size=16m,nr_inodes=1024,mode=1777", readOnly: false) }
+        + ["/run", "/home", "/root", "/mnt", "/media", "/srv"].map { PrivateMount(path: $0, options: "size=64k,nr_inodes=16,mode=0755", readOnly: true) }
 
     public init() {}
 

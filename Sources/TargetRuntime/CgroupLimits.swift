@@ -71,6 +71,53 @@ public struct CgroupLimits: Sendable {
         for d in directories { rmdir(d) }
     }
 
+    /// Where a process group of its own can be made: the cgroup v2
+    /// hierarchy (unified, or hybrid's `/sys/fs/cgroup/unified`) at
+    /// vtarget's own group, when it may write there. No controller is
+    /// needed: the group is only for finding and killing all it holds.
+    public static func processGroupBase() -> (String?, String) {
+        guard let own = ownV2Path() else { return (nil, "no cgroup v2 hierarchy (neither unified nor hybrid)") }
+        for mount in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] where access(mount + "/cgroup.procs", F_OK) == 0
+            && access(mount + "/cgroup.controllers", F_OK) == 0 {
+            let dir = mount + (own == "/" ? "" : own)
+            guard access(dir, W_OK) == 0 else {
+                return (nil, "\(dir) is not writable here (not root, and no delegated cgroup v2 subtree)")
+            }
+            return (dir, "cgroup v2 below \(dir)")
+        }
+        return (nil, "no cgroup v2 hierarchy mounted at /sys/fs/cgroup or /sys/fs/cgroup/unified")
+    }
+
+    /// A new, empty group for one sidecar (killed and removed by
+    /// `ChildProcess.terminateGroup`); nil with the reason when there is none.
+    public static func processGroup(name: String) -> (String?, String) {
+        let (base, why) = processGroupBase()
+        guard let base else { return (nil, why) }
+        sweepAbandoned(in: base)
+        let path = base + "/vtarget-\(getpid())-\(name)-" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        guard mkdir(path, 0o755) == 0 else { return (nil, "cannot create \(path): \(String(cString: strerror(errno)))") }
+        return (path, "")
+    }
+
+    /// Removes the empty groups a vtarget that was killed (no tear-down)
+    /// left: `vtarget-PID-...` whose PID is gone. A group still holding a
+    /// process is busy and stays.
+    static func sweepAbandoned(in base: String) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: base) else { return }
+        for name in names where name.hasPrefix("vtarget-") {
+            guard let pid = pid_t(name.dropFirst("vtarget-".count).prefix { $0 != "-" }), pid != getpid(),
+                  kill(pid, 0) != 0, errno == ESRCH else { continue }
+            rmdir(base + "/" + name)
+        }
+    }
+
+    /// vtarget's own group in the v2 hierarchy (the `0::` line).
+    static func ownV2Path() -> String? {
+        let mine = String(decoding: FileManager.default.contents(atPath: "/proc/self/cgroup") ?? Data(), as: UTF8.self)
+        for line in mine.split(separator: "\n") where line.hasPrefix("0::") { return String(line.dropFirst(3)) }
+        return nil
+    }
+
     enum Layout {
         case v2(String, Bool, String)
         case v1(memory: String?, cpu: String?)

@@ -29,7 +29,8 @@ extension RunSession {
                 throw RuntimeError("cannot create \(qemuDir): \(String(cString: strerror(errno)))")
             }
             if dropping { chmod(dir, 0o711) }
-            let resolver = DriveResolver(instanceDirectory: qemuDir, materialize: true, copyFirmware: dropping, environment: config.environment)
+            // Sandboxed, QEMU sees neither the host's /home nor /tmp: firmware is copied in, disks go as fds.
+            let resolver = DriveResolver(instanceDirectory: qemuDir, materialize: true, copyFirmware: config.sandbox, environment: config.environment)
             do {
                 let drives = try await resolver.resolve(r, yamlDirectory: yamlDirectory)
                 if dropping { try QEMUSandbox.handOver(qemuDir) }

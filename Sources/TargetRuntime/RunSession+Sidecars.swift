@@ -36,7 +36,7 @@ extension RunSession.Live {
 
     /// A sidecar: a host process with the endpoints (its own target's as the
     /// unprefixed names) and its `env`, output in `logs/sidecar-NAME.log`, in
-    /// a process group of its own (the whole group ends with the instance).
+    /// a process group and a cgroup of its own (both end with the instance).
     /// Under the supervisor it runs as the user that applied the instance,
     /// never as the supervisor's, and gets no variable of the supervisor's.
     private func spawnSidecar(_ sc: Sidecar, of target: TargetProcess) async throws -> ChildProcess {
@@ -70,9 +70,18 @@ extension RunSession.Live {
         let log = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard log >= 0 else { throw RuntimeError("cannot create \(logPath): \(String(cString: strerror(errno)))") }
         defer { close(log) }
-        return try await ChildProcess.spawn(SpawnRequest(
-            executable: exe, arguments: Array(sc.command.dropFirst()),
-            environment: env.map { "\($0.key)=\($0.value)" }, workingDirectory: config.sidecarOwner == nil ? nil : "/",
-            fds: [-1, log, log], newSession: true, parentDeathSignal: SIGTERM, sandbox: policy))
+        // A cgroup of its own where one can be made (`vtarget doctor` says
+        // when not): a grandchild that calls setsid leaves the process group
+        // but never the cgroup, so it too ends with the instance.
+        let (cgroup, _) = CgroupLimits.processGroup(name: "\(target.name)-sidecar-\(sc.name)")
+        do {
+            return try await ChildProcess.spawn(SpawnRequest(
+                executable: exe, arguments: Array(sc.command.dropFirst()),
+                environment: env.map { "\($0.key)=\($0.value)" }, workingDirectory: config.sidecarOwner == nil ? nil : "/",
+                fds: [-1, log, log], newSession: true, parentDeathSignal: SIGTERM, sandbox: policy, cgroup: cgroup))
+        } catch {
+            if let cgroup { rmdir(cgroup) }
+            throw error
+        }
     }
 }

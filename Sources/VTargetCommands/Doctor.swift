@@ -42,7 +42,37 @@ struct Doctor: AsyncParsableCommand {
             let mine = n > 0 ? String(decoding: buf[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
             printOut("  \(kind) namespace: " + (String(parts[2]) != mine ? "its own (\(parts[2]))" : "shared with the host"))
         }
-        if refused.count != calls.count { throw CommandExit(code: 1) }
+        let hidden = try await verifyHiddenTrees(policy)
+        if refused.count != calls.count || !hidden { throw CommandExit(code: 1) }
+    }
+
+    /// Reads the mount table a child spawned as QEMU sees (its own
+    /// /proc/self/mountinfo): each host tree the policy hides must be a
+    /// tmpfs mount point there. False when one is not.
+    private func verifyHiddenTrees(_ policy: SandboxPolicy) async throws -> Bool {
+        guard !policy.privateMounts.isEmpty else {
+            printOut("  host scratch trees: visible to QEMU (no mount namespace here; see above)")
+            return true
+        }
+        let r = try await ProcessCapture.run(deadline: 30) { w in
+            SpawnRequest(executable: "/bin/cat", arguments: ["/proc/self/mountinfo"], environment: SandboxExec.environment,
+                         workingDirectory: "/", fds: [-1, w, 2], sandbox: policy)
+        }
+        // mountinfo: ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [TAGS...] - FSTYPE SOURCE SUPER; the last mount on a point is the one seen.
+        var seen: [String: String] = [:]
+        for line in r.output.split(separator: "\n") {
+            let f = line.split(separator: " ")
+            guard f.count > 5, let dash = f.firstIndex(of: "-"), dash + 1 < f.count else { continue }
+            seen[String(f[4])] = String(f[dash + 1]) + " " + String(f[5])
+        }
+        var ok = true
+        for m in policy.privateMounts where access(m.path, F_OK) == 0 {
+            let what = seen[m.path] ?? "the host's"
+            let hidden = what.hasPrefix("tmpfs ") && what.hasPrefix("tmpfs ro,") == m.readOnly
+            ok = ok && hidden
+            printOut("  \(m.path): " + (hidden ? "a private empty tmpfs (\(m.readOnly ? "read-only" : "16 MiB scratch"))" : "NOT hidden (\(what))"))
+        }
+        return ok
     }
 }
 

@@ -20,9 +20,9 @@ struct Render: AsyncParsableCommand {
             fd=3 is the QMP monitor's socket pair, which vtarget hands QEMU when it starts it; \
             each UART a serial or CAN device uses is a FIFO pair (-chardev pipe: serial-DEVICE.in \
             and .out, can-DEVICE.in and .out, in QEMU's directory) that vtarget makes and opens \
-            before QEMU starts. When vtarget is root and QEMU drops \
-            to uid 65534, fd=4 and up are disk images it opens for QEMU (-add-fd, /dev/fdset/N). \
-            Paths are those a run would use.
+            before QEMU starts. Unless --no-sandbox, fd=4 and up are disk images vtarget \
+            opens for QEMU (-add-fd, /dev/fdset/N). Paths are those a run would use; what is \
+            in QEMU's directory, its working directory, is named relative to it (./serial-uart0).
             """)
 
     enum Format: String, ExpressibleByArgument, CaseIterable { case argv, shell }
@@ -68,7 +68,7 @@ struct Render: AsyncParsableCommand {
         let env = Environment.variables
         let loaded = try input.load(environment: env)
         let planner = LaunchPlanner(host: await HostProbe.facts(environment: env, probeKVM: loaded.mayUseKVM),
-                                    options: LaunchOptions(passImagesAsFDs: !noSandbox && QEMUSandbox.isRoot))
+                                    options: LaunchOptions(passImagesAsFDs: !noSandbox))
         let base = RuntimeDirectory.base(environment: env) + "/run-PID"
         var problems: [Diagnostic] = []
         var outputs: [String] = []

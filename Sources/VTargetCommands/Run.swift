@@ -98,7 +98,7 @@ struct Run: AsyncParsableCommand {
             until: until, timeoutSeconds: timeout.flatMap(Quantity.parseDuration),
             ttlSeconds: ttl.flatMap(Quantity.parseDuration), command: command,
             environment: env, host: await HostProbe.facts(environment: env, probeKVM: loaded.mayUseKVM),
-            launch: LaunchOptions(qemuSandbox: !noSandbox, passImagesAsFDs: dropping), sandbox: !noSandbox), catalog: loaded.catalog)
+            launch: LaunchOptions(qemuSandbox: !noSandbox, passImagesAsFDs: !noSandbox), sandbox: !noSandbox), catalog: loaded.catalog)
         var rotation = SerialLog.Rotation()
         if let v = env["VTARGET_LOG_MAX_BYTES"].flatMap(Quantity.parseBytes) { rotation.maxBytes = Int(v) }
         if let v = env["VTARGET_LOG_FILES"].flatMap(Int.init) { rotation.files = v }

@@ -46,7 +46,7 @@ import TestSupport
             set -u
             pa=""; pb=""
             for p in $(pgrep -f "qemu-system-arm"); do
-              grep -qa "RUNTIME" /proc/$p/cmdline || continue
+              readlink /proc/$p/cwd | grep -q "RUNTIME" || continue
               grep -qa -- "-name.node-a" /proc/$p/cmdline && pa=$p
               grep -qa -- "-name.node-b" /proc/$p/cmdline && pb=$p
             done
@@ -113,6 +113,12 @@ import TestSupport
                 #expect(r.stdout.contains("\(kind) namespace: its own"), "\(kind): \(r.stdout)")
             }
             #expect(r.stdout.contains("status CapBnd: 0000000000000000"), "\(r.stdout)")
+            // Read from the mount table a child spawned as QEMU sees.
+            for tree in ["/tmp", "/var/tmp", "/dev/shm"] {
+                #expect(r.stdout.contains("  \(tree): a private empty tmpfs (16 MiB scratch)"), "\(tree): \(r.stdout)")
+            }
+            #expect(r.stdout.contains("  /run: a private empty tmpfs (read-only)"), "\(r.stdout)")
+            #expect(r.stdout.contains("sidecar cgroups") , "\(r.stdout)")
         }
     }
 }

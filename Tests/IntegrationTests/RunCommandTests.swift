@@ -66,9 +66,13 @@ func readUntil(_ pipe: Pipe, _ marker: String, seconds: Double) -> String {
     return String(decoding: seen, as: UTF8.self)
 }
 
-/// QEMU processes whose command line mentions `marker` (their run directory).
+/// QEMU processes whose command line or working directory (QEMU's own
+/// directory, which its argv names only relatively) mentions `marker`.
 func qemuProcesses(mentioning marker: String) -> [Int32] {
-    processes { cmd in (cmd.hasPrefix("qemu-system") || cmd.contains("/qemu-system")) && cmd.contains(marker) }
+    processes { cmd in cmd.hasPrefix("qemu-system") || cmd.contains("/qemu-system") }.filter { pid in
+        let cmd = String(decoding: FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data(), as: UTF8.self)
+        return cmd.contains(marker) || ((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/cwd"))?.contains(marker) ?? false)
+    }
 }
 
 /// Processes whose command line (NUL-separated, as in /proc) satisfies `matches`.

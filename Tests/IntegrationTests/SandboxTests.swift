@@ -69,7 +69,7 @@ func statusFields(_ pid: Int32) -> [String: String] {
             export VTARGET_TEST_SECRET=hunter2
             exec "$0" run -f examples/lm3s6965evb.yaml -f \(firmware)/lm3s6965evb-firmware.yaml --timeout 20s -- sh -c '
               for p in $(pgrep -f "^/usr/bin/qemu-system-arm -name lm3s6965evb"); do
-                grep -qa "\(runtime)" /proc/$p/cmdline || continue
+                readlink /proc/$p/cwd | grep -q "\(runtime)" || continue
                 echo "pid $p"
                 grep -E "^(Uid|CapEff|CapBnd|NoNewPrivs|Seccomp):" /proc/$p/status
                 for n in pid ipc uts; do echo "ns$n $(readlink /proc/$p/ns/$n) mine $(readlink /proc/self/ns/$n)"; done
@@ -126,7 +126,7 @@ func statusFields(_ pid: Int32) -> [String: String] {
         chmod(home, 0o700)
         defer { try? FileManager.default.removeItem(atPath: home) }
         let script = """
-            P=$(pgrep -f "^/usr/bin/qemu-system-arm -name lm3s6965evb" | while read p; do grep -qa "\(home)" /proc/$p/cmdline && echo $p; done | head -1)
+            P=$(pgrep -f "^/usr/bin/qemu-system-arm -name lm3s6965evb" | while read p; do readlink /proc/$p/cwd | grep -q "\(home)" && echo $p; done | head -1)
             grep -E "^(Uid|CapEff|NoNewPrivs|Seccomp):" /proc/$P/status
             echo "net $(readlink /proc/$P/ns/net) $(readlink /proc/self/ns/net)"
             echo "user $(readlink /proc/$P/ns/user) $(readlink /proc/self/ns/user)"
@@ -155,7 +155,7 @@ func statusFields(_ pid: Int32) -> [String: String] {
         defer { expectNothingLeft(runtime) }
         let script = """
             for p in $(pgrep -f "^/usr/bin/qemu-system-x86_64 -name x86-pc"); do
-              grep -qa "\(runtime)" /proc/$p/cmdline || continue
+              readlink /proc/$p/cwd | grep -q "\(runtime)" || continue
               for c in $(cut -d: -f3 /proc/$p/cgroup | grep vtarget-); do
                 echo "group $c"
                 for f in memory.limit_in_bytes memory.max cpu.cfs_quota_us cpu.max; do

@@ -3,6 +3,14 @@
 #include <sys/types.h>
 #include <sys/resource.h>
 
+/// An empty tmpfs mounted over a host directory in the child's own mount
+/// namespace, so what the host keeps there is out of sight.
+typedef struct cspawn_tmpfs {
+    const char *path;            ///< absolute; skipped when it does not exist
+    const char *options;         ///< tmpfs data: "size=16m,nr_inodes=4k,mode=1777"
+    unsigned long flags;         ///< MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY ...
+} cspawn_tmpfs;
+
 typedef struct cspawn_rlimit {
     int resource;                ///< RLIMIT_*
     rlim_t soft, hard;
@@ -25,6 +33,14 @@ typedef struct cspawn_attr {
     /// Extra clone flags: CLONE_NEWNET, CLONE_NEWNS (then / is made private),
     /// CLONE_NEWUSER (then the child writes these maps for itself first).
     int namespace_flags;
+    /// With CLONE_NEWNS: mounted after `/` is made private and after the
+    /// chdir into `cwd`, so the cwd stays reachable (by relative paths)
+    /// even when one of these covers it.
+    const cspawn_tmpfs *tmpfs;
+    int tmpfs_count;
+    /// >= 0: an open `cgroup.procs` (cgroup v2) the child writes "0" to
+    /// before anything else, so it and all it ever starts are in that group.
+    int cgroup_procs_fd;
     const char *uid_map;         ///< "UID UID 1\n": the user, mapped to itself
     const char *gid_map;
     /// When >= 0 (only root can), the child drops to this gid and uid with
@@ -46,7 +62,7 @@ enum {
     CSPAWN_STEP_EXEC = 0, CSPAWN_STEP_SESSION = 1, CSPAWN_STEP_FDS = 2, CSPAWN_STEP_RLIMIT = 3,
     CSPAWN_STEP_MOUNTS = 4, CSPAWN_STEP_CREDENTIALS = 5, CSPAWN_STEP_DEATHSIG = 6,
     CSPAWN_STEP_NO_NEW_PRIVS = 7, CSPAWN_STEP_SECCOMP = 8, CSPAWN_STEP_CHDIR = 9, CSPAWN_STEP_CLONE = 10,
-    CSPAWN_STEP_USER_NAMESPACE = 11,
+    CSPAWN_STEP_USER_NAMESPACE = 11, CSPAWN_STEP_CGROUP = 12,
 };
 
 /// Forks and execs. Returns 0 and sets *pid, or an errno value: from fork, or
