@@ -31,9 +31,10 @@ struct Logs: ParsableCommand {
     @Flag(name: .shortAndLong, help: "Keep printing new output until the instance ends.") var follow = false
     @Flag(help: "Each line with its wall-clock (UTC) and monotonic time.") var timestamps = false
     @Option(help: "A sidecar's output instead of a serial device's.") var sidecar: String?
+    @Flag(help: "The run before the last one that ended (a restarted instance's earlier run).") var previous = false
 
     func run() throws {
-        let record = try instance.locate()
+        let (record, live) = try located()
         let path: String
         if let sidecar {
             path = record.layout.sidecarLog(sidecar)
@@ -43,12 +44,40 @@ struct Logs: ParsableCommand {
         }
         var follower = LogFollower(path: path, fromStart: true)
         writeOut(follower.read())
-        guard follow else { return }
+        guard follow, live else { return }
         while kill(record.ownerPID, 0) == 0, access(record.directory, F_OK) == 0 {
             let bytes = follower.read()
             if bytes.isEmpty { usleep(50_000) } else { writeOut(bytes) }
         }
         writeOut(follower.read())
+    }
+}
+
+extension Logs {
+    /// The running instance; else the last run of it that ended (its logs are
+    /// kept in its state directory until it is deleted, or, for `vtarget run`,
+    /// until the next run of that name ends), said on stderr. False: not live.
+    func located() throws -> (InstanceRecord, Bool) {
+        let env = Environment.variables
+        if !previous {
+            do { return (try instance.locate(), true) } catch let error as RuntimeError where error.code == .notFound {
+                guard let kept = FinishedRun.find(instance.name, namespace: instance.namespace, environment: env) else {
+                    throw RuntimeError(error.message + "; nor has an instance of that name ended with its logs kept (a deleted instance's go with it)",
+                                       code: .notFound)
+                }
+                return (ended(kept), false)
+            }
+        }
+        guard let kept = FinishedRun.find(instance.name, namespace: instance.namespace, previous: true, environment: env) else {
+            throw RuntimeError("\(instance.name) has no earlier run whose logs are kept (only the last two runs that ended are)", code: .notFound)
+        }
+        return (ended(kept), false)
+    }
+
+    private func ended(_ kept: InstanceRecord) -> InstanceRecord {
+        printError("vtarget: \(kept.name) (ended at \(kept.finishedAt.map(Table.timestamp) ?? "an unknown time")"
+                   + (previous ? ", the run before the last" : "") + "): its kept logs")
+        return kept
     }
 }
 
