@@ -28,6 +28,37 @@ import TestSupport
         expectNothingLeft(runtime)
     }
 
+    /// A sidecar's log fills while it runs (a shell's echo, Python's print
+    /// to a file), not only once it exits.
+    @Test func aSidecarsLogFillsWhileItRuns() throws {
+        let runtime = makeRuntimeDir()
+        let env = ["VTARGET_STATE_DIR": runtime + "-state"]
+        defer { try? FileManager.default.removeItem(atPath: runtime + "-state") }
+        let spec = runtime + ".yaml"
+        defer { try? FileManager.default.removeItem(atPath: spec) }
+        var text = try String(contentsOfFile: repoRoot + "/examples/lm3s6965evb.yaml", encoding: .utf8)
+        text += """
+              sidecars:
+                - name: talker
+                  role: helper
+                  command: ["sh", "-c", "echo from-shell; python3 -c 'import time; print(\\"from-python\\"); time.sleep(60)'"]
+
+            """
+        try text.write(toFile: spec, atomically: true, encoding: .utf8)
+        let (p, out, err) = try launch(["run", "-f", spec, "-f", firmware + "/lm3s6965evb-firmware.yaml", "--timeout", "60s"],
+                                       runtime: runtime, environment: env)
+        var seen = ""
+        for _ in 0..<200 where !(seen.contains("from-shell") && seen.contains("from-python")) {
+            seen = (try? finish(launch(["logs", "lm3s6965evb", "--sidecar", "talker"], runtime: runtime, environment: env)))?.stdout ?? ""
+            usleep(100_000)
+        }
+        #expect(p.isRunning, "the run still runs")
+        #expect(seen.contains("from-shell") && seen.contains("from-python"), "\(seen)")
+        kill(p.processIdentifier, SIGTERM)
+        _ = finish((p, out, err))
+        expectNothingLeft(runtime)
+    }
+
     /// `vtarget pause` of a run's instance: its record says paused within a
     /// second or two, the run says so on stderr, and resume undoes it.
     @Test func aPausedRunSaysPaused() throws {
