@@ -14,6 +14,7 @@ import QEMULaunch
 import QMP
 import Sandbox
 import SessionCore
+import Synchronization
 import TargetSpec
 import YAMLTree
 
@@ -46,6 +47,14 @@ extension RunSession {
         /// Targets whose QEMU said STOP or RESUME, for `followRunStates`.
         let runStates = AsyncStream<(Int, TargetProcess)>.makeStream()
         var runStateTask: Task<Void, Never>?
+        /// A pool release is stopping and continuing the guests.
+        let releasing = Releasing()
+
+        final class Releasing: Sendable {
+            private let flag = Mutex(false)
+            var now: Bool { flag.withLock { $0 } }
+            func set(_ on: Bool) { flag.withLock { $0 = on } }
+        }
 
         var config: RunConfiguration { session.config }
 
@@ -134,10 +143,10 @@ extension RunSession {
         /// a `stop` (a pause), where savevm, loadvm and a release's stop say
         /// `save-vm`, `restore-vm` or are over by the time of the answer.
         private func followRunStates() -> Task<Void, Never> {
-            let (changes, sink) = (runStates.0, self.sink)
+            let (changes, sink, releasing) = (runStates.0, self.sink, self.releasing)
             return Task {
                 for await (i, t) in changes {
-                    guard let qmp = t.qmp else { continue }
+                    guard let qmp = t.qmp, !releasing.now else { continue }
                     let state = await withDeadline(5) { try? await qmp.execute("query-status") }
                     guard let status = state??["status"]?.stringValue else { continue }
                     sink.yield(.runState(target: i, paused: status == "paused"))

@@ -138,3 +138,29 @@ import TestSupport
         #expect(r.code == 1 && r.stderr.contains("no running instance \"lm3s6965evb\""), "\(r.stdout) \(r.stderr)")
     }
 }
+
+/// A pool release stops and continues its member itself (stop, loadvm, cont):
+/// that is no pause, so no Paused event and no Paused status.
+@Suite(.serialized) struct ReleaseIsNoPauseTests {
+    @Test func aReleaseRecordsNoPause() throws {
+        let f = SupervisorFixture()
+        defer { f.tearDown() }
+        let path = try f.poolFile(board: "mps2-an385", firmwareMap: "mps2-an385-firmware", min: 1, max: 1)
+        var r = try f.vt(["apply", "-f", path, "-f", firmware + "/mps2-an385-firmware.yaml"])
+        #expect(r.code == 0, "\(r.stderr)")
+        r = try f.vt(["claim", "ci", "-o", "name", "--timeout", "30s"])
+        #expect(r.code == 0, "\(r.stderr)")
+        let member = r.stdout.split(separator: "/").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? ""
+        for _ in 0..<3 {
+            r = try f.vt(["release", member])
+            #expect(r.code == 0 && r.stdout.contains("snapshot restored"), "\(r.stdout) \(r.stderr)")
+            r = try f.vt(["claim", "ci", "-o", "name", "--timeout", "30s"])
+            #expect(r.code == 0, "\(r.stderr)")
+        }
+        usleep(500_000)
+        r = try f.vt(["events"])
+        #expect(!r.stdout.contains("Paused") && !r.stdout.contains("Resumed"), "\(r.stdout)")
+        r = try f.vt(["get", "instances"])
+        #expect(!r.stdout.contains("Paused"), "\(r.stdout)")
+    }
+}
