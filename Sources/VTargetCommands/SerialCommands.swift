@@ -6,6 +6,10 @@ import Glibc
 import MachineCatalog
 import HostOS
 import TargetRuntime
+import SessionCore
+import Dispatch
+import Foundation
+import Synchronization
 
 /// The device a verb means: the one named, else the instance's first UART.
 func serialDevice(_ record: InstanceRecord, _ device: String?) throws -> String {
@@ -137,10 +141,11 @@ struct Wait: ParsableCommand {
             }
             return
         }
-        let regex = try Regex(String(condition.dropFirst(7)))
         let dev = try serialDevice(record, device)
         var follower = LogFollower(path: record.layout.logDirectory + "/\(dev).raw", fromStart: sinceStart)
-        var window: [UInt8] = []
+        // Lines, as --until and readiness match them (SessionCore's MatchWindows).
+        var lines = MatchWindows()
+        let pattern = String(condition.dropFirst(7))
         while monotonicSeconds() < end {
             let bytes = follower.read()
             if bytes.isEmpty {
@@ -148,11 +153,32 @@ struct Wait: ParsableCommand {
                 usleep(10_000)
                 continue
             }
-            window += bytes
-            if window.count > 65536 { window.removeFirst(window.count - 65536) }
-            if String(decoding: window, as: UTF8.self).contains(regex) { return }
+            let text = lines.append(key: dev, bytes)
+            // Backtracking can take minutes ((a+)+ on a long near-match): bounded by what is left of --timeout.
+            switch Self.bounded(seconds: end - monotonicSeconds(), { (try? Regex(pattern)).map { text.contain($0, pattern: pattern) } ?? false }) {
+            case true?: return
+            case false?: continue
+            case nil: throw failure("matching /\(pattern)/ did not finish within \(timeout): a pattern with nested quantifiers, such as (a+)+, backtracks for minutes; write it without them")
+            }
         }
         throw failure("no match for /\(condition.dropFirst(7))/ on \(dev) within \(timeout)")
+    }
+
+    /// `match` on a thread of its own; nil when it has not finished within
+    /// `seconds` (it is abandoned, and ends with this process).
+    static func bounded(seconds: Double, _ match: @escaping @Sendable () -> Bool) -> Bool? {
+        final class Answer: Sendable {
+            let value = Mutex<Bool?>(nil)
+            let done = DispatchSemaphore(value: 0)
+        }
+        let answer = Answer()
+        Thread.detachNewThread {
+            let r = match()
+            answer.value.withLock { $0 = r }
+            answer.done.signal()
+        }
+        guard answer.done.wait(timeout: .now() + max(0, seconds)) == .success else { return nil }
+        return answer.value.withLock { $0 }
     }
 
     private func failure(_ why: String) -> CommandExit {

@@ -48,3 +48,27 @@ import VTargetCommands
         #expect(await VTarget.runMain(["run", "--until", "", "-f", "examples/lm3s6965evb.yaml"]) == 2)
     }
 }
+
+/// `vtarget wait --for serial=REGEX` is bounded by its --timeout however the pattern backtracks.
+@Suite(.serialized) struct WaitPatternDeadlineTests {
+    @Test func aBacktrackingWaitEndsAtItsTimeout() throws {
+        let runtime = makeRuntimeDir()
+        let env = ["VTARGET_STATE_DIR": runtime + "-state"]
+        defer { try? FileManager.default.removeItem(atPath: runtime + "-state") }
+        let (p, out, err) = try launch(["run"] + exampleArgs("lm3s6965evb") + ["--timeout", "90s"], runtime: runtime, environment: env)
+        var r = try finish(launch(["wait", "lm3s6965evb", "--for", "condition=Ready", "--timeout", "40s"], runtime: runtime, environment: env))
+        #expect(r.code == 0, "\(r.stderr)")
+        let start = Date()
+        let waiting = try launch(["wait", "lm3s6965evb", "--for", "serial=(a+)+$", "--timeout", "5s"], runtime: runtime, environment: env)
+        let feeder = try launch(["-c", "exec >/dev/null 2>&1; { head -c 3000 /dev/zero | tr '\\0' a; printf b; sleep 8; } | socat -t 8 - UNIX-CONNECT:\(runtime)/run-\(p.processIdentifier)/lm3s6965evb/uart0.sock"],
+                                runtime: runtime, executable: "/bin/sh")
+        r = finish(waiting)
+        let seconds = Date().timeIntervalSince(start)
+        _ = finish(feeder)
+        #expect(r.code == 1 && r.stderr.contains("did not finish within 5s"), "\(r.stderr)")
+        #expect(seconds < 9, "at its 5 s timeout, not when the match would end: \(seconds) s")
+        kill(p.processIdentifier, SIGTERM)
+        _ = finish((p, out, err))
+        expectNothingLeft(runtime)
+    }
+}
