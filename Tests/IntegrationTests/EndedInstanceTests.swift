@@ -139,6 +139,22 @@ import TestSupport
     }
 }
 
+/// A shim killed outright keeps no logs itself: the supervisor keeps them
+/// from its runtime directory before removing it.
+@Suite(.serialized) struct KilledShimLogsTests {
+    @Test func aKilledShimsLogsAreKeptByTheSupervisor() throws {
+        let f = SupervisorFixture()
+        defer { f.tearDown() }
+        var r = try f.vt(["apply", "-f", "examples/lm3s6965evb.yaml", "-f", f.firmwareMap])
+        #expect(r.code == 0, "\(r.stderr)")
+        try f.waitFor("Ready", f.allReady(1))
+        for pid in f.shims() { kill(pid, SIGKILL) }
+        try f.waitFor("ShimDied", seconds: 20) { $0.first.map { f.status($0)["reason"] as? String == "ShimDied" } ?? false }
+        r = try f.vt(["logs", "lm3s6965evb"])
+        #expect(r.code == 0 && r.stdout.contains("hello from lm3s6965evb") && r.stderr.contains("(ended at "), "\(r.stdout) \(r.stderr)")
+    }
+}
+
 /// A pool release stops and continues its member itself (stop, loadvm, cont):
 /// that is no pause, so no Paused event and no Paused status.
 @Suite(.serialized) struct ReleaseIsNoPauseTests {
