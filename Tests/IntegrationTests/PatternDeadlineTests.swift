@@ -59,11 +59,15 @@ import VTargetCommands
         let (p, out, err) = try launch(["run"] + exampleArgs("lm3s6965evb") + ["--timeout", "90s"], runtime: runtime, environment: env)
         var r = try finish(launch(["wait", "lm3s6965evb", "--for", "condition=Ready", "--timeout", "40s"], runtime: runtime, environment: env))
         #expect(r.code == 0, "\(r.stderr)")
-        let start = Date()
-        let waiting = try launch(["wait", "lm3s6965evb", "--for", "serial=(a+)+$", "--timeout", "5s"], runtime: runtime, environment: env)
-        let feeder = try launch(["-c", "exec >/dev/null 2>&1; { head -c 3000 /dev/zero | tr '\\0' a; printf b; sleep 8; } | socat -t 8 - UNIX-CONNECT:\(runtime)/run-\(p.processIdentifier)/lm3s6965evb/uart0.sock"],
+        let dir = "\(runtime)/run-\(p.processIdentifier)/lm3s6965evb"
+        let feeder = try launch(["-c", "exec >/dev/null 2>&1; { head -c 3000 /dev/zero | tr '\\0' a; printf b; sleep 8; } | socat -t 8 - UNIX-CONNECT:\(dir)/uart0.sock"],
                                 runtime: runtime, executable: "/bin/sh")
-        r = finish(waiting)
+        // The whole line in the log first, so the match (--since-start) meets it at once.
+        for _ in 0..<200 where !(FileManager.default.contents(atPath: dir + "/logs/uart0.raw").map { String(decoding: $0, as: UTF8.self).contains("ab") } ?? false) {
+            usleep(50_000)
+        }
+        let start = Date()
+        r = try finish(launch(["wait", "lm3s6965evb", "--for", "serial=(a+)+$", "--since-start", "--timeout", "5s"], runtime: runtime, environment: env))
         let seconds = Date().timeIntervalSince(start)
         _ = finish(feeder)
         #expect(r.code == 1 && r.stderr.contains("did not finish within 5s"), "\(r.stderr)")
