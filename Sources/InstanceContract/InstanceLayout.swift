@@ -61,6 +61,25 @@ public struct InstanceStateLayout: Sendable, Equatable {
         directory = stateDirectory + "/instances/\(namespace)/\(name)"
     }
 
+    public init(directory: String) { self.directory = directory }
+
+    /// `<state>/runs/<namespace>/<name>`: what a foreground `vtarget run`
+    /// keeps of its instance once it ended (its last run's logs), so that
+    /// `vtarget logs NAME` works after the end, as kubectl shows a completed
+    /// pod's. The most recent run of that name wins.
+    public static func unsupervised(stateDirectory: String, namespace: String, name: String) -> InstanceStateLayout {
+        InstanceStateLayout(directory: stateDirectory + "/runs/\(namespace)/\(name)")
+    }
+
+    /// The last run that ended: its `logs/` (the current file of each serial
+    /// device and sidecar, at most `keptLogBytes` each) and its
+    /// `instance.json` with `finishedAt` set. It is removed with the instance.
+    public var lastRun: InstanceLayout { InstanceLayout(directory: directory + "/last-run") }
+    /// The run before it (`vtarget logs --previous`).
+    public var previousRun: InstanceLayout { InstanceLayout(directory: directory + "/previous-run") }
+    /// The most kept of each log file: its end.
+    public static let keptLogBytes = 4 << 20
+
     /// The composed YAML the shim runs.
     public var specFile: String { directory + "/spec.yaml" }
     /// `ShimStatus`, replaced atomically by the shim.

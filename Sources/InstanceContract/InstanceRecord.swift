@@ -28,6 +28,11 @@ public struct InstanceRecord: Codable, Sendable, Equatable {
     /// QEMU's GDB stub (a `type: gdb` device): where `vtarget gdb` attaches.
     /// Not in the layout: QEMU's directory moves when QEMU runs as its own uid.
     public var gdbSocket: String?
+    /// The guest's CPUs are stopped (QMP `stop`, `vtarget pause`): QEMU's
+    /// run state is `paused`, learnt from its STOP and RESUME events.
+    public var paused: Bool?
+    /// Set in the copy kept after the run ended (`InstanceStateLayout.lastRun`).
+    public var finishedAt: Double?
 
     public init(name: String, namespace: String, ownerPID: Int32, qemuPID: Int32, qemuStartTime: UInt64, phase: InstancePhase,
                 ready: Bool, serialDevices: [String], directory: String, rfc2217: [String: Int], powerdown: Bool, supervised: Bool?,

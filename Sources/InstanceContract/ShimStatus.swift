@@ -15,6 +15,10 @@ public struct ShimStatus: Codable, Sendable, Equatable {
     public var reason: InstanceReason?
     public var message: String?
     public var ready: Bool = false
+    /// The guest is paused (QEMU's run state `paused`, after QMP `stop`):
+    /// the phase stays Running, as a KubeVirt VMI's does, and the supervisor
+    /// shows it as the status `Paused` and a `Paused` condition.
+    public var paused: Bool?
     /// The `vt-ready` snapshot exists (pool members).
     public var snapshot: Bool?
     /// The shim's last release back to the pool (SIGUSR1): the supervisor

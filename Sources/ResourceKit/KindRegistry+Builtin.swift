@@ -25,6 +25,9 @@ extension KindRegistry {
                 // completed pod's ("Stopped", not the phase "Succeeded" it ended in).
                 Column("STATUS", source: .status) { node, _ in
                     if node[path: ["status", "nextRestartAt"]] != nil { return "BackOff" }
+                    // A paused guest: phase Running with a Paused condition, shown as KubeVirt's printableStatus does.
+                    if case .sequence(let cs)? = node[path: ["status", "conditions"]]?.content,
+                       cs.contains(where: { $0["type"]?.scalar == "Paused" && $0["status"]?.scalar == "True" }) { return "Paused" }
                     let phase = node[path: ["status", "phase"]]?.scalar ?? "Pending"
                     if phase == "Succeeded" || phase == "Failed", let reason = node[path: ["status", "reason"]]?.scalar, reason == "Stopped" {
                         return reason

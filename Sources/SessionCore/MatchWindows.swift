@@ -8,25 +8,27 @@
 /// waits for the line to end, so `(a+)+$` does not match the `aaa` of a line
 /// that goes on to `aaab`. Each is matched on at most its last 4 KiB, so the
 /// text matched per chunk is bounded however long a line grows.
-struct MatchWindows {
-    static let tail = 4 << 10
+public struct MatchWindows: Sendable {
+    public static let tail = 4 << 10
     /// The unfinished last line of each device (its last `tail` bytes).
     var partial: [String: [UInt8]] = [:]
 
+    public init() {}
+
     /// What `bytes` completed and what is left unfinished, for one device.
-    struct Lines: Sendable {
-        var complete: [String] = []
-        var unfinished: String = ""
+    public struct Lines: Sendable {
+        public var complete: [String] = []
+        public var unfinished: String = ""
 
         /// Whether `regex` matches one of the lines (see the type's comment).
-        func contain(_ regex: Regex<AnyRegexOutput>, pattern: String) -> Bool {
+        public func contain(_ regex: Regex<AnyRegexOutput>, pattern: String) -> Bool {
             if complete.contains(where: { $0.contains(regex) }) { return true }
             guard !unfinished.isEmpty, let m = try? regex.firstMatch(in: unfinished) else { return false }
             return m.range.upperBound < unfinished.endIndex || !MatchWindows.looksPastTheEnd(pattern)
         }
     }
 
-    mutating func append(key: String, _ bytes: [UInt8]) -> Lines {
+    public mutating func append(key: String, _ bytes: [UInt8]) -> Lines {
         var out = Lines()
         var line = partial[key, default: []]
         for b in bytes {

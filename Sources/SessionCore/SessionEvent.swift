@@ -25,6 +25,9 @@ public enum SessionEvent: Sendable {
     case signal(Int32)
     /// The supervisor handed a pool member back (SIGUSR1).
     case released
+    /// QEMU's run state, read after its STOP or RESUME event: `paused` only
+    /// for a `stop` (`vtarget pause`), not for the stop of a savevm or loadvm.
+    case runState(target: Int, paused: Bool)
     /// The spec turned out invalid after all (exit 2).
     case invalidSpec(String)
     /// Something the shell did failed (spawning QEMU, a sidecar, the command).
@@ -58,6 +61,8 @@ public enum SessionAction: Sendable, Equatable {
     case send(target: Int, device: String, bytes: [UInt8])
     /// Back to the pool: stop, reset the serial hubs, `loadvm`, `cont`, report `generation`.
     case release(generation: Int)
+    /// The target was paused or resumed: its record and status say so.
+    case markPaused(target: Int, paused: Bool)
     /// The run is over: tear down and exit with `code`; the status says `outcome`.
     case finish(code: Int32, outcome: ShimStatus)
 }

@@ -11,7 +11,12 @@ import InstanceContract
 /// QEMU exits 0 with nothing else to wait for; 128+N on signal N; 2 for an
 /// invalid spec. With declarative tests or test sidecars and neither a
 /// command nor `--until`, the run ends when they do: 0 when all passed.
-public struct SessionMachine {
+///
+/// `@unchecked Sendable`: the shell hands a copy to the thread that handles
+/// each event with a deadline (`MachineThread`) and takes the result back; the
+/// only state the copies share is their `Regex`es, which are never mutated
+/// after `init` (the standard library does not mark `Regex` Sendable).
+public struct SessionMachine: @unchecked Sendable {
     public let plan: SessionPlan
     /// Set once the machine has said `finish`; every later event is ignored.
     public private(set) var finished: (code: Int32, outcome: ShimStatus)?
@@ -23,6 +28,8 @@ public struct SessionMachine {
     private var watch = MatchWindows()
     private var lastClient: [Double]
     private var releases = 0
+    /// Targets whose guest is paused.
+    private var paused: Set<Int> = []
 
     // Declarative tests, in order, once every target is Ready.
     private let queue: [(target: Int, test: SessionPlan.Test)]
@@ -147,6 +154,12 @@ public struct SessionMachine {
             emit(.flushOutput)
             note("interrupted by signal \(s); stopping")
             finish(128 + s, .succeeded(.stopped, "stopped by signal \(s)"))
+        case .runState(let i, let paused):
+            // Only changes: a RESUME after savevm's STOP says nothing new.
+            guard paused != self.paused.contains(i) else { break }
+            if paused { self.paused.insert(i) } else { self.paused.remove(i) }
+            emit(.markPaused(target: i, paused: paused))
+            note("\(name(i)) " + (paused ? "paused: its CPUs are stopped (vtarget resume continues them)" : "resumed"))
         case .invalidSpec(let message):
             note(message)
             finish(ExitCode.badInput, .failed(.invalidSpec, message))
@@ -156,6 +169,17 @@ public struct SessionMachine {
         }
         defer { actions = [] }
         return actions
+    }
+
+    /// The patterns that target `i`'s output on `device` is matched against
+    /// now (`--until`, a readiness pattern not yet met, the current `expect`):
+    /// what a message about a match that took too long names.
+    public func patterns(target i: Int, device: String) -> [String] {
+        var out: [String] = []
+        if let p = plan.until { out.append(p) }
+        if pendingReady[i] != nil, let r = plan.targets[i].readiness, r.device == device { out.append(r.pattern) }
+        if let e = expecting, current < queue.count, queue[current].target == i, e.device == device { out.append(e.pattern) }
+        return out
     }
 
     // MARK: - Steps

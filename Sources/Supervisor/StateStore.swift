@@ -66,6 +66,10 @@ struct InstanceRow: Codable, FetchableRecord, PersistableRecord, Sendable, Equat
     /// metadata.labels of the resource it is an instance of (its
     /// VirtualTargetInstance, else its target; a pool's members carry the pool's).
     var labels: [String: String] = [:]
+    /// The guest is paused (the shim's status says so): phase Running,
+    /// status `Paused`, and since when.
+    var paused: Bool = false
+    var pausedAt: Double?
 
     var key: String { namespace + "/" + name }
     var isActive: Bool { phase.isActive }
@@ -199,6 +203,12 @@ struct StateStore: Sendable {
         m.registerMigration("v6: owners of resources and instances") { db in
             try db.alter(table: "resource") { t in t.add(column: "owner", .text) }
             try db.alter(table: "instance") { t in t.add(column: "owner", .text) }
+        }
+        m.registerMigration("v7: paused instances") { db in
+            try db.alter(table: "instance") { t in
+                t.add(column: "paused", .boolean).notNull().defaults(to: false)
+                t.add(column: "pausedAt", .double)
+            }
         }
         return m
     }

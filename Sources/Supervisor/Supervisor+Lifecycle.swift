@@ -156,6 +156,13 @@ extension Supervisor {
             row.readyAt = st.readyAt
             events.append(event("Normal", row, "Ready", "readiness reached", at: st.readyAt))
         }
+        let paused = st.paused == true && row.phase == .running
+        if paused != row.paused {
+            row.paused = paused
+            row.pausedAt = ShimStatus.now
+            events.append(paused ? event("Normal", row, "Paused", "the guest's CPUs are stopped (QMP stop); vtarget resume continues them")
+                                 : event("Normal", row, "Resumed", "the guest runs again"))
+        }
         if !events.isEmpty { commit(row, events) }
     }
 
@@ -191,7 +198,14 @@ extension Supervisor {
         row.qemuPID = nil
         row.ready = false
         row.snapshot = false
-        RuntimeDirectory.removeTree(paths.instance(namespace: namespace, name: name).directory)
+        row.paused = false
+        row.pausedAt = nil
+        // A shim that died without keeping its logs (SIGKILL): kept here, before its directory goes.
+        let runtime = paths.instance(namespace: namespace, name: name)
+        if let record = FileManager.default.contents(atPath: runtime.recordFile).flatMap(InstanceRecord.decode) {
+            FinishedRun.keep(record, in: paths.instanceState(namespace: namespace, name: name), finishedAt: row.finishedAt ?? now)
+        }
+        RuntimeDirectory.removeTree(runtime.directory)
         var events = [event(row.phase == .failed ? "Warning" : "Normal", row, row.phase == .expired ? "Expired" : (row.reason?.rawValue ?? row.phase.rawValue),
                             (row.message ?? row.phase.rawValue) + (row.stderrTail.isEmpty ? "" : "; QEMU said: " + row.stderrTail.suffix(3).joined(separator: " | ")))]
         if let delay = restartDelay(&row) {

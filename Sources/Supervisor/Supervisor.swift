@@ -136,6 +136,11 @@ public actor Supervisor {
         var conditions = [Condition(type: "Ready", status: row.ready ? "True" : "False",
                                     reason: row.ready ? "ReadinessReached" : (row.isActive ? row.phase.rawValue : (row.reason ?? InstanceReason(row.phase.rawValue)).rawValue),
                                     message: row.ready ? nil : row.message, lastTransitionTime: row.ready ? row.readyAt : (row.finishedAt ?? row.startedAt))]
+        // As KubeVirt's VMI: phase Running, and a Paused condition (the STATUS column shows it).
+        if row.paused {
+            conditions.append(Condition(type: "Paused", status: "True", reason: "PausedByUser",
+                                        message: "the guest's CPUs are stopped; vtarget resume continues them", lastTransitionTime: row.pausedAt))
+        }
         if row.nextRestartAt != nil {
             conditions.append(Condition(type: "BackOff", status: "True", reason: "RestartPolicy", message: "restart scheduled", lastTransitionTime: row.finishedAt))
         }

@@ -36,6 +36,12 @@ extension RunSession.Live {
             targets[i].hubs.first { $0.name == device }?.send(bytes)
         case .release(let generation):
             await release(generation: generation)
+        case .markPaused(let i, let paused):
+            if i < records.count {
+                records[i].paused = paused ? true : nil
+                records[i].write()
+            }
+            status?.update { $0.paused = paused ? true : nil }
         case .finish(let code, let outcome):
             self.code = code
             self.outcome = outcome

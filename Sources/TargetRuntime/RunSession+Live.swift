@@ -11,8 +11,10 @@ import HostOS
 import InstanceContract
 import NIOPosix
 import QEMULaunch
+import QMP
 import Sandbox
 import SessionCore
+import Synchronization
 import TargetSpec
 import YAMLTree
 
@@ -40,6 +42,19 @@ extension RunSession {
         var removedDirectory: String?
         let status: ShimStatusWriter?
         let start: StartGuard
+        /// Every event is handled there, with a deadline.
+        let matcher = MachineThread()
+        /// Targets whose QEMU said STOP or RESUME, for `followRunStates`.
+        let runStates = AsyncStream<(Int, TargetProcess)>.makeStream()
+        var runStateTask: Task<Void, Never>?
+        /// A pool release is stopping and continuing the guests.
+        let releasing = Releasing()
+
+        final class Releasing: Sendable {
+            private let flag = Mutex(false)
+            var now: Bool { flag.withLock { $0 } }
+            func set(_ on: Bool) { flag.withLock { $0 = on } }
+        }
 
         var config: RunConfiguration { session.config }
 
@@ -56,6 +71,7 @@ extension RunSession {
         /// then connects each. False when the run ended during boot.
         func boot() async -> Bool {
             defer { start.started() }
+            runStateTask = followRunStates()
             do {
                 for (_, plan, dir) in prepared {
                     guard let qemu = ExecutableSearch.find(plan.binary, environment: config.environment) else {
@@ -87,8 +103,11 @@ extension RunSession {
             let sink = self.sink
             do {
                 let serialDevices = Set(t.plan.serialChannels.map(\.device))
+                let runStates = self.runStates.1
                 try await t.connect(group: group, startRunning: true, logRotation: config.logRotation,
-                                    environment: config.environment) { device, bytes in
+                                    environment: config.environment, onQMPEvent: { e in
+                    if let name = e["event"]?.stringValue, name == "STOP" || name == "RESUME" { runStates.yield((i, t)) }
+                }) { device, bytes in
                     if serialDevices.contains(device) { sink.yield(.serial(target: i, device: device, bytes: bytes)) }
                 }
             } catch {
@@ -118,6 +137,21 @@ extension RunSession {
             }
             try await feed(.booted(target: i))
             return true
+        }
+
+        /// After each STOP or RESUME, in order, QEMU's run state: `paused` is
+        /// a `stop` (a pause), where savevm, loadvm and a release's stop say
+        /// `save-vm`, `restore-vm` or are over by the time of the answer.
+        private func followRunStates() -> Task<Void, Never> {
+            let (changes, sink, releasing) = (runStates.0, self.sink, self.releasing)
+            return Task {
+                for await (i, t) in changes {
+                    guard let qmp = t.qmp, !releasing.now else { continue }
+                    let state = await withDeadline(5) { try? await qmp.execute("query-status") }
+                    guard let status = state??["status"]?.stringValue else { continue }
+                    sink.yield(.runState(target: i, paused: status == "paused"))
+                }
+            }
         }
 
         /// Feeds events until the machine finishes.
@@ -157,7 +191,26 @@ extension RunSession {
 
         /// One event through the machine, and its actions done in order.
         func feed(_ event: SessionEvent) async throws {
-            for action in machine.handle(event, now: monotonicSeconds()) {
+            let now = monotonicSeconds()
+            let actions: [SessionAction]
+            if let (next, said) = await matcher.handle(machine, event, now: now) {
+                machine = next
+                actions = said
+            } else {
+                // The step overran (a pattern backtracking on a line): the machine is as
+                // before the event, and ends the run here, on this thread.
+                var what = "the run's patterns"
+                if case .serial(let i, let device, _) = event {
+                    let ps = machine.patterns(target: i, device: device).map { "/\($0)/" }
+                    what = (ps.count == 1 ? "the pattern " : "the patterns ") + ps.joined(separator: ", ")
+                        + " on a line of \(targets[i].name)/\(device)"
+                }
+                actions = machine.handle(.invalidSpec(
+                    "matching \(what) took longer than \(SessionMachine.format(MachineThread.stepDeadlineSeconds)): "
+                        + "a pattern with nested quantifiers, such as (a+)+, backtracks for minutes on a line that almost matches; "
+                        + "write it without them (a+ for (a+)+)"), now: now)
+            }
+            for action in actions {
                 try await perform(action)
             }
         }
@@ -172,6 +225,8 @@ extension RunSession {
         /// targets), then every QEMU; then the report and the final status.
         func tearDown() async {
             timers.forEach { $0.cancel() }
+            runStates.1.finish()
+            runStateTask?.cancel()
             if let dir = removedDirectory {
                 let message = "the runtime directory \(dir) was removed while the instance ran (its sockets with it)"
                 note(message)
@@ -190,6 +245,7 @@ extension RunSession {
                 do { try report.write(to: path) } catch { note("\(error)") }
             }
             try? await group.shutdownGracefully()
+            keepLogs()
             if config.supervised != nil {
                 for t in targets { RuntimeDirectory.removeTree(t.directory) }
             }
@@ -203,6 +259,19 @@ extension RunSession {
                 s = outcome
                 (s.startedAt, s.readyAt, s.qemuPID, s.ready, s.snapshot, s.release) = started
                 s.finishedAt = ShimStatus.now
+            }
+        }
+
+        /// Each target's logs, into its state directory before its runtime
+        /// directory goes: `vtarget logs NAME` reads them after the end.
+        private func keepLogs() {
+            let finishedAt = ShimStatus.now
+            let stateDirectory = SupervisorPaths(environment: config.environment).stateDirectory
+            for var record in records where FileManager.default.fileExists(atPath: record.layout.logDirectory) {
+                record.phase = outcome.phase
+                let state = config.supervised?.state
+                    ?? .unsupervised(stateDirectory: stateDirectory, namespace: record.namespace, name: record.name)
+                FinishedRun.keep(record, in: state, finishedAt: finishedAt)
             }
         }
     }

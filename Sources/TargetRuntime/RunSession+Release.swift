@@ -14,6 +14,12 @@ extension RunSession.Live {
     /// vt-ready` where the snapshot was taken; `cont`; then the report the
     /// supervisor waits for, with this release's generation.
     func release(generation: Int) async {
+        // Its own stop and cont are no pause: run states are not read meanwhile, and read once after.
+        releasing.set(true)
+        defer {
+            releasing.set(false)
+            for (i, t) in targets.enumerated() { runStates.1.yield((i, t)) }
+        }
         var restored = snapshotTaken
         var problems: [String] = []
         if !snapshotTaken { problems.append("no vt-ready snapshot to restore") }

@@ -8,6 +8,7 @@ import Glibc
 #endif
 import HostOS
 import InstanceContract
+import Synchronization
 
 /// Where a supervised session keeps its instance and reports on it.
 public struct SupervisedInstance: Sendable {
@@ -18,6 +19,11 @@ public struct SupervisedInstance: Sendable {
     /// A pool member: once Ready, `savevm` into a scratch qcow2 so a release
     /// can `loadvm` back (where the board's profile allows snapshots).
     public var snapshot: Bool
+
+    /// The instance's state directory: the one `statusPath` is in.
+    public var state: InstanceStateLayout {
+        InstanceStateLayout(directory: statusPath.lastIndex(of: "/").map { String(statusPath[..<$0]) } ?? ".")
+    }
 
     public init(layout: InstanceLayout, statusPath: String, snapshot: Bool = false) {
         self.layout = layout
@@ -42,22 +48,27 @@ extension ShimStatus {
 }
 
 /// Keeps the current status and replaces the file atomically on each change.
-final class ShimStatusWriter: @unchecked Sendable {
+/// Several tasks update it (the session, QMP run-state events), so each
+/// change and its write happen under one lock: no change is lost and the
+/// file never goes back to an older status.
+final class ShimStatusWriter: Sendable {
     let path: String
-    private var current = ShimStatus(phase: .starting)
+    private let current = Mutex(ShimStatus(phase: .starting))
 
     init(path: String) {
         self.path = path
-        write()
+        current.withLock { Self.write($0, to: path) }
     }
 
     func update(_ change: (inout ShimStatus) -> Void) {
-        change(&current)
-        write()
+        current.withLock {
+            change(&$0)
+            Self.write($0, to: path)
+        }
     }
 
-    private func write() {
-        guard let data = try? current.encoded() else { return }
+    private static func write(_ status: ShimStatus, to path: String) {
+        guard let data = try? status.encoded() else { return }
         FileDescriptors.replaceFile(path, with: data)
     }
 }

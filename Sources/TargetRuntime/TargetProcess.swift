@@ -191,6 +191,7 @@ public final class TargetProcess: Sendable {
     public func connect(
         group: any EventLoopGroup, startRunning: Bool, logRotation: SerialLog.Rotation = SerialLog.Rotation(),
         environment: [String: String],
+        onQMPEvent: @escaping @Sendable (JSONValue) -> Void = { _ in },
         onSerial: @escaping @Sendable (_ device: String, _ bytes: [UInt8]) -> Void
     ) async throws {
         let loop = group.next()
@@ -246,7 +247,7 @@ public final class TargetProcess: Sendable {
         let client = try await QMPClient.handshake(on: qmpChannel, core: core, events: events, then: startRunning ? ["cont"] : [])
         dropPlaceholders()
         let proxy = QMPProxy(qmp: client, loop: loop)
-        let forward = Task { for await e in client.events { proxy.broadcast(e) } }
+        let forward = Task { for await e in client.events { proxy.broadcast(e); onQMPEvent(e) } }
         attached.withLock {
             $0.qmp = client
             $0.proxy = proxy

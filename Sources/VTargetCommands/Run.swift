@@ -45,6 +45,8 @@ struct Run: AsyncParsableCommand {
 
     func validate() throws {
         _ = try supervisedOptions.parsed()
+        // An empty pattern matches before any output: the run would end at once, never what was meant.
+        if until == "" { throw ValidationError("--until: empty; give a regular expression for the output that ends the run, e.g. --until 'login:'") }
         if let until, (try? Regex(until)) == nil { throw ValidationError("--until: not a valid regular expression: \(until)") }
         if let timeout, Quantity.parseDuration(timeout) == nil { throw ValidationError("--timeout: expected \(Quantity.durationHint), got \(timeout)") }
         if let ttl, Quantity.parseDuration(ttl) == nil { throw ValidationError("--ttl: expected \(Quantity.durationHint), got \(ttl)") }

@@ -6,6 +6,10 @@ import Glibc
 import MachineCatalog
 import HostOS
 import TargetRuntime
+import SessionCore
+import Dispatch
+import Foundation
+import Synchronization
 
 /// The device a verb means: the one named, else the instance's first UART.
 func serialDevice(_ record: InstanceRecord, _ device: String?) throws -> String {
@@ -31,9 +35,10 @@ struct Logs: ParsableCommand {
     @Flag(name: .shortAndLong, help: "Keep printing new output until the instance ends.") var follow = false
     @Flag(help: "Each line with its wall-clock (UTC) and monotonic time.") var timestamps = false
     @Option(help: "A sidecar's output instead of a serial device's.") var sidecar: String?
+    @Flag(help: "The run before the last one that ended (a restarted instance's earlier run).") var previous = false
 
     func run() throws {
-        let record = try instance.locate()
+        let (record, live) = try located()
         let path: String
         if let sidecar {
             path = record.layout.sidecarLog(sidecar)
@@ -43,12 +48,40 @@ struct Logs: ParsableCommand {
         }
         var follower = LogFollower(path: path, fromStart: true)
         writeOut(follower.read())
-        guard follow else { return }
+        guard follow, live else { return }
         while kill(record.ownerPID, 0) == 0, access(record.directory, F_OK) == 0 {
             let bytes = follower.read()
             if bytes.isEmpty { usleep(50_000) } else { writeOut(bytes) }
         }
         writeOut(follower.read())
+    }
+}
+
+extension Logs {
+    /// The running instance; else the last run of it that ended (its logs are
+    /// kept in its state directory until it is deleted, or, for `vtarget run`,
+    /// until the next run of that name ends), said on stderr. False: not live.
+    func located() throws -> (InstanceRecord, Bool) {
+        let env = Environment.variables
+        if !previous {
+            do { return (try instance.locate(), true) } catch let error as RuntimeError where error.code == .notFound {
+                guard let kept = FinishedRun.find(instance.name, namespace: instance.namespace, environment: env) else {
+                    throw RuntimeError(error.message + "; nor has an instance of that name ended with its logs kept (a deleted instance's go with it)",
+                                       code: .notFound)
+                }
+                return (ended(kept), false)
+            }
+        }
+        guard let kept = FinishedRun.find(instance.name, namespace: instance.namespace, previous: true, environment: env) else {
+            throw RuntimeError("\(instance.name) has no earlier run whose logs are kept (only the last two runs that ended are)", code: .notFound)
+        }
+        return (ended(kept), false)
+    }
+
+    private func ended(_ kept: InstanceRecord) -> InstanceRecord {
+        printError("vtarget: \(kept.name) (ended at \(kept.finishedAt.map(Table.timestamp) ?? "an unknown time")"
+                   + (previous ? ", the run before the last" : "") + "): its kept logs")
+        return kept
     }
 }
 
@@ -108,10 +141,11 @@ struct Wait: ParsableCommand {
             }
             return
         }
-        let regex = try Regex(String(condition.dropFirst(7)))
         let dev = try serialDevice(record, device)
         var follower = LogFollower(path: record.layout.logDirectory + "/\(dev).raw", fromStart: sinceStart)
-        var window: [UInt8] = []
+        // Lines, as --until and readiness match them (SessionCore's MatchWindows).
+        var lines = MatchWindows()
+        let pattern = String(condition.dropFirst(7))
         while monotonicSeconds() < end {
             let bytes = follower.read()
             if bytes.isEmpty {
@@ -119,11 +153,32 @@ struct Wait: ParsableCommand {
                 usleep(10_000)
                 continue
             }
-            window += bytes
-            if window.count > 65536 { window.removeFirst(window.count - 65536) }
-            if String(decoding: window, as: UTF8.self).contains(regex) { return }
+            let text = lines.append(key: dev, bytes)
+            // Backtracking can take minutes ((a+)+ on a long near-match): bounded by what is left of --timeout.
+            switch Self.bounded(seconds: end - monotonicSeconds(), { (try? Regex(pattern)).map { text.contain($0, pattern: pattern) } ?? false }) {
+            case true?: return
+            case false?: continue
+            case nil: throw failure("matching /\(pattern)/ did not finish within \(timeout): a pattern with nested quantifiers, such as (a+)+, backtracks for minutes; write it without them")
+            }
         }
         throw failure("no match for /\(condition.dropFirst(7))/ on \(dev) within \(timeout)")
+    }
+
+    /// `match` on a thread of its own; nil when it has not finished within
+    /// `seconds` (it is abandoned, and ends with this process).
+    static func bounded(seconds: Double, _ match: @escaping @Sendable () -> Bool) -> Bool? {
+        final class Answer: Sendable {
+            let value = Mutex<Bool?>(nil)
+            let done = DispatchSemaphore(value: 0)
+        }
+        let answer = Answer()
+        Thread.detachNewThread {
+            let r = match()
+            answer.value.withLock { $0 = r }
+            answer.done.signal()
+        }
+        guard answer.done.wait(timeout: .now() + max(0, seconds)) == .success else { return nil }
+        return answer.value.withLock { $0 }
     }
 
     private func failure(_ why: String) -> CommandExit {

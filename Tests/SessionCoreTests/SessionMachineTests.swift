@@ -357,3 +357,27 @@ private func target(_ name: String = "t", readiness: String? = nil, idle: Double
         #expect(d.code == 0)
     }
 }
+
+/// Issue 14.8: QEMU's run state, as the shell reads it after STOP and RESUME.
+@Suite struct SessionMachinePauseTests {
+    @Test func onlyChangesOfTheRunStateAreMarked() throws {
+        var d = try Driver(SessionPlan(targets: [target()]))
+        #expect(d.send(.runState(target: 0, paused: false)).isEmpty, "running, as it was: nothing to say (a savevm's STOP and RESUME)")
+        #expect(d.send(.runState(target: 0, paused: true)).first == .markPaused(target: 0, paused: true))
+        #expect(d.send(.runState(target: 0, paused: true)).isEmpty)
+        #expect(d.send(.runState(target: 0, paused: false)).first == .markPaused(target: 0, paused: false))
+        #expect(d.code == nil, "a pause ends nothing")
+    }
+
+    /// Issue 14.19: `(a+)+$` never matches a line that does not end in `a`,
+    /// however the line is cut into chunks.
+    @Test func aBacktrackingPatternMatchesOnlyLinesEndingInA() throws {
+        let line = "aaaaaaab"
+        for cut in 0...line.count {
+            var d = try Driver(SessionPlan(targets: [target()], until: "(a+)+$"))
+            d.serial(String(line.prefix(cut)))
+            d.serial(String(line.dropFirst(cut)) + "\n")
+            #expect(d.code == nil, "cut at \(cut)")
+        }
+    }
+}
