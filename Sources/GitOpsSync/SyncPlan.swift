@@ -135,8 +135,6 @@ public struct LiveObject: Sendable, Equatable {
     public var name: String
     public var yaml: String
     public var directory: String
-    public var labels: [String: String]
-    public var annotations: [String: String]
 
     var key: ObjectKey { ObjectKey(kind: kind, namespace: namespace, name: name) }
 
@@ -146,11 +144,18 @@ public struct LiveObject: Sendable, Equatable {
         self.name = name
         self.yaml = yaml
         self.directory = directory
-        // Stored text was validated when applied; text that no longer parses
-        // has no labels or annotations, so no rule ever prunes it.
+    }
+
+    /// Parsed on demand: only objects no file has need them (a sync where
+    /// nothing changed parses no stored text). Stored text was validated when
+    /// applied; text that no longer parses has no labels or annotations, so
+    /// no rule ever prunes it.
+    public var labels: [String: String] { metadataMap("labels") }
+    public var annotations: [String: String] { metadataMap("annotations") }
+
+    private func metadataMap(_ key: String) -> [String: String] {
         let root = (try? YAMLParser.parse(yaml, file: "\(kind)/\(name)"))?.first?.root
-        labels = root?[path: ["metadata", "labels"]]?.stringEntries ?? [:]
-        annotations = root?[path: ["metadata", "annotations"]]?.stringEntries ?? [:]
+        return root?[path: ["metadata", key]]?.stringEntries ?? [:]
     }
 
     public init(_ info: ResourceInfo) {
