@@ -83,8 +83,13 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
         ], exclude: ["README.md"]),
+        // A directory of YAML as the truth: sync, diff, prune (through the API only).
+        .target(name: "GitOpsSync", dependencies: [
+            "ControlAPI", "ResourceKit", "YAMLTree", "HostOS", "Sandbox", "InstanceContract",
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ], exclude: ["README.md"]),
         .target(name: "VTargetCommands", dependencies: [
-            "ControlAPI", "Supervisor", "TargetRuntime", "DiskImages", "QEMULaunch", "TargetSpec", "MachineCatalog", "ResourceKit", "YAMLTree", "QMP", "Sandbox", "Endpoints",
+            "GitOpsSync", "ControlAPI", "Supervisor", "TargetRuntime", "DiskImages", "QEMULaunch", "TargetSpec", "MachineCatalog", "ResourceKit", "YAMLTree", "QMP", "Sandbox", "Endpoints",
             "InstanceContract", "HostOS", "KubeRender", "SessionCore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], exclude: ["README.md"]),
@@ -114,8 +119,9 @@ let package = Package(
         .testTarget(name: "EndpointsTests", dependencies: ["Endpoints", "CANProtocol", "QMP", .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "QMPTests", dependencies: ["QMP", "Sandbox", .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "DiskImagesTests", dependencies: ["DiskImages"], exclude: ["Golden"]),
+        .testTarget(name: "GitOpsSyncTests", dependencies: ["GitOpsSync", "ControlAPI", "ResourceKit", "YAMLTree"]),
         .testTarget(name: "SupervisorUnitTests", dependencies: ["Supervisor", "InstanceContract", .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "IntegrationTests", dependencies: ["VTargetCommands", "TargetRuntime", "InstanceContract", "ControlAPI", "DiskImages", "QMP", "Sandbox", "QEMULaunch", "TargetSpec", "MachineCatalog", "ResourceKit", "TestSupport", "HostOS", "VMLaunch", "VMLaunchCases", "VMRuntime", .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio"), .product(name: "ArgumentParser", package: "swift-argument-parser")],
+        .testTarget(name: "IntegrationTests", dependencies: ["VTargetCommands", "GitOpsSync", "TargetRuntime", "InstanceContract", "ControlAPI", "DiskImages", "QMP", "Sandbox", "QEMULaunch", "TargetSpec", "MachineCatalog", "ResourceKit", "TestSupport", "HostOS", "VMLaunch", "VMLaunchCases", "VMRuntime", .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio"), .product(name: "ArgumentParser", package: "swift-argument-parser")],
                     exclude: ["Clients"]),
         // cloud-init seeds and the test guests of scripts/build-test-guest.sh, booted in QEMU.
         .testTarget(name: "GuestTests", dependencies: ["DiskImages", "HostOS", "Sandbox", "TestSupport"], exclude: ["Golden"]),

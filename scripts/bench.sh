@@ -6,3 +6,4 @@ python3 scripts/bench.py
 python3 scripts/bench_endpoints.py
 python3 scripts/bench_can.py
 python3 scripts/bench_supervisor.py
+python3 scripts/bench_gitops.py

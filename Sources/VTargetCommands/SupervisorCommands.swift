@@ -9,6 +9,7 @@ import Foundation
 import Glibc
 #endif
 import ControlAPI
+import GitOpsSync
 import MachineCatalog
 import ResourceKit
 import Supervisor
@@ -132,7 +133,8 @@ struct ResourceFiles {
     }
 
     /// The resources and the documents they came from (for errors that point at them).
-    static func loadWithSources(_ input: InputOptions) throws -> [(resource: AppliedResource, root: YAMLNode)] {
+    /// `allowEmpty`: no resource at all is a valid answer (`sync` of an empty directory).
+    static func loadWithSources(_ input: InputOptions, allowEmpty: Bool = false) throws -> [(resource: AppliedResource, root: YAMLNode)] {
         let env = Environment.variables
         let catalog = try Environment.catalog(env)
         let sources = try InputFiles.sources(input.files, recursive: input.recursive)
@@ -151,7 +153,7 @@ struct ResourceFiles {
                                             directory: s.directory, options: options), doc.root))
             }
         }
-        if out.isEmpty {
+        if out.isEmpty && !allowEmpty {
             let kinds = KindRegistry.builtIn.kinds.map(\.kind)
             printError("error: no \(kinds.dropLast().joined(separator: ", ")) or \(kinds.last!) in " + input.files.joined(separator: ", "))
             throw CommandExit(code: ExitCode.badInput)
@@ -163,13 +165,42 @@ struct ResourceFiles {
 struct Apply: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Create or update resources; instances start (or restart when their spec changed) under the supervisor.",
-        discussion: "Starts the per-user supervisor if none runs. Unchanged resources are left alone.")
+        discussion: """
+            Starts the per-user supervisor if none runs. Unchanged resources are left alone. \
+            As in kubectl, -l applies only the input's objects whose labels match, and --prune (only with -l) \
+            then deletes the stored objects, in the input's namespaces, that match but are not in the input.
+            """)
 
     @OptionGroup var input: InputOptions
 
+    @Option(name: [.customShort("l"), .long], help: "Only the input's objects whose labels match this selector (kubectl's syntax).")
+    var selector: String?
+
+    @Flag(help: "Delete stored objects matching -l, in the input's namespaces, that the input does not have.")
+    var prune = false
+
+    func validate() throws {
+        if prune && selector == nil {
+            throw ValidationError("--prune needs -l KEY=VALUE: pruning every object not in the input is refused (vtarget sync --prune prunes only what sync applied)")
+        }
+        if let selector { do { _ = try LabelSelector(parsing: selector) } catch { throw ValidationError(error.description) } }
+    }
+
     func run() async throws {
-        let loaded = try ResourceFiles.loadWithSources(input)
+        var loaded = try ResourceFiles.loadWithSources(input)
+        var rule = SyncPlan.PruneRule.none
+        if let selector {
+            let s = try LabelSelector(parsing: selector)
+            loaded = loaded.filter { s.matches($0.root[path: ["metadata", "labels"]]?.stringEntries ?? [:]) }
+            if loaded.isEmpty {
+                printError("error: no objects in " + input.files.joined(separator: ", ") + " match -l \(selector)")
+                throw CommandExit(code: ExitCode.badInput)
+            }
+            if prune { rule = .selector(s, namespaces: Set(loaded.map(\.resource.namespace))) }
+        }
         let client = try await SupervisorConnection.ensure()
+        // The prunes are planned before applying, so nothing applied now is taken for a stale object.
+        let pruning = rule == .none ? nil : try await Sync.run { try await GitOpsSync(client: client).plan(loaded.map(\.resource), prune: rule) }
         let results: [ObjectResult]
         do { results = try await client.send(.POST, "/v1/apply", ApplyRequest(resources: loaded.map(\.resource))) } catch {
             if error.status == 422, !error.diagnostics.isEmpty {
@@ -179,6 +210,11 @@ struct Apply: AsyncParsableCommand {
             throw error.asCommandError
         }
         for r in results { printOut("\(Table.qualified(r.kind))/\(r.name) \(r.action)") }
+        if let pruning, !pruning.prunes.isEmpty {
+            for p in try await Sync.run({ try await GitOpsSync(client: client).execute(pruning.prunesOnly) }) {
+                printOut("\(Table.qualified(p.kind))/\(p.name) pruned")
+            }
+        }
     }
 }
 

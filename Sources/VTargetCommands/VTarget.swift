@@ -23,7 +23,8 @@ public struct VTarget: AsyncParsableCommand {
         subcommands: [Run.self, Apply.self, Get.self, Describe.self, Delete.self, Events.self, Start.self, Stop.self,
                       Claim.self, Release.self, Logs.self, Wait.self, Console.self, Qmp.self, Hmp.self, Pause.self, Resume.self,
                       Reset.self, GDB.self, Render.self, CRDs.self, Machines.self, Create.self, CAN.self, Doctor.self, Serve.self, Daemon.self,
-                      ImageCommand.self, SandboxExecCommand.self])
+                      ImageCommand.self, Diff.self, Sync.self,
+                      SandboxExecCommand.self])
 
     public init() {}
 
