@@ -63,11 +63,12 @@ let package = Package(
         ], exclude: ["README.md"]),
         .target(name: "TargetRuntime", dependencies: [
             "DiskImages", "QEMULaunch", "TargetSpec", "MachineCatalog", "QMP", "Endpoints", "Sandbox", "InstanceContract", "HostOS", "SessionCore",
+            "VMSpec", "VMLaunch", "VMRuntime",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ], exclude: ["README.md"]),
         // What a VM needs from the host (firmware) and, next, the VM driver.
-        .target(name: "VMRuntime", dependencies: ["VMSpec", "HostOS"], exclude: ["README.md"]),
+        .target(name: "VMRuntime", dependencies: ["VMSpec", "VMLaunch", "DiskImages", "HostOS", "InstanceContract"], exclude: ["README.md"]),
         // The control API's models and client (the CLI side).
         .target(name: "ControlAPI", dependencies: [
             .product(name: "NIOCore", package: "swift-nio"),

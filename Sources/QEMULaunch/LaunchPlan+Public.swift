@@ -3,9 +3,9 @@
 extension LaunchPlan {
     public init(targetName: String, namespace: String, binary: String, arguments: [String], channels: [PlannedChannel],
                 accel: String, profile: String, guestMemoryBytes: UInt64, cpus: Int, blockDrives: [BlockDrive],
-                workingDirectory: String, warnings: [String] = []) {
+                workingDirectory: String, passedFiles: [PassedFile] = [], warnings: [String] = []) {
         self.init(targetName: targetName, namespace: namespace, binary: binary, arguments: arguments, channels: channels,
-                  passedFiles: [], gdbSocketPath: nil, accel: accel, profile: profile, warnings: warnings)
+                  passedFiles: passedFiles, gdbSocketPath: nil, accel: accel, profile: profile, warnings: warnings)
         self.guestMemoryBytes = guestMemoryBytes
         self.cpus = cpus
         self.blockDrives = blockDrives
@@ -22,5 +22,11 @@ extension PlannedChannel {
 extension BlockDrive {
     public static func planned(name: String, fileNode: String, formatNode: String, deviceID: String?, readOnly: Bool) -> BlockDrive {
         BlockDrive(name: name, fileNode: fileNode, formatNode: formatNode, deviceID: deviceID, readOnly: readOnly)
+    }
+}
+
+extension PassedFile {
+    public static func planned(path: String, childFD: Int32, writable: Bool) -> PassedFile {
+        PassedFile(path: path, childFD: childFD, writable: writable)
     }
 }

@@ -86,6 +86,12 @@ public struct LaunchPlan: Sendable {
     public var arguments: [String]
     public var channels: [PlannedChannel]
     public var passedFiles: [PassedFile] = []
+    /// QEMU has a user-mode network (a VM's pod network): it needs the host's
+    /// network namespace and inet sockets, which boards never get.
+    public var hostNetwork = false
+    /// Guest ports reachable on the host's 127.0.0.1, by `PORT/tcp|udp`:
+    /// what `run -- CMD` and sidecars get as `VTARGET_PORT_<PORT>_<TCP|UDP>`.
+    public var forwardedPorts: [String: Int] = [:]
     public var gdbSocketPath: String?
     public var accel: String
     public var profile: String

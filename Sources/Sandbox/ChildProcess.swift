@@ -191,6 +191,7 @@ public final class ChildProcess: Sendable {
             // child sees no other process (it is pid 1 of its own), no host
             // SysV IPC, and its hostname is its own.
             var flags: Int32 = policy.namespaces ? 0x4000_0000 | 0x0002_0000 | 0x2000_0000 | 0x0800_0000 | 0x0400_0000 : 0
+            if policy.hostNetwork { flags &= ~0x4000_0000 }
             if policy.userNamespace { flags |= 0x1000_0000 }  // CLONE_NEWUSER
             let uidMap = "\(geteuid()) \(geteuid()) 1\n", gidMap = "\(getegid()) \(getegid()) 1\n"
             let mountStrings = CStringArray(policy.privateMounts.flatMap { [$0.path, $0.options] })

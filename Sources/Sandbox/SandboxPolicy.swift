@@ -40,6 +40,11 @@ public struct SandboxPolicy: Sendable {
     public var groups: [UInt32] = []
     /// Private network, mount, pid, ipc and uts namespaces.
     public var namespaces = false
+    /// With `namespaces`: stay in the host's network namespace (the others
+    /// stay private). A VM's user-mode NAT forwards its ports from the
+    /// host's 127.0.0.1 and reaches out through the host, as KubeVirt's
+    /// masquerade does through the pod's network.
+    public var hostNetwork = false
     /// For a user without privileges: a user namespace of its own, which is
     /// what lets it have the other two.
     public var userNamespace = false

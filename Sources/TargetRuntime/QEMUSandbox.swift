@@ -16,11 +16,14 @@ public enum QEMUSandbox {
     /// `qemuDirectory`: the instance's own directory, whose QEMU gets a uid
     /// of its own (see `identity(for:)`); without one, the shared nobody
     /// (`sandbox-exec`, the doctor's probe).
-    public static func policy(enabled: Bool, qemuDirectory: String? = nil) async throws(RuntimeError) -> SandboxPolicy {
+    /// `hostNetwork`: the plan has a user-mode network (a VM's pod network):
+    /// QEMU needs inet sockets in the host's network namespace.
+    public static func policy(enabled: Bool, qemuDirectory: String? = nil, hostNetwork: Bool = false) async throws(RuntimeError) -> SandboxPolicy {
         guard enabled else { return .none }
         var p = SandboxPolicy()
-        // No target has a network device yet: QEMU only ever needs AF_UNIX.
-        p.network = false
+        // Boards have no network device: their QEMU only ever needs AF_UNIX.
+        p.network = hostNetwork
+        p.hostNetwork = hostNetwork
         if isRoot {
             if let qemuDirectory {
                 let id = try identity(for: qemuDirectory)

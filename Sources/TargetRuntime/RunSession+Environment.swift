@@ -37,6 +37,7 @@ public enum EndpointEnvironment {
             }
             for (device, port) in t.rfc2217 { own["SERIAL_\(key(device))_RFC2217"] = "127.0.0.1:\(port)" }
             if let gdb = t.plan.gdbSocketPath { own["GDB"] = gdb }
+            for (port, host) in t.plan.forwardedPorts { own["PORT_\(key(port.replacingOccurrences(of: "/", with: "_")))"] = "127.0.0.1:\(host)" }
             own["QMP"] = InstanceLayout(directory: t.directory).qmpSocket
             for (k, v) in own {
                 if targets.count == 1 { env["VTARGET_" + k] = v }

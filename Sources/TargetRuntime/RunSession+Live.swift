@@ -80,7 +80,8 @@ extension RunSession {
                     }
                     let t = try await TargetProcess.spawn(plan: plan, directory: dir, qemuPath: qemu,
                                                           sandbox: try await QEMUSandbox.policy(enabled: config.sandbox,
-                                                                                               qemuDirectory: plan.workingDirectory))
+                                                                                               qemuDirectory: plan.workingDirectory,
+                                                                                               hostNetwork: plan.hostNetwork))
                     targets.append(t)
                     start.spawned(t.child)
                 }

@@ -47,7 +47,7 @@ extension RunSession {
                     try RuntimeDirectory.checkSocketPath(path)
                 }
                 if let gdb = plan.gdbSocketPath { try RuntimeDirectory.checkSocketPath(gdb) }
-                out.append((r, plan, dir))
+                out.append((SessionInstance(r), plan, dir))
             } catch let e as DiagnosticError {
                 problems += e.diagnostics
             }

@@ -48,7 +48,7 @@ public struct RunConfiguration: Sendable {
 }
 
 /// One target, planned and with its directory made; nothing started yet.
-public typealias PreparedTarget = (RunnableTarget, LaunchPlan, String)
+public typealias PreparedTarget = (SessionInstance, LaunchPlan, String)
 
 /// `vtarget run`: start every target, stream serial to stdout, decide the
 /// exit code, and tear everything down whatever happens. The decisions are

@@ -1,5 +1,7 @@
 import MachineCatalog
 import YAMLTree
+import struct VMSpec.VMDefinition
+import enum VMSpec.RunStrategy
 
 /// One instance to start: its target's spec with the instance's lifecycle
 /// fields layered on top (the instance wins), and its firmware data.
@@ -12,7 +14,51 @@ public struct RunnableTarget: Sendable {
     public var configData: [String: [UInt8]]
 }
 
+/// One VM to start: its resolved definition and the lifecycle vtarget's
+/// session keeps for every instance (KubeVirt's runStrategy mapped onto
+/// restart policies; VMs have no TTL, tests or sidecars of their own yet).
+public struct RunnableVM: Sendable {
+    public var name: String
+    public var namespace: String
+    public var vm: VMDefinition
+    public var lifecycle: Lifecycle
+
+    public init(_ vm: VMDefinition) {
+        self.vm = vm
+        name = vm.metadata.name
+        namespace = vm.metadata.namespace
+        var l = Lifecycle()
+        switch vm.runStrategy {
+        case .Always: l.restartPolicy = .Always
+        case .RerunOnFailure: l.restartPolicy = .OnFailure
+        case .Once, .Manual, .Halted: l.restartPolicy = .Never
+        }
+        lifecycle = l
+    }
+}
+
 public enum Workload {
+    /// Every VM of the inputs, in the order written. A VM's name is an
+    /// instance name like a board's: the two share directories and rows, so
+    /// a clash with a board instance is refused as two boards' would be.
+    public static func vms(from resources: [Resource], boards: [RunnableTarget]) throws(DiagnosticError) -> [RunnableVM] {
+        var out: [RunnableVM] = []
+        var diags: [Diagnostic] = []
+        let boardNames = Set(boards.map { $0.namespace + "/" + $0.name })
+        for r in resources {
+            guard let vm = r.vmDefinition else { continue }
+            let key = vm.metadata.namespace + "/" + vm.metadata.name
+            if boardNames.contains(key) || out.contains(where: { $0.namespace + "/" + $0.name == key }) {
+                diags.append(Diagnostic(.error, at: r.metadata.location, field: "metadata.name",
+                    "another instance is already named \"\(vm.metadata.name)\" in namespace \(vm.metadata.namespace); instance names are unique in a namespace, VMs and boards alike"))
+                continue
+            }
+            out.append(RunnableVM(vm))
+        }
+        if !diags.isEmpty { throw DiagnosticError(diags) }
+        return out
+    }
+
     /// Applying a QemuVirtualTarget alone starts one instance of the same name;
     /// a VirtualTargetInstance starts one of the target it names. Two instances
     /// of one name in one namespace would share a directory, sockets and a

@@ -19,6 +19,21 @@ public struct VMHostInputs: Sendable {
     public struct DiskBacking: Sendable, Equatable {
         public var path: String
         public var format: DiskFormat
+        /// The read-only image a qcow2 overlay sits on (a store image), given
+        /// to QEMU as a node of its own so QEMU never opens the path recorded
+        /// in the overlay: with the sandbox, that path is not even visible.
+        public var base: BaseImage?
+
+        public init(path: String, format: DiskFormat, base: BaseImage? = nil) {
+            self.path = path
+            self.format = format
+            self.base = base
+        }
+    }
+
+    public struct BaseImage: Sendable, Equatable {
+        public var path: String
+        public var format: DiskFormat
 
         public init(path: String, format: DiskFormat) {
             self.path = path
@@ -84,6 +99,10 @@ public struct VMHostInputs: Sendable {
     public var forwardedPorts: [ForwardedPort]
     /// QEMU's own `-sandbox` deny-list, as boards get it.
     public var qemuSandbox: Bool
+    /// Files outside `instanceDirectory` go to QEMU as open fds
+    /// (`-add-fd`, `/dev/fdset/N`): a sandboxed QEMU sees none of the host's
+    /// home or state directories, and may run as a uid that could not open them.
+    public var passImagesAsFDs: Bool = false
 
     /// The sockets default to `qga.sock` and `vnc.sock` in `instanceDirectory`,
     /// beside the FIFOs, where QEMU may create files.

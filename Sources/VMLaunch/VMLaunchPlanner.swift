@@ -16,10 +16,13 @@ public enum VMLaunchPlanner {
         b.build()
         if !b.badInput.isEmpty { throw VMLaunchError(.badInput, b.badInput + b.missing) }
         if !b.missing.isEmpty { throw VMLaunchError(.missingHostInput, b.missing) }
-        return LaunchPlan(
+        var plan = LaunchPlan(
             targetName: vm.metadata.name, namespace: vm.metadata.namespace, binary: host.qemuBinary, arguments: b.args,
             channels: b.channels, accel: host.accel.rawValue, profile: vm.machineType, guestMemoryBytes: vm.memoryBytes,
-            cpus: vm.cpu.vcpus, blockDrives: b.blockDrives, workingDirectory: host.instanceDirectory)
+            cpus: vm.cpu.vcpus, blockDrives: b.blockDrives, workingDirectory: host.instanceDirectory, passedFiles: b.passedFiles)
+        plan.hostNetwork = !vm.interfaces.isEmpty
+        for p in host.forwardedPorts { plan.forwardedPorts["\(p.guestPort)/\(p.transport.rawValue.lowercased())"] = p.hostPort }
+        return plan
     }
 
     /// The MAC an interface gets: its own `macAddress` (nil when that is not

@@ -52,7 +52,7 @@ extension VMPlanBuilder {
             }
             guard ok else { continue }
             let readOnly = disk.readonly || disk.kind == .cdrom
-            let drive = blockNodes(disk.name, path: backing.path, format: backing.format, readOnly: readOnly, device: true)
+            let drive = blockNodes(disk.name, path: backing.path, format: backing.format, readOnly: readOnly, device: true, base: backing.base)
             var props = QEMUProperties([("id", .string(drive.deviceID!)), ("drive", .string(drive.formatNode))])
             switch disk.bus {
             case .virtio:

@@ -9,6 +9,8 @@ struct VMPlanBuilder {
     var args: [String] = []
     var channels: [PlannedChannel] = []
     var blockDrives: [BlockDrive] = []
+    var passedFiles: [PassedFile] = []
+    var fdSets = 0
     var badInput: [Diagnostic] = []
     var missing: [Diagnostic] = []
     /// Block node names and the disks' device ids, as boards hand them out.
@@ -103,7 +105,7 @@ struct VMPlanBuilder {
         guard vm.serialConsole else { return }
         let id = "serial-" + VMLaunchPlanner.consoleDevice
         let path = host.instanceDirectory + "/" + id
-        args += ["-chardev", QEMUOption("pipe", [("id", id), ("path", path)]).description]
+        args += ["-chardev", QEMUOption("pipe", [("id", id), ("path", here(path))]).description]
         // The first serial port: isa-serial (COM1) on x86, the PL011 on virt.
         args += ["-serial", "chardev:" + id]
         channels.append(.planned(device: VMLaunchPlanner.consoleDevice, role: .serial(uart: 0), transport: .fifoPair(path: path), chardevID: id))
@@ -137,20 +139,57 @@ struct VMPlanBuilder {
             if kb.initrdPath != nil, files.initrd == nil {
                 lack("domain.firmware.kernelBoot.container.initrdPath", "no initrd was extracted from \(kb.image)")
             }
-            args += ["-kernel", files.kernel]
-            if let initrd = files.initrd { args += ["-initrd", initrd] }
+            args += ["-kernel", here(files.kernel)]
+            if let initrd = files.initrd { args += ["-initrd", here(initrd)] }
             if let append = kb.kernelArgs { args += ["-append", append] }
         }
     }
 
     /// Both -blockdev nodes of one file, and its drive record.
-    mutating func blockNodes(_ name: String, path: String, format: VMHostInputs.DiskFormat, readOnly: Bool, device: Bool) -> BlockDrive {
+    mutating func blockNodes(_ name: String, path: String, format: VMHostInputs.DiskFormat, readOnly: Bool, device: Bool,
+                             base: VMHostInputs.BaseImage? = nil) -> BlockDrive {
         let drive = BlockDrive.planned(name: name, fileNode: nodeNames.claim("file", name), formatNode: nodeNames.claim("fmt", name),
                                        deviceID: device ? nodeNames.claim("dev", name) : nil, readOnly: readOnly)
-        args += ["-blockdev", QEMUJSON.argument(BlockdevNode.file(drive.fileNode, path: path, readOnly: readOnly)),
-                 "-blockdev", QEMUJSON.argument(BlockdevNode.format(format.driver, drive.formatNode, over: drive.fileNode, readOnly: readOnly))]
+        var baseNode: String?
+        if let base {
+            // The image under an overlay: read-only nodes of its own, named
+            // as the overlay's backing, so QEMU never follows the overlay's
+            // recorded backing path.
+            let file = nodeNames.claim("basefile", name), fmt = nodeNames.claim("base", name)
+            args += ["-blockdev", QEMUJSON.argument(BlockdevNode.file(file, path: reach(base.path, writable: false), readOnly: true)),
+                     "-blockdev", QEMUJSON.argument(BlockdevNode.format(base.format.driver, fmt, over: file, readOnly: true))]
+            baseNode = fmt
+        }
+        args += ["-blockdev", QEMUJSON.argument(BlockdevNode.file(drive.fileNode, path: reach(path, writable: !readOnly), readOnly: readOnly))]
+        if let baseNode {
+            var node = QEMUProperties([("driver", .string(format.driver.rawValue)), ("node-name", .string(drive.formatNode)),
+                                       ("file", .string(drive.fileNode)), ("backing", .string(baseNode))])
+            if readOnly { node["read-only"] = .bool(true) }
+            args += ["-blockdev", QEMUJSON.argument(node)]
+        } else {
+            args += ["-blockdev", QEMUJSON.argument(BlockdevNode.format(format.driver, drive.formatNode, over: drive.fileNode, readOnly: readOnly))]
+        }
         blockDrives.append(drive)
         return drive
+    }
+
+    /// How QEMU, in its own directory, names one of its files.
+    func here(_ path: String) -> String { LaunchPlan.relative(path, to: host.instanceDirectory) }
+
+    /// A file QEMU opens through its block layer: by a path relative to its
+    /// directory when it lives there, else (with `passImagesAsFDs`) as an
+    /// fd set vtarget opens for it: one read-only fd, and a read-write one
+    /// too when QEMU may write, as boards' disks go.
+    mutating func reach(_ path: String, writable: Bool) -> String {
+        let inside = here(path)
+        guard inside == path, host.passImagesAsFDs else { return inside }
+        fdSets += 1
+        for w in writable ? [true, false] : [false] {
+            let fd = 3 + Int32(channels.filter { if case .socketPair = $0.transport { return true } else { return false } }.count + passedFiles.count)
+            passedFiles.append(.planned(path: path, childFD: fd, writable: w))
+            args += ["-add-fd", QEMUOption(nil, [("fd", "\(fd)"), ("set", "\(fdSets)")]).description]
+        }
+        return "/dev/fdset/\(fdSets)"
     }
 
     /// A controller's `-device`, the first time a disk needs it.
@@ -162,7 +201,7 @@ struct VMPlanBuilder {
     /// qemu-guest-agent: a virtio-serial port named as the agent expects,
     /// on a unix socket QEMU listens on.
     mutating func planGuestAgent() {
-        args += ["-chardev", QEMUOption("socket", [("id", "vt-qga"), ("path", host.guestAgentSocket), ("server", "on"), ("wait", "off")]).description]
+        args += ["-chardev", QEMUOption("socket", [("id", "vt-qga"), ("path", here(host.guestAgentSocket)), ("server", "on"), ("wait", "off")]).description]
         controller("vt-virtio-serial", driver: "virtio-serial-pci")
         args += ["-device", QEMUJSON.argument(QEMUProperties([
             ("driver", .string("virtserialport")), ("id", .string("vt-qga-port")), ("bus", .string("vt-virtio-serial.0")),
@@ -184,6 +223,6 @@ struct VMPlanBuilder {
         } else {
             args += ["-device", QEMUJSON.argument(QEMUProperties([("driver", .string("VGA")), ("id", .string("vt-video"))]))]
         }
-        args += ["-vnc", QEMUOption("unix:" + host.vncSocket, []).description]
+        args += ["-vnc", QEMUOption("unix:" + here(host.vncSocket), []).description]
     }
 }

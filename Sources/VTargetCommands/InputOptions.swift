@@ -37,6 +37,8 @@ struct InputOptions: ParsableArguments {
     struct Loaded {
         var catalog: MachineCatalog
         var runnables: [RunnableTarget]
+        /// KubeVirt and Viti VMs, resolved.
+        var vms: [RunnableVM] = []
         var directories: [String: String]
 
         /// Whether any target could run under KVM here, so the probe is worth running.
@@ -61,17 +63,14 @@ struct InputOptions: ParsableArguments {
         let decoded = try decoder.decode(sources)
         for w in decoded.warnings { printError(w.description) }
         let runnables = try Workload.instances(from: decoded.resources)
-        if runnables.isEmpty, let vm = decoded.resources.first(where: { $0.vmDefinition != nil }) {
-            // Checked and resolved, but there is no VM driver yet: not the input's fault.
-            throw RuntimeError("\(vm.kind) \(vm.metadata.name) is valid, but this version of vtarget does not run VMs yet; `vtarget apply -f` stores it for when it does", code: .notFound)
-        }
-        if runnables.isEmpty {
+        let vms = try Workload.vms(from: decoded.resources, boards: runnables)
+        if runnables.isEmpty && vms.isEmpty {
             throw DiagnosticError([Diagnostic(.error, at: nil, field: nil,
-                "no QemuVirtualTarget or VirtualTargetInstance in " + files.joined(separator: ", "))])
+                "nothing to run in " + files.joined(separator: ", ") + ": no QemuVirtualTarget, VirtualTargetInstance, VirtualMachine, VirtualMachineInstance or Machine")])
         }
         var dirs: [String: String] = [:]
         for s in sources { dirs[s.path] = s.directory }
-        return Loaded(catalog: catalog, runnables: runnables, directories: dirs)
+        return Loaded(catalog: catalog, runnables: runnables, vms: vms, directories: dirs)
     }
 }
 

@@ -77,10 +77,13 @@ struct Run: AsyncParsableCommand {
             // Started by the supervisor: one instance, in its own lasting directory.
             guard supervisedOptions.waitForGo() else { return }
             loaded.runnables = loaded.runnables.filter { "\($0.namespace)/\($0.name)" == shim.instance }
-            guard let one = loaded.runnables.first else { throw RuntimeError("no instance \(shim.instance) in the spec", code: .notFound) }
-            runDir = InstanceLayout.namespaceDirectory(runtime: base, namespace: one.namespace)
+            loaded.vms = loaded.vms.filter { "\($0.namespace)/\($0.name)" == shim.instance }
+            guard let one = loaded.runnables.first.map({ ($0.namespace, $0.name) }) ?? loaded.vms.first.map({ ($0.namespace, $0.name) }) else {
+                throw RuntimeError("no instance \(shim.instance) in the spec", code: .notFound)
+            }
+            runDir = InstanceLayout.namespaceDirectory(runtime: base, namespace: one.0)
             try RuntimeDirectory.ensurePrivate(runDir, traversable: dropping)
-            let layout = InstanceLayout.supervised(runtime: base, namespace: one.namespace, name: one.name)
+            let layout = InstanceLayout.supervised(runtime: base, namespace: one.0, name: one.1)
             supervised = SupervisedInstance(layout: layout, statusPath: shim.statusFile, snapshot: shim.poolSnapshot)
             RuntimeDirectory.removeTree(layout.directory)
         } else {
@@ -110,6 +113,7 @@ struct Run: AsyncParsableCommand {
         session.config.sidecarOwner = shim?.sidecarOwner
         let dirs = loaded.directories
         let prepared = try await session.prepare(loaded.runnables, runDirectory: runDir) { dirs[$0.location.file] }
+            + session.prepareVMs(loaded.vms, runDirectory: runDir)
         let code = await session.run(prepared)
         if code != 0 { throw CommandExit(code: code) }
     }

@@ -1,0 +1,113 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import DiskImages
+import HostOS
+import InstanceContract
+import QEMULaunch
+import TargetSpec
+import VMLaunch
+import VMRuntime
+import YAMLTree
+import enum VMSpec.Architecture
+import struct VMSpec.VMDefinition
+
+extension RunSession {
+    /// Plans every VM (its disks, seed and vars made, nothing started): the
+    /// same `PreparedTarget`s boards give, so the session serves both alike.
+    /// A VM's plan errors are bad input; a missing image or tool is not.
+    public func prepareVMs(_ vms: [RunnableVM], runDirectory: String) async throws -> [PreparedTarget] {
+        guard !vms.isEmpty else { return [] }
+        let env = config.environment
+        let qemuImg = try QemuImg(environment: env)
+        let state = SupervisorPaths(environment: env).stateDirectory
+        let preparation = VMPreparation(
+            qemuImg: qemuImg,
+            store: ImageStore(stateDirectory: state, qemuImg: qemuImg, tar: ExecutableSearch.find("tar", environment: env) ?? "/usr/bin/tar"),
+            seeds: try CloudInitSeed(environment: env),
+            // hostDisk was refused at decode time unless --allow-host-paths was given.
+            volumeRoot: state + "/volumes", allowHostPaths: true)
+        var out: [PreparedTarget] = []
+        var problems: [Diagnostic] = []
+        for r in vms {
+            let layout = config.supervised?.layout ?? .run(runDirectory, namespace: r.namespace, name: r.name)
+            let dir = layout.directory
+            let dropping = config.sandbox && QEMUSandbox.isRoot
+            let qemuDir = try QEMUSandbox.qemuDirectory(for: layout, dropping: dropping)
+            if mkdir(dir, dropping ? 0o711 : 0o700) != 0 || mkdir(qemuDir, 0o700) != 0 {
+                throw RuntimeError("cannot create \(qemuDir): \(String(cString: strerror(errno)))")
+            }
+            if dropping { chmod(dir, 0o711) }
+            var host = VMHostInputs(qemuBinary: "qemu-system-" + r.vm.architecture.qemuSuffix, accel: accel(for: r.vm),
+                                    disks: try await preparation.disks(for: r.vm, in: qemuDir), instanceDirectory: qemuDir,
+                                    forwardedPorts: try forwardedPorts(r.vm), qemuSandbox: config.sandbox)
+            host.passImagesAsFDs = config.sandbox
+            if case .efi = r.vm.firmware {
+                let files = try FirmwareFiles.find(architecture: r.vm.architecture, machineType: r.vm.machineType,
+                                                   directories: FirmwareFiles.defaultDirectories(environment: env))
+                let vars = qemuDir + "/efi-vars.fd"
+                try files.makeVars(at: vars)
+                host.efi = VMHostInputs.EFIFiles(code: files.code, vars: vars)
+            }
+            if let kb = r.vm.kernelBoot {
+                throw RuntimeError("\(r.vm.metadata.location): kernelBoot from image \(kb.image) is not supported yet; "
+                    + "boot the VM from a containerDisk instead", code: .badInput)
+            }
+            if dropping { try QEMUSandbox.handOver(qemuDir) }
+            do {
+                let plan = try VMLaunchPlanner.plan(vm: r.vm, host: host)
+                for path in layout.sockets(devices: plan.serialChannels.map(\.device)) + [host.guestAgentSocket, host.vncSocket] {
+                    try RuntimeDirectory.checkSocketPath(path)
+                }
+                out.append((SessionInstance(r), plan, dir))
+                for p in host.forwardedPorts {
+                    note("\(r.name): guest port \(p.guestPort)/\(p.transport.rawValue.lowercased()) of \(p.interface) on 127.0.0.1:\(p.hostPort)")
+                }
+            } catch let e as VMLaunchError {
+                problems += e.diagnostics
+            }
+        }
+        if !problems.isEmpty { throw DiagnosticError(problems) }
+        return out
+    }
+
+    /// KVM only where the host probe proved it works and the guest is the
+    /// host's own architecture; TCG otherwise (no test depends on KVM).
+    func accel(for vm: VMDefinition) -> VMHostInputs.Accel {
+        let native: Bool
+        switch (vm.architecture, config.host.architecture) {
+        case (.amd64, .x86_64), (.arm64, .aarch64): native = true
+        default: native = false
+        }
+        return native && config.host.kvmUsable ? .kvm : .tcg
+    }
+
+    /// A free loopback port for each guest port the VM's interfaces list,
+    /// chosen now (the kernel's pick, released just before QEMU binds it).
+    func forwardedPorts(_ vm: VMDefinition) throws -> [VMHostInputs.ForwardedPort] {
+        var out: [VMHostInputs.ForwardedPort] = []
+        for i in vm.interfaces where i.network == nil {
+            for p in i.ports {
+                out.append(.init(interface: i.name, transport: p.transport, guestPort: p.port,
+                                 hostPort: try Self.freeLoopbackPort(udp: p.transport == .UDP)))
+            }
+        }
+        return out
+    }
+
+    static func freeLoopbackPort(udp: Bool) throws -> Int {
+        let fd = socket(AF_INET, Int32(udp ? SOCK_DGRAM.rawValue : SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw RuntimeError("socket: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+        }
+        guard bound else { throw RuntimeError("cannot pick a loopback port: \(String(cString: strerror(errno)))") }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+}

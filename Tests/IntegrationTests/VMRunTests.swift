@@ -1,0 +1,105 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// A KubeVirt VirtualMachine as written for a cluster, run by `vtarget run`:
+/// the busybox test guest (scripts/build-test-guest.sh) imported into the
+/// image store, booted from a containerDisk overlay with a NoCloud seed and a
+/// forwarded port, under the sandbox. One boot checks everything.
+@Suite(.serialized) struct VMRunTests {
+    static let guest: String? = {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: repoRoot + "/scripts/build-test-guest.sh")
+        p.environment = ProcessInfo.processInfo.environment.merging(["VTARGET_GUEST_ARM64": "0"]) { $1 }
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return nil }
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        return p.terminationStatus == 0 ? text.trimmingCharacters(in: .whitespacesAndNewlines) : nil
+    }()
+
+    static func vmYAML(image: String) -> String {
+        """
+        apiVersion: kubevirt.io/v1
+        kind: VirtualMachine
+        metadata: {name: bb}
+        spec:
+          runStrategy: Always
+          template:
+            spec:
+              domain:
+                cpu: {cores: 1}
+                memory: {guest: 256Mi}
+                devices:
+                  disks:
+                    - name: root
+                      disk: {bus: virtio}
+                    - name: cloudinit
+                      disk: {bus: virtio}
+                  interfaces:
+                    - name: default
+                      masquerade: {}
+                      ports: [{port: 8080}]
+              networks: [{name: default, pod: {}}]
+              volumes:
+                - name: root
+                  containerDisk: {image: \(image)}
+                - name: cloudinit
+                  cloudInitNoCloud:
+                    userData: |
+                      #!/bin/sh
+                      echo hello-from-user-data
+        """
+    }
+
+    @Test func aKubeVirtVMBootsFromTheStoreWithItsSeedAndPort() throws {
+        guard let guest = Self.guest else { Issue.record("scripts/build-test-guest.sh failed"); return }
+        let runtime = makeRuntimeDir()
+        let state = runtime + "-state"
+        defer {
+            try? FileManager.default.removeItem(atPath: runtime)
+            try? FileManager.default.removeItem(atPath: state)
+            try? FileManager.default.removeItem(atPath: runtime + ".yaml")
+        }
+        let env = "VTARGET_STATE_DIR=\(state)"
+        var r = try shell("\(env) \(vtarget) image import vtarget-test/busybox:1 \(guest)/x86_64/disk.qcow2", runtime: runtime)
+        #expect(r.code == 0, "\(r.stderr)")
+        try Self.vmYAML(image: "vtarget-test/busybox:1").write(toFile: runtime + ".yaml", atomically: true, encoding: .utf8)
+        // The command waits for the guest's HTTP server on the forwarded port,
+        // fetches a page, then powers the guest off through its console.
+        let client = """
+            for i in $(seq 1 240); do \
+              if curl -sf -m 2 http://$VTARGET_PORT_8080_TCP/ > \(runtime).page; then break; fi; sleep 0.5; done; \
+            echo fetched=$?
+            """
+        r = try shell("cd \(repoRoot) && \(env) timeout 300 \(vtarget) run -f \(runtime).yaml --timeout 240s -- sh -c '\(client)'", runtime: runtime)
+        let console = r.stdout
+        #expect(r.code == 0, "\(console)\n\(r.stderr)")
+        #expect(console.contains("vtarget-guest: hostname=bb"), "\(console)")
+        #expect(console.contains("hello-from-user-data") && console.contains("user-data ran exit=0"), "\(console)")
+        #expect(console.contains("ip=10.0.2.15"), "\(console)")
+        #expect(r.stderr.contains("bb: guest port 8080/tcp of default on 127.0.0.1:"), "\(r.stderr)")
+        let page = (try? String(contentsOfFile: runtime + ".page", encoding: .utf8)) ?? ""
+        #expect(!page.isEmpty, "nothing fetched through the forwarded port\n\(console)\n\(r.stderr)")
+        // The store's image was never written: its digest is still its content.
+        r = try shell("\(env) \(vtarget) image inspect vtarget-test/busybox:1", runtime: runtime)
+        #expect(r.code == 0 && r.stdout.contains("qcow2"), "\(r.stdout)\(r.stderr)")
+        #expect(qemuProcesses(mentioning: runtime).isEmpty)
+    }
+
+    @Test func aMissingImageNamesTheCommandThatAddsIt() throws {
+        let runtime = makeRuntimeDir()
+        defer {
+            try? FileManager.default.removeItem(atPath: runtime)
+            try? FileManager.default.removeItem(atPath: runtime + "-state")
+            try? FileManager.default.removeItem(atPath: runtime + ".yaml")
+        }
+        try Self.vmYAML(image: "registry.example:5000/nothere:1").write(toFile: runtime + ".yaml", atomically: true, encoding: .utf8)
+        let r = try shell("cd \(repoRoot) && VTARGET_STATE_DIR=\(runtime)-state \(vtarget) run -f \(runtime).yaml --timeout 30s", runtime: runtime)
+        #expect(r.code == 1, "\(r.stderr)")
+        #expect(r.stderr.contains("vtarget image pull registry.example:5000/nothere:1"), "\(r.stderr)")
+        #expect(qemuProcesses(mentioning: runtime).isEmpty)
+    }
+}
