@@ -98,6 +98,27 @@ extension Supervisor {
             d?.labels = instanceLabels[rn.name] ?? rn.target.metadata.labels
             return d
         }
+        let vms: [RunnableVM]
+        do { vms = try Workload.vms(from: resources, boards: runnables) } catch { throw Self.unprocessable(error.diagnostics, byLabel) }
+        // What a VM's resolution reads besides its own row: the namespace's
+        // instancetypes, preferences and classes, so the shim resolves it alike.
+        let vmSupport = rows.filter { Self.vmSupportKinds.contains($0.kind) }.sorted { $0.kind + $0.name < $1.kind + $1.name }
+        for v in vms {
+            // KubeVirt's runStrategy: Halted and Manual wait (for `start`, which
+            // needs the VM driver's state: not yet); the others run now.
+            guard v.vm.runStrategy != .Halted, v.vm.runStrategy != .Manual, let row = byKey[v.vm.api.rawValue + "/" + v.name] else { continue }
+            let spec = ([row.yaml] + vmSupport.map(\.yaml)).joined(separator: "---\n")
+            let o = row.options
+            let who = row.owner.map { "\($0.uid):\($0.gid):\($0.groups)" } ?? ""
+            var d = DesiredInstance(namespace: v.namespace, name: v.name, target: "\(v.vm.api.rawValue)/\(v.name)",
+                                    machine: v.vm.machineType, restartPolicy: (v.lifecycle.restartPolicy ?? .Never).rawValue,
+                                    ttlSeconds: nil, spec: spec, directory: row.directory, options: o,
+                                    serialDevices: v.vm.serialConsole ? ["console"] : [], canBuses: [],
+                                    hash: Self.fingerprint(spec + "\u{0}" + row.directory + "\u{0}\(o.lenient)\(o.allowHostPaths)\(o.allowExtraArgs)\u{0}" + who))
+            d.owner = row.owner
+            d.labels = v.vm.metadata.labels
+            state.instances.append(d)
+        }
         for case .pool(let p) in resources {
             guard case .target(let t)? = resources.first(where: {
                 if case .target(let t) = $0 { return t.metadata.name == p.targetName }
@@ -126,6 +147,10 @@ extension Supervisor {
         var instances: [DesiredInstance] = []
         var pools: [PoolTemplate] = []
     }
+
+    /// The kinds a VM's resolution may read (its instancetype, preference or class).
+    static let vmSupportKinds: Set<String> = ["VirtualMachineInstancetype", "VirtualMachineClusterInstancetype",
+                                              "VirtualMachinePreference", "VirtualMachineClusterPreference", "MachineClass"]
 
     /// What a stored resource is called in diagnostics (its "file").
     static func sourceLabel(_ r: ResourceRow) -> String { "\(r.kind) \(r.namespace)/\(r.name)" }

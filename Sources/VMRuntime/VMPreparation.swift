@@ -46,9 +46,11 @@ public struct VMPreparation: Sendable {
             let image: ImageStore.Resolved
             do {
                 image = try store.resolve(reference)
-            } catch {
-                throw RuntimeError("\(at)disk \(disk.name): image \(reference) is not in the local store (\(error)); "
+            } catch where error.code == .notFound {
+                throw RuntimeError("\(at)disk \(disk.name): image \(reference) is not in the local store; "
                     + "add it with `vtarget image pull \(reference)` or `vtarget image import \(reference) FILE`", code: .notFound)
+            } catch {
+                throw RuntimeError("\(at)disk \(disk.name): image \(reference): \(error)", code: error.code == .badReference ? .badInput : .io, cause: error)
             }
             let overlay = own + ".qcow2"
             try await qemuImg.create(path: overlay, format: .qcow2, size: nil,

@@ -37,8 +37,17 @@ struct ObjectListing {
             return items.map { Object(namespace: $0.namespace, name: $0.name, node: Table.node($0)) }
         default:
             let items: [ResourceInfo] = try await client.get("/v1/resources?kind=\(kind.kind)&" + namespaces.query)
+            // A VM's status is its instance's, as KubeVirt's VM shows its VMI's.
+            var instances: [String: InstanceInfo] = [:]
+            if VMStatus.kinds.contains(kind.kind) {
+                let all: [InstanceInfo] = try await client.get("/v1/instances?" + namespaces.query)
+                for i in all where i.target == "\(kind.kind)/\(i.name)" { instances[i.namespace + "/" + i.name] = i }
+            }
             return items.compactMap { r in
-                guard let root = (try? YAMLParser.parse(r.yaml, file: r.name))?.first?.root else { return nil }
+                guard var root = (try? YAMLParser.parse(r.yaml, file: r.name))?.first?.root else { return nil }
+                if VMStatus.kinds.contains(kind.kind) {
+                    root = root.replacingStatus(VMStatus(kind: kind.kind, instance: instances[r.namespace + "/" + r.name]).node)
+                }
                 return Object(namespace: r.namespace, name: r.name,
                               node: root.addingToMetadata("creationTimestamp", Table.str(Table.timestamp(r.createdAt))))
             }
@@ -64,6 +73,52 @@ extension YAMLNode {
               case .mapping(var meta) = pairs[i].value.content, !meta.contains(where: { $0.key.scalar == key }) else { return self }
         meta.append(YAMLPair(key: Table.str(key), value: value))
         pairs[i].value.content = .mapping(meta)
+        var copy = self
+        copy.content = .mapping(pairs)
+        return copy
+    }
+}
+
+/// A VM's status from its instance, in KubeVirt's words (the VM's
+/// `printableStatus` and `ready`, the VMI's `phase`) and Viti's (`phase`).
+struct VMStatus {
+    static let kinds: Set<String> = ["VirtualMachine", "VirtualMachineInstance", "Machine"]
+
+    var printableStatus: String
+    var ready: Bool
+    var phase: String
+
+    init(kind: String, instance: InstanceInfo?) {
+        guard let i = instance else {
+            // No instance: stopped (Halted, Manual before start), as KubeVirt says.
+            (printableStatus, ready, phase) = ("Stopped", false, kind == "Machine" ? "Stopped" : "")
+            return
+        }
+        let paused = i.conditions.contains { $0.type == "Paused" && $0.status == "True" }
+        switch i.phase {
+        case "Running": printableStatus = paused ? "Paused" : "Running"; phase = "Running"
+        case "Pending", "Starting": printableStatus = "Starting"; phase = i.phase == "Pending" ? "Pending" : "Scheduled"
+        case "Stopping": printableStatus = "Stopping"; phase = "Running"
+        case "Succeeded": printableStatus = "Stopped"; phase = "Succeeded"
+        case "Failed": printableStatus = i.nextRestartAt != nil ? "CrashLoopBackOff" : "Stopped"; phase = "Failed"
+        default: printableStatus = i.phase; phase = i.phase
+        }
+        ready = i.ready && i.phase == "Running"
+    }
+
+    var node: YAMLNode {
+        Table.map([("printableStatus", Table.str(printableStatus)), ("ready", Table.plain(ready ? "True" : "False")),
+                   ("phase", phase.isEmpty ? nil : Table.str(phase)),
+                   ("conditions", Table.seq([Table.map([("type", Table.str("Ready")), ("status", Table.str(ready ? "True" : "False"))])]))])
+    }
+}
+
+extension YAMLNode {
+    /// The object with its `status` replaced (the stored one is the user's, not ours).
+    func replacingStatus(_ status: YAMLNode) -> YAMLNode {
+        guard case .mapping(var pairs) = content else { return self }
+        pairs.removeAll { $0.key.scalar == "status" }
+        pairs.append(YAMLPair(key: Table.str("status"), value: status))
         var copy = self
         copy.content = .mapping(pairs)
         return copy

@@ -103,3 +103,54 @@ import TestSupport
         #expect(qemuProcesses(mentioning: runtime).isEmpty)
     }
 }
+
+/// The same VM under the supervisor: `apply` runs it (runStrategy Always),
+/// `get vm` shows its instance's status in KubeVirt's words, pause shows
+/// Paused, delete ends it; a Halted VM is stored and not started.
+@Suite(.serialized) struct VMSupervisorTests {
+    @Test func applyRunsAlwaysAndKeepsHaltedStopped() throws {
+        guard let guest = VMRunTests.guest else { Issue.record("scripts/build-test-guest.sh failed"); return }
+        let f = SupervisorFixture()
+        defer { f.tearDown() }
+        var r = try f.vt(["image", "import", "vtarget-test/busybox:1", guest + "/x86_64/disk.qcow2"])
+        #expect(r.code == 0, "\(r.stderr)")
+        let file = f.work + "/vm.yaml"
+        try VMRunTests.vmYAML(image: "vtarget-test/busybox:1").write(toFile: file, atomically: true, encoding: .utf8)
+        r = try f.vt(["apply", "-f", file])
+        #expect(r.code == 0, "\(r.stderr)")
+        var table = ""
+        for _ in 0..<600 {
+            table = try f.vt(["get", "vm", "bb"]).stdout
+            if table.contains("Running") && table.contains("True") { break }
+            usleep(100_000)
+        }
+        #expect(table.contains("Running") && table.contains("True"), "\(table)")
+        // The console is the instance's serial device, as a board's UART.
+        var logs = ""
+        for _ in 0..<600 {
+            logs = try f.vt(["logs", "bb"]).stdout
+            if logs.contains("vtarget-guest: ready") { break }
+            usleep(100_000)
+        }
+        #expect(logs.contains("vtarget-guest: hostname=bb"), "\(logs)")
+        #expect(try f.vt(["pause", "bb"]).code == 0)
+        var paused = ""
+        for _ in 0..<50 {
+            paused = try f.vt(["get", "vm", "bb"]).stdout
+            if paused.contains("Paused") { break }
+            usleep(100_000)
+        }
+        #expect(paused.contains("Paused"), "\(paused)")
+        #expect(try f.vt(["delete", "vm", "bb"]).code == 0)
+        // Halted: stored, listed as Stopped, nothing started.
+        try VMRunTests.vmYAML(image: "vtarget-test/busybox:1").replacingOccurrences(of: "runStrategy: Always", with: "runStrategy: Halted")
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        r = try f.vt(["apply", "-f", file])
+        #expect(r.code == 0, "\(r.stderr)")
+        usleep(500_000)
+        let halted = try f.vt(["get", "vm", "bb"]).stdout
+        #expect(halted.contains("Stopped"), "\(halted)")
+        #expect(try f.instances(["-A"]).isEmpty)
+        #expect(qemuProcesses(mentioning: f.runtime).isEmpty)
+    }
+}
