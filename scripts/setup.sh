@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Installs what vtarget needs on Debian, idempotently: a second run takes seconds.
-          apt packages QEMU libyaml libseccomp the ARM cross compiler socat. PyPI into .venv real clients for interop tests python-can qemu.qmp pyserial junitparser and Kubernetes schema checkers kubernetes-validate jsonschema . socat test guests scripts build-test-guest.sh cloud-init seeds genisoimage mtools syslinux cpio kmod e2fsprogs debootstrap OpenSSH s client. docker-registry skopeo image pull a local registry an pushed to it)
+# apt packages: QEMU (with OVMF and AAVMF), libyaml, libseccomp, the ARM cross compiler, socat,
+# gdb-multiarch; for the VM tests and the image store: genisoimage (cloud-init seeds), mtools,
+# syslinux, cpio, kmod, e2fsprogs, debootstrap (scripts/build-test-guest.sh), OpenSSH's client,
+# docker-registry and skopeo (a local registry for `image pull` tests), tar, curl.
+# PyPI (into .venv): real clients for interop tests (python-can, qemu.qmp, pyserial, junitparser)
+# and Kubernetes schema checkers (kubernetes-validate, jsonschema).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
