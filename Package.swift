@@ -91,7 +91,7 @@ let package = Package(
         ], exclude: ["README.md"]),
         .target(name: "VTargetCommands", dependencies: [
             "GitOpsSync", "ControlAPI", "Supervisor", "TargetRuntime", "DiskImages", "QEMULaunch", "TargetSpec", "MachineCatalog", "ResourceKit", "YAMLTree", "QMP", "Sandbox", "Endpoints",
-            "InstanceContract", "HostOS", "KubeRender", "SessionCore",
+            "InstanceContract", "HostOS", "KubeRender", "SessionCore", "VMLaunch", "VMRuntime",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], exclude: ["README.md"]),
         .executableTarget(name: "vtarget", dependencies: ["VTargetCommands"], exclude: ["README.md"]),

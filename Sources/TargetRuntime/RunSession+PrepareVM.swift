@@ -19,14 +19,7 @@ extension RunSession {
     public func prepareVMs(_ vms: [RunnableVM], runDirectory: String) async throws -> [PreparedTarget] {
         guard !vms.isEmpty else { return [] }
         let env = config.environment
-        let qemuImg = try QemuImg(environment: env)
-        let state = SupervisorPaths(environment: env).stateDirectory
-        let preparation = VMPreparation(
-            qemuImg: qemuImg,
-            store: ImageStore(stateDirectory: state, qemuImg: qemuImg, tar: ExecutableSearch.find("tar", environment: env) ?? "/usr/bin/tar"),
-            seeds: try CloudInitSeed(environment: env),
-            // hostDisk was refused at decode time unless --allow-host-paths was given.
-            volumeRoot: state + "/volumes", allowHostPaths: true)
+        let preparation = try VMPreparation(environment: env)
         var out: [PreparedTarget] = []
         var problems: [Diagnostic] = []
         for r in vms {
@@ -38,21 +31,8 @@ extension RunSession {
                 throw RuntimeError("cannot create \(qemuDir): \(String(cString: strerror(errno)))")
             }
             if dropping { chmod(dir, 0o711) }
-            var host = VMHostInputs(qemuBinary: "qemu-system-" + r.vm.architecture.qemuSuffix, accel: accel(for: r.vm),
-                                    disks: try await preparation.disks(for: r.vm, in: qemuDir), instanceDirectory: qemuDir,
-                                    forwardedPorts: try forwardedPorts(r.vm), qemuSandbox: config.sandbox)
-            host.passImagesAsFDs = config.sandbox
-            if case .efi = r.vm.firmware {
-                let files = try FirmwareFiles.find(architecture: r.vm.architecture, machineType: r.vm.machineType,
-                                                   directories: FirmwareFiles.defaultDirectories(environment: env))
-                let vars = qemuDir + "/efi-vars.fd"
-                try files.makeVars(at: vars)
-                host.efi = VMHostInputs.EFIFiles(code: files.code, vars: vars)
-            }
-            if let kb = r.vm.kernelBoot {
-                throw RuntimeError("\(r.vm.metadata.location): kernelBoot from image \(kb.image) is not supported yet; "
-                    + "boot the VM from a containerDisk instead", code: .badInput)
-            }
+            let host = try VMHostPlan.inputs(r.vm, qemuDirectory: qemuDir, disks: try await preparation.disks(for: r.vm, in: qemuDir),
+                                             host: config.host, sandbox: config.sandbox, environment: env, materialize: true)
             if dropping { try QEMUSandbox.handOver(qemuDir) }
             do {
                 let plan = try VMLaunchPlanner.plan(vm: r.vm, host: host)
@@ -71,30 +51,6 @@ extension RunSession {
         return out
     }
 
-    /// KVM only where the host probe proved it works and the guest is the
-    /// host's own architecture; TCG otherwise (no test depends on KVM).
-    func accel(for vm: VMDefinition) -> VMHostInputs.Accel {
-        let native: Bool
-        switch (vm.architecture, config.host.architecture) {
-        case (.amd64, .x86_64), (.arm64, .aarch64): native = true
-        default: native = false
-        }
-        return native && config.host.kvmUsable ? .kvm : .tcg
-    }
-
-    /// A free loopback port for each guest port the VM's interfaces list,
-    /// chosen now (the kernel's pick, released just before QEMU binds it).
-    func forwardedPorts(_ vm: VMDefinition) throws -> [VMHostInputs.ForwardedPort] {
-        var out: [VMHostInputs.ForwardedPort] = []
-        for i in vm.interfaces where i.network == nil {
-            for p in i.ports {
-                out.append(.init(interface: i.name, transport: p.transport, guestPort: p.port,
-                                 hostPort: try Self.freeLoopbackPort(udp: p.transport == .UDP)))
-            }
-        }
-        return out
-    }
-
     static func freeLoopbackPort(udp: Bool) throws -> Int {
         let fd = socket(AF_INET, Int32(udp ? SOCK_DGRAM.rawValue : SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw RuntimeError("socket: \(String(cString: strerror(errno)))") }
@@ -109,5 +65,66 @@ extension RunSession {
         }
         guard bound else { throw RuntimeError("cannot pick a loopback port: \(String(cString: strerror(errno)))") }
         return Int(UInt16(bigEndian: addr.sin_port))
+    }
+}
+
+/// What QEMU needs of the host for one VM besides its disks: the binary,
+/// the accelerator, EFI code and vars, loopback ports for its guest ports.
+/// `run` makes the vars; `render` only names them.
+public enum VMHostPlan {
+    public static func inputs(_ vm: VMDefinition, qemuDirectory: String, disks: [String: VMHostInputs.DiskBacking], host: HostFacts,
+                              sandbox: Bool, environment: [String: String], materialize: Bool) throws -> VMHostInputs {
+        var inputs = VMHostInputs(qemuBinary: "qemu-system-" + vm.architecture.qemuSuffix, accel: accel(for: vm, host: host),
+                                  disks: disks, instanceDirectory: qemuDirectory, forwardedPorts: try forwardedPorts(vm), qemuSandbox: sandbox)
+        inputs.passImagesAsFDs = sandbox
+        if case .efi = vm.firmware {
+            let files = try FirmwareFiles.find(architecture: vm.architecture, machineType: vm.machineType,
+                                               directories: FirmwareFiles.defaultDirectories(environment: environment))
+            let vars = qemuDirectory + "/efi-vars.fd"
+            if materialize { try files.makeVars(at: vars) }
+            inputs.efi = VMHostInputs.EFIFiles(code: files.code, vars: vars)
+        }
+        if let kb = vm.kernelBoot {
+            throw RuntimeError("\(vm.metadata.location): kernelBoot from image \(kb.image) is not supported yet; "
+                + "boot the VM from a containerDisk instead", code: .badInput)
+        }
+        return inputs
+    }
+
+    /// KVM only where the host probe proved it works and the guest is the
+    /// host's own architecture; TCG otherwise (no test depends on KVM).
+    static func accel(for vm: VMDefinition, host: HostFacts) -> VMHostInputs.Accel {
+        let native: Bool
+        switch (vm.architecture, host.architecture) {
+        case (.amd64, .x86_64), (.arm64, .aarch64): native = true
+        default: native = false
+        }
+        return native && host.kvmUsable ? .kvm : .tcg
+    }
+
+    /// A free loopback port for each guest port the VM's interfaces list,
+    /// chosen now (the kernel's pick, released just before QEMU binds it).
+    static func forwardedPorts(_ vm: VMDefinition) throws -> [VMHostInputs.ForwardedPort] {
+        var out: [VMHostInputs.ForwardedPort] = []
+        for i in vm.interfaces where i.network == nil {
+            for p in i.ports {
+                out.append(.init(interface: i.name, transport: p.transport, guestPort: p.port,
+                                 hostPort: try RunSession.freeLoopbackPort(udp: p.transport == .UDP)))
+            }
+        }
+        return out
+    }
+
+}
+
+extension VMPreparation {
+    /// The user's store, volumes and tools, as `run`, the shims and `render` find them.
+    public init(environment env: [String: String]) throws {
+        let qemuImg = try QemuImg(environment: env)
+        let state = SupervisorPaths(environment: env).stateDirectory
+        // hostDisk was refused at decode time unless --allow-host-paths was given.
+        self.init(qemuImg: qemuImg,
+                  store: ImageStore(stateDirectory: state, qemuImg: qemuImg, tar: ExecutableSearch.find("tar", environment: env) ?? "/usr/bin/tar"),
+                  seeds: try CloudInitSeed(environment: env), volumeRoot: state + "/volumes", allowHostPaths: true)
     }
 }

@@ -39,19 +39,42 @@ public struct VMPreparation: Sendable {
         return out
     }
 
+    /// The same files as `disks`, named but not made: what `render` shows.
+    /// Only the image store is read, for the images' paths and formats.
+    public func plannedDisks(for vm: VMDefinition, in qemuDirectory: String) throws -> [String: VMHostInputs.DiskBacking] {
+        var out: [String: VMHostInputs.DiskBacking] = [:]
+        for (index, disk) in vm.disks.enumerated() {
+            let own = qemuDirectory + "/disk\(index)"
+            switch disk.source {
+            case .image(let reference, _):
+                let image = try resolve(reference, disk)
+                out[disk.name] = .init(path: own + ".qcow2", format: .qcow2, base: .init(path: image.path, format: image.format == .qcow2 ? .qcow2 : .raw))
+            case .empty: out[disk.name] = .init(path: own + ".qcow2", format: .qcow2)
+            case .volume(let name, _, _): out[disk.name] = .init(path: volumeRoot + "/" + vm.metadata.namespace + "/" + name + ".qcow2", format: .qcow2)
+            case .hostDisk(let path, _, _): out[disk.name] = .init(path: path, format: .raw)
+            case .cloudInit, .configMap, .secret: out[disk.name] = .init(path: own + ".iso", format: .raw)
+            }
+        }
+        return out
+    }
+
+    private func resolve(_ reference: String, _ disk: VMDisk) throws -> ImageStore.Resolved {
+        let at = disk.location.map { "\($0): " } ?? ""
+        do {
+            return try store.resolve(reference)
+        } catch where error.code == .notFound {
+            throw RuntimeError("\(at)disk \(disk.name): image \(reference) is not in the local store; "
+                + "add it with `vtarget image pull \(reference)` or `vtarget image import \(reference) FILE`", code: .notFound)
+        } catch {
+            throw RuntimeError("\(at)disk \(disk.name): image \(reference): \(error)", code: error.code == .badReference ? .badInput : .io, cause: error)
+        }
+    }
+
     private func backing(_ disk: VMDisk, vm: VMDefinition, own: String) async throws -> VMHostInputs.DiskBacking {
         let at = disk.location.map { "\($0): " } ?? ""
         switch disk.source {
         case .image(let reference, _):
-            let image: ImageStore.Resolved
-            do {
-                image = try store.resolve(reference)
-            } catch where error.code == .notFound {
-                throw RuntimeError("\(at)disk \(disk.name): image \(reference) is not in the local store; "
-                    + "add it with `vtarget image pull \(reference)` or `vtarget image import \(reference) FILE`", code: .notFound)
-            } catch {
-                throw RuntimeError("\(at)disk \(disk.name): image \(reference): \(error)", code: error.code == .badReference ? .badInput : .io, cause: error)
-            }
+            let image = try resolve(reference, disk)
             let overlay = own + ".qcow2"
             try await qemuImg.create(path: overlay, format: .qcow2, size: nil,
                                      backing: QemuImg.Backing(path: image.path, format: image.format))

@@ -4,6 +4,8 @@ import QEMULaunch
 import HostOS
 import TargetRuntime
 import TargetSpec
+import VMLaunch
+import VMRuntime
 import YAMLTree
 
 struct Render: AsyncParsableCommand {
@@ -84,6 +86,23 @@ struct Render: AsyncParsableCommand {
                 outputs.append(text)
             } catch let e as DiagnosticError {
                 problems += e.diagnostics
+            }
+        }
+        if !loaded.vms.isEmpty {
+            let facts = await HostProbe.facts(environment: env, probeKVM: false)
+            let preparation = try VMPreparation(environment: env)
+            for r in loaded.vms {
+                let dir = base + "/" + (r.namespace == "default" ? r.name : "\(r.namespace).\(r.name)") + "/qemu"
+                do {
+                    let host = try VMHostPlan.inputs(r.vm, qemuDirectory: dir, disks: try preparation.plannedDisks(for: r.vm, in: dir),
+                                                     host: facts, sandbox: !noSandbox, environment: env, materialize: false)
+                    let plan = try VMLaunchPlanner.plan(vm: r.vm, host: host)
+                    var text = loaded.runnables.count + loaded.vms.count > 1 ? "# \(r.name)\n" : ""
+                    text += format == .shell ? ShellQuoting.line(plan.argv) : plan.argv.joined(separator: "\n")
+                    outputs.append(text)
+                } catch let e as VMLaunchError {
+                    problems += e.diagnostics
+                }
             }
         }
         if !problems.isEmpty { throw DiagnosticError(problems) }

@@ -86,11 +86,12 @@ import VMRuntime
             // The agent's socket, VNC's, the console's endpoint, the forwarded ports.
             let host = c.host(directory: qemuDir)
             let chardevs = try await qmp.execute("query-chardev")
-            #expect("\(chardevs)".contains(host.guestAgentSocket))
+            // QEMU names its own files relative to its directory.
+            #expect("\(chardevs)".contains(LaunchPlan.relative(host.guestAgentSocket, to: qemuDir)))
             #expect(access(host.guestAgentSocket, F_OK) == 0)
             if c.vm.graphics {
                 let vnc = try await qmp.execute("query-vnc")
-                #expect(vnc["service"]?.stringValue == host.vncSocket, "\(vnc)")
+                #expect(vnc["service"]?.stringValue == LaunchPlan.relative(host.vncSocket, to: qemuDir), "\(vnc)")
             } else {
                 #expect(!plan.arguments.contains("-vnc"))
             }
@@ -205,7 +206,9 @@ import VMRuntime
             switch file.format {
             case .qcow2 where file.path.hasPrefix("disk-"):
                 // A store image's overlay, as a VM's disks are.
-                try await img.create(path: path, format: .qcow2, size: nil, backing: .init(path: base, format: .raw))
+                // Relative: QEMU resolves it beside the overlay, inside its own
+                // directory, whose host path its mount namespace hides.
+                try await img.create(path: path, format: .qcow2, size: nil, backing: .init(path: "base.img", format: .raw))
             case .qcow2:
                 try await img.create(path: path, format: .qcow2, size: 64 << 20)
             case .raw where file.path.hasSuffix(".iso"):
