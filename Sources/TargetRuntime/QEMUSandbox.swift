@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Foundation
 import HostOS
 import InstanceContract
 import Sandbox
@@ -61,17 +62,8 @@ public enum QEMUSandbox {
     /// spawn, about 1.5 ms a run, is saved.
     private static func rootNeedsNoProbe() -> Bool {
         guard isRoot else { return false }
-        let fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = read(fd, &buf, buf.count)
-            if n < 0, errno == EINTR { continue }
-            if n <= 0 { break }
-            bytes += buf[0..<n]
-        }
+        guard let status = FileManager.default.contents(atPath: "/proc/self/status") else { return false }
+        let bytes = [UInt8](status)
         var capEff: UInt64?, seccomp: String?
         for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
             let parts = line.split(separator: ":", maxSplits: 1).map { $0.filter { !$0.isWhitespace } }

@@ -383,15 +383,6 @@ public struct ResourceDecoder {
         }
     }
 
-    /// A byte quantity (memory, a disk's capacity), bounded by `Quantity.maxBytes`.
-    func bytes(_ v: YAMLNode, _ path: String, _ context: DecodeContext) -> UInt64? {
-        guard let s = v.scalar else {
-            context.error(v, path, "expected \(Quantity.syntaxHint), got \(describe(v))")
-            return nil
-        }
-        do { return try Quantity.bytes(s) } catch {
-            context.error(v, path, error.description)
-            return nil
-        }
-    }
+    /// A byte quantity: `DecodeContext.bytes`, read alike for every kind.
+    func bytes(_ v: YAMLNode, _ path: String, _ context: DecodeContext) -> UInt64? { context.bytes(v, path) }
 }

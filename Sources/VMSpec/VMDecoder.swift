@@ -54,17 +54,8 @@ public struct VMDecoder {
 
     // MARK: Scalars
 
-    /// A byte quantity (`128Mi`, `1G`, plain bytes), bounded as every quantity is.
-    func bytes(_ v: YAMLNode, _ path: String, _ context: DecodeContext) -> UInt64? {
-        guard let s = v.scalar else {
-            context.error(v, path, "expected \(Quantity.syntaxHint), got \(describe(v))")
-            return nil
-        }
-        do { return try Quantity.bytes(s) } catch {
-            context.error(v, path, error.description)
-            return nil
-        }
-    }
+    /// A byte quantity: `DecodeContext.bytes`, read alike for every kind.
+    func bytes(_ v: YAMLNode, _ path: String, _ context: DecodeContext) -> UInt64? { context.bytes(v, path) }
 
     func locatedBytes(_ m: MappingReader, _ key: String) -> Located<UInt64>? {
         guard let v = m.value(key), let b = bytes(v, m.child(key), m.context) else { return nil }

@@ -13,14 +13,8 @@ import TargetRuntime
 import TargetSpec
 import YAMLTree
 
-/// The flags every command that reads resources shares, and the reading itself.
-struct InputOptions: ParsableArguments {
-    @Option(name: [.customShort("f"), .customLong("filename")], help: "A YAML file or directory (repeatable); - for standard input.")
-    var files: [String] = []
-
-    @Flag(name: [.customShort("R"), .long], help: "Read directories recursively.")
-    var recursive = false
-
+/// How strictly resources are read: the flags `run`, `apply`, `render`, `diff` and `sync` share.
+struct DecodeFlags: ParsableArguments {
     @Flag(help: "Unknown fields are warnings instead of errors.")
     var lenient = false
 
@@ -29,6 +23,21 @@ struct InputOptions: ParsableArguments {
 
     @Flag(help: "Allow spec.qemuConfig.extraArgs (never -sandbox, -monitor, -qmp, -daemonize, -runas).")
     var allowExtraArgs = false
+}
+
+/// The flags every command that reads resources shares, and the reading itself.
+struct InputOptions: ParsableArguments {
+    @Option(name: [.customShort("f"), .customLong("filename")], help: "A YAML file or directory (repeatable); - for standard input.")
+    var files: [String] = []
+
+    @Flag(name: [.customShort("R"), .long], help: "Read directories recursively.")
+    var recursive = false
+
+    @OptionGroup var decoding: DecodeFlags
+
+    var lenient: Bool { get { decoding.lenient } set { decoding.lenient = newValue } }
+    var allowHostPaths: Bool { get { decoding.allowHostPaths } set { decoding.allowHostPaths = newValue } }
+    var allowExtraArgs: Bool { get { decoding.allowExtraArgs } set { decoding.allowExtraArgs = newValue } }
 
     func validate() throws {
         if files.isEmpty { throw ValidationError("no input: give -f FILE (or a directory)") }

@@ -40,14 +40,7 @@ struct Sync: AsyncParsableCommand {
     @Flag(help: "Keep running: sync again when files change.")
     var watch = false
 
-    @Flag(help: "Unknown fields are warnings instead of errors.")
-    var lenient = false
-
-    @Flag(help: "Allow drive sources of the form hostPath: {path: /abs/file}.")
-    var allowHostPaths = false
-
-    @Flag(help: "Allow spec.qemuConfig.extraArgs (never -sandbox, -monitor, -qmp, -daemonize, -runas).")
-    var allowExtraArgs = false
+    @OptionGroup var decoding: DecodeFlags
 
     func validate() throws {
         var st = stat()
@@ -98,8 +91,8 @@ struct Sync: AsyncParsableCommand {
 
     /// Reads and validates every file, plans, and (unless --dry-run) applies and prunes.
     private func once(_ client: ControlClient, quietWhenUnchanged: Bool) async throws {
-        let input = try InputOptions.parse(["-f", directory] + (recursive ? ["-R"] : []) + (lenient ? ["--lenient"] : [])
-                                           + (allowHostPaths ? ["--allow-host-paths"] : []) + (allowExtraArgs ? ["--allow-extra-args"] : []))
+        var input = try InputOptions.parse(["-f", directory] + (recursive ? ["-R"] : []))
+        input.decoding = decoding
         let owner = self.owner
         let loaded = try ResourceFiles.loadWithSources(input, allowEmpty: true).map { r, root in
             let marked = SyncMark.mark(root, owner: owner)
