@@ -67,6 +67,12 @@ import TestSupport
         var r = try shell("\(env) \(vtarget) image import vtarget-test/busybox:1 \(guest)/x86_64/disk.qcow2", runtime: runtime)
         #expect(r.code == 0, "\(r.stderr)")
         try Self.vmYAML(image: "vtarget-test/busybox:1").write(toFile: runtime + ".yaml", atomically: true, encoding: .utf8)
+        // render names the files a run would make, and makes none.
+        r = try shell("cd \(repoRoot) && \(env) \(vtarget) render -f \(runtime).yaml", runtime: runtime)
+        #expect(r.code == 0, "\(r.stderr)")
+        #expect(r.stdout.contains(#"{"backing":"base-root","driver":"qcow2","file":"file-root","node-name":"fmt-root"}"#)
+                && r.stdout.contains("fd=4,set=1") && r.stdout.contains("./disk1.iso"), "\(r.stdout)")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: runtime)) ?? []).isEmpty)
         // The command waits for the guest's HTTP server on the forwarded port,
         // fetches a page, then powers the guest off through its console.
         let client = """
