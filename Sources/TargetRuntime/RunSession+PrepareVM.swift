@@ -51,7 +51,8 @@ extension RunSession {
         return out
     }
 
-    static func freeLoopbackPort(udp: Bool) throws -> Int {
+    /// A free port on 127.0.0.1, the kernel's pick (released at once: the caller binds it soon).
+    public static func freeLoopbackPort(udp: Bool) throws -> Int {
         let fd = socket(AF_INET, Int32(udp ? SOCK_DGRAM.rawValue : SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw RuntimeError("socket: \(String(cString: strerror(errno)))") }
         defer { close(fd) }

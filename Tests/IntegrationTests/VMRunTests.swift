@@ -95,6 +95,51 @@ import TestSupport
         #expect(qemuProcesses(mentioning: runtime).isEmpty)
     }
 
+    /// virtctl's port-forward: any guest port (the VM lists none), on
+    /// 127.0.0.1, for as long as the command runs, gone after it.
+    @Test func portForwardReachesAnyGuestPortUntilItEnds() throws {
+        guard let guest = Self.guest else { Issue.record("scripts/build-test-guest.sh failed"); return }
+        let runtime = makeRuntimeDir()
+        let state = runtime + "-state"
+        defer {
+            for p in [runtime, state, runtime + ".yaml", runtime + ".pf", runtime + ".page"] { try? FileManager.default.removeItem(atPath: p) }
+        }
+        let env = "VTARGET_STATE_DIR=\(state)"
+        var r = try shell("\(env) \(vtarget) image import vtarget-test/busybox:1 \(guest)/x86_64/disk.qcow2", runtime: runtime)
+        #expect(r.code == 0, "\(r.stderr)")
+        try Self.vmYAML(image: "vtarget-test/busybox:1").replacingOccurrences(of: "ports: [{port: 8080}]", with: "")
+            .write(toFile: runtime + ".yaml", atomically: true, encoding: .utf8)
+        // A script file: the client quotes, and sh -c '...' would not hold it.
+        try """
+            for i in $(seq 1 480); do grep -q 'http on' $VTARGET_RUNTIME_DIR/run-*/bb/logs/console.log 2>/dev/null && break; sleep 0.5; done
+            \(vtarget) port-forward bb 0:8080 > \(runtime).pf 2>&1 &
+            PF=$!
+            for i in $(seq 1 40); do grep -q Forwarding \(runtime).pf && break; sleep 0.25; done
+            P=$(sed -n 's/Forwarding from 127.0.0.1:\\([0-9]*\\) -> 8080/\\1/p' \(runtime).pf)
+            curl -sf -m 5 http://127.0.0.1:$P/ > \(runtime).page; echo during=$?
+            kill -INT $PF; wait $PF; echo ended=$?
+            curl -sf -m 2 http://127.0.0.1:$P/ > /dev/null; echo after=$?
+            """.write(toFile: runtime + ".sh", atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: runtime + ".sh") }
+        r = try shell("cd \(repoRoot) && \(env) timeout 300 \(vtarget) run -f \(runtime).yaml --timeout 240s -- sh \(runtime).sh", runtime: runtime)
+        let forwarded = (try? String(contentsOfFile: runtime + ".pf", encoding: .utf8)) ?? ""
+        #expect(r.code == 0, "\(r.stdout)\n\(r.stderr)")
+        #expect(forwarded.contains("Forwarding from 127.0.0.1:") && forwarded.contains("-> 8080"), "\(forwarded)")
+        #expect(r.stdout.contains("during=0"), "\(forwarded)\n\(r.stdout)")
+        #expect(!((try? String(contentsOfFile: runtime + ".page", encoding: .utf8)) ?? "").isEmpty)
+        #expect(r.stdout.contains("ended=0"), "Ctrl-C ends port-forward with 0: \(r.stdout)")
+        #expect(r.stdout.contains("after=7"), "the forward outlived port-forward: \(r.stdout)")
+    }
+
+    @Test func portForwardRefusesWhatIsNoMapping() throws {
+        let runtime = makeRuntimeDir()
+        defer { try? FileManager.default.removeItem(atPath: runtime) }
+        for bad in ["x", "0", "sctp/80", "80:0", "70000", "1:2:3"] {
+            let r = try shell("\(vtarget) port-forward bb '\(bad)'", runtime: runtime)
+            #expect(r.code == 2 && r.stderr.contains("expected [tcp/|udp/]LOCAL[:GUEST]"), "\(bad): \(r.code) \(r.stderr)")
+        }
+    }
+
     @Test func aMissingImageNamesTheCommandThatAddsIt() throws {
         let runtime = makeRuntimeDir()
         defer {
