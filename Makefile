@@ -37,7 +37,7 @@ run: build firmware
 # Suites that measure time or load the machine on purpose run alone, after
 # the rest: in the parallel run, other suites' blocking waits hold the test
 # runner's threads and their QEMUs hold both cores, which is not what they measure.
-ALONE := SupervisorRaceTests|QemuImgTests
+ALONE := SupervisorRaceTests|QemuImgTests|CloudInitSeedTests
 
 test: build firmware
 	@bash scripts/check-pure-modules.sh
