@@ -51,10 +51,6 @@ public enum ProcessCapture {
             for fd in reads + writes { close(fd) }
             throw error
         }
-        // The deadline counts from here: a spawn that waits (a busy machine)
-        // spends the child's time, not extra.
-        let clock = ContinuousClock()
-        let end = clock.now + .milliseconds(Int64(deadline * 1000))
         let child: ChildProcess
         do {
             child = try await ChildProcess.spawn(request(writes))
@@ -67,6 +63,8 @@ public enum ProcessCapture {
         var outputs = [[UInt8]](repeating: [], count: count)
         var open = Array(reads.indices)
         var buf = [UInt8](repeating: 0, count: 65536)
+        let clock = ContinuousClock()
+        let end = clock.now + .milliseconds(Int64(deadline * 1000))
         reading: while !open.isEmpty, clock.now < end {
             var pfds = open.map { pollfd(fd: reads[$0], events: Int16(POLLIN), revents: 0) }
             let left = end - clock.now

@@ -6,11 +6,19 @@ import Testing
 
 /// The guests of scripts/build-test-guest.sh, built (or found cached) once per test run.
 enum TestGuest {
-    static let busybox: Result<String, ToolFailure> = build([])
+    /// `make test` builds the guests first and names them in the environment
+    /// (`VTARGET_TEST_GUEST`, `VTARGET_TEST_CLOUD_GUEST`, empty when that one is
+    /// not cached): running the script here would hold a test-runner thread.
+    static let busybox: Result<String, ToolFailure> = {
+        if let dir = ProcessInfo.processInfo.environment["VTARGET_TEST_GUEST"], !dir.isEmpty { return .success(dir) }
+        return build([])
+    }()
 
     /// The cloud-init guest's directory if it is already built, without building it.
-    static let cachedCloud: String? = try? runTool(repoRoot + "/scripts/build-test-guest.sh", ["--cloud", "--cached"])
-        .trimmingCharacters(in: .whitespacesAndNewlines)
+    static let cachedCloud: String? = {
+        if let dir = ProcessInfo.processInfo.environment["VTARGET_TEST_CLOUD_GUEST"] { return dir.isEmpty ? nil : dir }
+        return try? runTool(repoRoot + "/scripts/build-test-guest.sh", ["--cloud", "--cached"]).trimmingCharacters(in: .whitespacesAndNewlines)
+    }()
 
     static func build(_ args: [String]) -> Result<String, ToolFailure> {
         Result {

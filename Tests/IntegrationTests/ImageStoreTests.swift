@@ -138,7 +138,10 @@ func sha256(ofFile path: String) throws -> String {
             try await group.waitForAll()
         }
         #expect(Set(try store.list().compactMap(\.reference)) == Set((0..<8).map { "same:\($0)" } + ["contended:latest"]))
-        #expect(s.blobs().count == 2)
+        // b's only tag is "contended": when an import of a took it last, b's
+        // blob went with it (a tag moved off an image deletes it).
+        let contendedIsA = try store.inspect("contended").image.digest == store.inspect("same:0").image.digest
+        #expect(s.blobs().count == (contendedIsA ? 1 : 2))
         try s.expectConsistent(store)
     }
 

@@ -7,7 +7,9 @@ import TestSupport
 /// image store, booted from a containerDisk overlay with a NoCloud seed and a
 /// forwarded port, under the sandbox. One boot checks everything.
 @Suite(.serialized) struct VMRunTests {
+    /// `make test` builds the guest before the tests start (`VTARGET_TEST_GUEST`).
     static let guest: String? = {
+        if let dir = ProcessInfo.processInfo.environment["VTARGET_TEST_GUEST"], !dir.isEmpty { return dir }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: repoRoot + "/scripts/build-test-guest.sh")
         p.environment = ProcessInfo.processInfo.environment.merging(["VTARGET_GUEST_ARM64": "0"]) { $1 }
