@@ -10,7 +10,7 @@ import YAMLTree
 
 struct Render: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print the exact QEMU command for each target, or what a Kubernetes cluster needs to run them; nothing is started.",
+        abstract: "Print the exact QEMU command for each target and VM, or what a Kubernetes cluster needs to run them; nothing is started.",
         discussion: """
             --for kubernetes prints, instead of QEMU's command, the objects a cluster runs the same \
             resources with (no vtarget supervisor there): per instance a ConfigMap with its YAML and a \

@@ -13,7 +13,7 @@ import YAMLTree
 
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Start targets in the foreground, stream their serial output, tear down on exit (for CI).",
+        abstract: "Start targets and VMs in the foreground, stream their serial output, tear down on exit (for CI).",
         discussion: """
             Exit code: CMD's when a command is given after --; 0 when --until matched; \
             1 on --timeout, TTL expiry, readiness timeout or a QEMU that dies; 2 on bad input. \

@@ -17,7 +17,7 @@ public struct VTarget: AsyncParsableCommand {
         discussion: """
             Exit codes: 0 ok, 1 failure of the target or test, 2 bad input (YAML, flags).
             Sockets live in $XDG_RUNTIME_DIR/vtarget (else /tmp/vtarget-$UID), in directories of mode 0700 \
-            (0711 as root, so QEMU, dropped to uid 65534, reaches its own directory; nobody can list them).
+            (0711 as root, so QEMU, dropped to a uid of its own per instance, reaches its own directory; nobody can list them).
             """,
         version: "0.1.0",
         subcommands: [Run.self, Apply.self, Get.self, Describe.self, Delete.self, Events.self, Start.self, Stop.self,
