@@ -66,12 +66,12 @@ struct ImageCommand: AsyncParsableCommand {
 struct ImageImport: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "import",
-        abstract: "Copy a qcow2 or raw disk into the store under NAME[:TAG].",
+        abstract: "Copy a qcow2 or raw disk, or a file tree (a directory or tar: kernelBoot's kernel and initrd), into the store under NAME[:TAG].",
         discussion: "The image must be self-contained: a qcow2 with a backing file is refused. The tag defaults to latest.")
 
     @Argument(help: "NAME[:TAG], e.g. cirros:0.6 or registry.example/team/disk:1")
     var name: String
-    @Argument(help: "The disk image file.")
+    @Argument(help: "The disk image file, or a directory or tar archive of files.")
     var file: String
 
     func run() async throws {
