@@ -1,0 +1,104 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// KubeVirt `configMap` volumes: the ConfigMap's keys as files on an ISO
+/// labelled `cfgdata` (genisoimage), which the busybox guest's user-data
+/// finds by label, mounts and prints.
+@Suite(.serialized) struct VMConfigVolumeTests {
+    /// A ConfigMap and a Secret as disks, and the user-data from a Secret
+    /// (`secretRef`): the script mounts every `cfgdata` disk and prints its keys.
+    static func yaml(image: String, mapName: String = "settings", initSecret: String = "init") -> String {
+        """
+        apiVersion: v1
+        kind: ConfigMap
+        metadata: {name: settings}
+        data:
+          greeting: hello-from-a-configmap
+          mode.conf: "fast\\n"
+        ---
+        apiVersion: v1
+        kind: Secret
+        metadata: {name: creds}
+        type: Opaque
+        data:
+          token: c2VjcmV0LXRva2Vu
+        ---
+        apiVersion: v1
+        kind: Secret
+        metadata: {name: init}
+        stringData:
+          userdata: |
+            #!/bin/sh
+            mkdir -p /mnt/cfg
+            for D in $(blkid | grep 'LABEL="cfgdata"' | cut -d: -f1); do
+              mount -o ro $D /mnt/cfg && for F in /mnt/cfg/*; do echo "cfg $(basename $F)=$(cat $F)"; done; umount /mnt/cfg
+            done
+        ---
+        apiVersion: kubevirt.io/v1
+        kind: VirtualMachineInstance
+        metadata: {name: cfgvm}
+        spec:
+          domain:
+            memory: {guest: 256Mi}
+            devices:
+              disks:
+                - {name: root, disk: {bus: virtio}}
+                - {name: cloudinit, disk: {bus: virtio}}
+                - {name: config, disk: {bus: virtio}}
+                - {name: creds, disk: {bus: virtio}}
+          volumes:
+            - name: root
+              containerDisk: {image: \(image)}
+            - name: cloudinit
+              cloudInitNoCloud:
+                secretRef: {name: \(initSecret)}
+            - name: config
+              configMap: {name: \(mapName)}
+            - name: creds
+              secret: {secretName: creds}
+        """
+    }
+
+    @Test func aConfigMapVolumeIsAnISOTheGuestMounts() throws {
+        guard let guest = VMRunTests.guest else { Issue.record("scripts/build-test-guest.sh failed"); return }
+        let runtime = makeRuntimeDir()
+        let state = runtime + "-state"
+        defer { for p in [runtime, state, runtime + ".yaml"] { try? FileManager.default.removeItem(atPath: p) } }
+        let env = "VTARGET_STATE_DIR=\(state)"
+        var r = try shell("\(env) \(vtarget) image import vtarget-test/busybox:1 \(guest)/x86_64/disk.qcow2", runtime: runtime)
+        #expect(r.code == 0, "\(r.stderr)")
+        try Self.yaml(image: "vtarget-test/busybox:1").write(toFile: runtime + ".yaml", atomically: true, encoding: .utf8)
+        // While the guest runs, the ISO vtarget made (in QEMU's directory, its cwd) is read back with isoinfo.
+        let check = """
+            for i in $(seq 1 480); do grep -q 'vtarget-guest: ready' $VTARGET_RUNTIME_DIR/run-*/cfgvm/logs/console.log 2>/dev/null && break; sleep 0.5; done; \
+            Q=$(pgrep -f 'qemu-system.*-name cfgvm' | head -1); ISO=/proc/$Q/cwd/disk2.iso; isoinfo -d -i $ISO | grep 'Volume id'; isoinfo -R -f -i $ISO
+            """
+        r = try shell("cd \(repoRoot) && \(env) timeout 300 \(vtarget) run -f \(runtime).yaml --timeout 240s -- sh -c \"\(check)\"", runtime: runtime)
+        #expect(r.code == 0, "\(r.stdout)\n\(r.stderr)")
+        #expect(r.stdout.contains("cfg greeting=hello-from-a-configmap") && r.stdout.contains("cfg mode.conf=fast"), "\(r.stdout)")
+        #expect(r.stdout.contains("cfg token=secret-token"), "\(r.stdout)")
+        #expect(r.stdout.contains("user-data ran exit=0"), "\(r.stdout)")
+        #expect(r.stdout.contains("Volume id: cfgdata") && r.stdout.contains("/greeting") && r.stdout.contains("/mode.conf"), "\(r.stdout)")
+        #expect(qemuProcesses(mentioning: runtime).isEmpty)
+    }
+
+    /// A ConfigMap or cloud-init Secret that is not among the inputs: exit 2
+    /// at the volume's file:line:col, with the name it resembles; nothing made or started.
+    @Test(arguments: [("setings", "init", "ConfigMap \"setings\" is not among the inputs", "settings"),
+                      ("settings", "int", "Secret \"int\" is not among the inputs", "init")])
+    func aMissingConfigMapOrSecretIsBadInputBeforeAnythingStarts(map: String, secret: String, message: String, hint: String) throws {
+        let runtime = makeRuntimeDir()
+        let state = runtime + "-state"
+        defer { for p in [runtime, state, runtime + ".yaml"] { try? FileManager.default.removeItem(atPath: p) } }
+        try Self.yaml(image: "vtarget-test/busybox:1", mapName: map, initSecret: secret).write(toFile: runtime + ".yaml", atomically: true, encoding: .utf8)
+        for verb in ["run", "render"] {
+            let r = try shell("cd \(repoRoot) && VTARGET_STATE_DIR=\(state) \(vtarget) \(verb) -f \(runtime).yaml", runtime: runtime)
+            #expect(r.code == 2, "\(verb): \(r.stderr)")
+            #expect(r.stderr.contains(".yaml:") && r.stderr.contains(message) && r.stderr.contains("did you mean \"\(hint)\"?"),
+                    "\(verb): \(r.stderr)")
+        }
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: runtime)) ?? []).isEmpty)
+        #expect(qemuProcesses(mentioning: runtime).isEmpty)
+    }
+}
