@@ -7,7 +7,8 @@ import TestSupport
 /// finds by label, mounts and prints.
 @Suite(.serialized) struct VMConfigVolumeTests {
     /// A ConfigMap and a Secret as disks, and the user-data from a Secret
-    /// (`secretRef`): the script mounts every `cfgdata` disk and prints its keys.
+    /// (`secretRef`): the script mounts every ISO but the seed and prints its
+    /// keys (the guest has no blkid; the label is checked with isoinfo).
     static func yaml(image: String, mapName: String = "settings", initSecret: String = "init") -> String {
         """
         apiVersion: v1
@@ -31,8 +32,10 @@ import TestSupport
           userdata: |
             #!/bin/sh
             mkdir -p /mnt/cfg
-            for D in $(blkid | grep 'LABEL="cfgdata"' | cut -d: -f1); do
-              mount -o ro $D /mnt/cfg && for F in /mnt/cfg/*; do echo "cfg $(basename $F)=$(cat $F)"; done; umount /mnt/cfg
+            for D in /dev/vd?; do
+              mount -t iso9660 -o ro $D /mnt/cfg 2>/dev/null || continue
+              [ -f /mnt/cfg/meta-data ] || for F in /mnt/cfg/*; do echo "cfg $(basename $F)=$(cat $F)"; done
+              umount /mnt/cfg
             done
         ---
         apiVersion: kubevirt.io/v1
@@ -64,17 +67,17 @@ import TestSupport
         guard let guest = VMRunTests.guest else { Issue.record("scripts/build-test-guest.sh failed"); return }
         let runtime = makeRuntimeDir()
         let state = runtime + "-state"
-        defer { for p in [runtime, state, runtime + ".yaml"] { try? FileManager.default.removeItem(atPath: p) } }
+        defer { for p in [runtime, state, runtime + ".yaml", runtime + ".sh"] { try? FileManager.default.removeItem(atPath: p) } }
         let env = "VTARGET_STATE_DIR=\(state)"
         var r = try shell("\(env) \(vtarget) image import vtarget-test/busybox:1 \(guest)/x86_64/disk.qcow2", runtime: runtime)
         #expect(r.code == 0, "\(r.stderr)")
         try Self.yaml(image: "vtarget-test/busybox:1").write(toFile: runtime + ".yaml", atomically: true, encoding: .utf8)
         // While the guest runs, the ISO vtarget made (in QEMU's directory, its cwd) is read back with isoinfo.
-        let check = """
+        try """
             for i in $(seq 1 480); do grep -q 'vtarget-guest: ready' $VTARGET_RUNTIME_DIR/run-*/cfgvm/logs/console.log 2>/dev/null && break; sleep 0.5; done; \
             Q=$(pgrep -f 'qemu-system.*-name cfgvm' | head -1); ISO=/proc/$Q/cwd/disk2.iso; isoinfo -d -i $ISO | grep 'Volume id'; isoinfo -R -f -i $ISO
-            """
-        r = try shell("cd \(repoRoot) && \(env) timeout 300 \(vtarget) run -f \(runtime).yaml --timeout 240s -- sh -c \"\(check)\"", runtime: runtime)
+            """.write(toFile: runtime + ".sh", atomically: true, encoding: .utf8)
+        r = try shell("cd \(repoRoot) && \(env) timeout 300 \(vtarget) run -f \(runtime).yaml --timeout 240s -- sh \(runtime).sh", runtime: runtime)
         #expect(r.code == 0, "\(r.stdout)\n\(r.stderr)")
         #expect(r.stdout.contains("cfg greeting=hello-from-a-configmap") && r.stdout.contains("cfg mode.conf=fast"), "\(r.stdout)")
         #expect(r.stdout.contains("cfg token=secret-token"), "\(r.stdout)")
@@ -90,7 +93,7 @@ import TestSupport
     func aMissingConfigMapOrSecretIsBadInputBeforeAnythingStarts(map: String, secret: String, message: String, hint: String) throws {
         let runtime = makeRuntimeDir()
         let state = runtime + "-state"
-        defer { for p in [runtime, state, runtime + ".yaml"] { try? FileManager.default.removeItem(atPath: p) } }
+        defer { for p in [runtime, state, runtime + ".yaml", runtime + ".sh"] { try? FileManager.default.removeItem(atPath: p) } }
         try Self.yaml(image: "vtarget-test/busybox:1", mapName: map, initSecret: secret).write(toFile: runtime + ".yaml", atomically: true, encoding: .utf8)
         for verb in ["run", "render"] {
             let r = try shell("cd \(repoRoot) && VTARGET_STATE_DIR=\(state) \(vtarget) \(verb) -f \(runtime).yaml", runtime: runtime)
