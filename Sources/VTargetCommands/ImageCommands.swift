@@ -56,6 +56,8 @@ struct ImageCommand: AsyncParsableCommand {
         [("digest", Table.str(image.digest.description)), ("format", Table.str(image.format.rawValue)),
          ("virtualSize", Table.plain("\(image.virtualSize)")), ("fileSize", Table.plain("\(image.fileSize)")),
          ("created", Table.str(image.created)), ("path", Table.str(path)),
+         // A file tree's files, as kernelBoot's kernelPath and initrdPath name them.
+         ("files", image.files.map { Table.seq($0.map { Table.str("/" + $0) }) }),
          ("source", Table.map([("type", Table.str(image.source.type)), ("file", image.source.file.map(Table.str)),
                                ("reference", image.source.reference.map(Table.str)),
                                ("manifest", image.source.manifest.map { Table.str($0.description) }),

@@ -44,6 +44,8 @@ import TestSupport
         let env = "VTARGET_STATE_DIR=\(state)"
         var r = try Self.importImage(guest: guest, state: state, runtime: runtime)
         #expect(r.code == 0 && r.stdout.contains("(tar,"), "\(r.stdout)\(r.stderr)")
+        r = try shell("\(env) \(vtarget) image inspect \(Self.image)", runtime: runtime)
+        #expect(r.code == 0 && r.stdout.contains("\"tar\"") && r.stdout.contains("\"/boot/vmlinuz-virt\""), "\(r.stdout)\(r.stderr)")
         // render names the unpacked files, relative to QEMU's directory, and unpacks nothing.
         r = try shell("cd \(repoRoot) && \(env) \(vtarget) render -f \(Self.example)", runtime: runtime)
         #expect(r.code == 0, "\(r.stderr)")
