@@ -40,6 +40,18 @@ public struct RunnableVM: Sendable {
     }
 }
 
+extension VMDisk.Source {
+    /// The `Kind/name` of each ConfigMap or Secret this volume reads.
+    public var objectKeys: [String] {
+        switch self {
+        case .configMap(let name): return ["ConfigMap/" + name]
+        case .secret(let name): return ["Secret/" + name]
+        case .cloudInit(let c): return [c.userDataSecret, c.networkDataSecret].compactMap { $0.map { "Secret/" + $0 } }
+        default: return []
+        }
+    }
+}
+
 public enum Workload {
     /// Every VM of the inputs, in the order written. A VM's name is an
     /// instance name like a board's: the two share directories and rows, so

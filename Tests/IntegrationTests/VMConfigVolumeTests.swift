@@ -105,3 +105,28 @@ import TestSupport
         #expect(qemuProcesses(mentioning: runtime).isEmpty)
     }
 }
+
+/// Under the supervisor: `apply` stores the Secret and ConfigMap beside the
+/// VM, and the VM's shim gets the ones its volumes name.
+@Suite(.serialized) struct VMConfigVolumeSupervisorTests {
+    @Test func anAppliedVMReadsItsAppliedSecretAndConfigMap() throws {
+        guard let guest = VMRunTests.guest else { Issue.record("scripts/build-test-guest.sh failed"); return }
+        let f = SupervisorFixture()
+        defer { f.tearDown() }
+        var r = try f.vt(["image", "import", "vtarget-test/busybox:1", guest + "/x86_64/disk.qcow2"])
+        #expect(r.code == 0, "\(r.stderr)")
+        let file = f.work + "/vm.yaml"
+        try VMConfigVolumeTests.yaml(image: "vtarget-test/busybox:1").write(toFile: file, atomically: true, encoding: .utf8)
+        r = try f.vt(["apply", "-f", file])
+        #expect(r.code == 0, "\(r.stderr)")
+        #expect(try f.vt(["get", "secrets"]).stdout.contains("creds"))
+        var logs = ""
+        for _ in 0..<1200 {
+            logs = try f.vt(["logs", "cfgvm"]).stdout
+            if logs.contains("vtarget-guest: ready") { break }
+            usleep(100_000)
+        }
+        #expect(logs.contains("cfg greeting=hello-from-a-configmap") && logs.contains("cfg token=secret-token"), "\(logs)")
+        #expect(try f.vt(["delete", "-f", file]).code == 0)
+    }
+}
