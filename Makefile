@@ -45,8 +45,9 @@ ALONE := SupervisorRaceTests|QemuImgTests|CloudInitSeedTests|BuildTestGuestScrip
 test: build firmware
 	@bash scripts/check-pure-modules.sh
 	VTARGET_TEST_GUEST="$$(bash scripts/build-test-guest.sh)"; \
+	VTARGET_TEST_GUEST_ARM64="$$VTARGET_TEST_GUEST"; \
 	VTARGET_TEST_CLOUD_GUEST="$$(bash scripts/build-test-guest.sh --cloud --cached 2>/dev/null || true)"; \
-	export VTARGET_TEST_GUEST VTARGET_TEST_CLOUD_GUEST; \
+	export VTARGET_TEST_GUEST VTARGET_TEST_GUEST_ARM64 VTARGET_TEST_CLOUD_GUEST; \
 	$(SWIFT) test $(BUILD_FLAGS) --skip '$(ALONE)' 2>&1 | tee .build/test.log; status=$${PIPESTATUS[0]}; \
 	[ $$status -eq 0 ] || exit $$status; \
 	$(SWIFT) test $(BUILD_FLAGS) --skip-build --filter '$(ALONE)' 2>&1 | tee -a .build/test.log; exit $${PIPESTATUS[0]}
