@@ -50,6 +50,33 @@ func statusFields(_ pid: Int32) -> [String: String] {
         }
     }
 
+    /// What a child spawned as QEMU sees: a tmpfs root without the host's
+    /// files, and a /proc of its own pid namespace, where it is pid 1 and
+    /// alone. Unconfined, the same probe sees the host's tree and processes.
+    @Test func theChildSeesAMinimalRootAndItsOwnProc() async throws {
+        guard await QEMUSandbox.namespacesWork() else { return }
+        let runtime = makeRuntimeDir()
+        defer { expectNothingLeft(runtime) }
+        let confined = try vt(["sandbox-exec", "--", probe], runtime: runtime)
+        #expect(confined.code == 0, "\(confined.stderr)")
+        let lines = Set(confined.stdout.split(separator: "\n").map(String.init))
+        #expect(lines.contains("root tmpfs"), "\(confined.stdout)")
+        for path in ["/etc/shadow", "/etc/passwd", "/etc/hostname", "/home", "/root", "/run", "/var/lib", "/sys"] {
+            #expect(lines.contains("path \(path) absent"), "\(path): \(confined.stdout)")
+        }
+        #expect(lines.contains("path /usr/bin present"))
+        #expect(lines.contains("proc mounted pids 1 others 0 self 1"), "\(confined.stdout)")
+        #expect(lines.contains("proc 1 cmdline \(probe)"), "/proc/1 is the probe itself: \(confined.stdout)")
+        #expect(confined.stdout.contains("open /dev/null ok"))
+
+        let open = try vt(["sandbox-exec", "--no-sandbox", "--", probe], runtime: runtime)
+        let hostLines = Set(open.stdout.split(separator: "\n").map(String.init))
+        #expect(hostLines.contains("path /etc/passwd present"), "\(open.stdout)")
+        #expect(!hostLines.contains("root tmpfs"))
+        let others = hostLines.first { $0.hasPrefix("proc mounted") }?.split(separator: " ").dropFirst(5).first.flatMap { Int($0) } ?? 0
+        #expect(others > 1, "the host's processes are visible unconfined: \(open.stdout)")
+    }
+
     @Test func asRootTheChildHasNoPrivileges() throws {
         guard isRoot else { return }
         let runtime = makeRuntimeDir()
