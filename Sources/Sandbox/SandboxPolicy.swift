@@ -112,14 +112,6 @@ public struct SandboxPolicy: Sendable {
         public var flags: UInt { 0x2 | 0x4 | 0x8 | (readOnly ? 0x1 : 0) }
     }
 
-    /// Where a compromised QEMU could leave files other processes read
-    /// (`dump-guest-memory`, `screendump`, `memory-backend-file`) or find
-    /// their sockets (`migrate unix:`): a small writable scratch tmpfs over
-    /// the shared scratch trees, an empty read-only one over the others.
-    public static let hostHidingMounts: [PrivateMount] =
-        ["/tmp", "/var/tmp", "/dev/shm"].map { PrivateMount(path: $0, options: "size=16m,nr_inodes=1024,mode=1777", readOnly: false) }
-        + ["/run", "/home", "/root", "/mnt", "/media", "/srv"].map { PrivateMount(path: $0, options: "size=64k,nr_inodes=16,mode=0755", readOnly: true) }
-
     /// The scratch trees of a minimal root, in mount order: `/dev` (only
     /// the nodes bound onto it), then small writable `/tmp`, `/var/tmp`
     /// (QEMU's `snapshot=on` files) and `/dev/shm`.

@@ -27,7 +27,8 @@ import Testing
         noMounts.minimalRoot = nil
         // The sandbox before the minimal root: the host's tree with empty tmpfs over its scratch trees.
         var hostTree = noMounts
-        hostTree.privateMounts = SandboxPolicy.hostHidingMounts
+        hostTree.privateMounts = ["/tmp", "/var/tmp", "/dev/shm"].map { SandboxPolicy.PrivateMount(path: $0, options: "size=16m,nr_inodes=1024,mode=1777", readOnly: false) }
+            + ["/run", "/home", "/root", "/mnt", "/media", "/srv"].map { SandboxPolicy.PrivateMount(path: $0, options: "size=64k,nr_inodes=16,mode=0755", readOnly: true) }
         let cases: [(String, SandboxPolicy)] = [("unconfined", .none), ("namespaces, no tmpfs", noMounts),
                                                 ("host tree, tmpfs over scratch trees", hostTree), ("full sandbox (minimal root)", full)]
         var times = Array(repeating: [Double](), count: cases.count)
