@@ -96,7 +96,9 @@ let package = Package(
         ], exclude: ["README.md"]),
         .executableTarget(name: "vtarget", dependencies: ["VTargetCommands"], exclude: ["README.md"]),
         // Tries what the sandbox denies; used by `vtarget doctor` and the tests.
-        .executableTarget(name: "vtarget-sandbox-probe", path: "Sources/SandboxProbe", exclude: ["README.md"]),
+        // Linked without the Swift runtime it never calls: it runs inside QEMU's minimal root, which has no /opt/swift.
+        .executableTarget(name: "vtarget-sandbox-probe", path: "Sources/SandboxProbe", exclude: ["README.md"],
+                          linkerSettings: [.unsafeFlags(["-static-stdlib"])]),
 
         .target(name: "TestSupport", dependencies: ["MachineCatalog"], path: "Tests/TestSupport"),
         .testTarget(name: "YAMLTreeTests", dependencies: ["YAMLTree", "TestSupport"]),

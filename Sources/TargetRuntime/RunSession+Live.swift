@@ -81,7 +81,8 @@ extension RunSession {
                     let t = try await TargetProcess.spawn(plan: plan, directory: dir, qemuPath: qemu,
                                                           sandbox: try await QEMUSandbox.policy(enabled: config.sandbox,
                                                                                                qemuDirectory: plan.workingDirectory,
-                                                                                               hostNetwork: plan.hostNetwork))
+                                                                                               hostNetwork: plan.hostNetwork,
+                                                                                               accel: plan.accel, qemuPath: qemu))
                     targets.append(t)
                     start.spawned(t.child)
                 }
