@@ -24,8 +24,10 @@ extension RunSession.Live {
         case .arm(let timer, let seconds):
             arm(timer, after: seconds)
         case .markReady(let i):
-            // Ready promises the CAN devices are on their buses too.
-            try await targets[i].busesJoined()
+            // Under the supervisor, Ready (what apply --wait and wait hear) promises
+            // the CAN devices are on their buses too. Not in the foreground: a
+            // target Ready at start would hold its first serial output back until then.
+            if config.supervised != nil { try await targets[i].busesJoined() }
             records[i].ready = true
             records[i].write()
             await takeSnapshot(targets[i])
