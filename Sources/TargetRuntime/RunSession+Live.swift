@@ -109,7 +109,7 @@ extension RunSession {
                 try await t.connect(group: group, startRunning: true, logRotation: config.logRotation,
                                     environment: config.environment, onQMPEvent: { e in
                     if let name = e["event"]?.stringValue, name == "STOP" || name == "RESUME" { runStates.yield((i, t)) }
-                }) { device, bytes in
+                }, onBusFailure: { sink.yield(.startFailed("\($0)")) }) { device, bytes in
                     if serialDevices.contains(device) { sink.yield(.serial(target: i, device: device, bytes: bytes)) }
                 }
             } catch {
