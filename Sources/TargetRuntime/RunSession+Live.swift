@@ -105,11 +105,12 @@ extension RunSession {
             do {
                 let serialDevices = Set(t.plan.serialChannels.map(\.device))
                 let runStates = self.runStates.1
-                try await t.connect(group: group, startRunning: true, logRotation: config.logRotation,
+                try await t.connect(group: group, startRunning: !config.startPaused, logRotation: config.logRotation,
                                     environment: config.environment, onQMPEvent: { e in
                     if let name = e["event"]?.stringValue, name == "STOP" || name == "RESUME" { runStates.yield((i, t)) }
-                }) { device, bytes in
+                }) { [capture = config.capture] device, bytes in
                     if serialDevices.contains(device) { sink.yield(.serial(target: i, device: device, bytes: bytes)) }
+                    if serialDevices.contains(device) { capture?.serial(device: device, bytes: bytes) }
                 }
             } catch {
                 let status = await t.child.waitForExit()
@@ -246,6 +247,7 @@ extension RunSession {
                 do { try report.write(to: path) } catch { note("\(error)") }
             }
             try? await group.shutdownGracefully()
+            config.capture?.collect(prepared, code: code, outcome: outcome)
             keepLogs()
             if config.supervised != nil {
                 for t in targets { RuntimeDirectory.removeTree(t.directory) }
