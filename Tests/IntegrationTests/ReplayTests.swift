@@ -51,7 +51,8 @@ import TestSupport
         #expect(Self.leftovers(tmp).isEmpty, "recording left \(Self.leftovers(tmp)) in TMPDIR")
         guard let name = made.first else { return }
         let bundle = bundles + "/" + name
-        let sums = record.stdout.split(separator: "\n").filter { $0.hasPrefix("sum ") }
+        // "\r\n" is one Character: split on every newline.
+        let sums = record.stdout.split(whereSeparator: \.isNewline).filter { $0.hasPrefix("sum ") }
         #expect(sums.count == lines.count, "\(record.stdout)")
 
         // Five replays: each the recorded bytes, ticks included.
@@ -121,7 +122,7 @@ import TestSupport
         let cases: [(String, String, String)] = [
             ("\(vtarget) replay \(truncated)", "not a whole bundle (truncated or not a tar)", "truncated"),
             ("\(vtarget) replay \(newer)", "format version 99; this vtarget reads up to 1", "newer"),
-            ("PATH=/nonexistent \(vtarget) replay \(bundle)", "qemu-system-arm not found in PATH", "no QEMU"),
+            ("env PATH=/nonexistent \(vtarget) replay \(bundle)", "qemu-system-arm not found in PATH", "no QEMU"),
             ("\(vtarget) bundle show \(truncated)", "not a whole bundle", "show truncated"),
         ]
         for (command, message, what) in cases {
