@@ -6,7 +6,8 @@ VTARGET := .build/debug/vtarget
 RELEASE_VTARGET := .build/release/vtarget
 FW := firmware-samples/build
 SAMPLES := stm32vldiscovery netduino2 netduinoplus2 lm3s6965evb mps2-an385 mps2-an386 mps2-an500 x86-pc \
-           stm32vldiscovery-can-a stm32vldiscovery-can-b netduinoplus2-can-a netduinoplus2-can-b
+           stm32vldiscovery-can-a stm32vldiscovery-can-b netduinoplus2-can-a netduinoplus2-can-b \
+           lm3s6965evb-checksum mps2-an385-checksum
 
 .PHONY: all setup build release firmware run test bench clean
 
