@@ -208,6 +208,14 @@ def raw_fleet(n, work):
             os.unlink(out)
 
 
+def parent(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return 0
+
+
 def environ(pid):
     try:
         with open(f"/proc/{pid}/environ", "rb") as f:
@@ -229,6 +237,69 @@ def processes(marker):
         if marker(cmd):
             out.append(int(p))
     return out
+
+
+def many_targets(env, work, sock, sup):
+    """VTARGET_BENCH_TARGETS targets under one supervisor, beside as many raw QEMUs measured alone first."""
+    n = TARGETS
+    raw = raw_fleet(n, work)
+    sup_mem0 = memory(sup)
+    avail0 = mem_available_mb()
+    path = f"{work}/many.yaml"
+    with open(path, "w") as f:
+        for i in range(n):
+            f.write(TARGET.format(name=f"m{i:03d}"))
+    t0 = time.perf_counter()
+    vt(env, "apply", "-f", path)
+    deadline = time.time() + 900
+    ready = 0
+    while time.time() < deadline:
+        items = http(sock, "GET", "/v1/instances")
+        ready = sum(1 for i in items if i.get("phase") == "Running" and i.get("ready"))
+        if ready == n:
+            break
+        time.sleep(0.5)
+    else:
+        sys.exit(f"bench: only {ready} of {n} targets became Ready")
+    all_ready = time.perf_counter() - t0
+    time.sleep(3)
+    shims = [p for p in processes(lambda c: b"\0--shim\0" in c) if work.encode() in environ(p)]
+    # Each QEMU is its shim's child (the sandbox may run it from a directory of its own).
+    qemus = [p for p in processes(lambda c: b"qemu-system" in c) if parent(p) in set(shims)]
+    idle = idle_cpu({"sup": [sup], "qemu": qemus, "shim": shims})
+    get_t = []
+    for _ in range(10):
+        t = time.perf_counter()
+        vt(env, "get", "instances")
+        get_t.append((time.perf_counter() - t) * 1000)
+    qm, sm, sup_mem = [memory(p) for p in qemus], [memory(p) for p in shims], memory(sup)
+    fds, threads = len(os.listdir(f"/proc/{sup}/fd")), len(os.listdir(f"/proc/{sup}/task"))
+    used = avail0 - mem_available_mb()
+    total = sum(m["Pss"] for m in qm + sm) + sup_mem["Pss"]
+    raw_total = sum(m["Pss"] for m in raw["mems"])
+    per = lambda ms, key: spread([m[key] for m in ms])
+    print(f"{n} targets: all Ready after {all_ready:.1f} s ({len(qemus)} QEMUs, {len(shims)} shims); "
+          f"{n} raw QEMUs booted in {raw['booted']:.1f} s")
+    print(f"{'figure (median (min-max))':52} {'vtarget':>24} {'raw QEMU':>24}")
+    row = lambda name, v, r="": print(f"{name:52} {v:>24} {r:>24}")
+    row("QEMU PSS per target (MiB)", per(qm, "Pss"), per(raw["mems"], "Pss"))
+    row("QEMU private dirty per target (MiB)", per(qm, "Private_Dirty"), per(raw["mems"], "Private_Dirty"))
+    row("QEMU RSS per target (MiB)", per(qm, "Rss"), per(raw["mems"], "Rss"))
+    row("shim PSS per target (MiB, goal <= 2)", per(sm, "Pss"))
+    row("shim private dirty per target (MiB, goal <= 1)", per(sm, "Private_Dirty"))
+    row("shim RSS per target (MiB)", per(sm, "Rss"))
+    row("supervisor PSS / private dirty (MiB)", f"{sup_mem['Pss']:.1f} / {sup_mem['Private_Dirty']:.1f}")
+    row("supervisor PSS with no shim sharing its pages (MiB)", f"{sup_mem0['Pss']:.1f}")
+    row(f"supervisor open fds / threads with {n}", f"{fds} / {threads}")
+    row(f"total PSS, {n} targets (GiB)", f"{total / 1024:.2f}", f"{raw_total / 1024:.2f}")
+    row(f"MemAvailable drop, {n} targets (GiB, with kernel)", f"{used / 1024:.2f}", f"{raw['avail'] / 1024:.2f}")
+    row("supervisor idle CPU (% of a core, goal < 1)", spread(idle["sup"], "{:.2f}"))
+    row(f"all {n} QEMUs idle CPU (% of a core)", spread(idle["qemu"], "{:.2f}"), spread(raw["idle"], "{:.2f}"))
+    row(f"all {n} shims idle CPU (% of a core)", spread(idle["shim"], "{:.2f}"))
+    row(f"vtarget get instances, {n} instances (ms)", spread(get_t), "")
+    t0 = time.perf_counter()
+    vt(env, "delete", "-f", path)
+    row(f"delete of all {n} (s)", f"{time.perf_counter() - t0:.1f}")
 
 
 def main():
@@ -312,63 +383,7 @@ def main():
         print(f"{'QEMU SIGKILLed -> phase Failed recorded (ms, median of 5)':52} {statistics.median(seen_t) * 1000:10.1f} {'':>10} {'':>7}   goal <= 1000")
         vt(env, "delete", "-f", victim)
 
-        # Many targets under one supervisor, beside as many raw QEMUs measured alone first.
-        n = TARGETS
-        raw = raw_fleet(n, work)
-        sup_mem0 = memory(sup)
-        avail0 = mem_available_mb()
-        path = f"{work}/many.yaml"
-        with open(path, "w") as f:
-            for i in range(n):
-                f.write(TARGET.format(name=f"m{i:03d}"))
-        t0 = time.perf_counter()
-        vt(env, "apply", "-f", path)
-        deadline = time.time() + 900
-        ready = 0
-        while time.time() < deadline:
-            items = http(sock, "GET", "/v1/instances")
-            ready = sum(1 for i in items if i.get("phase") == "Running" and i.get("ready"))
-            if ready == n:
-                break
-            time.sleep(0.5)
-        else:
-            sys.exit(f"bench: only {ready} of {n} targets became Ready")
-        all_ready = time.perf_counter() - t0
-        time.sleep(3)
-        qemus = processes(lambda c: b"qemu-system" in c and work.encode() in c)
-        shims = [p for p in processes(lambda c: b"\0--shim\0" in c) if work.encode() in environ(p)]
-        idle = idle_cpu({"sup": [sup], "qemu": qemus, "shim": shims})
-        get_t = []
-        for _ in range(10):
-            t = time.perf_counter()
-            vt(env, "get", "instances")
-            get_t.append((time.perf_counter() - t) * 1000)
-        qm, sm, sup_mem = [memory(p) for p in qemus], [memory(p) for p in shims], memory(sup)
-        used = avail0 - mem_available_mb()
-        total = sum(m["Pss"] for m in qm + sm) + sup_mem["Pss"]
-        raw_total = sum(m["Pss"] for m in raw["mems"])
-        per = lambda ms, key: spread([m[key] for m in ms])
-        print(f"{n} targets: all Ready after {all_ready:.1f} s ({len(qemus)} QEMUs, {len(shims)} shims); "
-              f"{n} raw QEMUs booted in {raw['booted']:.1f} s")
-        print(f"{'figure (median (min-max))':52} {'vtarget':>24} {'raw QEMU':>24}")
-        row = lambda name, v, r="": print(f"{name:52} {v:>24} {r:>24}")
-        row("QEMU PSS per target (MiB)", per(qm, "Pss"), per(raw["mems"], "Pss"))
-        row("QEMU private dirty per target (MiB)", per(qm, "Private_Dirty"), per(raw["mems"], "Private_Dirty"))
-        row("QEMU RSS per target (MiB)", per(qm, "Rss"), per(raw["mems"], "Rss"))
-        row("shim PSS per target (MiB, goal <= 2)", per(sm, "Pss"))
-        row("shim private dirty per target (MiB, goal <= 1)", per(sm, "Private_Dirty"))
-        row("shim RSS per target (MiB)", per(sm, "Rss"))
-        row("supervisor PSS / private dirty (MiB)", f"{sup_mem['Pss']:.1f} / {sup_mem['Private_Dirty']:.1f}")
-        row("supervisor PSS with no target (MiB)", f"{sup_mem0['Pss']:.1f}")
-        row(f"total PSS, {n} targets (GiB)", f"{total / 1024:.2f}", f"{raw_total / 1024:.2f}")
-        row(f"MemAvailable drop, {n} targets (GiB, with kernel)", f"{used / 1024:.2f}", f"{raw['avail'] / 1024:.2f}")
-        row("supervisor idle CPU (% of a core, goal < 1)", spread(idle["sup"], "{:.2f}"))
-        row(f"all {n} QEMUs idle CPU (% of a core)", spread(idle["qemu"], "{:.2f}"), spread(raw["idle"], "{:.2f}"))
-        row(f"all {n} shims idle CPU (% of a core)", spread(idle["shim"], "{:.2f}"))
-        row(f"vtarget get instances, {n} instances (ms)", spread(get_t), "")
-        t0 = time.perf_counter()
-        vt(env, "delete", "-f", path)
-        row(f"delete of all {n} (s)", f"{time.perf_counter() - t0:.1f}")
+        many_targets(env, work, sock, sup)
     finally:
         vt(env, "daemon", "stop", "--stop-instances", check=False)
         subprocess.run(["rm", "-rf", work])
