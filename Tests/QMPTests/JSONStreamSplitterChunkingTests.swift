@@ -44,7 +44,7 @@ import Testing
         #expect(split(Self.stream.indices.map { Self.stream[$0...$0] }) == Self.texts)
     }
 
-    /// The same through a ByteBuffer's view, as the proxy and the client read it.
+    /// An unfinished text is carried from chunk to chunk up to the limit, then refused.
     @Test func anUnfinishedTextCarriedOverCountsAgainstTheLimit() {
         var s = JSONStreamSplitter(maxMessageBytes: 32)
         #expect(s.append(Array(#"{"a": "0123456789"#.utf8)).failure == nil)
