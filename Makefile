@@ -9,7 +9,7 @@ SAMPLES := stm32vldiscovery netduino2 netduinoplus2 lm3s6965evb mps2-an385 mps2-
            stm32vldiscovery-can-a stm32vldiscovery-can-b netduinoplus2-can-a netduinoplus2-can-b \
            lm3s6965evb-checksum mps2-an385-checksum
 
-.PHONY: all setup build release firmware run test bench clean
+.PHONY: all setup build release firmware run test bench clean image
 
 all: build
 
@@ -22,6 +22,14 @@ build: setup
 # The Swift runtime linked statically: start-up drops from ~8 ms to ~6 ms.
 release: setup
 	$(SWIFT) build -c release --static-swift-stdlib $(BUILD_FLAGS)
+
+# The image the rendered Pods name (render --for kubernetes), as an OCI
+# layout in .build/image; no container daemon (scripts/build-image.sh).
+# Push it with: skopeo copy oci:.build/image:$(TAG) docker://REGISTRY/vtarget:$(TAG)
+IMAGE ?= localhost/vtarget
+TAG ?= $(shell sed -n 's/^ *version: "\(.*\)",$$/\1/p' Sources/VTargetCommands/VTarget.swift | head -n1)
+image: release
+	bash scripts/build-image.sh --binary $(RELEASE_VTARGET) --out .build/image --image $(IMAGE) --tag $(TAG)
 
 firmware: build
 	$(MAKE) -s -C firmware-samples BUILD=build

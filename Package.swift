@@ -36,7 +36,7 @@ let package = Package(
         .target(name: "QEMULaunch", dependencies: ["TargetSpec", "MachineCatalog"], exclude: ["README.md"]),
         .target(name: "VMLaunch", dependencies: ["VMSpec", "QEMULaunch", "ResourceKit", "YAMLTree"], exclude: ["README.md"]),
         // CRDs and Kubernetes manifests for the board kinds.
-        .target(name: "KubeRender", dependencies: ["TargetSpec", "ResourceKit", "MachineCatalog", "YAMLTree"], exclude: ["README.md"]),
+        .target(name: "KubeRender", dependencies: ["TargetSpec", "VMSpec", "ResourceKit", "MachineCatalog", "YAMLTree"], exclude: ["README.md"]),
         .target(name: "QMP", dependencies: [.product(name: "NIOCore", package: "swift-nio")], exclude: ["README.md"]),
         .target(name: "CANProtocol", exclude: ["README.md"]),
         // What a supervisor and a shim agree on: status, record, layout, arguments.
