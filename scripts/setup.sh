@@ -3,7 +3,8 @@
 # apt packages: QEMU (with OVMF and AAVMF), libyaml, libseccomp, the ARM cross compiler, socat,
 # gdb-multiarch; for the VM tests and the image store: genisoimage (cloud-init seeds), mtools,
 # syslinux, cpio, kmod, e2fsprogs, debootstrap (scripts/build-test-guest.sh), OpenSSH's client,
-# docker-registry and skopeo (a local registry for `image pull` tests), tar, curl.
+# docker-registry and skopeo (a local registry for `image pull` tests), tar, curl; mmdebstrap and
+# umoci (`make image`: the container image, without a daemon).
 # PyPI (into .venv): real clients for interop tests (python-can, qemu.qmp, pyserial, junitparser)
 # and Kubernetes schema checkers (kubernetes-validate, jsonschema).
 set -euo pipefail

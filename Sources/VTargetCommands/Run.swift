@@ -72,6 +72,8 @@ struct Run: AsyncParsableCommand {
             ttl = shim.ttlMilliseconds.map { "\($0)ms" }
         }
         var loaded = try input.load(environment: env, relativeTo: shim?.relativeTo)
+        // Checked before anything starts: the bus join that reads it runs beside QEMU, too late to refuse cleanly.
+        _ = try CANBusHost.remoteBuses(environment: env)
         let base = RuntimeDirectory.base(environment: env)
         let dropping = !noSandbox && QEMUSandbox.isRoot
         try RuntimeDirectory.ensurePrivate(base, traversable: dropping)

@@ -63,5 +63,12 @@ import TestSupport
             let r = try vt(["can", "serve", "vehicle", "--listen", address], runtime: runtime)
             #expect(r.code == 2 && r.stderr.contains(message), "\(address): \(r.code) \(r.stderr)")
         }
+        // A run whose VTARGET_REMOTE_CAN is malformed is refused before anything starts.
+        let seed = repoRoot + "/examples/seed/stm32f4-qemu.yaml", firmware = repoRoot + "/firmware-samples/build/stm32f4-firmware.yaml"
+        for (value, message) in [("vehicle", "is not BUS=HOST:PORT"), ("vehicle=host:0", "a port from 1 to 65535"), ("a/b=h:1", "is not a bus name")] {
+            let r = finish(try launch(["run", "-f", seed, "-f", firmware, "--timeout", "20s"], runtime: runtime,
+                                      environment: ["VTARGET_REMOTE_CAN": value]))
+            #expect(r.code == 2 && r.stderr.contains(message), "\(value): \(r.code) \(r.stderr)")
+        }
     }
 }
