@@ -6,7 +6,7 @@ import TargetRuntime
 import TargetSpec
 import YAMLTree
 
-/// `run --record DIR`, `--bundle-on-failure DIR` (by default in CI) and
+/// `run --record DIR`, `--bundle-on-failure DIR` (or `VTARGET_BUNDLE_ON_FAILURE`) and
 /// what they need: a private staging directory, the capture the session
 /// fills and the writer that makes the `.vtb`.
 struct RecordOptions: ParsableArguments {
@@ -14,10 +14,10 @@ struct RecordOptions: ParsableArguments {
     var recordDirectory: String?
 
     @Option(name: .customLong("bundle-on-failure"),
-            help: "Record the run; write a bundle into DIR only when it fails (default with CI=true: ./vtarget-bundles).")
+            help: "Record the run; write a bundle into DIR only when it fails (default: $VTARGET_BUNDLE_ON_FAILURE, else off).")
     var failureDirectory: String?
 
-    @Flag(name: .customLong("no-bundle-on-failure"), help: "Do not record, even with CI=true.")
+    @Flag(name: .customLong("no-bundle-on-failure"), help: "Do not record, even with VTARGET_BUNDLE_ON_FAILURE set.")
     var noBundleOnFailure = false
 
     @Flag(name: .customLong("include-images"), help: "Put firmware and images into the bundle whatever their size (else over 64 MiB they go in as their sha256).")
@@ -27,7 +27,12 @@ struct RecordOptions: ParsableArguments {
     /// guest time stays near real time, and a replay follows the log.
     static let icountShift = "auto"
     static let defaultImageLimit: UInt64 = 64 << 20
-    static let ciDirectory = "./vtarget-bundles"
+    /// A CI job turns recording on for every run with this variable. Not on
+    /// by CI=true alone: a recorded run counts instructions (icount), under
+    /// which a UART with a one-byte receive register loses bytes typed in a
+    /// burst, and a board with a writable drive that cannot snapshot does not
+    /// start; a run that passes must not fail because it was recorded.
+    static let environmentVariable = "VTARGET_BUNDLE_ON_FAILURE"
 
     func validate() throws {
         if recordDirectory == "" { throw ValidationError("--record: empty; give the directory the bundle goes into") }
@@ -56,9 +61,9 @@ struct RecordOptions: ParsableArguments {
     /// recorded is refused (exit 2); by CI's default, it is skipped with a note.
     func start(_ loaded: InputOptions.Loaded, input: InputOptions, environment: [String: String]) throws -> Recorder? {
         let explicit = recordDirectory ?? failureDirectory
-        let ci = !noBundleOnFailure && environment["CI"] == "true"
-        guard let directory = explicit ?? (ci ? Self.ciDirectory : nil) else { return nil }
-        let flag = recordDirectory != nil ? "--record" : failureDirectory != nil ? "--bundle-on-failure" : "CI=true (bundle on failure)"
+        let fromEnvironment = noBundleOnFailure ? nil : environment[Self.environmentVariable].flatMap { $0.isEmpty ? nil : $0 }
+        guard let directory = explicit ?? fromEnvironment else { return nil }
+        let flag = recordDirectory != nil ? "--record" : failureDirectory != nil ? "--bundle-on-failure" : Self.environmentVariable
         var problem: String?
         if !loaded.vms.isEmpty {
             problem = "VMs are not recorded: QEMU's record/replay needs every disk behind blkreplay and the network behind filter-replay, "
