@@ -105,7 +105,7 @@ extension RunSession {
             do {
                 let serialDevices = Set(t.plan.serialChannels.map(\.device))
                 let runStates = self.runStates.1
-                try await t.connect(group: group, startRunning: true, logRotation: config.logRotation,
+                try await t.connect(group: group, startRunning: config.supervised?.startPaused != true, logRotation: config.logRotation,
                                     environment: config.environment, onQMPEvent: { e in
                     if let name = e["event"]?.stringValue, name == "STOP" || name == "RESUME" { runStates.yield((i, t)) }
                 }) { device, bytes in
@@ -129,6 +129,7 @@ extension RunSession {
                 serialDevices: t.plan.serialChannels.map(\.device), directory: t.directory, rfc2217: t.rfc2217Ports,
                 powerdown: session.catalog.lookup(t.plan.profile)?.gracefulPowerdown ?? false,
                 supervised: config.supervised == nil ? nil : true, gdbSocket: t.plan.gdbSocketPath))
+            records[i].qemuDirectory = t.plan.workingDirectory.isEmpty ? nil : t.plan.workingDirectory
             records[i].write()
             status?.update { s in
                 s.phase = .running
@@ -137,6 +138,8 @@ extension RunSession {
                 s.directory = t.directory
             }
             try await feed(.booted(target: i))
+            // Left in -S by `start --paused`: no STOP event comes, so say it here.
+            if config.supervised?.startPaused == true { try await feed(.runState(target: i, paused: true)) }
             return true
         }
 
@@ -159,6 +162,8 @@ extension RunSession {
         func drive(_ events: AsyncStream<SessionEvent>) async {
             let watch = watchDirectories()
             defer { watch.cancel() }
+            let agents = watchGuestAgents()
+            defer { agents.cancel() }
             for await var event in events {
                 if case .qemuExited(let i, let status, _) = event {
                     event = .qemuExited(target: i, status: status, stderr: targets[i].stderrText)
