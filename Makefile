@@ -6,9 +6,10 @@ VTARGET := .build/debug/vtarget
 RELEASE_VTARGET := .build/release/vtarget
 FW := firmware-samples/build
 SAMPLES := stm32vldiscovery netduino2 netduinoplus2 lm3s6965evb mps2-an385 mps2-an386 mps2-an500 x86-pc \
-           stm32vldiscovery-can-a stm32vldiscovery-can-b netduinoplus2-can-a netduinoplus2-can-b
+           stm32vldiscovery-can-a stm32vldiscovery-can-b netduinoplus2-can-a netduinoplus2-can-b \
+           lm3s6965evb-checksum mps2-an385-checksum
 
-.PHONY: all setup build release firmware run test bench clean
+.PHONY: all setup build release firmware run test bench clean image
 
 all: build
 
@@ -21,6 +22,14 @@ build: setup
 # The Swift runtime linked statically: start-up drops from ~8 ms to ~6 ms.
 release: setup
 	$(SWIFT) build -c release --static-swift-stdlib $(BUILD_FLAGS)
+
+# The image the rendered Pods name (render --for kubernetes), as an OCI
+# layout in .build/image; no container daemon (scripts/build-image.sh).
+# Push it with: skopeo copy oci:.build/image:$(TAG) docker://REGISTRY/vtarget:$(TAG)
+IMAGE ?= localhost/vtarget
+TAG ?= $(shell sed -n 's/^ *version: "\(.*\)",$$/\1/p' Sources/VTargetCommands/VTarget.swift | head -n1)
+image: release
+	bash scripts/build-image.sh --binary $(RELEASE_VTARGET) --out .build/image --image $(IMAGE) --tag $(TAG)
 
 firmware: build
 	$(MAKE) -s -C firmware-samples BUILD=build
@@ -45,8 +54,9 @@ ALONE := SupervisorRaceTests|QemuImgTests|CloudInitSeedTests|BuildTestGuestScrip
 test: build firmware
 	@bash scripts/check-pure-modules.sh
 	VTARGET_TEST_GUEST="$$(bash scripts/build-test-guest.sh)"; \
+	VTARGET_TEST_GUEST_ARM64="$$VTARGET_TEST_GUEST"; \
 	VTARGET_TEST_CLOUD_GUEST="$$(bash scripts/build-test-guest.sh --cloud --cached 2>/dev/null || true)"; \
-	export VTARGET_TEST_GUEST VTARGET_TEST_CLOUD_GUEST; \
+	export VTARGET_TEST_GUEST VTARGET_TEST_GUEST_ARM64 VTARGET_TEST_CLOUD_GUEST; \
 	$(SWIFT) test $(BUILD_FLAGS) --skip '$(ALONE)' 2>&1 | tee .build/test.log; status=$${PIPESTATUS[0]}; \
 	[ $$status -eq 0 ] || exit $$status; \
 	$(SWIFT) test $(BUILD_FLAGS) --skip-build --filter '$(ALONE)' 2>&1 | tee -a .build/test.log; exit $${PIPESTATUS[0]}

@@ -36,7 +36,7 @@ let package = Package(
         .target(name: "QEMULaunch", dependencies: ["TargetSpec", "MachineCatalog"], exclude: ["README.md"]),
         .target(name: "VMLaunch", dependencies: ["VMSpec", "QEMULaunch", "ResourceKit", "YAMLTree"], exclude: ["README.md"]),
         // CRDs and Kubernetes manifests for the board kinds.
-        .target(name: "KubeRender", dependencies: ["TargetSpec", "ResourceKit", "MachineCatalog", "YAMLTree"], exclude: ["README.md"]),
+        .target(name: "KubeRender", dependencies: ["TargetSpec", "VMSpec", "ResourceKit", "MachineCatalog", "YAMLTree"], exclude: ["README.md"]),
         .target(name: "QMP", dependencies: [.product(name: "NIOCore", package: "swift-nio")], exclude: ["README.md"]),
         .target(name: "CANProtocol", exclude: ["README.md"]),
         // What a supervisor and a shim agree on: status, record, layout, arguments.
@@ -75,6 +75,10 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ], exclude: ["README.md"]),
+        // Recorded runs: writing, opening and checking .vtb bundles.
+        .target(name: "ReplayRuntime", dependencies: [
+            "ReplayFormat", "TargetRuntime", "HostOS", "Sandbox", .product(name: "Crypto", package: "swift-crypto"),
+        ], exclude: ["README.md"]),
         // The per-user supervisor: state in SQLite, shims, the HTTP server.
         .target(name: "Supervisor", dependencies: [
             "ControlAPI", "TargetRuntime", "TargetSpec", "MachineCatalog", "YAMLTree", "Sandbox", "CSpawn", "QMP", "InstanceContract", "ResourceKit", "HostOS",
@@ -91,12 +95,14 @@ let package = Package(
         ], exclude: ["README.md"]),
         .target(name: "VTargetCommands", dependencies: [
             "GitOpsSync", "ControlAPI", "Supervisor", "TargetRuntime", "DiskImages", "QEMULaunch", "TargetSpec", "MachineCatalog", "ResourceKit", "YAMLTree", "QMP", "Sandbox", "Endpoints",
-            "InstanceContract", "HostOS", "KubeRender", "SessionCore", "VMLaunch", "VMRuntime",
+            "InstanceContract", "HostOS", "KubeRender", "SessionCore", "VMLaunch", "VMRuntime", "ReplayFormat", "ReplayRuntime",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], exclude: ["README.md"]),
         .executableTarget(name: "vtarget", dependencies: ["VTargetCommands"], exclude: ["README.md"]),
         // Tries what the sandbox denies; used by `vtarget doctor` and the tests.
-        .executableTarget(name: "vtarget-sandbox-probe", path: "Sources/SandboxProbe", exclude: ["README.md"]),
+        // Linked without the Swift runtime it never calls: it runs inside QEMU's minimal root, which has no /opt/swift.
+        .executableTarget(name: "vtarget-sandbox-probe", path: "Sources/SandboxProbe", exclude: ["README.md"],
+                          linkerSettings: [.unsafeFlags(["-static-stdlib"])]),
 
         .target(name: "TestSupport", dependencies: ["MachineCatalog"], path: "Tests/TestSupport"),
         .testTarget(name: "YAMLTreeTests", dependencies: ["YAMLTree", "TestSupport"]),
@@ -117,12 +123,12 @@ let package = Package(
         .testTarget(name: "CANProtocolTests", dependencies: ["CANProtocol"]),
         .testTarget(name: "InstanceContractTests", dependencies: ["InstanceContract"]),
         .testTarget(name: "SessionCoreTests", dependencies: ["SessionCore", "InstanceContract"]),
-        .testTarget(name: "EndpointsTests", dependencies: ["Endpoints", "CANProtocol", "QMP", .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio")]),
+        .testTarget(name: "EndpointsTests", dependencies: ["Endpoints", "CANProtocol", "QMP", .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "QMPTests", dependencies: ["QMP", "Sandbox", .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "DiskImagesTests", dependencies: ["DiskImages"], exclude: ["Golden"]),
         .testTarget(name: "GitOpsSyncTests", dependencies: ["GitOpsSync", "ControlAPI", "ResourceKit", "YAMLTree"]),
         .testTarget(name: "SupervisorUnitTests", dependencies: ["Supervisor", "InstanceContract", .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "IntegrationTests", dependencies: ["VTargetCommands", "GitOpsSync", "TargetRuntime", "InstanceContract", "ControlAPI", "DiskImages", "QMP", "Sandbox", "QEMULaunch", "TargetSpec", "MachineCatalog", "ResourceKit", "TestSupport", "HostOS", "VMLaunch", "VMLaunchCases", "VMRuntime", .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio"), .product(name: "ArgumentParser", package: "swift-argument-parser")],
+        .testTarget(name: "IntegrationTests", dependencies: ["VTargetCommands", "GitOpsSync", "TargetRuntime", "InstanceContract", "ControlAPI", "DiskImages", "QMP", "Sandbox", "QEMULaunch", "TargetSpec", "MachineCatalog", "ResourceKit", "TestSupport", "HostOS", "VMLaunch", "VMLaunchCases", "VMRuntime", "ReplayFormat", "ReplayRuntime", .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio"), .product(name: "ArgumentParser", package: "swift-argument-parser")],
                     exclude: ["Clients"]),
         // cloud-init seeds and the test guests of scripts/build-test-guest.sh, booted in QEMU.
         .testTarget(name: "GuestTests", dependencies: ["DiskImages", "HostOS", "Sandbox", "TestSupport"], exclude: ["Golden"]),

@@ -7,3 +7,4 @@ python3 scripts/bench_endpoints.py
 python3 scripts/bench_can.py
 python3 scripts/bench_supervisor.py
 python3 scripts/bench_gitops.py
+python3 scripts/bench_replay.py

@@ -13,6 +13,8 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/vfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <pthread.h>
@@ -43,6 +45,104 @@ static void child_fail(int errfd, int err) {
     ssize_t r;
     do { r = write(errfd, &err, sizeof err); } while (r < 0 && errno == EINTR);
     _exit(127);
+}
+
+/* dst = a + b, within cap; -1 (ENAMETOOLONG) when it does not fit. */
+static int join(char *dst, size_t cap, const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    if (la + lb + 1 > cap) { errno = ENAMETOOLONG; return -1; }
+    memcpy(dst, a, la);
+    memcpy(dst + la, b, lb + 1);
+    return 0;
+}
+
+/* mkdir -p: every parent of `path` as a directory, `path` itself as a
+   directory or, when `file`, an empty file (a mount point for a file). */
+static int make_path(char *path, int file) {
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        int r = mkdir(path, 0755);
+        *p = '/';
+        if (r < 0 && errno != EEXIST) return -1;
+    }
+    if (!file) return mkdir(path, 0755) < 0 && errno != EEXIST ? -1 : 0;
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return -1;
+    close(fd);
+    return 0;
+}
+
+/* A bind mount made read-only. The flags the source mount already has
+   (nosuid, nodev, noexec, atime) are kept: in a user namespace they are
+   locked, and a remount that drops one fails with EPERM. */
+static int remount_read_only(const char *path) {
+    struct statfs sf;
+    if (statfs(path, &sf) < 0) return -1;
+    unsigned long f = MS_BIND | MS_REMOUNT | MS_RDONLY;
+    if (sf.f_flags & ST_NOSUID) f |= MS_NOSUID;
+    if (sf.f_flags & ST_NODEV) f |= MS_NODEV;
+    if (sf.f_flags & ST_NOEXEC) f |= MS_NOEXEC;
+    if (sf.f_flags & ST_NOATIME) f |= MS_NOATIME;
+    if (sf.f_flags & ST_NODIRATIME) f |= MS_NODIRATIME;
+    if (sf.f_flags & ST_RELATIME) f |= MS_RELATIME;
+    return mount(NULL, path, NULL, f, NULL);
+}
+
+/* The child's whole file system view: a fresh tmpfs, mounted over /tmp of
+   its own namespace (any existing directory would do) and pivoted into,
+   with the old root kept at /.old only while the binds are taken from it.
+   The cwd (entered before) is bound as ".", so a tmpfs over its host path
+   never matters. */
+static void enter_minimal_root(const cspawn_attr *a, int errfd) {
+    char path[4096], src[4096];
+#define ROOT_FAIL() child_fail_at(errfd, CSPAWN_STEP_ROOT, errno)
+    umask(022);
+    if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,nr_inodes=4096,mode=0755") < 0) ROOT_FAIL();
+    if (mkdir("/tmp/.old", 0700) < 0) ROOT_FAIL();
+    if (syscall(SYS_pivot_root, "/tmp", "/tmp/.old") < 0) ROOT_FAIL();
+    /* tmpfs first: /dev must exist before its nodes are bound onto it. */
+    for (int i = 0; i < a->tmpfs_count; i++) {
+        const cspawn_tmpfs *t = &a->tmpfs[i];
+        if (join(path, sizeof path, t->path, "") < 0 || make_path(path, 0) < 0) ROOT_FAIL();
+        if (mount("tmpfs", path, "tmpfs", t->flags, t->options) < 0) ROOT_FAIL();
+    }
+    for (int i = 0; i < a->bind_count; i++) {
+        const cspawn_bind *b = &a->binds[i];
+        struct stat st;
+        if (join(src, sizeof src, "/.old", b->path) < 0 || join(path, sizeof path, b->path, "") < 0) ROOT_FAIL();
+        if (stat(src, &st) < 0) {
+            if (errno == ENOENT || errno == ENOTDIR) continue;
+            ROOT_FAIL();
+        }
+        if (make_path(path, !S_ISDIR(st.st_mode)) < 0) ROOT_FAIL();
+        if (mount(src, path, NULL, MS_BIND | MS_REC, NULL) < 0) ROOT_FAIL();
+        if (b->read_only && remount_read_only(path) < 0) ROOT_FAIL();
+    }
+    for (int i = 0; i + 1 < 2 * a->symlink_count; i += 2) {
+        if (join(path, sizeof path, a->symlinks[i], "") < 0) ROOT_FAIL();
+        char *slash = strrchr(path, '/');
+        if (slash && slash != path) {
+            *slash = 0;
+            if (make_path(path, 0) < 0) ROOT_FAIL();
+            *slash = '/';
+        }
+        if (symlink(a->symlinks[i + 1], path) < 0 && errno != EEXIST) ROOT_FAIL();
+    }
+    if (a->bind_cwd && a->cwd && strcmp(a->cwd, "/") != 0) {
+        if (join(path, sizeof path, a->cwd, "") < 0 || make_path(path, 0) < 0) ROOT_FAIL();
+        if (mount(".", path, NULL, MS_BIND | MS_REC, NULL) < 0) ROOT_FAIL();
+    }
+    /* Its own /proc, while the host's is still in this namespace (a user
+       namespace may mount proc only where one is already visible). */
+    if (mkdir("/proc", 0555) < 0) ROOT_FAIL();
+    for (int i = 0; i < a->proc_option_count; i++) {
+        if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, a->proc_options[i]) == 0) break;
+    }
+    if (umount2("/.old", MNT_DETACH) < 0 || rmdir("/.old") < 0) ROOT_FAIL();
+    if (mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0) ROOT_FAIL();
+    if (chdir(a->cwd ? a->cwd : "/") < 0) child_fail_at(errfd, CSPAWN_STEP_CHDIR, errno);
+#undef ROOT_FAIL
 }
 
 /// Runs in the child, which shares the parent's memory until exec (vfork
@@ -107,12 +207,11 @@ static void child_main(const cspawn_attr *a, int errfd, pid_t parent) {
     /* In a new mount namespace, nothing mounted here propagates back. */
     if ((a->namespace_flags & CLONE_NEWNS) && mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         child_fail_at(errfd, CSPAWN_STEP_MOUNTS, errno);
-    if (a->umask_value >= 0) umask((mode_t)a->umask_value);
     /* The executable, before a tmpfs may cover it (a QEMU in ~/.local/bin,
        a stand-in in /tmp): exec'd from this fd. A script's interpreter
        opens it again as /dev/fd/N, so for one it stays open across exec. */
     int exec_fd = -1;
-    if ((a->namespace_flags & CLONE_NEWNS) && a->tmpfs_count > 0) {
+    if ((a->namespace_flags & CLONE_NEWNS) && (a->tmpfs_count > 0 || a->minimal_root)) {
         exec_fd = open(a->path, O_RDONLY | O_CLOEXEC);
         if (exec_fd >= 0) {
             char magic[2];
@@ -124,13 +223,25 @@ static void child_main(const cspawn_attr *a, int errfd, pid_t parent) {
     }
     /* The cwd first: a tmpfs below may cover the path that led to it. */
     if (a->cwd && chdir(a->cwd) < 0) child_fail_at(errfd, CSPAWN_STEP_CHDIR, errno);
-    if (a->namespace_flags & CLONE_NEWNS) {
+    if ((a->namespace_flags & CLONE_NEWNS) && a->minimal_root) {
+        enter_minimal_root(a, errfd);
+        /* Exec'd by its path when the new root has that very file (QEMU in
+           /usr: its /proc/self/exe then names a path that exists, where it
+           looks for its firmware), else from the fd. */
+        struct stat in_root, opened;
+        if (exec_fd >= 0 && stat(a->path, &in_root) == 0 && fstat(exec_fd, &opened) == 0
+            && in_root.st_dev == opened.st_dev && in_root.st_ino == opened.st_ino) {
+            close(exec_fd);
+            exec_fd = -1;
+        }
+    } else if (a->namespace_flags & CLONE_NEWNS) {
         for (int i = 0; i < a->tmpfs_count; i++) {
             const cspawn_tmpfs *t = &a->tmpfs[i];
             if (mount("tmpfs", t->path, "tmpfs", t->flags, t->options) < 0 && errno != ENOENT)
                 child_fail_at(errfd, CSPAWN_STEP_MOUNTS, errno);
         }
     }
+    if (a->umask_value >= 0) umask((mode_t)a->umask_value);
     /* Root dropping to another uid: empty the capability bounding set first
        (it needs CAP_SETPCAP, gone after setresuid), so nothing the child
        execs can ever regain a capability. */

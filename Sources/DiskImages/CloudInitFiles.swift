@@ -27,6 +27,11 @@ public struct CloudInitFiles: Sendable, Equatable {
         /// Relative to the seed's root, `/`-separated.
         public var path: String
         public var contents: [UInt8]
+
+        public init(path: String, contents: [UInt8]) {
+            self.path = path
+            self.contents = contents
+        }
     }
 
     public var flavor: Flavor

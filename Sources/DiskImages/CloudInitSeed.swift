@@ -7,8 +7,9 @@ import Glibc
 import HostOS
 import Sandbox
 
-/// Writes a cloud-init seed as an ISO 9660 image with Debian's
-/// `genisoimage` (Rock Ridge + Joliet, the label cloud-init looks for):
+/// Writes a cloud-init seed, or any small disk of named files (a KubeVirt
+/// `configMap` volume), as an ISO 9660 image with Debian's `genisoimage`
+/// (Rock Ridge + Joliet, the label the guest looks for):
 /// a real tool, never hand-made filesystem bytes. One way to spawn it, one
 /// deadline, errors that carry what the tool said, as `QemuImg`.
 public struct CloudInitSeed: Sendable {
@@ -37,6 +38,15 @@ public struct CloudInitSeed: Sendable {
     /// directory beside it, the ISO to `path.tmp`, renamed into place only
     /// when genisoimage succeeded, so a VM never boots a half-written seed.
     public func write(_ seed: CloudInitFiles, to path: String) async throws(CloudInitSeedError) {
+        try await write(files: seed.files, volumeLabel: seed.volumeLabel, to: path)
+    }
+
+    /// Any files (paths relative, `/`-separated, no `.` or `..` part) as an
+    /// ISO labelled `volumeLabel`, replaced whole as a seed is.
+    public func write(files: [CloudInitFiles.File], volumeLabel: String, to path: String) async throws(CloudInitSeedError) {
+        for f in files where f.path.isEmpty || f.path.hasPrefix("/") || f.path.split(separator: "/", omittingEmptySubsequences: false).contains(where: { $0 == "." || $0 == ".." || $0.isEmpty }) {
+            throw CloudInitSeedError(.badInput, field: f.path, "\"\(f.path)\" cannot be a file name on the disk; use a name without `/`, `.` or `..` parts")
+        }
         let staging = path + ".staging-\(UInt32.random(in: 0...UInt32.max))"
         let partial = path + ".tmp"
         defer {
@@ -46,7 +56,7 @@ public struct CloudInitSeed: Sendable {
         do {
             // Not withIntermediateDirectories: a missing parent is the caller's error, not ours to create.
             try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: false)
-            for file in seed.files {
+            for file in files {
                 let full = staging + "/" + file.path
                 let dir = String(full[..<full.lastIndex(of: "/")!])
                 try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -55,7 +65,7 @@ public struct CloudInitSeed: Sendable {
         } catch {
             throw CloudInitSeedError(.io, "cannot stage the cloud-init files in \(staging): \(error)", cause: error)
         }
-        let args = ["-quiet", "-input-charset", "utf-8", "-volid", seed.volumeLabel, "-joliet", "-rock", "-output", partial, staging]
+        let args = ["-quiet", "-input-charset", "utf-8", "-volid", volumeLabel, "-joliet", "-rock", "-output", partial, staging]
         let r: ProcessCapture.Separated
         do {
             r = try await ProcessCapture.runSeparated(deadline: timeoutSeconds) { out, err in

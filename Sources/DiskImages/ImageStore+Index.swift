@@ -20,15 +20,36 @@ extension ImageStore {
         public static func imported(_ file: String) -> Source { Source(type: "import", file: file) }
     }
 
-    /// One disk in the store: its blob is `blobs/sha256/<hex>`, read-only.
+    /// What an image's blob is: a disk (qcow2, raw) or a file tree (an
+    /// uncompressed or gzip'ed tar: kernelBoot's kernel and initrd).
+    public enum Format: String, Codable, Sendable {
+        case raw, qcow2, tar
+
+        public init(_ disk: QemuImg.Format) { self = disk == .qcow2 ? .qcow2 : .raw }
+
+        /// The disk format QEMU opens it with; nil for a file tree.
+        public var disk: QemuImg.Format? {
+            switch self {
+            case .raw: .raw
+            case .qcow2: .qcow2
+            case .tar: nil
+            }
+        }
+    }
+
+    /// One image in the store: its blob is `blobs/sha256/<hex>`, read-only.
     public struct Image: Codable, Sendable, Equatable {
         public var digest: OCIDigest
-        public var format: QemuImg.Format
+        public var format: Format
+        /// A disk's size as the guest sees it; a file tree's blob size.
         public var virtualSize: UInt64
         public var fileSize: UInt64
         /// RFC 3339, UTC: when this content first entered the store.
         public var created: String
         public var source: Source
+        /// A file tree's regular files, as `kernelPath` names them without
+        /// the leading `/`; nil for a disk.
+        public var files: [String]?
     }
 
     /// The whole index, one JSON file: `images` by digest, `refs` from

@@ -32,14 +32,17 @@ public struct ImageStore: Sendable {
         public var digest: OCIDigest
         /// The read-only blob; pass `format` explicitly, never let QEMU probe.
         public var path: String
-        public var format: QemuImg.Format
+        public var format: Format
         public var virtualSize: UInt64
+        /// A file tree's regular files (`boot/vmlinuz`, no leading `/`); nil for a disk.
+        public var files: [String]?
 
-        public init(digest: OCIDigest, path: String, format: QemuImg.Format, virtualSize: UInt64) {
+        public init(digest: OCIDigest, path: String, format: Format, virtualSize: UInt64, files: [String]? = nil) {
             self.digest = digest
             self.path = path
             self.format = format
             self.virtualSize = virtualSize
+            self.files = files
         }
     }
 
@@ -59,7 +62,7 @@ public struct ImageStore: Sendable {
     public func resolve(_ text: String) throws(ImageStoreError) -> Resolved {
         let index = try readIndex()
         let image = try find(try Selector(text), in: index).image
-        return Resolved(digest: image.digest, path: path(for: image.digest), format: image.format, virtualSize: image.virtualSize)
+        return Resolved(digest: image.digest, path: path(for: image.digest), format: image.format, virtualSize: image.virtualSize, files: image.files)
     }
 
     /// An image and every reference to it.
@@ -89,13 +92,23 @@ public struct ImageStore: Sendable {
     /// Copies `file` into the store (hashing as it copies) and names it `ref`.
     /// A copy, not a link: the store's blob must not change when the user's
     /// file does. Nothing is visible until the blob is complete and fsync'ed.
+    /// A directory, or a tar archive, becomes a file tree (kernelBoot's
+    /// kernel and initrd), not a disk.
     public func importFile(_ file: String, as ref: Reference) async throws(ImageStoreError) -> Image {
         let key = try Self.tagKey(ref)
         try ensureDirectories()
+        let absolute = file.hasPrefix("/") ? file : FileManager.default.currentDirectoryPath + "/" + file
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory), isDirectory.boolValue {
+            return try await importTree(file, absolute: absolute, refs: [key])
+        }
         let temp = newTempPath()
         do {
             let (digest, size) = try Self.copyHashing(from: file, to: temp)
-            let absolute = file.hasPrefix("/") ? file : FileManager.default.currentDirectoryPath + "/" + file
+            if Self.looksLikeTar(temp) {
+                return try await add(temp: temp, digest: digest, fileSize: size, what: file, source: .imported(absolute), refs: [key],
+                                     tree: try await treeFiles(temp, what: file))
+            }
             return try await add(temp: temp, digest: digest, fileSize: size, what: file, source: .imported(absolute), refs: [key])
         } catch {
             unlink(temp)
@@ -202,14 +215,24 @@ public struct ImageStore: Sendable {
 
     /// Checks the complete temp file with qemu-img, makes it read-only and
     /// renames it in under the lock, with its references.
-    private func add(temp: String, digest: OCIDigest, fileSize: UInt64, what: String, source: Source, refs: [String]) async throws(ImageStoreError) -> Image {
-        let info: ImageInfo
-        do {
-            info = try await qemuImg.info(path: temp)
-        } catch {
-            throw ImageStoreError(.unsupportedImage, "\(what): qemu-img cannot read it", cause: error)
+    /// A `tree` (its regular files) is a tar archive's blob: no disk, qemu-img is not asked.
+    func add(temp: String, digest: OCIDigest, fileSize: UInt64, what: String, source: Source, refs: [String],
+             tree: [String]? = nil) async throws(ImageStoreError) -> Image {
+        let format: Format
+        let virtualSize: UInt64
+        if tree != nil {
+            format = .tar
+            virtualSize = fileSize
+        } else {
+            let info: ImageInfo
+            do {
+                info = try await qemuImg.info(path: temp)
+            } catch {
+                throw ImageStoreError(.unsupportedImage, "\(what): qemu-img cannot read it", cause: error)
+            }
+            format = Format(try Self.check(info, fileSize: fileSize, what: what))
+            virtualSize = info.virtualSize
         }
-        let format = try Self.check(info, fileSize: fileSize, what: what)
         guard chmod(temp, 0o444) == 0 else { throw ImageStoreError(.io, "cannot make \(temp) read-only: \(String(cString: strerror(errno)))") }
         let created = Date().ISO8601Format()
         return try withIndexLock { (index: inout Index) throws(ImageStoreError) -> Image in
@@ -222,7 +245,7 @@ public struct ImageStore: Sendable {
                 StoreFiles.syncDirectory(blobDirectory)
             }
             let image = index.images[digest.description]
-                ?? Image(digest: digest, format: format, virtualSize: info.virtualSize, fileSize: fileSize, created: created, source: source)
+                ?? Image(digest: digest, format: format, virtualSize: virtualSize, fileSize: fileSize, created: created, source: source, files: tree)
             index.images[digest.description] = image
             for key in refs { index.refs[key] = digest }
             _ = collectGarbage(&index)

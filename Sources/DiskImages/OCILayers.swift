@@ -93,7 +93,7 @@ enum OCILayers {
         return path
     }
 
-    private static func run(_ tar: String, _ args: [String], deadline: Double, what: String) async throws(ImageStoreError) -> [UInt8] {
+    static func run(_ tar: String, _ args: [String], deadline: Double, what: String) async throws(ImageStoreError) -> [UInt8] {
         let r: ProcessCapture.Separated
         do {
             r = try await ProcessCapture.runSeparated(deadline: deadline) { out, err in

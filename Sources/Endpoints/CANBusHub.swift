@@ -147,7 +147,7 @@ public final class CANBusHub: @unchecked Sendable {
 
     /// socketcand raw mode on loopback TCP (port 0: any free one) and on a
     /// unix socket; returns the TCP port.
-    public func listen(tcpPort: Int, unixPath: String) async throws -> Int {
+    public func listen(tcpPort: Int, unixPath: String, host: String = "127.0.0.1") async throws -> Int {
         func bootstrap() -> ServerBootstrap {
             ServerBootstrap(group: loop)
                 .childChannelOption(.allowRemoteHalfClosure, value: true)
@@ -159,7 +159,7 @@ public final class CANBusHub: @unchecked Sendable {
         let tcp = try await bootstrap()
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .bind(host: "127.0.0.1", port: tcpPort).get()
+            .bind(host: host, port: tcpPort).get()
         let unix = try await bootstrap().bind(unixDomainSocketPath: unixPath, cleanupExistingSocketFile: false).get()
         chmod(unixPath, 0o600)
         try await loop.submit { self.servers += [tcp, unix] }.get()

@@ -33,7 +33,7 @@ public final class CANBusLink: @unchecked Sendable {
         public var description: String
     }
 
-    /// Connects to the bus host at `socketPath` and joins as `member` (the
+    /// Connects to the bus host at `socketPath` (or `tcp://HOST:PORT`, a bus served elsewhere) and joins as `member` (the
     /// faults, if any, as `< vtarget-fault >` settings). Fails, with nothing
     /// left open, when the host goes away first (it may be taking itself down).
     /// Should the host go away later, the link rejoins through `rediscover`;
@@ -52,11 +52,15 @@ public final class CANBusLink: @unchecked Sendable {
         let ready = loop.makePromise(of: Void.self)
         let channel: any Channel
         do {
-            channel = try await ClientBootstrap(group: loop)
+            let bootstrap = ClientBootstrap(group: loop)
                 .channelInitializer { ch in
                     ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(BusSide(link: self, bus: self.busName, ready: ready)) }
                 }
-                .connect(unixDomainSocketPath: socketPath).get()
+            if socketPath.hasPrefix("tcp://"), let colon = socketPath.lastIndex(of: ":"), let port = Int(socketPath[socketPath.index(after: colon)...]) {
+                channel = try await bootstrap.connect(host: String(socketPath[socketPath.index(socketPath.startIndex, offsetBy: 6)..<colon]), port: port).get()
+            } else {
+                channel = try await bootstrap.connect(unixDomainSocketPath: socketPath).get()
+            }
         } catch {
             // The socket of a host that was killed: nobody listens.
             ready.fail(error)

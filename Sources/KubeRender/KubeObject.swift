@@ -6,6 +6,8 @@ public enum KubeObject: Encodable, Sendable {
     case job(Job)
     case deployment(Deployment)
     case crd(CustomResourceDefinition)
+    /// An object written as data: KubeVirt's kinds and the PVCs of a Viti Machine.
+    case manifest(Manifest)
 
     public var kind: String {
         switch self {
@@ -14,6 +16,7 @@ public enum KubeObject: Encodable, Sendable {
         case .job: return "Job"
         case .deployment: return "Deployment"
         case .crd: return "CustomResourceDefinition"
+        case .manifest(let o): return o.kind
         }
     }
 
@@ -24,6 +27,7 @@ public enum KubeObject: Encodable, Sendable {
         case .job(let o): return o.metadata.name
         case .deployment(let o): return o.metadata.name
         case .crd(let o): return o.metadata.name
+        case .manifest(let o): return o.name
         }
     }
 
@@ -34,7 +38,21 @@ public enum KubeObject: Encodable, Sendable {
         case .job(let o): try o.encode(to: encoder)
         case .deployment(let o): try o.encode(to: encoder)
         case .crd(let o): try o.encode(to: encoder)
+        case .manifest(let o): try o.body.encode(to: encoder)
         }
+    }
+}
+
+/// A whole object as a JSON value (`apiVersion`, `kind`, `metadata`, ...).
+public struct Manifest: Sendable {
+    public var kind: String
+    public var name: String
+    public var body: JSONValue
+
+    public init(kind: String, name: String, body: JSONValue) {
+        self.kind = kind
+        self.name = name
+        self.body = body
     }
 }
 
@@ -153,12 +171,24 @@ public struct Container: Encodable, Sendable {
 }
 
 public struct Probe: Encodable, Sendable {
-    public var exec: Exec
+    public var exec: Exec?
+    public var tcpSocket: TCPSocket?
     public var periodSeconds: Int
     public var failureThreshold: Int?
 
+    public init(exec: Exec? = nil, tcpSocket: TCPSocket? = nil, periodSeconds: Int, failureThreshold: Int? = nil) {
+        self.exec = exec
+        self.tcpSocket = tcpSocket
+        self.periodSeconds = periodSeconds
+        self.failureThreshold = failureThreshold
+    }
+
     public struct Exec: Encodable, Sendable {
         public var command: [String]
+    }
+
+    public struct TCPSocket: Encodable, Sendable {
+        public var port: Int
     }
 }
 

@@ -6,11 +6,13 @@ import Foundation
 import MachineCatalog
 import ResourceKit
 import TargetSpec
+import VMSpec
 import YAMLTree
 
 /// Board resources → what a cluster runs without vtarget's supervisor: one
 /// Pod (or Job) per instance running `vtarget run` on the instance's own
-/// YAML, a Deployment per pool, and one Pod for the targets of a CAN bus.
+/// YAML, a Deployment per pool, a Deployment and a Service per CAN bus, and
+/// KubeVirt objects for VMs.
 public struct KubeRenderer: Sendable {
     public struct Options: Sendable {
         /// The image with vtarget and QEMU in it.
@@ -69,6 +71,8 @@ public struct KubeRenderer: Sendable {
         var instances: [VirtualTargetInstance] = []
         var pools: [VirtualTargetPool] = []
         var maps: [ConfigMap] = []
+        var machines: [VitiMachine] = []
+        var kubevirt: [Resource] = []
         for r in resources {
             // `if case`, not a switch: kinds added to Resource later are refused here until rendered.
             if case .target(let t) = r {
@@ -79,9 +83,15 @@ public struct KubeRenderer: Sendable {
                 pools.append(p)
             } else if case .configMap(let c) = r {
                 maps.append(c)
+            } else if case .machine(let m) = r {
+                machines.append(m)
+            } else if case .machineClass = r {
+                // Folded into its Machines' CPU and memory, as the operator reads it.
+            } else if Self.isKubeVirt(r) {
+                kubevirt.append(r)
             } else {
                 diags.append(Diagnostic(.error, at: r.metadata.location, field: "kind",
-                    "render --for kubernetes does not render \(r.kind) yet; it renders QemuVirtualTarget, VirtualTargetInstance, VirtualTargetPool and ConfigMap"))
+                    "render --for kubernetes does not render \(r.kind) yet; it renders QemuVirtualTarget, VirtualTargetInstance, VirtualTargetPool, ConfigMap, KubeVirt's kinds and Viti Machines"))
             }
         }
         func document(_ kind: String, _ meta: ObjectMeta) -> YAMLNode? {
@@ -134,11 +144,18 @@ public struct KubeRenderer: Sendable {
         if !diags.isEmpty { throw DiagnosticError(Self.unique(diags)) }
 
         let units = Self.units(members)
+        let canBuses = Self.canBuses(members + poolMembers.map(\.1))
         diags += Self.nameClashes(units.map { ($0.name, $0.namespace, $0.members[0].origins[0]) }
-            + poolMembers.map { ($0.0.metadata.name, $0.0.metadata.namespace, $0.1.origins[0]) })
+            + poolMembers.map { ($0.0.metadata.name, $0.0.metadata.namespace, $0.1.origins[0]) }
+            + canBuses.map { (KubeNames.label("can", $0.bus), $0.namespace, (kind: "CAN bus", name: $0.bus, location: $0.origin.location)) })
         if !diags.isEmpty { throw DiagnosticError(diags) }
 
         var objects: [KubeObject] = maps.map(configMapObject)
+        for b in canBuses {
+            objects += busObjects(namespace: b.namespace, bus: b.bus, members: (members + poolMembers.map(\.1)).filter {
+                $0.namespace == b.namespace && Self.buses($0.target).contains(b.bus)
+            })
+        }
         for unit in units {
             objects += podObjects(unit)
         }
@@ -151,38 +168,46 @@ public struct KubeRenderer: Sendable {
             objects.append(.deployment(Deployment(metadata: metadata(unit, name: unit.name),
                 spec: .init(replicas: pool.minReady, selector: .init(matchLabels: selector), template: template))))
         }
+        for r in kubevirt {
+            let meta = r.metadata
+            if let o = passThrough(r, document: document(r.kind, meta) ?? documents[Self.key(r.kind, "default", meta.name)]) { objects.append(o) }
+        }
+        for m in machines {
+            do {
+                objects += try vitiObjects(m, document: document("Machine", m.metadata))
+            } catch {
+                diags += error.diagnostics
+            }
+        }
         if !diags.isEmpty { throw DiagnosticError(diags) }
         return objects
     }
 
+    static func isKubeVirt(_ r: Resource) -> Bool {
+        switch r {
+        case .virtualMachine, .virtualMachineInstance, .instancetype, .preference: return true
+        default: return false
+        }
+    }
+
     // MARK: Units
 
-    /// Members that share a CAN bus (in one namespace) run in one Pod: the
-    /// bus lives in the `vtarget run` that starts them, and nothing of it
-    /// listens beyond the Pod's loopback.
+    /// One Pod per member: members of a CAN bus join it over the network
+    /// (`busObjects`), so they need not share a Pod or a node.
     static func units(_ members: [Member]) -> [Unit] {
-        var parent = Array(members.indices)
-        func find(_ i: Int) -> Int { parent[i] == i ? i : find(parent[i]) }
-        var busOwner: [String: Int] = [:]
-        for (i, m) in members.enumerated() {
-            for bus in buses(m.target) {
-                let key = m.namespace + "/" + bus
-                if let j = busOwner[key] { parent[find(i)] = find(j) } else { busOwner[key] = i }
+        members.map { Unit(name: $0.name, namespace: $0.namespace, component: "target", members: [$0]) }
+    }
+
+    /// Each CAN bus (namespace and name) once, in input order, with the first member naming it.
+    static func canBuses(_ members: [Member]) -> [(namespace: String, bus: String, origin: (kind: String, name: String, location: SourceLocation))] {
+        var seen = Set<String>()
+        var out: [(namespace: String, bus: String, origin: (kind: String, name: String, location: SourceLocation))] = []
+        for m in members {
+            for bus in buses(m.target) where seen.insert(m.namespace + "/" + bus).inserted {
+                out.append((m.namespace, bus, m.origins[0]))
             }
         }
-        var groups: [Int: [Int]] = [:]
-        var order: [Int] = []
-        for i in members.indices {
-            let r = find(i)
-            if groups[r] == nil { order.append(r) }
-            groups[r, default: []].append(i)
-        }
-        return order.map { r in
-            let ms = groups[r]!.map { members[$0] }
-            if ms.count == 1 { return Unit(name: ms[0].name, namespace: ms[0].namespace, component: "target", members: ms) }
-            let bus = Set(ms.flatMap { buses($0.target) }).sorted()[0]
-            return Unit(name: KubeNames.label("can", bus), namespace: ms[0].namespace, component: "can-bus", members: ms)
-        }
+        return out
     }
 
     /// Two Pods (or a Pod and a pool's Deployment, whose spec ConfigMaps
@@ -379,7 +404,7 @@ public struct KubeRenderer: Sendable {
         var main = Container(
             name: "vtarget", image: options.image,
             command: ["sh", "-c", startScript(unit, firmware: firmware, publish: !declarativeOnly)],
-            env: [.init(name: "VTARGET_RUNTIME_DIR", value: Paths.runtime)],
+            env: [.init(name: "VTARGET_RUNTIME_DIR", value: Paths.runtime)] + remoteBusVariable(unit),
             ports: ports(unit),
             resources: kvm ? .init(limits: ["devices.kubevirt.io/kvm": "1"]) : nil,
             volumeMounts: mounts,

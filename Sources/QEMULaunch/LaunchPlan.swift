@@ -102,6 +102,8 @@ public struct LaunchPlan: Sendable {
     /// Every image QEMU opens through its block layer, in argv order.
     public var blockDrives: [BlockDrive] = []
     public var cpus: Int = 1
+    /// Set when QEMU records or replays this run.
+    public var recordReplay: RecordReplay?
     /// QEMU's own directory (its cwd; its FIFOs, firmware copies and GDB
     /// socket are in it): the `instanceDirectory` it was planned for.
     public var workingDirectory: String = ""
@@ -145,9 +147,42 @@ public struct LaunchOptions: Sendable {
     /// without a disk have nowhere else to keep a snapshot.
     public var snapshotImage: String?
 
-    public init(qemuSandbox: Bool = true, passImagesAsFDs: Bool = false, snapshotImage: String? = nil) {
+    /// QEMU's record/replay (`-icount ...,rr=record|replay`), off by default.
+    public var recordReplay: RecordReplay?
+
+    public init(qemuSandbox: Bool = true, passImagesAsFDs: Bool = false, snapshotImage: String? = nil, recordReplay: RecordReplay? = nil) {
         self.qemuSandbox = qemuSandbox
         self.passImagesAsFDs = passImagesAsFDs
         self.snapshotImage = snapshotImage
+        self.recordReplay = recordReplay
+    }
+}
+
+/// Recording a run, or replaying one, with QEMU's deterministic
+/// record/replay: every input of the guest (serial bytes, clocks,
+/// interrupts' timing) goes to `logFile` while recording and comes from it
+/// while replaying, so a replay needs nothing fed and prints the same bytes.
+public struct RecordReplay: Sendable, Equatable {
+    public enum Mode: String, Sendable { case record, replay }
+    public var mode: Mode
+    /// QEMU's `rrfile`: a plain name is taken to be in the instance
+    /// directory (the plan holds the whole path).
+    public var logFile: String
+    /// `-icount shift=`: instructions are counted, not timed, so the guest's
+    /// clock follows its own execution; a replay must use the recording's.
+    public var icountShift: String
+    /// `rrsnapshot=`: a VM snapshot taken at the start of the recording
+    /// (kept in the scratch image, `LaunchOptions.snapshotImage`), from which
+    /// a replay can run backwards (gdb's reverse-stepi).
+    public var snapshot: String?
+
+    /// The name `vtarget run --record` gives the start snapshot.
+    public static let startSnapshot = "init"
+
+    public init(mode: Mode, logFile: String, icountShift: String = "auto", snapshot: String? = nil) {
+        self.mode = mode
+        self.logFile = logFile
+        self.icountShift = icountShift
+        self.snapshot = snapshot
     }
 }

@@ -33,6 +33,26 @@ public struct LaunchPlanner: Sendable {
 
         let accel = chooseAccel(q, profile, fail)
         args += ["-accel", accel]
+        // A log named without a directory lives in QEMU's own (each instance its own).
+        let recordReplay = options.recordReplay.map { rr -> RecordReplay in
+            var rr = rr
+            if !rr.logFile.hasPrefix("/") { rr.logFile = instanceDirectory + "/" + rr.logFile }
+            return rr
+        }
+        if let rr = recordReplay {
+            // Counting instructions is TCG's; KVM runs the guest on the host's clock.
+            if accel != "tcg" {
+                fail(q.machine.location, "spec.qemuConfig.accel", "recording and replaying need accel tcg (QEMU counts instructions); this target would use \(accel)")
+            }
+            var pairs = [("shift", rr.icountShift), ("rr", rr.mode.rawValue), ("rrfile", LaunchPlan.relative(rr.logFile, to: instanceDirectory))]
+            if let snapshot = rr.snapshot {
+                if options.snapshotImage == nil {
+                    fail(q.machine.location, "spec.qemuConfig", "a record/replay snapshot needs a scratch image to keep it in")
+                }
+                pairs.append(("rrsnapshot", snapshot))
+            }
+            args += ["-icount", QEMUOption(nil, pairs).description]
+        }
         args += ["-nodefaults", "-no-user-config", "-display", "none", "-S"]
         if options.qemuSandbox {
             args += ["-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"]
@@ -148,6 +168,7 @@ public struct LaunchPlanner: Sendable {
         plan.guestMemoryBytes = profile.memory.fixedBytes ?? q.memoryBytes?.value ?? profile.memory.defaultBytes ?? 0
         plan.cpus = q.smp?.value.cpus ?? 1
         plan.snapshotImage = options.snapshotImage
+        plan.recordReplay = recordReplay
         plan.blockDrives = drivePlanner.blockDrives
         plan.workingDirectory = instanceDirectory
         return plan

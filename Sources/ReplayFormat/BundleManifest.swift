@@ -23,6 +23,20 @@ public struct BundleManifest: Codable, Sendable, Equatable {
     /// Images left out for their size (`--include-images` keeps them):
     /// replay needs the same bytes, found by digest.
     public var omittedImages: [OmittedImage]
+    /// How the spec was read; a replay reads it the same way.
+    public var decoding: Decoding?
+
+    public struct Decoding: Codable, Sendable, Equatable {
+        public var lenient: Bool
+        public var allowHostPaths: Bool
+        public var allowExtraArgs: Bool
+
+        public init(lenient: Bool, allowHostPaths: Bool, allowExtraArgs: Bool) {
+            self.lenient = lenient
+            self.allowHostPaths = allowHostPaths
+            self.allowExtraArgs = allowExtraArgs
+        }
+    }
 
     public init(formatVersion: Int = BundleManifest.currentFormatVersion, createdAt: String, vtargetVersion: String,
                 qemu: QEMUIdentity, host: HostIdentity, instance: InstanceIdentity, verdict: Verdict,
@@ -129,6 +143,12 @@ public struct BundleFile: Codable, Sendable, Equatable {
         case junit
         /// QEMU's `rrfile`: every non-deterministic input of the run.
         case replayLog
+        /// The scratch qcow2 holding QEMU's start snapshot (`rrsnapshot`),
+        /// which a replay starts from and reverse execution returns to.
+        case replaySnapshot
+        /// QEMU's arguments as planned (a JSON array): a replay plans the
+        /// spec again and refuses when its argv differs from this.
+        case launch
     }
 
     public var path: String

@@ -39,7 +39,7 @@ public enum SerialComparison: Sendable, Equatable {
         }
     }
 
-    static func escape(_ bytes: [UInt8]) -> String {
+    public static func escape(_ bytes: [UInt8]) -> String {
         var s = ""
         for b in bytes {
             switch b {

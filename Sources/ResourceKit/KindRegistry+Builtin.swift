@@ -70,6 +70,14 @@ extension KindRegistry {
                 .age(["metadata", "creationTimestamp"]),
             ],
             deleteRank: 2),
+        ResourceKind(
+            group: "", version: "v1", kind: "Secret", plural: "secrets", singular: "secret", shortNames: [],
+            columns: [
+                .field("TYPE", "type", missing: "Opaque"),
+                Column("DATA") { node, _ in String((node["data"]?.count ?? 0) + (node["stringData"]?.count ?? 0)) },
+                .age(["metadata", "creationTimestamp"]),
+            ],
+            deleteRank: 2),
         // KubeVirt's kinds, spelled as its CRDs spell them (short names included).
         ResourceKind(
             group: "kubevirt.io", version: "v1", kind: "VirtualMachine",

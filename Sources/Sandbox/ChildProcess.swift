@@ -21,7 +21,8 @@ public struct SpawnError: Error, Sendable, CustomStringConvertible {
     init(executable: String, shimError: Int32) {
         let steps = [1: "setsid", 2: "placing fds", 3: "setrlimit", 4: "private mounts", 5: "dropping privileges",
                      6: "parent-death signal", 7: "no_new_privs", 8: "loading the seccomp filter", 9: "chdir",
-                     10: "clone (namespaces)", 11: "mapping ids in the user namespace", 12: "joining its cgroup"]
+                     10: "clone (namespaces)", 11: "mapping ids in the user namespace", 12: "joining its cgroup",
+                     13: "building its minimal root"]
         self.init(executable: executable, errno: shimError & 0xFFFFFF, step: steps[Int(shimError >> 24)])
     }
 
@@ -199,6 +200,14 @@ public final class ChildProcess: Sendable {
             let mounts = policy.privateMounts.enumerated().map { i, m in
                 cspawn_tmpfs(path: mountStrings.pointers[2 * i], options: mountStrings.pointers[2 * i + 1], flags: m.flags)
             }
+            let root = policy.namespaces ? policy.minimalRoot : nil
+            let bindStrings = CStringArray(root?.binds.map(\.path) ?? [])
+            defer { bindStrings.free() }
+            let binds = (root?.binds ?? []).enumerated().map { i, b in cspawn_bind(path: bindStrings.pointers[i], read_only: b.readOnly ? 1 : 0) }
+            let linkStrings = CStringArray(root?.symlinks.flatMap { [$0.link, $0.target] } ?? [])
+            defer { linkStrings.free() }
+            let procStrings = CStringArray(root?.procOptions ?? [])
+            defer { procStrings.free() }
             var cgroupFD: Int32 = -1
             if let dir = request.cgroup {
                 cgroupFD = open(dir + "/cgroup.procs", O_WRONLY | O_CLOEXEC)
@@ -212,6 +221,7 @@ public final class ChildProcess: Sendable {
             defer { if cgroupFD >= 0 { close(cgroupFD) } }
             let err: Int32 = uidMap.withCString { uidMapC in gidMap.withCString { gidMapC in
               mounts.withUnsafeBufferPointer { tmpfs in
+              binds.withUnsafeBufferPointer { bindArray in
               policy.groups.map { gid_t($0) }.withUnsafeBufferPointer { groups in
               request.fds.withUnsafeBufferPointer { fds in
                 limits.withUnsafeBufferPointer { rl in
@@ -227,6 +237,13 @@ public final class ChildProcess: Sendable {
                                     namespace_flags: flags,
                                     tmpfs: tmpfs.baseAddress, tmpfs_count: Int32(tmpfs.count),
                                     cgroup_procs_fd: cgroupFD,
+                                    minimal_root: root == nil ? 0 : 1,
+                                    bind_cwd: root?.bindWorkingDirectory == true ? 1 : 0,
+                                    binds: bindArray.baseAddress, bind_count: Int32(bindArray.count),
+                                    symlinks: UnsafeRawPointer(linkStrings.pointers).assumingMemoryBound(to: UnsafePointer<CChar>?.self),
+                                    symlink_count: Int32(root?.symlinks.count ?? 0),
+                                    proc_options: UnsafeRawPointer(procStrings.pointers).assumingMemoryBound(to: UnsafePointer<CChar>?.self),
+                                    proc_option_count: Int32(root?.procOptions.count ?? 0),
                                     uid_map: uidMapC, gid_map: gidMapC,
                                     gid: policy.runAs.map { Int32(bitPattern: $0.gid) } ?? -1,
                                     uid: policy.runAs.map { Int32(bitPattern: $0.uid) } ?? -1,
@@ -239,6 +256,7 @@ public final class ChildProcess: Sendable {
                         }
                     }
                 }
+              }
               }
               }
               }

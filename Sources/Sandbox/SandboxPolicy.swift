@@ -52,6 +52,49 @@ public struct SandboxPolicy: Sendable {
     /// the child's mount namespace (after it entered its working directory).
     public var privateMounts: [PrivateMount] = []
 
+    /// With `namespaces`: the child pivots into a root of its own holding
+    /// only this; `privateMounts` are then made inside it, not over the
+    /// host's trees. Nil: the host's tree, with `privateMounts` over it.
+    public var minimalRoot: MinimalRoot?
+
+    /// What a child sees as `/`: an empty read-only tmpfs with host paths
+    /// bound in at their own paths, symlinks, scratch tmpfs (the policy's
+    /// `privateMounts`) and a fresh /proc showing only its pid namespace.
+    public struct MinimalRoot: Sendable, Equatable {
+        public struct Bind: Sendable, Equatable {
+            public var path: String
+            public var readOnly: Bool
+
+            public init(_ path: String, readOnly: Bool = true) {
+                self.path = path
+                self.readOnly = readOnly
+            }
+        }
+
+        /// Host paths bound at the same path; those absent on the host are skipped.
+        public var binds: [Bind]
+        /// (link, target) pairs: `/lib64 -> usr/lib64`, `/dev/fd -> /proc/self/fd`.
+        public var symlinks: [(link: String, target: String)]
+        /// The working directory bound writable at its own path (QEMU's
+        /// directory: its firmware copies, FIFOs, sockets and overlays).
+        public var bindWorkingDirectory: Bool
+        /// proc mount options, tried in order: `subset=pid` (Linux 5.8)
+        /// hides everything but the processes, `hidepid` others' details.
+        /// When the kernel takes none, the child has no /proc.
+        public var procOptions: [String] = ["hidepid=invisible,subset=pid", "hidepid=2,subset=pid", "hidepid=2", ""]
+
+        public init(binds: [Bind], symlinks: [(link: String, target: String)], bindWorkingDirectory: Bool) {
+            self.binds = binds
+            self.symlinks = symlinks
+            self.bindWorkingDirectory = bindWorkingDirectory
+        }
+
+        public static func == (a: MinimalRoot, b: MinimalRoot) -> Bool {
+            a.binds == b.binds && a.symlinks.map { [$0.link, $0.target] } == b.symlinks.map { [$0.link, $0.target] }
+                && a.bindWorkingDirectory == b.bindWorkingDirectory && a.procOptions == b.procOptions
+        }
+    }
+
     /// An empty tmpfs over a host directory, seen only by the child.
     public struct PrivateMount: Sendable, Equatable {
         public var path: String
@@ -69,13 +112,12 @@ public struct SandboxPolicy: Sendable {
         public var flags: UInt { 0x2 | 0x4 | 0x8 | (readOnly ? 0x1 : 0) }
     }
 
-    /// Where a compromised QEMU could leave files other processes read
-    /// (`dump-guest-memory`, `screendump`, `memory-backend-file`) or find
-    /// their sockets (`migrate unix:`): a small writable scratch tmpfs over
-    /// the shared scratch trees, an empty read-only one over the others.
-    public static let hostHidingMounts: [PrivateMount] =
-        ["/tmp", "/var/tmp", "/dev/shm"].map { PrivateMount(path: $0, options: "size=16m,nr_inodes=1024,mode=1777", readOnly: false) }
-        + ["/run", "/home", "/root", "/mnt", "/media", "/srv"].map { PrivateMount(path: $0, options: "size=64k,nr_inodes=16,mode=0755", readOnly: true) }
+    /// The scratch trees of a minimal root, in mount order: `/dev` (only
+    /// the nodes bound onto it), then small writable `/tmp`, `/var/tmp`
+    /// (QEMU's `snapshot=on` files) and `/dev/shm`.
+    public static let minimalRootMounts: [PrivateMount] =
+        [PrivateMount(path: "/dev", options: "size=64k,nr_inodes=64,mode=0755", readOnly: false)]
+        + ["/tmp", "/var/tmp", "/dev/shm"].map { PrivateMount(path: $0, options: "size=16m,nr_inodes=1024,mode=1777", readOnly: false) }
 
     public init() {}
 

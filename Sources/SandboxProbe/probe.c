@@ -4,7 +4,9 @@
  * arguments that change nothing, and reports what it got. Unconfined, the
  * same calls fail for ordinary reasons (EINVAL, ENOENT, EBADF...) or work;
  * confined, each gets EPERM. It also reports who it runs as, its open fds
- * and its environment, so tests can check what leaks into a QEMU.
+ * and its environment, so tests can check what leaks into a QEMU, and its
+ * file system view: which host files exist for it, its root's type and the
+ * processes its /proc shows.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -52,6 +54,39 @@ int main(void) {
     if (d) closedir(d);
     printf("\n");
     for (char **v = environ; *v; v++) printf("env %s\n", *v);
+
+    /* Its file system view: which host files it can name, what its root
+       is, and which processes its /proc shows. */
+    const char *paths[] = { "/etc/shadow", "/etc/passwd", "/etc/hostname", "/home", "/root", "/run", "/var/lib", "/sys", "/usr/bin" };
+    for (unsigned k = 0; k < sizeof paths / sizeof *paths; k++)
+        printf("path %s %s\n", paths[k], access(paths[k], F_OK) == 0 ? "present" : "absent");
+    char root_type[64] = "unknown";
+    FILE *mounts = fopen("/proc/self/mountinfo", "r");
+    char mline[1024];
+    while (mounts && fgets(mline, sizeof mline, mounts)) {
+        char point[512], type[64];
+        const char *dash = strstr(mline, " - ");
+        if (sscanf(mline, "%*s %*s %*s %*s %511s", point) == 1 && dash && sscanf(dash + 3, "%63s", type) == 1 && !strcmp(point, "/"))
+            snprintf(root_type, sizeof root_type, "%s", type); /* the last mount on / is the one seen */
+    }
+    if (mounts) fclose(mounts);
+    printf("root %s\n", root_type);
+    int pids = 0, others = 0;
+    DIR *proc = opendir("/proc");
+    while (proc && (e = readdir(proc))) {
+        int n = atoi(e->d_name);
+        if (n <= 0) continue;
+        pids++;
+        if (n != getpid()) others++;
+    }
+    if (proc) closedir(proc);
+    printf("proc %s pids %d others %d self %d\n", proc ? "mounted" : "absent", pids, others, (int)getpid());
+    char cmd[256] = "";
+    FILE *c1 = fopen("/proc/1/cmdline", "r");
+    size_t got = c1 ? fread(cmd, 1, sizeof cmd - 1, c1) : 0;
+    cmd[got] = 0;
+    if (c1) fclose(c1);
+    printf("proc 1 cmdline %s\n", c1 ? cmd : "(unreadable)");
 
     report("ptrace", syscall(SYS_ptrace, 0x4242, getpid(), 0, 0));
     /* syscall(2) is variadic: an int 0 leaves the upper half of a long argument to chance. */

@@ -116,7 +116,9 @@ extension Supervisor {
             // KubeVirt's runStrategy: Halted waits (`vtarget start` makes it
             // Always), Manual runs once started; the others run now.
             guard v.vm.runStrategy != .Halted, let row = byKey[v.vm.api.rawValue + "/" + v.name] else { continue }
-            let spec = ([row.yaml] + vmSupport.map(\.yaml)).joined(separator: "---\n")
+            // The ConfigMaps and Secrets its volumes and cloud-init name (found: Workload.vms checked).
+            let objects = v.volumeData.isEmpty ? [] : Set(v.vm.disks.flatMap { $0.source.objectKeys }).sorted().compactMap { byKey[$0]?.yaml }
+            let spec = ([row.yaml] + vmSupport.map(\.yaml) + objects).joined(separator: "---\n")
             let o = row.options
             let who = row.owner.map { "\($0.uid):\($0.gid):\($0.groups)" } ?? ""
             var d = DesiredInstance(namespace: v.namespace, name: v.name, target: "\(v.vm.api.rawValue)/\(v.name)",

@@ -115,6 +115,7 @@ public actor Supervisor {
         self.paths = paths
         self.options = options
         self.catalog = catalog
+        Self.raiseOpenFileLimit()
         try RuntimeDirectory.ensurePrivate(paths.stateDirectory)
         self.store = try StateStore(path: paths.database)
     }

@@ -107,6 +107,9 @@ public enum CANBusHost {
         bus: String, namespace: String, member: String, faults: [String: String], loop: any EventLoop,
         environment: [String: String], onLost: @escaping @Sendable (String) -> Void
     ) async throws -> (CANBusLink, BusRecord) {
+        if let remote = try remoteBuses(environment: environment)[bus] {
+            return try await joinRemote(bus: bus, namespace: namespace, remote: remote, member: member, faults: faults, loop: loop, onLost: onLost)
+        }
         var lastError: (any Error)?
         for _ in 0..<5 {
             let record = try await ensure(bus: bus, namespace: namespace, environment: environment)
@@ -126,7 +129,7 @@ public enum CANBusHost {
     /// Locks the bus directory (made if missing) for this host; nil when
     /// another host holds it. Checks the lock is on the directory that is
     /// there now, not on one a departing host has just removed.
-    private static func lockDirectory(_ dir: String) throws(RuntimeError) -> Int32? {
+    static func lockDirectory(_ dir: String) throws(RuntimeError) -> Int32? {
         for _ in 0..<50 {
             if mkdir(dir, 0o700) != 0, errno != EEXIST {
                 throw RuntimeError("cannot create \(dir): \(String(cString: strerror(errno)))")
@@ -148,7 +151,7 @@ public enum CANBusHost {
 
     /// Everything of the bus on disk, in an order a joiner can never misread:
     /// the record first, the directory last.
-    private static func takeDown(_ dir: String) {
+    static func takeDown(_ dir: String) {
         for file in ["bus.json", "socketcand.sock", "candump.log"] { unlink(dir + "/" + file) }
         rmdir(dir)
     }

@@ -79,6 +79,8 @@ public struct BusRecord: Codable, Sendable {
     public var port: Int
     public var socket: String
     public var directory: String
+    /// Where the bus listens, when another machine serves it (`VTARGET_REMOTE_CAN`); nil is 127.0.0.1.
+    public var host: String? = nil
 
     public func write() {
         guard let data = try? JSONEncoder().encode(self) else { return }

@@ -19,7 +19,12 @@ public enum QEMUSandbox {
     /// (`sandbox-exec`, the doctor's probe).
     /// `hostNetwork`: the plan has a user-mode network (a VM's pod network):
     /// QEMU needs inet sockets in the host's network namespace.
-    public static func policy(enabled: Bool, qemuDirectory: String? = nil, hostNetwork: Bool = false) async throws(RuntimeError) -> SandboxPolicy {
+    /// `accel`: the plan's accelerator; /dev/kvm is in QEMU's root only
+    /// when it names kvm (nil: unknown, so it is there when the host has it).
+    /// `qemuPath`: the binary, whose install prefix is bound in when it is
+    /// not below /usr (a QEMU built into /opt/qemu finds its firmware there).
+    public static func policy(enabled: Bool, qemuDirectory: String? = nil, hostNetwork: Bool = false,
+                              accel: String? = nil, qemuPath: String? = nil) async throws(RuntimeError) -> SandboxPolicy {
         guard enabled else { return .none }
         var p = SandboxPolicy()
         // Boards have no network device: their QEMU only ever needs AF_UNIX.
@@ -36,9 +41,54 @@ public enum QEMUSandbox {
         if await namespacesWork() {
             p.userNamespace = !isRoot
             p.namespaces = true
-            p.privateMounts = SandboxPolicy.hostHidingMounts
+            p.privateMounts = SandboxPolicy.minimalRootMounts
+            p.minimalRoot = minimalRoot(ownDirectory: qemuDirectory != nil, hostNetwork: hostNetwork, accel: accel, qemuPath: qemuPath)
         }
         return p
+    }
+
+    /// QEMU's whole view of the file system (see SandboxPolicy.MinimalRoot):
+    /// its own directory; /usr read-only (the binary, its libraries and
+    /// modules, and the firmware blobs in /usr/share/qemu, seabios, OVMF and
+    /// /usr/lib/ipxe); of /etc only the loader's cache, and the resolver's
+    /// file for a user-mode network (libslirp forwards the guest's DNS to
+    /// the nameserver named there); the device nodes it opens. No /sys:
+    /// QEMU only probes NUMA and pmem there and goes on without.
+    static func minimalRoot(ownDirectory: Bool, hostNetwork: Bool, accel: String?, qemuPath: String?) -> SandboxPolicy.MinimalRoot {
+        typealias Bind = SandboxPolicy.MinimalRoot.Bind
+        var binds = [Bind("/usr"), Bind("/etc/ld.so.cache")]
+        var links: [(link: String, target: String)] = []
+        // Merged /usr (Debian): /lib64 -> usr/lib64 holds the ELF interpreter.
+        for top in ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"] {
+            var buf = [CChar](repeating: 0, count: 4096)
+            let n = readlink(top, &buf, buf.count - 1)
+            if n > 0 {
+                links.append((top, String(decoding: buf[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)))
+            } else if access(top, F_OK) == 0 {
+                binds.append(Bind(top))
+            }
+        }
+        if let prefix = qemuPath.flatMap(installPrefix) { binds.append(Bind(prefix)) }
+        if hostNetwork { binds.append(Bind("/etc/resolv.conf")) }
+        var devices = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"]
+        if accel.map({ $0.contains("kvm") }) ?? true { devices.append("/dev/kvm") }
+        binds += devices.map { Bind($0, readOnly: false) }
+        links += [("/dev/fd", "/proc/self/fd"), ("/dev/stdin", "/proc/self/fd/0"), ("/dev/stdout", "/proc/self/fd/1"),
+                  ("/dev/stderr", "/proc/self/fd/2")]
+        return SandboxPolicy.MinimalRoot(binds: binds, symlinks: links, bindWorkingDirectory: ownDirectory)
+    }
+
+    /// `/opt/qemu` for `/opt/qemu/bin/qemu-system-arm` when that prefix
+    /// has QEMU's data (`share/qemu`) and is not below /usr already.
+    static func installPrefix(_ qemuPath: String) -> String? {
+        guard let real = realpath(qemuPath, nil) else { return nil }
+        defer { free(real) }
+        let path = String(cString: real)
+        guard !path.hasPrefix("/usr/") else { return nil }
+        let bin = (path as NSString).deletingLastPathComponent
+        let prefix = (bin as NSString).deletingLastPathComponent
+        guard prefix != "/", access(prefix + "/share/qemu", F_OK) == 0 else { return nil }
+        return prefix
     }
 
     /// Whether QEMU can have its namespaces and private mounts here: as
@@ -79,7 +129,8 @@ public enum QEMUSandbox {
         var p = SandboxPolicy.none
         p.userNamespace = !isRoot
         p.namespaces = true
-        p.privateMounts = SandboxPolicy.hostHidingMounts
+        p.privateMounts = SandboxPolicy.minimalRootMounts
+        p.minimalRoot = minimalRoot(ownDirectory: false, hostNetwork: false, accel: nil, qemuPath: nil)
         do {
             let child = try await ChildProcess.spawn(SpawnRequest(
                 executable: "/bin/true", arguments: [], environment: [], workingDirectory: "/", fds: [-1, -1, -1], sandbox: p))
@@ -102,8 +153,7 @@ public enum QEMUSandbox {
         let ns = await namespacesWork()
         let missing = namespaceFailure
         let inUserNS = root ? "" : " (in an unprivileged user namespace)"
-        let scratch = SandboxPolicy.hostHidingMounts.filter { !$0.readOnly }.map(\.path).joined(separator: ", ")
-        let empty = SandboxPolicy.hostHidingMounts.filter(\.readOnly).map(\.path).joined(separator: ", ")
+        let scratch = SandboxPolicy.minimalRootMounts.filter { $0.path != "/dev" }.map(\.path).joined(separator: ", ")
         return [
             ("seccomp filter", true, "\(SandboxPolicy.deniedSyscalls.count) system calls fail with EPERM; sockets other than AF_UNIX refused"),
             ("no_new_privs", true, "set before exec"),
@@ -113,8 +163,9 @@ public enum QEMUSandbox {
                 : "QEMU runs as you (not root), with no capabilities"),
             ("network namespace", ns, ns ? "private, empty" + inUserNS : missing),
             ("mount namespace", ns, ns ? "private, nothing propagates back" + inUserNS : missing),
-            ("host scratch trees hidden", ns, ns ? "empty tmpfs over \(scratch) (16 MiB, QEMU's alone) and \(empty) (read-only); "
-                + "QEMU reaches its own directory as its cwd and disk images as fds" : missing + ": QEMU sees the host's /tmp, /dev/shm and /run"),
+            ("minimal root", ns, ns ? "QEMU pivots into an empty read-only tmpfs holding only its own directory, /usr and the loader's "
+                + "cache (read-only), the device nodes it opens, a fresh /proc of its pid namespace and scratch tmpfs at \(scratch) "
+                + "(16 MiB, its alone); disk images come as fds" : missing + ": QEMU sees the host's whole tree and /proc"),
             ("pid, ipc and uts namespaces", ns, ns ? "QEMU is pid 1 of its own: no other process to see or signal, no host SysV IPC" : missing),
             ("capability bounding set", root, root ? "emptied before QEMU drops to its uid" : "QEMU never had capabilities (not root)"),
             { let (ok, why) = CgroupLimits.availability(); return ("cgroup limits", ok, ok ? "memory (guest RAM + 512 MiB) and CPU (one core per vCPU), \(why)" : why) }(),

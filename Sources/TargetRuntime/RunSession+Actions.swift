@@ -24,13 +24,19 @@ extension RunSession.Live {
         case .arm(let timer, let seconds):
             arm(timer, after: seconds)
         case .markReady(let i):
+            // Under the supervisor, Ready (what apply --wait and wait hear) promises
+            // the CAN devices are on their buses too. Not in the foreground: a
+            // target Ready at start would hold its first serial output back until then.
+            if config.supervised != nil { try await targets[i].busesJoined() }
             records[i].ready = true
             records[i].write()
             await takeSnapshot(targets[i])
             status?.update { $0.ready = true; $0.readyAt = ShimStatus.now }
         case .startSidecars:
+            try await busesJoined()
             try await startSidecars()
         case .startCommand:
+            try await busesJoined()
             try await startCommand()
         case .send(let i, let device, let bytes):
             targets[i].hubs.first { $0.name == device }?.send(bytes)
@@ -46,6 +52,12 @@ extension RunSession.Live {
             self.code = code
             self.outcome = outcome
         }
+    }
+
+    /// Every target's CAN devices on their buses: what the command and the
+    /// sidecars are told (`VTARGET_CAN_*`) must be there when they start.
+    private func busesJoined() async throws {
+        for t in targets { try await t.busesJoined() }
     }
 
     /// A testcase's output, read now.

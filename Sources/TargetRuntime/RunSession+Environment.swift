@@ -14,8 +14,8 @@ extension RunSession.Live {
         var buses: [String: BusRecord] = [:]
         for t in targets { for (name, r) in t.buses { buses[name] = r } }
         for (bus, r) in buses {
-            env["VTARGET_CAN_\(EndpointEnvironment.key(bus))"] = "127.0.0.1:\(r.port)"
-            env["VTARGET_CAN_\(EndpointEnvironment.key(bus))_SOCKET"] = r.socket
+            env["VTARGET_CAN_\(EndpointEnvironment.key(bus))"] = "\(r.host ?? "127.0.0.1"):\(r.port)"
+            if !r.socket.isEmpty { env["VTARGET_CAN_\(EndpointEnvironment.key(bus))_SOCKET"] = r.socket }
         }
         for (k, v) in EndpointEnvironment.variables(targets.map { ($0.name, $0.plan, $0.directory, $0.rfc2217Ports) }) { env[k] = v }
         return env

@@ -81,7 +81,8 @@ extension RunSession {
                     let t = try await TargetProcess.spawn(plan: plan, directory: dir, qemuPath: qemu,
                                                           sandbox: try await QEMUSandbox.policy(enabled: config.sandbox,
                                                                                                qemuDirectory: plan.workingDirectory,
-                                                                                               hostNetwork: plan.hostNetwork))
+                                                                                               hostNetwork: plan.hostNetwork,
+                                                                                               accel: plan.accel, qemuPath: qemu))
                     targets.append(t)
                     start.spawned(t.child)
                 }
@@ -105,11 +106,14 @@ extension RunSession {
             do {
                 let serialDevices = Set(t.plan.serialChannels.map(\.device))
                 let runStates = self.runStates.1
-                try await t.connect(group: group, startRunning: config.supervised?.startPaused != true, logRotation: config.logRotation,
+                try await t.connect(group: group, startRunning: !config.startPaused && config.supervised?.startPaused != true,
+                                    logRotation: config.logRotation,
                                     environment: config.environment, onQMPEvent: { e in
                     if let name = e["event"]?.stringValue, name == "STOP" || name == "RESUME" { runStates.yield((i, t)) }
-                }) { device, bytes in
-                    if serialDevices.contains(device) { sink.yield(.serial(target: i, device: device, bytes: bytes)) }
+                }, onBusFailure: { sink.yield(.startFailed("\($0)")) }) { [capture = config.capture] device, bytes in
+                    guard serialDevices.contains(device) else { return }
+                    sink.yield(.serial(target: i, device: device, bytes: bytes))
+                    capture?.serial(device: device, bytes: bytes)
                 }
             } catch {
                 let status = await t.child.waitForExit()
@@ -251,6 +255,7 @@ extension RunSession {
                 do { try report.write(to: path) } catch { note("\(error)") }
             }
             try? await group.shutdownGracefully()
+            config.capture?.collect(prepared, code: code, outcome: outcome)
             keepLogs()
             if config.supervised != nil {
                 for t in targets { RuntimeDirectory.removeTree(t.directory) }

@@ -37,7 +37,9 @@ extension RunSession {
                 var target = r.target
                 target.metadata.name = r.name  // the instance's name: QEMU's -name, output prefixes, variables
                 var options = config.launch
-                if config.supervised?.snapshot == true, profile.snapshots {
+                // Recorded with a snapshot at the start, a replay can run backwards (gdb's reverse-stepi).
+                if options.recordReplay != nil { options.recordReplay?.snapshot = profile.snapshots ? RecordReplay.startSnapshot : nil }
+                if config.supervised?.snapshot == true || options.recordReplay?.snapshot != nil, profile.snapshots {
                     options.snapshotImage = try await QemuImg(environment: config.environment).createSnapshotScratch(in: qemuDir)
                     if dropping { try QEMUSandbox.handOver(qemuDir) }
                 }

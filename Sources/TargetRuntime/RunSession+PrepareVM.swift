@@ -31,8 +31,11 @@ extension RunSession {
                 throw RuntimeError("cannot create \(qemuDir): \(String(cString: strerror(errno)))")
             }
             if dropping { chmod(dir, 0o711) }
-            let host = try VMHostPlan.inputs(r.vm, qemuDirectory: qemuDir, disks: try await preparation.disks(for: r.vm, in: qemuDir),
+            // The kernel first: a kernelBoot image that is missing or lacks a file is found before any disk is made.
+            let kernel = try await preparation.kernelFiles(for: r.vm, in: qemuDir, materialize: true)
+            var host = try VMHostPlan.inputs(r.vm, qemuDirectory: qemuDir, disks: try await preparation.disks(for: r.vm, in: qemuDir, volumeData: r.volumeData),
                                              host: config.host, sandbox: config.sandbox, environment: env, materialize: true)
+            host.kernel = kernel
             if dropping { try QEMUSandbox.handOver(qemuDir) }
             do {
                 let plan = try VMLaunchPlanner.plan(vm: r.vm, host: host)
@@ -84,10 +87,6 @@ public enum VMHostPlan {
             let vars = qemuDirectory + "/efi-vars.fd"
             if materialize { try files.makeVars(at: vars) }
             inputs.efi = VMHostInputs.EFIFiles(code: files.code, vars: vars)
-        }
-        if let kb = vm.kernelBoot {
-            throw RuntimeError("\(vm.metadata.location): kernelBoot from image \(kb.image) is not supported yet; "
-                + "boot the VM from a containerDisk instead", code: .badInput)
         }
         return inputs
     }

@@ -32,6 +32,10 @@ public struct RunConfiguration: Sendable {
     /// Under the supervisor: who applied the instance. Its sidecars run as
     /// that user, with only the spec's and the endpoints' variables.
     public var sidecarOwner: ProcessOwner?
+    /// `run --record` and `replay`: the serial bytes and what QEMU leaves.
+    public var capture: RunCapture?
+    /// QEMU stays stopped at its first instruction (a debugger continues it).
+    public var startPaused = false
 
     public init(until: String? = nil, timeoutSeconds: Double? = nil, ttlSeconds: Double? = nil, command: [String] = [],
                 environment: [String: String], host: HostFacts = HostFacts(), launch: LaunchOptions = LaunchOptions(),

@@ -39,6 +39,10 @@ public final class TargetProcess: Sendable {
         /// UARTs carrying SLCAN to a bus host, and the buses by name.
         var canLinks: [CANBusLink] = []
         var buses: [String: BusRecord] = [:]
+        /// Joins the CAN devices to their buses, alongside QEMU's start and
+        /// the guest's first instructions; awaited by `busesJoined` and
+        /// (cancelled first) by `closeEndpoints`.
+        var busJoin: Task<Void, any Error>?
     }
 
     public var rfc2217Ports: [String: Int] { attached.withLock { $0.rfc2217 } }
@@ -183,18 +187,23 @@ public final class TargetProcess: Sendable {
         }
     }
 
-    /// Reads stderr, joins every CAN device to its bus (starting the bus's
-    /// host when needed), attaches every other UART to a hub listening on
-    /// `<dir>/<device>.sock`, completes the QMP handshake and, with
+    /// Reads stderr, attaches every UART but the CAN ones to a hub listening
+    /// on `<dir>/<device>.sock`, completes the QMP handshake and, with
     /// `startRunning`, lets the guest run (`cont`) in the same write.
-    /// Output reaches `onSerial`.
+    /// Output reaches `onSerial`. Every CAN device joins its bus (starting
+    /// the bus's host when needed) meanwhile, off this path: the guest need
+    /// not wait for a whole `vtarget can serve` to start, since what it sends
+    /// before its link takes the UART's FIFO waits in the FIFO. A join that
+    /// fails later reaches `onBusFailure` (else stderr); `busesJoined` waits for the joins.
     public func connect(
         group: any EventLoopGroup, startRunning: Bool, logRotation: SerialLog.Rotation = SerialLog.Rotation(),
         environment: [String: String],
         onQMPEvent: @escaping @Sendable (JSONValue) -> Void = { _ in },
+        onBusFailure: (@Sendable (any Error) -> Void)? = nil,
         onSerial: @escaping @Sendable (_ device: String, _ bytes: [UInt8]) -> Void
     ) async throws {
         let loop = group.next()
+        startBusJoins(loop: loop, environment: environment, onFailure: onBusFailure ?? { note("\($0)") })
         let tail = stderrTail
         let errChannel = try await NIOPipeBootstrap(group: loop)
             .channelInitializer { ch in
@@ -207,23 +216,6 @@ public final class TargetProcess: Sendable {
         // QEMU's own start-up, which the QMP greeting then waits out.
         let logs = layout.logDirectory
         mkdir(logs, 0o700)
-        for c in plan.channels {
-            guard case .can(let bus, _) = c.role else { continue }
-            var faults: [String: String] = [:]
-            if let f = c.canFaults {
-                faults = ["drop": "\(f.drop)", "delay": "\(Int(f.delaySeconds * 1000))", "corrupt": "\(f.corrupt)", "busoff": f.busOff ? "1" : "0"]
-            }
-            let name = self.name
-            let (link, record) = try await CANBusHost.join(
-                bus: bus, namespace: plan.namespace, member: "\(name)/\(c.device)", faults: faults, loop: loop,
-                environment: environment, onLost: { note("\(name): \($0)") })
-            attached.withLock {
-                $0.canLinks.append(link)
-                $0.buses[bus] = record
-            }
-            let ends = try claimUART(c.chardevID)
-            try await link.attach(input: ends.input, output: ends.output)
-        }
         for c in plan.channels where c.role != .qmp {
             if case .can = c.role { continue }
             let device = c.device
@@ -254,6 +246,49 @@ public final class TargetProcess: Sendable {
             $0.events = forward
         }
         try await proxy.listen(path: layout.qmpSocket)
+    }
+
+    /// Starts joining every CAN device to its bus, one device after another, in
+    /// a task this target owns.
+    private func startBusJoins(loop: any EventLoop, environment: [String: String], onFailure: @escaping @Sendable (any Error) -> Void) {
+        let cans = plan.channels.compactMap { c -> (PlannedChannel, String)? in
+            guard case .can(let bus, _) = c.role else { return nil }
+            return (c, bus)
+        }
+        guard !cans.isEmpty else { return }
+        let task = Task { [self] in
+            do {
+                for (c, bus) in cans {
+                    try Task.checkCancellation()
+                    var faults: [String: String] = [:]
+                    if let f = c.canFaults {
+                        faults = ["drop": "\(f.drop)", "delay": "\(Int(f.delaySeconds * 1000))", "corrupt": "\(f.corrupt)", "busoff": f.busOff ? "1" : "0"]
+                    }
+                    let name = self.name
+                    let (link, record) = try await CANBusHost.join(
+                        bus: bus, namespace: plan.namespace, member: "\(name)/\(c.device)", faults: faults, loop: loop,
+                        environment: environment, onLost: { note("\(name): \($0)") })
+                    attached.withLock {
+                        $0.canLinks.append(link)
+                        $0.buses[bus] = record
+                    }
+                    let ends = try claimUART(c.chardevID)
+                    try await link.attach(input: ends.input, output: ends.output)
+                }
+            } catch {
+                // Cancelled: the target is being closed, and nobody needs to hear.
+                if !Task.isCancelled { onFailure(RuntimeError("\(name): \(error)", cause: error)) }
+                throw error
+            }
+        }
+        attached.withLock { $0.busJoin = task }
+    }
+
+    /// Waits until every CAN device is on its bus (at once when none has
+    /// one); throws what stopped a join. Commands, sidecars and readiness
+    /// wait here, as they talk to the bus or promise it is there.
+    public func busesJoined() async throws {
+        try await attached.withLock { $0.busJoin }?.value
     }
 
     /// Clients on any of this instance's endpoints (serial, RFC 2217, QMP).
@@ -290,6 +325,11 @@ public final class TargetProcess: Sendable {
 
     /// Closes every socket vtarget holds for this target, attached or not.
     public func closeEndpoints() async {
+        // The joins first: a link they make after this would be left open.
+        if let join = attached.withLock({ $0.busJoin }) {
+            join.cancel()
+            _ = await join.result
+        }
         let a = attached.withLock { a in
             defer { a = Attached() }
             return a

@@ -49,6 +49,7 @@ public struct ResourceDecoder {
         "VirtualTargetInstance": { d in { meta, m, _, context in spec(m) { d.decodeInstance(meta, $0, context) }.map(Resource.instance) } },
         "VirtualTargetPool": { d in { meta, m, _, context in spec(m) { d.decodePool(meta, $0, context) }.map(Resource.pool) } },
         "ConfigMap": { d in { meta, m, _, context in d.decodeConfigMap(meta, m, context).map(Resource.configMap) } },
+        "Secret": { d in { meta, m, _, context in d.decodeSecret(meta, m, context).map(Resource.secret) } },
         "VirtualMachine": { d in { meta, m, _, _ in spec(m) { d.vm.decodeVirtualMachine(meta, $0) }.map(Resource.virtualMachine) } },
         "VirtualMachineInstance": { d in { meta, m, _, _ in spec(m) { d.vm.decodeVirtualMachineInstance(meta, $0) }.map(Resource.virtualMachineInstance) } },
         "VirtualMachineInstancetype": { d in { meta, m, _, _ in spec(m) { d.vm.decodeInstancetype(meta, $0, cluster: false) }.map(Resource.instancetype) } },
@@ -224,6 +225,36 @@ public struct ResourceDecoder {
             add(key, [UInt8](data), node, "binaryData.\(key)")
         }
         return ConfigMap(metadata: meta, entries: entries, keyOrder: order)
+    }
+
+    // MARK: Secret
+
+    /// `data` is base64; `stringData` is text and wins for a key in both,
+    /// as the API server merges them. `type` is any Kubernetes type: only the keys matter here.
+    func decodeSecret(_ meta: ObjectMeta, _ m: MappingReader, _ context: DecodeContext) -> Secret? {
+        var entries: [String: [UInt8]] = [:]
+        var order: [String] = []
+        _ = m.value("immutable")
+        _ = m.string("type")
+        func add(_ key: String, _ bytes: [UInt8], _ node: YAMLNode, _ path: String) {
+            guard Self.isConfigKey(key) else {
+                context.error(node, path, "\"\(key)\" is not a valid key: use letters, digits, '-', '_' and '.'")
+                return
+            }
+            if entries[key] == nil { order.append(key) }
+            entries[key] = bytes
+        }
+        for (key, value, node) in m.stringMap("data", binary: true) ?? [] {
+            guard let data = Data(base64Encoded: value.filter { !$0.isWhitespace }) else {
+                context.error(node, "data.\(key)", "not valid base64 (a Secret's data is base64; put plain text in stringData)")
+                continue
+            }
+            add(key, [UInt8](data), node, "data.\(key)")
+        }
+        for (key, value, node) in m.stringMap("stringData") ?? [] {
+            add(key, Array(value.utf8), node, "stringData.\(key)")
+        }
+        return Secret(metadata: meta, entries: entries, keyOrder: order)
     }
 
     /// Kubernetes' rule for env names (`[-._a-zA-Z][-._a-zA-Z0-9]*`): the

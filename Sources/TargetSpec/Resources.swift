@@ -130,6 +130,15 @@ public struct ConfigMap: Sendable {
     public var keyOrder: [String]
 }
 
+/// A Kubernetes Secret (`v1`): `data` (base64) with `stringData` merged
+/// over it, as the API server does. Only VMs read it: `secret` volumes and
+/// cloud-init's `secretRef`/`networkDataSecretRef`.
+public struct Secret: Sendable {
+    public var metadata: ObjectMeta
+    public var entries: [String: [UInt8]]
+    public var keyOrder: [String]
+}
+
 public struct VirtualTargetInstance: Sendable {
     public var metadata: ObjectMeta
     public var targetKind: String
@@ -152,6 +161,7 @@ public struct VirtualTargetPool: Sendable {
 public enum Resource: Sendable {
     case target(QemuVirtualTarget)
     case configMap(ConfigMap)
+    case secret(Secret)
     case instance(VirtualTargetInstance)
     case pool(VirtualTargetPool)
     /// The VM kinds (contract section 5), resolved into `definition`s by the decoder.
@@ -166,6 +176,7 @@ public enum Resource: Sendable {
         switch self {
         case .target(let t): return t.metadata
         case .configMap(let c): return c.metadata
+        case .secret(let s): return s.metadata
         case .instance(let i): return i.metadata
         case .pool(let p): return p.metadata
         case .virtualMachine(let v): return v.metadata
@@ -181,6 +192,7 @@ public enum Resource: Sendable {
         switch self {
         case .target: return "QemuVirtualTarget"
         case .configMap: return "ConfigMap"
+        case .secret: return "Secret"
         case .instance: return "VirtualTargetInstance"
         case .pool: return "VirtualTargetPool"
         case .virtualMachine: return "VirtualMachine"

@@ -2,6 +2,7 @@ import MachineCatalog
 import YAMLTree
 import struct VMSpec.VMDefinition
 import enum VMSpec.RunStrategy
+import struct VMSpec.VMDisk
 
 /// One instance to start: its target's spec with the instance's lifecycle
 /// fields layered on top (the instance wins), and its firmware data.
@@ -22,6 +23,8 @@ public struct RunnableVM: Sendable {
     public var namespace: String
     public var vm: VMDefinition
     public var lifecycle: Lifecycle
+    /// A `configMap` volume's keys and bytes, by disk name: what its ISO holds.
+    public var volumeData: [String: [String: [UInt8]]] = [:]
 
     public init(_ vm: VMDefinition) {
         self.vm = vm
@@ -34,6 +37,18 @@ public struct RunnableVM: Sendable {
         case .Once, .Manual, .Halted: l.restartPolicy = .Never
         }
         lifecycle = l
+    }
+}
+
+extension VMDisk.Source {
+    /// The `Kind/name` of each ConfigMap or Secret this volume reads.
+    public var objectKeys: [String] {
+        switch self {
+        case .configMap(let name): return ["ConfigMap/" + name]
+        case .secret(let name): return ["Secret/" + name]
+        case .cloudInit(let c): return [c.userDataSecret, c.networkDataSecret].compactMap { $0.map { "Secret/" + $0 } }
+        default: return []
+        }
     }
 }
 
@@ -53,7 +68,46 @@ public enum Workload {
                     "another instance is already named \"\(vm.metadata.name)\" in namespace \(vm.metadata.namespace); instance names are unique in a namespace, VMs and boards alike"))
                 continue
             }
-            out.append(RunnableVM(vm))
+            var runnable = RunnableVM(vm)
+            let ns = vm.metadata.namespace
+            var maps: [ConfigMap] = [], secrets: [Secret] = []
+            for r in resources where r.metadata.namespace == ns {
+                if case .configMap(let c) = r { maps.append(c) }
+                if case .secret(let s) = r { secrets.append(s) }
+            }
+            /// The named object's keys, or a positioned error naming what is there.
+            func keys(_ kind: String, _ name: String, _ field: String, _ d: VMDisk, _ known: [(String, [String: [UInt8]])]) -> [String: [UInt8]]? {
+                if let found = known.first(where: { $0.0 == name }) { return found.1 }
+                diags.append(Diagnostic(.error, at: d.location ?? vm.metadata.location, field: field,
+                    "\(kind) \"\(name)\" is not among the inputs; give it with -f beside the VM"
+                    + (known.isEmpty ? "" : "; " + Suggestion.hint(name, in: known.map { $0.0 }.sorted()))))
+                return nil
+            }
+            let mapKeys = maps.map { ($0.metadata.name, $0.entries) }, secretKeys = secrets.map { ($0.metadata.name, $0.entries) }
+            for d in vm.disks {
+                switch d.source {
+                case .configMap(let name):
+                    runnable.volumeData[d.name] = keys("ConfigMap", name, "volumes.configMap.name", d, mapKeys)
+                case .secret(let name):
+                    runnable.volumeData[d.name] = keys("Secret", name, "volumes.secret.secretName", d, secretKeys)
+                case .cloudInit(let c):
+                    // KubeVirt reads `userdata` or `userData`, `networkdata` or `networkData`.
+                    var data: [String: [UInt8]] = [:]
+                    for (secret, field, spellings, key) in [(c.userDataSecret, "secretRef", ["userdata", "userData"], "userdata"),
+                                                            (c.networkDataSecret, "networkDataSecretRef", ["networkdata", "networkData"], "networkdata")] {
+                        guard let secret, let entries = keys("Secret", secret, "volumes.cloudInit.\(field).name", d, secretKeys) else { continue }
+                        guard let bytes = spellings.lazy.compactMap({ entries[$0] }).first else {
+                            diags.append(Diagnostic(.error, at: d.location ?? vm.metadata.location, field: "volumes.cloudInit.\(field)",
+                                "Secret \"\(secret)\" has no key \(spellings.joined(separator: " or ")); it has " + entries.keys.sorted().joined(separator: ", ")))
+                            continue
+                        }
+                        data[key] = bytes
+                    }
+                    if !data.isEmpty { runnable.volumeData[d.name] = data }
+                default: break
+                }
+            }
+            out.append(runnable)
         }
         if !diags.isEmpty { throw DiagnosticError(diags) }
         return out
@@ -75,6 +129,7 @@ public enum Workload {
             switch r {
             case .target(let t): targets[key] = t
             case .configMap(let c): maps[key] = c
+            case .secret: break
             case .instance(let i): instances.append(i)
             case .pool(let p): pools.append(p)
             // VMs run under their own driver, not as board instances.

@@ -28,13 +28,18 @@ public struct VMPreparation: Sendable {
         self.allowHostPaths = allowHostPaths
     }
 
-    /// The disks' host files, by disk name.
-    public func disks(for vm: VMDefinition, in qemuDirectory: String) async throws -> [String: VMHostInputs.DiskBacking] {
+    /// KubeVirt's volume label for a configMap or secret disk.
+    public static let configVolumeLabel = "cfgdata"
+
+    /// The disks' host files, by disk name. `volumeData` holds each
+    /// configMap volume's keys, by disk name (`RunnableVM.volumeData`).
+    public func disks(for vm: VMDefinition, in qemuDirectory: String,
+                      volumeData: [String: [String: [UInt8]]] = [:]) async throws -> [String: VMHostInputs.DiskBacking] {
         var out: [String: VMHostInputs.DiskBacking] = [:]
         for (index, disk) in vm.disks.enumerated() {
             // By position, not by name: disk names are the user's and may hold anything.
             let own = qemuDirectory + "/disk\(index)"
-            out[disk.name] = try await backing(disk, vm: vm, own: own)
+            out[disk.name] = try await backing(disk, vm: vm, own: own, data: volumeData[disk.name])
         }
         return out
     }
@@ -47,8 +52,8 @@ public struct VMPreparation: Sendable {
             let own = qemuDirectory + "/disk\(index)"
             switch disk.source {
             case .image(let reference, _):
-                let image = try resolve(reference, disk)
-                out[disk.name] = .init(path: own + ".qcow2", format: .qcow2, base: .init(path: image.path, format: image.format == .qcow2 ? .qcow2 : .raw))
+                let (image, format) = try resolveDisk(reference, disk)
+                out[disk.name] = .init(path: own + ".qcow2", format: .qcow2, base: .init(path: image.path, format: format == .qcow2 ? .qcow2 : .raw))
             case .empty: out[disk.name] = .init(path: own + ".qcow2", format: .qcow2)
             case .volume(let name, _, _): out[disk.name] = .init(path: volumeRoot + "/" + vm.metadata.namespace + "/" + name + ".qcow2", format: .qcow2)
             case .hostDisk(let path, _, _): out[disk.name] = .init(path: path, format: .raw)
@@ -58,27 +63,74 @@ public struct VMPreparation: Sendable {
         return out
     }
 
-    private func resolve(_ reference: String, _ disk: VMDisk) throws -> ImageStore.Resolved {
-        let at = disk.location.map { "\($0): " } ?? ""
+    private func resolve(_ reference: String, at: String, what: String) throws -> ImageStore.Resolved {
         do {
             return try store.resolve(reference)
         } catch where error.code == .notFound {
-            throw RuntimeError("\(at)disk \(disk.name): image \(reference) is not in the local store; "
+            throw RuntimeError("\(at)\(what): image \(reference) is not in the local store; "
                 + "add it with `vtarget image pull \(reference)` or `vtarget image import \(reference) FILE`", code: .notFound)
         } catch {
-            throw RuntimeError("\(at)disk \(disk.name): image \(reference): \(error)", code: error.code == .badReference ? .badInput : .io, cause: error)
+            throw RuntimeError("\(at)\(what): image \(reference): \(error)", code: error.code == .badReference ? .badInput : .io, cause: error)
         }
     }
 
-    private func backing(_ disk: VMDisk, vm: VMDefinition, own: String) async throws -> VMHostInputs.DiskBacking {
+    /// A store image a disk boots from: a disk, not a file tree.
+    private func resolveDisk(_ reference: String, _ disk: VMDisk) throws -> (ImageStore.Resolved, QemuImg.Format) {
+        let at = disk.location.map { "\($0): " } ?? ""
+        let image = try resolve(reference, at: at, what: "disk \(disk.name)")
+        guard let format = image.format.disk else {
+            throw RuntimeError("\(at)disk \(disk.name): image \(reference) is a file tree (a kernelBoot image), not a disk; "
+                + "name it in domain.firmware.kernelBoot.container.image, or import a qcow2 or raw disk", code: .badInput)
+        }
+        return (image, format)
+    }
+
+    /// kernelBoot's kernel and initrd, unpacked from their file-tree image
+    /// into QEMU's directory (`vmlinuz`, `initrd`), where a sandboxed QEMU
+    /// opens them by a relative name. With `materialize` false (render)
+    /// they are named and checked against the image's file list, not made.
+    public func kernelFiles(for vm: VMDefinition, in qemuDirectory: String, materialize: Bool) async throws -> VMHostInputs.KernelFiles? {
+        guard let kb = vm.kernelBoot else { return nil }
+        let at = "\(vm.metadata.location): "
+        let image = try resolve(kb.image, at: at, what: "kernelBoot")
+        guard image.format == .tar, let files = image.files else {
+            throw RuntimeError("\(at)kernelBoot: image \(kb.image) is a \(image.format.rawValue) disk, not a file tree; "
+                + "import the directory (or tar) holding the kernel: `vtarget image import \(kb.image) DIR`", code: .badInput)
+        }
+        var out: [String?] = []
+        for (member, name, field) in [(kb.kernelPath, "vmlinuz", "kernelPath"), (kb.initrdPath, "initrd", "initrdPath")] {
+            guard let member else { out.append(nil); continue }
+            let wanted = member.drop { $0 == "/" }
+            guard files.contains(where: { $0 == wanted }) else {
+                let held = files.prefix(8).map { "/" + $0 }.joined(separator: ", ") + (files.count > 8 ? ", ..." : "")
+                throw RuntimeError("\(at)kernelBoot.container.\(field): image \(kb.image) has no file \(member); it holds \(held)", code: .badInput)
+            }
+            let path = qemuDirectory + "/" + name
+            if materialize {
+                do {
+                    try await store.extractFile(member, of: image, to: path)
+                } catch {
+                    throw RuntimeError("\(at)kernelBoot.container.\(field): \(error)", code: .io, cause: error)
+                }
+            }
+            out.append(path)
+        }
+        guard let kernel = out[0] else {
+            // An initrd alone: KubeVirt accepts it and the domain has no kernel; QEMU needs one.
+            throw RuntimeError("\(at)kernelBoot.container: an initrdPath without a kernelPath cannot boot; give kernelPath", code: .badInput)
+        }
+        return .init(kernel: kernel, initrd: out[1])
+    }
+
+    private func backing(_ disk: VMDisk, vm: VMDefinition, own: String, data: [String: [UInt8]]?) async throws -> VMHostInputs.DiskBacking {
         let at = disk.location.map { "\($0): " } ?? ""
         switch disk.source {
         case .image(let reference, _):
-            let image = try resolve(reference, disk)
+            let (image, format) = try resolveDisk(reference, disk)
             let overlay = own + ".qcow2"
             try await qemuImg.create(path: overlay, format: .qcow2, size: nil,
-                                     backing: QemuImg.Backing(path: image.path, format: image.format))
-            return .init(path: overlay, format: .qcow2, base: .init(path: image.path, format: image.format == .qcow2 ? .qcow2 : .raw))
+                                     backing: QemuImg.Backing(path: image.path, format: format))
+            return .init(path: overlay, format: .qcow2, base: .init(path: image.path, format: format == .qcow2 ? .qcow2 : .raw))
         case .empty(let capacity):
             let path = own + ".qcow2"
             try await qemuImg.create(path: path, format: .qcow2, size: capacity)
@@ -108,18 +160,40 @@ public struct VMPreparation: Sendable {
             }
             let info = try await qemuImg.info(path: path)
             return .init(path: path, format: info.format == "qcow2" ? .qcow2 : .raw)
-        case .cloudInit(let data):
-            guard data.userDataSecret == nil, data.networkDataSecret == nil else {
-                throw RuntimeError("\(at)disk \(disk.name): cloud-init from a Secret (secretRef) is not supported yet; give userData inline", code: .badInput)
+        case .cloudInit(let c):
+            // From Secrets (secretRef, networkDataSecretRef): their bytes, found by `Workload.vms`.
+            if (c.userDataSecret != nil && data?["userdata"] == nil) || (c.networkDataSecret != nil && data?["networkdata"] == nil) {
+                throw RuntimeError("\(at)disk \(disk.name): the cloud-init Secret (\(c.userDataSecret ?? c.networkDataSecret ?? "")) is not among the inputs; add it with -f",
+                                   code: .badInput)
             }
-            let files = try CloudInitFiles(flavor: data.flavor == .noCloud ? .noCloud : .configDrive,
+            let user = c.userData.map { Array($0.utf8) } ?? data?["userdata"]
+            let network = c.networkData ?? data?["networkdata"].map { String(decoding: $0, as: UTF8.self) }
+            let files = try CloudInitFiles(flavor: c.flavor == .noCloud ? .noCloud : .configDrive,
                                            instanceID: CloudInitFiles.stableInstanceID(name: vm.metadata.name, namespace: vm.metadata.namespace),
-                                           hostname: vm.hostname, userData: data.userData.map { Array($0.utf8) }, networkConfig: data.networkData)
+                                           hostname: vm.hostname, userData: user, networkConfig: network)
             let path = own + ".iso"
             try await seeds.write(files, to: path)
             return .init(path: path, format: .raw)
         case .configMap(let name), .secret(let name):
-            throw RuntimeError("\(at)disk \(disk.name): configMap/secret volumes (\(name)) are not supported yet", code: .badInput)
+            // Each key a file at the ISO's root, as KubeVirt's config disks.
+            var kind = "ConfigMap"
+            if case .secret = disk.source { kind = "Secret" }
+            guard let data else {
+                throw RuntimeError("\(at)disk \(disk.name): \(kind) \(name) is not among the inputs; add it with -f", code: .badInput)
+            }
+            return try await configDisk(data, at: own + ".iso", what: "\(at)disk \(disk.name): \(kind) \(name)")
         }
+    }
+
+    /// A ConfigMap's or Secret's keys as files on an ISO labelled `cfgdata`.
+    private func configDisk(_ data: [String: [UInt8]], at path: String, what: String) async throws -> VMHostInputs.DiskBacking {
+        let files = data.keys.sorted().map { CloudInitFiles.File(path: $0, contents: data[$0] ?? []) }
+        do {
+            try await seeds.write(files: files, volumeLabel: Self.configVolumeLabel, to: path)
+        } catch {
+            if error.code == .badInput { throw RuntimeError("\(what) key \(error.message)", code: .badInput, cause: error) }
+            throw error
+        }
+        return .init(path: path, format: .raw)
     }
 }

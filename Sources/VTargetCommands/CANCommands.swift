@@ -27,12 +27,30 @@ struct BusOptions: ParsableArguments {
 /// when the last target leaves. In a terminal it shows why a bus fails to start.
 struct CANServe: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "serve", abstract: "Host a CAN bus in the foreground (targets start one themselves).", shouldDisplay: false)
+        commandName: "serve",
+        abstract: "Host a CAN bus in the foreground: targets on this machine start one themselves; --listen serves one for targets elsewhere (a cluster's CAN bus Deployment).")
 
     @OptionGroup var target: BusOptions
 
+    @Option(help: ArgumentHelp(
+        "Serve the bus on this address (HOST:PORT, e.g. 0.0.0.0:\(CANBusHost.socketcandPort) in a Pod) for targets elsewhere, until a signal.",
+        discussion: "Targets join it when their environment names it: VTARGET_REMOTE_CAN=BUS=HOST:PORT[,...]."))
+    var listen: String?
+
+    func validate() throws {
+        if let listen {
+            do { _ = try CANBusHost.parseAddress(listen) } catch { throw ValidationError("--listen: \(error)") }
+        }
+    }
+
     func run() async throws {
-        let code = try await CANBusHost.serve(bus: target.bus, namespace: target.namespace, environment: Environment.variables)
+        let env = Environment.variables
+        let code: Int32
+        if let listen {
+            code = try await CANBusHost.serveNetwork(bus: target.bus, namespace: target.namespace, listen: try CANBusHost.parseAddress(listen), environment: env) { printError("vtarget: " + $0) }
+        } else {
+            code = try await CANBusHost.serve(bus: target.bus, namespace: target.namespace, environment: env)
+        }
         if code != 0 { throw ExitCode(code) }
     }
 }

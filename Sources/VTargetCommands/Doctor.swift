@@ -43,7 +43,39 @@ struct Doctor: AsyncParsableCommand {
             printOut("  \(kind) namespace: " + (String(parts[2]) != mine ? "its own (\(parts[2]))" : "shared with the host"))
         }
         let hidden = try await verifyHiddenTrees(policy)
-        if refused.count != calls.count || !hidden { throw CommandExit(code: 1) }
+        let minimal = verifyMinimalRoot(policy, probeLines: lines)
+        if refused.count != calls.count || !hidden || !minimal { throw CommandExit(code: 1) }
+    }
+
+    /// From the probe's own view (its mountinfo, access(2) and /proc): its
+    /// root is a private tmpfs, the host's files are absent and its /proc
+    /// shows no process but its own. False when one is not so.
+    private func verifyMinimalRoot(_ policy: SandboxPolicy, probeLines lines: [String]) -> Bool {
+        guard policy.namespaces, policy.minimalRoot != nil else {
+            printOut("  root: the host's (no mount namespace here; see above)")
+            return true
+        }
+        var ok = true
+        let root = lines.first { $0.hasPrefix("root ") }.map { String($0.dropFirst(5)) } ?? "unknown"
+        ok = ok && root == "tmpfs"
+        printOut("  root: " + (root == "tmpfs" ? "a private tmpfs (only QEMU's directory, /usr, the loader's cache and device nodes bound in)"
+                                               : "NOT minimal (\(root))"))
+        for l in lines where l.hasPrefix("path ") {
+            let parts = l.split(separator: " ")
+            guard parts.count == 3, parts[1] != "/usr/bin" else { continue }
+            ok = ok && parts[2] == "absent"
+            printOut("  \(parts[1]): " + (parts[2] == "absent" ? "absent" : "VISIBLE"))
+        }
+        // "proc mounted pids N others M self S"
+        let proc = lines.first { $0.hasPrefix("proc mounted") || $0.hasPrefix("proc absent") }?.split(separator: " ").map(String.init) ?? []
+        if proc.count >= 6, proc[1] == "mounted" {
+            let own = proc[5] == "0"
+            ok = ok && own
+            printOut("  /proc: " + (own ? "its own, no other process visible" : "shows \(proc[5]) other processes"))
+        } else {
+            printOut("  /proc: none (this kernel mounts no proc here; QEMU runs without one)")
+        }
+        return ok
     }
 
     /// Reads the mount table a child spawned as QEMU sees (its own
@@ -66,7 +98,7 @@ struct Doctor: AsyncParsableCommand {
             seen[String(f[4])] = String(f[dash + 1]) + " " + String(f[5])
         }
         var ok = true
-        for m in policy.privateMounts where access(m.path, F_OK) == 0 {
+        for m in policy.privateMounts where access(m.path, F_OK) == 0 && m.path != "/dev" {
             let what = seen[m.path] ?? "the host's"
             let hidden = what.hasPrefix("tmpfs ") && what.hasPrefix("tmpfs ro,") == m.readOnly
             ok = ok && hidden

@@ -49,9 +49,7 @@ struct GDB: AsyncParsableCommand {
         if let holder = try await stubClient(record) {
             throw RuntimeError("the GDB stub of \(record.name) is in use by another client (\(holder)); detach it first", code: .io)
         }
-        var arguments = [gdbProgram, "-q"]
-        if let firmware { arguments += [firmware] }
-        arguments += ["-ex", "target remote \(socket)"] + gdbArguments
+        let arguments = GDBInvocation(program: gdbProgram, symbols: firmware, socket: socket, extra: gdbArguments).argv
         // gdb inherits the lock's descriptor: the lock lasts as long as gdb.
         lock.keepAcrossExec()
         let argv = arguments.map { strdup($0) } + [nil]
@@ -69,6 +67,19 @@ struct GDB: AsyncParsableCommand {
               let stub = list.first(where: { $0["label"]?.stringValue == "vt-gdb" }),
               let filename = stub["filename"]?.stringValue else { return nil }
         return filename.hasPrefix("disconnected:") ? nil : filename
+    }
+}
+
+/// How gdb is started on a stub's socket: `vtarget gdb` and `replay --gdb`.
+struct GDBInvocation {
+    var program: String
+    /// An ELF whose symbols gdb loads first.
+    var symbols: String?
+    var socket: String
+    var extra: [String]
+
+    var argv: [String] {
+        [program, "-q"] + (symbols.map { [$0] } ?? []) + ["-ex", "target remote \(socket)"] + extra
     }
 }
 

@@ -56,6 +56,8 @@ struct ImageCommand: AsyncParsableCommand {
         [("digest", Table.str(image.digest.description)), ("format", Table.str(image.format.rawValue)),
          ("virtualSize", Table.plain("\(image.virtualSize)")), ("fileSize", Table.plain("\(image.fileSize)")),
          ("created", Table.str(image.created)), ("path", Table.str(path)),
+         // A file tree's files, as kernelBoot's kernelPath and initrdPath name them.
+         ("files", image.files.map { Table.seq($0.map { Table.str("/" + $0) }) }),
          ("source", Table.map([("type", Table.str(image.source.type)), ("file", image.source.file.map(Table.str)),
                                ("reference", image.source.reference.map(Table.str)),
                                ("manifest", image.source.manifest.map { Table.str($0.description) }),
@@ -66,12 +68,12 @@ struct ImageCommand: AsyncParsableCommand {
 struct ImageImport: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "import",
-        abstract: "Copy a qcow2 or raw disk into the store under NAME[:TAG].",
+        abstract: "Copy a qcow2 or raw disk, or a file tree (a directory or tar: kernelBoot's kernel and initrd), into the store under NAME[:TAG].",
         discussion: "The image must be self-contained: a qcow2 with a backing file is refused. The tag defaults to latest.")
 
     @Argument(help: "NAME[:TAG], e.g. cirros:0.6 or registry.example/team/disk:1")
     var name: String
-    @Argument(help: "The disk image file.")
+    @Argument(help: "The disk image file, or a directory or tar archive of files.")
     var file: String
 
     func run() async throws {

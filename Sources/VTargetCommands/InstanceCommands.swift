@@ -165,3 +165,114 @@ extension String {
         return String(s)
     }
 }
+
+/// `apply --wait` and `wait --for condition=Ready` under the supervisor:
+/// woken by the supervisor's event stream (the one `get -w` reads), not by
+/// polling. Each event re-lists the instances, as `get -w` does, and the
+/// wait ends once every chosen instance is Ready or has ended without.
+struct ReadyWait {
+    let client: ControlClient
+    /// `namespace=NS`, or empty for every namespace.
+    let query: String
+    let chooses: @Sendable (InstanceInfo) -> Bool
+
+    /// An instance that will not be Ready: ended (Failed, Succeeded before
+    /// Ready, Expired) with no restart to come, with why.
+    struct Failure {
+        var name: String
+        var why: String
+    }
+
+    enum Outcome {
+        /// Every chosen instance is Ready (or none was chosen).
+        case ready([InstanceInfo])
+        /// At least one ended without being Ready; the rest were settled.
+        case failed([Failure])
+        /// `seconds` passed with these still on their way.
+        case timedOut([InstanceInfo])
+    }
+
+    /// Waits at most `seconds`.
+    func run(seconds: Double) async throws(ControlError) -> Outcome {
+        // Events up to now change nothing a first listing would not show.
+        let past: [EventInfo] = try await client.get("/v1/events?" + query)
+        let (wakes, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        let path = "/v1/events?watch=1&after=\(past.last?.id ?? 0)&" + query
+        let (client, chooses) = (self.client, self.chooses)
+        do {
+            return try await withThrowingTaskGroup(of: Void.self) { g in
+                defer { g.cancelAll() }
+                g.addTask {
+                    defer { wake.finish() }
+                    try await client.stream(path) { _ in
+                        wake.yield()
+                        return true
+                    }
+                }
+                g.addTask {
+                    try await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
+                    wake.finish()
+                }
+                var last: Outcome = .timedOut([])
+                wake.yield()  // the first look, before any event
+                for await _ in wakes {
+                    last = Self.settle(try await client.get("/v1/instances?" + query, as: [InstanceInfo].self).filter(chooses))
+                    if case .timedOut = last { continue }
+                    return last
+                }
+                // The stream or the time ended: one last look decides.
+                return Self.settle(try await client.get("/v1/instances?" + query, as: [InstanceInfo].self).filter(chooses))
+            }
+        } catch let e as ControlError {
+            throw e
+        } catch {
+            throw ControlError(status: nil, message: "\(error)")
+        }
+    }
+
+    /// Whether the wait is over: all Ready, or some failed and none still
+    /// starting; `.timedOut` with the instances still on their way otherwise.
+    static func settle(_ chosen: [InstanceInfo]) -> Outcome {
+        var failures: [Failure] = []
+        var pending: [InstanceInfo] = []
+        for i in chosen where !i.ready {
+            // One its restart policy restarts is on its way again.
+            if InstancePhase(rawValue: i.phase)?.isActive ?? true || i.nextRestartAt != nil {
+                pending.append(i)
+            } else {
+                let why = [i.reason, i.message].compactMap { $0 }.joined(separator: ": ")
+                failures.append(Failure(name: i.name, why: "\(i.phase) before Ready" + (why.isEmpty ? "" : " (\(why))")
+                                         + (i.stderrTail.isEmpty ? "" : "; QEMU said: " + i.stderrTail.suffix(3).joined(separator: " | "))))
+            }
+        }
+        if !pending.isEmpty { return .timedOut(pending) }
+        return failures.isEmpty ? .ready(chosen) : .failed(failures)
+    }
+
+    /// The instances an apply's results start or restart: VirtualTargetInstances
+    /// and VMs by name, a target's instances (its own and those naming it),
+    /// and a pool's members.
+    static func chooses(_ results: [ObjectResult]) -> @Sendable (InstanceInfo) -> Bool {
+        let named = Set(results.filter { $0.kind != "ConfigMap" && $0.kind != "QemuVirtualTarget" && $0.kind != "VirtualTargetPool" }
+            .map { $0.namespace + "/" + $0.name })
+        let targets = Set(results.filter { $0.kind == "QemuVirtualTarget" }.map { $0.namespace + "/" + $0.name })
+        let pools = Set(results.filter { $0.kind == "VirtualTargetPool" }.map { $0.namespace + "/" + $0.name })
+        return { i in
+            if let pool = i.pool { return pools.contains(i.namespace + "/" + pool) }
+            return named.contains(i.namespace + "/" + i.name) || targets.contains(i.namespace + "/" + i.target)
+        }
+    }
+
+    /// Prints the outcome as `apply --wait` and `wait` report it; the exit code (0 Ready, 1 otherwise).
+    static func report(_ outcome: Outcome, timeout: String) -> Int32 {
+        switch outcome {
+        case .ready: return 0
+        case .failed(let fs):
+            for f in fs { printError("error: instance \"\(f.name)\": \(f.why)") }
+            return InstanceContract.ExitCode.failure
+        case .timedOut(let pending):
+            for i in pending { printError("error: instance \"\(i.name)\": not Ready within \(timeout) (phase \(i.phase))") }
+            return InstanceContract.ExitCode.failure
+        }
+    }
+}

@@ -16,8 +16,12 @@ struct Render: AsyncParsableCommand {
             resources with (no vtarget supervisor there): per instance a ConfigMap with its YAML and a \
             Pod running `vtarget run` on it (a Job, with activeDeadlineSeconds, when it has tests, a test \
             sidecar or a TTL), sidecars as containers of that Pod; per pool a Deployment of minReady \
-            replicas; the targets of one CAN bus in one Pod. Firmware ConfigMaps are mounted as they are \
-            on the cluster (apply them too). The image is \(Render.defaultImage) unless --image says otherwise.
+            replicas; per CAN bus a Deployment and a Service running `vtarget can serve --listen`, \
+            which the members' Pods join over socketcand TCP (VTARGET_REMOTE_CAN). Firmware ConfigMaps \
+            are mounted as they are on the cluster (apply them too). KubeVirt's kinds (VirtualMachine, \
+            VirtualMachineInstance, instancetypes, preferences) are printed as written, without status; \
+            a Viti Machine becomes the VirtualMachine and PersistentVolumeClaims the Viti operator makes. \
+            The image is \(Render.defaultImage) unless --image says otherwise (`make image` builds it).
 
             fd=3 is the QMP monitor's socket pair, which vtarget hands QEMU when it starts it; \
             each UART a serial or CAN device uses is a FIFO pair (-chardev pipe: serial-DEVICE.in \
@@ -94,8 +98,9 @@ struct Render: AsyncParsableCommand {
             for r in loaded.vms {
                 let dir = base + "/" + (r.namespace == "default" ? r.name : "\(r.namespace).\(r.name)") + "/qemu"
                 do {
-                    let host = try VMHostPlan.inputs(r.vm, qemuDirectory: dir, disks: try preparation.plannedDisks(for: r.vm, in: dir),
+                    var host = try VMHostPlan.inputs(r.vm, qemuDirectory: dir, disks: try preparation.plannedDisks(for: r.vm, in: dir),
                                                      host: facts, sandbox: !noSandbox, environment: env, materialize: false)
+                    host.kernel = try await preparation.kernelFiles(for: r.vm, in: dir, materialize: false)
                     let plan = try VMLaunchPlanner.plan(vm: r.vm, host: host)
                     var text = loaded.runnables.count + loaded.vms.count > 1 ? "# \(r.name)\n" : ""
                     text += format == .shell ? ShellQuoting.line(plan.argv) : plan.argv.joined(separator: "\n")

@@ -5,6 +5,8 @@ import Glibc
 import MachineCatalog
 import QEMULaunch
 import Endpoints
+import ReplayFormat
+import ReplayRuntime
 import InstanceContract
 import HostOS
 import TargetRuntime
@@ -38,6 +40,8 @@ struct Run: AsyncParsableCommand {
     @Flag(name: .customLong("no-sandbox"), help: "Debugging only: QEMU gets no seccomp filter, no_new_privs, rlimits, namespaces or -sandbox.")
     var noSandbox = false
 
+    @OptionGroup var recording: RecordOptions
+
     @OptionGroup(visibility: .private) var supervisedOptions: SupervisedRunOptions
 
     @Argument(parsing: .postTerminator, help: "A command to run once targets are Ready, with VTARGET_* endpoint variables.")
@@ -68,6 +72,8 @@ struct Run: AsyncParsableCommand {
             ttl = shim.ttlMilliseconds.map { "\($0)ms" }
         }
         var loaded = try input.load(environment: env, relativeTo: shim?.relativeTo)
+        // Checked before anything starts: the bus join that reads it runs beside QEMU, too late to refuse cleanly.
+        _ = try CANBusHost.remoteBuses(environment: env)
         let base = RuntimeDirectory.base(environment: env)
         let dropping = !noSandbox && QEMUSandbox.isRoot
         try RuntimeDirectory.ensurePrivate(base, traversable: dropping)
@@ -113,9 +119,28 @@ struct Run: AsyncParsableCommand {
         session.config.supervised = supervised
         session.config.sidecarOwner = shim?.sidecarOwner
         let dirs = loaded.directories
+        var recorder: RecordOptions.Recorder?
+        if shim == nil { recorder = try recording.start(loaded, input: input, environment: env) }
+        if let recorder {
+            session.config.capture = recorder.capture
+            session.config.launch.recordReplay = RecordReplay(mode: .record, logFile: "replay.bin", icountShift: RecordOptions.icountShift)
+        }
+        defer { if let recorder { RuntimeDirectory.removeTree(recorder.capture.staging) } }
         let prepared = try await session.prepare(loaded.runnables, runDirectory: runDir) { dirs[$0.location.file] }
             + session.prepareVMs(loaded.vms, runDirectory: runDir)
+        var qemu: BundleManifest.QEMUIdentity?
+        if recorder != nil, let binary = prepared.first?.1.binary {
+            qemu = try await InstalledQEMU.identify(binary: binary, environment: env).identity
+        }
         let code = await session.run(prepared)
+        if let recorder, let qemu, !recorder.onlyOnFailure || code != 0 {
+            do {
+                let path = try await recorder.writer(qemu: qemu, junit: session.config.junitPath).write(recorder.capture, into: recorder.directory)
+                printError("vtarget: recorded the run: \(path) (vtarget replay \(path))")
+            } catch {
+                printError("vtarget: no bundle written: \(error)")
+            }
+        }
         if code != 0 { throw CommandExit(code: code) }
     }
 }

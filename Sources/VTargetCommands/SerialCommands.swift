@@ -7,6 +7,7 @@ import MachineCatalog
 import HostOS
 import TargetRuntime
 import SessionCore
+import ControlAPI
 import Dispatch
 import Foundation
 import Synchronization
@@ -85,7 +86,7 @@ extension Logs {
     }
 }
 
-struct Wait: ParsableCommand {
+struct Wait: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Wait until an instance is Ready, or its serial output matches a regular expression.",
         discussion: "--for serial=REGEX matches output that arrives after the call; with --since-start, all output. Exit 0 when met, 1 on timeout.")
@@ -105,7 +106,24 @@ struct Wait: ParsableCommand {
         }
     }
 
-    func run() throws {
+    func run() async throws {
+        // A supervised instance: the supervisor's events say when, and a failure ends the wait at once.
+        if condition == "condition=Ready", let client = await SupervisorConnection.existing() {
+            let (ns, name) = (instance.namespace ?? "default", instance.name)
+            if (try? await client.get("/v1/instances/\(ns)/\(name)", as: InstanceDescription.self)) != nil {
+                var outcome = try await ReadyWait(client: client, query: "namespace=" + ns, chooses: { $0.namespace == ns && $0.name == name })
+                    .run(seconds: Quantity.parseDuration(timeout)!)
+                if case .ready(let found) = outcome, found.isEmpty { outcome = .failed([.init(name: name, why: "deleted while waiting")]) }
+                let code = ReadyWait.report(outcome, timeout: timeout)
+                if code != 0 { throw CommandExit(code: code) }
+                return
+            }
+        }
+        try waitLocally()
+    }
+
+    /// An instance of a `vtarget run` (or one the supervisor does not know yet): its record says.
+    private func waitLocally() throws {
         let end = monotonicSeconds() + Quantity.parseDuration(timeout)!
         // The instance may still be starting: keep looking until the deadline.
         var found: InstanceRecord?

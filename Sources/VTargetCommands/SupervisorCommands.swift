@@ -179,7 +179,17 @@ struct Apply: AsyncParsableCommand {
     @Flag(help: "Delete stored objects matching -l, in the input's namespaces, that the input does not have.")
     var prune = false
 
+    @Flag(help: "Wait until every instance the input starts is Ready; exit 1 when one fails first or --timeout passes.")
+    var wait = false
+
+    @Option(help: "With --wait: how long to wait (default 60s).")
+    var timeout: String?
+
     func validate() throws {
+        if let timeout {
+            guard wait else { throw ValidationError("--timeout needs --wait") }
+            if Quantity.parseDuration(timeout) == nil { throw ValidationError("--timeout: expected \(Quantity.durationHint), got \(timeout)") }
+        }
         if prune && selector == nil {
             throw ValidationError("--prune needs -l KEY=VALUE: pruning every object not in the input is refused (vtarget sync --prune prunes only what sync applied)")
         }
@@ -214,6 +224,13 @@ struct Apply: AsyncParsableCommand {
             for p in try await Sync.run({ try await GitOpsSync(client: client).execute(pruning.prunesOnly) }) {
                 printOut("\(Table.qualified(p.kind))/\(p.name) pruned")
             }
+        }
+        if wait {
+            let limit = timeout ?? "60s"
+            let outcome = try await ReadyWait(client: client, query: "", chooses: ReadyWait.chooses(results))
+                .run(seconds: Quantity.parseDuration(limit)!)
+            let code = ReadyWait.report(outcome, timeout: limit)
+            if code != 0 { throw CommandExit(code: code) }
         }
     }
 }

@@ -24,6 +24,7 @@ public struct VTarget: AsyncParsableCommand {
                       Claim.self, Release.self, Logs.self, Wait.self, Console.self, Qmp.self, Hmp.self, Pause.self, Resume.self,
                       Reset.self, PortForward.self, SoftReboot.self, GuestOSInfo.self, VNC.self, SSH.self, SCP.self, GDB.self, Render.self, CRDs.self, Machines.self, Create.self, CAN.self, Doctor.self, Serve.self, Daemon.self,
                       ImageCommand.self, Diff.self, Sync.self,
+                      Replay.self, BundleCommand.self,
                       SandboxExecCommand.self])
 
     public init() {}

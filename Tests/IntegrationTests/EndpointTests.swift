@@ -279,6 +279,9 @@ func busHosts(_ runtime: String) -> [Int32] {
         var first: Int32?
         for _ in 0..<200 where first == nil { first = host(); usleep(50_000) }
         let killed = try #require(first)
+        // Both nodes on the bus before the kill: they join beside their QEMUs' start, not before it.
+        let before = try vt(["can", "dump", "vehicle", "--count", "4", "--timeout", "20s"], runtime: runtime)
+        #expect(before.stdout.contains("  vehicle  101        [1]  "), "node B answers node A: \(before.stdout) \(before.stderr)")
         kill(killed, SIGKILL)
         var second: Int32?
         for _ in 0..<200 where second == nil { second = host().flatMap { $0 == killed ? nil : $0 }; usleep(50_000) }

@@ -127,8 +127,9 @@ import TestSupport
     }
 
     /// As an ordinary user (a user namespace makes the mounts possible),
-    /// `doctor` finds every tree hidden in the mount table a child spawned
-    /// as QEMU sees, and says when sidecars get no cgroup.
+    /// `doctor` finds, from the mount table and /proc a child spawned as
+    /// QEMU sees, its minimal root, host files absent, scratch trees its
+    /// own and no other process; and says when sidecars get no cgroup.
     @Test(.enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")))
     func doctorAsAnOrdinaryUserVerifiesTheHiddenTrees() throws {
         let home = "/tmp/vt-doc-\(UInt32.random(in: 0...UInt32.max))"
@@ -142,12 +143,77 @@ import TestSupport
         for tree in ["/tmp", "/var/tmp", "/dev/shm"] {
             #expect(r.stdout.contains("  \(tree): a private empty tmpfs (16 MiB scratch)"), "\(tree): \(r.stdout)")
         }
-        for tree in ["/run", "/home", "/root"] {
-            #expect(r.stdout.contains("  \(tree): a private empty tmpfs (read-only)"), "\(tree): \(r.stdout)")
+        #expect(r.stdout.contains("  root: a private tmpfs"), "\(r.stdout)")
+        for path in ["/etc/shadow", "/etc/hostname", "/home", "/root", "/run"] {
+            #expect(r.stdout.contains("  \(path): absent"), "\(path): \(r.stdout)")
         }
+        #expect(r.stdout.contains("  /proc: its own, no other process visible"), "\(r.stdout)")
         let sidecars = r.stdout.split(separator: "\n").first { $0.hasPrefix("sidecar cgroups") } ?? ""
         // Without a writable cgroup v2 group (nobody, no delegation) the fallback is said.
         #expect(sidecars.contains(" yes ") || sidecars.contains("sidecars end with their process group only"), "\(sidecars)")
+    }
+
+    /// Runs the host-files client (read-only `blockdev-add` of /etc/hostname,
+    /// /etc/passwd and the client's own /proc/PID/cmdline) against a fresh
+    /// target; its lines by name.
+    func hostFileAttempts(sandbox: Bool, asUser: Bool = false) throws -> [String: String] {
+        let work = "/tmp/vt-files-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        chmod(work, 0o777)
+        let specPath = work + "/escape.yaml"
+        try Self.spec.write(toFile: specPath, atomically: true, encoding: .utf8)
+        chmod(specPath, 0o644)
+        let runtime = work + "/rt"
+        var args = ["run", "-f", specPath, "-f", firmware + "/x86-pc-firmware.yaml", "--allow-extra-args", "--timeout", "60s"]
+        if !sandbox { args.append("--no-sandbox") }
+        args += ["--", "/usr/bin/python3", repoRoot + "/Tests/IntegrationTests/Clients/qmp_host_files.py", work + "/results"]
+        let r: RunResult
+        if asUser {
+            chown(work, 65534, 65534)
+            r = try shell("setpriv --reuid=65534 --regid=65534 --clear-groups env -i PATH=/usr/bin:/bin HOME=\(work) "
+                          + "VTARGET_RUNTIME_DIR=\(runtime) XDG_CACHE_HOME=\(work)/cache \(vtarget) "
+                          + args.map { "'\($0)'" }.joined(separator: " "), runtime: runtime)
+        } else {
+            r = try vt(args, runtime: runtime)
+        }
+        #expect(r.code == 0, "\(r.stdout) \(r.stderr)")
+        var lines: [String: String] = [:]
+        for line in ((try? String(contentsOfFile: work + "/results", encoding: .utf8)) ?? "").split(whereSeparator: \.isNewline) {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            lines[String(line[..<colon])] = String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
+        }
+        return lines
+    }
+
+    /// Issue 13's last gap: QEMU's root is a minimal one, so host files
+    /// readable by anyone (`/etc/hostname`, `/etc/passwd`) do not exist for
+    /// it, and its /proc is its own pid namespace's: a host process's
+    /// /proc/PID is not there.
+    @Test(.enabled(if: getuid() == 0)) func sandboxedQEMUCannotNameHostFilesOrProcesses() throws {
+        let lines = try hostFileAttempts(sandbox: true)
+        #expect(lines.count == 3, "\(lines)")
+        for name in ["etc-hostname", "etc-passwd", "host-pid"] {
+            #expect(lines[name]?.contains("No such file or directory") == true, "\(name): \(lines)")
+        }
+    }
+
+    /// The same as an ordinary user, whose QEMU builds its root in a user namespace.
+    @Test(.enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")))
+    func sandboxedQEMUOfAnOrdinaryUserCannotNameHostFilesOrProcesses() throws {
+        let lines = try hostFileAttempts(sandbox: true, asUser: true)
+        #expect(lines.count == 3, "\(lines)")
+        for name in ["etc-hostname", "etc-passwd", "host-pid"] {
+            #expect(lines[name]?.contains("No such file or directory") == true, "\(name): \(lines)")
+        }
+    }
+
+    /// The control: unconfined QEMU opens each.
+    @Test(.enabled(if: getuid() == 0)) func unconfinedQEMUNamesHostFilesAndProcesses() throws {
+        let lines = try hostFileAttempts(sandbox: false)
+        for name in ["etc-hostname", "etc-passwd", "host-pid"] {
+            #expect(lines[name] == "ok", "\(name): \(lines)")
+        }
     }
 
     /// The control: unconfined, the same attempts do reach the host, so the

@@ -117,7 +117,12 @@ import TestSupport
             for tree in ["/tmp", "/var/tmp", "/dev/shm"] {
                 #expect(r.stdout.contains("  \(tree): a private empty tmpfs (16 MiB scratch)"), "\(tree): \(r.stdout)")
             }
-            #expect(r.stdout.contains("  /run: a private empty tmpfs (read-only)"), "\(r.stdout)")
+            // Its root, files and /proc, as the probe sees them.
+            #expect(r.stdout.contains("  root: a private tmpfs"), "\(r.stdout)")
+            for path in ["/etc/shadow", "/etc/passwd", "/etc/hostname", "/home", "/root", "/run", "/var/lib", "/sys"] {
+                #expect(r.stdout.contains("  \(path): absent"), "\(path): \(r.stdout)")
+            }
+            #expect(r.stdout.contains("  /proc: its own, no other process visible"), "\(r.stdout)")
             #expect(r.stdout.contains("sidecar cgroups") , "\(r.stdout)")
         }
     }

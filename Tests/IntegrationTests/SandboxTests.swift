@@ -50,6 +50,63 @@ func statusFields(_ pid: Int32) -> [String: String] {
         }
     }
 
+    /// What a child spawned as QEMU sees: a tmpfs root without the host's
+    /// files, and a /proc of its own pid namespace, where it is pid 1 and
+    /// alone. Unconfined, the same probe sees the host's tree and processes.
+    @Test func theChildSeesAMinimalRootAndItsOwnProc() async throws {
+        guard await QEMUSandbox.namespacesWork() else { return }
+        let runtime = makeRuntimeDir()
+        defer { expectNothingLeft(runtime) }
+        let confined = try vt(["sandbox-exec", "--", probe], runtime: runtime)
+        #expect(confined.code == 0, "\(confined.stderr)")
+        let lines = Set(confined.stdout.split(separator: "\n").map(String.init))
+        #expect(lines.contains("root tmpfs"), "\(confined.stdout)")
+        for path in ["/etc/shadow", "/etc/passwd", "/etc/hostname", "/home", "/root", "/run", "/var/lib", "/sys"] {
+            #expect(lines.contains("path \(path) absent"), "\(path): \(confined.stdout)")
+        }
+        #expect(lines.contains("path /usr/bin present"))
+        #expect(lines.contains("proc mounted pids 1 others 0 self 1"), "\(confined.stdout)")
+        #expect(lines.contains("proc 1 cmdline \(probe)"), "/proc/1 is the probe itself: \(confined.stdout)")
+        #expect(confined.stdout.contains("open /dev/null ok"))
+
+        let open = try vt(["sandbox-exec", "--no-sandbox", "--", probe], runtime: runtime)
+        let hostLines = Set(open.stdout.split(separator: "\n").map(String.init))
+        #expect(hostLines.contains("path /etc/passwd present"), "\(open.stdout)")
+        #expect(!hostLines.contains("root tmpfs"))
+        let others = hostLines.first { $0.hasPrefix("proc mounted") }?.split(separator: " ").dropFirst(5).first.flatMap { Int($0) } ?? 0
+        #expect(others > 1, "the host's processes are visible unconfined: \(open.stdout)")
+    }
+
+    /// What goes into QEMU's root follows its plan: /dev/kvm only for a
+    /// kvm accelerator, the resolver's file only for a user-mode network,
+    /// never the rest of /etc; a QEMU outside /usr brings its prefix.
+    @Test func theMinimalRootFollowsThePlan() throws {
+        func paths(_ r: SandboxPolicy.MinimalRoot) -> Set<String> { Set(r.binds.map(\.path)) }
+        let board = QEMUSandbox.minimalRoot(ownDirectory: true, hostNetwork: false, accel: "tcg", qemuPath: "/usr/bin/qemu-system-arm")
+        let tops = Set(board.binds.map(\.path).filter { ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"].contains($0) })
+        let expected: Set<String> = ["/usr", "/etc/ld.so.cache", "/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"]
+        #expect(paths(board) == expected.union(tops))
+        #expect(board.bindWorkingDirectory)
+        let writable = board.binds.filter { !$0.readOnly }.map(\.path)
+        #expect(writable.allSatisfy { $0.hasPrefix("/dev/") }, "only device nodes are writable: \(writable)")
+        #expect(board.symlinks.contains { $0.link == "/dev/fd" && $0.target == "/proc/self/fd" })
+        let vm = QEMUSandbox.minimalRoot(ownDirectory: true, hostNetwork: true, accel: "kvm", qemuPath: "/usr/bin/qemu-system-x86_64")
+        #expect(paths(vm).isSuperset(of: ["/dev/kvm", "/etc/resolv.conf"]))
+        #expect(!paths(vm).contains { $0.hasPrefix("/etc/") && $0 != "/etc/ld.so.cache" && $0 != "/etc/resolv.conf" })
+        let unknown = QEMUSandbox.minimalRoot(ownDirectory: false, hostNetwork: false, accel: nil, qemuPath: nil)
+        #expect(paths(unknown).contains("/dev/kvm") && !unknown.bindWorkingDirectory)
+
+        let prefix = "/tmp/vt-prefix-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: prefix) }
+        try FileManager.default.createDirectory(atPath: prefix + "/bin", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: prefix + "/share/qemu", withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: prefix + "/bin/qemu-system-arm", contents: Data())
+        #expect(QEMUSandbox.installPrefix(prefix + "/bin/qemu-system-arm") == prefix)
+        #expect(QEMUSandbox.installPrefix("/usr/bin/qemu-system-arm") == nil)
+        try FileManager.default.removeItem(atPath: prefix + "/share/qemu")
+        #expect(QEMUSandbox.installPrefix(prefix + "/bin/qemu-system-arm") == nil, "a directory without QEMU's data is not bound")
+    }
+
     @Test func asRootTheChildHasNoPrivileges() throws {
         guard isRoot else { return }
         let runtime = makeRuntimeDir()

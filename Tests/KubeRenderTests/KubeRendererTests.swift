@@ -153,17 +153,35 @@ import YAMLTree
         #expect(d[path: "metadata", "annotations", KubeLabels.madeFrom] as? String == "VirtualTargetPool/warm, QemuVirtualTarget/board")
     }
 
-    /// The targets of one CAN bus run in one Pod, whose `vtarget run` hosts the bus.
-    @Test func canBusMembersShareAPod() throws {
+    /// A CAN bus is a Deployment and a Service running `vtarget can serve
+    /// --listen`; each member is a Pod of its own that joins it through
+    /// VTARGET_REMOTE_CAN.
+    @Test func canBusIsADeploymentAndAService() throws {
         let text = try String(contentsOfFile: repoRoot + "/examples/can-pair.yaml", encoding: .utf8)
         let objects = try jsonObjects(renderKube(text))
-        #expect(objects.map { $0[path: "metadata", "name"] as? String } == ["can-vehicle-spec", "can-vehicle"])
-        #expect(objects[1][path: "metadata", "labels", KubeLabels.component] as? String == "can-bus")
-        let spec = try #require(objects[0][path: "data", "spec.yaml"] as? String)
-        #expect(spec.contains("name: node-a") && spec.contains("name: node-b"))
-        let volumes = try #require(objects[1][path: "spec", "volumes"] as? [[String: Any]])
-        #expect(volumes.compactMap { $0[path: "configMap", "name"] as? String }
-                == ["can-vehicle-spec", "stm32vldiscovery-can-a-firmware", "netduinoplus2-can-b-firmware"])
+        #expect(objects.map { "\($0["kind"] as! String)/\($0[path: "metadata", "name"] as! String)" }
+                == ["Deployment/can-vehicle", "Service/can-vehicle", "ConfigMap/node-a-spec", "Pod/node-a", "ConfigMap/node-b-spec", "Pod/node-b"])
+        let bus = objects[0], service = objects[1]
+        #expect(bus[path: "spec", "replicas"] as? Int == 1)
+        #expect(bus[path: "metadata", "labels", KubeLabels.component] as? String == "can-bus")
+        #expect(bus[path: "metadata", "annotations", KubeLabels.madeFrom] as? String == "QemuVirtualTarget/node-a, QemuVirtualTarget/node-b")
+        let c = try #require((bus[path: "spec", "template", "spec", "containers"] as? [[String: Any]])?.first)
+        #expect(c["command"] as? [String] == ["vtarget", "can", "serve", "vehicle", "-n", "default", "--listen", "0.0.0.0:29536"])
+        #expect(c["image"] as? String == testImage)
+        #expect(c[path: "readinessProbe", "tcpSocket", "port"] as? Int == 29536)
+        #expect(c[path: "ports", "0", "containerPort"] as? Int == 29536 && c[path: "ports", "0", "name"] as? String == "socketcand")
+        // The Service selects exactly the bus's Pods.
+        let selector = try #require(service[path: "spec", "selector"] as? [String: String])
+        #expect(selector == (bus[path: "spec", "selector", "matchLabels"] as? [String: String]))
+        let template = try #require(bus[path: "spec", "template", "metadata", "labels"] as? [String: String])
+        #expect(selector.allSatisfy { template[$0.key] == $0.value })
+        #expect(service[path: "spec", "ports", "0", "port"] as? Int == 29536 && service[path: "spec", "ports", "0", "targetPort"] as? String == "socketcand")
+        for pod in [objects[3], objects[5]] {
+            let env = try #require(pod[path: "spec", "containers", "0", "env"] as? [[String: String]])
+            #expect(env.contains { $0["name"] == "VTARGET_REMOTE_CAN" && $0["value"] == "vehicle=can-vehicle:29536" })
+        }
+        let specA = try #require(objects[2][path: "data", "spec.yaml"] as? String)
+        #expect(specA.contains("name: node-a") && !specA.contains("name: node-b"))
     }
 
     @Test func instancesGetTheirOwnPodsAndYAML() throws {
@@ -191,7 +209,13 @@ import YAMLTree
         let clash = targetYAML("can-b", "machine: lm3s6965evb") + "\n---\n" + targetYAML("x", "machine: stm32vldiscovery\ndevices: [{name: c, type: can, bus: b}]")
             + "\n---\n" + targetYAML("y", "machine: stm32vldiscovery\ndevices: [{name: c, type: can, bus: b}]")
         #expect { try renderKube(clash) } throws: { e in
-            (e as? DiagnosticError)?.description.contains(#"in.yaml:10:18: error: metadata.name: QemuVirtualTarget "x" would make objects named "can-b" in namespace default, as QemuVirtualTarget "can-b" (in.yaml:3:18) does"#) == true
+            (e as? DiagnosticError)?.description.contains(#"in.yaml:10:18: error: metadata.name: CAN bus "b" would make objects named "can-b" in namespace default, as QemuVirtualTarget "can-b" (in.yaml:3:18) does"#) == true
+        }
+        // A pool's Deployment and a bus's Deployment of one name.
+        let pool = targetYAML("t", "machine: stm32vldiscovery\ndevices: [{name: c, type: can, bus: p}]")
+            + "\n---\napiVersion: kubetarget.dev/v1alpha1\nkind: VirtualTargetPool\nmetadata: {name: can-p}\nspec: {targetRef: {kind: QemuVirtualTarget, name: t}, minReady: 1}"
+        #expect { try renderKube(pool) } throws: { e in
+            (e as? DiagnosticError)?.description.contains(#"CAN bus "p" would make objects named "can-p" in namespace default, as VirtualTargetPool "can-p""#) == true
         }
     }
 

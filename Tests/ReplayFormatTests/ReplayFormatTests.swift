@@ -116,3 +116,26 @@ import Testing
         #expect(code(String(decoding: noReplayLog.encoded(), as: UTF8.self)) == .missingFile)
     }
 }
+
+@Suite struct BundleManifestExtensionTests {
+    /// The argv file and the decoding flags travel with the manifest; a
+    /// manifest without `decoding` (optional) still reads.
+    @Test func launchFileAndDecodingRoundTrip() throws {
+        var m = BundleManifestTests.manifest(files: [
+            BundleFile(path: "spec.yaml", role: .spec, size: 1, sha256: BundleManifestTests.digest),
+            BundleFile(path: "replay.bin", role: .replayLog, size: 1, sha256: BundleManifestTests.digest),
+            BundleFile(path: "qemu/argv.json", role: .launch, size: 1, sha256: BundleManifestTests.digest),
+        ])
+        #expect(try BundleManifest.decode(m.encoded()).decoding == nil)
+        m.decoding = .init(lenient: true, allowHostPaths: false, allowExtraArgs: true)
+        let back = try BundleManifest.decode(m.encoded())
+        #expect(back == m)
+        #expect(back.file(.launch)?.path == "qemu/argv.json")
+        #expect(String(decoding: m.encoded(), as: UTF8.self).contains(#""role" : "launch""#))
+    }
+
+    @Test func escapeKeepsTextReadableAndBytesExact() {
+        #expect(SerialComparison.escape(Array("sum 6 crc a8\r\n".utf8)) == "sum 6 crc a8\\r\\n")
+        #expect(SerialComparison.escape([0, 0x7F, 0xFF, 0x22, 0x5C]) == "\\x00\\x7f\\xff\\\"\\\\")
+    }
+}

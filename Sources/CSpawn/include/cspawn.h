@@ -11,6 +11,12 @@ typedef struct cspawn_tmpfs {
     unsigned long flags;         ///< MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY ...
 } cspawn_tmpfs;
 
+/// A host path bound into the minimal root at the same path.
+typedef struct cspawn_bind {
+    const char *path;            ///< absolute; skipped when it does not exist on the host
+    int read_only;
+} cspawn_bind;
+
 typedef struct cspawn_rlimit {
     int resource;                ///< RLIMIT_*
     rlim_t soft, hard;
@@ -41,6 +47,20 @@ typedef struct cspawn_attr {
     /// >= 0: an open `cgroup.procs` (cgroup v2) the child writes "0" to
     /// before anything else, so it and all it ever starts are in that group.
     int cgroup_procs_fd;
+    /// With CLONE_NEWNS, non-zero: instead of covering host trees, the child
+    /// pivots into a fresh tmpfs root (read-only once built) holding only
+    /// `binds`, `symlinks` (pairs: link path, target), the `tmpfs` list (at
+    /// those paths inside it), a fresh /proc for its pid namespace (the
+    /// first of `proc_options` the kernel takes; none when none does), and
+    /// `cwd` bound writable at its own path when `bind_cwd`.
+    int minimal_root;
+    int bind_cwd;
+    const cspawn_bind *binds;
+    int bind_count;
+    const char *const *symlinks;
+    int symlink_count;
+    const char *const *proc_options;
+    int proc_option_count;
     const char *uid_map;         ///< "UID UID 1\n": the user, mapped to itself
     const char *gid_map;
     /// When >= 0 (only root can), the child drops to this gid and uid with
@@ -62,7 +82,7 @@ enum {
     CSPAWN_STEP_EXEC = 0, CSPAWN_STEP_SESSION = 1, CSPAWN_STEP_FDS = 2, CSPAWN_STEP_RLIMIT = 3,
     CSPAWN_STEP_MOUNTS = 4, CSPAWN_STEP_CREDENTIALS = 5, CSPAWN_STEP_DEATHSIG = 6,
     CSPAWN_STEP_NO_NEW_PRIVS = 7, CSPAWN_STEP_SECCOMP = 8, CSPAWN_STEP_CHDIR = 9, CSPAWN_STEP_CLONE = 10,
-    CSPAWN_STEP_USER_NAMESPACE = 11, CSPAWN_STEP_CGROUP = 12,
+    CSPAWN_STEP_USER_NAMESPACE = 11, CSPAWN_STEP_CGROUP = 12, CSPAWN_STEP_ROOT = 13,
 };
 
 /// Forks and execs. Returns 0 and sets *pid, or an errno value: from fork, or

@@ -1,0 +1,121 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import HostOS
+import ReplayFormat
+import TargetRuntime
+
+/// Turns a recorded run (its `RunCapture`, spec and reports) into one
+/// `.vtb` in the chosen directory.
+public struct BundleWriter: Sendable {
+    /// The YAML the run read, as one stream of documents.
+    public var specYAML: [UInt8]
+    /// `machines/NAME.yaml` of the target's profile, when found.
+    public var profileYAML: [UInt8]?
+    /// The JUnit report the run wrote (`--junit`), when it did.
+    public var junitPath: String?
+    public var vtargetVersion: String
+    public var qemu: BundleManifest.QEMUIdentity
+    public var decoding: BundleManifest.Decoding
+    public var icountShift: String
+    /// Files QEMU ran (firmware) larger than this go in as their digest only
+    /// (`--include-images` raises it).
+    public var imageLimit: UInt64
+
+    public init(specYAML: [UInt8], profileYAML: [UInt8]?, junitPath: String?, vtargetVersion: String, qemu: BundleManifest.QEMUIdentity,
+                decoding: BundleManifest.Decoding, icountShift: String, imageLimit: UInt64) {
+        self.specYAML = specYAML
+        self.profileYAML = profileYAML
+        self.junitPath = junitPath
+        self.vtargetVersion = vtargetVersion
+        self.qemu = qemu
+        self.decoding = decoding
+        self.icountShift = icountShift
+        self.imageLimit = imageLimit
+    }
+
+    /// Writes the bundle into `directory` (made when missing); returns its path.
+    public func write(_ capture: RunCapture, into directory: String) async throws(RuntimeError) -> String {
+        let c = capture.collected
+        guard let log = c.replayLog else {
+            throw RuntimeError("no bundle: QEMU left no replay log (it did not start, or was killed before it wrote one)")
+        }
+        let staging = capture.staging
+        var files: [BundleFile] = []
+        func add(_ rel: String, _ role: BundleFile.Role, device: String? = nil) throws(RuntimeError) {
+            let (digest, size) = try FileDigest.sha256(staging + "/" + rel)
+            files.append(BundleFile(path: rel, role: role, device: device, size: size, sha256: digest))
+        }
+        func put(_ rel: String, _ bytes: [UInt8], _ role: BundleFile.Role, device: String? = nil) throws(RuntimeError) {
+            let path = staging + "/" + rel
+            if let slash = rel.lastIndex(of: "/") {
+                try? FileManager.default.createDirectory(atPath: staging + "/" + String(rel[..<slash]), withIntermediateDirectories: true)
+            }
+            try BundleArchive.writeFile(path, bytes)
+            try add(rel, role, device: device)
+        }
+        try put("spec.yaml", specYAML, .spec)
+        if let profileYAML { try put("machine.yaml", profileYAML, .machineProfile) }
+        try put("qemu/argv.json", Self.json(c.arguments), .launch)
+        precondition(log == staging + "/replay.bin")
+        try add("replay.bin", .replayLog)
+        if c.snapshotImage != nil { try add("snapshot.qcow2", .replaySnapshot) }
+        var omitted: [BundleManifest.OmittedImage] = []
+        for name in c.qemuFiles {
+            let rel = "qemu/" + name
+            let (digest, size) = try FileDigest.sha256(staging + "/" + rel)
+            if size > imageLimit {
+                omitted.append(BundleManifest.OmittedImage(name: name, sha256: digest, size: size))
+                unlink(staging + "/" + rel)
+            } else {
+                files.append(BundleFile(path: rel, role: .firmware, size: size, sha256: digest))
+            }
+        }
+        for (device, chunks) in capture.chunks.sorted(by: { $0.key < $1.key }) {
+            try put("serial/\(device).out", chunks.flatMap(\.bytes), .serialOutput, device: device)
+            // One line per piece QEMU wrote: monotonic seconds, offset, bytes (escaped).
+            var offset = 0
+            var log = ""
+            for ch in chunks {
+                log += String(format: "%.6f", ch.seconds) + " \(offset) \"" + SerialComparison.escape(ch.bytes) + "\"\n"
+                offset += ch.bytes.count
+            }
+            try put("serial/\(device).log", Array(log.utf8), .serialLog, device: device)
+        }
+        if let junitPath, let bytes = FileManager.default.contents(atPath: junitPath) {
+            try put("junit.xml", Array(bytes), .junit)
+        }
+        var u = utsname()
+        uname(&u)
+        func field<T>(_ value: T) -> String {
+            withUnsafeBytes(of: value) { raw in String(decoding: raw.prefix { byte in byte != 0 }, as: UTF8.self) }
+        }
+        var manifest = BundleManifest(
+            createdAt: Self.now(), vtargetVersion: vtargetVersion, qemu: qemu,
+            host: .init(kernel: field(u.sysname) + " " + field(u.release), architecture: field(u.machine)),
+            instance: .init(name: c.name, namespace: c.namespace, machine: c.profile, icountShift: icountShift),
+            verdict: .init(exitCode: c.exitCode, reason: c.reason), files: files, omittedImages: omitted)
+        manifest.decoding = decoding
+        if mkdir(directory, 0o755) != 0 && errno != EEXIST {
+            throw RuntimeError("cannot create \(directory): \(String(cString: strerror(errno)))")
+        }
+        let stamp = manifest.createdAt.filter { $0.isNumber }
+        let out = directory + "/\(c.namespace)-\(c.name)-\(stamp)-\(getpid()).\(BundleArchive.fileExtension)"
+        try await BundleArchive.write(manifest, staging: staging, to: out)
+        return out
+    }
+
+    static func json(_ strings: [String]) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted]
+        return Array((try? encoder.encode(strings)) ?? Data("[]".utf8))
+    }
+
+    static func now() -> String {
+        var t = time(nil)
+        var p = tm()
+        gmtime_r(&t, &p)
+        return String(format: "%04d-%02d-%02dT%02d:%02d:%02dZ", p.tm_year + 1900, p.tm_mon + 1, p.tm_mday, p.tm_hour, p.tm_min, p.tm_sec)
+    }
+}

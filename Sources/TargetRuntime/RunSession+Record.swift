@@ -1,0 +1,122 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+import HostOS
+import InstanceContract
+import Synchronization
+
+/// What a recorded (or replayed) run keeps while it happens: each serial
+/// device's exact bytes with the monotonic time they arrived, and, once
+/// QEMU has stopped, copies of what QEMU left in its directory (the replay
+/// log, the firmware it ran), before the run's directories are removed.
+public final class RunCapture: Sendable {
+    public struct Chunk: Sendable, Equatable {
+        /// Seconds since the capture began (monotonic).
+        public var seconds: Double
+        public var bytes: [UInt8]
+    }
+
+    /// What the run left: filled in by `collect`, read after `run` returns.
+    public struct Collected: Sendable {
+        /// The copy of QEMU's replay log, when it wrote one.
+        public var replayLog: String?
+        /// The copy of the scratch image holding the start snapshot (`rrsnapshot`).
+        public var snapshotImage: String?
+        /// Copies of the regular files QEMU had in its directory (firmware), by name.
+        public var qemuFiles: [String] = []
+        public var arguments: [String] = []
+        public var binary = ""
+        public var profile = ""
+        public var name = ""
+        public var namespace = ""
+        public var exitCode: Int32 = 1
+        public var reason = ""
+        public var phase = ""
+    }
+
+    private struct State {
+        var chunks: [String: [Chunk]] = [:]
+        var total = 0
+        var collected = Collected()
+        var stopped = false
+    }
+
+    private let state = Mutex(State())
+    private let start = monotonicSeconds()
+    /// Where `collect` copies files to: the caller's private directory.
+    public let staging: String
+    /// Stop the run once this many serial bytes arrived (`replay --until OFFSET`).
+    public let stopAfterBytes: Int?
+
+    public init(staging: String, stopAfterBytes: Int? = nil) {
+        self.staging = staging
+        self.stopAfterBytes = stopAfterBytes
+    }
+
+    public var collected: Collected { state.withLock { $0.collected } }
+
+    /// Every device's output so far, in order, by device.
+    public var output: [String: [UInt8]] {
+        state.withLock { s in s.chunks.mapValues { $0.flatMap(\.bytes) } }
+    }
+
+    public var chunks: [String: [Chunk]] { state.withLock { $0.chunks } }
+
+    /// From the run's serial callback. With `stopAfterBytes` reached, the run
+    /// is ended the way Ctrl-C ends it (the session's own signal handling
+    /// stops QEMU and removes everything); the bytes past it are kept but
+    /// not compared.
+    func serial(device: String, bytes: [UInt8]) {
+        let now = monotonicSeconds() - start
+        let stopNow = state.withLock { s -> Bool in
+            s.chunks[device, default: []].append(Chunk(seconds: now, bytes: bytes))
+            s.total += bytes.count
+            guard let limit = stopAfterBytes, s.total >= limit, !s.stopped else { return false }
+            s.stopped = true
+            return true
+        }
+        if stopNow { kill(getpid(), SIGINT) }
+    }
+
+    /// After QEMU stopped, before its directory goes: copies the replay log
+    /// and QEMU's regular files into `staging`, and notes the verdict.
+    func collect(_ prepared: [PreparedTarget], code: Int32, outcome: ShimStatus) {
+        guard let first = prepared.first else { return }
+        let (instance, plan, _) = first
+        var c = Collected()
+        c.arguments = plan.arguments
+        c.binary = plan.binary
+        c.profile = plan.profile
+        c.name = plan.targetName
+        c.namespace = instance.namespace
+        c.exitCode = code
+        c.reason = outcome.message ?? outcome.phase.rawValue
+        c.phase = outcome.phase.rawValue
+        let fm = FileManager.default
+        let qemuDir = plan.workingDirectory
+        if let log = plan.recordReplay?.logFile, fm.fileExists(atPath: log) {
+            let copy = staging + "/replay.bin"
+            try? fm.removeItem(atPath: copy)
+            if (try? fm.copyItem(atPath: log, toPath: copy)) != nil { c.replayLog = copy }
+        }
+        if plan.recordReplay?.snapshot != nil, let image = plan.snapshotImage {
+            let copy = staging + "/snapshot.qcow2"
+            try? fm.removeItem(atPath: copy)
+            if (try? fm.copyItem(atPath: image, toPath: copy)) != nil { c.snapshotImage = copy }
+        }
+        let filesDir = staging + "/qemu"
+        try? fm.createDirectory(atPath: filesDir, withIntermediateDirectories: true)
+        for name in ((try? fm.contentsOfDirectory(atPath: qemuDir)) ?? []).sorted() {
+            let path = qemuDir + "/" + name
+            var st = stat()
+            guard lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFREG, path != plan.recordReplay?.logFile, path != plan.snapshotImage else { continue }
+            if (try? fm.copyItem(atPath: path, toPath: filesDir + "/" + name)) != nil { c.qemuFiles.append(name) }
+        }
+        state.withLock { $0.collected = c }
+    }
+}

@@ -1,0 +1,95 @@
+import ArgumentParser
+import HostOS
+import ReplayFormat
+import ReplayRuntime
+import TargetRuntime
+import TargetSpec
+import YAMLTree
+
+/// `run --record DIR`, `--bundle-on-failure DIR` (by default in CI) and
+/// what they need: a private staging directory, the capture the session
+/// fills and the writer that makes the `.vtb`.
+struct RecordOptions: ParsableArguments {
+    @Option(name: .customLong("record"), help: "Record the run (QEMU record/replay) and write a bundle (.vtb) into DIR, whatever the outcome.")
+    var recordDirectory: String?
+
+    @Option(name: .customLong("bundle-on-failure"),
+            help: "Record the run; write a bundle into DIR only when it fails (default with CI=true: ./vtarget-bundles).")
+    var failureDirectory: String?
+
+    @Flag(name: .customLong("no-bundle-on-failure"), help: "Do not record, even with CI=true.")
+    var noBundleOnFailure = false
+
+    @Flag(name: .customLong("include-images"), help: "Put firmware and images into the bundle whatever their size (else over 64 MiB they go in as their sha256).")
+    var includeImages = false
+
+    /// Instructions counted, the clock adjusted to the host's (QEMU's `auto`):
+    /// guest time stays near real time, and a replay follows the log.
+    static let icountShift = "auto"
+    static let defaultImageLimit: UInt64 = 64 << 20
+    static let ciDirectory = "./vtarget-bundles"
+
+    func validate() throws {
+        if recordDirectory == "" { throw ValidationError("--record: empty; give the directory the bundle goes into") }
+        if failureDirectory == "" { throw ValidationError("--bundle-on-failure: empty; give the directory the bundle goes into") }
+        if noBundleOnFailure, failureDirectory != nil {
+            throw ValidationError("--bundle-on-failure and --no-bundle-on-failure contradict each other; give one")
+        }
+    }
+
+    struct Recorder {
+        let capture: RunCapture
+        let directory: String
+        let onlyOnFailure: Bool
+        let spec: [UInt8]
+        let profile: [UInt8]?
+        let decoding: BundleManifest.Decoding
+        let imageLimit: UInt64
+
+        func writer(qemu: BundleManifest.QEMUIdentity, junit: String?) -> BundleWriter {
+            BundleWriter(specYAML: spec, profileYAML: profile, junitPath: junit, vtargetVersion: VTarget.configuration.version,
+                         qemu: qemu, decoding: decoding, icountShift: RecordOptions.icountShift, imageLimit: imageLimit)
+        }
+    }
+
+    /// Nil when nothing is recorded. Asked for explicitly, what cannot be
+    /// recorded is refused (exit 2); by CI's default, it is skipped with a note.
+    func start(_ loaded: InputOptions.Loaded, input: InputOptions, environment: [String: String]) throws -> Recorder? {
+        let explicit = recordDirectory ?? failureDirectory
+        let ci = !noBundleOnFailure && environment["CI"] == "true"
+        guard let directory = explicit ?? (ci ? Self.ciDirectory : nil) else { return nil }
+        let flag = recordDirectory != nil ? "--record" : failureDirectory != nil ? "--bundle-on-failure" : "CI=true (bundle on failure)"
+        var problem: String?
+        if !loaded.vms.isEmpty {
+            problem = "VMs are not recorded: QEMU's record/replay needs every disk behind blkreplay and the network behind filter-replay, "
+                + "which vtarget does not set up; record a board (a QemuVirtualTarget) instead"
+        } else if loaded.runnables.count != 1 {
+            problem = "a recording holds one board; this run has \(loaded.runnables.count): run the one to record alone"
+        } else if input.files.contains("-") {
+            problem = "the spec came from standard input, which cannot be read again for the bundle; give it as a file"
+        }
+        if let problem {
+            if explicit != nil { throw RuntimeError("\(flag): \(problem)", code: .badInput) }
+            printError("vtarget: not recording (\(flag)): \(problem)")
+            return nil
+        }
+        var spec: [UInt8] = []
+        for source in try InputFiles.sources(input.files, recursive: input.recursive) {
+            if !spec.isEmpty { spec += Array("\n---\n".utf8) }
+            spec += source.bytes
+        }
+        let profileName = loaded.runnables[0].target.qemu.profileName
+        var profile: [UInt8]?
+        for dir in InputFiles.machineDirectories(environment: environment, executable: Environment.executable) {
+            if let bytes = try? InputFiles.readFile(dir + "/" + profileName + ".yaml") {
+                profile = bytes
+                break
+            }
+        }
+        let staging = try StagingDirectory.make("record", environment: environment)
+        return Recorder(capture: RunCapture(staging: staging), directory: directory, onlyOnFailure: recordDirectory == nil,
+                        spec: spec, profile: profile,
+                        decoding: .init(lenient: input.lenient, allowHostPaths: input.allowHostPaths, allowExtraArgs: input.allowExtraArgs),
+                        imageLimit: includeImages ? .max : Self.defaultImageLimit)
+    }
+}
