@@ -3,6 +3,7 @@
 # apt packages: QEMU (with OVMF and AAVMF), libyaml, libseccomp, the ARM cross compiler, socat,
 # gdb-multiarch; for the VM tests and the image store: genisoimage (cloud-init seeds), mtools,
 # syslinux, cpio, kmod, e2fsprogs, debootstrap (scripts/build-test-guest.sh), OpenSSH's client,
+# qemu-guest-agent (the guest-agent client's tests),
 # docker-registry and skopeo (a local registry for `image pull` tests), tar, curl; mmdebstrap and
 # umoci (`make image`: the container image, without a daemon).
 # PyPI (into .venv): real clients for interop tests (python-can, qemu.qmp, pyserial, junitparser)
@@ -14,7 +15,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 PACKAGES=(qemu-system-arm qemu-system-x86 qemu-utils libyaml-dev libseccomp-dev pkg-config
-          gcc-arm-none-eabi binutils make socat python3-venv gdb-multiarch ovmf qemu-efi-aarch64 genisoimage mtools syslinux syslinux-common cpio kmod e2fsprogs debootstrap openssh-client docker-registry skopeo tar curl mmdebstrap umoci)
+          gcc-arm-none-eabi binutils make socat python3-venv gdb-multiarch ovmf qemu-efi-aarch64 genisoimage mtools syslinux syslinux-common cpio kmod e2fsprogs debootstrap openssh-client qemu-guest-agent docker-registry skopeo tar curl mmdebstrap umoci)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -131,6 +131,8 @@ public struct InstanceInfo: Codable, Sendable {
     /// The instance resource's `metadata.labels`, for `get -l`; absent from
     /// supervisors that predate it, which then match only selectors that need no label.
     public var labels: [String: String]?
+    /// A running VM's qemu-guest-agent: connected or not, the guest's name and addresses.
+    public var guestAgent: GuestAgentInfo?
 
     public init(namespace: String, name: String, uid: String, target: String, machine: String, restartPolicy: String,
                 desired: String, phase: String, reason: String?, message: String?, ready: Bool, conditions: [Condition],
@@ -287,5 +289,35 @@ public struct PoolInfo: Codable, Sendable {
         self.ready = ready
         self.claimed = claimed
         self.labels = labels
+    }
+}
+
+/// What a VM's qemu-guest-agent said last (KubeVirt's AgentConnected
+/// condition, `status.interfaces`, `guestOSInfo`).
+public struct GuestAgentInfo: Codable, Sendable, Equatable {
+    public var connected: Bool
+    public var since: Double
+    public var hostname: String?
+    public var osName: String?
+    public var interfaces: [GuestInterfaceInfo]
+
+    public init(connected: Bool, since: Double, hostname: String?, osName: String?, interfaces: [GuestInterfaceInfo]) {
+        self.connected = connected
+        self.since = since
+        self.hostname = hostname
+        self.osName = osName
+        self.interfaces = interfaces
+    }
+}
+
+public struct GuestInterfaceInfo: Codable, Sendable, Equatable {
+    public var name: String
+    public var mac: String?
+    public var ipAddresses: [String]
+
+    public init(name: String, mac: String?, ipAddresses: [String]) {
+        self.name = name
+        self.mac = mac
+        self.ipAddresses = ipAddresses
     }
 }

@@ -28,6 +28,10 @@ public struct InstanceRecord: Codable, Sendable, Equatable {
     /// QEMU's GDB stub (a `type: gdb` device): where `vtarget gdb` attaches.
     /// Not in the layout: QEMU's directory moves when QEMU runs as its own uid.
     public var gdbSocket: String?
+    /// QEMU's own directory (a VM's guest-agent and VNC sockets, where QEMU
+    /// may write a screendump). Not in the layout: it moves when QEMU runs as
+    /// its own uid.
+    public var qemuDirectory: String?
     /// The guest's CPUs are stopped (QMP `stop`, `vtarget pause`): QEMU's
     /// run state is `paused`, learnt from its STOP and RESUME events.
     public var paused: Bool?

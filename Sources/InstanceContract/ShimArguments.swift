@@ -28,6 +28,8 @@ public struct ShimArguments: Codable, Sendable, Equatable {
     /// Who the instance's sidecars run as (nil: the shim's own user, for
     /// resources applied before owners were recorded).
     public var sidecarOwner: ProcessOwner?
+    /// `vtarget start --paused`: the guest's CPUs stay stopped (QEMU's `-S`) until `vtarget resume`.
+    public var startPaused: Bool = false
 
     public init(instance: String, specFile: String, statusFile: String, relativeTo: String) {
         self.instance = instance

@@ -21,6 +21,8 @@ public struct ShimStatus: Codable, Sendable, Equatable {
     public var paused: Bool?
     /// The `vt-ready` snapshot exists (pool members).
     public var snapshot: Bool?
+    /// What a VM's qemu-guest-agent last said (nil: not a VM, or not asked yet).
+    public var guestAgent: GuestAgentStatus?
     /// The shim's last release back to the pool (SIGUSR1): the supervisor
     /// waits for the next generation instead of talking QMP itself.
     public var release: ReleaseReport?
@@ -80,5 +82,39 @@ public struct ReleaseReport: Codable, Sendable, Equatable {
         self.generation = generation
         self.restored = restored
         self.message = message
+    }
+}
+
+/// A VM's guest as its qemu-guest-agent reports it, asked at boot and every
+/// few seconds by the shim: KubeVirt's AgentConnected condition and the
+/// VMI's `status.interfaces` come from here.
+public struct GuestAgentStatus: Codable, Sendable, Equatable {
+    public var connected: Bool
+    /// When `connected` last changed (wall-clock seconds).
+    public var since: Double
+    public var hostname: String?
+    /// `guest-get-osinfo`'s pretty-name.
+    public var osName: String?
+    public var interfaces: [GuestInterface]
+
+    public init(connected: Bool, since: Double, hostname: String? = nil, osName: String? = nil, interfaces: [GuestInterface] = []) {
+        self.connected = connected
+        self.since = since
+        self.hostname = hostname
+        self.osName = osName
+        self.interfaces = interfaces
+    }
+}
+
+/// One guest network interface: its name in the guest, MAC and addresses (CIDR-less).
+public struct GuestInterface: Codable, Sendable, Equatable {
+    public var name: String
+    public var mac: String?
+    public var ipAddresses: [String]
+
+    public init(name: String, mac: String?, ipAddresses: [String]) {
+        self.name = name
+        self.mac = mac
+        self.ipAddresses = ipAddresses
     }
 }

@@ -88,6 +88,8 @@ extension KindRegistry {
                 .field("READY", "status", "ready", missing: "False"),
                 .field("RUNSTRATEGY", "spec", "runStrategy", wide: true, missing: ""),
                 .field("INSTANCETYPE", "spec", "instancetype", "name", wide: true, missing: ""),
+                Column.firstIP(wide: true),
+                .field("NODENAME", "status", "nodeName", wide: true, missing: ""),
             ],
             deleteRank: 0),
         ResourceKind(
@@ -96,6 +98,9 @@ extension KindRegistry {
             columns: [
                 .age(["metadata", "creationTimestamp"]),
                 .field("PHASE", "status", "phase", missing: ""),
+                // From the guest agent (status.interfaces), as KubeVirt's columns.
+                Column.firstIP(wide: false),
+                .field("NODENAME", "status", "nodeName", missing: ""),
                 Column("READY", source: .status) { node, _ in
                     let ready = node[path: ["status", "conditions"]].flatMap { c -> Bool? in
                         guard case .sequence(let items) = c.content else { return nil }
@@ -145,4 +150,14 @@ extension KindRegistry {
             ],
             deleteRank: 1),
     ])
+}
+
+extension Column {
+    /// A VM's first guest address (`status.ipAddresses`, from its guest agent).
+    static func firstIP(wide: Bool) -> Column {
+        Column("IP", wide: wide, source: .status) { node, _ in
+            guard case .sequence(let items)? = node[path: ["status", "ipAddresses"]]?.content else { return "" }
+            return items.first?.scalar ?? ""
+        }
+    }
 }

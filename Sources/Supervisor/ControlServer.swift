@@ -126,11 +126,12 @@ public struct ControlServer: Sendable {
             return try await self.guarded(ctx, namespace: ns) { _ in json(try await sup.describe(namespace: ns, name: name)) }
         }
         for action in ["start", "stop", "release"] {
-            router.post("/v1/instances/:namespace/:name/\(action)") { _, ctx in
+            router.post("/v1/instances/:namespace/:name/\(action)") { req, ctx in
                 let (ns, name) = ctx.object
+                let paused = req.uri.queryParameters.get("paused") == "1"
                 return try await self.guarded(ctx, namespace: ns) { _ in
                     switch action {
-                    case "start": return json(try await sup.start(namespace: ns, name: name))
+                    case "start": return json(try await sup.start(namespace: ns, name: name, paused: paused))
                     case "stop": return json(try await sup.stop(namespace: ns, name: name))
                     default: return json(try await sup.release(namespace: ns, name: name))
                     }

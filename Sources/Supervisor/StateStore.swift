@@ -70,6 +70,8 @@ struct InstanceRow: Codable, FetchableRecord, PersistableRecord, Sendable, Equat
     /// status `Paused`, and since when.
     var paused: Bool = false
     var pausedAt: Double?
+    /// A VM's guest agent, as its shim last reported it.
+    var guestAgent: GuestAgentStatus?
 
     var key: String { namespace + "/" + name }
     var isActive: Bool { phase.isActive }
@@ -209,6 +211,9 @@ struct StateStore: Sendable {
                 t.add(column: "paused", .boolean).notNull().defaults(to: false)
                 t.add(column: "pausedAt", .double)
             }
+        }
+        m.registerMigration("v8: guest agents of VMs") { db in
+            try db.alter(table: "instance") { t in t.add(column: "guestAgent", .text) }
         }
         return m
     }

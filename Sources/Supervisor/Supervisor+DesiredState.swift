@@ -25,6 +25,14 @@ extension Supervisor {
         var labels: [String: String] = [:]
         /// Who its sidecars run as.
         var owner: ProcessOwner?
+        /// A Manual VM: kept while its instance exists, created only by `vtarget start`.
+        var onRequest = false
+    }
+
+    /// A VM as `start` and `stop` need it: its kind and decoded runStrategy.
+    struct StoredVM {
+        var kind: String
+        var runStrategy: String
     }
 
     /// Decodes a namespace's resources and works out its instances; what
@@ -104,9 +112,10 @@ extension Supervisor {
         // instancetypes, preferences and classes, so the shim resolves it alike.
         let vmSupport = rows.filter { Self.vmSupportKinds.contains($0.kind) }.sorted { $0.kind + $0.name < $1.kind + $1.name }
         for v in vms {
-            // KubeVirt's runStrategy: Halted and Manual wait (for `start`, which
-            // needs the VM driver's state: not yet); the others run now.
-            guard v.vm.runStrategy != .Halted, v.vm.runStrategy != .Manual, let row = byKey[v.vm.api.rawValue + "/" + v.name] else { continue }
+            state.vms[v.name] = StoredVM(kind: v.vm.api.rawValue, runStrategy: v.vm.runStrategy.rawValue)
+            // KubeVirt's runStrategy: Halted waits (`vtarget start` makes it
+            // Always), Manual runs once started; the others run now.
+            guard v.vm.runStrategy != .Halted, let row = byKey[v.vm.api.rawValue + "/" + v.name] else { continue }
             // The ConfigMaps and Secrets its volumes and cloud-init name (found: Workload.vms checked).
             let objects = v.volumeData.isEmpty ? [] : Set(v.vm.disks.flatMap { $0.source.objectKeys }).sorted().compactMap { byKey[$0]?.yaml }
             let spec = ([row.yaml] + vmSupport.map(\.yaml) + objects).joined(separator: "---\n")
@@ -119,6 +128,7 @@ extension Supervisor {
                                     hash: Self.fingerprint(spec + "\u{0}" + row.directory + "\u{0}\(o.lenient)\(o.allowHostPaths)\(o.allowExtraArgs)\u{0}" + who))
             d.owner = row.owner
             d.labels = v.vm.metadata.labels
+            d.onRequest = v.vm.runStrategy == .Manual
             state.instances.append(d)
         }
         for case .pool(let p) in resources {
@@ -148,6 +158,8 @@ extension Supervisor {
     struct DesiredState {
         var instances: [DesiredInstance] = []
         var pools: [PoolTemplate] = []
+        /// Every VM of the namespace by name, whether it runs or not.
+        var vms: [String: StoredVM] = [:]
     }
 
     /// The kinds a VM's resolution may read (its instancetype, preference or class).

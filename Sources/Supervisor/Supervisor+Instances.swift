@@ -46,16 +46,21 @@ extension Supervisor {
                             running: all.filter { $0.phase == .running }.count, adopted: adopted)
     }
 
-    /// `vtarget start`: wanted again, with a fresh TTL and backoff.
-    public func start(namespace: String, name: String) async throws(SupervisorError) -> ObjectResult {
+    /// `vtarget start`: wanted again, with a fresh TTL and backoff. A VM
+    /// starts as virtctl's start does (see `VMRunStrategyPatch`); `paused`
+    /// starts its CPUs stopped (QEMU stays in `-S`), shown as Paused.
+    public func start(namespace: String, name: String, paused: Bool = false) async throws(SupervisorError) -> ObjectResult {
         try await exclusively(namespace) { () async throws(SupervisorError) -> ObjectResult in
-            try await startLocked(namespace: namespace, name: name)
+            if let vm = try storedVM(namespace, name) { return try await startVMLocked(vm, paused: paused) }
+            if paused { pausedStarts.insert(namespace + "/" + name) }
+            defer { pausedStarts.remove(namespace + "/" + name) }
+            return try await startLocked(namespace: namespace, name: name)
         }
     }
 
-    private func startLocked(namespace: String, name: String) async throws(SupervisorError) -> ObjectResult {
+    private func startLocked(namespace: String, name: String, kind: String = "VirtualTargetInstance") async throws(SupervisorError) -> ObjectResult {
         var row = try instanceRow(namespace, name)
-        let result = ObjectResult(kind: "VirtualTargetInstance", namespace: namespace, name: name, action: row.isActive ? "unchanged" : "started")
+        let result = ObjectResult(kind: kind, namespace: namespace, name: name, action: row.isActive ? "unchanged" : "started")
         guard !row.isActive || row.desired != "running" else { return result }
         restartTimers.removeValue(forKey: row.key)?.cancel()
         row.desired = "running"
@@ -64,24 +69,100 @@ extension Supervisor {
         if let ttl = row.ttlSeconds, (row.expiresAt ?? 0) <= ShimStatus.now { row.expiresAt = ShimStatus.now + ttl }
         commit(row, event("Normal", row, "StartRequested", "started by request"))
         if !row.isActive || row.phase == .pending { await startInstance(row.key) }
-        return ObjectResult(kind: "VirtualTargetInstance", namespace: namespace, name: name, action: "started")
+        return ObjectResult(kind: kind, namespace: namespace, name: name, action: "started")
     }
 
-    /// `vtarget stop`: stays stopped (no restart policy) until started again.
+    /// `vtarget stop`: stays stopped (no restart policy) until started again;
+    /// a VM stops as virtctl's stop does.
     public func stop(namespace: String, name: String) async throws(SupervisorError) -> ObjectResult {
         try await exclusively(namespace) { () async throws(SupervisorError) -> ObjectResult in
-            try await stopLocked(namespace: namespace, name: name)
+            if let vm = try storedVM(namespace, name) { return try await stopVMLocked(vm) }
+            return try await stopLocked(namespace: namespace, name: name)
         }
     }
 
-    private func stopLocked(namespace: String, name: String) async throws(SupervisorError) -> ObjectResult {
+    private func stopLocked(namespace: String, name: String, kind: String = "VirtualTargetInstance") async throws(SupervisorError) -> ObjectResult {
         var row = try instanceRow(namespace, name)
         restartTimers.removeValue(forKey: row.key)?.cancel()
         row.desired = "stopped"
         row.nextRestartAt = nil
         commit(row, event("Normal", row, "StopRequested", "stopped by request"))
         await stopShim(row.key, message: "stopped by request")
-        return ObjectResult(kind: "VirtualTargetInstance", namespace: namespace, name: name, action: "stopped")
+        return ObjectResult(kind: kind, namespace: namespace, name: name, action: "stopped")
+    }
+
+    // MARK: - VMs
+
+    /// A stored VM of that name, with its namespace's resources (nil: not a VM).
+    struct VMTarget {
+        var row: ResourceRow
+        var vm: StoredVM
+        var namespaceRows: [ResourceRow]
+    }
+
+    private func storedVM(_ namespace: String, _ name: String) throws(SupervisorError) -> VMTarget? {
+        let rows: [ResourceRow]
+        do { rows = try store.resources(namespace: namespace) } catch { throw .storage(error) }
+        guard let row = rows.first(where: { $0.name == name && Self.vmKinds.contains($0.kind) }) else { return nil }
+        guard let vm = try desiredInstances(rows).vms[name] else { return nil }
+        return VMTarget(row: row, vm: vm, namespaceRows: rows)
+    }
+
+    static let vmKinds: Set<String> = ["VirtualMachine", "VirtualMachineInstance", "Machine"]
+
+    private func startVMLocked(_ t: VMTarget, paused: Bool) async throws(SupervisorError) -> ObjectResult {
+        let (ns, name) = (t.row.namespace, t.row.name)
+        let current: InstanceRow?
+        do { current = try store.instance(ns, name) } catch { throw .storage(error) }
+        let active = current.map { $0.isActive && $0.desired == "running" } ?? false
+        let decision = VMRunStrategyPatch.start(kind: t.row.kind, strategy: t.vm.runStrategy, active: active,
+                                                failed: current?.phase == .failed && current?.nextRestartAt != nil)
+        let key = ns + "/" + name
+        if paused { pausedStarts.insert(key) }
+        defer { pausedStarts.remove(key) }
+        switch decision {
+        case .refuse(let why): throw SupervisorError(409, "virtualmachine \"\(name)\": \(why)")
+        case .patch(let running):
+            try await patchRunStrategy(t, running: running)
+        case .instance:
+            if current != nil { return try await startLocked(namespace: ns, name: name, kind: t.row.kind) }
+            // A Manual VM's first start: its instance is made now.
+            guard let d = try desiredInstances(t.namespaceRows).instances.first(where: { $0.name == name }) else {
+                throw SupervisorError(409, "virtualmachine \"\(name)\" has no instance to start")
+            }
+            await create(d, pool: nil)
+        }
+        return ObjectResult(kind: t.row.kind, namespace: ns, name: name, action: "started")
+    }
+
+    private func stopVMLocked(_ t: VMTarget) async throws(SupervisorError) -> ObjectResult {
+        let (ns, name) = (t.row.namespace, t.row.name)
+        let current: InstanceRow?
+        do { current = try store.instance(ns, name) } catch { throw .storage(error) }
+        let active = current.map { $0.isActive && $0.desired == "running" } ?? false
+        switch VMRunStrategyPatch.stop(kind: t.row.kind, strategy: t.vm.runStrategy, active: active) {
+        case .refuse(let why): throw SupervisorError(409, "virtualmachine \"\(name)\": \(why)")
+        case .patch(let running): try await patchRunStrategy(t, running: running)
+        case .instance: return try await stopLocked(namespace: ns, name: name, kind: t.row.kind)
+        }
+        return ObjectResult(kind: t.row.kind, namespace: ns, name: name, action: "stopped")
+    }
+
+    /// Stores the VM with its new runStrategy and brings the namespace in
+    /// line: its instance is made (Always) or removed (Halted).
+    private func patchRunStrategy(_ t: VMTarget, running: Bool) async throws(SupervisorError) {
+        guard let yaml = VMRunStrategyPatch.patched(t.row.yaml, running: running) else {
+            throw SupervisorError(500, "cannot edit the stored \(t.row.kind) \(t.row.name)")
+        }
+        var row = t.row
+        row.yaml = yaml
+        row.updatedAt = ShimStatus.now
+        var rows = t.namespaceRows
+        rows.removeAll { $0.kind == row.kind && $0.name == row.name }
+        rows.append(row)
+        let state = try desiredInstances(rows)
+        do { try store.write { try row.save($0) } } catch { throw .storage(error) }
+        try await reconcile(namespace: row.namespace, desired: state)
     }
 
     /// Stops every instance (for `daemon stop --stop-instances`).

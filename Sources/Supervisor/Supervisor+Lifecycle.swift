@@ -75,6 +75,7 @@ extension Supervisor {
             shim.poolSnapshot = row.pool.map { poolTemplates[namespace + "/" + $0]?.snapshots == true } ?? false
             shim.ttlMilliseconds = row.expiresAt.map { max(1, Int(($0 - now) * 1000)) }
             shim.sidecarOwner = row.owner
+            shim.startPaused = pausedStarts.contains(key)
             let args = shim.arguments()
             let child: ChildProcess
             do {
@@ -163,7 +164,13 @@ extension Supervisor {
             events.append(paused ? event("Normal", row, "Paused", "the guest's CPUs are stopped (QMP stop); vtarget resume continues them")
                                  : event("Normal", row, "Resumed", "the guest runs again"))
         }
-        if !events.isEmpty { commit(row, events) }
+        let agentChanged = st.guestAgent != row.guestAgent
+        if let agent = st.guestAgent, agent.connected != (row.guestAgent?.connected ?? false) {
+            events.append(agent.connected ? event("Normal", row, "AgentConnected", "qemu-guest-agent answers" + (agent.osName.map { " (\($0))" } ?? ""))
+                                          : event("Warning", row, "AgentDisconnected", "qemu-guest-agent stopped answering"))
+        }
+        row.guestAgent = st.guestAgent
+        if !events.isEmpty || agentChanged { commit(row, events) }
     }
 
     /// The shim ended: record how (from its status file, else from its exit),

@@ -123,7 +123,7 @@ extension Supervisor {
                     fresh.backoffStep = 0
                     fresh.expiresAt = d.ttlSeconds.map { now + $0 }
                 }
-            } else if plan.create.contains(d.name) {
+            } else if plan.create.contains(d.name), !d.onRequest {
                 await create(d, pool: nil)
             }
         }

@@ -101,6 +101,8 @@ public actor Supervisor {
     var statusChanges: [String: Int] = [:]
     /// Members whose shim is restoring their snapshot.
     var releasing: Set<String> = []
+    /// Instances whose next shim starts with the guest's CPUs stopped (`start --paused`).
+    var pausedStarts: Set<String> = []
     public internal(set) var adopted = 0
 
     struct Shim {
@@ -165,6 +167,10 @@ public actor Supervisor {
         out.labels = row.labels.isEmpty ? nil : row.labels
         out.claimedAt = row.claimedAt
         out.claimExpiresAt = row.claimExpiresAt
+        if let a = row.guestAgent, row.phase == .running {
+            out.guestAgent = GuestAgentInfo(connected: a.connected, since: a.since, hostname: a.hostname, osName: a.osName,
+                                            interfaces: a.interfaces.map { GuestInterfaceInfo(name: $0.name, mac: $0.mac, ipAddresses: $0.ipAddresses) })
+        }
         return out
     }
 

@@ -106,7 +106,8 @@ extension RunSession {
             do {
                 let serialDevices = Set(t.plan.serialChannels.map(\.device))
                 let runStates = self.runStates.1
-                try await t.connect(group: group, startRunning: !config.startPaused, logRotation: config.logRotation,
+                try await t.connect(group: group, startRunning: !config.startPaused && config.supervised?.startPaused != true,
+                                    logRotation: config.logRotation,
                                     environment: config.environment, onQMPEvent: { e in
                     if let name = e["event"]?.stringValue, name == "STOP" || name == "RESUME" { runStates.yield((i, t)) }
                 }, onBusFailure: { sink.yield(.startFailed("\($0)")) }) { [capture = config.capture] device, bytes in
@@ -132,6 +133,7 @@ extension RunSession {
                 serialDevices: t.plan.serialChannels.map(\.device), directory: t.directory, rfc2217: t.rfc2217Ports,
                 powerdown: session.catalog.lookup(t.plan.profile)?.gracefulPowerdown ?? false,
                 supervised: config.supervised == nil ? nil : true, gdbSocket: t.plan.gdbSocketPath))
+            records[i].qemuDirectory = t.plan.workingDirectory.isEmpty ? nil : t.plan.workingDirectory
             records[i].write()
             status?.update { s in
                 s.phase = .running
@@ -140,6 +142,8 @@ extension RunSession {
                 s.directory = t.directory
             }
             try await feed(.booted(target: i))
+            // Left in -S by `start --paused`: no STOP event comes, so say it here.
+            if config.supervised?.startPaused == true { try await feed(.runState(target: i, paused: true)) }
             return true
         }
 
@@ -162,6 +166,8 @@ extension RunSession {
         func drive(_ events: AsyncStream<SessionEvent>) async {
             let watch = watchDirectories()
             defer { watch.cancel() }
+            let agents = watchGuestAgents()
+            defer { agents.cancel() }
             for await var event in events {
                 if case .qemuExited(let i, let status, _) = event {
                     event = .qemuExited(target: i, status: status, stderr: targets[i].stderrText)

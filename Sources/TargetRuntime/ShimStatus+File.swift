@@ -19,6 +19,8 @@ public struct SupervisedInstance: Sendable {
     /// A pool member: once Ready, `savevm` into a scratch qcow2 so a release
     /// can `loadvm` back (where the board's profile allows snapshots).
     public var snapshot: Bool
+    /// `vtarget start --paused`: QEMU is left in `-S` (no `cont`) and the status says Paused.
+    public var startPaused = false
 
     /// The instance's state directory: the one `statusPath` is in.
     public var state: InstanceStateLayout {

@@ -76,7 +76,7 @@ struct Hmp: AsyncParsableCommand {
 struct SimpleQMPVerb {
     static func run(_ instance: InstanceOptions, _ command: String, done: String) async throws {
         _ = try await instance.withQMP { try await $0.execute(command, timeout: 10) }
-        printOut("\(Table.qualified("VirtualTargetInstance"))/\(instance.name) \(done)")
+        printOut("\(await VMNames.qualified(try instance.locate())) \(done)")
     }
 }
 
@@ -87,7 +87,7 @@ struct Pause: AsyncParsableCommand {
 }
 
 struct Resume: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Resume a paused guest (QMP cont).")
+    static let configuration = CommandConfiguration(abstract: "Resume a paused guest (QMP cont).", aliases: ["unpause"])
     @OptionGroup var instance: InstanceOptions
     func run() async throws { try await SimpleQMPVerb.run(instance, "cont", done: "resumed") }
 }
@@ -122,8 +122,9 @@ struct Stop: AsyncParsableCommand {
             } catch { throw error.asCommandError }
         }
         let record = try located.get()
+        let name = await VMNames.qualified(record)
         try await stopDirectly(record)
-        printOut("\(Table.qualified("VirtualTargetInstance"))/\(record.name) stopped")
+        printOut("\(name) stopped")
     }
 
     /// A `vtarget run` instance: its QEMU is stopped here, step by step.

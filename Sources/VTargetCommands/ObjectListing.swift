@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import InstanceContract
 import ControlAPI
 import ResourceKit
@@ -87,6 +90,8 @@ struct VMStatus {
     var printableStatus: String
     var ready: Bool
     var phase: String
+    var paused = false
+    var agent: GuestAgentInfo?
 
     init(kind: String, instance: InstanceInfo?) {
         guard let i = instance else {
@@ -94,7 +99,7 @@ struct VMStatus {
             (printableStatus, ready, phase) = ("Stopped", false, kind == "Machine" ? "Stopped" : "")
             return
         }
-        let paused = i.conditions.contains { $0.type == "Paused" && $0.status == "True" }
+        paused = i.conditions.contains { $0.type == "Paused" && $0.status == "True" }
         switch i.phase {
         case "Running": printableStatus = paused ? "Paused" : "Running"; phase = "Running"
         case "Pending", "Starting": printableStatus = "Starting"; phase = i.phase == "Pending" ? "Pending" : "Scheduled"
@@ -104,12 +109,37 @@ struct VMStatus {
         default: printableStatus = i.phase; phase = i.phase
         }
         ready = i.ready && i.phase == "Running"
+        agent = i.phase == "Running" ? i.guestAgent : nil
     }
 
+    /// The node a VMI runs on: this machine.
+    static let nodeName: String = {
+        var buffer = [CChar](repeating: 0, count: 256)
+        return gethostname(&buffer, buffer.count) == 0 ? String(cString: buffer) : "localhost"
+    }()
+
+    /// KubeVirt's conditions (Ready, Paused, AgentConnected), its
+    /// `status.interfaces` (name, interfaceName, mac, ipAddress, ipAddresses),
+    /// `nodeName` and `guestOSInfo`; Viti's `ipAddresses`.
     var node: YAMLNode {
-        Table.map([("printableStatus", Table.str(printableStatus)), ("ready", Table.plain(ready ? "True" : "False")),
-                   ("phase", phase.isEmpty ? nil : Table.str(phase)),
-                   ("conditions", Table.seq([Table.map([("type", Table.str("Ready")), ("status", Table.str(ready ? "True" : "False"))])]))])
+        func condition(_ type: String, _ on: Bool, _ reason: String? = nil) -> YAMLNode {
+            Table.map([("type", Table.str(type)), ("status", Table.str(on ? "True" : "False")), ("reason", reason.map(Table.str))])
+        }
+        var conditions = [condition("Ready", ready)]
+        if paused { conditions.append(condition("Paused", true, "PausedByUser")) }
+        if let agent, agent.connected { conditions.append(condition("AgentConnected", true)) }
+        let interfaces = (agent?.interfaces ?? []).map { i in
+            Table.map([("interfaceName", Table.str(i.name)), ("mac", i.mac.map(Table.str)),
+                       ("ipAddress", i.ipAddresses.first.map(Table.str)), ("ipAddresses", Table.seq(i.ipAddresses.map(Table.str)))])
+        }
+        let ips = (agent?.interfaces ?? []).flatMap(\.ipAddresses)
+        return Table.map([("printableStatus", Table.str(printableStatus)), ("ready", Table.plain(ready ? "True" : "False")),
+                          ("phase", phase.isEmpty ? nil : Table.str(phase)),
+                          ("nodeName", phase == "Running" ? Table.str(Self.nodeName) : nil),
+                          ("conditions", Table.seq(conditions)),
+                          ("interfaces", interfaces.isEmpty ? nil : Table.seq(interfaces)),
+                          ("ipAddresses", ips.isEmpty ? nil : Table.seq(ips.map(Table.str))),
+                          ("guestOSInfo", agent?.osName.map { Table.map([("prettyName", Table.str($0))]) })])
     }
 }
 

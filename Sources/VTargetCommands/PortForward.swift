@@ -67,33 +67,46 @@ struct PortForward: AsyncParsableCommand {
             if m.local == 0 { m.local = try RunSession.freeLoopbackPort(udp: m.proto == "udp") }
             forwards.append(m)
         }
-        let netdev = interface.map { "net-" + $0 + " " } ?? ""
         let (stop, stopped) = AsyncStream<Void>.makeStream()
         let signals = SignalWatch([SIGINT, SIGTERM, SIGHUP]) { _ in stopped.yield() }
         defer { signals.cancel() }
         try await instance.withQMP { qmp in
-            var added: [Mapping] = []
-            do {
-                for m in forwards {
-                    let said = try await qmp.hmp("hostfwd_add \(netdev)\(m.proto):127.0.0.1:\(m.local)-:\(m.guest)")
-                    guard said.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
-                        throw RuntimeError("cannot forward 127.0.0.1:\(m.local) to guest port \(m.guest): "
-                            + said.trimmingCharacters(in: .whitespacesAndNewlines)
-                            + (interface == nil ? " (is this a VM with a pod network? --interface names one)" : ""), code: .io)
-                    }
-                    added.append(m)
-                    printOut("Forwarding from 127.0.0.1:\(m.local) -> \(m.guest)\(m.proto == "udp" ? "/udp" : "")")
-                }
+            try await Self.withForwards(forwards, interface: interface, qmp: qmp) { m in
+                printOut("Forwarding from 127.0.0.1:\(m.local) -> \(m.guest)\(m.proto == "udp" ? "/udp" : "")")
+            } body: {
                 for await _ in stop { break }
-            } catch {
-                await remove(added, qmp: qmp, netdev: netdev)
-                throw error
             }
-            await remove(added, qmp: qmp, netdev: netdev)
         }
     }
 
-    private func remove(_ forwards: [Mapping], qmp: QMPClient, netdev: String) async {
+    /// Adds each forward (QEMU's `hostfwd_add` on the VM's user-mode
+    /// network), runs `body`, then removes them, also when `body` throws:
+    /// `port-forward`, `ssh` and `scp` share it.
+    static func withForwards<T>(_ forwards: [Mapping], interface: String?, qmp: QMPClient, added announce: (Mapping) -> Void = { _ in },
+                                body: () async throws -> T) async throws -> T {
+        let netdev = interface.map { "net-" + $0 + " " } ?? ""
+        var added: [Mapping] = []
+        do {
+            for m in forwards {
+                let said = try await qmp.hmp("hostfwd_add \(netdev)\(m.proto):127.0.0.1:\(m.local)-:\(m.guest)")
+                guard said.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+                    throw RuntimeError("cannot forward 127.0.0.1:\(m.local) to guest port \(m.guest): "
+                        + said.trimmingCharacters(in: .whitespacesAndNewlines)
+                        + (interface == nil ? " (is this a VM with a pod network? --interface names one)" : ""), code: .io)
+                }
+                added.append(m)
+                announce(m)
+            }
+            let result = try await body()
+            await remove(added, qmp: qmp, netdev: netdev)
+            return result
+        } catch {
+            await remove(added, qmp: qmp, netdev: netdev)
+            throw error
+        }
+    }
+
+    private static func remove(_ forwards: [Mapping], qmp: QMPClient, netdev: String) async {
         for m in forwards { _ = try? await qmp.hmp("hostfwd_remove \(netdev)\(m.proto):127.0.0.1:\(m.local)") }
     }
 }

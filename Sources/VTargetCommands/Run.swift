@@ -91,6 +91,7 @@ struct Run: AsyncParsableCommand {
             try RuntimeDirectory.ensurePrivate(runDir, traversable: dropping)
             let layout = InstanceLayout.supervised(runtime: base, namespace: one.0, name: one.1)
             supervised = SupervisedInstance(layout: layout, statusPath: shim.statusFile, snapshot: shim.poolSnapshot)
+            supervised?.startPaused = shim.startPaused
             RuntimeDirectory.removeTree(layout.directory)
         } else {
             runDir = InstanceLayout.runDirectory(runtime: base, pid: getpid())

@@ -305,12 +305,19 @@ struct Delete: AsyncParsableCommand {
 }
 
 struct Start: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Start a stopped (or finished) supervised instance again.")
-    @Argument(help: "The instance's name.") var name: String
+    static let configuration = CommandConfiguration(
+        abstract: "Start a stopped (or finished) supervised instance or VM again.",
+        discussion: """
+            As virtctl start for VMs: a Halted VirtualMachine becomes Always (stored so), a Manual one starts as it is; \
+            Always and Once VMs refuse, and so does a VM already running. --paused starts with the guest's CPUs stopped \
+            (status Paused) until vtarget resume.
+            """)
+    @Argument(help: "The instance's or VM's name.") var name: String
     @Option(name: .shortAndLong, help: "Its namespace (default: default).") var namespace: String?
+    @Flag(help: "Start with the guest's CPUs stopped (QEMU -S); vtarget resume (or unpause) runs them.") var paused = false
 
     func run() async throws {
-        let r = try await SupervisorConnection.instanceAction("start", name, namespace)
+        let r = try await SupervisorConnection.instanceAction("start" + (paused ? "?paused=1" : ""), name, namespace)
         printOut("\(Table.qualified(r.kind))/\(r.name) \(r.action)")
     }
 }

@@ -22,7 +22,7 @@ public struct VTarget: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [Run.self, Apply.self, Get.self, Describe.self, Delete.self, Events.self, Start.self, Stop.self,
                       Claim.self, Release.self, Logs.self, Wait.self, Console.self, Qmp.self, Hmp.self, Pause.self, Resume.self,
-                      Reset.self, PortForward.self, GDB.self, Render.self, CRDs.self, Machines.self, Create.self, CAN.self, Doctor.self, Serve.self, Daemon.self,
+                      Reset.self, PortForward.self, SoftReboot.self, GuestOSInfo.self, VNC.self, SSH.self, SCP.self, GDB.self, Render.self, CRDs.self, Machines.self, Create.self, CAN.self, Doctor.self, Serve.self, Daemon.self,
                       ImageCommand.self, Diff.self, Sync.self,
                       Replay.self, BundleCommand.self,
                       SandboxExecCommand.self])
