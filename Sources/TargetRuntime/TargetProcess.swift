@@ -326,9 +326,13 @@ public final class TargetProcess: Sendable {
     /// Closes every socket vtarget holds for this target, attached or not.
     public func closeEndpoints() async {
         // The joins first: a link they make after this would be left open.
+        // A join under way is let finish (bounded): cancelled half-way, it
+        // could leave a bus host it started waiting for a member that never comes.
         if let join = attached.withLock({ $0.busJoin }) {
-            join.cancel()
-            _ = await join.result
+            if await withDeadline(5, { _ = await join.result }) == nil {
+                join.cancel()
+                _ = await join.result
+            }
         }
         let a = attached.withLock { a in
             defer { a = Attached() }

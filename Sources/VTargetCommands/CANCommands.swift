@@ -195,6 +195,8 @@ struct CANFault: ParsableCommand {
             var members = try exchange(&connection, []).compactMap { c in c.range(of: ":sent=").map { String(c[..<$0.lowerBound]) } }
             // The last to join is this very connection, no member to suggest.
             if members.last?.hasPrefix("socketcand-") == true { members.removeLast() }
+            // Sorted: members join concurrently, so the bus's own order says nothing.
+            members.sort()
             guard members.contains(member) else {
                 printError("error: --member: no member \"\(member)\" on bus \(target.bus); "
                     + (members.isEmpty ? "the bus has no members" : Suggestion.hint(member, in: members)))
