@@ -71,6 +71,7 @@ let package = Package(
         .target(name: "VMRuntime", dependencies: ["VMSpec", "VMLaunch", "DiskImages", "HostOS", "InstanceContract"], exclude: ["README.md"]),
         // The control API's models and client (the CLI side).
         .target(name: "ControlAPI", dependencies: [
+            "InstanceContract",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

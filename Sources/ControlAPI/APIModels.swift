@@ -1,3 +1,4 @@
+import InstanceContract
 /// The JSON of the supervisor's control API (`/v1/...` on a unix socket).
 /// Field names follow Kubernetes where it has one.
 
@@ -293,31 +294,7 @@ public struct PoolInfo: Codable, Sendable {
 }
 
 /// What a VM's qemu-guest-agent said last (KubeVirt's AgentConnected
-/// condition, `status.interfaces`, `guestOSInfo`).
-public struct GuestAgentInfo: Codable, Sendable, Equatable {
-    public var connected: Bool
-    public var since: Double
-    public var hostname: String?
-    public var osName: String?
-    public var interfaces: [GuestInterfaceInfo]
-
-    public init(connected: Bool, since: Double, hostname: String?, osName: String?, interfaces: [GuestInterfaceInfo]) {
-        self.connected = connected
-        self.since = since
-        self.hostname = hostname
-        self.osName = osName
-        self.interfaces = interfaces
-    }
-}
-
-public struct GuestInterfaceInfo: Codable, Sendable, Equatable {
-    public var name: String
-    public var mac: String?
-    public var ipAddresses: [String]
-
-    public init(name: String, mac: String?, ipAddresses: [String]) {
-        self.name = name
-        self.mac = mac
-        self.ipAddresses = ipAddresses
-    }
-}
+/// condition, `status.interfaces`, `guestOSInfo`): the shim's own record,
+/// passed on as it is.
+public typealias GuestAgentInfo = GuestAgentStatus
+public typealias GuestInterfaceInfo = GuestInterface

@@ -168,8 +168,7 @@ public actor Supervisor {
         out.claimedAt = row.claimedAt
         out.claimExpiresAt = row.claimExpiresAt
         if let a = row.guestAgent, row.phase == .running {
-            out.guestAgent = GuestAgentInfo(connected: a.connected, since: a.since, hostname: a.hostname, osName: a.osName,
-                                            interfaces: a.interfaces.map { GuestInterfaceInfo(name: $0.name, mac: $0.mac, ipAddresses: $0.ipAddresses) })
+            out.guestAgent = a
         }
         return out
     }
