@@ -235,7 +235,7 @@ final class Locked<T: Sendable>: @unchecked Sendable {
         #expect(r.stdout.contains("HTTP/1.1 422") && r.stdout.contains("must agree"), "namespace mismatch: \(r.stdout)")
         r = try applyAsNobody(namespace: "team-a", name: "cm\u{0}zz", yaml: good)
         #expect(r.stdout.contains("HTTP/1.1 422") && r.stdout.contains("\\\\u{0}"), "a NUL in a name: \(r.stdout)")
-        r = try applyAsNobody(kind: "Secret", namespace: "team-a", name: "cm", yaml: good.replacingOccurrences(of: "ConfigMap", with: "Secret"))
+        r = try applyAsNobody(kind: "Frobnicator", namespace: "team-a", name: "cm", yaml: good.replacingOccurrences(of: "ConfigMap", with: "Frobnicator"))
         #expect(r.stdout.contains("HTTP/1.1 422") && r.stdout.contains("unknown kind"), "unknown kind: \(r.stdout)")
         let stored = try f.vt(["get", "configmaps", "-A", "-o", "name"])
         #expect(stored.stdout.split(separator: "\n").count == 1, "only the good ConfigMap is stored: \(stored.stdout)")
