@@ -37,13 +37,26 @@ import TestSupport
         chmod(host, 0o777)
         try "secret-host-name\n".write(toFile: host + "/hostname", atomically: false, encoding: .utf8)
         chmod(host + "/hostname", 0o644)
+        let (r, results) = try runClient("qmp_host_escapes.py", argument: host, work: work, sandbox: sandbox, asUser: asUser)
+        var lines: [String: String] = [:]
+        for (key, value) in results
+        where ["dump-tmp", "dump-host-dir", "screendump", "screendump-tmp", "memory-backend-file", "blockdev-add", "migrate-unix"].contains(key) {
+            lines[key, default: ""] += value + "\n"
+        }
+        return Attempt(lines: lines, hostDir: host, stderr: r.stderr)
+    }
+
+    /// Runs a QMP client from `Clients/` against a fresh target in `work`
+    /// (as nobody when `asUser`); the `key: value` lines it wrote to
+    /// `work/results`, in order.
+    func runClient(_ client: String, argument: String, work: String, sandbox: Bool, asUser: Bool) throws -> (RunResult, [(String, String)]) {
         let specPath = work + "/escape.yaml"
         try Self.spec.write(toFile: specPath, atomically: true, encoding: .utf8)
         chmod(specPath, 0o644)
         let runtime = work + "/rt"
         var args = ["run", "-f", specPath, "-f", firmware + "/x86-pc-firmware.yaml", "--allow-extra-args", "--timeout", "60s"]
         if !sandbox { args.append("--no-sandbox") }
-        args += ["--", "/usr/bin/python3", repoRoot + "/Tests/IntegrationTests/Clients/qmp_host_escapes.py", host]
+        args += ["--", "/usr/bin/python3", repoRoot + "/Tests/IntegrationTests/Clients/" + client, argument]
         let r: RunResult
         if asUser {
             chown(work, 65534, 65534)
@@ -54,16 +67,11 @@ import TestSupport
             r = try vt(args, runtime: runtime)
         }
         #expect(r.code == 0, "\(r.stdout) \(r.stderr)")
-        var lines: [String: String] = [:]
         let results = (try? String(contentsOfFile: work + "/results", encoding: .utf8)) ?? ""
-        for line in results.split(whereSeparator: \.isNewline) {
-            guard let colon = line.firstIndex(of: ":") else { continue }
-            let key = String(line[..<colon])
-            if ["dump-tmp", "dump-host-dir", "screendump", "screendump-tmp", "memory-backend-file", "blockdev-add", "migrate-unix"].contains(key) {
-                lines[key, default: ""] += String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces) + "\n"
-            }
-        }
-        return Attempt(lines: lines, hostDir: host, stderr: r.stderr)
+        return (r, results.split(whereSeparator: \.isNewline).compactMap { line in
+            guard let colon = line.firstIndex(of: ":") else { return nil }
+            return (String(line[..<colon]), String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces))
+        })
     }
 
     /// What the attempts left on the host, by name.
@@ -161,29 +169,8 @@ import TestSupport
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: false)
         defer { try? FileManager.default.removeItem(atPath: work) }
         chmod(work, 0o777)
-        let specPath = work + "/escape.yaml"
-        try Self.spec.write(toFile: specPath, atomically: true, encoding: .utf8)
-        chmod(specPath, 0o644)
-        let runtime = work + "/rt"
-        var args = ["run", "-f", specPath, "-f", firmware + "/x86-pc-firmware.yaml", "--allow-extra-args", "--timeout", "60s"]
-        if !sandbox { args.append("--no-sandbox") }
-        args += ["--", "/usr/bin/python3", repoRoot + "/Tests/IntegrationTests/Clients/qmp_host_files.py", work + "/results"]
-        let r: RunResult
-        if asUser {
-            chown(work, 65534, 65534)
-            r = try shell("setpriv --reuid=65534 --regid=65534 --clear-groups env -i PATH=/usr/bin:/bin HOME=\(work) "
-                          + "VTARGET_RUNTIME_DIR=\(runtime) XDG_CACHE_HOME=\(work)/cache \(vtarget) "
-                          + args.map { "'\($0)'" }.joined(separator: " "), runtime: runtime)
-        } else {
-            r = try vt(args, runtime: runtime)
-        }
-        #expect(r.code == 0, "\(r.stdout) \(r.stderr)")
-        var lines: [String: String] = [:]
-        for line in ((try? String(contentsOfFile: work + "/results", encoding: .utf8)) ?? "").split(whereSeparator: \.isNewline) {
-            guard let colon = line.firstIndex(of: ":") else { continue }
-            lines[String(line[..<colon])] = String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
-        }
-        return lines
+        let (_, results) = try runClient("qmp_host_files.py", argument: work + "/results", work: work, sandbox: sandbox, asUser: asUser)
+        return Dictionary(results, uniquingKeysWith: { _, last in last })
     }
 
     /// Issue 13's last gap: QEMU's root is a minimal one, so host files
