@@ -65,6 +65,7 @@ extension Supervisor {
             statusWatcher.watch(stateDir, key: key)
             let log = open(state.shimLog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
             defer { if log >= 0 { close(log) } }
+            Self.markStart(log)
             let (goRead, goWrite) = try makePipe()
             CrashPoint.hit("before-spawn")
             var shim = ShimArguments(instance: key, specFile: specPath, statusFile: statusPath, relativeTo: row.specDirectory)
@@ -299,9 +300,24 @@ extension Supervisor {
 
     /// The end of what a shim printed, for a status that would otherwise
     /// only say it died: the cause is usually its last line.
+    /// The line each start of a shim writes into the instance's shim log, which
+    /// keeps every run's words: `lastWords` reads after the last one, so a shim
+    /// that died once per restart is not quoted once per restart.
+    static let startMarker = "--- vtarget: shim started at "
+
+    static func markStart(_ log: Int32) {
+        guard log >= 0 else { return }
+        let line = startMarker + Date().formatted(.iso8601) + " ---\n"
+        _ = line.utf8CString.withUnsafeBufferPointer { write(log, $0.baseAddress, $0.count - 1) }
+    }
+
     static func lastWords(_ shimLog: String) -> String {
         guard let data = FileManager.default.contents(atPath: shimLog) else { return "" }
-        let lines = String(decoding: data.suffix(4096), as: UTF8.self).split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        var text = String(decoding: data.suffix(4096), as: UTF8.self)
+        if let start = text.range(of: startMarker, options: .backwards) {
+            text = String(text[start.upperBound...].drop { $0 != "\n" })
+        }
+        let lines = text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
             .filter { !$0.isEmpty }.suffix(3)
         return lines.isEmpty ? "" : "; it said: " + lines.joined(separator: " | ")
     }

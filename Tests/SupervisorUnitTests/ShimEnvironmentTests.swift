@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import Testing
 @testable import Supervisor
@@ -20,5 +21,30 @@ import Testing
         #expect(raised == after.rlim_cur)
         #expect(after.rlim_cur == before.rlim_max)
         #expect(after.rlim_max == before.rlim_max)
+    }
+
+    /// The shim log keeps every run: a shim that died once per restart is quoted for its last run only.
+    @Test func lastWordsAreTheLastRunsOnly() throws {
+        let path = NSTemporaryDirectory() + "shim-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).log"
+        defer { unlink(path) }
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        #expect(fd >= 0)
+        for run in 1...3 {
+            Supervisor.markStart(fd)
+            let words = "run \(run): cannot bind\n"
+            _ = words.utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
+        }
+        Supervisor.markStart(fd)
+        close(fd)
+        // The last run said nothing yet.
+        #expect(Supervisor.lastWords(path) == "")
+        let again = open(path, O_WRONLY | O_APPEND)
+        _ = "a\nb\n\nc\nd\n".utf8CString.withUnsafeBufferPointer { write(again, $0.baseAddress, $0.count - 1) }
+        close(again)
+        #expect(Supervisor.lastWords(path) == "; it said: b | c | d")
+        // A log from before the markers existed is read as one run.
+        try "x\ny\n".write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(Supervisor.lastWords(path) == "; it said: x | y")
+        #expect(Supervisor.lastWords(path + ".missing") == "")
     }
 }
