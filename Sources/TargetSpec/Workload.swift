@@ -63,23 +63,33 @@ public enum Workload {
         // A VM that an instance (a pool's member) or a pool names runs only as
         // those instances: renamed, with the instance's lifecycle on top.
         var runsAs: [String: [VirtualTargetInstance]] = [:]
-        var named: [(key: String, kind: String, location: SourceLocation)] = []
+        var named: [(key: String, kind: String, location: SourceLocation, readiness: Readiness?)] = []
         for r in resources {
             if case .instance(let i) = r, i.targetKind != "QemuVirtualTarget" {
                 runsAs[i.targetKind + "/" + i.metadata.namespace + "/" + i.targetName, default: []].append(i)
-                named.append((i.targetKind + "/" + i.metadata.namespace + "/" + i.targetName, i.targetKind, i.metadata.location))
+                named.append((i.targetKind + "/" + i.metadata.namespace + "/" + i.targetName, i.targetKind, i.metadata.location, i.lifecycle.readiness))
             }
             if case .pool(let p) = r, p.targetKind != "QemuVirtualTarget" {
                 runsAs[p.targetKind + "/" + p.metadata.namespace + "/" + p.targetName, default: []] += []
-                named.append((p.targetKind + "/" + p.metadata.namespace + "/" + p.targetName, p.targetKind, p.metadata.location))
+                named.append((p.targetKind + "/" + p.metadata.namespace + "/" + p.targetName, p.targetKind, p.metadata.location, p.readiness))
             }
         }
-        let present = Set(resources.compactMap { r in r.vmDefinition.map { r.kind + "/" + $0.metadata.namespace + "/" + $0.metadata.name } })
-        for n in named where !present.contains(n.key) {
+        var present: [String: VMDefinition] = [:]
+        for r in resources { if let vm = r.vmDefinition { present[r.kind + "/" + vm.metadata.namespace + "/" + vm.metadata.name] = vm } }
+        for n in named {
             let (ns, name) = (n.key.split(separator: "/")[1], n.key.split(separator: "/")[2])
-            let known = resources.filter { $0.kind == n.kind && $0.metadata.namespace == ns }.map(\.metadata.name).sorted()
-            diags.append(Diagnostic(.error, at: n.location, field: "spec.targetRef.name",
-                "\(n.kind) \"\(name)\" is not among the inputs; " + Suggestion.hint(String(name), in: known)))
+            guard let vm = present[n.key] else {
+                let known = resources.filter { $0.kind == n.kind && $0.metadata.namespace == ns }.map(\.metadata.name).sorted()
+                diags.append(Diagnostic(.error, at: n.location, field: "spec.targetRef.name",
+                    "\(n.kind) \"\(name)\" is not among the inputs; " + Suggestion.hint(String(name), in: known)))
+                continue
+            }
+            // The pattern is looked for on the VM's console, its only serial device.
+            if let readiness = n.readiness, !vm.serialConsole || readiness.device != "console" {
+                diags.append(Diagnostic(.error, at: readiness.location, field: "spec.readiness.device",
+                    vm.serialConsole ? "a VM's serial device is \"console\", not \"\(readiness.device)\""
+                        : "VM \"\(name)\" has no serial console (autoattachSerialConsole: false), so no readiness pattern can be seen"))
+            }
         }
         for r in resources {
             guard let template = r.vmDefinition else { continue }
@@ -95,14 +105,7 @@ public enum Workload {
                 }
                 var runnable = RunnableVM(vm)
                 if let l = instance?.lifecycle {
-                    if let readiness = l.readiness {
-                        if !vm.serialConsole || readiness.device != "console" {
-                            diags.append(Diagnostic(.error, at: readiness.location, field: "spec.readiness.device",
-                                vm.serialConsole ? "a VM's serial device is \"console\", not \"\(readiness.device)\""
-                                    : "VM \"\(template.metadata.name)\" has no serial console (autoattachSerialConsole: false), so no readiness pattern can be seen"))
-                        }
-                        runnable.lifecycle.readiness = readiness
-                    }
+                    runnable.lifecycle.readiness = l.readiness ?? runnable.lifecycle.readiness
                     runnable.lifecycle.ttlSeconds = l.ttlSeconds ?? runnable.lifecycle.ttlSeconds
                     runnable.lifecycle.idleTTLSeconds = l.idleTTLSeconds ?? runnable.lifecycle.idleTTLSeconds
                     runnable.lifecycle.restartPolicy = l.restartPolicy ?? runnable.lifecycle.restartPolicy

@@ -37,7 +37,9 @@ import TestSupport
         var r = try f.vt(["image", "import", "vtarget-test/busybox:1", guest + "/x86_64/disk.qcow2"])
         #expect(r.code == 0, "\(r.stderr)")
         let file = f.work + "/vm-pool.yaml"
-        try (VMRunTests.vmYAML(image: "vtarget-test/busybox:1") + "\n---\n" + Self.pool).write(toFile: file, atomically: true, encoding: .utf8)
+        // Halted: the VM is only the pool's template, and never runs on its own when the pool goes.
+        let template = VMRunTests.vmYAML(image: "vtarget-test/busybox:1").replacingOccurrences(of: "runStrategy: Always", with: "runStrategy: Halted")
+        try (template + "\n---\n" + Self.pool).write(toFile: file, atomically: true, encoding: .utf8)
         r = try f.vt(["apply", "-f", file])
         #expect(r.code == 0, "\(r.stderr)")
         // The VM a pool names runs only as the pool's members.
@@ -70,7 +72,11 @@ import TestSupport
         #expect(try f.instances().first { f.name($0) == member }.map { f.status($0)["restarts"] as? Int } == 0)
 
         #expect(try f.vt(["release", member]).code == 0)
-        #expect(try f.vt(["delete", "-f", file]).code == 0)
+        // The pool first: while it names the VM, the VM cannot go.
+        r = try f.vt(["delete", "vm", "bb"])
+        #expect(r.code == 1 && r.stderr.contains("is still needed"), "\(r.code) \(r.stderr)")
+        #expect(try f.vt(["delete", "vtp", "vms"]).code == 0)
+        #expect(try f.vt(["delete", "vm", "bb"]).code == 0)
         _ = try f.waitFor("no instances", seconds: 30) { $0.isEmpty }
         #expect(qemuProcesses(mentioning: f.runtime).isEmpty)
     }

@@ -56,7 +56,7 @@ import TestSupport
         #expect(events.components(separatedBy: "ACPI power button pressed").count == 2, "\(events)")
         #expect(try f.instances().isEmpty)
 
-        r = try f.vt(["stop", "bb", "--grace-period", "-1"])
+        r = try f.vt(["stop", "bb", "--grace-period=-1"])
         #expect(r.code == 2 && r.stderr.contains("--grace-period: seconds, 0 or more (got -1)"), "\(r.code) \(r.stderr)")
         #expect(try f.vt(["delete", "-f", file]).code == 0)
         #expect(qemuProcesses(mentioning: f.runtime).isEmpty)
