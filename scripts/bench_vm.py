@@ -167,7 +167,9 @@ def main():
             releases.append(time.perf_counter() - t0)
             if "snapshot restored" not in out:
                 sys.exit(f"bench_vm: release did not restore the snapshot: {out}")
-        vt("delete", "-f", pool)
+        # The pool first: while it names the VM, the VM cannot go.
+        vt("delete", "vtp", "vms")
+        vt("delete", "vm", "bb")
     finally:
         subprocess.run([VT, "daemon", "stop", "--stop-instances"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         subprocess.run([VT, "image", "rm", IMAGE], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
