@@ -111,12 +111,16 @@ def raw_argv(work, disk):
             f.write("#!/bin/sh\necho hello-from-user-data\n")
         subprocess.run(["genisoimage", "-quiet", "-input-charset", "utf-8", "-volid", "cidata", "-joliet", "-rock",
                         "-output", iso, seed], check=True)
+    # The devices vtarget's plan has (`vtarget render`): the agent's port, VGA with VNC on a socket.
     return ["qemu-system-x86_64", "-machine", "q35,accel=tcg", "-cpu", "max", "-smp", "1", "-m", "256M",
             "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
-            "-drive", f"file={overlay},format=qcow2,if=virtio",
-            "-drive", f"file={iso},format=raw,if=virtio,readonly=on",
-            "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{free_port()}-:8080",
-            "-device", "virtio-net-pci,netdev=n0"]
+            "-drive", f"file={overlay},format=qcow2,if=none,id=root", "-device", "virtio-blk-pci,drive=root,bootindex=1",
+            "-drive", f"file={iso},format=raw,if=none,id=seed,readonly=on", "-device", "virtio-blk-pci,drive=seed,bootindex=2",
+            "-netdev", f"user,id=n0,net=10.0.2.0/24,hostname=bb,hostfwd=tcp:127.0.0.1:{free_port()}-:8080",
+            "-device", "virtio-net-pci,netdev=n0",
+            "-chardev", f"socket,id=qga,path={work}/raw-qga.sock,server=on,wait=off",
+            "-device", "virtio-serial-pci", "-device", "virtserialport,chardev=qga,name=org.qemu.guest_agent.0",
+            "-device", "VGA", "-vnc", f"unix:{work}/raw-vnc.sock"]
 
 
 def main():
