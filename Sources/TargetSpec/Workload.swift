@@ -63,15 +63,15 @@ public enum Workload {
         // A VM that an instance (a pool's member) or a pool names runs only as
         // those instances: renamed, with the instance's lifecycle on top.
         var runsAs: [String: [VirtualTargetInstance]] = [:]
-        var named: [(key: String, kind: String, location: SourceLocation, readiness: Readiness?)] = []
+        var named: [(key: String, kind: String, location: SourceLocation, readiness: Readiness?, members: Int)] = []
         for r in resources {
             if case .instance(let i) = r, i.targetKind != "QemuVirtualTarget" {
                 runsAs[i.targetKind + "/" + i.metadata.namespace + "/" + i.targetName, default: []].append(i)
-                named.append((i.targetKind + "/" + i.metadata.namespace + "/" + i.targetName, i.targetKind, i.metadata.location, i.lifecycle.readiness))
+                named.append((i.targetKind + "/" + i.metadata.namespace + "/" + i.targetName, i.targetKind, i.metadata.location, i.lifecycle.readiness, 1))
             }
             if case .pool(let p) = r, p.targetKind != "QemuVirtualTarget" {
                 runsAs[p.targetKind + "/" + p.metadata.namespace + "/" + p.targetName, default: []] += []
-                named.append((p.targetKind + "/" + p.metadata.namespace + "/" + p.targetName, p.targetKind, p.metadata.location, p.readiness))
+                named.append((p.targetKind + "/" + p.metadata.namespace + "/" + p.targetName, p.targetKind, p.metadata.location, p.readiness, p.maxInstances))
             }
         }
         var present: [String: VMDefinition] = [:]
@@ -83,6 +83,15 @@ public enum Workload {
                 diags.append(Diagnostic(.error, at: n.location, field: "spec.targetRef.name",
                     "\(n.kind) \"\(name)\" is not among the inputs; " + Suggestion.hint(String(name), in: known)))
                 continue
+            }
+            // A named volume is one file: two members would both open it (QEMU's lock refuses the second).
+            if n.members > 1 {
+                for d in vm.disks {
+                    guard case .volume(let volume, _, _) = d.source else { continue }
+                    diags.append(Diagnostic(.error, at: n.location, field: "spec.maxInstances",
+                        "up to \(n.members) members of VM \"\(name)\" would share its volume \"\(volume)\" (disk \(d.name)); "
+                        + "give the pool maxInstances: 1, or the VM an emptyDisk or containerDisk, which each member gets its own of"))
+                }
             }
             // The pattern is looked for on the VM's console, its only serial device.
             if let readiness = n.readiness, !vm.serialConsole || readiness.device != "console" {

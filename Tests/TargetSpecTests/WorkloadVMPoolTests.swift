@@ -73,6 +73,13 @@ import YAMLTree
         #expect(i.count == 1 && i[0].contains("not \"ttyS0\""), "\(i)")
     }
 
+    @Test func membersThatWouldShareANamedVolumeAreRefused() {
+        let vm = WorkloadVMTests.vm("a").replacingOccurrences(of: #"containerDisk: {image: "busybox:1"}"#, with: "persistentVolumeClaim: {claimName: data}")
+        let d = diagnostics(Self.docs(vm, Self.pool + "  maxInstances: 2\n"))
+        #expect(d.count == 1 && d[0].contains("spec.maxInstances") && d[0].contains("would share its volume \"data\""), "\(d)")
+        #expect(diagnostics(Self.docs(vm, Self.pool + "  maxInstances: 1\n  minReady: 1\n")).isEmpty)
+    }
+
     @Test func anInstanceNamedAsAnotherVMIsRefused() {
         let d = diagnostics(Self.docs(WorkloadVMTests.vm("a"), WorkloadVMTests.vm("b"), Self.instance("b")))
         #expect(d.contains { $0.contains("another instance is already named \"b\"") }, "\(d)")
