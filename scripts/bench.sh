@@ -8,3 +8,4 @@ python3 scripts/bench_can.py
 python3 scripts/bench_supervisor.py
 python3 scripts/bench_gitops.py
 python3 scripts/bench_replay.py
+python3 scripts/bench_vm.py

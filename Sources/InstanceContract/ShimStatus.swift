@@ -67,6 +67,13 @@ public struct ShimStatus: Codable, Sendable, Equatable {
     }
 }
 
+/// The internal snapshot (savevm/loadvm) a pool member, board or VM, takes
+/// once Ready and is restored to on release: one name, so the VM snapshot
+/// verbs (contract section 6) can list it and keep clear of it.
+public enum PoolSnapshot {
+    public static let name = "vt-ready"
+}
+
 /// What a shim did on the supervisor's "released to the pool" (SIGUSR1):
 /// `stop`, serial hubs reset (clients, replay and pending output of the
 /// previous claimer dropped), `loadvm vt-ready`, `cont`, in that order, so no

@@ -129,10 +129,12 @@ public struct ControlServer: Sendable {
             router.post("/v1/instances/:namespace/:name/\(action)") { req, ctx in
                 let (ns, name) = ctx.object
                 let paused = req.uri.queryParameters.get("paused") == "1"
+                let force = req.uri.queryParameters.get("force") == "1"
+                let grace = req.uri.queryParameters.get("gracePeriod").flatMap { Double($0) }
                 return try await self.guarded(ctx, namespace: ns) { _ in
                     switch action {
                     case "start": return json(try await sup.start(namespace: ns, name: name, paused: paused))
-                    case "stop": return json(try await sup.stop(namespace: ns, name: name))
+                    case "stop": return json(try await sup.stop(namespace: ns, name: name, force: force, gracePeriod: grace))
                     default: return json(try await sup.release(namespace: ns, name: name))
                     }
                 }

@@ -33,6 +33,8 @@ extension Supervisor {
     struct StoredVM {
         var kind: String
         var runStrategy: String
+        /// How long `stop` waits after the ACPI power button (nil: KubeVirt's 180 s).
+        var terminationGracePeriodSeconds: Int?
     }
 
     /// Decodes a namespace's resources and works out its instances; what
@@ -111,14 +113,20 @@ extension Supervisor {
         // What a VM's resolution reads besides its own row: the namespace's
         // instancetypes, preferences and classes, so the shim resolves it alike.
         let vmSupport = rows.filter { Self.vmSupportKinds.contains($0.kind) }.sorted { $0.kind + $0.name < $1.kind + $1.name }
+        // A VirtualTargetInstance of a VM: the VM runs as it (Workload.vms renamed it).
+        var vmInstances: [String: VirtualTargetInstance] = [:]
+        for case .instance(let i) in resources where i.targetKind != "QemuVirtualTarget" { vmInstances[i.metadata.name] = i }
         for v in vms {
-            state.vms[v.name] = StoredVM(kind: v.vm.api.rawValue, runStrategy: v.vm.runStrategy.rawValue)
+            state.vms[v.name] = StoredVM(kind: v.vm.api.rawValue, runStrategy: v.vm.runStrategy.rawValue,
+                                         terminationGracePeriodSeconds: v.vm.terminationGracePeriodSeconds)
+            let instanceRow = vmInstances[v.name].flatMap { _ in byKey["VirtualTargetInstance/" + v.name] }
+            let vmRow = vmInstances[v.name].map { byKey[$0.targetKind + "/" + $0.targetName] } ?? byKey[v.vm.api.rawValue + "/" + v.name]
             // KubeVirt's runStrategy: Halted waits (`vtarget start` makes it
             // Always), Manual runs once started; the others run now.
-            guard v.vm.runStrategy != .Halted, let row = byKey[v.vm.api.rawValue + "/" + v.name] else { continue }
+            guard v.vm.runStrategy != .Halted, let row = vmRow else { continue }
             // The ConfigMaps and Secrets its volumes and cloud-init name (found: Workload.vms checked).
             let objects = v.volumeData.isEmpty ? [] : Set(v.vm.disks.flatMap { $0.source.objectKeys }).sorted().compactMap { byKey[$0]?.yaml }
-            let spec = ([row.yaml] + vmSupport.map(\.yaml) + objects).joined(separator: "---\n")
+            let spec = ((instanceRow.map { [$0.yaml] } ?? []) + [row.yaml] + vmSupport.map(\.yaml) + objects).joined(separator: "---\n")
             let o = row.options
             let who = row.owner.map { "\($0.uid):\($0.gid):\($0.groups)" } ?? ""
             var d = DesiredInstance(namespace: v.namespace, name: v.name, target: "\(v.vm.api.rawValue)/\(v.name)",
@@ -132,6 +140,10 @@ extension Supervisor {
             state.instances.append(d)
         }
         for case .pool(let p) in resources {
+            if p.targetKind != "QemuVirtualTarget" {
+                if let t = vmPoolTemplate(p, resources: resources, byKey: byKey, support: vmSupport) { state.pools.append(t) }
+                continue
+            }
             guard case .target(let t)? = resources.first(where: {
                 if case .target(let t) = $0 { return t.metadata.name == p.targetName }
                 return false
@@ -140,7 +152,7 @@ extension Supervisor {
             // Members restart on failure: a pool keeps its targets warm.
             template.restartPolicy = "OnFailure"
             template.labels = p.metadata.labels
-            template.hash = Self.fingerprint(template.hash + p.recycle.rawValue)
+            template.hash = Self.fingerprint(template.hash + p.recycle.rawValue + (p.readiness.map { "\u{0}\($0.device)\u{0}\($0.pattern)\u{0}\($0.timeoutSeconds)" } ?? ""))
             let snapshots = p.recycle == .snapshot && (catalog.lookup(t.qemu.profileName)?.snapshots ?? false)
             state.pools.append(PoolTemplate(pool: p, member: template, snapshots: snapshots))
         }

@@ -73,10 +73,12 @@ extension Supervisor {
     }
 
     /// `vtarget stop`: stays stopped (no restart policy) until started again;
-    /// a VM stops as virtctl's stop does.
-    public func stop(namespace: String, name: String) async throws(SupervisorError) -> ObjectResult {
+    /// a VM stops as virtctl's stop does, its guest first given the ACPI
+    /// power button and `gracePeriod` (else its terminationGracePeriodSeconds)
+    /// unless `force`.
+    public func stop(namespace: String, name: String, force: Bool = false, gracePeriod: Double? = nil) async throws(SupervisorError) -> ObjectResult {
         try await exclusively(namespace) { () async throws(SupervisorError) -> ObjectResult in
-            if let vm = try storedVM(namespace, name) { return try await stopVMLocked(vm) }
+            if let vm = try storedVM(namespace, name) { return try await stopVMLocked(vm, force: force, gracePeriod: gracePeriod) }
             return try await stopLocked(namespace: namespace, name: name)
         }
     }
@@ -135,12 +137,24 @@ extension Supervisor {
         return ObjectResult(kind: t.row.kind, namespace: ns, name: name, action: "started")
     }
 
-    private func stopVMLocked(_ t: VMTarget) async throws(SupervisorError) -> ObjectResult {
+    private func stopVMLocked(_ t: VMTarget, force: Bool, gracePeriod: Double?) async throws(SupervisorError) -> ObjectResult {
         let (ns, name) = (t.row.namespace, t.row.name)
         let current: InstanceRow?
         do { current = try store.instance(ns, name) } catch { throw .storage(error) }
         let active = current.map { $0.isActive && $0.desired == "running" } ?? false
-        switch VMRunStrategyPatch.stop(kind: t.row.kind, strategy: t.vm.runStrategy, active: active) {
+        let decision = VMRunStrategyPatch.stop(kind: t.row.kind, strategy: t.vm.runStrategy, active: active)
+        if case .refuse(let why) = decision { throw SupervisorError(409, "virtualmachine \"\(name)\": \(why)") }
+        if var row = current, active {
+            // Wanted stopped first: a guest that powers off is not restarted meanwhile.
+            restartTimers.removeValue(forKey: row.key)?.cancel()
+            row.desired = "stopped"
+            row.nextRestartAt = nil
+            commit(row)
+            let grace = gracePeriod ?? t.vm.terminationGracePeriodSeconds.map(Double.init) ?? Self.defaultVMGracePeriod
+            let how = await powerOffGuest(row.key, force: force, grace: grace)
+            if let r = storedRow(ns, name) { commit(r, event("Normal", r, "StopRequested", "stopped by request: \(how)")) }
+        }
+        switch decision {
         case .refuse(let why): throw SupervisorError(409, "virtualmachine \"\(name)\": \(why)")
         case .patch(let running): try await patchRunStrategy(t, running: running)
         case .instance: return try await stopLocked(namespace: ns, name: name, kind: t.row.kind)

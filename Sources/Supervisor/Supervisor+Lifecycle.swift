@@ -151,7 +151,7 @@ extension Supervisor {
         }
         if st.snapshot == true && !row.snapshot {
             row.snapshot = true
-            events.append(event("Normal", row, "Snapshotted", "savevm vt-ready: a release restores this state"))
+            events.append(event("Normal", row, "Snapshotted", "savevm \(PoolSnapshot.name): a release restores this state"))
         }
         if st.ready && !row.ready {
             row.ready = true

@@ -52,12 +52,18 @@ extension Supervisor {
         for _ in 0..<plan.add {
             var d = t.member
             d.name = name + "-" + String(Self.newUID().prefix(5))
-            // The member is an instance of the pool's target, by its own name.
+            // The member is an instance of the pool's target (a board's or a
+            // VM), by its own name, Ready when the pool says (else as its target says).
+            var spec: [(String, YAMLNode)] = [("targetRef", .mapping([("kind", .string(t.pool.targetKind)), ("name", .string(t.pool.targetName))]))]
+            if let r = t.pool.readiness {
+                spec.append(("readiness", .mapping([("device", .string(r.device)), ("pattern", .string(r.pattern)),
+                                                    ("timeout", .string("\(Int((r.timeoutSeconds * 1000).rounded()))ms"))])))
+            }
             let member = YAMLNode.mapping([
                 ("apiVersion", .string("kubetarget.dev/v1alpha1")),
                 ("kind", .string("VirtualTargetInstance")),
                 ("metadata", .mapping([("name", .string(d.name)), ("namespace", .string(namespace))])),
-                ("spec", .mapping([("targetRef", .mapping([("kind", .string("QemuVirtualTarget")), ("name", .string(d.target))]))])),
+                ("spec", .mapping(spec)),
             ])
             d.spec = YAMLEmitter.emit([member]) + "---\n" + d.spec
             await create(d, pool: name)
@@ -192,5 +198,32 @@ extension Supervisor {
         do { _ = try await release(namespace: namespace, name: name, reason: "claim TTL expired") } catch {
             log("\(key): release at claim expiry failed: \(error)")
         }
+    }
+}
+
+extension Supervisor {
+    /// A VM pool's member: the VM's own spec (with the instancetypes,
+    /// preferences, classes, ConfigMaps and Secrets it reads), run as an
+    /// instance of the VM by the member's name. Release restores the
+    /// `vt-ready` snapshot unless the pool says `recycle: restart`; a VM
+    /// whose disks cannot all be snapshotted (a raw hostDisk) falls back to
+    /// a restart when its savevm fails.
+    func vmPoolTemplate(_ p: VirtualTargetPool, resources: [Resource], byKey: [String: ResourceRow], support: [ResourceRow]) -> PoolTemplate? {
+        guard let row = byKey[p.targetKind + "/" + p.targetName],
+              let vm = resources.lazy.compactMap({ r in r.kind == p.targetKind ? r.vmDefinition : nil }).first(where: { $0.metadata.name == p.targetName })
+        else { return nil }
+        let objects = Set(vm.disks.flatMap { $0.source.objectKeys }).sorted().compactMap { byKey[$0]?.yaml }
+        let spec = ([row.yaml] + support.map(\.yaml) + objects).joined(separator: "---\n")
+        let o = row.options
+        let owner = byKey["VirtualTargetPool/" + p.metadata.name]?.owner ?? row.owner
+        let who = owner.map { "\($0.uid):\($0.gid):\($0.groups)" } ?? ""
+        var member = DesiredInstance(namespace: p.metadata.namespace, name: "", target: p.targetName, machine: vm.machineType,
+                                     restartPolicy: "OnFailure", ttlSeconds: nil, spec: spec, directory: row.directory, options: o,
+                                     serialDevices: vm.serialConsole ? ["console"] : [], canBuses: [],
+                                     hash: Self.fingerprint(spec + "\u{0}" + row.directory + "\u{0}\(o.lenient)\(o.allowHostPaths)\(o.allowExtraArgs)\u{0}"
+                                                            + who + "\u{0}" + p.recycle.rawValue + "\u{0}" + (p.readiness.map { "\($0.device)\u{0}\($0.pattern)\u{0}\($0.timeoutSeconds)" } ?? "")))
+        member.owner = owner
+        member.labels = p.metadata.labels
+        return PoolTemplate(pool: p, member: member, snapshots: p.recycle == .snapshot)
     }
 }

@@ -102,7 +102,7 @@ extension RunSession.Live {
     /// Pool members: the state to return to on release, taken once Ready.
     private func takeSnapshot(_ t: TargetProcess) async {
         guard t.plan.snapshotImage != nil, let qmp = t.qmp else { return }
-        let r = try? await qmp.execute("human-monitor-command", arguments: .object(["command-line": .string("savevm vt-ready")]))
+        let r = try? await qmp.execute("human-monitor-command", arguments: .object(["command-line": .string("savevm " + PoolSnapshot.name)]))
         if let r, (r.stringValue ?? "").isEmpty {
             snapshotTaken = true
             status?.update { $0.snapshot = true }

@@ -36,6 +36,8 @@ extension RunSession {
             var host = try VMHostPlan.inputs(r.vm, qemuDirectory: qemuDir, disks: try await preparation.disks(for: r.vm, in: qemuDir, volumeData: r.volumeData),
                                              host: config.host, sandbox: config.sandbox, environment: env, materialize: true)
             host.kernel = kernel
+            // A pool member: somewhere for `savevm vt-ready` to keep the guest's RAM.
+            if config.supervised?.snapshot == true { host.snapshotImage = try await QemuImg(environment: env).createSnapshotScratch(in: qemuDir) }
             if dropping { try QEMUSandbox.handOver(qemuDir) }
             do {
                 let plan = try VMLaunchPlanner.plan(vm: r.vm, host: host)

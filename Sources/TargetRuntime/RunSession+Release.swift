@@ -32,7 +32,7 @@ extension RunSession.Live {
             if let e = await Self.run(qmp, "stop") { problems.append("\(t.name): stop: \(e)") }
             for h in t.hubs { await h.reset() }
             if snapshotTaken {
-                if let e = await Self.run(qmp, "human-monitor-command", .object(["command-line": .string("loadvm vt-ready")]), expectEmpty: true) {
+                if let e = await Self.run(qmp, "human-monitor-command", .object(["command-line": .string("loadvm " + PoolSnapshot.name)]), expectEmpty: true) {
                     restored = false
                     problems.append("\(t.name): loadvm: \(e)")
                 }

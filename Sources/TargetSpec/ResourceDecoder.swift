@@ -283,9 +283,7 @@ public struct ResourceDecoder {
         defer { ref.finish() }
         _ = ref.value("apiVersion")
         let kind = ref.string("kind") ?? "QemuVirtualTarget"
-        if kind != "QemuVirtualTarget" {
-            context.error(ref.value("kind"), ref.child("kind"), "targetRef.kind \"\(kind)\" has no local backend; valid: \"QemuVirtualTarget\"")
-        }
+        checkTargetKind(kind, ref, context)
         guard let nameNode = ref.required("name"), let name = MappingReader.string(nameNode, ref.child("name"), context),
               checkLabel(name, nameNode, ref.child("name"), context) else { return nil }
         return VirtualTargetInstance(metadata: meta, targetKind: kind, targetName: name, lifecycle: lifecycle)
@@ -298,9 +296,9 @@ public struct ResourceDecoder {
         guard let ref = spec.mapping("targetRef", required: true) else { return nil }
         defer { ref.finish() }
         _ = ref.value("apiVersion")
-        if let kind = ref.string("kind"), kind != "QemuVirtualTarget" {
-            context.error(ref.value("kind"), ref.child("kind"), "targetRef.kind \"\(kind)\" has no local backend; valid: \"QemuVirtualTarget\"")
-        }
+        let kind = ref.string("kind") ?? "QemuVirtualTarget"
+        checkTargetKind(kind, ref, context)
+        let readiness = decodeReadiness(spec, context, serialDevices: nil)
         let minReady = spec.int("minReady", in: 0...256) ?? 1
         let maxInstances = spec.int("maxInstances", in: 1...1024) ?? max(minReady, 1) * 2
         if maxInstances < minReady {
@@ -311,11 +309,42 @@ public struct ResourceDecoder {
         let claimTTL = spec.value("claimTTL").flatMap { duration($0, spec.child("claimTTL"), context) }
         guard let nameNode = ref.required("name"), let name = MappingReader.string(nameNode, ref.child("name"), context),
               checkLabel(name, nameNode, ref.child("name"), context) else { return nil }
-        return VirtualTargetPool(metadata: meta, targetName: name, minReady: minReady, maxInstances: maxInstances,
-                                 recycle: recycle, claimTTLSeconds: claimTTL)
+        return VirtualTargetPool(metadata: meta, targetKind: kind, targetName: name, minReady: minReady, maxInstances: maxInstances,
+                                 recycle: recycle, claimTTLSeconds: claimTTL, readiness: readiness)
+    }
+
+    func checkTargetKind(_ kind: String, _ ref: MappingReader, _ context: DecodeContext) {
+        let valid = ["QemuVirtualTarget"] + VirtualTargetInstance.vmKinds
+        if !valid.contains(kind) {
+            context.error(ref.value("kind"), ref.child("kind"), "targetRef.kind \"\(kind)\" has no local backend; valid: "
+                          + valid.map { "\"\($0)\"" }.joined(separator: ", "))
+        }
     }
 
     // MARK: Lifecycle
+
+    func decodeReadiness(_ spec: MappingReader, _ context: DecodeContext, serialDevices: [String]?) -> Readiness? {
+        guard let r = spec.mapping("readiness") else { return nil }
+        var readiness: Readiness?
+        let device = r.string("device", required: true)
+        let pattern = r.string("pattern", required: true)
+        var timeout = 60.0
+        if let v = r.value("timeout") { timeout = duration(v, r.child("timeout"), context) ?? timeout }
+        // An empty pattern matches before any output: Ready at once, which is never what was meant.
+        if pattern == "" {
+            context.error(r.value("pattern"), r.child("pattern"), "empty: it would match before any output; give the text that means ready")
+        } else if let pattern, (try? Regex(pattern)) == nil {
+            context.error(r.value("pattern"), r.child("pattern"), "not a valid regular expression")
+        }
+        if let device, let serialDevices, !serialDevices.contains(device) {
+            context.error(r.value("device"), r.child("device"), "no serial device \"\(device)\"; " + Suggestion.hint(device, in: serialDevices))
+        }
+        if let device, let pattern {
+            readiness = Readiness(device: device, pattern: pattern, timeoutSeconds: timeout, location: r.node.location)
+        }
+        r.finish()
+        return readiness
+    }
 
     func decodeLifecycle(_ spec: MappingReader, _ context: DecodeContext, serialDevices: [String]?) -> Lifecycle {
         var l = Lifecycle()
@@ -324,25 +353,7 @@ public struct ResourceDecoder {
         if let v = spec.value("restartPolicy") {
             l.restartPolicy = enumValue(v, spec.child("restartPolicy"), RestartPolicy.self, context)
         }
-        if let r = spec.mapping("readiness") {
-            let device = r.string("device", required: true)
-            let pattern = r.string("pattern", required: true)
-            var timeout = 60.0
-            if let v = r.value("timeout") { timeout = duration(v, r.child("timeout"), context) ?? timeout }
-            // An empty pattern matches before any output: Ready at once, which is never what was meant.
-            if pattern == "" {
-                context.error(r.value("pattern"), r.child("pattern"), "empty: it would match before any output; give the text that means ready")
-            } else if let pattern, (try? Regex(pattern)) == nil {
-                context.error(r.value("pattern"), r.child("pattern"), "not a valid regular expression")
-            }
-            if let device, let serialDevices, !serialDevices.contains(device) {
-                context.error(r.value("device"), r.child("device"), "no serial device \"\(device)\"; " + Suggestion.hint(device, in: serialDevices))
-            }
-            if let device, let pattern {
-                l.readiness = Readiness(device: device, pattern: pattern, timeoutSeconds: timeout, location: r.node.location)
-            }
-            r.finish()
-        }
+        l.readiness = decodeReadiness(spec, context, serialDevices: serialDevices)
         for (node, path) in spec.sequence("tests") ?? [] {
             guard let t = MappingReader(node, path: path, context: context) else { continue }
             defer { t.finish() }

@@ -140,6 +140,9 @@ public struct Secret: Sendable {
 }
 
 public struct VirtualTargetInstance: Sendable {
+    /// The VM kinds an instance (a VM pool's member) or a pool may name: the
+    /// VM runs as that instance, renamed, with the instance's readiness.
+    public static let vmKinds = ["VirtualMachine", "Machine"]
     public var metadata: ObjectMeta
     public var targetKind: String
     public var targetName: String
@@ -150,12 +153,17 @@ public struct VirtualTargetInstance: Sendable {
 public struct VirtualTargetPool: Sendable {
     public enum Recycle: String, Sendable, CaseIterable { case snapshot, restart }
     public var metadata: ObjectMeta
+    /// `QemuVirtualTarget`, or a VM kind (`VirtualTargetInstance.vmKinds`).
+    public var targetKind: String = "QemuVirtualTarget"
     public var targetName: String
     public var minReady: Int
     public var maxInstances: Int
     public var recycle: Recycle
     /// How long a claim lasts before the instance goes back (nil: until released).
     public var claimTTLSeconds: Double?
+    /// A VM pool's: when a member's guest has booted (KubeVirt's
+    /// readinessProbe is not honoured yet); its snapshot is taken then.
+    public var readiness: Readiness?
 }
 
 public enum Resource: Sendable {

@@ -60,54 +60,105 @@ public enum Workload {
         var out: [RunnableVM] = []
         var diags: [Diagnostic] = []
         let boardNames = Set(boards.map { $0.namespace + "/" + $0.name })
+        // A VM that an instance (a pool's member) or a pool names runs only as
+        // those instances: renamed, with the instance's lifecycle on top.
+        var runsAs: [String: [VirtualTargetInstance]] = [:]
+        var named: [(key: String, kind: String, location: SourceLocation, readiness: Readiness?, members: Int)] = []
         for r in resources {
-            guard let vm = r.vmDefinition else { continue }
-            let key = vm.metadata.namespace + "/" + vm.metadata.name
-            if boardNames.contains(key) || out.contains(where: { $0.namespace + "/" + $0.name == key }) {
-                diags.append(Diagnostic(.error, at: r.metadata.location, field: "metadata.name",
-                    "another instance is already named \"\(vm.metadata.name)\" in namespace \(vm.metadata.namespace); instance names are unique in a namespace, VMs and boards alike"))
+            if case .instance(let i) = r, i.targetKind != "QemuVirtualTarget" {
+                runsAs[i.targetKind + "/" + i.metadata.namespace + "/" + i.targetName, default: []].append(i)
+                named.append((i.targetKind + "/" + i.metadata.namespace + "/" + i.targetName, i.targetKind, i.metadata.location, i.lifecycle.readiness, 1))
+            }
+            if case .pool(let p) = r, p.targetKind != "QemuVirtualTarget" {
+                runsAs[p.targetKind + "/" + p.metadata.namespace + "/" + p.targetName, default: []] += []
+                named.append((p.targetKind + "/" + p.metadata.namespace + "/" + p.targetName, p.targetKind, p.metadata.location, p.readiness, p.maxInstances))
+            }
+        }
+        var present: [String: VMDefinition] = [:]
+        for r in resources { if let vm = r.vmDefinition { present[r.kind + "/" + vm.metadata.namespace + "/" + vm.metadata.name] = vm } }
+        for n in named {
+            let (ns, name) = (n.key.split(separator: "/")[1], n.key.split(separator: "/")[2])
+            guard let vm = present[n.key] else {
+                let known = resources.filter { $0.kind == n.kind && $0.metadata.namespace == ns }.map(\.metadata.name).sorted()
+                diags.append(Diagnostic(.error, at: n.location, field: "spec.targetRef.name",
+                    "\(n.kind) \"\(name)\" is not among the inputs; " + Suggestion.hint(String(name), in: known)))
                 continue
             }
-            var runnable = RunnableVM(vm)
-            let ns = vm.metadata.namespace
-            var maps: [ConfigMap] = [], secrets: [Secret] = []
-            for r in resources where r.metadata.namespace == ns {
-                if case .configMap(let c) = r { maps.append(c) }
-                if case .secret(let s) = r { secrets.append(s) }
-            }
-            /// The named object's keys, or a positioned error naming what is there.
-            func keys(_ kind: String, _ name: String, _ field: String, _ d: VMDisk, _ known: [(String, [String: [UInt8]])]) -> [String: [UInt8]]? {
-                if let found = known.first(where: { $0.0 == name }) { return found.1 }
-                diags.append(Diagnostic(.error, at: d.location ?? vm.metadata.location, field: field,
-                    "\(kind) \"\(name)\" is not among the inputs; give it with -f beside the VM"
-                    + (known.isEmpty ? "" : "; " + Suggestion.hint(name, in: known.map { $0.0 }.sorted()))))
-                return nil
-            }
-            let mapKeys = maps.map { ($0.metadata.name, $0.entries) }, secretKeys = secrets.map { ($0.metadata.name, $0.entries) }
-            for d in vm.disks {
-                switch d.source {
-                case .configMap(let name):
-                    runnable.volumeData[d.name] = keys("ConfigMap", name, "volumes.configMap.name", d, mapKeys)
-                case .secret(let name):
-                    runnable.volumeData[d.name] = keys("Secret", name, "volumes.secret.secretName", d, secretKeys)
-                case .cloudInit(let c):
-                    // KubeVirt reads `userdata` or `userData`, `networkdata` or `networkData`.
-                    var data: [String: [UInt8]] = [:]
-                    for (secret, field, spellings, key) in [(c.userDataSecret, "secretRef", ["userdata", "userData"], "userdata"),
-                                                            (c.networkDataSecret, "networkDataSecretRef", ["networkdata", "networkData"], "networkdata")] {
-                        guard let secret, let entries = keys("Secret", secret, "volumes.cloudInit.\(field).name", d, secretKeys) else { continue }
-                        guard let bytes = spellings.lazy.compactMap({ entries[$0] }).first else {
-                            diags.append(Diagnostic(.error, at: d.location ?? vm.metadata.location, field: "volumes.cloudInit.\(field)",
-                                "Secret \"\(secret)\" has no key \(spellings.joined(separator: " or ")); it has " + entries.keys.sorted().joined(separator: ", ")))
-                            continue
-                        }
-                        data[key] = bytes
-                    }
-                    if !data.isEmpty { runnable.volumeData[d.name] = data }
-                default: break
+            // A named volume is one file: two members would both open it (QEMU's lock refuses the second).
+            if n.members > 1 {
+                for d in vm.disks {
+                    guard case .volume(let volume, _, _) = d.source else { continue }
+                    diags.append(Diagnostic(.error, at: n.location, field: "spec.maxInstances",
+                        "up to \(n.members) members of VM \"\(name)\" would share its volume \"\(volume)\" (disk \(d.name)); "
+                        + "give the pool maxInstances: 1, or the VM an emptyDisk or containerDisk, which each member gets its own of"))
                 }
             }
-            out.append(runnable)
+            // The pattern is looked for on the VM's console, its only serial device.
+            if let readiness = n.readiness, !vm.serialConsole || readiness.device != "console" {
+                diags.append(Diagnostic(.error, at: readiness.location, field: "spec.readiness.device",
+                    vm.serialConsole ? "a VM's serial device is \"console\", not \"\(readiness.device)\""
+                        : "VM \"\(name)\" has no serial console (autoattachSerialConsole: false), so no readiness pattern can be seen"))
+            }
+        }
+        for r in resources {
+            guard let template = r.vmDefinition else { continue }
+            let instances: [VirtualTargetInstance?] = runsAs[r.kind + "/" + template.metadata.namespace + "/" + template.metadata.name].map { $0 } ?? [nil]
+            for instance in instances {
+                var vm = template
+                if let instance { vm.metadata.name = instance.metadata.name }
+                let key = vm.metadata.namespace + "/" + vm.metadata.name
+                if boardNames.contains(key) || out.contains(where: { $0.namespace + "/" + $0.name == key }) {
+                    diags.append(Diagnostic(.error, at: instance?.metadata.location ?? r.metadata.location, field: "metadata.name",
+                        "another instance is already named \"\(vm.metadata.name)\" in namespace \(vm.metadata.namespace); instance names are unique in a namespace, VMs and boards alike"))
+                    continue
+                }
+                var runnable = RunnableVM(vm)
+                if let l = instance?.lifecycle {
+                    runnable.lifecycle.readiness = l.readiness ?? runnable.lifecycle.readiness
+                    runnable.lifecycle.ttlSeconds = l.ttlSeconds ?? runnable.lifecycle.ttlSeconds
+                    runnable.lifecycle.idleTTLSeconds = l.idleTTLSeconds ?? runnable.lifecycle.idleTTLSeconds
+                    runnable.lifecycle.restartPolicy = l.restartPolicy ?? runnable.lifecycle.restartPolicy
+                }
+                let ns = vm.metadata.namespace
+                var maps: [ConfigMap] = [], secrets: [Secret] = []
+                for r in resources where r.metadata.namespace == ns {
+                    if case .configMap(let c) = r { maps.append(c) }
+                    if case .secret(let s) = r { secrets.append(s) }
+                }
+                /// The named object's keys, or a positioned error naming what is there.
+                func keys(_ kind: String, _ name: String, _ field: String, _ d: VMDisk, _ known: [(String, [String: [UInt8]])]) -> [String: [UInt8]]? {
+                    if let found = known.first(where: { $0.0 == name }) { return found.1 }
+                    diags.append(Diagnostic(.error, at: d.location ?? vm.metadata.location, field: field,
+                        "\(kind) \"\(name)\" is not among the inputs; give it with -f beside the VM"
+                        + (known.isEmpty ? "" : "; " + Suggestion.hint(name, in: known.map { $0.0 }.sorted()))))
+                    return nil
+                }
+                let mapKeys = maps.map { ($0.metadata.name, $0.entries) }, secretKeys = secrets.map { ($0.metadata.name, $0.entries) }
+                for d in vm.disks {
+                    switch d.source {
+                    case .configMap(let name):
+                        runnable.volumeData[d.name] = keys("ConfigMap", name, "volumes.configMap.name", d, mapKeys)
+                    case .secret(let name):
+                        runnable.volumeData[d.name] = keys("Secret", name, "volumes.secret.secretName", d, secretKeys)
+                    case .cloudInit(let c):
+                        // KubeVirt reads `userdata` or `userData`, `networkdata` or `networkData`.
+                        var data: [String: [UInt8]] = [:]
+                        for (secret, field, spellings, key) in [(c.userDataSecret, "secretRef", ["userdata", "userData"], "userdata"),
+                                                                (c.networkDataSecret, "networkDataSecretRef", ["networkdata", "networkData"], "networkdata")] {
+                            guard let secret, let entries = keys("Secret", secret, "volumes.cloudInit.\(field).name", d, secretKeys) else { continue }
+                            guard let bytes = spellings.lazy.compactMap({ entries[$0] }).first else {
+                                diags.append(Diagnostic(.error, at: d.location ?? vm.metadata.location, field: "volumes.cloudInit.\(field)",
+                                    "Secret \"\(secret)\" has no key \(spellings.joined(separator: " or ")); it has " + entries.keys.sorted().joined(separator: ", ")))
+                                continue
+                            }
+                            data[key] = bytes
+                        }
+                        if !data.isEmpty { runnable.volumeData[d.name] = data }
+                    default: break
+                    }
+                }
+                out.append(runnable)
+            }
         }
         if !diags.isEmpty { throw DiagnosticError(diags) }
         return out
@@ -130,8 +181,9 @@ public enum Workload {
             case .target(let t): targets[key] = t
             case .configMap(let c): maps[key] = c
             case .secret: break
-            case .instance(let i): instances.append(i)
-            case .pool(let p): pools.append(p)
+            // Instances and pools of a VM are `vms(from:boards:)`'s.
+            case .instance(let i): if i.targetKind == "QemuVirtualTarget" { instances.append(i) }
+            case .pool(let p): if p.targetKind == "QemuVirtualTarget" { pools.append(p) }
             // VMs run under their own driver, not as board instances.
             case .virtualMachine, .virtualMachineInstance, .instancetype, .preference, .machine, .machineClass: break
             }

@@ -23,11 +23,16 @@ public struct VMHostInputs: Sendable {
         /// to QEMU as a node of its own so QEMU never opens the path recorded
         /// in the overlay: with the sandbox, that path is not even visible.
         public var base: BaseImage?
+        /// Made for this start and never written back (cloud-init seeds,
+        /// configMap/secret ISOs): read-only nodes, which `savevm` skips
+        /// (it refuses a writable raw node), so a VM with a seed can be snapshotted.
+        public var readOnly: Bool
 
-        public init(path: String, format: DiskFormat, base: BaseImage? = nil) {
+        public init(path: String, format: DiskFormat, base: BaseImage? = nil, readOnly: Bool = false) {
             self.path = path
             self.format = format
             self.base = base
+            self.readOnly = readOnly
         }
     }
 
@@ -97,6 +102,10 @@ public struct VMHostInputs: Sendable {
     /// The VNC display's unix socket (QEMU listens), used when the VM has graphics.
     public var vncSocket: String
     public var forwardedPorts: [ForwardedPort]
+    /// A pool member's scratch qcow2 (`QemuImg.createSnapshotScratch`): a
+    /// node `vt.snapshot` with no device, as boards get, so `savevm` has a
+    /// place for the guest's RAM even in a VM with no writable qcow2.
+    public var snapshotImage: String?
     /// QEMU's own `-sandbox` deny-list, as boards get it.
     public var qemuSandbox: Bool
     /// Files outside `instanceDirectory` go to QEMU as open fds

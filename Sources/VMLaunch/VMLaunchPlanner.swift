@@ -21,6 +21,7 @@ public enum VMLaunchPlanner {
             channels: b.channels, accel: host.accel.rawValue, profile: vm.machineType, guestMemoryBytes: vm.memoryBytes,
             cpus: vm.cpu.vcpus, blockDrives: b.blockDrives, workingDirectory: host.instanceDirectory, passedFiles: b.passedFiles)
         plan.hostNetwork = !vm.interfaces.isEmpty
+        plan.snapshotImage = host.snapshotImage
         for p in host.forwardedPorts { plan.forwardedPorts["\(p.guestPort)/\(p.transport.rawValue.lowercased())"] = p.hostPort }
         return plan
     }

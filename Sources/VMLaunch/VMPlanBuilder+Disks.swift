@@ -51,7 +51,7 @@ extension VMPlanBuilder {
                 continue
             }
             guard ok else { continue }
-            let readOnly = disk.readonly || disk.kind == .cdrom
+            let readOnly = disk.readonly || disk.kind == .cdrom || backing.readOnly
             let drive = blockNodes(disk.name, path: backing.path, format: backing.format, readOnly: readOnly, device: true, base: backing.base)
             var props = QEMUProperties([("id", .string(drive.deviceID!)), ("drive", .string(drive.formatNode))])
             switch disk.bus {
@@ -76,5 +76,11 @@ extension VMPlanBuilder {
             if let serial = disk.serial { props["serial"] = .string(serial) }
             args += ["-device", QEMUJSON.argument(props)]
         }
+    }
+
+    /// The pool member's snapshot scratch: a writable qcow2 node, no device.
+    mutating func planSnapshotImage() {
+        guard let path = host.snapshotImage else { return }
+        _ = blockNodes(Self.snapshotDrive, path: path, format: .qcow2, readOnly: false, device: false)
     }
 }

@@ -24,6 +24,8 @@ struct VMPlanBuilder {
     static let scsiController = "vt-scsi"
     static let usbController = "vt-usb"
     static let sataController = "vt-sata"
+    /// The boards' name for the snapshot scratch (QEMULaunch's DrivePlanner).
+    static let snapshotDrive = "vt.snapshot"
 
     init(vm: VMDefinition, host: VMHostInputs) {
         self.vm = vm
@@ -61,6 +63,7 @@ struct VMPlanBuilder {
         planChannels()
         planFirmware()
         planDisks()
+        planSnapshotImage()
         planInterfaces()
         planGuestAgent()
         planGraphics()

@@ -57,7 +57,7 @@ public struct VMPreparation: Sendable {
             case .empty: out[disk.name] = .init(path: own + ".qcow2", format: .qcow2)
             case .volume(let name, _, _): out[disk.name] = .init(path: volumeRoot + "/" + vm.metadata.namespace + "/" + name + ".qcow2", format: .qcow2)
             case .hostDisk(let path, _, _): out[disk.name] = .init(path: path, format: .raw)
-            case .cloudInit, .configMap, .secret: out[disk.name] = .init(path: own + ".iso", format: .raw)
+            case .cloudInit, .configMap, .secret: out[disk.name] = .init(path: own + ".iso", format: .raw, readOnly: true)
             }
         }
         return out
@@ -173,7 +173,7 @@ public struct VMPreparation: Sendable {
                                            hostname: vm.hostname, userData: user, networkConfig: network)
             let path = own + ".iso"
             try await seeds.write(files, to: path)
-            return .init(path: path, format: .raw)
+            return .init(path: path, format: .raw, readOnly: true)
         case .configMap(let name), .secret(let name):
             // Each key a file at the ISO's root, as KubeVirt's config disks.
             var kind = "ConfigMap"
@@ -194,6 +194,6 @@ public struct VMPreparation: Sendable {
             if error.code == .badInput { throw RuntimeError("\(what) key \(error.message)", code: .badInput, cause: error) }
             throw error
         }
-        return .init(path: path, format: .raw)
+        return .init(path: path, format: .raw, readOnly: true)
     }
 }

@@ -110,10 +110,22 @@ struct Stop: AsyncParsableCommand {
     @Option(help: "How long the guest gets to power down.")
     var timeout: String = "10s"
 
+    @Flag(help: "virtctl's stop --force: no ACPI shutdown, QEMU is ended at once.")
+    var force = false
+
+    @Option(name: .customLong("grace-period"), help: "Seconds the guest gets to power off after the ACPI power button (a VM's default: its terminationGracePeriodSeconds, else 180; 0 is --force).")
+    var gracePeriod: Int?
+
+    func validate() throws {
+        if let g = gracePeriod, g < 0 { throw ValidationError("--grace-period: seconds, 0 or more (got \(g))") }
+    }
+
     func run() async throws {
         let located = Result { try instance.locate() }
         if (try? located.get())?.supervised == true || (try? located.get()) == nil, let client = await SupervisorConnection.existing() {
-            let path = "/v1/instances/\(instance.namespace ?? (try? located.get())?.namespace ?? "default")/\(instance.name)/stop"
+            var path = "/v1/instances/\(instance.namespace ?? (try? located.get())?.namespace ?? "default")/\(instance.name)/stop"
+            let query = (force ? ["force=1"] : []) + (gracePeriod.map { ["gracePeriod=\($0)"] } ?? [])
+            if !query.isEmpty { path += "?" + query.joined(separator: "&") }
             do {
                 let r: ObjectResult = try await client.send(.POST, path)
                 return printOut("\(Table.qualified(r.kind))/\(r.name) \(r.action)")
@@ -129,9 +141,9 @@ struct Stop: AsyncParsableCommand {
 
     /// A `vtarget run` instance: its QEMU is stopped here, step by step.
     private func stopDirectly(_ record: InstanceRecord) async throws {
-        let grace = Quantity.parseDuration(timeout) ?? 10
+        let grace = gracePeriod.map(Double.init) ?? Quantity.parseDuration(timeout) ?? 10
         if let qmp = try? await QMPClient.connect(path: record.layout.qmpSocket, timeout: 2) {
-            if record.powerdown, (try? await qmp.execute("system_powerdown", timeout: 10)) != nil {
+            if record.powerdown, !force, grace > 0, (try? await qmp.execute("system_powerdown", timeout: 10)) != nil {
                 _ = await qmp.waitForEvent("SHUTDOWN", timeout: grace)
             }
             _ = try? await qmp.execute("quit", timeout: 2)

@@ -99,6 +99,8 @@ import VMRuntime
             for p in c.ports where p.transport == .TCP {
                 #expect(Self.canConnect(port: p.hostPort), "hostfwd to guest port \(p.guestPort) listens on 127.0.0.1:\(p.hostPort)")
             }
+            // A pool member's plan can be snapshotted: its seed is read-only, its other nodes qcow2.
+            if c.snapshotImage != nil { #expect(try await qmp.hmp("savevm vt-ready") == "") }
         } catch {
             Issue.record("\(c.name): \(error)\n\(target.stderrText)")
         }
@@ -222,6 +224,10 @@ import VMRuntime
                                             directories: FirmwareFiles.defaultDirectories(environment: env))
             try FileManager.default.copyItem(atPath: fw.code, toPath: dir + "/efi-code.fd")
             #expect(try fw.makeVars(at: dir + "/efi-vars.fd"))
+        }
+        if let snapshot = c.snapshotImage {
+            // The shim's own scratch, as a pool member's start makes it.
+            #expect(try await img.createSnapshotScratch(in: dir) == dir + "/" + snapshot)
         }
         if c.vm.kernelBoot != nil {
             try fakeBzImage().write(to: URL(fileURLWithPath: dir + "/vmlinuz"))

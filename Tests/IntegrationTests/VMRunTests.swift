@@ -31,6 +31,7 @@ import TestSupport
           runStrategy: Always
           template:
             spec:
+              terminationGracePeriodSeconds: 0
               domain:
                 cpu: {cores: 1}
                 memory: {guest: 256Mi}

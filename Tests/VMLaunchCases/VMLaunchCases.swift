@@ -14,21 +14,25 @@ public struct VMLaunchCase: Sendable, CustomStringConvertible {
     /// By disk name: the file's name in the directory and its format.
     public var files: [String: VMHostInputs.DiskBacking]
     public var ports: [VMHostInputs.ForwardedPort] = []
+    /// A pool member's snapshot scratch (qcow2), by its name in the directory.
+    public var snapshotImage: String?
     public var description: String { name }
 
     /// `efi-code.fd`, `efi-vars.fd`, `vmlinuz`, `initrd.img` in `directory`
     /// when the VM needs them.
     public func host(directory: String, qemuBinary: String? = nil) -> VMHostInputs {
         var disks: [String: VMHostInputs.DiskBacking] = [:]
-        for (disk, file) in files { disks[disk] = VMHostInputs.DiskBacking(path: directory + "/" + file.path, format: file.format) }
+        for (disk, file) in files { disks[disk] = VMHostInputs.DiskBacking(path: directory + "/" + file.path, format: file.format, readOnly: file.readOnly) }
         var efi: VMHostInputs.EFIFiles?
         if case .efi = vm.firmware { efi = VMHostInputs.EFIFiles(code: directory + "/efi-code.fd", vars: directory + "/efi-vars.fd") }
         var kernel: VMHostInputs.KernelFiles?
         if let kb = vm.kernelBoot {
             kernel = VMHostInputs.KernelFiles(kernel: directory + "/vmlinuz", initrd: kb.initrdPath == nil ? nil : directory + "/initrd.img")
         }
-        return VMHostInputs(qemuBinary: qemuBinary ?? "qemu-system-" + vm.architecture.qemuSuffix, accel: accel, disks: disks,
-                            kernel: kernel, efi: efi, instanceDirectory: directory, forwardedPorts: ports)
+        var inputs = VMHostInputs(qemuBinary: qemuBinary ?? "qemu-system-" + vm.architecture.qemuSuffix, accel: accel, disks: disks,
+                                  kernel: kernel, efi: efi, instanceDirectory: directory, forwardedPorts: ports)
+        inputs.snapshotImage = snapshotImage.map { directory + "/" + $0 }
+        return inputs
     }
 }
 
@@ -49,6 +53,8 @@ public enum VMLaunchCases {
 
     static func qcow2(_ file: String) -> VMHostInputs.DiskBacking { VMHostInputs.DiskBacking(path: file, format: .qcow2) }
     static func raw(_ file: String) -> VMHostInputs.DiskBacking { VMHostInputs.DiskBacking(path: file, format: .raw) }
+    /// A seed or config ISO, as VMPreparation makes it: read-only.
+    static func iso(_ file: String) -> VMHostInputs.DiskBacking { VMHostInputs.DiskBacking(path: file, format: .raw, readOnly: true) }
 
     public static let all: [VMLaunchCase] = [
         // KubeVirt's vm-cirros with a cloud-init seed, a scratch disk and ports forwarded.
@@ -58,7 +64,7 @@ public enum VMLaunchCases {
             VMDisk(name: "scratch", serial: "SCRATCH01", source: .empty(capacityBytes: 1 << 30), location: at(14)),
         ], interfaces: [VMInterface(name: "default", ports: [VMInterface.Port(name: "ssh", port: 22), VMInterface.Port(port: 53, transport: .UDP)])],
            rng: true),
-            files: ["containerdisk": qcow2("disk-containerdisk.qcow2"), "cloudinitdisk": raw("cloudinit.iso"), "scratch": qcow2("disk-scratch.qcow2")],
+            files: ["containerdisk": qcow2("disk-containerdisk.qcow2"), "cloudinitdisk": iso("cloudinit.iso"), "scratch": qcow2("disk-scratch.qcow2")],
             ports: [.init(interface: "default", guestPort: 22, hostPort: 40022), .init(interface: "default", transport: .UDP, guestPort: 53, hostPort: 40053)]),
         // i440fx: SATA disks on PIIX IDE (two buses of two), a cdrom, bootOrder.
         VMLaunchCase(name: "pc-sata-ide", vm: vm("legacy", machine: "pc-i440fx-7.2", disks: [
@@ -74,14 +80,14 @@ public enum VMLaunchCases {
             VMDisk(name: "seed", kind: .cdrom, bus: .scsi, source: .configMap(name: "app-config")),
             VMDisk(name: "base", bus: .virtio, readonly: true, source: .hostDisk(path: "/srv/base.qcow2", create: false, capacityBytes: nil)),
         ], interfaces: [VMInterface(name: "default", binding: .bridge, model: "e1000e")], graphics: false),
-            files: ["root": qcow2("disk-root.qcow2"), "shared": raw("shared.img"), "seed": raw("configmap-seed.iso"), "base": qcow2("base.qcow2")]),
+            files: ["root": qcow2("disk-root.qcow2"), "shared": raw("shared.img"), "seed": iso("configmap-seed.iso"), "base": qcow2("base.qcow2")]),
         // A USB disk on qemu-xhci, a cdrom on SATA beside it.
         VMLaunchCase(name: "q35-usb", vm: vm("usb", disks: [
             VMDisk(name: "root", source: .image(reference: "alpine:3", path: nil)),
             VMDisk(name: "stick", bus: .usb, serial: "STICK", source: .empty(capacityBytes: 64 << 20)),
             VMDisk(name: "secrets", kind: .cdrom, bus: .sata, source: .secret(name: "creds")),
         ], interfaces: [VMInterface(name: "default", model: "rtl8139")]),
-            files: ["root": qcow2("disk-root.qcow2"), "stick": qcow2("disk-stick.qcow2"), "secrets": raw("secret-secrets.iso")]),
+            files: ["root": qcow2("disk-root.qcow2"), "stick": qcow2("disk-stick.qcow2"), "secrets": iso("secret-secrets.iso")]),
         // OVMF: the code read-only and this VM's vars as pflash nodes.
         VMLaunchCase(name: "q35-efi", vm: vm("efi", cpu: CPUTopology(sockets: 2, cores: 2, threads: 2, model: "host-model"), memory: 1 << 30,
                                               firmware: .efi(secureBoot: false), disks: [
@@ -100,7 +106,7 @@ public enum VMLaunchCases {
             VMDisk(name: "cloudinit", source: .cloudInit(CloudInit(flavor: .configDrive, userData: "#!/bin/sh\n"))),
             VMDisk(name: "install", kind: .cdrom, bus: .sata, source: .image(reference: "debian-arm64-iso:12", path: nil)),
         ], interfaces: [VMInterface(name: "default", ports: [VMInterface.Port(port: 80)])], rng: true),
-            files: ["root": qcow2("disk-root.qcow2"), "cloudinit": raw("cloudinit.iso"), "install": raw("install.iso")],
+            files: ["root": qcow2("disk-root.qcow2"), "cloudinit": iso("cloudinit.iso"), "install": raw("install.iso")],
             ports: [.init(interface: "default", guestPort: 80, hostPort: 40080)]),
         // Headless: no console FIFO, no VGA, no VNC; only QMP and the agent.
         VMLaunchCase(name: "q35-headless", vm: vm("headless", disks: [
@@ -116,5 +122,10 @@ public enum VMLaunchCases {
             files: ["9 disk,a=b": qcow2("disk 1,a=b.qcow2"), "9_disk_a_b": qcow2("disk2.qcow2"),
                     String(repeating: "long-disk-", count: 6): qcow2("disk3.qcow2"), "q\"uote": qcow2("disk\"4\".qcow2")],
             ports: [.init(interface: "eth 0,x", guestPort: 22, hostPort: 40122)]),
+        // A warm pool's member: its seed a read-only node, a scratch qcow2 node for savevm.
+        VMLaunchCase(name: "q35-pool-member", vm: vm("member", disks: [
+            VMDisk(name: "root", source: .image(reference: "vtarget-test/busybox:1", path: nil)),
+            VMDisk(name: "cloudinit", source: .cloudInit(CloudInit(flavor: .noCloud, userData: "#!/bin/sh\n"))),
+        ], graphics: false), files: ["root": qcow2("disk-root.qcow2"), "cloudinit": iso("cloudinit.iso")], snapshotImage: "snapshot.qcow2"),
     ]
 }

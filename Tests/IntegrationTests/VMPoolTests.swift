@@ -1,0 +1,101 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// A VirtualTargetPool of KubeVirt VMs with the busybox guest: the member
+/// boots once, is snapshotted when the pool's readiness pattern shows on its
+/// console, and a release restores that snapshot (no reboot). One boot.
+@Suite(.serialized) struct VMPoolTests {
+    static let pool = """
+        apiVersion: kubetarget.dev/v1alpha1
+        kind: VirtualTargetPool
+        metadata: {name: vms}
+        spec:
+          targetRef: {kind: VirtualMachine, name: bb}
+          minReady: 1
+          maxInstances: 1
+          readiness: {device: console, pattern: "vtarget-guest: ready", timeout: 600s}
+        """
+
+    /// What the member's shell prints for `line`, typed on its console; "" when
+    /// the console did not answer within the few seconds socat waits.
+    func type(_ f: SupervisorFixture, _ socket: String, _ line: String) throws -> String {
+        let r = try shell("printf '%s\\r' '\(line)' | timeout 8 socat -t3 - UNIX-CONNECT:\(socket)", runtime: f.runtime)
+        return r.stdout
+    }
+
+    func consoleSocket(_ f: SupervisorFixture, _ member: String) throws -> String? {
+        guard let item = try f.instances().first(where: { f.name($0) == member }),
+              let serial = (f.status(item)["endpoints"] as? [String: Any])?["serial"] as? [String: String] else { return nil }
+        return serial["console"]?.replacingOccurrences(of: "unix://", with: "")
+    }
+
+    @Test func aClaimedVMIsWarmAndAReleaseRestoresItsSnapshot() throws {
+        guard let guest = VMRunTests.guest else { Issue.record("scripts/build-test-guest.sh failed"); return }
+        let f = SupervisorFixture()
+        defer { f.tearDown() }
+        var r = try f.vt(["image", "import", "vtarget-test/busybox:1", guest + "/x86_64/disk.qcow2"])
+        #expect(r.code == 0, "\(r.stderr)")
+        let file = f.work + "/vm-pool.yaml"
+        // Halted: the VM is only the pool's template, and never runs on its own when the pool goes.
+        let template = VMRunTests.vmYAML(image: "vtarget-test/busybox:1").replacingOccurrences(of: "runStrategy: Always", with: "runStrategy: Halted")
+        try (template + "\n---\n" + Self.pool).write(toFile: file, atomically: true, encoding: .utf8)
+        r = try f.vt(["apply", "-f", file])
+        #expect(r.code == 0, "\(r.stderr)")
+        // The VM a pool names runs only as the pool's members.
+        #expect(try f.instances().allSatisfy { f.status($0)["pool"] as? String == "vms" })
+
+        // Claimable once the guest printed its ready line and the shim took the snapshot.
+        r = try f.vt(["claim", "vms", "-o", "name", "--timeout", "600s"])
+        #expect(r.code == 0, "\(r.stderr)")
+        let member = r.stdout.split(separator: "/").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? ""
+        #expect(member.hasPrefix("vms-"), "\(r.stdout)")
+        r = try f.vt(["events"])
+        #expect(r.stdout.contains("Snapshotted"), "\(r.stdout)")
+        guard let socket = try consoleSocket(f, member) else { Issue.record("no console endpoint for \(member)"); return }
+
+        // The claimer changes the guest: a file in its RAM-backed /tmp.
+        var out = try type(f, socket, "echo written >/tmp/claimed; cat /tmp/claimed | tr a-z A-Z")
+        #expect(out.contains("WRITTEN"), "\(out)")
+
+        // Released: the snapshot is restored, the member goes back and is claimed again.
+        r = try f.vt(["release", member])
+        #expect(r.code == 0 && r.stdout.contains("snapshot restored"), "\(r.stdout) \(r.stderr)")
+        r = try f.vt(["claim", "vms", "-o", "name", "--timeout", "60s"])
+        #expect(r.code == 0 && r.stdout.contains(member), "\(r.stdout) \(r.stderr)")
+
+        // The guest answers at once, without the file, and never booted again.
+        out = try type(f, socket, "cat /tmp/claimed 2>&1 | tr a-z A-Z")
+        #expect(out.contains("NO SUCH FILE") && !out.contains("WRITTEN"), "\(out)")
+        let logs = try f.vt(["logs", member]).stdout
+        #expect(logs.components(separatedBy: "vtarget-guest: booting").count == 2, "\(logs)")
+        #expect(try f.instances().first { f.name($0) == member }.map { f.status($0)["restarts"] as? Int } == 0)
+
+        #expect(try f.vt(["release", member]).code == 0)
+        // The pool first: while it names the VM, the VM cannot go.
+        r = try f.vt(["delete", "vm", "bb"])
+        #expect(r.code == 1 && r.stderr.contains("is still needed"), "\(r.code) \(r.stderr)")
+        #expect(try f.vt(["delete", "vtp", "vms"]).code == 0)
+        #expect(try f.vt(["delete", "vm", "bb"]).code == 0)
+        _ = try f.waitFor("no instances", seconds: 30) { $0.isEmpty }
+        #expect(qemuProcesses(mentioning: f.runtime).isEmpty)
+    }
+
+    @Test func aPoolOfAMissingVMOrAWrongDeviceIsRefused() throws {
+        let f = SupervisorFixture()
+        defer { f.tearDown() }
+        let file = f.work + "/bad-pool.yaml"
+        try Self.pool.write(toFile: file, atomically: true, encoding: .utf8)
+        var r = try f.vt(["apply", "-f", file])
+        #expect(r.code == 2 && r.stderr.contains("bad-pool.yaml:3:") && r.stderr.contains("VirtualMachine \"bb\" is not among the inputs"),
+                "\(r.code) \(r.stderr)")
+        try (VMRunTests.vmYAML(image: "vtarget-test/busybox:1") + "\n---\n" + Self.pool.replacingOccurrences(of: "device: console", with: "device: uart0"))
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        r = try f.vt(["apply", "-f", file])
+        #expect(r.code == 2 && r.stderr.contains("a VM's serial device is \"console\", not \"uart0\""), "\(r.code) \(r.stderr)")
+        try Self.pool.replacingOccurrences(of: "kind: VirtualMachine,", with: "kind: VirtualMachineInstance,").write(toFile: file, atomically: true, encoding: .utf8)
+        r = try f.vt(["apply", "-f", file])
+        #expect(r.code == 2 && r.stderr.contains("bad-pool.yaml:5:") && r.stderr.contains("valid: \"QemuVirtualTarget\", \"VirtualMachine\", \"Machine\""),
+                "\(r.code) \(r.stderr)")
+    }
+}

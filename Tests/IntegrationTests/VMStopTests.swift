@@ -1,0 +1,64 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// virtctl's stop on a supervised VM with the busybox guest: plain `stop`
+/// presses the ACPI power button and gives the guest its
+/// terminationGracePeriodSeconds (this guest has no ACPI daemon, so it never
+/// powers off and QEMU is ended after the grace period); `stop --force` ends
+/// QEMU at once, with no ACPI shutdown. Two boots.
+@Suite(.serialized) struct VMStopTests {
+    func waitForLogs(_ f: SupervisorFixture, _ name: String, _ text: String, count: Int = 1) throws -> String {
+        var out = ""
+        let end = Date().addingTimeInterval(300)
+        while Date() < end {
+            out = try f.vt(["logs", name]).stdout
+            if out.components(separatedBy: text).count > count { break }
+            usleep(300_000)
+        }
+        return out
+    }
+
+    @Test func stopPressesThePowerButtonAndForceDoesNot() throws {
+        guard let guest = VMRunTests.guest else { Issue.record("scripts/build-test-guest.sh failed"); return }
+        let f = SupervisorFixture()
+        defer { f.tearDown() }
+        var r = try f.vt(["image", "import", "vtarget-test/busybox:1", guest + "/x86_64/disk.qcow2"])
+        #expect(r.code == 0, "\(r.stderr)")
+        let file = f.work + "/vm.yaml"
+        let yaml = VMRunTests.vmYAML(image: "vtarget-test/busybox:1")
+            .replacingOccurrences(of: "terminationGracePeriodSeconds: 0", with: "terminationGracePeriodSeconds: 3")
+        #expect(yaml.contains("terminationGracePeriodSeconds: 3"))
+        try yaml.write(toFile: file, atomically: true, encoding: .utf8)
+        r = try f.vt(["apply", "-f", file])
+        #expect(r.code == 0, "\(r.stderr)")
+        var logs = try waitForLogs(f, "bb", "vtarget-guest: ready")
+        #expect(logs.contains("vtarget-guest: ready"), "\(logs)")
+
+        // Plain stop: the power button, the VM's 3 s, then QEMU is ended; the VM is Halted.
+        r = try f.vt(["stop", "bb"])
+        #expect(r.code == 0 && r.stdout == "virtualmachine.kubevirt.io/bb stopped\n", "\(r.stdout) \(r.stderr)")
+        var events = try f.vt(["events"]).stdout
+        #expect(events.contains("ACPI power button pressed (system_powerdown); the guest has 3s to power off"), "\(events)")
+        #expect(events.contains("stopped by request: the guest did not power off within 3s; QEMU ended"), "\(events)")
+        #expect(try f.vt(["get", "vm", "bb", "-o", "yaml"]).stdout.contains("runStrategy: Halted"))
+        #expect(try f.instances().isEmpty)
+
+        // --force: no power button, QEMU ended at once.
+        r = try f.vt(["start", "bb"])
+        #expect(r.code == 0, "\(r.stderr)")
+        logs = try waitForLogs(f, "bb", "vtarget-guest: ready")
+        #expect(logs.contains("vtarget-guest: ready"), "\(logs)")
+        r = try f.vt(["stop", "bb", "--force", "--grace-period", "0"])
+        #expect(r.code == 0 && r.stdout == "virtualmachine.kubevirt.io/bb stopped\n", "\(r.stdout) \(r.stderr)")
+        events = try f.vt(["events"]).stdout
+        #expect(events.contains("stopped by request: forced: QEMU ended at once, no ACPI shutdown"), "\(events)")
+        #expect(events.components(separatedBy: "ACPI power button pressed").count == 2, "\(events)")
+        #expect(try f.instances().isEmpty)
+
+        r = try f.vt(["stop", "bb", "--grace-period=-1"])
+        #expect(r.code == 2 && r.stderr.contains("--grace-period: seconds, 0 or more (got -1)"), "\(r.code) \(r.stderr)")
+        #expect(try f.vt(["delete", "-f", file]).code == 0)
+        #expect(qemuProcesses(mentioning: f.runtime).isEmpty)
+    }
+}

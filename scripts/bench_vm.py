@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""VM benchmarks with the busybox test guest (scripts/build-test-guest.sh),
+each figure beside raw QEMU measured in the same run:
+
+- process start -> first console byte and -> the guest's ready line
+  ("vtarget-guest: ready": seed read, DHCP lease, HTTP up), for
+  `qemu-system-x86_64` by hand (a qcow2 overlay on the same image, a NoCloud
+  seed made with genisoimage, user-mode net with the same forward) and for
+  `vtarget run -f vm.yaml` of the same VM;
+- a warm claim from a VirtualTargetPool of that VM (`vtarget claim`, whole
+  CLI) against a cold boot (`vtarget run` start -> ready line), and the
+  release that restores the member's snapshot (`vtarget release`).
+
+Medians and ranges (min-max) over VM_RUNS boots and CLAIM_RUNS claims.
+VTARGET picks the binary (default: the release build).
+"""
+import os, shutil, subprocess, sys, tempfile, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import HEADER, ROOT, VT, row, spread, median_ms  # noqa: E402
+
+RUNS = int(os.environ.get("VM_RUNS", "5"))
+CLAIMS = int(os.environ.get("CLAIM_RUNS", "10"))
+READY = b"vtarget-guest: ready"
+IMAGE = "vtarget-bench/busybox:1"
+
+VM = """apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata: {name: bb}
+spec:
+  runStrategy: Always
+  template:
+    spec:
+      domain:
+        cpu: {cores: 1}
+        memory: {guest: 256Mi}
+        devices:
+          disks:
+            - {name: root, disk: {bus: virtio}}
+            - {name: cloudinit, disk: {bus: virtio}}
+          interfaces: [{name: default, masquerade: {}, ports: [{port: 8080}]}]
+      networks: [{name: default, pod: {}}]
+      volumes:
+        - {name: root, containerDisk: {image: %s}}
+        - name: cloudinit
+          cloudInitNoCloud:
+            userData: |
+              #!/bin/sh
+              echo hello-from-user-data
+""" % IMAGE
+
+POOL = """apiVersion: kubetarget.dev/v1alpha1
+kind: VirtualTargetPool
+metadata: {name: vms}
+spec:
+  targetRef: {kind: VirtualMachine, name: bb}
+  minReady: 1
+  maxInstances: 1
+  readiness: {device: console, pattern: "vtarget-guest: ready", timeout: 600s}
+"""
+
+
+def boot(argv, env=None):
+    """Seconds from process start to the first console byte and to the ready line."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=env)
+    seen, first = b"", None
+    try:
+        while READY not in seen:
+            chunk = os.read(p.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            if first is None:
+                first = time.perf_counter() - t0
+            seen += chunk
+        ready = time.perf_counter() - t0
+    finally:
+        p.terminate()
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    if READY not in seen:
+        sys.exit(f"bench_vm: no ready line from {argv[0]}:\n{seen[-2000:].decode(errors='replace')}")
+    return first, ready
+
+
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def raw_argv(work, disk):
+    """The same VM by hand: an overlay on the image, a NoCloud seed, user net with the forward."""
+    overlay = os.path.join(work, "raw-root.qcow2")
+    if os.path.exists(overlay):
+        os.unlink(overlay)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", disk, "-F", "qcow2", overlay], check=True)
+    seed = os.path.join(work, "seed")
+    iso = os.path.join(work, "raw-seed.iso")
+    if not os.path.exists(iso):
+        os.makedirs(seed, exist_ok=True)
+        with open(os.path.join(seed, "meta-data"), "w") as f:
+            f.write("instance-id: bb\nlocal-hostname: bb\n")
+        with open(os.path.join(seed, "user-data"), "w") as f:
+            f.write("#!/bin/sh\necho hello-from-user-data\n")
+        subprocess.run(["genisoimage", "-quiet", "-input-charset", "utf-8", "-volid", "cidata", "-joliet", "-rock",
+                        "-output", iso, seed], check=True)
+    # The devices vtarget's plan has (`vtarget render`): the agent's port, VGA with VNC on a socket.
+    return ["qemu-system-x86_64", "-machine", "q35,accel=tcg", "-cpu", "max", "-smp", "1", "-m", "256M",
+            "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
+            "-drive", f"file={overlay},format=qcow2,if=none,id=root", "-device", "virtio-blk-pci,drive=root,bootindex=1",
+            "-drive", f"file={iso},format=raw,if=none,id=seed,readonly=on", "-device", "virtio-blk-pci,drive=seed,bootindex=2",
+            "-netdev", f"user,id=n0,net=10.0.2.0/24,hostname=bb,hostfwd=tcp:127.0.0.1:{free_port()}-:8080",
+            "-device", "virtio-net-pci,netdev=n0",
+            "-chardev", f"socket,id=qga,path={work}/raw-qga.sock,server=on,wait=off",
+            "-device", "virtio-serial-pci", "-device", "virtserialport,chardev=qga,name=org.qemu.guest_agent.0",
+            "-device", "VGA", "-vnc", f"unix:{work}/raw-vnc.sock"]
+
+
+def main():
+    if not os.path.exists(VT):
+        sys.exit(f"bench_vm: {VT} not built (make bench builds it)")
+    guest = subprocess.run(["bash", os.path.join(ROOT, "scripts/build-test-guest.sh")], check=True,
+                           capture_output=True, text=True, env=dict(os.environ, VTARGET_GUEST_ARM64="0")).stdout.strip()
+    disk = os.path.join(guest, "x86_64/disk.qcow2")
+    work = tempfile.mkdtemp(prefix="vtbvm-")
+    os.chmod(work, 0o711)  # as root, QEMU runs as another uid and must reach rt/ below
+    env = dict(os.environ, VTARGET_RUNTIME_DIR=work + "/rt", VTARGET_STATE_DIR=work + "/st")
+
+    def vt(*args, check=True):
+        return subprocess.run([VT, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=check)
+
+    try:
+        vt("image", "import", IMAGE, disk)
+        spec = os.path.join(work, "vm.yaml")
+        with open(spec, "w") as f:
+            f.write(VM)
+        run = [VT, "run", "-f", spec]
+        # Interleaved, so load on the machine falls on both alike; the first pair warms the caches.
+        raw_first, raw_ready, vt_first, vt_ready = [], [], [], []
+        for i in range(RUNS + 1):
+            rf, rr = boot(raw_argv(work, disk))
+            vf, vr = boot(run, env)
+            if i > 0:
+                raw_first.append(rf); raw_ready.append(rr); vt_first.append(vf); vt_ready.append(vr)
+
+        # The pool: one member, claimed and released CLAIMS times.
+        pool = os.path.join(work, "pool.yaml")
+        with open(pool, "w") as f:
+            f.write(VM.replace("runStrategy: Always", "runStrategy: Halted") + "---\n" + POOL)
+        vt("apply", "-f", pool)
+        t0 = time.perf_counter()
+        member = vt("claim", "vms", "-o", "name", "--timeout", "900s").stdout.strip().split("/")[-1]
+        first_claim = time.perf_counter() - t0
+        vt("release", member)
+        claims, releases = [], []
+        for _ in range(CLAIMS):
+            t0 = time.perf_counter()
+            got = vt("claim", "vms", "-o", "name", "--timeout", "60s").stdout.strip().split("/")[-1]
+            claims.append(time.perf_counter() - t0)
+            if got != member:
+                sys.exit(f"bench_vm: claimed {got}, expected the warm member {member}")
+            t0 = time.perf_counter()
+            out = vt("release", member).stdout
+            releases.append(time.perf_counter() - t0)
+            if "snapshot restored" not in out:
+                sys.exit(f"bench_vm: release did not restore the snapshot: {out}")
+        # The pool first: while it names the VM, the VM cannot go.
+        vt("delete", "vtp", "vms")
+        vt("delete", "vm", "bb")
+    finally:
+        subprocess.run([VT, "daemon", "stop", "--stop-instances"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run([VT, "image", "rm", IMAGE], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(HEADER)
+    print(row("VM start -> first console byte (ms)", vt_first, raw_first, "<= 1.1"))
+    print(row("VM start -> guest ready line (ms)", vt_ready, raw_ready, "<= 1.1"))
+    print(row("pool: warm claim, whole CLI (ms)", claims))
+    print(row("pool: release (loadvm of the snapshot) (ms)", releases))
+    cold = median_ms(vt_ready)
+    warm = median_ms(claims)
+    print(f"{'cold boot / warm claim (medians)':46} {cold / warm:9.0f}x {'':>13} {'':>9} {'':>13} {'':>6} >= 100x")
+    print(f"{'first claim: member boot + savevm (ms)':46} {first_claim * 1000:9.1f}")
+    print(f"(medians and min-max over {RUNS} boots and {CLAIMS} claims; busybox guest, q35 under TCG, 256 MiB; "
+          f"cold boot = vtarget run start -> ready line, range {spread(vt_ready)} ms)")
+
+
+if __name__ == "__main__":
+    main()
