@@ -76,9 +76,17 @@ extension Supervisor {
     /// a VM stops as virtctl's stop does, its guest first given the ACPI
     /// power button and `gracePeriod` (else its terminationGracePeriodSeconds)
     /// unless `force`.
+    /// A VM's grace period (up to KubeVirt's 180 s for a guest that ignores the
+    /// power button) is waited out between two holds of the namespace's lock,
+    /// not under it: every other verb in the namespace would wait as long.
     public func stop(namespace: String, name: String, force: Bool = false, gracePeriod: Double? = nil) async throws(SupervisorError) -> ObjectResult {
-        try await exclusively(namespace) { () async throws(SupervisorError) -> ObjectResult in
-            if let vm = try storedVM(namespace, name) { return try await stopVMLocked(vm, force: force, gracePeriod: gracePeriod) }
+        let pressed = try await exclusively(namespace) { () async throws(SupervisorError) -> PowerButton? in
+            guard let vm = try storedVM(namespace, name) else { return nil }
+            return try await pressPowerButtonLocked(vm, force: force, gracePeriod: gracePeriod)
+        }
+        let how = await pressed?.waitForPowerOff()
+        return try await exclusively(namespace) { () async throws(SupervisorError) -> ObjectResult in
+            if let vm = try storedVM(namespace, name) { return try await stopVMLocked(vm, pressed: pressed, how: how) }
             return try await stopLocked(namespace: namespace, name: name)
         }
     }
@@ -137,24 +145,39 @@ extension Supervisor {
         return ObjectResult(kind: t.row.kind, namespace: ns, name: name, action: "started")
     }
 
-    private func stopVMLocked(_ t: VMTarget, force: Bool, gracePeriod: Double?) async throws(SupervisorError) -> ObjectResult {
+    /// The first half of a VM's stop: refused as virtctl refuses, else the
+    /// instance is wanted stopped (a guest that powers off is not restarted)
+    /// and the power button pressed. Nil when no instance runs.
+    private func pressPowerButtonLocked(_ t: VMTarget, force: Bool, gracePeriod: Double?) async throws(SupervisorError) -> PowerButton? {
         let (ns, name) = (t.row.namespace, t.row.name)
         let current: InstanceRow?
         do { current = try store.instance(ns, name) } catch { throw .storage(error) }
         let active = current.map { $0.isActive && $0.desired == "running" } ?? false
-        let decision = VMRunStrategyPatch.stop(kind: t.row.kind, strategy: t.vm.runStrategy, active: active)
-        if case .refuse(let why) = decision { throw SupervisorError(409, "virtualmachine \"\(name)\": \(why)") }
-        if var row = current, active {
-            // Wanted stopped first: a guest that powers off is not restarted meanwhile.
-            restartTimers.removeValue(forKey: row.key)?.cancel()
-            row.desired = "stopped"
-            row.nextRestartAt = nil
-            commit(row)
-            let grace = gracePeriod ?? t.vm.terminationGracePeriodSeconds.map(Double.init) ?? Self.defaultVMGracePeriod
-            let how = await powerOffGuest(row.key, force: force, grace: grace)
-            if let r = storedRow(ns, name) { commit(r, event("Normal", r, "StopRequested", "stopped by request: \(how)")) }
+        if case .refuse(let why) = VMRunStrategyPatch.stop(kind: t.row.kind, strategy: t.vm.runStrategy, active: active) {
+            throw SupervisorError(409, "virtualmachine \"\(name)\": \(why)")
         }
-        switch decision {
+        guard var row = current, active else { return nil }
+        restartTimers.removeValue(forKey: row.key)?.cancel()
+        row.desired = "stopped"
+        row.nextRestartAt = nil
+        commit(row)
+        let grace = gracePeriod ?? t.vm.terminationGracePeriodSeconds.map(Double.init) ?? Self.defaultVMGracePeriod
+        return await pressPowerButton(row.key, uid: row.uid, force: force, grace: grace)
+    }
+
+    /// The second half, after the guest powered off or its grace ran out: the
+    /// runStrategy patched or the instance stopped, unless somebody started it
+    /// again meanwhile (then that start stands and this stop says so).
+    private func stopVMLocked(_ t: VMTarget, pressed: PowerButton?, how: String?) async throws(SupervisorError) -> ObjectResult {
+        let (ns, name) = (t.row.namespace, t.row.name)
+        let current: InstanceRow?
+        do { current = try store.instance(ns, name) } catch { throw .storage(error) }
+        if let pressed, let row = current, row.uid != pressed.uid || row.desired != "stopped" {
+            throw SupervisorError(409, "virtualmachine \"\(name)\" was started again while it was powering off; it was not stopped")
+        }
+        if let how, let r = current { commit(r, event("Normal", r, "StopRequested", "stopped by request: \(how)")) }
+        let active = current.map { $0.isActive && $0.desired == "running" } ?? false
+        switch VMRunStrategyPatch.stop(kind: t.row.kind, strategy: t.vm.runStrategy, active: active || pressed != nil) {
         case .refuse(let why): throw SupervisorError(409, "virtualmachine \"\(name)\": \(why)")
         case .patch(let running): try await patchRunStrategy(t, running: running)
         case .instance: return try await stopLocked(namespace: ns, name: name, kind: t.row.kind)

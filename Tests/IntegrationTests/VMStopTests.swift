@@ -27,20 +27,34 @@ import TestSupport
         #expect(r.code == 0, "\(r.stderr)")
         let file = f.work + "/vm.yaml"
         let yaml = VMRunTests.vmYAML(image: "vtarget-test/busybox:1")
-            .replacingOccurrences(of: "terminationGracePeriodSeconds: 0", with: "terminationGracePeriodSeconds: 3")
-        #expect(yaml.contains("terminationGracePeriodSeconds: 3"))
+            .replacingOccurrences(of: "terminationGracePeriodSeconds: 0", with: "terminationGracePeriodSeconds: 10")
+        #expect(yaml.contains("terminationGracePeriodSeconds: 10"))
         try yaml.write(toFile: file, atomically: true, encoding: .utf8)
         r = try f.vt(["apply", "-f", file])
         #expect(r.code == 0, "\(r.stderr)")
         var logs = try waitForLogs(f, "bb", "vtarget-guest: ready")
         #expect(logs.contains("vtarget-guest: ready"), "\(logs)")
 
-        // Plain stop: the power button, the VM's 3 s, then QEMU is ended; the VM is Halted.
-        r = try f.vt(["stop", "bb"])
+        // Plain stop: the power button, the VM's 10 s, then QEMU is ended; the VM is Halted.
+        // The grace period holds no lock: the namespace takes an apply while the stop waits.
+        let stopping = try launch(["stop", "bb"], runtime: f.runtime, environment: f.environment)
+        var pressed = ""
+        let end = Date().addingTimeInterval(60)
+        while Date() < end, !pressed.contains("ACPI power button pressed") {
+            usleep(100_000)
+            pressed = try f.vt(["events"]).stdout
+        }
+        let cm = f.work + "/cm.yaml"
+        try "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: during-stop}\ndata: {a: b}\n".write(toFile: cm, atomically: true, encoding: .utf8)
+        let during = try f.vt(["apply", "-f", cm])
+        #expect(during.code == 0, "\(during.stderr)")
+        #expect(stopping.0.isRunning, "the apply waited for the stop's grace period")
+        r = try finish(stopping)
         #expect(r.code == 0 && r.stdout == "virtualmachine.kubevirt.io/bb stopped\n", "\(r.stdout) \(r.stderr)")
+        #expect(try f.vt(["delete", "-f", cm]).code == 0)
         var events = try f.vt(["events"]).stdout
-        #expect(events.contains("ACPI power button pressed (system_powerdown); the guest has 3s to power off"), "\(events)")
-        #expect(events.contains("stopped by request: the guest did not power off within 3s; QEMU ended"), "\(events)")
+        #expect(events.contains("ACPI power button pressed (system_powerdown); the guest has 10s to power off"), "\(events)")
+        #expect(events.contains("stopped by request: the guest did not power off within 10s; QEMU ended"), "\(events)")
         #expect(try f.vt(["get", "vm", "bb", "-o", "yaml"]).stdout.contains("runStrategy: Halted"))
         #expect(try f.instances().isEmpty)
 
