@@ -12,14 +12,14 @@ extension ImageStore {
     /// owner 0, mtime 0), so the same tree imports to the same digest.
     /// Symbolic links are followed: `/boot/vmlinuz` is usually one, and a
     /// VM needs the file.
-    func importTree(_ directory: String, absolute: String, refs: [String]) async throws(ImageStoreError) -> Image {
+    func importTree(_ directory: String, source: Source, refs: [String]) async throws(ImageStoreError) -> Image {
         let temp = newTempPath(suffix: ".tar")
         do {
             _ = try await OCILayers.run(tar, ["-c", "-f", temp, "-C", directory, "--dereference", "--sort=name", "--owner=0", "--group=0",
                                               "--numeric-owner", "--mtime=@0", "--format=gnu", "."],
                                         deadline: OCILayers.extractDeadline, what: "archiving \(directory)")
             let (digest, size) = try Self.hash(temp)
-            return try await add(temp: temp, digest: digest, fileSize: size, what: directory, source: .imported(absolute), refs: refs,
+            return try await add(temp: temp, digest: digest, fileSize: size, what: directory, source: source, refs: refs,
                                  tree: try await treeFiles(temp, what: directory))
         } catch {
             unlink(temp)

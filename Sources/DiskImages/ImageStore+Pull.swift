@@ -29,7 +29,8 @@ extension ImageStore {
 
     /// Fetches `ref` from its registry (the only code in vtarget that
     /// does), verifies every byte against the manifest's digests, takes the
-    /// one disk under `/disk/` and adds it like `import`. On any failure
+    /// one disk under `/disk/` and adds it like `import`; an image with no
+    /// `/disk/` (a kernelBoot container) is added as a file tree. On any failure
     /// nothing is left: the downloads live in a scratch directory under
     /// `tmp/` that goes with the pull.
     public func pull(_ ref: Reference, options: PullOptions = .init(),
@@ -95,22 +96,38 @@ extension ImageStore {
             files.append(file)
             listings.append(try await OCILayers.list(tar: tar, layer: file))
         }
-        let member = try OCILayers.theDisk(OCILayers.diskFiles(listings))
+        let disks = OCILayers.diskFiles(listings)
         let root = scratch + "/root"
         guard mkdir(root, 0o700) == 0 else { throw ImageStoreError(.io, "cannot create \(root): \(String(cString: strerror(errno)))") }
+        let refs = refNames(ref, local: local, served: top.digest)
+        let source = Source(type: "pull", reference: ref.description, manifest: top.digest, platform: platform)
+        // No /disk/: a kernelBoot container (KubeVirt's `kernelBoot.container`
+        // names files of it, e.g. /boot/vmlinuz), kept as a file tree.
+        if disks.isEmpty, OCILayers.hasFiles(listings) {
+            progress("no /disk/ in \(ref): keeping its files as a file tree (kernelBoot)")
+            try await OCILayers.unpackAll(tar: tar, layers: files, listings: listings, into: root)
+            for f in files { unlink(f) }
+            let added = try await importTree(root, source: source, refs: refs)
+            return PullResult(image: added, references: refs)
+        }
+        let member = try OCILayers.theDisk(disks)
         let disk = try await OCILayers.extract(tar: tar, layer: files[member.layer], member: member, into: root)
         // The layers are verified and no longer needed: free their space first.
         for f in files { unlink(f) }
+        let added = try await adopt(disk, what: "\(ref) /\(member.path)", source: source, refs: refs)
+        return PullResult(image: added, references: refs)
+    }
 
+    /// The references a pull sets: the local name, or the pulled name with
+    /// its tag and the digest of what was served.
+    private func refNames(_ ref: Reference, local: String?, served: OCIDigest) -> [String] {
         var refs: [String]
         if let local {
             refs = [local]
         } else {
-            refs = [ref.name + "@" + (ref.digest ?? top.digest).description]
+            refs = [ref.name + "@" + (ref.digest ?? served).description]
             if let tag = ref.tag ?? (ref.digest == nil ? "latest" : nil) { refs.insert(ref.name + ":" + tag, at: 0) }
         }
-        let source = Source(type: "pull", reference: ref.description, manifest: top.digest, platform: platform)
-        let added = try await adopt(disk, what: "\(ref) /\(member.path)", source: source, refs: refs)
-        return PullResult(image: added, references: refs)
+        return refs
     }
 }

@@ -100,7 +100,7 @@ public struct ImageStore: Sendable {
         let absolute = file.hasPrefix("/") ? file : FileManager.default.currentDirectoryPath + "/" + file
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory), isDirectory.boolValue {
-            return try await importTree(file, absolute: absolute, refs: [key])
+            return try await importTree(file, source: .imported(absolute), refs: [key])
         }
         let temp = newTempPath()
         do {

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Foundation
 import HostOS
 import Sandbox
 
@@ -46,6 +47,61 @@ enum OCILayers {
             files.merge(added) { _, new in new }
         }
         return files.values.sorted { $0.path < $1.path }
+    }
+
+    /// Whether the stacked layers leave any file (not only directories
+    /// and whiteouts): an image with none is neither disk nor file tree.
+    static func hasFiles(_ listings: [[String]]) -> Bool {
+        listings.joined().contains { name in
+            let base = normalize(name).split(separator: "/").last ?? ""
+            return !name.hasSuffix("/") && !base.isEmpty && !base.hasPrefix(".wh.")
+        }
+    }
+
+    /// Stacks every layer into `root`, as a container runtime does: each
+    /// layer's whiteouts delete what the layers below left (`.wh.NAME`,
+    /// `.wh..wh..opq`), then tar unpacks the layer without them. A member
+    /// with `..`, a link or a device is refused: the tree is only ever a
+    /// kernel and an initrd, and a link left by one layer would let the
+    /// next write through it.
+    static func unpackAll(tar: String, layers: [String], listings: [[String]], into root: String) async throws(ImageStoreError) {
+        for (i, layer) in layers.enumerated() {
+            for name in listings[i] {
+                let path = normalize(name)
+                let parts = path.split(separator: "/")
+                if parts.contains("..") {
+                    throw ImageStoreError(.layout, "layer \(i + 1) names \"\(name)\", which climbs out of the image; refused")
+                }
+                guard let base = parts.last, base.hasPrefix(".wh.") else { continue }
+                let dir = parts.dropLast().joined(separator: "/")
+                let inRoot = root + (dir.isEmpty ? "" : "/" + dir)
+                if base == ".wh..wh..opq" {
+                    for entry in (try? FileManager.default.contentsOfDirectory(atPath: inRoot)) ?? [] {
+                        try? FileManager.default.removeItem(atPath: inRoot + "/" + entry)
+                    }
+                } else {
+                    try? FileManager.default.removeItem(atPath: inRoot + "/" + base.dropFirst(4))
+                }
+            }
+            _ = try await run(tar, ["-x", "-f", layer, "-C", root, "--no-same-owner", "--no-same-permissions", "--exclude=.wh.*"],
+                              deadline: extractDeadline, what: "unpacking layer \(i + 1)")
+            try checkTree(root, layer: i + 1)
+        }
+    }
+
+    /// Only directories and regular files, each readable by its owner.
+    static func checkTree(_ root: String, layer: Int) throws(ImageStoreError) {
+        guard let walker = FileManager.default.enumerator(atPath: root) else { return }
+        while let relative = walker.nextObject() as? String {
+            var st = stat()
+            guard lstat(root + "/" + relative, &st) == 0 else { continue }
+            switch st.st_mode & S_IFMT {
+            case S_IFDIR: chmod(root + "/" + relative, 0o755)
+            case S_IFREG: chmod(root + "/" + relative, 0o644)
+            default:
+                throw ImageStoreError(.layout, "layer \(layer): /\(relative) is a link or a device; a kernelBoot image holds only files and directories")
+            }
+        }
     }
 
     static func normalize(_ name: String) -> String {

@@ -40,7 +40,18 @@ extension Supervisor {
     /// Decodes a namespace's resources and works out its instances; what
     /// would not run (a missing target or ConfigMap) is an error here, so an
     /// apply or delete that breaks a namespace is refused whole.
-    func desiredInstances(_ rows: [ResourceRow]) throws(SupervisorError) -> DesiredState {
+    func desiredInstances(_ namespaceRows: [ResourceRow]) throws(SupervisorError) -> DesiredState {
+        // Cluster-scoped kinds (KubeVirt's cluster instancetypes and
+        // preferences, Viti's MachineClass) serve every namespace: one
+        // applied once, under whatever namespace, is there for a VM in any.
+        var rows = namespaceRows
+        if let ns = rows.first?.namespace {
+            let stored: [ResourceRow]
+            do { stored = try store.resources(namespace: nil) } catch { throw .storage(error) }
+            for o in stored where Self.clusterKinds.contains(o.kind) && o.namespace != ns && !rows.contains(where: { $0.kind == o.kind && $0.name == o.name }) {
+                rows.append(o)
+            }
+        }
         var resources: [Resource] = []
         var problems: [Diagnostic] = []
         var byKey: [String: ResourceRow] = [:]
@@ -177,6 +188,8 @@ extension Supervisor {
     /// The kinds a VM's resolution may read (its instancetype, preference or class).
     static let vmSupportKinds: Set<String> = ["VirtualMachineInstancetype", "VirtualMachineClusterInstancetype",
                                               "VirtualMachinePreference", "VirtualMachineClusterPreference", "MachineClass"]
+
+    static let clusterKinds: Set<String> = ["VirtualMachineClusterInstancetype", "VirtualMachineClusterPreference", "MachineClass"]
 
     /// What a stored resource is called in diagnostics (its "file").
     static func sourceLabel(_ r: ResourceRow) -> String { "\(r.kind) \(r.namespace)/\(r.name)" }

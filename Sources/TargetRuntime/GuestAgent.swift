@@ -10,7 +10,11 @@ import QMP
 /// The agent keeps no session: whatever a previous client left unread may
 /// still come, so every session begins with `guest-sync-delimited` (the
 /// agent answers after a 0xFF byte, which ends the stale bytes) and only an
-/// answer carrying our random id counts. QEMU's socket takes one client at a
+/// answer carrying our random id counts. The request itself goes after a
+/// 0xFF byte of ours, as the agent's protocol asks: its JSON parser keeps
+/// whatever part of a request a previous client left (one killed
+/// mid-write), and without the 0xFF our sync would be read as the rest of
+/// that request and never answered. QEMU's socket takes one client at a
 /// time: a session is short (connect, ask, close), never held open.
 /// Blocking I/O bounded by `poll`: each call waits at most its timeout.
 public final class GuestAgent {
@@ -24,7 +28,7 @@ public final class GuestAgent {
         fd = try FileDescriptors.connectUnix(path)
         let id = Int.random(in: 1...Int(Int32.max))
         do {
-            try send(.object(["execute": .string("guest-sync-delimited"), "arguments": .object(["id": .number(Double(id))])]))
+            try send(.object(["execute": .string("guest-sync-delimited"), "arguments": .object(["id": .number(Double(id))])]), flushingParser: true)
             let deadline = monotonicSeconds() + timeout
             // Everything up to the last 0xFF is stale or the delimiter itself.
             while true {
@@ -76,8 +80,8 @@ public final class GuestAgent {
         }
     }
 
-    private func send(_ value: JSONValue) throws(RuntimeError) {
-        guard FileDescriptors.writeAll(fd, value.serialized() + [0x0A]) else {
+    private func send(_ value: JSONValue, flushingParser: Bool = false) throws(RuntimeError) {
+        guard FileDescriptors.writeAll(fd, (flushingParser ? [0xFF] : []) + value.serialized() + [0x0A]) else {
             throw RuntimeError("guest agent: write: \(String(cString: strerror(errno)))", code: .io)
         }
     }

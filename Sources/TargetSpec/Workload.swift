@@ -128,6 +128,8 @@ public enum Workload {
                 /// The named object's keys, or a positioned error naming what is there.
                 func keys(_ kind: String, _ name: String, _ field: String, _ d: VMDisk, _ known: [(String, [String: [UInt8]])]) -> [String: [UInt8]]? {
                     if let found = known.first(where: { $0.0 == name }) { return found.1 }
+                    // KubeVirt's `optional`: a missing object is a disk with no files.
+                    if d.optional { return [:] }
                     diags.append(Diagnostic(.error, at: d.location ?? vm.metadata.location, field: field,
                         "\(kind) \"\(name)\" is not among the inputs; give it with -f beside the VM"
                         + (known.isEmpty ? "" : "; " + Suggestion.hint(name, in: known.map { $0.0 }.sorted()))))

@@ -181,15 +181,16 @@ public struct VMPreparation: Sendable {
             guard let data else {
                 throw RuntimeError("\(at)disk \(disk.name): \(kind) \(name) is not among the inputs; add it with -f", code: .badInput)
             }
-            return try await configDisk(data, at: own + ".iso", what: "\(at)disk \(disk.name): \(kind) \(name)")
+            return try await configDisk(data, label: disk.volumeLabel ?? Self.configVolumeLabel, at: own + ".iso", what: "\(at)disk \(disk.name): \(kind) \(name)")
         }
     }
 
-    /// A ConfigMap's or Secret's keys as files on an ISO labelled `cfgdata`.
-    private func configDisk(_ data: [String: [UInt8]], at path: String, what: String) async throws -> VMHostInputs.DiskBacking {
+    /// A ConfigMap's or Secret's keys as files on an ISO labelled `label`
+    /// (KubeVirt's `volumeLabel`, `cfgdata` by default).
+    private func configDisk(_ data: [String: [UInt8]], label: String, at path: String, what: String) async throws -> VMHostInputs.DiskBacking {
         let files = data.keys.sorted().map { CloudInitFiles.File(path: $0, contents: data[$0] ?? []) }
         do {
-            try await seeds.write(files: files, volumeLabel: Self.configVolumeLabel, to: path)
+            try await seeds.write(files: files, volumeLabel: label, to: path)
         } catch {
             if error.code == .badInput { throw RuntimeError("\(what) key \(error.message)", code: .badInput, cause: error) }
             throw error

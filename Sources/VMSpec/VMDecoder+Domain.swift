@@ -346,15 +346,40 @@ extension VMDecoder {
             source = dv.map { .volume(name: $0, capacityBytes: nil, storageClass: nil) }
         case "configMap":
             let map = src.string("name", required: true)
-            refuse(src, ["optional", "volumeLabel", "items", "defaultMode"], .notYet("ConfigMap volume options"))
             source = map.map { .configMap(name: $0) }
         default:  // secret
             let secret = src.string("secretName", required: true)
-            refuse(src, ["optional", "volumeLabel", "items", "defaultMode"], .notYet("Secret volume options"))
             source = secret.map { .secret(name: $0) }
         }
+        var volumeLabel: String?, optional = false
+        if kind == "configMap" || kind == "secret" {
+            // KubeVirt's config volumes are not Kubernetes pod volumes: they have
+            // no `items` or `defaultMode`, every key becomes a file of the disk.
+            for key in ["items", "defaultMode"] {
+                guard let v = src.value(key) else { continue }
+                context.error(v, src.child(key), "\"\(key)\" belongs to a Kubernetes pod's \(kind) volume; KubeVirt's has none "
+                    + "(every key becomes a file on the disk); valid: \(kind == "secret" ? "secretName" : "name"), optional, volumeLabel")
+            }
+            optional = src.bool("optional") ?? false
+            volumeLabel = decodeVolumeLabel(src)
+        }
         guard let name, let source else { return nil }
-        return VMVolumeSpec(name: name, source: source, readonly: readonly, location: m.node.location, path: m.path)
+        return VMVolumeSpec(name: name, source: source, readonly: readonly, volumeLabel: volumeLabel, optional: optional,
+                            location: m.node.location, path: m.path)
+    }
+
+    /// `volumeLabel`: the ISO 9660 volume identifier the guest mounts by
+    /// (e.g. `cidata`, `config-2`, `OEMDRV`), 1 to 32 characters, none of
+    /// them a space, slash or control character (udev's by-label name).
+    func decodeVolumeLabel(_ src: MappingReader) -> String? {
+        guard let label = src.string("volumeLabel") else { return nil }
+        let bad = label.unicodeScalars.first { $0.value < 0x21 || $0.value > 0x7E || $0 == "/" }
+        if label.isEmpty || label.utf8.count > 32 || bad != nil {
+            src.context.error(src.value("volumeLabel"), src.child("volumeLabel"),
+                "\"\(label)\" is not a volume label: give 1 to 32 printable ASCII characters without spaces or \"/\" (e.g. cidata, config-2, OEMDRV)")
+            return nil
+        }
+        return label
     }
 
     /// `userData` | `userDataBase64` | `secretRef`, and the same for network data.

@@ -156,12 +156,21 @@ public struct VMDisk: Sendable {
     public var serial: String?
     public var readonly: Bool
     public var source: Source
+    /// A configMap or secret disk's ISO volume label (KubeVirt's
+    /// `volumeLabel`; nil is its default, `cfgdata`).
+    public var volumeLabel: String?
+    /// A configMap or secret that may be missing (KubeVirt's `optional`):
+    /// the guest then gets the disk with no files on it.
+    public var optional: Bool
     /// Where the disk was written, for errors found later (a missing image).
     public var location: SourceLocation?
 
     public init(name: String, kind: Kind = .disk, bus: Bus = .virtio, bootOrder: Int? = nil, serial: String? = nil,
-                readonly: Bool = false, source: Source, location: SourceLocation? = nil) {
+                readonly: Bool = false, source: Source, volumeLabel: String? = nil, optional: Bool = false,
+                location: SourceLocation? = nil) {
         self.name = name
+        self.volumeLabel = volumeLabel
+        self.optional = optional
         self.kind = kind
         self.bus = bus
         self.bootOrder = bootOrder

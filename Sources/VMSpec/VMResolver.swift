@@ -221,7 +221,8 @@ public struct VMResolver {
                 context.error(at: d.location, d.path + "." + d.kind.rawValue + ".bus", "arm64's virt machine has no SATA controller; use virtio or scsi")
             }
             out.append(VMDisk(name: d.name, kind: d.kind, bus: bus, bootOrder: d.bootOrder?.value, serial: d.serial,
-                              readonly: d.readonly || v.readonly, source: v.source, location: d.location))
+                              readonly: d.readonly || v.readonly, source: v.source, volumeLabel: v.volumeLabel, optional: v.optional,
+                              location: d.location))
         }
         return out
     }

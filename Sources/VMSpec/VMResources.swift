@@ -34,6 +34,9 @@ public struct VMVolumeSpec: Sendable {
     public var source: VMDisk.Source
     /// `persistentVolumeClaim.readOnly`: the disk is read-only whatever it says.
     public var readonly: Bool
+    /// A configMap or secret volume's `volumeLabel` and `optional`.
+    public var volumeLabel: String? = nil
+    public var optional = false
     public var location: SourceLocation
     public var path: String
 }

@@ -87,11 +87,12 @@ struct ImageImport: AsyncParsableCommand {
 struct ImagePull: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pull",
-        abstract: "Fetch a containerDisk image (the disk under /disk/) from an OCI/Docker registry.",
+        abstract: "Fetch a containerDisk (the disk under /disk/) or kernelBoot image (its files) from an OCI/Docker registry.",
         discussion: """
             REF is HOST[:PORT]/REPOSITORY[:TAG] or HOST[:PORT]/REPOSITORY@sha256:<hex>. Registries on localhost, \
             127.0.0.1 or [::1] are reached over http, all others over https unless --insecure. Every blob is checked \
-            against its sha256; on any failure nothing is stored.
+            against its sha256; on any failure nothing is stored. An image with nothing under /disk/ is kept as a \
+            file tree, for kernelBoot's kernelPath and initrdPath.
             """)
 
     @Argument(help: "HOST[:PORT]/REPOSITORY[:TAG|@sha256:<hex>]")

@@ -46,7 +46,7 @@ struct ObjectListing {
                 let all: [InstanceInfo] = try await client.get("/v1/instances?" + namespaces.query)
                 for i in all where i.target == "\(kind.kind)/\(i.name)" { instances[i.namespace + "/" + i.name] = i }
             }
-            return items.compactMap { r in
+            let stored = items.compactMap { r -> Object? in
                 guard var root = (try? YAMLParser.parse(r.yaml, file: r.name))?.first?.root else { return nil }
                 if VMStatus.kinds.contains(kind.kind) {
                     root = root.replacingStatus(VMStatus(kind: kind.kind, instance: instances[r.namespace + "/" + r.name]).node)
@@ -54,6 +54,27 @@ struct ObjectListing {
                 return Object(namespace: r.namespace, name: r.name,
                               node: root.addingToMetadata("creationTimestamp", Table.str(Table.timestamp(r.createdAt))))
             }
+            return kind.kind == "VirtualMachineInstance" ? stored + (try await instancesOfVMs(client)) : stored
+        }
+    }
+
+    /// A running VirtualMachine's instance is a VMI of the VM's name, as
+    /// KubeVirt lists it: the template's spec and labels, owned by the VM.
+    private func instancesOfVMs(_ client: ControlClient) async throws(ControlError) -> [Object] {
+        let vms: [ResourceInfo] = try await client.get("/v1/resources?kind=VirtualMachine&" + namespaces.query)
+        let running: [InstanceInfo] = try await client.get("/v1/instances?" + namespaces.query)
+        return vms.compactMap { vm in
+            guard let i = running.first(where: { $0.namespace == vm.namespace && $0.target == "VirtualMachine/\(vm.name)" && $0.name == vm.name }),
+                  let root = (try? YAMLParser.parse(vm.yaml, file: vm.name))?.first?.root else { return nil }
+            let template = root[path: ["spec", "template"]]
+            let metadata = Table.map([("name", Table.str(vm.name)), ("namespace", Table.str(vm.namespace)),
+                                      ("labels", template?[path: ["metadata", "labels"]]),
+                                      ("creationTimestamp", Table.time(i.startedAt ?? i.createdAt)),
+                                      ("ownerReferences", Table.seq([Table.map([("apiVersion", Table.str("kubevirt.io/v1")),
+                                                                                ("kind", Table.str("VirtualMachine")), ("name", Table.str(vm.name))])]))])
+            let node = Table.map(Table.typeMeta("VirtualMachineInstance") + [("metadata", metadata), ("spec", template?[path: ["spec"]]),
+                                                                              ("status", VMStatus(kind: "VirtualMachineInstance", instance: i).node)])
+            return Object(namespace: vm.namespace, name: vm.name, node: node)
         }
     }
 

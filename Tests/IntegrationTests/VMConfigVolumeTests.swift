@@ -50,6 +50,7 @@ import TestSupport
                 - {name: cloudinit, disk: {bus: virtio}}
                 - {name: config, disk: {bus: virtio}}
                 - {name: creds, disk: {bus: virtio}}
+                - {name: maybe, disk: {bus: virtio}}
           volumes:
             - name: root
               containerDisk: {image: \(image)}
@@ -59,7 +60,9 @@ import TestSupport
             - name: config
               configMap: {name: \(mapName)}
             - name: creds
-              secret: {secretName: creds}
+              secret: {secretName: creds, volumeLabel: OEMDRV}
+            - name: maybe
+              configMap: {name: not-applied, optional: true}
         """
     }
 
@@ -75,7 +78,8 @@ import TestSupport
         // While the guest runs, the ISO vtarget made (in QEMU's directory, its cwd) is read back with isoinfo.
         try """
             for i in $(seq 1 480); do grep -q 'vtarget-guest: ready' $VTARGET_RUNTIME_DIR/run-*/cfgvm/logs/console.log 2>/dev/null && break; sleep 0.5; done; \
-            Q=$(pgrep -f 'qemu-system.*-name cfgvm' | head -1); ISO=/proc/$Q/cwd/disk2.iso; isoinfo -d -i $ISO | grep 'Volume id'; isoinfo -R -f -i $ISO
+            Q=$(pgrep -f 'qemu-system.*-name cfgvm' | head -1); ISO=/proc/$Q/cwd/disk2.iso; isoinfo -d -i $ISO | grep 'Volume id'; isoinfo -R -f -i $ISO; \
+            for D in 3 4; do echo "disk$D $(isoinfo -d -i /proc/$Q/cwd/disk$D.iso | grep 'Volume id') files=$(isoinfo -R -f -i /proc/$Q/cwd/disk$D.iso | wc -l)"; done
             """.write(toFile: runtime + ".sh", atomically: true, encoding: .utf8)
         r = try shell("cd \(repoRoot) && \(env) timeout 300 \(vtarget) run -f \(runtime).yaml --timeout 240s -- sh \(runtime).sh", runtime: runtime)
         #expect(r.code == 0, "\(r.stdout)\n\(r.stderr)")
@@ -83,6 +87,8 @@ import TestSupport
         #expect(r.stdout.contains("cfg token=secret-token"), "\(r.stdout)")
         #expect(r.stdout.contains("user-data ran exit=0"), "\(r.stdout)")
         #expect(r.stdout.contains("Volume id: cfgdata") && r.stdout.contains("/greeting") && r.stdout.contains("/mode.conf"), "\(r.stdout)")
+        // volumeLabel names the disk; an optional ConfigMap that is not there is a disk with no files.
+        #expect(r.stdout.contains("disk3 Volume id: OEMDRV files=1") && r.stdout.contains("disk4 Volume id: cfgdata files=0"), "\(r.stdout)")
         #expect(qemuProcesses(mentioning: runtime).isEmpty)
     }
 

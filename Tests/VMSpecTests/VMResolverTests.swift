@@ -196,6 +196,41 @@ func withPreference(_ preference: String) throws -> VMDefinition {
         #expect(twice == ["t.yaml:6:71: error: spec.volumes[0].cloudInitNoCloud.userDataBase64: give one of userData, userDataBase64 or secretRef, not userData and userDataBase64"])
     }
 
+    /// KubeVirt's `volumeLabel` and `optional` of configMap and secret
+    /// volumes: the label reaches the disk; an optional object that is not
+    /// among the inputs is a disk with no files, a required one an error.
+    @Test func configVolumeLabelAndOptional() throws {
+        let text = """
+            apiVersion: v1
+            kind: Secret
+            metadata: {name: s}
+            stringData: {token: t}
+            ---
+            apiVersion: kubevirt.io/v1
+            kind: VirtualMachineInstance
+            metadata: {name: v}
+            spec:
+              domain: {memory: {guest: 1Gi}}
+              volumes:
+                - {name: a, secret: {secretName: s, volumeLabel: OEMDRV}}
+                - {name: b, configMap: {name: absent, optional: true}}
+                - {name: c, configMap: {name: app, optional: false}}
+            """
+        let decoded = try decodeText(text.replacingOccurrences(of: "    - {name: c, configMap: {name: app, optional: false}}", with: ""))
+        let d = try #require(decoded.resources.compactMap(\.vmDefinition).first)
+        #expect(d.disks.map(\.volumeLabel) == ["OEMDRV", nil] && d.disks.map(\.optional) == [false, true])
+        let vms = try Workload.vms(from: decoded.resources, boards: [])
+        #expect(vms.first?.volumeData == ["a": ["token": Array("t".utf8)], "b": [:]])
+        // Not optional and not there: an error at the volume.
+        let all = try decodeText(text)
+        #expect(throws: DiagnosticError.self) { try Workload.vms(from: all.resources, boards: []) }
+        do {
+            _ = try Workload.vms(from: all.resources, boards: [])
+        } catch {
+            #expect(error.errors.map(\.description).contains { $0.contains("ConfigMap \"app\" is not among the inputs") }, "\(error)")
+        }
+    }
+
     @Test func multusNetworkBecomesTheInterfacesNetwork() throws {
         let text = """
             apiVersion: kubevirt.io/v1

@@ -3,7 +3,9 @@
 tar with each given file under disk/ (what `skopeo copy oci:DIR:TAG docker://...`
 then pushes). Standard library only.
 
-usage: oci_layout.py DIR TAG FILE [FILE...] [--gzip] [--platforms amd64,arm64]
+usage: oci_layout.py DIR TAG FILE [FILE...] [--gzip] [--platforms amd64,arm64] [--under DIR]
+--under puts the files under another directory than disk/ (boot/: a
+kernelBoot container).
 With --platforms, TAG names an image index with one manifest per architecture
 (all with the same layer); without, TAG names a single linux/amd64 manifest.
 """
@@ -24,14 +26,14 @@ def blob(root, data, media_type):
     return {"mediaType": media_type, "digest": "sha256:" + digest, "size": len(data)}
 
 
-def layer_tar(files):
+def layer_tar(files, under="disk"):
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        d = tarfile.TarInfo("disk/")
+        d = tarfile.TarInfo(under + "/")
         d.type, d.mode, d.uid, d.gid = tarfile.DIRTYPE, 0o555, 107, 107
         tar.addfile(d)
         for path in files:
-            info = tar.gettarinfo(path, arcname="disk/" + os.path.basename(path))
+            info = tar.gettarinfo(path, arcname=under + "/" + os.path.basename(path))
             info.uid, info.gid, info.uname, info.gname, info.mode = 107, 107, "", "", 0o440
             with open(path, "rb") as f:
                 tar.addfile(info, f)
@@ -41,6 +43,7 @@ def layer_tar(files):
 def main(argv):
     gz = "--gzip" in argv
     platforms = None
+    under = "disk"
     args = []
     i = 0
     while i < len(argv):
@@ -49,6 +52,9 @@ def main(argv):
         elif argv[i] == "--platforms":
             i += 1
             platforms = argv[i].split(",")
+        elif argv[i] == "--under":
+            i += 1
+            under = argv[i]
         else:
             args.append(argv[i])
         i += 1
@@ -56,7 +62,7 @@ def main(argv):
     os.makedirs(os.path.join(root, "blobs", "sha256"), exist_ok=True)
     with open(os.path.join(root, "oci-layout"), "w") as f:
         json.dump({"imageLayoutVersion": "1.0.0"}, f)
-    raw = layer_tar(files)
+    raw = layer_tar(files, under)
     diff_id = "sha256:" + hashlib.sha256(raw).hexdigest()
     if gz:
         layer = blob(root, gzip.compress(raw, mtime=0), "application/vnd.oci.image.layer.v1.tar+gzip")
