@@ -1,5 +1,7 @@
 import ArgumentParser
 import HostOS
+import MachineCatalog
+import QEMULaunch
 import ReplayFormat
 import ReplayRuntime
 import TargetRuntime
@@ -14,10 +16,10 @@ struct RecordOptions: ParsableArguments {
     var recordDirectory: String?
 
     @Option(name: .customLong("bundle-on-failure"),
-            help: "Record the run; write a bundle into DIR only when it fails (default: $VTARGET_BUNDLE_ON_FAILURE, else off).")
+            help: "Record the run; write a bundle into DIR only when it fails (default: $VTARGET_BUNDLE_ON_FAILURE, else ./vtarget-bundles when CI=true, else off).")
     var failureDirectory: String?
 
-    @Flag(name: .customLong("no-bundle-on-failure"), help: "Do not record, even with VTARGET_BUNDLE_ON_FAILURE set.")
+    @Flag(name: .customLong("no-bundle-on-failure"), help: "Do not record, even with VTARGET_BUNDLE_ON_FAILURE or CI=true set.")
     var noBundleOnFailure = false
 
     @Flag(name: .customLong("include-images"), help: "Put firmware and images into the bundle whatever their size (else over 64 MiB they go in as their sha256).")
@@ -27,12 +29,11 @@ struct RecordOptions: ParsableArguments {
     /// guest time stays near real time, and a replay follows the log.
     static let icountShift = "auto"
     static let defaultImageLimit: UInt64 = 64 << 20
-    /// A CI job turns recording on for every run with this variable. Not on
-    /// by CI=true alone: a recorded run counts instructions (icount), under
-    /// which a UART with a one-byte receive register loses bytes typed in a
-    /// burst, and a board with a writable drive that cannot snapshot does not
-    /// start; a run that passes must not fail because it was recorded.
+    /// A CI job sends failure bundles where it likes with this variable.
     static let environmentVariable = "VTARGET_BUNDLE_ON_FAILURE"
+    /// Under `CI=true` (GitHub Actions, GitLab CI and most others set it) a
+    /// run that fails leaves its bundle here, relative to the working directory.
+    static let ciDirectory = "./vtarget-bundles"
 
     func validate() throws {
         if recordDirectory == "" { throw ValidationError("--record: empty; give the directory the bundle goes into") }
@@ -59,17 +60,28 @@ struct RecordOptions: ParsableArguments {
 
     /// Nil when nothing is recorded. Asked for explicitly, what cannot be
     /// recorded is refused (exit 2); by CI's default, it is skipped with a note.
-    func start(_ loaded: InputOptions.Loaded, input: InputOptions, environment: [String: String]) throws -> Recorder? {
+    func start(_ loaded: InputOptions.Loaded, input: InputOptions, environment: [String: String], host: HostFacts) throws -> Recorder? {
         let explicit = recordDirectory ?? failureDirectory
-        let fromEnvironment = noBundleOnFailure ? nil : environment[Self.environmentVariable].flatMap { $0.isEmpty ? nil : $0 }
+        let fromVariable = environment[Self.environmentVariable].flatMap { $0.isEmpty ? nil : $0 }
+        let fromCI = environment["CI"] == "true" ? Self.ciDirectory : nil
+        let fromEnvironment = noBundleOnFailure ? nil : fromVariable ?? fromCI
         guard let directory = explicit ?? fromEnvironment else { return nil }
-        let flag = recordDirectory != nil ? "--record" : failureDirectory != nil ? "--bundle-on-failure" : Self.environmentVariable
+        let flag = recordDirectory != nil ? "--record" : failureDirectory != nil ? "--bundle-on-failure"
+            : fromVariable != nil ? Self.environmentVariable : "CI=true"
+        if let gap = environment[TargetProcess.recordedInputGapVariable], Quantity.parseDuration(gap) == nil {
+            throw RuntimeError("\(TargetProcess.recordedInputGapVariable)=\(gap): expected \(Quantity.durationHint) (how far apart recorded input bytes go to the UART)",
+                               code: .badInput)
+        }
         var problem: String?
+        let board = loaded.runnables.first?.target.qemu
+        let accel = board.flatMap { q in loaded.catalog.lookup(q.profileName).flatMap { LaunchPlanner(host: host).accelerator(for: q, profile: $0) } }
         if !loaded.vms.isEmpty {
             problem = "VMs are not recorded: QEMU's record/replay needs every disk behind blkreplay and the network behind filter-replay, "
                 + "which vtarget does not set up; record a board (a QemuVirtualTarget) instead"
         } else if loaded.runnables.count != 1 {
             problem = "a recording holds one board; this run has \(loaded.runnables.count): run the one to record alone"
+        } else if explicit == nil, let accel, accel != "tcg" {
+            problem = "this board runs under \(accel), and QEMU records only under tcg (it counts instructions); set spec.qemuConfig.accel: tcg to record it"
         } else if input.files.contains("-") {
             problem = "the spec came from standard input, which cannot be read again for the bundle; give it as a file"
         }
