@@ -27,7 +27,7 @@ public final class SerialHub: @unchecked Sendable {
     private(set) var replay = ReplayBuffer()
     private var log: SerialLog?
     /// Set while QEMU records: input goes one byte at a time (`PacedInput` says why).
-    private var paced: PacedInput?
+    var paced: PacedInput?  // internal: unit tests set it on their loop
     private let onOutput: @Sendable ([UInt8]) -> Void
     private let onClosed: @Sendable () -> Void
     private let report: @Sendable (String) -> Void
