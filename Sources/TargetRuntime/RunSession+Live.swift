@@ -246,7 +246,6 @@ extension RunSession {
             if let c = command, c.exitStatus == nil {
                 _ = await c.terminate(grace: 2)
             }
-            if config.capture != nil, code == 0 { await RunSession.drainRecordedInput(targets) }
             // Each sidecar's whole process group: what it started goes with it.
             for sc in sidecars { _ = await sc.terminateGroup(grace: 2) }
             await withTaskGroup(of: Void.self) { g in

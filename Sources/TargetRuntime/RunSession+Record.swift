@@ -151,9 +151,10 @@ extension RunSession {
         drives.allSatisfy { $0.drive.readOnly || $0.format != .raw }
     }
 
-    /// A recorded run that ends well first lets the input its command typed
-    /// reach the guest (paced, it may still be queued), as it would have
-    /// without recording; at most `limit` seconds.
+    /// A recorded run's command that ended well is taken as ended once the
+    /// input it typed reached the guest (paced, it may still be queued), as
+    /// it would have without recording: the guest's answers still show and
+    /// count. At most `limit` seconds; a `--timeout` still applies.
     static func drainRecordedInput(_ targets: [TargetProcess], limit: Double = 60) async {
         await withTaskGroup(of: Void.self) { g in
             g.addTask {
