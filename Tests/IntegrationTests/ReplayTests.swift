@@ -279,4 +279,15 @@ import TestSupport
         #expect(r.code == 2, "\(r.stderr)")
         #expect(r.stderr.contains("VMs are not recorded"), "\(r.stderr)")
     }
+
+    /// A pace for recorded input that is not a duration: exit 2 before anything starts.
+    @Test func aBadInputGapIsRefused() throws {
+        let runtime = makeRuntimeDir()
+        defer { for d in [runtime, runtime + "-b"] { try? FileManager.default.removeItem(atPath: d) } }
+        let r = try finish(launch(["run", "-f", "examples/lm3s6965evb.yaml", "-f", "\(firmware)/lm3s6965evb-firmware.yaml", "--record", runtime + "-b"],
+                                  runtime: runtime, environment: ["VTARGET_RECORD_INPUT_GAP": "fast"]))
+        #expect(r.code == 2, "\(r.stderr)")
+        #expect(r.stderr.contains("VTARGET_RECORD_INPUT_GAP=fast: expected a duration such as 30s"), "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: runtime + "-b"), "a bundle directory was made")
+    }
 }
