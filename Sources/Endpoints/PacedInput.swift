@@ -45,18 +45,35 @@ public final class PacedInput {
         pump()
     }
 
-    /// Succeeds once every queued byte went to the UART.
+    /// Succeeds once every queued byte went to the UART and the last one
+    /// had its gap to reach the guest.
     func drained() -> EventLoopFuture<Void> {
-        if queued == 0 { return loop.makeSucceededVoidFuture() }
+        if queued == 0, last + gap <= loop.now { return loop.makeSucceededVoidFuture() }
         let p = loop.makePromise(of: Void.self)
         drainWaiters.append(p)
+        if queued == 0 { settleAfterGap() }
         return p.futureResult
+    }
+
+    private var settling: Scheduled<Void>?
+
+    private func settleAfterGap() {
+        guard settling == nil else { return }
+        settling = loop.scheduleTask(deadline: last + gap) {
+            self.settling = nil
+            guard self.queued == 0 else { return }
+            if self.last + self.gap > self.loop.now { return self.settleAfterGap() }  // a byte went meanwhile
+            self.drainWaiters.forEach { $0.succeed() }
+            self.drainWaiters = []
+        }
     }
 
     /// Drops what is queued (a new session, or the UART gone).
     func reset() {
         scheduled?.cancel()
         scheduled = nil
+        settling?.cancel()
+        settling = nil
         pending.removeAll()
         head = 0
         resume()
@@ -86,10 +103,7 @@ public final class PacedInput {
         last = loop.now
         write([byte])
         if queued <= Self.highWater / 2 { resume() }
-        if queued == 0 {
-            drainWaiters.forEach { $0.succeed() }
-            drainWaiters = []
-        }
+        if queued == 0, !drainWaiters.isEmpty { settleAfterGap() }
         pump()
     }
 

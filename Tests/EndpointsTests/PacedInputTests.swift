@@ -53,7 +53,7 @@ import Testing
         #expect(try writes().joined() == "abcd")
     }
 
-    @Test func drainedSucceedsWhenTheLastByteWentAndResetDropsTheRest() throws {
+    @Test func drainedSucceedsAGapAfterTheLastByteAndResetDropsTheRest() throws {
         let c = try client()
         try c.writeInbound(ByteBuffer(string: "abc"))
         let drained = hub.paced!.drained()
@@ -61,6 +61,8 @@ import Testing
         drained.whenSuccess { done = true }
         loop.advanceTime(by: Self.gap)
         #expect(!done, "one byte still queued")
+        loop.advanceTime(by: Self.gap)
+        #expect(!done, "the last byte still on its way to the guest")
         loop.advanceTime(by: Self.gap)
         #expect(done)
         #expect(try writes().joined() == "abc")
