@@ -26,6 +26,8 @@ public final class SerialHub: @unchecked Sendable {
     private var warnedReadOnly: Set<ObjectIdentifier> = []
     private(set) var replay = ReplayBuffer()
     private var log: SerialLog?
+    /// Set while QEMU records: input goes one byte at a time (`PacedInput` says why).
+    var paced: PacedInput?  // internal: unit tests set it on their loop
     private let onOutput: @Sendable ([UInt8]) -> Void
     private let onClosed: @Sendable () -> Void
     private let report: @Sendable (String) -> Void
@@ -101,7 +103,23 @@ public final class SerialHub: @unchecked Sendable {
 
     /// Bytes to the UART, as if typed.
     public func send(_ bytes: [UInt8]) {
-        loop.execute { self.qemu?.writeAndFlush(bytes: bytes) }
+        loop.execute { self.toUART(bytes, from: nil) }
+    }
+
+    /// From now on input reaches the UART one byte per `gap` (QEMU records the run).
+    public func paceInput(gap: TimeAmount) async throws {
+        try await loop.submit {
+            self.paced = PacedInput(loop: self.loop, gap: gap) { [weak self] in self?.qemu?.writeAndFlush(bytes: $0) }
+        }.get()
+    }
+
+    /// Returns once paced input queued so far has gone to the UART.
+    public func inputDrained() async {
+        try? await loop.flatSubmit { self.paced?.drained() ?? self.loop.makeSucceededVoidFuture() }.get()
+    }
+
+    private func toUART(_ bytes: [UInt8], from channel: (any Channel)?) {
+        if let paced { paced.enqueue(bytes, from: channel) } else { qemu?.writeAndFlush(bytes: bytes) }
     }
 
     /// A pool member handed back: the next claimer sees none of the previous
@@ -116,6 +134,7 @@ public final class SerialHub: @unchecked Sendable {
     func endSession() -> [any Channel] {
         replay = ReplayBuffer(capacity: replay.capacity)
         burst.removeAll()  // output still waiting for its batch was the previous session's too
+        paced?.reset()
         writer = nil
         warnedReadOnly = []
         defer { clients = [:] }
@@ -137,6 +156,7 @@ public final class SerialHub: @unchecked Sendable {
         let channels: [any Channel] = (try? await loop.submit {
             let all = Array(self.clients.values) + [self.server, self.forceServer, self.tcpServer, self.qemu].compactMap { $0 }
             self.clients = [:]
+            self.paced?.reset()
             self.log?.close()
             self.log = nil
             return all
@@ -220,6 +240,7 @@ public final class SerialHub: @unchecked Sendable {
         scheduledHandOff?.cancel()
         scheduledHandOff = nil
         handOff()
+        paced?.reset()
         qemu = nil
         for c in clients.values { c.close(promise: nil) }
         clients = [:]
@@ -256,7 +277,7 @@ public final class SerialHub: @unchecked Sendable {
             }
             return
         }
-        qemu?.writeAndFlush(buffer, promise: nil)
+        if let paced { paced.enqueue(buffer.readableBytesView, from: channel) } else { qemu?.writeAndFlush(buffer, promise: nil) }
     }
 
     private func notice(_ channel: any Channel, _ text: String) {

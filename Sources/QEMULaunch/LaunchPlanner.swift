@@ -174,6 +174,13 @@ public struct LaunchPlanner: Sendable {
         return plan
     }
 
+    /// The accelerator `plan` would choose for `q` here; nil when it would refuse the spec's choice.
+    public func accelerator(for q: QemuConfig, profile: MachineProfile) -> String? {
+        var refused = false
+        let accel = chooseAccel(q, profile) { _, _, _ in refused = true }
+        return refused ? nil : accel
+    }
+
     private func chooseAccel(_ q: QemuConfig, _ profile: MachineProfile, _ fail: (SourceLocation?, String, String) -> Void) -> String {
         let native = profile.architectures.contains(host.architecture)
             || (host.architecture == .x86_64 && profile.architectures.contains(.i386))

@@ -38,7 +38,9 @@ extension RunSession {
                 target.metadata.name = r.name  // the instance's name: QEMU's -name, output prefixes, variables
                 var options = config.launch
                 // Recorded with a snapshot at the start, a replay can run backwards (gdb's reverse-stepi).
-                if options.recordReplay != nil { options.recordReplay?.snapshot = profile.snapshots ? RecordReplay.startSnapshot : nil }
+                if options.recordReplay != nil {
+                    options.recordReplay?.snapshot = profile.snapshots && RunSession.startSnapshotPossible(drives) ? RecordReplay.startSnapshot : nil
+                }
                 if config.supervised?.snapshot == true || options.recordReplay?.snapshot != nil, profile.snapshots {
                     options.snapshotImage = try await QemuImg(environment: config.environment).createSnapshotScratch(in: qemuDir)
                     if dropping { try QEMUSandbox.handOver(qemuDir) }

@@ -6,8 +6,12 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import Endpoints
 import HostOS
 import InstanceContract
+import MachineCatalog
+import NIOCore
+import QEMULaunch
 import Synchronization
 
 /// What a recorded (or replayed) run keeps while it happens: each serial
@@ -118,5 +122,47 @@ public final class RunCapture: Sendable {
             if (try? fm.copyItem(atPath: path, toPath: filesDir + "/" + name)) != nil { c.qemuFiles.append(name) }
         }
         state.withLock { $0.collected = c }
+    }
+}
+
+extension TargetProcess {
+    /// How far apart recorded input bytes go to the UART (`PacedInput` says
+    /// why): `VTARGET_RECORD_INPUT_GAP` (e.g. `2ms` for firmware with a fast
+    /// tick of its own), else 150 ms, enough for a guest asleep without timers.
+    static func recordedInputGap(environment: [String: String]) -> TimeAmount {
+        guard let text = environment[recordedInputGapVariable], let seconds = Quantity.parseDuration(text), seconds >= 0 else {
+            return PacedInput.defaultGap
+        }
+        return .nanoseconds(Int64(seconds * 1e9))
+    }
+
+    public static let recordedInputGapVariable = "VTARGET_RECORD_INPUT_GAP"
+}
+
+extension RunSession {
+    /// Whether QEMU can take the recording's start snapshot (`rrsnapshot`):
+    /// a VM snapshot needs every writable drive in qcow2, and a writable raw
+    /// drive makes QEMU refuse to start ("does not support snapshots").
+    /// Such a board is recorded without it: a replay from the start is
+    /// exact all the same, but gdb cannot run it backwards. Not an overlay
+    /// over a kept base instead: the run's writes must reach the drive's own
+    /// file, which a test or the user may read afterwards.
+    public static func startSnapshotPossible(_ drives: [ResolvedDrive]) -> Bool {
+        drives.allSatisfy { $0.drive.readOnly || $0.format != .raw }
+    }
+
+    /// A recorded run's command that ended well is taken as ended once the
+    /// input it typed reached the guest (paced, it may still be queued), as
+    /// it would have without recording: the guest's answers still show and
+    /// count. At most `limit` seconds; a `--timeout` still applies.
+    static func drainRecordedInput(_ targets: [TargetProcess], limit: Double = 60) async {
+        await withTaskGroup(of: Void.self) { g in
+            g.addTask {
+                for t in targets { for h in t.hubs { await h.inputDrained() } }
+            }
+            g.addTask { try? await Task.sleep(for: .seconds(limit)) }
+            await g.next()
+            g.cancelAll()
+        }
     }
 }

@@ -31,7 +31,12 @@ extension RunSession.Live {
             newSession: false, parentDeathSignal: SIGTERM))
         command = c
         let sink = self.sink
-        Task { sink.yield(.commandExited(await c.waitForExit())) }
+        let (targets, recording) = (self.targets, config.capture != nil)
+        Task {
+            let status = await c.waitForExit()
+            if recording, status == .exited(0) { await RunSession.drainRecordedInput(targets) }
+            sink.yield(.commandExited(status))
+        }
     }
 
     /// A sidecar: a host process with the endpoints (its own target's as the

@@ -223,6 +223,7 @@ public final class TargetProcess: Sendable {
             let hub = SerialHub(name: device, loop: loop, onOutput: { onSerial(device, $0) }, report: { note("\(name): \($0)") })
             attached.withLock { $0.hubs.append(hub) }
             try await hub.record(to: SerialLog(directory: logs, device: device, rotation: logRotation))
+            if plan.recordReplay?.mode == .record { try await hub.paceInput(gap: Self.recordedInputGap(environment: environment)) }
             let ends = try claimUART(c.chardevID)
             try await hub.attach(input: ends.input, output: ends.output)
             try await hub.listen(path: layout.serialSocket(device), forcePath: layout.forceSocket(device))

@@ -1,5 +1,7 @@
 import ArgumentParser
 import HostOS
+import MachineCatalog
+import QEMULaunch
 import ReplayFormat
 import ReplayRuntime
 import TargetRuntime
@@ -28,10 +30,12 @@ struct RecordOptions: ParsableArguments {
     static let icountShift = "auto"
     static let defaultImageLimit: UInt64 = 64 << 20
     /// A CI job turns recording on for every run with this variable. Not on
-    /// by CI=true alone: a recorded run counts instructions (icount), under
-    /// which a UART with a one-byte receive register loses bytes typed in a
-    /// burst, and a board with a writable drive that cannot snapshot does not
-    /// start; a run that passes must not fail because it was recorded.
+    /// by CI=true alone: under QEMU's record mode a guest asleep without a
+    /// timer of its own takes serial input only at icount's 100 ms heartbeat,
+    /// so recorded input is paced to one byte per 150 ms (`PacedInput`); a
+    /// run that pushes kilobytes at such a guest (measured: 3000 bytes, 100 kB,
+    /// pyserial's 254-byte round trip) would outlast its timeouts, and a run
+    /// that passes must not fail because it was recorded.
     static let environmentVariable = "VTARGET_BUNDLE_ON_FAILURE"
 
     func validate() throws {
@@ -59,17 +63,28 @@ struct RecordOptions: ParsableArguments {
 
     /// Nil when nothing is recorded. Asked for explicitly, what cannot be
     /// recorded is refused (exit 2); by CI's default, it is skipped with a note.
-    func start(_ loaded: InputOptions.Loaded, input: InputOptions, environment: [String: String]) throws -> Recorder? {
+    func start(_ loaded: InputOptions.Loaded, input: InputOptions, environment: [String: String], host: HostFacts) throws -> Recorder? {
         let explicit = recordDirectory ?? failureDirectory
         let fromEnvironment = noBundleOnFailure ? nil : environment[Self.environmentVariable].flatMap { $0.isEmpty ? nil : $0 }
         guard let directory = explicit ?? fromEnvironment else { return nil }
         let flag = recordDirectory != nil ? "--record" : failureDirectory != nil ? "--bundle-on-failure" : Self.environmentVariable
+        if let gap = environment[TargetProcess.recordedInputGapVariable], Quantity.parseDuration(gap) == nil {
+            throw RuntimeError("\(TargetProcess.recordedInputGapVariable)=\(gap): expected \(Quantity.durationHint) (how far apart recorded input bytes go to the UART)",
+                               code: .badInput)
+        }
         var problem: String?
+        let board = loaded.runnables.first?.target.qemu
+        let accel = board.flatMap { q in loaded.catalog.lookup(q.profileName).flatMap { LaunchPlanner(host: host).accelerator(for: q, profile: $0) } }
         if !loaded.vms.isEmpty {
             problem = "VMs are not recorded: QEMU's record/replay needs every disk behind blkreplay and the network behind filter-replay, "
                 + "which vtarget does not set up; record a board (a QemuVirtualTarget) instead"
         } else if loaded.runnables.count != 1 {
             problem = "a recording holds one board; this run has \(loaded.runnables.count): run the one to record alone"
+        } else if explicit == nil, board?.devices.contains(where: { if case .can = $0.kind { true } else { false } }) == true {
+            problem = "a board on a CAN bus gets its frames through a UART, and under QEMU's record mode a UART loses input "
+                + "that comes faster than the guest wakes (frames are not paced as serial input is); record it with --record if its bus is slow"
+        } else if explicit == nil, let accel, accel != "tcg" {
+            problem = "this board runs under \(accel), and QEMU records only under tcg (it counts instructions); set spec.qemuConfig.accel: tcg to record it"
         } else if input.files.contains("-") {
             problem = "the spec came from standard input, which cannot be read again for the bundle; give it as a file"
         }

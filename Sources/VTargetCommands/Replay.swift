@@ -147,6 +147,10 @@ struct Replay: AsyncParsableCommand {
             }
         }
         if dropping { try QEMUSandbox.handOver(plan.workingDirectory) }
+        if gdb, manifest.file(.replaySnapshot) == nil {
+            printError("vtarget: this bundle has no start snapshot (the board's snapshots do not load, or it has a writable raw drive): "
+                       + "gdb steps and breaks forward, but reverse-stepi and reverse-continue fail")
+        }
         if gdb {
             // QEMU's stub on a socket in its own directory; the replay waits for gdb's `continue`.
             plan.arguments += ["-chardev", "socket,id=vt-gdb,path=./gdb.sock,server=on,wait=off", "-gdb", "chardev:vt-gdb"]

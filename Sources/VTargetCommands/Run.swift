@@ -120,7 +120,7 @@ struct Run: AsyncParsableCommand {
         session.config.sidecarOwner = shim?.sidecarOwner
         let dirs = loaded.directories
         var recorder: RecordOptions.Recorder?
-        if shim == nil { recorder = try recording.start(loaded, input: input, environment: env) }
+        if shim == nil { recorder = try recording.start(loaded, input: input, environment: env, host: session.config.host) }
         if let recorder {
             session.config.capture = recorder.capture
             session.config.launch.recordReplay = RecordReplay(mode: .record, logFile: "replay.bin", icountShift: RecordOptions.icountShift)

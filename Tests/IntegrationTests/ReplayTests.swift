@@ -68,6 +68,20 @@ import TestSupport
         #expect(outputs.count == 1)
         #expect(outputs.first.map { o in sums.allSatisfy { o.contains($0) } } == true, "\(outputs)")
 
+        // --until OFFSET: the replay stops once that many bytes came and compares that far.
+        let byOffset = try Self.sh("timeout 120 \(vtarget) replay \(bundle) --until 20", runtime: runtime, tmp: tmp)
+        #expect(byOffset.code == 0, "\(byOffset.stdout)\n\(byOffset.stderr)")
+        #expect(byOffset.stderr.contains("uart0: serial output identical (20 bytes)"), "\(byOffset.stderr)")
+        #expect(!byOffset.stdout.contains("checksum FAILED"), "the replay went past offset 20: \(byOffset.stdout)")
+        // --until REGEX: it stops at the third line's whole sum ("hello", "world", "vtarget": 22 bytes), before "fail"
+        // (the ticks' eight digits: output comes in pieces, and a shorter match would stop mid-line).
+        let byPattern = try Self.sh("timeout 120 \(vtarget) replay \(bundle) --until 'sum 22 crc [0-9a-f]{8} t [0-9a-f]{8}'", runtime: runtime, tmp: tmp)
+        #expect(byPattern.code == 0, "\(byPattern.stdout)\n\(byPattern.stderr)")
+        #expect(byPattern.stdout.contains("sum 22 crc ") && !byPattern.stdout.contains("checksum FAILED"), "\(byPattern.stdout)")
+        #expect(byPattern.stderr.contains("uart0: serial output identical ("), "\(byPattern.stderr)")
+        #expect(sums.count > 2 && byPattern.stdout.contains(String(sums[2])), "stopped elsewhere than at the recorded third sum: \(byPattern.stdout)")
+        #expect(Self.leftovers(tmp).isEmpty, "replay --until left \(Self.leftovers(tmp))")
+
         // bundle show: the instance, the verdict and the last lines.
         let show = try Self.sh("\(vtarget) bundle show \(bundle)", runtime: runtime, tmp: tmp)
         #expect(show.code == 0, "\(show.stderr)")
@@ -216,11 +230,64 @@ import TestSupport
         #expect(Self.leftovers(tmp).isEmpty, "\(Self.leftovers(tmp))")
     }
 
+    /// A writable raw drive cannot hold QEMU's start snapshot (which made
+    /// QEMU refuse to start): such a board is recorded without it, replays
+    /// identically from the start, and `bundle show` lists no snapshot.
+    @Test func aBoardWithAWritableRawDriveIsRecordedWithoutTheStartSnapshot() throws {
+        let runtime = makeRuntimeDir()
+        let tmp = Self.emptyDirectory()
+        let bundles = runtime + "-bundles"
+        let disk = runtime + "-scratch.img"
+        defer { for d in [runtime, tmp, bundles, disk, runtime + ".yaml"] { try? FileManager.default.removeItem(atPath: d) } }
+        FileManager.default.createFile(atPath: disk, contents: Data(count: 1 << 20))
+        try """
+            apiVersion: qemu.kubetarget.dev/v1alpha1
+            kind: QemuVirtualTarget
+            metadata: {name: pcd}
+            spec:
+              architecture: x86_64
+              qemuConfig:
+                machine: pc
+                memory: 64Mi
+                accel: tcg
+                drives:
+                  - {name: kernel, type: kernel, source: {configMap: {name: x86-pc-firmware}}}
+                  - {name: scratch, type: disk, format: raw, source: {hostPath: {path: "\(disk)"}}}
+                devices: [{name: com1, type: serial}]
+            """.write(toFile: runtime + ".yaml", atomically: true, encoding: .utf8)
+        let record = try Self.sh("""
+            cd \(repoRoot) && timeout 120 \(vtarget) run -f \(runtime).yaml -f \(firmware)/x86-pc-firmware.yaml --allow-host-paths \
+              --record \(bundles) --until 'echo ready' --timeout 90s
+            """, runtime: runtime, tmp: tmp)
+        #expect(record.code == 0, "\(record.stdout)\n\(record.stderr)")
+        guard let name = Self.leftovers(bundles).first(where: { $0.hasSuffix(".vtb") }) else {
+            Issue.record("no bundle: \(record.stderr)")
+            return
+        }
+        let show = try Self.sh("\(vtarget) bundle show \(bundles)/\(name)", runtime: runtime, tmp: tmp)
+        #expect(show.stdout.contains("replayLog") && !show.stdout.contains("replaySnapshot"), "\(show.stdout)")
+        let r = try Self.sh("timeout 120 \(vtarget) replay \(bundles)/\(name)", runtime: runtime, tmp: tmp)
+        #expect(r.code == 0, "\(r.stdout)\n\(r.stderr)")
+        #expect(r.stderr.contains("com1: serial output identical"), "\(r.stderr)")
+        #expect(Self.leftovers(tmp).isEmpty, "left \(Self.leftovers(tmp)) in TMPDIR")
+    }
+
     @Test func vmsAreNotRecorded() throws {
         let runtime = makeRuntimeDir()
         defer { try? FileManager.default.removeItem(atPath: runtime) }
         let r = try vt(["run", "-f", "examples/kubevirt-vm.yaml", "--record", runtime + "-b"], runtime: runtime)
         #expect(r.code == 2, "\(r.stderr)")
         #expect(r.stderr.contains("VMs are not recorded"), "\(r.stderr)")
+    }
+
+    /// A pace for recorded input that is not a duration: exit 2 before anything starts.
+    @Test func aBadInputGapIsRefused() throws {
+        let runtime = makeRuntimeDir()
+        defer { for d in [runtime, runtime + "-b"] { try? FileManager.default.removeItem(atPath: d) } }
+        let r = try finish(launch(["run", "-f", "examples/lm3s6965evb.yaml", "-f", "\(firmware)/lm3s6965evb-firmware.yaml", "--record", runtime + "-b"],
+                                  runtime: runtime, environment: ["VTARGET_RECORD_INPUT_GAP": "fast"]))
+        #expect(r.code == 2, "\(r.stderr)")
+        #expect(r.stderr.contains("VTARGET_RECORD_INPUT_GAP=fast: expected a duration such as 30s"), "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: runtime + "-b"), "a bundle directory was made")
     }
 }
