@@ -4,10 +4,10 @@
 #   from the host's own Debian apt sources, once, and cached (an OCI layout
 #   under ${XDG_CACHE_HOME:-~/.cache}/vtarget/image-base/<key>, the key a hash
 #   of the package list, the options, the sources and the candidate versions
-#   apt-cache gives for the packages); then the release binary as a layer of
-#   its own on top, and the entrypoint and user set (umoci raw add-layer,
-#   umoci config). Both layers are tar files added as they are, so umoci
-#   never needs root.
+#   apt-cache gives for the packages); then the release binary and the
+#   machine profiles as a layer of their own on top, and the entrypoint and
+#   user set (umoci raw add-layer, umoci config). Both layers are tar files
+#   added as they are, so umoci never needs root.
 #
 # Usage: scripts/build-image.sh [--binary PATH] [--out DIR] [--image NAME] [--tag TAG]
 #   prints the image reference as an OCI layout path, `DIR:TAG`; copy it to a
@@ -44,7 +44,7 @@ done
 [[ "$image" =~ ^[a-z0-9]([a-z0-9._/:-]*[a-z0-9])?$ ]] || { echo "build-image: --image '$image' is not a valid image name (lower-case letters, digits, . _ - / and a registry host[:port])" >&2; exit 2; }
 [ -n "$out" ] && [ "$out" != / ] || { echo "build-image: --out needs a directory" >&2; exit 2; }
 [ -x "$binary" ] || { echo "build-image: $binary is missing; run \`make release\` first" >&2; exit 2; }
-for tool in mmdebstrap umoci; do
+for tool in mmdebstrap umoci strip; do
     command -v $tool >/dev/null || { echo "build-image: $tool is missing; run scripts/setup.sh" >&2; exit 2; }
 done
 
@@ -112,9 +112,13 @@ if [ ! -f "$base/complete" ]; then
 fi
 exec 9>&-
 
-# The binary, owned by root, as a layer of its own.
-mkdir -p "$work/layer/usr/local/bin"
+# The binary (its debug information stripped: some 40% smaller) and the
+# built-in machine profiles it looks for beside it in ../share/vtarget, owned
+# by root, as a layer of their own.
+mkdir -p "$work/layer/usr/local/bin" "$work/layer/usr/local/share/vtarget/machines"
 install -m 0755 "$binary" "$work/layer/usr/local/bin/vtarget"
+strip --strip-debug "$work/layer/usr/local/bin/vtarget"
+install -m 0644 machines/*.yaml "$work/layer/usr/local/share/vtarget/machines/"
 tar -C "$work/layer" --owner=0 --group=0 --numeric-owner --sort=name -cf "$work/layer.tar" usr
 
 # The new layout is made beside --out (one filesystem) and renamed into place.
