@@ -65,9 +65,8 @@ test: build firmware
 # pushed to docker-registry on 127.0.0.1, pulled back and unpacked; the seed's
 # rendered Pod and its CAN bus run in it. Not part of `make test`: on a cold
 # 2-core machine the release build (~17 min of compiler CPU time: 10 min or
-# more) and the
-# Debian base (1.5-3 min, then cached) add more than the 12 minutes allowed;
-# the test itself takes ~20 s.
+# more) and the Debian base (1.5-3 min, then cached) add more than the 12
+# minutes allowed; the test itself takes ~20 s.
 test-image: release firmware
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
 	VTARGET_TEST_IMAGE=1 $(SWIFT) test $(BUILD_FLAGS) --skip-build --filter ContainerImageTests 2>&1 | tee .build/test-image.log; exit $${PIPESTATUS[0]}
