@@ -5,7 +5,8 @@
 # syslinux, cpio, kmod, e2fsprogs, debootstrap (scripts/build-test-guest.sh), OpenSSH's client,
 # qemu-guest-agent (the guest-agent client's tests),
 # docker-registry and skopeo (a local registry for `image pull` tests), tar, curl; mmdebstrap and
-# umoci (`make image`: the container image, without a daemon).
+# umoci (`make image`: the container image, without a daemon), uidmap and fakechroot (its
+# unprivileged modes: user namespaces, or fakechroot for a user without subordinate ids).
 # PyPI (into .venv): real clients for interop tests (python-can, qemu.qmp, pyserial, junitparser)
 # and Kubernetes schema checkers (kubernetes-validate, jsonschema).
 set -euo pipefail
@@ -15,7 +16,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 PACKAGES=(qemu-system-arm qemu-system-x86 qemu-utils libyaml-dev libseccomp-dev pkg-config
-          gcc-arm-none-eabi binutils make socat python3-venv gdb-multiarch ovmf qemu-efi-aarch64 genisoimage mtools syslinux syslinux-common cpio kmod e2fsprogs debootstrap openssh-client qemu-guest-agent docker-registry skopeo tar curl mmdebstrap umoci)
+          gcc-arm-none-eabi binutils make socat python3-venv gdb-multiarch ovmf qemu-efi-aarch64 genisoimage mtools syslinux syslinux-common cpio kmod e2fsprogs debootstrap openssh-client qemu-guest-agent docker-registry skopeo tar curl mmdebstrap umoci uidmap fakechroot)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -158,7 +158,7 @@ public final class CANBusHub: @unchecked Sendable {
         }
         let tcp = try await bootstrap()
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .bind(host: host, port: tcpPort).get()
         let unix = try await bootstrap().bind(unixDomainSocketPath: unixPath, cleanupExistingSocketFile: false).get()
         chmod(unixPath, 0o600)
