@@ -116,11 +116,10 @@ import TestSupport
 /// VM, and the VM's shim gets the ones its volumes name.
 @Suite(.serialized) struct VMConfigVolumeSupervisorTests {
     @Test func anAppliedVMReadsItsAppliedSecretAndConfigMap() throws {
-        guard let guest = VMRunTests.guest else { Issue.record("scripts/build-test-guest.sh failed"); return }
         let f = SupervisorFixture()
         defer { f.tearDown() }
-        var r = try f.vt(["image", "import", "vtarget-test/busybox:1", guest + "/x86_64/disk.qcow2"])
-        #expect(r.code == 0, "\(r.stderr)")
+        guard try f.importBusyboxGuest() else { return }
+        var r: RunResult
         let file = f.work + "/vm.yaml"
         try VMConfigVolumeTests.yaml(image: "vtarget-test/busybox:1").write(toFile: file, atomically: true, encoding: .utf8)
         r = try f.vt(["apply", "-f", file])

@@ -31,11 +31,10 @@ import TestSupport
     }
 
     @Test func aClaimedVMIsWarmAndAReleaseRestoresItsSnapshot() throws {
-        guard let guest = VMRunTests.guest else { Issue.record("scripts/build-test-guest.sh failed"); return }
         let f = SupervisorFixture()
         defer { f.tearDown() }
-        var r = try f.vt(["image", "import", "vtarget-test/busybox:1", guest + "/x86_64/disk.qcow2"])
-        #expect(r.code == 0, "\(r.stderr)")
+        guard try f.importBusyboxGuest() else { return }
+        var r: RunResult
         let file = f.work + "/vm-pool.yaml"
         // Halted: the VM is only the pool's template, and never runs on its own when the pool goes.
         let template = VMRunTests.vmYAML(image: "vtarget-test/busybox:1").replacingOccurrences(of: "runStrategy: Always", with: "runStrategy: Halted")

@@ -163,11 +163,10 @@ import TestSupport
 /// Paused, delete ends it; a Halted VM is stored and not started.
 @Suite(.serialized) struct VMSupervisorTests {
     @Test func applyRunsAlwaysAndKeepsHaltedStopped() throws {
-        guard let guest = VMRunTests.guest else { Issue.record("scripts/build-test-guest.sh failed"); return }
         let f = SupervisorFixture()
         defer { f.tearDown() }
-        var r = try f.vt(["image", "import", "vtarget-test/busybox:1", guest + "/x86_64/disk.qcow2"])
-        #expect(r.code == 0, "\(r.stderr)")
+        guard try f.importBusyboxGuest() else { return }
+        var r: RunResult
         let file = f.work + "/vm.yaml"
         try VMRunTests.vmYAML(image: "vtarget-test/busybox:1").write(toFile: file, atomically: true, encoding: .utf8)
         r = try f.vt(["apply", "-f", file])
@@ -206,5 +205,31 @@ import TestSupport
         #expect(halted.contains("Stopped"), "\(halted)")
         #expect(try f.instances(["-A"]).isEmpty)
         #expect(qemuProcesses(mentioning: f.runtime).isEmpty)
+    }
+}
+
+extension SupervisorFixture {
+    /// The busybox test guest's disk in this fixture's image store as
+    /// `vtarget-test/busybox:1`; false (recorded) when there is no guest or the import failed.
+    func importBusyboxGuest(sourceLocation: SourceLocation = #_sourceLocation) throws -> Bool {
+        guard let guest = VMRunTests.guest else {
+            Issue.record("scripts/build-test-guest.sh failed", sourceLocation: sourceLocation)
+            return false
+        }
+        let r = try vt(["image", "import", "vtarget-test/busybox:1", guest + "/x86_64/disk.qcow2"])
+        #expect(r.code == 0, "\(r.stderr)", sourceLocation: sourceLocation)
+        return r.code == 0
+    }
+
+    /// Runs `vtarget ARGS` until its output satisfies `done` or `seconds` pass; its last output.
+    func poll(_ args: [String], seconds: Double = 120, _ done: (String) -> Bool) throws -> String {
+        var out = ""
+        let end = Date().addingTimeInterval(seconds)
+        while Date() < end {
+            out = try vt(args).stdout
+            if done(out) { break }
+            usleep(200_000)
+        }
+        return out
     }
 }

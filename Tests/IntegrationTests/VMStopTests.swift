@@ -8,23 +8,11 @@ import TestSupport
 /// powers off and QEMU is ended after the grace period); `stop --force` ends
 /// QEMU at once, with no ACPI shutdown. Two boots.
 @Suite(.serialized) struct VMStopTests {
-    func waitForLogs(_ f: SupervisorFixture, _ name: String, _ text: String, count: Int = 1) throws -> String {
-        var out = ""
-        let end = Date().addingTimeInterval(300)
-        while Date() < end {
-            out = try f.vt(["logs", name]).stdout
-            if out.components(separatedBy: text).count > count { break }
-            usleep(300_000)
-        }
-        return out
-    }
-
     @Test func stopPressesThePowerButtonAndForceDoesNot() throws {
-        guard let guest = VMRunTests.guest else { Issue.record("scripts/build-test-guest.sh failed"); return }
         let f = SupervisorFixture()
         defer { f.tearDown() }
-        var r = try f.vt(["image", "import", "vtarget-test/busybox:1", guest + "/x86_64/disk.qcow2"])
-        #expect(r.code == 0, "\(r.stderr)")
+        guard try f.importBusyboxGuest() else { return }
+        var r: RunResult
         let file = f.work + "/vm.yaml"
         let yaml = VMRunTests.vmYAML(image: "vtarget-test/busybox:1")
             .replacingOccurrences(of: "terminationGracePeriodSeconds: 0", with: "terminationGracePeriodSeconds: 10")
@@ -32,18 +20,13 @@ import TestSupport
         try yaml.write(toFile: file, atomically: true, encoding: .utf8)
         r = try f.vt(["apply", "-f", file])
         #expect(r.code == 0, "\(r.stderr)")
-        var logs = try waitForLogs(f, "bb", "vtarget-guest: ready")
+        var logs = try f.poll(["logs", "bb"], seconds: 300) { $0.contains("vtarget-guest: ready") }
         #expect(logs.contains("vtarget-guest: ready"), "\(logs)")
 
         // Plain stop: the power button, the VM's 10 s, then QEMU is ended; the VM is Halted.
         // The grace period holds no lock: the namespace takes an apply while the stop waits.
         let stopping = try launch(["stop", "bb"], runtime: f.runtime, environment: f.environment)
-        var pressed = ""
-        let end = Date().addingTimeInterval(60)
-        while Date() < end, !pressed.contains("ACPI power button pressed") {
-            usleep(100_000)
-            pressed = try f.vt(["events"]).stdout
-        }
+        _ = try f.poll(["events"], seconds: 60) { $0.contains("ACPI power button pressed") }
         let cm = f.work + "/cm.yaml"
         try "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: during-stop}\ndata: {a: b}\n".write(toFile: cm, atomically: true, encoding: .utf8)
         let during = try f.vt(["apply", "-f", cm])
@@ -61,7 +44,7 @@ import TestSupport
         // --force: no power button, QEMU ended at once.
         r = try f.vt(["start", "bb"])
         #expect(r.code == 0, "\(r.stderr)")
-        logs = try waitForLogs(f, "bb", "vtarget-guest: ready")
+        logs = try f.poll(["logs", "bb"], seconds: 300) { $0.contains("vtarget-guest: ready") }
         #expect(logs.contains("vtarget-guest: ready"), "\(logs)")
         r = try f.vt(["stop", "bb", "--force", "--grace-period", "0"])
         #expect(r.code == 0 && r.stdout == "virtualmachine.kubevirt.io/bb stopped\n", "\(r.stdout) \(r.stderr)")

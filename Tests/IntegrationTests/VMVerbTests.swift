@@ -8,23 +8,11 @@ import TestSupport
 /// stopped as it is, and the refusals (already running, not running, no
 /// agent, unknown VM). Two boots in all.
 @Suite(.serialized) struct VMVerbTests {
-    func waitForTable(_ f: SupervisorFixture, _ args: [String], seconds: Double = 120, _ done: (String) -> Bool) throws -> String {
-        var out = ""
-        let end = Date().addingTimeInterval(seconds)
-        while Date() < end {
-            out = try f.vt(args).stdout
-            if done(out) { break }
-            usleep(200_000)
-        }
-        return out
-    }
-
     @Test func startStopAndTheVerbsOfAVM() throws {
-        guard let guest = VMRunTests.guest else { Issue.record("scripts/build-test-guest.sh failed"); return }
         let f = SupervisorFixture()
         defer { f.tearDown() }
-        var r = try f.vt(["image", "import", "vtarget-test/busybox:1", guest + "/x86_64/disk.qcow2"])
-        #expect(r.code == 0, "\(r.stderr)")
+        guard try f.importBusyboxGuest() else { return }
+        var r: RunResult
         let file = f.work + "/vm.yaml"
         let halted = VMRunTests.vmYAML(image: "vtarget-test/busybox:1").replacingOccurrences(of: "runStrategy: Always", with: "runStrategy: Halted")
         try halted.write(toFile: file, atomically: true, encoding: .utf8)
@@ -35,7 +23,7 @@ import TestSupport
         // Halted → start --paused: stored as Always, running with its CPUs stopped.
         r = try f.vt(["start", "bb", "--paused"])
         #expect(r.code == 0 && r.stdout == "virtualmachine.kubevirt.io/bb started\n", "\(r.stdout) \(r.stderr)")
-        var table = try waitForTable(f, ["get", "vm", "bb"]) { $0.contains("Paused") }
+        var table = try f.poll(["get", "vm", "bb"]) { $0.contains("Paused") }
         #expect(table.contains("Paused"), "\(table)")
         #expect(try f.vt(["get", "vm", "bb", "-o", "yaml"]).stdout.contains("runStrategy: Always"))
         r = try f.vt(["start", "bb"])
@@ -57,9 +45,9 @@ import TestSupport
 
         r = try f.vt(["unpause", "bb"])
         #expect(r.code == 0 && r.stdout == "virtualmachine.kubevirt.io/bb resumed\n", "\(r.stdout) \(r.stderr)")
-        table = try waitForTable(f, ["get", "vm", "bb"]) { $0.contains("Running") }
+        table = try f.poll(["get", "vm", "bb"]) { $0.contains("Running") }
         #expect(table.contains("Running"), "\(table)")
-        let logs = try waitForTable(f, ["logs", "bb"], seconds: 240) { $0.contains("vtarget-guest: ready") }
+        let logs = try f.poll(["logs", "bb"], seconds: 240) { $0.contains("vtarget-guest: ready") }
         #expect(logs.contains("vtarget-guest: ready"), "\(logs)")
 
         // No agent in this guest: soft-reboot and guestosinfo say so.
@@ -89,12 +77,12 @@ import TestSupport
         #expect(try f.instances().isEmpty)
         r = try f.vt(["start", "bb"])
         #expect(r.code == 0 && r.stdout == "virtualmachine.kubevirt.io/bb started\n", "\(r.stdout) \(r.stderr)")
-        table = try waitForTable(f, ["get", "vm", "bb"]) { $0.contains("Running") }
+        table = try f.poll(["get", "vm", "bb"]) { $0.contains("Running") }
         #expect(table.contains("Running"), "\(table)")
         #expect(try f.vt(["get", "vm", "bb", "-o", "yaml"]).stdout.contains("runStrategy: Manual"))
         r = try f.vt(["stop", "bb"])
         #expect(r.code == 0 && r.stdout == "virtualmachine.kubevirt.io/bb stopped\n", "\(r.stdout) \(r.stderr)")
-        table = try waitForTable(f, ["get", "vm", "bb"]) { $0.contains("Stopped") }
+        table = try f.poll(["get", "vm", "bb"]) { $0.contains("Stopped") }
         #expect(table.contains("Stopped"), "\(table)")
         #expect(try f.vt(["get", "vm", "bb", "-o", "yaml"]).stdout.contains("runStrategy: Manual"))
         #expect(try f.vt(["delete", "vm", "bb"]).code == 0)
