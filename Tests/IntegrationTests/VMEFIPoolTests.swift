@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TestSupport
+@testable import TargetRuntime
 
 /// A pool of an EFI VM: OVMF direct-boots the busybox guest's kernel
 /// (`kernelBoot`), the member is snapshotted once ready (its vars are a
@@ -100,5 +101,19 @@ import TestSupport
                 && r.stderr.contains("64Ti is more than this host's memory") && r.stderr.contains("give at most"), "\(r.stderr)")
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: runtime)) ?? []).isEmpty)
         #expect(qemuProcesses(mentioning: runtime).isEmpty)
+    }
+}
+
+/// The host's memory, as the probe reads it once per command.
+@Suite struct HostMemoryProbeTests {
+    @Test func memTotalOfMeminfo() async {
+        #expect(HostProbe.memTotal("MemTotal:       16318048 kB\nMemFree:         1000 kB\n") == 16_318_048 * 1024)
+        #expect(HostProbe.memTotal("MemFree:         1000 kB\nMemTotal: 2048 kB\n") == 2 << 20)
+        for bad in ["", "MemFree: 1000 kB\n", "MemTotal: 12 MB\n", "MemTotal: lots kB\n", "MemTotal:\n"] {
+            #expect(HostProbe.memTotal(bad) == nil, "\(bad)")
+        }
+        // This host's: what /proc/meminfo says, more than nothing.
+        let facts = await HostProbe.facts(environment: [:], probeKVM: false)
+        #expect((facts.memoryBytes ?? 0) > 64 << 20)
     }
 }
