@@ -34,7 +34,7 @@ let package = Package(
         .target(name: "TargetSpec", dependencies: ["YAMLTree", "MachineCatalog", "ResourceKit", "VMSpec"], exclude: ["README.md"]),
         .target(name: "ReplayFormat", exclude: ["README.md"]),
         .target(name: "QEMULaunch", dependencies: ["TargetSpec", "MachineCatalog"], exclude: ["README.md"]),
-        .target(name: "VMLaunch", dependencies: ["VMSpec", "QEMULaunch", "ResourceKit", "YAMLTree"], exclude: ["README.md"]),
+        .target(name: "VMLaunch", dependencies: ["VMSpec", "QEMULaunch", "MachineCatalog", "ResourceKit", "YAMLTree"], exclude: ["README.md"]),
         // CRDs and Kubernetes manifests for the board kinds.
         .target(name: "KubeRender", dependencies: ["TargetSpec", "VMSpec", "ResourceKit", "MachineCatalog", "YAMLTree"], exclude: ["README.md"]),
         .target(name: "QMP", dependencies: [.product(name: "NIOCore", package: "swift-nio")], exclude: ["README.md"]),
@@ -122,7 +122,7 @@ let package = Package(
         .target(name: "VMLaunchCases", dependencies: ["VMLaunch", "VMSpec", "ResourceKit", "YAMLTree"], path: "Tests/VMLaunchCases"),
         .testTarget(name: "VMLaunchTests", dependencies: ["VMLaunch", "VMLaunchCases", "VMSpec", "QEMULaunch", "ResourceKit", "YAMLTree", "TestSupport"],
                     exclude: ["Golden"]),
-        .testTarget(name: "VMRuntimeTests", dependencies: ["VMRuntime", "VMSpec", "HostOS"]),
+        .testTarget(name: "VMRuntimeTests", dependencies: ["VMRuntime", "VMSpec", "HostOS", "DiskImages"]),
         .testTarget(name: "KubeRenderTests", dependencies: ["KubeRender", "TargetSpec", "ResourceKit", "MachineCatalog", "YAMLTree", "TestSupport"],
                     exclude: ["Golden"]),
         .testTarget(name: "CANProtocolTests", dependencies: ["CANProtocol"]),

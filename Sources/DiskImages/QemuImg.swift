@@ -46,6 +46,12 @@ public struct QemuImg: Sendable {
         _ = try await run(args)
     }
 
+    /// A copy of `source` at `path` (which must not exist yet) in `format`:
+    /// e.g. a raw EFI vars template as qcow2, which `savevm` can snapshot.
+    public func convert(_ source: String, from sourceFormat: Format, to path: String, format: Format) async throws(QemuImgError) {
+        _ = try await run(["convert", "-q", "-f", sourceFormat.rawValue, "-O", format.rawValue, source, path])
+    }
+
     /// What qemu-img knows of an image. `--force-share`: the image may be
     /// open in a running QEMU, which holds its write lock.
     public func info(path: String) async throws(QemuImgError) -> ImageInfo {

@@ -7,10 +7,14 @@ public struct HostFacts: Sendable {
     /// True only when KVM was proven to work here (a cached probe), not
     /// merely when /dev/kvm exists.
     public var kvmUsable: Bool
+    /// The host's physical memory (`MemTotal`); nil when unknown, and then
+    /// no guest is refused for its size.
+    public var memoryBytes: UInt64?
 
-    public init(architecture: Architecture = .x86_64, kvmUsable: Bool = false) {
+    public init(architecture: Architecture = .x86_64, kvmUsable: Bool = false, memoryBytes: UInt64? = nil) {
         self.architecture = architecture
         self.kvmUsable = kvmUsable
+        self.memoryBytes = memoryBytes
     }
 }
 

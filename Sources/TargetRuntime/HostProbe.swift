@@ -29,7 +29,18 @@ public enum HostProbe {
     /// could use KVM (a native-architecture board that allows it).
     public static func facts(environment: [String: String], probeKVM: Bool) async -> HostFacts {
         let kvm = probeKVM ? await kvm(environment: environment).usable : false
-        return HostFacts(architecture: architecture(), kvmUsable: kvm)
+        return HostFacts(architecture: architecture(), kvmUsable: kvm,
+                         memoryBytes: (try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8)).flatMap(memTotal))
+    }
+
+    /// `MemTotal` of a /proc/meminfo text, in bytes (the kernel writes kB).
+    static func memTotal(_ meminfo: String) -> UInt64? {
+        for line in meminfo.split(separator: "\n") where line.hasPrefix("MemTotal:") {
+            let fields = line.split(separator: " ")
+            guard fields.count == 3, fields[2] == "kB", let kb = UInt64(fields[1]) else { return nil }
+            return kb * 1024
+        }
+        return nil
     }
 
     public struct KVMVerdict: Sendable {

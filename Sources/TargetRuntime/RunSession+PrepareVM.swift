@@ -33,7 +33,7 @@ extension RunSession {
             if dropping { chmod(dir, 0o711) }
             // The kernel first: a kernelBoot image that is missing or lacks a file is found before any disk is made.
             let kernel = try await preparation.kernelFiles(for: r.vm, in: qemuDir, materialize: true)
-            var host = try VMHostPlan.inputs(r.vm, qemuDirectory: qemuDir, disks: try await preparation.disks(for: r.vm, in: qemuDir, volumeData: r.volumeData),
+            var host = try await VMHostPlan.inputs(r.vm, qemuDirectory: qemuDir, disks: try await preparation.disks(for: r.vm, in: qemuDir, volumeData: r.volumeData),
                                              host: config.host, sandbox: config.sandbox, environment: env, materialize: true)
             host.kernel = kernel
             // A pool member: somewhere for `savevm vt-ready` to keep the guest's RAM.
@@ -79,16 +79,17 @@ extension RunSession {
 /// `run` makes the vars; `render` only names them.
 public enum VMHostPlan {
     public static func inputs(_ vm: VMDefinition, qemuDirectory: String, disks: [String: VMHostInputs.DiskBacking], host: HostFacts,
-                              sandbox: Bool, environment: [String: String], materialize: Bool) throws -> VMHostInputs {
+                              sandbox: Bool, environment: [String: String], materialize: Bool) async throws -> VMHostInputs {
         var inputs = VMHostInputs(qemuBinary: "qemu-system-" + vm.architecture.qemuSuffix, accel: accel(for: vm, host: host),
                                   disks: disks, instanceDirectory: qemuDirectory, forwardedPorts: try forwardedPorts(vm), qemuSandbox: sandbox)
         inputs.passImagesAsFDs = sandbox
+        inputs.hostMemoryBytes = host.memoryBytes
         if case .efi = vm.firmware {
             let files = try FirmwareFiles.find(architecture: vm.architecture, machineType: vm.machineType,
                                                directories: FirmwareFiles.defaultDirectories(environment: environment))
-            let vars = qemuDirectory + "/efi-vars.fd"
-            if materialize { try files.makeVars(at: vars) }
-            inputs.efi = VMHostInputs.EFIFiles(code: files.code, vars: vars)
+            let vars = qemuDirectory + "/efi-vars.qcow2"
+            if materialize { try await files.makeVars(at: vars, qemuImg: try QemuImg(environment: environment), previous: qemuDirectory + "/efi-vars.fd") }
+            inputs.efi = VMHostInputs.EFIFiles(code: files.code, vars: vars, varsFormat: .qcow2)
         }
         return inputs
     }

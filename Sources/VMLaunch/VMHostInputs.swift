@@ -112,6 +112,10 @@ public struct VMHostInputs: Sendable {
     /// (`-add-fd`, `/dev/fdset/N`): a sandboxed QEMU sees none of the host's
     /// home or state directories, and may run as a uid that could not open them.
     public var passImagesAsFDs: Bool = false
+    /// The host's physical memory (`HostFacts.memoryBytes`): a guest asking
+    /// for more is refused before anything starts, not left to fail in
+    /// QEMU's allocation or the OOM killer. nil: unknown, nothing refused.
+    public var hostMemoryBytes: UInt64? = nil
 
     /// The sockets default to `qga.sock` and `vnc.sock` in `instanceDirectory`,
     /// beside the FIFOs, where QEMU may create files.

@@ -1,3 +1,4 @@
+import MachineCatalog
 import QEMULaunch
 import VMSpec
 import YAMLTree
@@ -95,7 +96,12 @@ struct VMPlanBuilder {
         args += ["-smp", QEMUOption(nil, [("cpus", "\(c.vcpus)"), ("sockets", "\(c.sockets)"), ("cores", "\(c.cores)"),
                                           ("threads", "\(c.threads)")]).description]
         if vm.memoryBytes < 1 << 20 {
-            fail("domain.memory.guest", "guest memory must be at least 1Mi (got \(vm.memoryBytes) bytes)")
+            fail(vm.memoryField, "guest memory must be at least 1Mi (got \(vm.memoryBytes) bytes)", at: vm.memoryLocation)
+        }
+        if let host = host.hostMemoryBytes, vm.memoryBytes > host {
+            fail(vm.memoryField, "\(Quantity.format(vm.memoryBytes)) is more than this host's memory (\(Quantity.format(host)), MemTotal in "
+                 + "/proc/meminfo); give at most \(Quantity.format(host / (1 << 20) * (1 << 20))), less than that to leave room for the host",
+                 at: vm.memoryLocation)
         }
         args += ["-m", QEMUIdentifiers.memoryArgument(vm.memoryBytes)]
     }

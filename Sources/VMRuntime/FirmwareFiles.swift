@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import DiskImages
 import HostOS
 import VMSpec
 
@@ -71,27 +72,32 @@ public struct FirmwareFiles: Sendable, Equatable {
         }
     }
 
-    /// This VM's vars at `path`: copied from the template the first time
-    /// and kept afterwards, so boot entries the guest writes survive restarts.
+    /// This VM's vars at `path`, a qcow2: converted from the raw template
+    /// the first time and kept afterwards, so boot entries the guest writes
+    /// survive restarts. qcow2 because `savevm` refuses a VM with any
+    /// writable raw node, and a pool member is snapshotted once Ready.
+    /// `previous`: the raw copy an older vtarget kept, converted instead of
+    /// the template so its boot entries are not lost.
     /// Returns whether a copy was made.
     @discardableResult
-    public func makeVars(at path: String) throws(RuntimeError) -> Bool {
+    public func makeVars(at path: String, qemuImg: QemuImg, previous: String? = nil) async throws(RuntimeError) -> Bool {
         if FileManager.default.fileExists(atPath: path) { return false }
+        let source = previous.flatMap { FileManager.default.fileExists(atPath: $0) ? $0 : nil } ?? varsTemplate
         let partial = path + ".partial"
         unlink(partial)
         do {
-            try FileManager.default.copyItem(atPath: varsTemplate, toPath: partial)
+            try await qemuImg.convert(source, from: .raw, to: partial, format: .qcow2)
         } catch {
             unlink(partial)
-            throw RuntimeError("cannot copy EFI vars \(varsTemplate) to \(partial): \(error)", code: .io, cause: error)
+            throw RuntimeError("cannot make EFI vars \(path) from \(source): \(error)", code: .io, cause: error)
         }
-        // The template is read-only in /usr/share; the copy is the VM's to write.
         chmod(partial, 0o600)
         if rename(partial, path) != 0 {
             let why = String(cString: strerror(errno))
             unlink(partial)
             throw RuntimeError("cannot create \(path): \(why)", code: .io)
         }
+        if source == previous { unlink(source) }
         return true
     }
 

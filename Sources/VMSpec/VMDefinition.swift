@@ -25,6 +25,10 @@ public struct VMDefinition: Sendable {
     public var machineType: String
     public var cpu: CPUTopology
     public var memoryBytes: UInt64
+    /// Where the memory was given (the VM's field, or the instancetype or
+    /// class that set it), for checks made later against the host.
+    public var memoryLocation: SourceLocation? = nil
+    public var memoryField: String = "domain.memory.guest"
     public var firmware: Firmware
     public var kernelBoot: KernelBoot?
     /// In the order written; boot order is `VMDisk.bootOrder`, else this order.

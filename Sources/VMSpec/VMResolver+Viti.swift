@@ -54,9 +54,12 @@ extension VMResolver {
         }
         guard context.diagnostics.filter({ $0.severity == .error }).count == errors, let machineType else { return nil }
         let cpu = CPUTopology(sockets: m.sockets ?? cls.sockets, cores: m.cores ?? cls.cores, threads: m.threads ?? cls.threads)
-        return VMDefinition(metadata: m.metadata, api: .vitiMachine, runStrategy: .Always, architecture: arch, machineType: machineType,
-                            cpu: cpu, memoryBytes: memory.value, firmware: arch == .arm64 ? .efi(secureBoot: false) : .bios, disks: disks,
-                            interfaces: [VMInterface(name: "default")], hostname: m.vmName ?? m.metadata.name)
+        var d = VMDefinition(metadata: m.metadata, api: .vitiMachine, runStrategy: .Always, architecture: arch, machineType: machineType,
+                             cpu: cpu, memoryBytes: memory.value, firmware: arch == .arm64 ? .efi(secureBoot: false) : .bios, disks: disks,
+                             interfaces: [VMInterface(name: "default")], hostname: m.vmName ?? m.metadata.name)
+        d.memoryLocation = memory.location
+        d.memoryField = memory.path
+        return d
     }
 
     /// The user data of a Machine's NoCloud seed (README "Viti cloud-init"):

@@ -130,6 +130,8 @@ public struct VMResolver {
                              graphics: s.autoattachGraphicsDevice ?? pref?.autoattachGraphicsDevice ?? true,
                              hostname: s.hostname ?? meta.name)
         d.terminationGracePeriodSeconds = s.terminationGracePeriodSeconds ?? pref?.terminationGracePeriodSeconds
+        d.memoryLocation = memory.location
+        d.memoryField = memory.path
         return d
     }
 

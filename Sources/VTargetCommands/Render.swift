@@ -98,7 +98,7 @@ struct Render: AsyncParsableCommand {
             for r in loaded.vms {
                 let dir = base + "/" + (r.namespace == "default" ? r.name : "\(r.namespace).\(r.name)") + "/qemu"
                 do {
-                    var host = try VMHostPlan.inputs(r.vm, qemuDirectory: dir, disks: try preparation.plannedDisks(for: r.vm, in: dir),
+                    var host = try await VMHostPlan.inputs(r.vm, qemuDirectory: dir, disks: try preparation.plannedDisks(for: r.vm, in: dir),
                                                      host: facts, sandbox: !noSandbox, environment: env, materialize: false)
                     host.kernel = try await preparation.kernelFiles(for: r.vm, in: dir, materialize: false)
                     let plan = try VMLaunchPlanner.plan(vm: r.vm, host: host)

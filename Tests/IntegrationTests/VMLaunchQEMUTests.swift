@@ -163,17 +163,16 @@ import VMRuntime
         mkdir(instance, isRoot ? 0o711 : 0o700)
         mkdir(qemuDir, 0o700)
         try await Self.makeFiles(for: c, in: qemuDir, environment: env)
-        let convert = Process()
-        convert.executableURL = URL(fileURLWithPath: try #require(ExecutableSearch.find("qemu-img", environment: env)))
-        convert.arguments = ["convert", "-f", "raw", "-O", "qcow2", qemuDir + "/efi-vars.fd", qemuDir + "/efi-vars.qcow2"]
-        try convert.run()
-        convert.waitUntilExit()
-        #expect(convert.terminationStatus == 0)
+        // The vars as the template ships them (raw), beside the qcow2 vtarget makes.
+        let fw = try FirmwareFiles.find(architecture: c.vm.architecture, machineType: c.vm.machineType,
+                                        directories: FirmwareFiles.defaultDirectories(environment: env))
+        try FileManager.default.copyItem(atPath: fw.varsTemplate, toPath: qemuDir + "/efi-vars.fd")
+        chmod(qemuDir + "/efi-vars.fd", 0o600)
         try QEMUSandbox.handOver(qemuDir)
 
         for format in [VMHostInputs.DiskFormat.raw, .qcow2] {
             var host = c.host(directory: qemuDir)
-            if format == .qcow2 { host.efi?.vars = qemuDir + "/efi-vars.qcow2" }
+            if format == .raw { host.efi?.vars = qemuDir + "/efi-vars.fd" }
             host.efi?.varsFormat = format
             let plan = try VMLaunchPlanner.plan(vm: c.vm, host: host)
             let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -223,7 +222,7 @@ import VMRuntime
             let fw = try FirmwareFiles.find(architecture: c.vm.architecture, machineType: c.vm.machineType,
                                             directories: FirmwareFiles.defaultDirectories(environment: env))
             try FileManager.default.copyItem(atPath: fw.code, toPath: dir + "/efi-code.fd")
-            #expect(try fw.makeVars(at: dir + "/efi-vars.fd"))
+            #expect(try await fw.makeVars(at: dir + "/efi-vars.qcow2", qemuImg: img))
         }
         if let snapshot = c.snapshotImage {
             // The shim's own scratch, as a pool member's start makes it.

@@ -18,13 +18,13 @@ public struct VMLaunchCase: Sendable, CustomStringConvertible {
     public var snapshotImage: String?
     public var description: String { name }
 
-    /// `efi-code.fd`, `efi-vars.fd`, `vmlinuz`, `initrd.img` in `directory`
+    /// `efi-code.fd`, `efi-vars.qcow2`, `vmlinuz`, `initrd.img` in `directory`
     /// when the VM needs them.
     public func host(directory: String, qemuBinary: String? = nil) -> VMHostInputs {
         var disks: [String: VMHostInputs.DiskBacking] = [:]
         for (disk, file) in files { disks[disk] = VMHostInputs.DiskBacking(path: directory + "/" + file.path, format: file.format, readOnly: file.readOnly) }
         var efi: VMHostInputs.EFIFiles?
-        if case .efi = vm.firmware { efi = VMHostInputs.EFIFiles(code: directory + "/efi-code.fd", vars: directory + "/efi-vars.fd") }
+        if case .efi = vm.firmware { efi = VMHostInputs.EFIFiles(code: directory + "/efi-code.fd", vars: directory + "/efi-vars.qcow2", varsFormat: .qcow2) }
         var kernel: VMHostInputs.KernelFiles?
         if let kb = vm.kernelBoot {
             kernel = VMHostInputs.KernelFiles(kernel: directory + "/vmlinuz", initrd: kb.initrdPath == nil ? nil : directory + "/initrd.img")

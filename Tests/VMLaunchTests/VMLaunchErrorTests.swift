@@ -68,6 +68,39 @@ import YAMLTree
         Self.expectOne(Self.refusal(VMLaunchCases.vm("m", memory: 4096)), .badInput, field: "domain.memory.guest", "at least 1Mi")
     }
 
+    /// Guest memory against the host's: more than the host has is refused at
+    /// the memory field, with the host's size and a valid most; up to it, or
+    /// with the host's memory unknown, the VM is planned.
+    @Test func memoryAboveTheHosts() throws {
+        var vm = VMLaunchCases.vm("m", memory: 64 << 40)
+        let at = YAMLTree.SourceLocation(file: "vm.yaml", line: 12, column: 17)
+        vm.memoryLocation = at
+        vm.memoryField = "spec.template.spec.domain.memory.guest"
+        var host = Self.host(vm)
+        host.hostMemoryBytes = 16 << 30
+        Self.expectOne(Self.refusal(vm, host), .badInput, field: "spec.template.spec.domain.memory.guest",
+                       "64Ti is more than this host's memory (16Gi, MemTotal in /proc/meminfo); give at most 16Gi", at: at)
+        // MemTotal in kB, rarely a whole Mi: the valid most is rounded down to one.
+        host.hostMemoryBytes = 16_318_048 * 1024
+        Self.expectOne(Self.refusal(vm, host), .badInput, field: "spec.template.spec.domain.memory.guest",
+                       "is more than this host's memory (16318048Ki, MemTotal in /proc/meminfo); give at most 15935Mi", at: at)
+        for (guest, hostBytes) in [(UInt64(16 << 30), UInt64?(16 << 30)), (16 << 30 - 1, 16 << 30), (64 << 40, nil)] {
+            vm.memoryBytes = guest
+            host.hostMemoryBytes = hostBytes
+            let plan = try VMLaunchPlanner.plan(vm: vm, host: host)
+            #expect(plan.guestMemoryBytes == guest)
+        }
+    }
+
+    /// Both memory checks name the field the memory came from, not the VM.
+    @Test func tinyMemoryAtItsField() {
+        var vm = VMLaunchCases.vm("m", memory: 4096)
+        let at = YAMLTree.SourceLocation(file: "it.yaml", line: 5, column: 9)
+        vm.memoryLocation = at
+        vm.memoryField = "spec.memory.guest"
+        Self.expectOne(Self.refusal(vm), .badInput, field: "spec.memory.guest", "at least 1Mi", at: at)
+    }
+
     @Test func virtHasNoBIOS() {
         Self.expectOne(Self.refusal(VMLaunchCases.vm("m", arch: .arm64, machine: "virt")), .badInput, field: "domain.firmware.bootloader",
                        "bootloader: {efi: {secureBoot: false}}")

@@ -1,4 +1,5 @@
 import Foundation
+import DiskImages
 import HostOS
 import Testing
 import VMSpec
@@ -64,25 +65,53 @@ import VMSpec
         }
     }
 
-    @Test func varsAreCopiedOnceAndKept() throws {
+    /// A VM's vars: a qcow2 (so `savevm` can snapshot them) holding the
+    /// template's bytes, made once and kept; an older raw copy is converted
+    /// instead of the template (its boot entries kept) and then removed.
+    @Test func varsAreConvertedOnceAndKept() async throws {
+        let path = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":").map { String($0) + "/qemu-img" }
+        let qemuImg = QemuImg(executable: try #require(path.first(where: { access($0, X_OK) == 0 })))
         let dir = NSTemporaryDirectory() + "vt-vars-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let template = dir + "/template.fd"
-        try Data(repeating: 0xAB, count: 4096).write(to: URL(fileURLWithPath: template))
+        try Data(repeating: 0xAB, count: 65536).write(to: URL(fileURLWithPath: template))
         chmod(template, 0o444)
         let fw = FirmwareFiles(code: "/code", varsTemplate: template, descriptor: "test")
-        let vars = dir + "/vm-vars.fd"
-        #expect(try fw.makeVars(at: vars))
-        #expect(FileManager.default.contents(atPath: vars) == Data(repeating: 0xAB, count: 4096))
+        let vars = dir + "/vm-vars.qcow2"
+        #expect(try await fw.makeVars(at: vars, qemuImg: qemuImg))
+        let info = try await qemuImg.info(path: vars)
+        #expect(info.format == "qcow2" && info.virtualSize == 65536, "\(info)")
+        #expect(try Self.rawBytes(of: vars, qemuImg) == Data(repeating: 0xAB, count: 65536))
         #expect(access(vars, W_OK) == 0)
         // The guest's writes survive the next start.
-        try Data(repeating: 0x01, count: 16).write(to: URL(fileURLWithPath: vars))
-        #expect(try fw.makeVars(at: vars) == false)
-        #expect(FileManager.default.contents(atPath: vars)?.count == 16)
+        let written = try FileManager.default.attributesOfItem(atPath: vars)[.modificationDate] as? Date
+        #expect(try await fw.makeVars(at: vars, qemuImg: qemuImg) == false)
+        #expect(try FileManager.default.attributesOfItem(atPath: vars)[.modificationDate] as? Date == written)
+
+        // An older vtarget's raw vars: converted, not the template, then gone.
+        let previous = dir + "/old-vars.fd"
+        try Data(repeating: 0x01, count: 65536).write(to: URL(fileURLWithPath: previous))
+        let migrated = dir + "/migrated.qcow2"
+        #expect(try await fw.makeVars(at: migrated, qemuImg: qemuImg, previous: previous))
+        #expect(try Self.rawBytes(of: migrated, qemuImg) == Data(repeating: 0x01, count: 65536))
+        #expect(!FileManager.default.fileExists(atPath: previous))
+
         // A template that is not there: an error naming it, nothing half-written left.
         let missing = FirmwareFiles(code: "/code", varsTemplate: dir + "/absent.fd", descriptor: "test")
-        #expect(throws: RuntimeError.self) { try missing.makeVars(at: dir + "/other.fd") }
-        #expect(!FileManager.default.fileExists(atPath: dir + "/other.fd") && !FileManager.default.fileExists(atPath: dir + "/other.fd.partial"))
+        await #expect(throws: RuntimeError.self) { try await missing.makeVars(at: dir + "/other.qcow2", qemuImg: qemuImg) }
+        #expect(!FileManager.default.fileExists(atPath: dir + "/other.qcow2") && !FileManager.default.fileExists(atPath: dir + "/other.qcow2.partial"))
+    }
+
+    /// The guest-visible bytes of a qcow2, through qemu-img itself.
+    static func rawBytes(of qcow2: String, _ qemuImg: QemuImg) throws -> Data? {
+        let out = qcow2 + ".raw"
+        defer { unlink(out) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: qemuImg.executable)
+        p.arguments = ["convert", "-f", "qcow2", "-O", "raw", qcow2, out]
+        try p.run()
+        p.waitUntilExit()
+        return FileManager.default.contents(atPath: out)
     }
 }

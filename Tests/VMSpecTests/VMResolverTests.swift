@@ -48,6 +48,38 @@ func withPreference(_ preference: String) throws -> VMDefinition {
 }
 
 @Suite struct VMResolverTests {
+    /// The memory's field and where it was written go with the definition,
+    /// for the planner's check against the host: the VM's own field, the
+    /// instancetype that set it, or a Viti Machine's `memory`.
+    @Test func memoryKeepsItsFieldAndLocation() throws {
+        let own = try #require(try decodeText("""
+            apiVersion: kubevirt.io/v1
+            kind: VirtualMachineInstance
+            metadata: {name: v}
+            spec:
+              domain:
+                memory:
+                  guest: 64Ti
+            """, file: "vm.yaml").resources.first?.vmDefinition)
+        #expect(own.memoryBytes == 64 << 40)
+        #expect(own.memoryField == "spec.domain.memory.guest")
+        #expect(own.memoryLocation.map { "\($0.file):\($0.line):\($0.column)" } == "vm.yaml:7:14")
+
+        let fromInstancetype = try withPreference("{}")
+        #expect(fromInstancetype.memoryField == "spec.memory.guest")
+        #expect(fromInstancetype.memoryLocation?.line == 3)
+
+        let viti = try #require(try decodeText("""
+            apiVersion: vitistack.io/v1alpha1
+            kind: Machine
+            metadata: {name: m}
+            spec:
+              memory: 8Gi
+            """).resources.first?.vmDefinition)
+        #expect(viti.memoryField == "spec.memory")
+        #expect(viti.memoryLocation.map { "\($0.file):\($0.line):\($0.column)" } == "m.yaml:5:11")
+    }
+
     @Test(arguments: [("{}", CPUTopology(sockets: 4)), ("{cpu: {preferredCPUTopology: cores}}", CPUTopology(cores: 4)),
                       ("{cpu: {preferredCPUTopology: preferThreads}}", CPUTopology(threads: 4)),
                       ("{cpu: {preferredCPUTopology: spread}}", CPUTopology(sockets: 2, cores: 2)),
