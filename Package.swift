@@ -99,11 +99,13 @@ let package = Package(
             "InstanceContract", "HostOS", "KubeRender", "SessionCore", "VMLaunch", "VMRuntime", "ReplayFormat", "ReplayRuntime",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], exclude: ["README.md"]),
-        // Linked at a fixed address (not PIE): with the Swift runtime and Foundation linked in
-        // (release), a PIE's 145,000 relocations dirty 1.5 MiB of every process's pages; fixed,
-        // those pages stay the file's, shared by every shim (scripts/bench_supervisor.py).
+        // Linked at a fixed address (not PIE) in release: with the Swift runtime and Foundation
+        // linked in, a PIE's 145,000 relocations dirty 1.5 MiB of every process's pages; fixed,
+        // those pages stay the file's, shared by every shim (scripts/bench_supervisor.py). Not in
+        // debug, whose runtime is shared: there glibc warns on stderr of each protected function
+        // of libswiftCore whose address a non-PIE takes.
         .executableTarget(name: "vtarget", dependencies: ["VTargetCommands"], exclude: ["README.md"],
-                          linkerSettings: [.unsafeFlags(["-Xclang-linker", "-no-pie"])]),
+                          linkerSettings: [.unsafeFlags(["-Xclang-linker", "-no-pie"], .when(configuration: .release))]),
         // Tries what the sandbox denies; used by `vtarget doctor` and the tests.
         // Linked without the Swift runtime it never calls: it runs inside QEMU's minimal root, which has no /opt/swift.
         .executableTarget(name: "vtarget-sandbox-probe", path: "Sources/SandboxProbe", exclude: ["README.md"],
