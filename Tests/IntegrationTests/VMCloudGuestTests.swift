@@ -13,19 +13,7 @@ import TestSupport
 /// Runs when the guest is cached (`make test` hands it over), as building
 /// it takes minutes.
 @Suite(.serialized) struct VMCloudGuestTests {
-    static let guest: String? = {
-        if let dir = ProcessInfo.processInfo.environment["VTARGET_TEST_CLOUD_GUEST"] { return dir.isEmpty ? nil : dir }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: repoRoot + "/scripts/build-test-guest.sh")
-        p.arguments = ["--cloud", "--cached"]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        guard (try? p.run()) != nil else { return nil }
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        return p.terminationStatus == 0 ? text.trimmingCharacters(in: .whitespacesAndNewlines) : nil
-    }()
+    static let guest: String? = testGuestDirectory("VTARGET_TEST_CLOUD_GUEST", arguments: ["--cloud", "--cached"])
 
     static func vmYAML(publicKey: String) -> String {
         """

@@ -12,18 +12,7 @@ import TestSupport
 
     /// The busybox guest with its arm64 half (VMRunTests builds it without):
     /// `VTARGET_TEST_GUEST_ARM64` from `make test`, else the script (cached: seconds).
-    static let guestWithArm64: String? = {
-        if let dir = ProcessInfo.processInfo.environment["VTARGET_TEST_GUEST_ARM64"], !dir.isEmpty { return dir }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: repoRoot + "/scripts/build-test-guest.sh")
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        guard (try? p.run()) != nil else { return nil }
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        return p.terminationStatus == 0 ? text.trimmingCharacters(in: .whitespacesAndNewlines) : nil
-    }()
+    static let guestWithArm64: String? = testGuestDirectory("VTARGET_TEST_GUEST_ARM64")
 
     /// The example's image from the test guest's x86_64 kernel and initramfs.
     static func importImage(guest: String, state: String, runtime: String, kernelName: String = "vmlinuz-virt") throws -> RunResult {

@@ -8,19 +8,7 @@ import TestSupport
 /// forwarded port, under the sandbox. One boot checks everything.
 @Suite(.serialized) struct VMRunTests {
     /// `make test` builds the guest before the tests start (`VTARGET_TEST_GUEST`).
-    static let guest: String? = {
-        if let dir = ProcessInfo.processInfo.environment["VTARGET_TEST_GUEST"], !dir.isEmpty { return dir }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: repoRoot + "/scripts/build-test-guest.sh")
-        p.environment = ProcessInfo.processInfo.environment.merging(["VTARGET_GUEST_ARM64": "0"]) { $1 }
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        guard (try? p.run()) != nil else { return nil }
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        return p.terminationStatus == 0 ? text.trimmingCharacters(in: .whitespacesAndNewlines) : nil
-    }()
+    static let guest: String? = testGuestDirectory("VTARGET_TEST_GUEST", environment: ["VTARGET_GUEST_ARM64": "0"])
 
     static func vmYAML(image: String) -> String {
         """
@@ -232,4 +220,22 @@ extension SupervisorFixture {
         }
         return out
     }
+}
+
+/// A test guest's directory: `env` when `make test` gave it (it builds the
+/// guests before any test starts), else what `scripts/build-test-guest.sh
+/// ARGS` prints (nil when it fails: a cold build, or `--cached` with no cache).
+func testGuestDirectory(_ env: String, arguments: [String] = [], environment: [String: String] = [:]) -> String? {
+    if let dir = ProcessInfo.processInfo.environment[env] { return dir.isEmpty ? nil : dir }
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: repoRoot + "/scripts/build-test-guest.sh")
+    p.arguments = arguments
+    p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = FileHandle.nullDevice
+    guard (try? p.run()) != nil else { return nil }
+    let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    p.waitUntilExit()
+    return p.terminationStatus == 0 ? text.trimmingCharacters(in: .whitespacesAndNewlines) : nil
 }
