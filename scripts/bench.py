@@ -116,8 +116,13 @@ spec:
       - {{name: firmware, type: pflash, source: {{configMap: {{name: lm3s6965evb-firmware, key: firmware.elf}}}}}}
     devices:
       - {{name: uart0, type: serial}}
-  readiness: {{device: uart0, pattern: "echo ready", timeout: 60s}}
+  readiness: {{device: uart0, pattern: "echo ready", timeout: {timeout}}}
 """
+
+
+def target_yaml(name, timeout="60s"):
+    """One lm3s6965evb target on the sample firmware's ConfigMap, Ready at its banner."""
+    return TARGET.format(name=name, timeout=timeout)
 
 
 def apply_to_ready(runs):
@@ -137,7 +142,7 @@ def apply_to_ready(runs):
         for i in range(runs + 1):
             path = f"{work}/t{i}.yaml"
             with open(path, "w") as f:
-                f.write(TARGET.format(name=f"t{i}"))
+                f.write(target_yaml(f"t{i}"))
             t0 = time.perf_counter()
             vt("apply", "--wait", "--timeout", "30s", "-f", path)
             t = time.perf_counter() - t0

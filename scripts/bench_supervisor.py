@@ -13,28 +13,14 @@
 """
 import json, os, socket, statistics, subprocess, sys, tempfile, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VT = os.environ.get("VTARGET", os.path.join(ROOT, ".build/release/vtarget"))
-FW = os.path.join(ROOT, "firmware-samples/build")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import FW, ROOT, VT, target_yaml  # noqa: E402
 RUNS = int(os.environ.get("BENCH_RUNS", "15"))
 TARGETS = int(os.environ.get("VTARGET_BENCH_TARGETS", os.environ.get("BENCH_TARGETS", "500")))
 # Seconds of each idle-CPU sample, and how many samples.
 IDLE_SECONDS, IDLE_SAMPLES = 4, 3
 TICK = os.sysconf("SC_CLK_TCK")
 
-TARGET = """apiVersion: qemu.kubetarget.dev/v1alpha1
-kind: QemuVirtualTarget
-metadata: {{name: {name}}}
-spec:
-  qemuConfig:
-    machine: lm3s6965evb
-    drives:
-      - {{name: firmware, type: pflash, source: {{configMap: {{name: lm3s6965evb-firmware, key: firmware.elf}}}}}}
-    devices:
-      - {{name: uart0, type: serial}}
-  readiness: {{device: uart0, pattern: "echo ready", timeout: 600s}}
----
-"""
 
 
 POOL = """apiVersion: qemu.kubetarget.dev/v1alpha1
@@ -253,7 +239,7 @@ def many_targets(env, work, sock, sup):
     path = f"{work}/many.yaml"
     with open(path, "w") as f:
         for i in range(n):
-            f.write(TARGET.format(name=f"m{i:03d}"))
+            f.write(target_yaml(f"m{i:03d}", "600s") + "---\n")
     t0 = time.perf_counter()
     vt(env, "apply", "-f", path)
     deadline = time.time() + 900
@@ -326,7 +312,7 @@ def main():
             raw_idle.append(idle)
             path = f"{work}/one-{i}.yaml"
             with open(path, "w") as f:
-                f.write(TARGET.format(name=f"one{i}"))
+                f.write(target_yaml(f"one{i}", "600s") + "---\n")
             t0 = time.perf_counter()
             vt(env, "apply", "-f", path)
             vt(env, "wait", f"one{i}", "--for", "condition=Ready", "--timeout", "30s")
@@ -377,7 +363,7 @@ def main():
         # A QEMU killed -> its death recorded (phase Failed), polled on the socket.
         victim = f"{work}/victim.yaml"
         with open(victim, "w") as f:
-            f.write(TARGET.format(name="victim"))
+            f.write(target_yaml("victim", "600s") + "---\n")
         vt(env, "apply", "-f", victim)
         seen_t = []
         for i in range(5):
