@@ -10,26 +10,13 @@
 """
 import json, os, socket, statistics, subprocess, sys, tempfile, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VT = os.environ.get("VTARGET", os.path.join(ROOT, ".build/release/vtarget"))
-FW = os.path.join(ROOT, "firmware-samples/build")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import FW, VT, target_yaml  # noqa: E402
 RUNS = int(os.environ.get("BENCH_RUNS", "15"))
 RESOURCES = int(os.environ.get("BENCH_SYNC_RESOURCES", "200"))
 
 CONFIGMAP = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm{i:03d}, labels: {{bench: sync}}}}\ndata: {{key: value-{i}}}\n"
 
-TARGET = """apiVersion: qemu.kubetarget.dev/v1alpha1
-kind: QemuVirtualTarget
-metadata: {{name: watched}}
-spec:
-  qemuConfig:
-    machine: lm3s6965evb
-    drives:
-      - {{name: firmware, type: pflash, source: {{configMap: {{name: lm3s6965evb-firmware, key: firmware.elf}}}}}}
-    devices:
-      - {{name: uart0, type: serial}}
-  readiness: {{device: uart0, pattern: "echo ready", timeout: {timeout}s}}
-"""
 
 
 def http(sock_path, path):
@@ -86,7 +73,7 @@ def main():
         os.makedirs(board)
         subprocess.run(["cp", os.path.join(FW, "lm3s6965evb-firmware.yaml"), board + "/firmware.yaml"], check=True)
         with open(board + "/watched.yaml", "w") as f:
-            f.write(TARGET.format(timeout=30))
+            f.write(target_yaml("watched", "30s"))
         w = subprocess.Popen([VT, "sync", board, "--watch", "--prune"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             deadline = time.time() + 60
@@ -97,7 +84,7 @@ def main():
                 before = watched(sock)["uid"]
                 t0 = time.perf_counter()
                 with open(board + "/watched.yaml.tmp", "w") as f:
-                    f.write(TARGET.format(timeout=31 + n))
+                    f.write(target_yaml("watched", f"{31 + n}s"))
                 os.rename(board + "/watched.yaml.tmp", board + "/watched.yaml")
                 deadline = time.time() + 20
                 while time.time() < deadline:
