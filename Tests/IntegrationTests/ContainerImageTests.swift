@@ -23,16 +23,22 @@ import TestSupport
 @Suite(.serialized, .enabled(if: ProcessInfo.processInfo.environment["VTARGET_TEST_IMAGE"] == "1",
                              "builds and runs the container image: set VTARGET_TEST_IMAGE=1 (make test and make test-image do)"))
 struct ContainerImageTests {
-    static let release = ProcessInfo.processInfo.environment["VTARGET_TEST_IMAGE_BINARY"].flatMap { $0.isEmpty ? nil : $0 }
+    static let binary = ProcessInfo.processInfo.environment["VTARGET_TEST_IMAGE_BINARY"].flatMap { $0.isEmpty ? nil : $0 }
         ?? repoRoot + "/.build/release/vtarget"
+
+    /// Whether the binary for the image exists; a recorded issue saying how to make it when not.
+    static func binaryIsThere(sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
+        guard FileManager.default.isExecutableFile(atPath: binary) else {
+            Issue.record("\(binary) is missing: run `make release`, or set VTARGET_TEST_IMAGE_BINARY", sourceLocation: sourceLocation)
+            return false
+        }
+        return true
+    }
 
     static func shq(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
 
     @Test func renderedPodBootsTheSeedInTheImage() throws {
-        guard FileManager.default.isExecutableFile(atPath: Self.release) else {
-            Issue.record("\(Self.release) is missing: run `make release`, or set VTARGET_TEST_IMAGE_BINARY")
-            return
-        }
+        guard Self.binaryIsThere() else { return }
         let firmwareYAML = firmware + "/stm32f4-firmware.yaml"
         guard FileManager.default.fileExists(atPath: firmwareYAML) else {
             Issue.record("run `make firmware` first: \(firmwareYAML) is missing")
@@ -44,7 +50,7 @@ struct ContainerImageTests {
 
         // The build's log goes to a file: mmdebstrap says a lot, more than a pipe holds.
         let started = Date()
-        let built = try shell("bash \(repoRoot)/scripts/build-image.sh --binary \(Self.release) --out \(dir)/oci --tag test 2>\(dir)/build.log", runtime: dir)
+        let built = try shell("bash \(repoRoot)/scripts/build-image.sh --binary \(Self.binary) --out \(dir)/oci --tag test 2>\(dir)/build.log", runtime: dir)
         let buildLog = (try? String(contentsOfFile: dir + "/build.log", encoding: .utf8)) ?? ""
         #expect(built.code == 0, "\(buildLog.suffix(3000))")
         guard built.code == 0 else { return }
@@ -133,10 +139,7 @@ struct ContainerImageTests {
     /// the base is cold), the build leaves --out as it was, no half-made base
     /// in the cache and no temporary directory anywhere.
     @Test func anInterruptedBuildLeavesNothingHalfWritten() throws {
-        guard FileManager.default.isExecutableFile(atPath: Self.release) else {
-            Issue.record("\(Self.release) is missing: run `make release`, or set VTARGET_TEST_IMAGE_BINARY")
-            return
-        }
+        guard Self.binaryIsThere() else { return }
         let dir = "/tmp/vt-image-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -146,7 +149,7 @@ struct ContainerImageTests {
             mkdir -p $D/out/old $D/tmp $D/cache
             echo kept > $D/out/old/file
             # setsid: the build and what it starts are one process group, as under a terminal's Ctrl-C.
-            TMPDIR=$D/tmp XDG_CACHE_HOME=$D/cache setsid bash \(repoRoot)/scripts/build-image.sh --binary \(Self.release) --out $D/out --tag test >$D/build.out 2>$D/build.log &
+            TMPDIR=$D/tmp XDG_CACHE_HOME=$D/cache setsid bash \(repoRoot)/scripts/build-image.sh --binary \(Self.binary) --out $D/out --tag test >$D/build.out 2>$D/build.log &
             build=$!
             for i in $(seq 1 1200); do pgrep -g $build -x mmdebstrap >/dev/null && break; kill -0 $build 2>/dev/null || break; sleep 0.1; done
             pgrep -g $build -x mmdebstrap >/dev/null || { echo "mmdebstrap never started"; exit 3; }
