@@ -55,23 +55,6 @@ extension RunSession {
         if !problems.isEmpty { throw DiagnosticError(problems) }
         return out
     }
-
-    /// A free port on 127.0.0.1, the kernel's pick (released at once: the caller binds it soon).
-    public static func freeLoopbackPort(udp: Bool) throws -> Int {
-        let fd = socket(AF_INET, Int32(udp ? SOCK_DGRAM.rawValue : SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw RuntimeError("socket: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = 0
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
-        }
-        guard bound else { throw RuntimeError("cannot pick a loopback port: \(String(cString: strerror(errno)))") }
-        return Int(UInt16(bigEndian: addr.sin_port))
-    }
 }
 
 /// What QEMU needs of the host for one VM besides its disks: the binary,
@@ -112,7 +95,7 @@ public enum VMHostPlan {
         for i in vm.interfaces where i.network == nil {
             for p in i.ports {
                 out.append(.init(interface: i.name, transport: p.transport, guestPort: p.port,
-                                 hostPort: try RunSession.freeLoopbackPort(udp: p.transport == .UDP)))
+                                 hostPort: try LoopbackPort.free(udp: p.transport == .UDP)))
             }
         }
         return out

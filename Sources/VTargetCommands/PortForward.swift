@@ -64,7 +64,7 @@ struct PortForward: AsyncParsableCommand {
         var forwards: [Mapping] = []
         for text in mappings {
             var m = Mapping.parse(text)!
-            if m.local == 0 { m.local = try RunSession.freeLoopbackPort(udp: m.proto == "udp") }
+            if m.local == 0 { m.local = try LoopbackPort.free(udp: m.proto == "udp") }
             forwards.append(m)
         }
         let (stop, stopped) = AsyncStream<Void>.makeStream()

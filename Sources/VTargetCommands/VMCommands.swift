@@ -165,7 +165,7 @@ struct VNC: AsyncParsableCommand {
         guard let socat = ExecutableSearch.find("socat", environment: Environment.variables) else {
             throw RuntimeError("socat not found in PATH (make setup installs it)", code: .notFound)
         }
-        let local = port == 0 ? try RunSession.freeLoopbackPort(udp: false) : port
+        let local = port == 0 ? try LoopbackPort.free(udp: false) : port
         let child = try await ChildProcess.spawn(SpawnRequest(
             executable: socat, arguments: ["TCP-LISTEN:\(local),bind=127.0.0.1,reuseaddr,fork", "UNIX-CONNECT:" + vm.vncSocket],
             environment: Environment.variables.map { "\($0.key)=\($0.value)" }, fds: [-1, -1, 2], newSession: true, parentDeathSignal: SIGTERM))
@@ -227,7 +227,7 @@ struct GuestSSH {
         }
         let instance = try InstanceOptions.parse([name] + (namespace.map { ["-n", $0] } ?? []))
         _ = try await RunningVM.locate(instance)
-        let local = try RunSession.freeLoopbackPort(udp: false)
+        let local = try LoopbackPort.free(udp: false)
         // Ctrl-C is ssh's (it shares the terminal): this process waits for it to end.
         let signals = SignalWatch([SIGINT, SIGQUIT]) { _ in }
         defer { signals.cancel() }

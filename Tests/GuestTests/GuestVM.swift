@@ -1,5 +1,6 @@
 import DiskImages
 import Foundation
+import HostOS
 import Synchronization
 import TestSupport
 import Testing
@@ -27,20 +28,8 @@ enum TestGuest {
     }
 }
 
-/// A loopback TCP port free right now, for QEMU's hostfwd.
-func freeLoopbackPort() throws -> UInt16 {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let ok = withUnsafeMutablePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
-    }
-    guard ok else { throw ToolFailure(description: "no free loopback port: errno \(errno)") }
-    return UInt16(bigEndian: addr.sin_port)
-}
+/// A loopback TCP port free right now (for QEMU's hostfwd, a registry).
+func freeLoopbackPort() throws -> UInt16 { UInt16(try LoopbackPort.free()) }
 
 /// One HTTP/1.0 GET on 127.0.0.1:port; the whole answer.
 func httpGet(port: UInt16) throws -> String {

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import HostOS
 import TestSupport
 import Testing
 
@@ -76,20 +77,8 @@ final class LocalRegistry {
 
 struct RegistryTestError: Error { var message: String }
 
-func freeLoopbackPort() throws -> UInt16 {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    addr.sin_port = 0
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let ok = withUnsafeMutablePointer(to: &addr) { p in
-        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
-    }
-    guard ok else { throw RegistryTestError(message: "no free loopback port: errno \(errno)") }
-    return UInt16(bigEndian: addr.sin_port)
-}
+/// A loopback TCP port free right now (for QEMU's hostfwd, a registry).
+func freeLoopbackPort() throws -> UInt16 { UInt16(try LoopbackPort.free()) }
 
 /// `vtarget image ...` through the built binary, with its own state directory.
 func imageCLI(_ args: [String], state: String) throws -> RunResult {
