@@ -110,28 +110,6 @@ int main(void) {
     }
 }
 
-extern uint32_t _estack, _sidata, _sdata, _edata, _sbss, _ebss;
+#include "startup.h"
 
-void reset_handler(void) {
-    uint32_t *src = &_sidata, *dst = &_sdata;
-    while (dst < &_edata) *dst++ = *src++;
-    for (dst = &_sbss; dst < &_ebss;) *dst++ = 0;
-    main();
-    for (;;) {}
-}
-
-void default_handler(void) {
-    for (;;) __asm volatile("wfi");
-}
-
-typedef void (*vector_t)(void);
-
-#define IRQ_COUNT 96
-__attribute__((section(".vectors"), used)) static const vector_t vectors[16 + IRQ_COUNT] = {
-    [0] = (vector_t)&_estack,
-    [1] = reset_handler,
-    [2 ... 15] = default_handler,
-    [16 ... 16 + IRQ_COUNT - 1] = default_handler,
-    [15] = systick_handler,
-    [16 + UART_IRQ] = uart_irq,
-};
+VECTORS([15] = systick_handler, [16 + UART_IRQ] = uart_irq);
