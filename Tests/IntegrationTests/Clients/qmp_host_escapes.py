@@ -8,38 +8,14 @@ reached the socket this script listens on in HOSTDIR. The lines go to
 HOSTDIR/../results (stdout is shared with the target's serial output). The
 caller decides what must have happened, and checks the host for files.
 """
-import json, os, socket, sys, time
+import os, socket, sys, time
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+from qmp_attempts import Attempts
 
 host = sys.argv[1]
-results = open(os.path.join(os.path.dirname(host), "results"), "w")
-
-
-def report(line):
-    results.write(line + "\n")
-    results.flush()
-
-qmp = socket.socket(socket.AF_UNIX)
-qmp.connect(os.environ["VTARGET_QMP"])
-f = qmp.makefile("rwb")
-
-
-def call(name, command, **arguments):
-    f.write(json.dumps({"execute": command, "arguments": arguments}).encode() + b"\n")
-    f.flush()
-    while True:
-        reply = json.loads(f.readline())
-        if "event" in reply:
-            continue
-        if "error" in reply:
-            report(f"{name}: error {reply['error']['class']} {reply['error']['desc']}")
-            return None
-        if name:
-            report(f"{name}: ok")
-        return reply["return"]
-
-
-assert "QMP" in json.loads(f.readline())
-call(None, "qmp_capabilities")
+qmp = Attempts(os.path.join(os.path.dirname(host), "results"))
+call, report = qmp.call, qmp.report
 
 call("dump-tmp", "dump-guest-memory", paging=False, protocol=f"file:/tmp/{os.path.basename(os.path.dirname(host))}-dump")
 call("dump-host-dir", "dump-guest-memory", paging=False, protocol=f"file:{host}/dump")
@@ -64,7 +40,7 @@ while time.time() < deadline:
         conn.close()
         break
     except socket.timeout:
-        status = call(None, "query-migrate").get("status")
+        status = call(None, "query-migrate").get("return", {}).get("status")
         if status in ("failed", "completed", "cancelled"):
             report(f"migrate-unix: status {status}")
             break
