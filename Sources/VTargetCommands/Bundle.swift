@@ -16,6 +16,7 @@ struct BundleCommand: AsyncParsableCommand {
 
     struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "show",
             abstract: "What a bundle holds: the instance, QEMU, the verdict, its files and the last serial lines.",
             discussion: "The bundle is checked (format, every file's size and sha256) before anything is shown; a damaged one exits 2.")
 
@@ -81,6 +82,7 @@ struct BundleCommand: AsyncParsableCommand {
 
     struct Extract: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "extract",
             abstract: "Unpack a bundle, after checking it, into a directory (default: the bundle's name without .vtb).")
 
         @Argument(help: "The bundle.")

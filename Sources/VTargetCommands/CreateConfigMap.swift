@@ -14,6 +14,7 @@ import YAMLTree
 
 struct Create: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "create",
         abstract: "Create a resource from files, as kubectl create does.",
         subcommands: [CreateConfigMap.self])
 }

@@ -3,7 +3,7 @@ import ControlAPI
 import ResourceKit
 
 struct Describe: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "An instance's status, endpoints and recent events.")
+    static let configuration = CommandConfiguration(commandName: "describe", abstract: "An instance's status, endpoints and recent events.")
 
     @Argument(help: "instance") var kind: String
     @Argument(help: "The instance's name.") var name: String

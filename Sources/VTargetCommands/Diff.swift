@@ -4,6 +4,7 @@ import GitOpsSync
 
 struct Diff: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "diff",
         abstract: "Show what apply would change, as a unified diff of each object's YAML (stored against the files').",
         discussion: """
             As kubectl diff: exit 0 when apply would change nothing, 1 when it would; 2 for bad input \

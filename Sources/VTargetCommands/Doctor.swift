@@ -9,6 +9,7 @@ import Sandbox
 
 struct Doctor: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "doctor",
         abstract: "Show which sandbox protections QEMU gets on this machine, verified, and why others are missing.",
         discussion: "The verification runs vtarget-sandbox-probe (built beside vtarget) through the same spawn path as QEMU.")
 

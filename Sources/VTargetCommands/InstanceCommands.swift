@@ -35,6 +35,7 @@ struct InstanceOptions: ParsableArguments {
 
 struct Qmp: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "qmp",
         abstract: "Send one QMP command to an instance and print its result as JSON.",
         discussion: "JSON is a command object ('{\"execute\": \"query-status\"}') or just a command name ('query-status').")
 
@@ -57,7 +58,7 @@ struct Qmp: AsyncParsableCommand {
 }
 
 struct Hmp: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run a human monitor command ('info registers') through QMP.")
+    static let configuration = CommandConfiguration(commandName: "hmp", abstract: "Run a human monitor command ('info registers') through QMP.")
 
     @OptionGroup var instance: InstanceOptions
     @Argument(help: "The HMP command line.") var command: String
@@ -81,25 +82,26 @@ struct SimpleQMPVerb {
 }
 
 struct Pause: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Pause the guest's CPUs (QMP stop).")
+    static let configuration = CommandConfiguration(commandName: "pause", abstract: "Pause the guest's CPUs (QMP stop).")
     @OptionGroup var instance: InstanceOptions
     func run() async throws { try await SimpleQMPVerb.run(instance, "stop", done: "paused") }
 }
 
 struct Resume: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Resume a paused guest (QMP cont).", aliases: ["unpause"])
+    static let configuration = CommandConfiguration(commandName: "resume", abstract: "Resume a paused guest (QMP cont).", aliases: ["unpause"])
     @OptionGroup var instance: InstanceOptions
     func run() async throws { try await SimpleQMPVerb.run(instance, "cont", done: "resumed") }
 }
 
 struct Reset: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Reset the guest, as its reset button would (QMP system_reset).")
+    static let configuration = CommandConfiguration(commandName: "reset", abstract: "Reset the guest, as its reset button would (QMP system_reset).")
     @OptionGroup var instance: InstanceOptions
     func run() async throws { try await SimpleQMPVerb.run(instance, "system_reset", done: "reset") }
 }
 
 struct Stop: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "stop",
         abstract: "Stop an instance: system_powerdown where the board honours it, then quit, then SIGTERM, then SIGKILL.",
         discussion: """
             Each step is bounded; the whole stop takes at most --timeout plus 4 s.             A supervised instance (vtarget apply) is stopped through the supervisor and stays stopped,             whatever its restartPolicy, until vtarget start.

@@ -5,6 +5,7 @@ import TargetRuntime
 
 struct Machines: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "machines",
         abstract: "List machine profiles and whether the installed QEMU provides each.",
         discussion: "Profiles come from the built-in machines/, ~/.config/vtarget/machines and $VTARGET_MACHINES. The QEMU probe is cached per binary and version.")
 

@@ -10,6 +10,7 @@ import YAMLTree
 
 struct Render: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "render",
         abstract: "Print the exact QEMU command for each target and VM, or what a Kubernetes cluster needs to run them; nothing is started.",
         discussion: """
             --for kubernetes prints, instead of QEMU's command, the objects a cluster runs the same \

@@ -15,6 +15,7 @@ import TargetSpec
 /// in the same sandbox as a run and needing no network; then the verdict.
 struct Replay: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "replay",
         abstract: "Re-run a recorded bundle (.vtb) offline, byte for byte, and say whether the serial output is identical.",
         discussion: """
             QEMU replays its own log: every serial byte the recording received arrives again at the same \

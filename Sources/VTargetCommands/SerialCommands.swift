@@ -28,6 +28,7 @@ func writeOut(_ bytes: [UInt8]) { FileDescriptors.writeAll(1, bytes) }
 
 struct Logs: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "logs",
         abstract: "Print an instance's serial output, from its always-on log (rotated files included).",
         discussion: "Logs rotate at 8 MiB, three old files kept (VTARGET_LOG_MAX_BYTES, VTARGET_LOG_FILES for a run).")
 
@@ -88,6 +89,7 @@ extension Logs {
 
 struct Wait: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "wait",
         abstract: "Wait until an instance is Ready, or its serial output matches a regular expression.",
         discussion: "--for serial=REGEX matches output that arrives after the call; with --since-start, all output. Exit 0 when met, 1 on timeout.")
 
@@ -207,6 +209,7 @@ struct Wait: AsyncParsableCommand {
 
 struct Console: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "console",
         abstract: "Attach this terminal to an instance's serial port, raw; Ctrl-] detaches.",
         discussion: "One client writes at a time: the first to type holds the port. --force takes it over; --read-only never writes.")
 

@@ -20,6 +20,7 @@ import YAMLTree
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "serve",
         abstract: "Run the supervisor in the foreground (apply and friends start it detached when none runs).",
         discussion: """
             The control API listens on $XDG_RUNTIME_DIR/vtarget/supervisor.sock (HTTP+JSON, see the README); \
@@ -77,6 +78,7 @@ struct Serve: AsyncParsableCommand {
 
 struct Daemon: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "daemon",
         abstract: "The per-user supervisor: status, stop.",
         subcommands: [DaemonStatusCommand.self, DaemonStop.self])
 }
@@ -164,6 +166,7 @@ struct ResourceFiles {
 
 struct Apply: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "apply",
         abstract: "Create or update resources; instances start (or restart when their spec changed) under the supervisor.",
         discussion: """
             Starts the per-user supervisor if none runs. Unchanged resources are left alone. \
@@ -237,6 +240,7 @@ struct Apply: AsyncParsableCommand {
 
 struct Delete: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "delete",
         abstract: "Delete resources: those in -f files, or KIND NAME. Their instances stop.",
         discussion: "KIND: \(KindRegistry.builtIn.help); as in kubectl, the singular, plural, Kind and plural.group work too. -f deletes instances and pools first, then targets, then ConfigMaps.")
 
@@ -306,6 +310,7 @@ struct Delete: AsyncParsableCommand {
 
 struct Start: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "start",
         abstract: "Start a stopped (or finished) supervised instance or VM again.",
         discussion: """
             As virtctl start for VMs: a Halted VirtualMachine becomes Always (stored so), a Manual one starts as it is; \
@@ -323,7 +328,7 @@ struct Start: AsyncParsableCommand {
 }
 
 struct Events: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "What happened to instances, oldest first; -w keeps watching.")
+    static let configuration = CommandConfiguration(commandName: "events", abstract: "What happened to instances, oldest first; -w keeps watching.")
     @OptionGroup var ns: NamespaceOptions
     @Flag(name: .shortAndLong, help: "Keep printing new events.") var watch = false
     enum Format: String, ExpressibleByArgument, CaseIterable { case table, json }
@@ -360,6 +365,7 @@ struct Events: AsyncParsableCommand {
 
 struct Claim: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "claim",
         abstract: "Take a Ready instance from a pool at once; the pool refills behind it.",
         discussion: "Prints the instance's name and endpoints (-o name: the name; -o json: the instance). Fails after --timeout when the pool is exhausted.")
 
@@ -394,6 +400,7 @@ struct Claim: AsyncParsableCommand {
 
 struct Release: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "release",
         abstract: "Give a claimed instance back to its pool: its snapshot is restored (loadvm), or it restarts.")
 
     @Argument(help: "The instance.") var name: String

@@ -15,6 +15,7 @@ import YAMLTree
 
 struct Sync: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "sync",
         abstract: "Make the supervisor hold what a directory of YAML describes (GitOps); --watch keeps it so.",
         discussion: """
             Applies what is new or changed (instances restart when their spec changed) and reports each object: \
