@@ -10,6 +10,9 @@
  * replay that fed the input at other moments would print other ticks, so
  * byte-identical output shows that the timing was reproduced, not only the
  * bytes. A line "fail" prints "checksum FAILED" (a failure to record).
+ * A line "trickle" starts a steady stream of numbered 64-byte lines, one
+ * every 8 SysTicks (about 1 KiB/s at lm3s6965evb's 125 ticks/s), for
+ * measuring what a recording of a chatty target costs per minute.
  */
 #include <stdint.h>
 
@@ -65,8 +68,18 @@ static uint32_t crc32_update(uint32_t crc, uint8_t byte) {
     return crc;
 }
 
+/* One numbered trickle line: 8 hex digits, a space, 53 letters, CR LF. */
+static void trickle_line(uint32_t n) {
+    hex32(n);
+    put(' ');
+    for (int i = 0; i < 53; i++) put((char)('a' + (n + i) % 26));
+    puts_("\r\n");
+}
+
 int main(void) {
     uint32_t crc = 0xFFFFFFFFu, count = 0;
+    uint32_t trickled = 0, trickle_at = 0;
+    int trickling = 0;
     char line[8];
     unsigned len = 0;
     uart_init();
@@ -86,6 +99,10 @@ int main(void) {
         __asm volatile("cpsid i" ::: "memory");
         if (rx_head == rx_tail) __asm volatile("wfi");
         __asm volatile("cpsie i" ::: "memory");
+        if (trickling && ticks - trickle_at >= 8) {
+            trickle_at = ticks;
+            trickle_line(trickled++);
+        }
         while (rx_tail != rx_head) {
             uint8_t c = rx_ring[rx_tail];
             rx_tail = (uint8_t)(rx_tail + 1);
@@ -105,6 +122,11 @@ int main(void) {
             hex32(ticks);
             puts_("\r\n");
             if (len == 4 && line[0] == 'f' && line[1] == 'a' && line[2] == 'i' && line[3] == 'l') puts_("checksum FAILED\r\n");
+            if (len == 7 && line[0] == 't' && line[1] == 'r' && line[2] == 'i' && line[3] == 'c' && line[4] == 'k'
+                && line[5] == 'l' && line[6] == 'e') {
+                trickling = 1;
+                trickle_at = ticks;
+            }
             len = 0;
         }
     }
