@@ -138,6 +138,11 @@ public final class CANBusLink: @unchecked Sendable {
         }.get()
     }
 
+    /// Returns once paced frames queued so far have gone to the UART.
+    public func inputDrained() async {
+        try? await loop.flatSubmit { self.paced?.drained() ?? self.loop.makeSucceededVoidFuture() }.get()
+    }
+
     /// Frames (paced) still on their way to the UART; for tests.
     var framesQueued: Int { pacedFrames.count }
 

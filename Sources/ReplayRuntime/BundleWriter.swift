@@ -84,7 +84,7 @@ public struct BundleWriter: Sendable {
             }
             try put("serial/\(device).log", Array(log.utf8), .serialLog, device: device)
         }
-        for trace in Self.traces(capture) {
+        for trace in Self.traces(capture) + extraTraces {
             try put(trace.path, Array(trace.text.utf8), trace.role, device: trace.device, entries: trace.entries)
         }
         if let junitPath, let bytes = FileManager.default.contents(atPath: junitPath) {
@@ -112,13 +112,26 @@ public struct BundleWriter: Sendable {
     }
 
     /// One trace file to write: its text and how many lines (frames) it holds.
-    struct Trace: Equatable {
-        var path: String
-        var role: BundleFile.Role
-        var device: String
-        var text: String
-        var entries: Int
+    public struct Trace: Sendable, Equatable {
+        public var path: String
+        public var role: BundleFile.Role
+        public var device: String?
+        public var text: String
+        public var entries: Int
+
+        /// `path` under `traces/` by convention (`traces/qmp.log`), unique in the bundle.
+        public init(path: String, role: BundleFile.Role, device: String? = nil, text: String, entries: Int) {
+            self.path = path
+            self.role = role
+            self.device = device
+            self.text = text
+            self.entries = entries
+        }
     }
+
+    /// Traces kept elsewhere than in the `RunCapture` (a QMP transcript,
+    /// say), written and listed like the capture's own.
+    public var extraTraces: [Trace] = []
 
     /// The serial input of each device that got any, as
     /// `traces/serial-DEV.in.log` (`SerialInputTrace`), and the frames of

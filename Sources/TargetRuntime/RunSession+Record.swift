@@ -199,13 +199,16 @@ extension RunSession {
     }
 
     /// A recorded run's command that ended well is taken as ended once the
-    /// input it typed reached the guest (paced, it may still be queued), as
+    /// input it typed (and the CAN frames it sent) reached the guest (paced, it may still be queued), as
     /// it would have without recording: the guest's answers still show and
     /// count. At most `limit` seconds; a `--timeout` still applies.
     static func drainRecordedInput(_ targets: [TargetProcess], limit: Double = 60) async {
         await withTaskGroup(of: Void.self) { g in
             g.addTask {
-                for t in targets { for h in t.hubs { await h.inputDrained() } }
+                for t in targets {
+                    for h in t.hubs { await h.inputDrained() }
+                    for l in t.canLinks { await l.inputDrained() }
+                }
             }
             g.addTask { try? await Task.sleep(for: .seconds(limit)) }
             await g.next()

@@ -171,6 +171,8 @@ public final class TargetProcess: Sendable {
 
     public var qmp: QMPClient? { attached.withLock { $0.qmp } }
     public var hubs: [SerialHub] { attached.withLock { $0.hubs } }
+    /// The CAN devices on their buses so far.
+    var canLinks: [CANBusLink] { attached.withLock { $0.canLinks } }
 
     /// Every path of this instance.
     public var layout: InstanceLayout { InstanceLayout(directory: directory) }

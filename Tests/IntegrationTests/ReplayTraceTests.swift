@@ -133,5 +133,10 @@ import TestSupport
         let traces = (object?["traces"] as? [[String: Any]]) ?? []
         #expect(traces.compactMap { $0["path"] as? String }.sorted() == ["traces/can-can0.log", "traces/serial-console.in.log"], "\(json.stdout)")
         #expect(traces.first { $0["role"] as? String == "canTrace" }?["entries"] as? Int == 4, "\(json.stdout)")
+
+        // The frames reached the board through its UART, so QEMU's log holds them: the replay needs no bus.
+        let replay = try vt(["replay", bundle], runtime: runtime)
+        #expect(replay.code == 0 && replay.stderr.contains("console: serial output identical"), "\(replay.stdout)\n\(replay.stderr)")
+        #expect(replay.stdout.contains("can rx 3213C0FFEE"), "\(replay.stdout)")
     }
 }
