@@ -122,9 +122,17 @@ final class HeardFrames: Sendable {
         let fromB = Array("t1231AA\rt7FF3C0FFEE\r".utf8)
         #expect(write(bIn[1], fromB, fromB.count) == fromB.count)
         let sentAt = Date()
-        let atA = read(aOut[0], until: "t7FF3C0FFEE\r")
-        #expect(atA == "t1231AA\rt7FF3C0FFEE\r", "A got: \(atA.debugDescription)")
+        // Both frames at A's link, waiting for its UART; once drained, all their bytes are in the pipe.
+        var queued = 0
+        for _ in 0..<500 where queued < 2 {
+            queued = try await loop.submit { a.framesQueued }.get()
+            if queued < 2 { try await Task.sleep(for: .milliseconds(2)) }
+        }
+        #expect(queued == 2)
+        await a.inputDrained()
         #expect(Date().timeIntervalSince(sentAt) >= 0.3, "paced: one byte per 20 ms")
+        let atA = read(aOut[0], until: "t7FF3C0FFEE\r", seconds: 0.5)
+        #expect(atA == "t1231AA\rt7FF3C0FFEE\r", "A got: \(atA.debugDescription)")
         // A's guest answers: heard as sent once it went to the bus, and B gets it.
         let fromA = Array("T000001242BEEF\r".utf8)
         #expect(write(aIn[1], fromA, fromA.count) == fromA.count)
@@ -137,6 +145,45 @@ final class HeardFrames: Sendable {
         #expect(frames.map(\.2) == frames.map(\.2).sorted())
         // The first frame is heard when its last byte went (8 bytes: 7 gaps), not when it came.
         #expect(frames.first.map { $0.2 } ?? 0 >= 0.14, "\(frames)")
+
+        await a.leave()
+        await b.leave()
+        await hub.close()
+        for fd in [aIn[1], aOut[0], bIn[1], bOut[0]] { close(fd) }
+        try await group.shutdownGracefully()
+    }
+
+    /// A recorded board's UART takes frames slower than a bus may send
+    /// them: past 64 waiting, they are dropped, and the link says so once.
+    @Test func framesPastTheLimitAreDroppedWithANote() async throws {
+        let dir = "/tmp/vt-canobs-\(UInt32.random(in: 0...UInt32.max))"
+        mkdir(dir, 0o700)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let loop = group.next()
+        let hub = CANBusHub(name: "full", loop: loop, logPath: nil)
+        _ = try await hub.listen(tcpPort: 0, unixPath: dir + "/bus.sock")
+        let notes = Heard()
+        var aIn: [Int32] = [0, 0], aOut: [Int32] = [0, 0], bIn: [Int32] = [0, 0], bOut: [Int32] = [0, 0]
+        #expect(pipe(&aIn) == 0 && pipe(&aOut) == 0 && pipe(&bIn) == 0 && pipe(&bOut) == 0)
+        let a = try await CANBusLink.join(socketPath: dir + "/bus.sock", bus: "full", member: "a/can0", faults: [:], loop: loop,
+                                          onLost: { m in notes.items.withLock { $0.append(m) } }, rediscover: { dir + "/bus.sock" })
+        try await a.paceInput(gap: .seconds(5))
+        try await a.attach(input: aIn[0], output: aOut[1])
+        let b = try await CANBusLink.join(socketPath: dir + "/bus.sock", bus: "full", member: "b/can0", faults: [:], loop: loop,
+                                          onLost: { _ in }, rediscover: { dir + "/bus.sock" })
+        try await b.attach(input: bIn[0], output: bOut[1])
+        let burst = Array((0..<70).map { _ in "t1001AA\r" }.joined().utf8)
+        #expect(write(bIn[1], burst, burst.count) == burst.count)
+        var said: [String] = []
+        for _ in 0..<1000 where said.isEmpty {
+            said = notes.items.withLock { $0 }
+            if said.isEmpty { try await Task.sleep(for: .milliseconds(5)) }
+        }
+        #expect(said.first?.hasPrefix("a/can0: 1 frame(s) from the bus dropped: the recorded UART takes one byte per 5000 ms") == true, "\(said)")
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(try await loop.submit { a.framesQueued }.get() == CANBusLink.pacedFrameLimit)
+        #expect(notes.items.withLock { $0.count } == 1, "one note, not one per frame")
 
         await a.leave()
         await b.leave()
