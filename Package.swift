@@ -63,7 +63,7 @@ let package = Package(
         ], exclude: ["README.md"]),
         .target(name: "TargetRuntime", dependencies: [
             "DiskImages", "QEMULaunch", "TargetSpec", "MachineCatalog", "QMP", "Endpoints", "Sandbox", "InstanceContract", "HostOS", "SessionCore",
-            "VMSpec", "VMLaunch", "VMRuntime",
+            "CANProtocol", "VMSpec", "VMLaunch", "VMRuntime",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ], exclude: ["README.md"]),

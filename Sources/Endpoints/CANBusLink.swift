@@ -18,6 +18,30 @@ public final class CANBusLink: @unchecked Sendable {
     /// Finds the bus host again (starting one), for rejoining after it went away.
     private let rediscover: @Sendable () async throws -> String
     private var rejoining: Task<Void, Never>?
+    /// Hears every frame this device passes on (a recording's CAN trace);
+    /// nil, the usual case, costs one check per frame.
+    private var onFrame: (@Sendable (CANFrame, Direction) -> Void)?
+
+    /// Set while QEMU records: the bus's frames go to the UART one byte per
+    /// gap, as serial input does (`PacedInput` says why).
+    private var paced: PacedInput?
+    /// Frames queued in `paced`, each with the count of paced bytes written
+    /// once its last byte is: it reached the board then, and is heard then.
+    private var pacedFrames: [(frame: CANFrame, end: Int)] = []
+    private var pacedQueued = 0
+    private var pacedWritten = 0
+    private var pacedDropped = 0
+    /// Frames waiting for a recorded UART past this are dropped (as a real
+    /// SLCAN adapter overruns): at 150 ms a byte, 64 frames are two minutes behind.
+    static let pacedFrameLimit = 64
+
+    /// Which way a frame went, from the target's side.
+    public enum Direction: Sendable, Equatable {
+        /// The target sent it, and it went to the bus.
+        case sent
+        /// The bus delivered it, and it was written to the target's UART.
+        case received
+    }
 
     private init(member: String, bus: String, faults: [String: String], loop: any EventLoop,
                  onLost: @escaping @Sendable (String) -> Void, rediscover: @escaping @Sendable () async throws -> String) {
@@ -99,6 +123,29 @@ public final class CANBusLink: @unchecked Sendable {
         try await loop.submit { self.uart = channel }.get()
     }
 
+    /// From now on `observer` hears, on the loop, each frame as it is passed
+    /// on: to the bus when the target sent it, to the UART when the bus
+    /// delivered it. Set it before `attach`, and no frame goes unheard.
+    public func observeFrames(_ observer: @escaping @Sendable (CANFrame, Direction) -> Void) async throws {
+        try await loop.submit { self.onFrame = observer }.get()
+    }
+
+    /// From now on frames from the bus reach the UART one byte per `gap`
+    /// (QEMU records the run); set it before `attach`.
+    public func paceInput(gap: TimeAmount) async throws {
+        try await loop.submit {
+            self.paced = PacedInput(loop: self.loop, gap: gap) { [weak self] in self?.pacedWrite($0) }
+        }.get()
+    }
+
+    /// Returns once paced frames queued so far have gone to the UART.
+    public func inputDrained() async {
+        try? await loop.flatSubmit { self.paced?.drained() ?? self.loop.makeSucceededVoidFuture() }.get()
+    }
+
+    /// Frames (paced) still on their way to the UART; for tests.
+    var framesQueued: Int { pacedFrames.count }
+
     /// Says goodbye and waits (at most 2 s) for the host to let go, so that
     /// when this returns a host this was the last target of has removed its
     /// files. Then closes the UART side.
@@ -124,13 +171,40 @@ public final class CANBusLink: @unchecked Sendable {
 
     fileprivate func fromBus(_ frame: CANFrame) {
         guard let uart else { return }
-        uart.writeAndFlush(bytes: SLCAN.encode(frame))
+        guard let paced else {
+            uart.writeAndFlush(bytes: SLCAN.encode(frame))
+            onFrame?(frame, .received)
+            return
+        }
+        guard pacedFrames.count < Self.pacedFrameLimit else {
+            pacedDropped += 1
+            if pacedDropped == 1 || pacedDropped % 1000 == 0 {
+                onLost("\(member): \(pacedDropped) frame(s) from the bus dropped: the recorded UART takes one byte per "
+                       + "\(paced.gap.nanoseconds / 1_000_000) ms and \(Self.pacedFrameLimit) frames are waiting")
+            }
+            return
+        }
+        let bytes = SLCAN.encode(frame)
+        pacedQueued += bytes.count
+        pacedFrames.append((frame, pacedQueued))
+        paced.enqueue(bytes, from: nil)
+    }
+
+    private func pacedWrite(_ bytes: [UInt8]) {
+        guard let uart else { return }
+        uart.writeAndFlush(bytes: bytes)
+        pacedWritten += bytes.count
+        while let first = pacedFrames.first, first.end <= pacedWritten {
+            pacedFrames.removeFirst()
+            onFrame?(first.frame, .received)
+        }
     }
 
     fileprivate func fromUART(_ line: [UInt8]) {
         guard let bus else { return }
         if let frame = try? SLCAN.decode(line) {
             bus.writeAndFlush(bytes: Socketcand.sendMessage(frame))
+            onFrame?(frame, .sent)
         } else {
             // An unknown command, which the host counts as malformed for this member.
             bus.writeAndFlush(bytes: Array("< vtarget-malformed >".utf8))

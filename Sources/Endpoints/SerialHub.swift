@@ -29,6 +29,9 @@ public final class SerialHub: @unchecked Sendable {
     /// Set while QEMU records: input goes one byte at a time (`PacedInput` says why).
     var paced: PacedInput?  // internal: unit tests set it on their loop
     private let onOutput: @Sendable ([UInt8]) -> Void
+    /// Hears every piece of input as it is written to the UART (after
+    /// pacing); nil, the usual case, costs one check per write.
+    var onInput: (@Sendable ([UInt8]) -> Void)?  // internal: unit tests set it on their loop
     private let onClosed: @Sendable () -> Void
     private let report: @Sendable (String) -> Void
 
@@ -109,8 +112,16 @@ public final class SerialHub: @unchecked Sendable {
     /// From now on input reaches the UART one byte per `gap` (QEMU records the run).
     public func paceInput(gap: TimeAmount) async throws {
         try await loop.submit {
-            self.paced = PacedInput(loop: self.loop, gap: gap) { [weak self] in self?.qemu?.writeAndFlush(bytes: $0) }
+            self.paced = PacedInput(loop: self.loop, gap: gap) { [weak self] in self?.writeToUART($0) }
         }.get()
+    }
+
+    /// From now on `observer` hears, on the loop, every piece of input at
+    /// the moment it is written to the UART: whoever typed it (a client, the
+    /// force socket, RFC 2217, vtarget's own `send`), once paced input let
+    /// it go. A recording keeps it as the serial input trace.
+    public func observeInput(_ observer: @escaping @Sendable ([UInt8]) -> Void) async throws {
+        try await loop.submit { self.onInput = observer }.get()
     }
 
     /// Returns once paced input queued so far has gone to the UART.
@@ -119,7 +130,14 @@ public final class SerialHub: @unchecked Sendable {
     }
 
     private func toUART(_ bytes: [UInt8], from channel: (any Channel)?) {
-        if let paced { paced.enqueue(bytes, from: channel) } else { qemu?.writeAndFlush(bytes: bytes) }
+        if let paced { paced.enqueue(bytes, from: channel) } else { writeToUART(bytes) }
+    }
+
+    /// The one place input is written to QEMU; not written (no UART), not heard.
+    func writeToUART(_ bytes: [UInt8]) {  // internal: unit tests pace into it
+        guard let qemu else { return }
+        qemu.writeAndFlush(bytes: bytes)
+        onInput?(bytes)
     }
 
     /// A pool member handed back: the next claimer sees none of the previous
@@ -277,7 +295,14 @@ public final class SerialHub: @unchecked Sendable {
             }
             return
         }
-        if let paced { paced.enqueue(buffer.readableBytesView, from: channel) } else { qemu?.writeAndFlush(buffer, promise: nil) }
+        if let paced {
+            paced.enqueue(buffer.readableBytesView, from: channel)
+        } else if let onInput, let qemu {
+            qemu.writeAndFlush(buffer, promise: nil)
+            onInput(Array(buffer.readableBytesView))
+        } else {
+            qemu?.writeAndFlush(buffer, promise: nil)
+        }
     }
 
     private func notice(_ channel: any Channel, _ text: String) {

@@ -25,6 +25,10 @@ public struct BundleManifest: Codable, Sendable, Equatable {
     public var omittedImages: [OmittedImage]
     /// How the spec was read; a replay reads it the same way.
     public var decoding: Decoding?
+    /// The wall-clock time (RFC 3339, UTC, microseconds) of second 0 of the
+    /// monotonic stamps in `serial/DEV.log` and `traces/serial-DEV.in.log`;
+    /// the CAN traces carry wall-clock times from it. Absent before traces.
+    public var traceOrigin: String?
 
     public struct Decoding: Codable, Sendable, Equatable {
         public var lenient: Bool
@@ -157,13 +161,26 @@ public struct BundleFile: Codable, Sendable, Equatable {
     public var device: String?
     public var size: UInt64
     public var sha256: String
+    /// For a trace (`serialInput`, `canTrace`, `qmpTrace`, ...): how many
+    /// lines or frames it holds. Absent in bundles written before traces.
+    public var entries: Int?
 
-    public init(path: String, role: Role, device: String? = nil, size: UInt64, sha256: String) {
+    public init(path: String, role: Role, device: String? = nil, size: UInt64, sha256: String, entries: Int? = nil) {
         self.path = path
         self.role = role
         self.device = device
         self.size = size
         self.sha256 = sha256
+        self.entries = entries
+    }
+
+    /// Timestamped records of what crossed an endpoint, as opposed to the
+    /// run's inputs and QEMU's own files.
+    public var isTrace: Bool {
+        switch role {
+        case .serialInput, .canTrace, .qmpTrace, .pcap: true
+        default: false
+        }
     }
 }
 
@@ -230,6 +247,9 @@ extension BundleManifest {
             }
             guard Self.isDigest(f.sha256) else {
                 throw BundleError(.invalidField, "manifest.json: \"\(f.path)\" has sha256 \"\(f.sha256)\"; expected 64 lower-case hex digits")
+            }
+            if let n = f.entries, n < 0 {
+                throw BundleError(.invalidField, "manifest.json: \"\(f.path)\" has entries \(n); expected 0 or more")
             }
         }
         for image in omittedImages where !Self.isDigest(image.sha256) {

@@ -47,13 +47,14 @@ public struct BundleWriter: Sendable {
             let (digest, size) = try FileDigest.sha256(staging + "/" + rel)
             files.append(BundleFile(path: rel, role: role, device: device, size: size, sha256: digest))
         }
-        func put(_ rel: String, _ bytes: [UInt8], _ role: BundleFile.Role, device: String? = nil) throws(RuntimeError) {
+        func put(_ rel: String, _ bytes: [UInt8], _ role: BundleFile.Role, device: String? = nil, entries: Int? = nil) throws(RuntimeError) {
             let path = staging + "/" + rel
             if let slash = rel.lastIndex(of: "/") {
                 try? FileManager.default.createDirectory(atPath: staging + "/" + String(rel[..<slash]), withIntermediateDirectories: true)
             }
             try BundleArchive.writeFile(path, bytes)
             try add(rel, role, device: device)
+            files[files.count - 1].entries = entries
         }
         try put("spec.yaml", specYAML, .spec)
         if let profileYAML { try put("machine.yaml", profileYAML, .machineProfile) }
@@ -83,6 +84,9 @@ public struct BundleWriter: Sendable {
             }
             try put("serial/\(device).log", Array(log.utf8), .serialLog, device: device)
         }
+        for trace in Self.traces(capture) + extraTraces {
+            try put(trace.path, Array(trace.text.utf8), trace.role, device: trace.device, entries: trace.entries)
+        }
         if let junitPath, let bytes = FileManager.default.contents(atPath: junitPath) {
             try put("junit.xml", Array(bytes), .junit)
         }
@@ -97,6 +101,7 @@ public struct BundleWriter: Sendable {
             instance: .init(name: c.name, namespace: c.namespace, machine: c.profile, icountShift: icountShift),
             verdict: .init(exitCode: c.exitCode, reason: c.reason), files: files, omittedImages: omitted)
         manifest.decoding = decoding
+        manifest.traceOrigin = Self.rfc3339(microseconds: capture.wallStartMicroseconds)
         if mkdir(directory, 0o755) != 0 && errno != EEXIST {
             throw RuntimeError("cannot create \(directory): \(String(cString: strerror(errno)))")
         }
@@ -104,6 +109,64 @@ public struct BundleWriter: Sendable {
         let out = directory + "/\(c.namespace)-\(c.name)-\(stamp)-\(getpid()).\(BundleArchive.fileExtension)"
         try await BundleArchive.write(manifest, staging: staging, to: out)
         return out
+    }
+
+    /// One trace file to write: its text and how many lines (frames) it holds.
+    public struct Trace: Sendable, Equatable {
+        public var path: String
+        public var role: BundleFile.Role
+        public var device: String?
+        public var text: String
+        public var entries: Int
+
+        /// `path` under `traces/` by convention (`traces/qmp.log`), unique in the bundle.
+        public init(path: String, role: BundleFile.Role, device: String? = nil, text: String, entries: Int) {
+            self.path = path
+            self.role = role
+            self.device = device
+            self.text = text
+            self.entries = entries
+        }
+    }
+
+    /// Traces kept elsewhere than in the `RunCapture` (a QMP transcript,
+    /// say), written and listed like the capture's own.
+    public var extraTraces: [Trace] = []
+
+    /// The serial input of each device that got any, as
+    /// `traces/serial-DEV.in.log` (`SerialInputTrace`), and the frames of
+    /// each CAN device of the board, as `traces/can-DEV.log` (`CandumpLog`,
+    /// stamped with wall-clock times from the capture's start). A device
+    /// that saw nothing has no file: the trace would say nothing.
+    static func traces(_ capture: RunCapture) -> [Trace] {
+        func us(_ seconds: Double) -> Int64 { Int64((seconds * 1e6).rounded()) }
+        var out: [Trace] = []
+        for (device, chunks) in capture.inputs.sorted(by: { $0.key < $1.key }) where !chunks.isEmpty {
+            let text = chunks.map { SerialInputTrace.line(microseconds: us($0.seconds), bytes: $0.bytes) + "\n" }.joined()
+            out.append(Trace(path: "traces/serial-\(device).in.log", role: .serialInput, device: device, text: text, entries: chunks.count))
+        }
+        let origin = capture.wallStartMicroseconds
+        let byDevice = Dictionary(grouping: capture.frames, by: \.device)
+        for (device, events) in byDevice.sorted(by: { $0.key < $1.key }) {
+            // Stable: frames stamped alike stay in the order they were passed on.
+            let ordered = events.enumerated().sorted { ($0.element.seconds, $0.offset) < ($1.element.seconds, $1.offset) }.map(\.element)
+            let text = ordered.map { e in
+                CandumpLog.line(microseconds: origin + us(e.seconds), interface: e.bus,
+                                frame: .init(id: e.id, extended: e.extended, remote: e.remote, dlc: e.dlc, data: e.data),
+                                direction: e.sent ? .sent : .received) + "\n"
+            }.joined()
+            out.append(Trace(path: "traces/can-\(device).log", role: .canTrace, device: device, text: text, entries: ordered.count))
+        }
+        return out
+    }
+
+    /// `2026-12-01T01:02:03.123456Z`.
+    static func rfc3339(microseconds: Int64) -> String {
+        var t = time_t(microseconds / 1_000_000)
+        var p = tm()
+        gmtime_r(&t, &p)
+        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", p.tm_year + 1900, p.tm_mon + 1, p.tm_mday, p.tm_hour, p.tm_min, p.tm_sec,
+                      Int32(microseconds % 1_000_000))
     }
 
     static func json(_ strings: [String]) -> [UInt8] {

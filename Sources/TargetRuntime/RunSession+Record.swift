@@ -6,6 +6,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import CANProtocol
 import Endpoints
 import HostOS
 import InstanceContract
@@ -15,7 +16,9 @@ import QEMULaunch
 import Synchronization
 
 /// What a recorded (or replayed) run keeps while it happens: each serial
-/// device's exact bytes with the monotonic time they arrived, and, once
+/// device's exact bytes with the monotonic time they arrived, the input
+/// each got with the time it went to QEMU, every frame each CAN device
+/// passed on, and, once
 /// QEMU has stopped, copies of what QEMU left in its directory (the replay
 /// log, the firmware it ran), before the run's directories are removed.
 public final class RunCapture: Sendable {
@@ -23,6 +26,22 @@ public final class RunCapture: Sendable {
         /// Seconds since the capture began (monotonic).
         public var seconds: Double
         public var bytes: [UInt8]
+    }
+
+    /// One frame a CAN device of the board passed on (`CANBusLink` says when).
+    public struct CANEvent: Sendable, Equatable {
+        /// Seconds since the capture began (monotonic).
+        public var seconds: Double
+        /// The board's CAN device and the bus it is on.
+        public var device: String
+        public var bus: String
+        /// The board sent it (else the bus delivered it to the board).
+        public var sent: Bool
+        public var id: UInt32
+        public var extended: Bool
+        public var remote: Bool
+        public var dlc: Int
+        public var data: [UInt8]
     }
 
     /// What the run left: filled in by `collect`, read after `run` returns.
@@ -45,6 +64,8 @@ public final class RunCapture: Sendable {
 
     private struct State {
         var chunks: [String: [Chunk]] = [:]
+        var inputs: [String: [Chunk]] = [:]
+        var frames: [CANEvent] = []
         var total = 0
         var collected = Collected()
         var stopped = false
@@ -52,6 +73,13 @@ public final class RunCapture: Sendable {
 
     private let state = Mutex(State())
     private let start = monotonicSeconds()
+    /// The wall clock (CLOCK_REALTIME, microseconds since the epoch) when
+    /// the capture began: second 0 of every `seconds` here.
+    public let wallStartMicroseconds: Int64 = {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1000
+    }()
     /// Where `collect` copies files to: the caller's private directory.
     public let staging: String
     /// Stop the run once this many serial bytes arrived (`replay --until OFFSET`).
@@ -70,6 +98,25 @@ public final class RunCapture: Sendable {
     }
 
     public var chunks: [String: [Chunk]] { state.withLock { $0.chunks } }
+
+    /// Each serial device's input, in the pieces and at the times it went to QEMU.
+    public var inputs: [String: [Chunk]] { state.withLock { $0.inputs } }
+
+    /// Every CAN device's frames, in the order they were passed on.
+    public var frames: [CANEvent] { state.withLock { $0.frames } }
+
+    /// From the hub (`SerialHub.observeInput`): `bytes` just went to the UART.
+    func serialInput(device: String, bytes: [UInt8]) {
+        let now = monotonicSeconds() - start
+        state.withLock { $0.inputs[device, default: []].append(Chunk(seconds: now, bytes: bytes)) }
+    }
+
+    /// From the link (`CANBusLink.observeFrames`).
+    func canFrame(device: String, bus: String, frame: CANFrame, direction: CANBusLink.Direction) {
+        let e = CANEvent(seconds: monotonicSeconds() - start, device: device, bus: bus, sent: direction == .sent, id: frame.id,
+                         extended: frame.extended, remote: frame.remote, dlc: frame.dlc, data: frame.data)
+        state.withLock { $0.frames.append(e) }
+    }
 
     /// From the run's serial callback. With `stopAfterBytes` reached, the run
     /// is ended the way Ctrl-C ends it (the session's own signal handling
@@ -152,13 +199,16 @@ extension RunSession {
     }
 
     /// A recorded run's command that ended well is taken as ended once the
-    /// input it typed reached the guest (paced, it may still be queued), as
+    /// input it typed (and the CAN frames it sent) reached the guest (paced, it may still be queued), as
     /// it would have without recording: the guest's answers still show and
     /// count. At most `limit` seconds; a `--timeout` still applies.
     static func drainRecordedInput(_ targets: [TargetProcess], limit: Double = 60) async {
         await withTaskGroup(of: Void.self) { g in
             g.addTask {
-                for t in targets { for h in t.hubs { await h.inputDrained() } }
+                for t in targets {
+                    for h in t.hubs { await h.inputDrained() }
+                    for l in t.canLinks { await l.inputDrained() }
+                }
             }
             g.addTask { try? await Task.sleep(for: .seconds(limit)) }
             await g.next()

@@ -171,6 +171,8 @@ public final class TargetProcess: Sendable {
 
     public var qmp: QMPClient? { attached.withLock { $0.qmp } }
     public var hubs: [SerialHub] { attached.withLock { $0.hubs } }
+    /// The CAN devices on their buses so far.
+    var canLinks: [CANBusLink] { attached.withLock { $0.canLinks } }
 
     /// Every path of this instance.
     public var layout: InstanceLayout { InstanceLayout(directory: directory) }
@@ -200,10 +202,11 @@ public final class TargetProcess: Sendable {
         environment: [String: String],
         onQMPEvent: @escaping @Sendable (JSONValue) -> Void = { _ in },
         onBusFailure: (@Sendable (any Error) -> Void)? = nil,
+        capture: RunCapture? = nil,
         onSerial: @escaping @Sendable (_ device: String, _ bytes: [UInt8]) -> Void
     ) async throws {
         let loop = group.next()
-        startBusJoins(loop: loop, environment: environment, onFailure: onBusFailure ?? { note("\($0)") })
+        startBusJoins(loop: loop, environment: environment, capture: capture, onFailure: onBusFailure ?? { note("\($0)") })
         let tail = stderrTail
         let errChannel = try await NIOPipeBootstrap(group: loop)
             .channelInitializer { ch in
@@ -224,6 +227,9 @@ public final class TargetProcess: Sendable {
             attached.withLock { $0.hubs.append(hub) }
             try await hub.record(to: SerialLog(directory: logs, device: device, rotation: logRotation))
             if plan.recordReplay?.mode == .record { try await hub.paceInput(gap: Self.recordedInputGap(environment: environment)) }
+            if let capture, plan.serialChannels.contains(where: { $0.device == device }) {
+                try await hub.observeInput { capture.serialInput(device: device, bytes: $0) }
+            }
             let ends = try claimUART(c.chardevID)
             try await hub.attach(input: ends.input, output: ends.output)
             try await hub.listen(path: layout.serialSocket(device), forcePath: layout.forceSocket(device))
@@ -251,7 +257,8 @@ public final class TargetProcess: Sendable {
 
     /// Starts joining every CAN device to its bus, one device after another, in
     /// a task this target owns.
-    private func startBusJoins(loop: any EventLoop, environment: [String: String], onFailure: @escaping @Sendable (any Error) -> Void) {
+    private func startBusJoins(loop: any EventLoop, environment: [String: String], capture: RunCapture?,
+                               onFailure: @escaping @Sendable (any Error) -> Void) {
         let cans = plan.channels.compactMap { c -> (PlannedChannel, String)? in
             guard case .can(let bus, _) = c.role else { return nil }
             return (c, bus)
@@ -272,6 +279,11 @@ public final class TargetProcess: Sendable {
                     attached.withLock {
                         $0.canLinks.append(link)
                         $0.buses[bus] = record
+                    }
+                    if plan.recordReplay?.mode == .record { try await link.paceInput(gap: Self.recordedInputGap(environment: environment)) }
+                    if let capture {
+                        let device = c.device
+                        try await link.observeFrames { capture.canFrame(device: device, bus: bus, frame: $0, direction: $1) }
                     }
                     let ends = try claimUART(c.chardevID)
                     try await link.attach(input: ends.input, output: ends.output)

@@ -17,7 +17,7 @@ struct BundleCommand: AsyncParsableCommand {
     struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "show",
-            abstract: "What a bundle holds: the instance, QEMU, the verdict, its files and the last serial lines.",
+            abstract: "What a bundle holds: the instance, QEMU, the verdict, its files, its traces and the last serial lines.",
             discussion: "The bundle is checked (format, every file's size and sha256) before anything is shown; a damaged one exits 2.")
 
         @Argument(help: "The bundle.")
@@ -50,10 +50,12 @@ struct BundleCommand: AsyncParsableCommand {
                 struct Shown: Encodable {
                     var manifest: BundleManifest
                     var lastSerialLines: [String: [String]]
+                    /// The manifest's traces again, for a reader that wants only them.
+                    var traces: [BundleFile]
                 }
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                let data = try encoder.encode(Shown(manifest: m, lastSerialLines: tails))
+                let data = try encoder.encode(Shown(manifest: m, lastSerialLines: tails, traces: m.files.filter(\.isTrace)))
                 printOut(String(decoding: data, as: UTF8.self))
                 return
             }
@@ -72,11 +74,36 @@ struct BundleCommand: AsyncParsableCommand {
             for i in m.omittedImages {
                 out += "  (not included) \(i.name)  \(i.size) bytes  sha256 \(i.sha256)\n"
             }
+            out += Self.traceLines(m)
             for (device, lines) in tails.sorted(by: { $0.key < $1.key }) {
                 out += "Last serial lines of \(device):\n"
                 for l in lines { out += "  " + l + "\n" }
             }
             printOut(out, terminator: "")
+        }
+
+        /// `Traces:` and one line per trace (what, whose, how many), or nothing
+        /// for a bundle without any (written before traces, or a run nobody typed at).
+        static func traceLines(_ m: BundleManifest) -> String {
+            let traces = m.files.filter(\.isTrace)
+            guard !traces.isEmpty else { return "" }
+            var out = "Traces" + (m.traceOrigin.map { " (second 0 = \($0))" } ?? "") + ":\n"
+            for t in traces {
+                let unit = switch t.role {
+                case .canTrace: "frames"
+                case .pcap: "packets"
+                default: "lines"
+                }
+                let what = switch t.role {
+                case .serialInput: "serial input"
+                case .canTrace: "CAN frames (candump -L)"
+                case .qmpTrace: "QMP messages"
+                case .pcap: "network packets"
+                default: t.role.rawValue
+                }
+                out += "  \(what)\(t.device.map { " of \($0)" } ?? ""): \(t.entries.map { "\($0) \(unit)" } ?? "\(t.size) bytes")  \(t.path)\n"
+            }
+            return out
         }
     }
 

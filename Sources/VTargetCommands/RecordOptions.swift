@@ -81,8 +81,10 @@ struct RecordOptions: ParsableArguments {
         } else if loaded.runnables.count != 1 {
             problem = "a recording holds one board; this run has \(loaded.runnables.count): run the one to record alone"
         } else if explicit == nil, board?.devices.contains(where: { if case .can = $0.kind { true } else { false } }) == true {
-            problem = "a board on a CAN bus gets its frames through a UART, and under QEMU's record mode a UART loses input "
-                + "that comes faster than the guest wakes (frames are not paced as serial input is); record it with --record if its bus is slow"
+            // Paced like serial input (one SLCAN byte per gap, about 2 s a frame), a busy bus outruns
+            // the board and frames past 64 waiting are dropped: a run that passes would change.
+            problem = "a board on a CAN bus gets its frames through a UART, and under QEMU's record mode they go one byte per "
+                + "150 ms (about 2 s a frame), which a busy bus outruns; record it with --record if its bus is slow"
         } else if explicit == nil, let accel, accel != "tcg" {
             problem = "this board runs under \(accel), and QEMU records only under tcg (it counts instructions); set spec.qemuConfig.accel: tcg to record it"
         } else if input.files.contains("-") {

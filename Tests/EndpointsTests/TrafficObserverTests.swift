@@ -1,0 +1,194 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CANProtocol
+import Foundation
+import NIOCore
+import NIOEmbedded
+import NIOPosix
+import Synchronization
+import Testing
+@testable import Endpoints
+
+/// What a recording's traces hear: serial input when it is written to the
+/// UART (after pacing), on the loop's clock stepped by hand.
+@Suite(.timeLimit(.minutes(1))) struct SerialInputObserverTests {
+    let loop = EmbeddedEventLoop()
+    let hub: SerialHub
+    let uart: EmbeddedChannel
+    let box = Heard()
+    var heard: [String] { box.items.withLock { $0 } }
+    static let gap = TimeAmount.milliseconds(150)
+
+    init() throws {
+        hub = SerialHub(name: "uart0", loop: loop, onOutput: { _ in })
+        uart = try EmbeddedChannel.connected([SerialHub.UARTSide(hub: hub)], on: loop)
+        hub.qemu = uart
+        loop.advanceTime(by: .seconds(1))
+        hub.onInput = { [box] b in box.items.withLock { $0.append(String(decoding: b, as: UTF8.self)) } }
+    }
+
+    func client() throws -> EmbeddedChannel {
+        try EmbeddedChannel.connected([SerialHub.ClientSide(hub: hub, force: false)], on: loop)
+    }
+
+    /// Unpaced, a client's write and vtarget's `send` are heard as written, whole.
+    @Test func unpacedInputIsHeardAsWritten() throws {
+        let c = try client()
+        try c.writeInbound(ByteBuffer(string: "ping\r"))
+        hub.send(Array("xy".utf8))
+        loop.run()
+        #expect(try uart.writes() == ["ping\r", "xy"])
+        #expect(heard == ["ping\r", "xy"])
+    }
+
+    /// Paced, each byte is heard when it goes, not when it was typed.
+    @Test func pacedInputIsHeardWhenItGoes() throws {
+        hub.paced = PacedInput(loop: loop, gap: Self.gap) { [hub] in hub.writeToUART($0) }
+        let c = try client()
+        try c.writeInbound(ByteBuffer(string: "abc"))
+        #expect(heard == ["a"])
+        loop.advanceTime(by: Self.gap - .milliseconds(1))
+        #expect(heard == ["a"], "not before it went")
+        loop.advanceTime(by: .milliseconds(1))
+        #expect(heard == ["a", "b"])
+        loop.advanceTime(by: Self.gap)
+        #expect(heard == ["a", "b", "c"])
+        #expect(try uart.writes() == ["a", "b", "c"])
+    }
+
+    /// Without a UART nothing is written, so nothing is heard.
+    @Test func nothingIsHeardWithoutAUART() throws {
+        hub.qemu = nil
+        hub.send(Array("lost".utf8))
+        loop.run()
+        #expect(heard.isEmpty)
+    }
+}
+
+final class Heard: Sendable {
+    let items = Mutex<[String]>([])
+}
+
+final class HeardFrames: Sendable {
+    let items = Mutex<[(String, CANBusLink.Direction, Double)]>([])
+}
+
+/// A CAN device's frames, both ways, heard by its link's observer; frames
+/// into a recorded board's UART paced. Real sockets, a real bus hub, pipes
+/// for the UARTs.
+@Suite(.timeLimit(.minutes(1))) struct CANFrameObserverTests {
+    func read(_ fd: Int32, until want: String, seconds: Double = 10) -> String {
+        var got = ""
+        let end = Date().addingTimeInterval(seconds)
+        while !got.contains(want), Date() < end {
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, 100) > 0 else { continue }
+            var buf = [UInt8](repeating: 0, count: 256)
+            let n = Glibc.read(fd, &buf, buf.count)
+            if n <= 0 { break }
+            got += String(decoding: buf[..<n], as: UTF8.self)
+        }
+        return got
+    }
+
+    @Test func framesBothWaysAreHeardAndBusFramesArePaced() async throws {
+        let dir = "/tmp/vt-canobs-\(UInt32.random(in: 0...UInt32.max))"
+        mkdir(dir, 0o700)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let loop = group.next()
+        let hub = CANBusHub(name: "obs", loop: loop, logPath: nil)
+        _ = try await hub.listen(tcpPort: 0, unixPath: dir + "/bus.sock")
+
+        // A: the recorded board, paced and observed.
+        var aIn: [Int32] = [0, 0], aOut: [Int32] = [0, 0]
+        #expect(pipe(&aIn) == 0 && pipe(&aOut) == 0)
+        let a = try await CANBusLink.join(socketPath: dir + "/bus.sock", bus: "obs", member: "a/can0", faults: [:], loop: loop,
+                                          onLost: { _ in }, rediscover: { dir + "/bus.sock" })
+        let heard = HeardFrames()
+        let t0 = Date()
+        try await a.paceInput(gap: .milliseconds(20))
+        try await a.observeFrames { f, d in heard.items.withLock { $0.append((CANText.cansend(f), d, Date().timeIntervalSince(t0))) } }
+        try await a.attach(input: aIn[0], output: aOut[1])
+        // B: another member, unpaced, unobserved.
+        var bIn: [Int32] = [0, 0], bOut: [Int32] = [0, 0]
+        #expect(pipe(&bIn) == 0 && pipe(&bOut) == 0)
+        let b = try await CANBusLink.join(socketPath: dir + "/bus.sock", bus: "obs", member: "b/can0", faults: [:], loop: loop,
+                                          onLost: { _ in }, rediscover: { dir + "/bus.sock" })
+        try await b.attach(input: bIn[0], output: bOut[1])
+
+        // B's guest sends two frames: they reach A's UART, paced (18 bytes at 20 ms: at least 340 ms).
+        let fromB = Array("t1231AA\rt7FF3C0FFEE\r".utf8)
+        #expect(write(bIn[1], fromB, fromB.count) == fromB.count)
+        let sentAt = Date()
+        // Both frames at A's link, waiting for its UART; once drained, all their bytes are in the pipe.
+        var queued = 0
+        for _ in 0..<500 where queued < 2 {
+            queued = try await loop.submit { a.framesQueued }.get()
+            if queued < 2 { try await Task.sleep(for: .milliseconds(2)) }
+        }
+        #expect(queued == 2)
+        await a.inputDrained()
+        #expect(Date().timeIntervalSince(sentAt) >= 0.3, "paced: one byte per 20 ms")
+        let atA = read(aOut[0], until: "t7FF3C0FFEE\r", seconds: 0.5)
+        #expect(atA == "t1231AA\rt7FF3C0FFEE\r", "A got: \(atA.debugDescription)")
+        // A's guest answers: heard as sent once it went to the bus, and B gets it.
+        let fromA = Array("T000001242BEEF\r".utf8)
+        #expect(write(aIn[1], fromA, fromA.count) == fromA.count)
+        let atB = read(bOut[0], until: "T000001242BEEF\r")
+        #expect(atB.hasSuffix("T000001242BEEF\r"), "B got: \(atB.debugDescription)")
+
+        let frames = heard.items.withLock { $0 }
+        #expect(frames.map(\.0) == ["123#AA", "7FF#C0FFEE", "00000124#BEEF"], "\(frames)")
+        #expect(frames.map(\.1) == [.received, .received, .sent])
+        #expect(frames.map(\.2) == frames.map(\.2).sorted())
+        // The first frame is heard when its last byte went (8 bytes: 7 gaps), not when it came.
+        #expect(frames.first.map { $0.2 } ?? 0 >= 0.14, "\(frames)")
+
+        await a.leave()
+        await b.leave()
+        await hub.close()
+        for fd in [aIn[1], aOut[0], bIn[1], bOut[0]] { close(fd) }
+        try await group.shutdownGracefully()
+    }
+
+    /// A recorded board's UART takes frames slower than a bus may send
+    /// them: past 64 waiting, they are dropped, and the link says so once.
+    @Test func framesPastTheLimitAreDroppedWithANote() async throws {
+        let dir = "/tmp/vt-canobs-\(UInt32.random(in: 0...UInt32.max))"
+        mkdir(dir, 0o700)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let loop = group.next()
+        let hub = CANBusHub(name: "full", loop: loop, logPath: nil)
+        _ = try await hub.listen(tcpPort: 0, unixPath: dir + "/bus.sock")
+        let notes = Heard()
+        var aIn: [Int32] = [0, 0], aOut: [Int32] = [0, 0], bIn: [Int32] = [0, 0], bOut: [Int32] = [0, 0]
+        #expect(pipe(&aIn) == 0 && pipe(&aOut) == 0 && pipe(&bIn) == 0 && pipe(&bOut) == 0)
+        let a = try await CANBusLink.join(socketPath: dir + "/bus.sock", bus: "full", member: "a/can0", faults: [:], loop: loop,
+                                          onLost: { m in notes.items.withLock { $0.append(m) } }, rediscover: { dir + "/bus.sock" })
+        try await a.paceInput(gap: .seconds(5))
+        try await a.attach(input: aIn[0], output: aOut[1])
+        let b = try await CANBusLink.join(socketPath: dir + "/bus.sock", bus: "full", member: "b/can0", faults: [:], loop: loop,
+                                          onLost: { _ in }, rediscover: { dir + "/bus.sock" })
+        try await b.attach(input: bIn[0], output: bOut[1])
+        let burst = Array((0..<70).map { _ in "t1001AA\r" }.joined().utf8)
+        #expect(write(bIn[1], burst, burst.count) == burst.count)
+        var said: [String] = []
+        for _ in 0..<1000 where said.isEmpty {
+            said = notes.items.withLock { $0 }
+            if said.isEmpty { try await Task.sleep(for: .milliseconds(5)) }
+        }
+        #expect(said.first?.hasPrefix("a/can0: 1 frame(s) from the bus dropped: the recorded UART takes one byte per 5000 ms") == true, "\(said)")
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(try await loop.submit { a.framesQueued }.get() == CANBusLink.pacedFrameLimit)
+        #expect(notes.items.withLock { $0.count } == 1, "one note, not one per frame")
+
+        await a.leave()
+        await b.leave()
+        await hub.close()
+        for fd in [aIn[1], aOut[0], bIn[1], bOut[0]] { close(fd) }
+        try await group.shutdownGracefully()
+    }
+}
