@@ -7,8 +7,11 @@ import InstanceContract
 import ReplayFormat
 import Sandbox
 
-/// A `.vtb` on disk: an uncompressed tar (GNU tar, run as a child) holding
-/// `manifest.json` and the files it lists, nothing else. Reading one
+/// A `.vtb` on disk: a gzip-compressed tar (GNU tar, run as a child)
+/// holding `manifest.json` and the files it lists, nothing else. QEMU's
+/// replay log, most of a long recording, shrinks about 4 times; tar finds
+/// the compression itself when reading, so older uncompressed bundles (and
+/// a user's hand-made `tar -cf`) still read. Reading one
 /// extracts it into a private directory and then trusts nothing the
 /// manifest does not vouch for: every entry a regular file it lists, every
 /// size and sha256 as it says.
@@ -20,9 +23,10 @@ public enum BundleArchive {
     public static func write(_ manifest: BundleManifest, staging: String, to output: String) async throws(RuntimeError) {
         try writeFile(staging + "/" + BundleManifest.fileName, manifest.encoded())
         let partial = output + ".partial"
-        // Owner, times and order fixed: the same run gives the same bytes.
+        // Owner, times and order fixed, and no time in gzip's header (-n):
+        // the same run gives the same bytes.
         let members = [BundleManifest.fileName] + manifest.files.map(\.path)
-        let r = try await tar(["--create", "--file", partial, "--directory", staging, "--owner=0", "--group=0", "--numeric-owner",
+        let r = try await tar(["--create", "--use-compress-program=gzip -n", "--file", partial, "--directory", staging, "--owner=0", "--group=0", "--numeric-owner",
                                "--mtime=@0", "--mode=u=rw,go=r", "--format=gnu", "--"] + members)
         guard r.status == .exited(0) else {
             unlink(partial)
