@@ -48,6 +48,14 @@ public struct Lifecycle: Sendable {
     public var restartPolicy: RestartPolicy?
     public var sidecars: [Sidecar] = []
     public var tests: [DeclarativeTest] = []
+    /// `record: true`: every run of the instance is recorded (QEMU's
+    /// record/replay) into a bundle, as `vtarget run --record` does; an
+    /// instance's `record: false` turns its target's off. Kept with its
+    /// place: what cannot be recorded is refused there.
+    public var record: Located<Bool>?
+
+    /// Whether runs are recorded.
+    public var records: Bool { record?.value == true }
 }
 
 public struct SMP: Sendable, Equatable {
