@@ -77,6 +77,7 @@ extension Supervisor {
             shim.ttlMilliseconds = row.expiresAt.map { max(1, Int(($0 - now) * 1000)) }
             shim.sidecarOwner = row.owner
             shim.startPaused = pausedStarts.contains(key)
+            shim.bundleDirectory = paths.bundles(namespace: namespace, name: name)
             let args = shim.arguments()
             let child: ChildProcess
             do {
