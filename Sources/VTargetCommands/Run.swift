@@ -7,6 +7,7 @@ import QEMULaunch
 import Endpoints
 import ReplayFormat
 import ReplayRuntime
+import Supervisor
 import InstanceContract
 import HostOS
 import TargetRuntime
@@ -119,8 +120,7 @@ struct Run: AsyncParsableCommand {
         session.config.supervised = supervised
         session.config.sidecarOwner = shim?.sidecarOwner
         let dirs = loaded.directories
-        var recorder: RecordOptions.Recorder?
-        if shim == nil { recorder = try recording.start(loaded, input: input, environment: env, host: session.config.host) }
+        let recorder = try recorder(loaded, input: input, shim: shim, environment: env, host: session.config.host)
         if let recorder {
             session.config.capture = recorder.capture
             session.config.launch.recordReplay = RecordReplay(mode: .record, logFile: "replay.bin", icountShift: RecordOptions.icountShift)
@@ -137,11 +137,40 @@ struct Run: AsyncParsableCommand {
             do {
                 let path = try await recorder.writer(qemu: qemu, junit: session.config.junitPath).write(recorder.capture, into: recorder.directory)
                 printError("vtarget: recorded the run: \(path) (vtarget replay \(path))")
+                if shim != nil {
+                    for old in BundleShelf.prune(recorder.directory) { printError("vtarget: removed \(old): \(BundleShelf.kept) newer bundles are kept") }
+                }
             } catch {
                 printError("vtarget: no bundle written: \(error)")
             }
         }
         if code != 0 { throw CommandExit(code: code) }
+    }
+
+    /// Where a spec's `record: true` puts bundles when `run` is given no directory.
+    static let specRecordDirectory = "vtarget-bundles"
+
+    /// What records this run, if anything: the flags, else the spec's
+    /// `record: true` (into ./vtarget-bundles). A shim records only for
+    /// `record: true`, into the directory the supervisor gave, with its
+    /// staging there too: a shim killed mid-way leaves nothing in /tmp,
+    /// and the next shim of the instance clears it (`BundleShelf`). The
+    /// supervisor's own environment (VTARGET_BUNDLE_ON_FAILURE) never turns
+    /// a shim's recording on.
+    private func recorder(_ loaded: InputOptions.Loaded, input: InputOptions, shim: ShimArguments?, environment env: [String: String],
+                          host: HostFacts) throws -> RecordOptions.Recorder? {
+        let specRecords = loaded.runnables.contains { $0.lifecycle.records }
+        guard let shim else {
+            let flagged = recording.recordDirectory != nil || recording.failureDirectory != nil
+            guard specRecords, !flagged else { return try recording.start(loaded, input: input, environment: env, host: host) }
+            let options = try RecordOptions.parse(["--record", Self.specRecordDirectory] + (recording.includeImages ? ["--include-images"] : []))
+            return try options.start(loaded, input: input, environment: env, host: host)
+        }
+        guard specRecords, let directory = shim.bundleDirectory else { return nil }
+        try BundleShelf.prepare(directory)
+        var staged = env
+        staged["TMPDIR"] = BundleShelf.stagingParent(directory)
+        return try RecordOptions.parse(["--record", directory, "--no-bundle-on-failure"]).start(loaded, input: input, environment: staged, host: host)
     }
 }
 
