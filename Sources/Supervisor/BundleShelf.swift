@@ -32,12 +32,18 @@ public enum BundleShelf {
         } catch {
             throw RuntimeError("cannot create \(directory) for the instance's recordings: \(error)", cause: error)
         }
+        clearLeftovers(directory)
+        guard mkdir(stagingParent(directory), 0o700) == 0 else {
+            throw RuntimeError("cannot create \(stagingParent(directory)): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// Removes what a shim killed while recording left (`*.partial`, the
+    /// staging tree); whole bundles stay. Only once the instance's shim has gone.
+    public static func clearLeftovers(_ directory: String) {
         RuntimeDirectory.removeTree(stagingParent(directory))
         for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasSuffix(".partial") {
             unlink(directory + "/" + name)
-        }
-        guard mkdir(stagingParent(directory), 0o700) == 0 else {
-            throw RuntimeError("cannot create \(stagingParent(directory)): \(String(cString: strerror(errno)))")
         }
     }
 

@@ -138,7 +138,7 @@ struct Run: AsyncParsableCommand {
                 let path = try await recorder.writer(qemu: qemu, junit: session.config.junitPath).write(recorder.capture, into: recorder.directory)
                 printError("vtarget: recorded the run: \(path) (vtarget replay \(path))")
                 if shim != nil {
-                    for old in BundleShelf.prune(recorder.directory) { printError("vtarget: removed \(old): \(BundleShelf.kept) newer bundles are kept") }
+                    for old in BundleShelf.prune(recorder.directory) { printError("vtarget: removed the instance's oldest bundle \(old) (its newest \(BundleShelf.kept) are kept)") }
                 }
             } catch {
                 printError("vtarget: no bundle written: \(error)")

@@ -47,6 +47,11 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == [".staging", "kept.vtb"])
         #expect(try FileManager.default.contentsOfDirectory(atPath: BundleShelf.stagingParent(dir)).isEmpty)
         #expect(BundleShelf.list(dir, namespace: "ns", name: "a").map(\.path) == [dir + "/kept.vtb"])
+        // After a shim's end, the supervisor clears the same, staging directory included.
+        try Self.put(dir + "/again.vtb.partial", age: 1)
+        BundleShelf.clearLeftovers(dir)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["kept.vtb"])
+        BundleShelf.clearLeftovers(root + "/never-made")
     }
 
     @Test func allWalksNamespacesAndNamesAndRefusesPaths() throws {
