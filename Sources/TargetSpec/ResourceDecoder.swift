@@ -284,7 +284,7 @@ public struct ResourceDecoder {
         _ = ref.value("apiVersion")
         let kind = ref.string("kind") ?? "QemuVirtualTarget"
         checkTargetKind(kind, ref, context)
-        if let r = lifecycle.record, r.value, VirtualTargetInstance.vmKinds.contains(kind) {
+        if let r = lifecycle.record, r.value != .off, VirtualTargetInstance.vmKinds.contains(kind) {
             context.error(at: r.location, r.path, Self.vmsAreNotRecorded)
         }
         guard let nameNode = ref.required("name"), let name = MappingReader.string(nameNode, ref.child("name"), context),
@@ -360,8 +360,19 @@ public struct ResourceDecoder {
         if let v = spec.value("restartPolicy") {
             l.restartPolicy = enumValue(v, spec.child("restartPolicy"), RestartPolicy.self, context)
         }
-        if let v = spec.value("record"), let on = spec.bool("record") {
-            l.record = Located(on, at: v.location, path: spec.child("record"))
+        if let v = spec.value("record") {
+            let recording: Recording?
+            switch v.scalar {
+            case "true", "True", "TRUE": recording = .always
+            case "false", "False", "FALSE": recording = .off
+            case "OnFailure": recording = .onFailure
+            default: recording = nil
+            }
+            if let recording {
+                l.record = Located(recording, at: v.location, path: spec.child("record"))
+            } else {
+                context.error(v, spec.child("record"), "expected true, false or OnFailure (keep only a failed run's bundle), got \(describe(v))")
+            }
         }
         l.readiness = decodeReadiness(spec, context, serialDevices: serialDevices)
         for (node, path) in spec.sequence("tests") ?? [] {

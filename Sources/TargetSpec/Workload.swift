@@ -213,7 +213,7 @@ public enum Workload {
                 if !o.tests.isEmpty { l.tests = o.tests }
             }
             // Counting instructions is TCG's: `accel: auto` follows the host, as `run --record` does.
-            if let r = l.record, r.value, t.qemu.accel == .kvm {
+            if let r = l.record, r.value != .off, t.qemu.accel == .kvm {
                 diags.append(Diagnostic(.error, at: r.location, field: r.path,
                     "QEMU records only under tcg (it counts instructions), and target \"\(t.metadata.name)\" sets spec.qemuConfig.accel: kvm; "
                     + "set it to tcg or auto, or remove record"))
@@ -268,7 +268,7 @@ public enum Workload {
                 continue
             }
             // A release restores the member's snapshot (loadvm), which a recording cannot follow.
-            if let r = t.lifecycle.record, r.value {
+            if let r = t.lifecycle.record, r.value != .off {
                 diags.append(Diagnostic(.error, at: r.location, field: r.path,
                     "target \"\(t.metadata.name)\" is VirtualTargetPool \"\(p.metadata.name)\"'s, and a pool's members are not recorded "
                     + "(a release restores a snapshot, which QEMU's record/replay cannot follow); remove record, or record it as an instance of its own"))

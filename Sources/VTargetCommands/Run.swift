@@ -133,7 +133,7 @@ struct Run: AsyncParsableCommand {
             qemu = try await InstalledQEMU.identify(binary: binary, environment: env).identity
         }
         let code = await session.run(prepared)
-        if let recorder, let qemu, !recorder.onlyOnFailure || code != 0 {
+        if let recorder, let qemu, Self.keeps(recorder, code: code, supervised: shim != nil) {
             do {
                 let path = try await recorder.writer(qemu: qemu, junit: session.config.junitPath).write(recorder.capture, into: recorder.directory)
                 printError("vtarget: recorded the run: \(path) (vtarget replay \(path))")
@@ -150,27 +150,41 @@ struct Run: AsyncParsableCommand {
     /// Where a spec's `record: true` puts bundles when `run` is given no directory.
     static let specRecordDirectory = "vtarget-bundles"
 
+    /// Whether the run's bundle is written. Only on failure: for `run`, an
+    /// exit other than 0 (`--bundle-on-failure`); for a shim (`record:
+    /// OnFailure`), a run that Failed or Expired, not one the user stopped
+    /// or deleted (SIGTERM, exit 143), which is no failure of the target.
+    static func keeps(_ recorder: RecordOptions.Recorder, code: Int32, supervised: Bool) -> Bool {
+        guard recorder.onlyOnFailure else { return true }
+        guard supervised else { return code != 0 }
+        return [InstancePhase.failed, .expired].map(\.rawValue).contains(recorder.capture.collected.phase)
+    }
+
     /// What records this run, if anything: the flags, else the spec's
-    /// `record: true` (into ./vtarget-bundles). A shim records only for
-    /// `record: true`, into the directory the supervisor gave, with its
+    /// `record: true` or `OnFailure` (into ./vtarget-bundles, as `--record`
+    /// or `--bundle-on-failure`). A shim records only for what its spec
+    /// says, into the directory the supervisor gave, with its
     /// staging there too: a shim killed mid-way leaves nothing in /tmp,
     /// and the next shim of the instance clears it (`BundleShelf`). The
     /// supervisor's own environment (VTARGET_BUNDLE_ON_FAILURE) never turns
     /// a shim's recording on.
     private func recorder(_ loaded: InputOptions.Loaded, input: InputOptions, shim: ShimArguments?, environment env: [String: String],
                           host: HostFacts) throws -> RecordOptions.Recorder? {
-        let specRecords = loaded.runnables.contains { $0.lifecycle.records }
+        // Every board recorded says so; `true` wins over `OnFailure` when two differ.
+        let modes = loaded.runnables.compactMap { $0.lifecycle.record?.value }.filter { $0 != .off }
+        let flag = modes.isEmpty ? nil : modes.contains(.always) ? "--record" : "--bundle-on-failure"
         guard let shim else {
             let flagged = recording.recordDirectory != nil || recording.failureDirectory != nil
-            guard specRecords, !flagged else { return try recording.start(loaded, input: input, environment: env, host: host) }
-            let options = try RecordOptions.parse(["--record", Self.specRecordDirectory] + (recording.includeImages ? ["--include-images"] : []))
+            guard let flag, !flagged else { return try recording.start(loaded, input: input, environment: env, host: host) }
+            let options = try RecordOptions.parse([flag, Self.specRecordDirectory] + (recording.includeImages ? ["--include-images"] : []))
             return try options.start(loaded, input: input, environment: env, host: host)
         }
-        guard specRecords, let directory = shim.bundleDirectory else { return nil }
+        guard let flag, let directory = shim.bundleDirectory else { return nil }
         try BundleShelf.prepare(directory)
         var staged = env
         staged["TMPDIR"] = BundleShelf.stagingParent(directory)
-        return try RecordOptions.parse(["--record", directory, "--no-bundle-on-failure"]).start(loaded, input: input, environment: staged, host: host)
+        // Explicit, so VTARGET_BUNDLE_ON_FAILURE is not read.
+        return try RecordOptions.parse([flag, directory]).start(loaded, input: input, environment: staged, host: host)
     }
 }
 

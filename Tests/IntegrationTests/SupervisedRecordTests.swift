@@ -9,14 +9,14 @@ import TestSupport
 /// them, and `replay` of one reproduces the run with its serial input.
 @Suite(.serialized) struct SupervisedRecordTests {
     /// The checksum sample (a running CRC-32 of its serial input), recorded.
-    static func target(_ f: SupervisorFixture, extra: String = "") throws -> String {
+    static func target(_ f: SupervisorFixture, record: String = "true", extra: String = "") throws -> String {
         let path = f.work + "/cks.yaml"
         try """
             apiVersion: qemu.kubetarget.dev/v1alpha1
             kind: QemuVirtualTarget
             metadata: {name: cks}
             spec:
-              record: true
+              record: \(record)
               qemuConfig:
                 machine: lm3s6965evb
                 drives: [{name: firmware, type: pflash, source: {configMap: {name: lm3s6965evb-checksum-firmware}}}]
@@ -119,6 +119,11 @@ import TestSupport
         #expect(kept.allSatisfy { $0["name"] as? String == "cks" && $0["namespace"] as? String == "default" && ($0["size"] as? Int ?? 0) > 0 })
         #expect(kept.compactMap { $0["exitCode"] as? Int }.count == 3, "each verdict read from its manifest: \(kept)")
         #expect((kept[1]["reason"] as? String ?? "").contains("QEMU"), "the second run's end: \(kept[1])")
+        // A QEMU killed by SIGKILL never flushed its replay log: the bundle holds its
+        // serial output and verdict (bundle show), but QEMU cannot replay it.
+        let crashed = try #require(kept[1]["path"] as? String)
+        r = try f.vt(["bundle", "show", crashed])
+        #expect(r.code == 0 && r.stdout.contains("checksum sample on lm3s6965evb: ready") && r.stdout.contains("killed by signal 9"), "\(r.stdout)")
         r = try f.vt(["bundle", "ls"])
         #expect(r.code == 0 && r.stdout.hasPrefix("NAME") && r.stdout.contains("CREATED") && r.stdout.contains(first), "\(r.stdout)")
         r = try f.vt(["bundle", "ls", "-A", "-o", "path"])
@@ -134,6 +139,38 @@ import TestSupport
         #expect(replay.code == 0, "\(replay.stdout)\n\(replay.stderr)")
         #expect(replay.stderr.contains("uart0: serial output identical"), "\(replay.stderr)")
         #expect(sums.count == 2 && sums.allSatisfy { replay.stdout.contains($0) }, "\(sums) in \(replay.stdout)")
+    }
+
+    /// `record: OnFailure`: a run the user stops leaves nothing; one that
+    /// fails (its readiness never comes) keeps its bundle, which replays.
+    @Test func onFailureKeepsOnlyAFailedRunsBundle() throws {
+        let f = SupervisorFixture()
+        defer { f.tearDown() }
+        let shelf = f.state + "/bundles/default/cks"
+        var r = try f.vt(["apply", "-f", try Self.target(f, record: "OnFailure"), "-f", firmware + "/lm3s6965evb-checksum-firmware.yaml"])
+        #expect(r.code == 0, "\(r.stderr)")
+        r = try f.vt(["wait", "cks", "--for", "condition=Ready", "--timeout", "60s"])
+        #expect(r.code == 0, "\(r.stderr)")
+        r = try f.vt(["stop", "cks"])
+        #expect(r.code == 0, "\(r.stderr)")
+        #expect(try Self.bundles(f).isEmpty, "a stop is no failure")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: shelf)) ?? []).filter { $0 != ".staging" }.isEmpty)
+
+        // The spec changed (a pattern the firmware never prints): the instance restarts, and fails.
+        let failing = try String(contentsOfFile: try Self.target(f, record: "OnFailure"), encoding: .utf8)
+            .replacingOccurrences(of: "pattern: \"ready\", timeout: 30s", with: "pattern: \"never printed\", timeout: 2s")
+        try failing.write(toFile: f.work + "/failing.yaml", atomically: true, encoding: .utf8)
+        r = try f.vt(["apply", "-f", f.work + "/failing.yaml"])
+        #expect(r.code == 0, "\(r.stderr)")
+        r = try f.vt(["start", "cks"])
+        #expect(try Self.eventually { try Self.item(f).map { f.status($0)["phase"] as? String } == "Failed" })
+        #expect(try Self.eventually { try Self.bundles(f).count == 1 })
+        let kept = try Self.bundles(f)
+        #expect(kept.first?["exitCode"] as? Int == 1 && (kept.first?["reason"] as? String ?? "").contains("no /never printed/ on uart0"), "\(kept)")
+        let path = try #require(kept.first?["path"] as? String)
+        let replay = try f.vt(["replay", path])
+        #expect(replay.code == 0 && replay.stderr.contains("uart0: serial output identical"), "\(replay.stderr)")
+        #expect(replay.stdout.contains("checksum sample on lm3s6965evb: ready"), "\(replay.stdout)")
     }
 
     /// `vtarget run` of a spec that says `record: true`, with no --record:

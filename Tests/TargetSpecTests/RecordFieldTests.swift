@@ -3,7 +3,7 @@ import Testing
 import YAMLTree
 @testable import TargetSpec
 
-/// `spec.record` (issue 17): on a target, on an instance (which wins, as its
+/// `spec.record` (issue 17): true, false or OnFailure, on a target, on an instance (which wins, as its
 /// other lifecycle fields do), and the refusals apply gives with a place
 /// (BadInputs/record-*.yaml hold the positioned ones).
 @Suite struct RecordFieldTests {
@@ -37,11 +37,11 @@ import YAMLTree
         return Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })
     }
 
-    @Test(arguments: [("true", true), ("false", false), ("True", true), ("FALSE", false)])
-    func aTargetsRecordIsABoolean(_ written: String, _ value: Bool) throws {
+    @Test(arguments: [("true", Recording.always), ("false", .off), ("True", .always), ("FALSE", .off), ("OnFailure", .onFailure)])
+    func aTargetsRecordIsTrueFalseOrOnFailure(_ written: String, _ value: Recording) throws {
         let r = try Self.runnables(Self.target(record: written))
         #expect(r["cks"]?.lifecycle.record?.value == value)
-        #expect(r["cks"]?.lifecycle.records == value)
+        #expect(r["cks"]?.lifecycle.records == (value != .off))
         #expect(r["cks"]?.lifecycle.record?.path == "spec.record")
         #expect(r["cks"]?.lifecycle.record?.location?.line == 5)
     }
@@ -59,10 +59,12 @@ import YAMLTree
             + Self.instance("inherits", of: "cks", record: nil)
             + "\n" + Self.target("plain").replacingOccurrences(of: "apiVersion", with: "---\napiVersion")
             + Self.instance("on", of: "plain", record: "true")
+            + Self.instance("failures", of: "cks", record: "OnFailure")
         let r = try Self.runnables(text)
         #expect(r["off"]?.lifecycle.records == false)
-        #expect(r["inherits"]?.lifecycle.records == true)
-        #expect(r["on"]?.lifecycle.records == true)
+        #expect(r["inherits"]?.lifecycle.record?.value == .always)
+        #expect(r["on"]?.lifecycle.record?.value == .always)
+        #expect(r["failures"]?.lifecycle.record?.value == .onFailure)
         #expect(r["on"]?.lifecycle.record?.location?.file == "in.yaml")
     }
 
@@ -71,6 +73,28 @@ import YAMLTree
     func accelAutoAndTcgAreRecorded(_ accel: String) throws {
         let r = try Self.runnables(Self.target(record: "true", accel: accel))
         #expect(r["cks"]?.lifecycle.records == true)
+    }
+
+    /// OnFailure records as true does, so it is refused where true is.
+    @Test func onFailureIsRefusedWhereTrueIs() throws {
+        let pool = """
+            ---
+            apiVersion: kubetarget.dev/v1alpha1
+            kind: VirtualTargetPool
+            metadata: {name: ci}
+            spec:
+              targetRef: {name: cks}
+            """
+        #expect(throws: DiagnosticError.self) { try Workload.instances(from: decode(Self.target(record: "OnFailure") + pool).resources) }
+        let vm = """
+            apiVersion: kubetarget.dev/v1alpha1
+            kind: VirtualTargetInstance
+            metadata: {name: vm-run}
+            spec:
+              targetRef: {kind: VirtualMachine, name: testvm}
+              record: OnFailure
+            """
+        #expect(throws: DiagnosticError.self) { try decode(vm) }
     }
 
     /// `record: false` asks for nothing, so nothing is refused.
@@ -100,7 +124,7 @@ import YAMLTree
             _ = try decode(Self.target(record: "[yes]"))
             Issue.record("accepted a list")
         } catch let e as DiagnosticError {
-            #expect(e.errors.map(\.description).contains { $0.hasPrefix("in.yaml:5:11: error: spec.record: expected true or false") }, "\(e.errors)")
+            #expect(e.errors.map(\.description).contains { $0.hasPrefix("in.yaml:5:11: error: spec.record: expected true, false or OnFailure") }, "\(e.errors)")
         }
         do {
             _ = try Self.runnables(Self.target(record: "true").replacingOccurrences(of: "lm3s6965evb", with: "pc\n    accel: kvm")
