@@ -363,15 +363,17 @@ public struct ResourceDecoder {
         if let v = spec.value("record") {
             let recording: Recording?
             switch v.scalar {
-            case "true", "True", "TRUE": recording = .always
-            case "false", "False", "FALSE": recording = .off
+            // Always/Never too: restartPolicy's words, and a string enum a cluster's CRD schema can
+            // declare (a structural schema has no boolean-or-string type).
+            case "true", "True", "TRUE", "Always": recording = .always
+            case "false", "False", "FALSE", "Never": recording = .off
             case "OnFailure": recording = .onFailure
             default: recording = nil
             }
             if let recording {
                 l.record = Located(recording, at: v.location, path: spec.child("record"))
             } else {
-                context.error(v, spec.child("record"), "expected true, false or OnFailure (keep only a failed run's bundle), got \(describe(v))")
+                context.error(v, spec.child("record"), "expected true (or Always), false (or Never) or OnFailure (keep only a failed run's bundle), got \(describe(v))")
             }
         }
         l.readiness = decodeReadiness(spec, context, serialDevices: serialDevices)

@@ -11,8 +11,9 @@ import struct VMSpec.VMDefinition
 import YAMLTree
 
 public enum RestartPolicy: String, Sendable, CaseIterable { case Never, OnFailure, Always }
-/// `spec.record`: `false` (`off`), `true` (`always`: every run leaves a
-/// bundle) or `OnFailure` (only a run that failed or expired keeps its bundle).
+/// `spec.record`: `false` or `Never` (`off`), `true` or `Always` (`always`:
+/// every run leaves a bundle), `OnFailure` (only a run that failed or
+/// expired keeps its bundle).
 public enum Recording: Sendable, Equatable { case off, always, onFailure }
 public enum Accel: String, Sendable, CaseIterable { case auto, kvm, tcg }
 

@@ -37,7 +37,8 @@ import YAMLTree
         return Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })
     }
 
-    @Test(arguments: [("true", Recording.always), ("false", .off), ("True", .always), ("FALSE", .off), ("OnFailure", .onFailure)])
+    @Test(arguments: [("true", Recording.always), ("false", .off), ("True", .always), ("FALSE", .off), ("OnFailure", .onFailure),
+                      ("Always", .always), ("Never", .off)])
     func aTargetsRecordIsTrueFalseOrOnFailure(_ written: String, _ value: Recording) throws {
         let r = try Self.runnables(Self.target(record: written))
         #expect(r["cks"]?.lifecycle.record?.value == value)
@@ -124,7 +125,7 @@ import YAMLTree
             _ = try decode(Self.target(record: "[yes]"))
             Issue.record("accepted a list")
         } catch let e as DiagnosticError {
-            #expect(e.errors.map(\.description).contains { $0.hasPrefix("in.yaml:5:11: error: spec.record: expected true, false or OnFailure") }, "\(e.errors)")
+            #expect(e.errors.map(\.description).contains { $0.hasPrefix("in.yaml:5:11: error: spec.record: expected true (or Always), false (or Never) or OnFailure") }, "\(e.errors)")
         }
         do {
             _ = try Self.runnables(Self.target(record: "true").replacingOccurrences(of: "lm3s6965evb", with: "pc\n    accel: kvm")
