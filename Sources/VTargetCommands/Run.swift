@@ -164,13 +164,13 @@ struct Run: AsyncParsableCommand {
     /// `record: true` or `OnFailure` (into ./vtarget-bundles, as `--record`
     /// or `--bundle-on-failure`). A shim records only for what its spec
     /// says, into the directory the supervisor gave, with its
-    /// staging there too: a shim killed mid-way leaves nothing in /tmp,
-    /// and the next shim of the instance clears it (`BundleShelf`). The
+    /// staging there too: a shim killed mid-way leaves nothing in /tmp, and
+    /// the supervisor clears what it left when it sees it end (`BundleShelf`). The
     /// supervisor's own environment (VTARGET_BUNDLE_ON_FAILURE) never turns
     /// a shim's recording on.
     private func recorder(_ loaded: InputOptions.Loaded, input: InputOptions, shim: ShimArguments?, environment env: [String: String],
                           host: HostFacts) throws -> RecordOptions.Recorder? {
-        // Every board recorded says so; `true` wins over `OnFailure` when two differ.
+        // What the specs ask; `true` wins over `OnFailure` (a run records one board: RecordOptions refuses more).
         let modes = loaded.runnables.compactMap { $0.lifecycle.record?.value }.filter { $0 != .off }
         let flag = modes.isEmpty ? nil : modes.contains(.always) ? "--record" : "--bundle-on-failure"
         guard let shim else {
