@@ -134,6 +134,8 @@ public struct InstanceInfo: Codable, Sendable {
     public var labels: [String: String]?
     /// A running VM's qemu-guest-agent: connected or not, the guest's name and addresses.
     public var guestAgent: GuestAgentInfo?
+    /// A recorded instance's kept bundles (`record: true`), oldest first.
+    public var bundles: [String]?
 
     public init(namespace: String, name: String, uid: String, target: String, machine: String, restartPolicy: String,
                 desired: String, phase: String, reason: String?, message: String?, ready: Bool, conditions: [Condition],

@@ -30,6 +30,11 @@ public struct ShimArguments: Codable, Sendable, Equatable {
     public var sidecarOwner: ProcessOwner?
     /// `vtarget start --paused`: the guest's CPUs stay stopped (QEMU's `-S`) until `vtarget resume`.
     public var startPaused: Bool = false
+    /// Where the instance's recorded runs go (`<state>/bundles/<namespace>/<name>`),
+    /// outside its state directory so `delete` keeps them. Given for every
+    /// board; the shim records only when the spec says `record: true`.
+    /// Optional, so a shim reads the arguments of a supervisor without it.
+    public var bundleDirectory: String?
 
     public init(instance: String, specFile: String, statusFile: String, relativeTo: String) {
         self.instance = instance

@@ -117,6 +117,7 @@ public struct ControlServer: Sendable {
         listing(router, "/v1/resources") { ns, req in try await sup.resources(kind: req.uri.queryParameters.get("kind"), namespace: ns) }
         listing(router, "/v1/instances") { ns, _ in try await sup.instances(namespace: ns) }
         listing(router, "/v1/pools") { ns, _ in try await sup.pools(namespace: ns) }
+        listing(router, "/v1/bundles") { ns, req in await sup.bundles(namespace: ns, name: req.uri.queryParameters.get("name")) }
         router.delete("/v1/resources/:kind/:namespace/:name") { _, ctx in
             let (kind, ns, name) = (ctx.parameters.get("kind") ?? "", ctx.parameters.get("namespace") ?? "", ctx.parameters.get("name") ?? "")
             return try await self.guarded(ctx, namespace: ns) { _ in json(try await sup.delete(kind: kind, namespace: ns, name: name)) }
@@ -259,3 +260,4 @@ protocol Namespaced { var namespace: String { get } }
 extension ResourceInfo: Namespaced {}
 extension InstanceInfo: Namespaced {}
 extension PoolInfo: Namespaced {}
+extension BundleInfo: Namespaced {}

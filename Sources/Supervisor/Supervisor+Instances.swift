@@ -10,7 +10,22 @@ extension Supervisor {
     // MARK: - Instances
 
     public func instances(namespace: String?) throws(SupervisorError) -> [InstanceInfo] {
-        do { return try store.instances(namespace: namespace).map(info) } catch { throw .storage(error) }
+        let rows: [InstanceRow]
+        do { rows = try store.instances(namespace: namespace) } catch { throw .storage(error) }
+        // One walk of the bundles for the whole listing, not a directory per instance.
+        var kept: [String: [String]] = [:]
+        for b in bundles(namespace: namespace, name: nil) { kept[b.namespace + "/" + b.name, default: []].append(b.path) }
+        return rows.map { row in
+            var i = info(row)
+            i.bundles = kept[row.key]
+            return i
+        }
+    }
+
+    /// The kept bundles of recorded instances (`record: true`), those of
+    /// deleted instances too, oldest first.
+    public func bundles(namespace: String?, name: String?) -> [BundleInfo] {
+        BundleShelf.all(root: paths.bundlesDirectory, namespace: namespace, name: name)
     }
 
     public func describe(namespace: String, name: String) throws(SupervisorError) -> InstanceDescription {
@@ -19,7 +34,10 @@ extension Supervisor {
         guard let row else { throw .notFound("instance \"\(name)\" in namespace \(namespace)") }
         let events: [EventInfo]
         do { events = try store.events(namespace: namespace, name: name, limit: 50).map(\.info) } catch { throw .storage(error) }
-        return InstanceDescription(instance: info(row), events: events)
+        var i = info(row)
+        let kept = bundles(namespace: namespace, name: name).map(\.path)
+        i.bundles = kept.isEmpty ? nil : kept
+        return InstanceDescription(instance: i, events: events)
     }
 
     public func events(namespace: String?, after id: Int64) throws(SupervisorError) -> [EventInfo] {

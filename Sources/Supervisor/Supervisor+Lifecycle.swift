@@ -77,6 +77,7 @@ extension Supervisor {
             shim.ttlMilliseconds = row.expiresAt.map { max(1, Int(($0 - now) * 1000)) }
             shim.sidecarOwner = row.owner
             shim.startPaused = pausedStarts.contains(key)
+            shim.bundleDirectory = paths.bundles(namespace: namespace, name: name)
             let args = shim.arguments()
             let child: ChildProcess
             do {
@@ -214,6 +215,8 @@ extension Supervisor {
             FinishedRun.keep(record, in: paths.instanceState(namespace: namespace, name: name), finishedAt: row.finishedAt ?? now)
         }
         RuntimeDirectory.removeTree(runtime.directory)
+        // A shim killed while writing its bundle (SIGKILL after the stop's 8 s) leaves a `.partial`, never a `.vtb`.
+        BundleShelf.clearLeftovers(paths.bundles(namespace: namespace, name: name))
         var events = [event(row.phase == .failed ? "Warning" : "Normal", row, row.phase == .expired ? "Expired" : (row.reason?.rawValue ?? row.phase.rawValue),
                             (row.message ?? row.phase.rawValue) + (row.stderrTail.isEmpty ? "" : "; QEMU said: " + row.stderrTail.suffix(3).joined(separator: " | ")))]
         if let delay = restartDelay(&row) {

@@ -26,6 +26,11 @@ public struct SupervisorPaths: Sendable {
     public func instanceState(namespace: String, name: String) -> InstanceStateLayout {
         InstanceStateLayout(stateDirectory: stateDirectory, namespace: namespace, name: name)
     }
+    /// `<state>/bundles`: recorded runs, apart from the instances' state,
+    /// which `delete` removes; a bundle stays until its user removes it.
+    public var bundlesDirectory: String { stateDirectory + "/bundles" }
+    /// `<state>/bundles/<namespace>/<name>`: one recorded instance's bundles.
+    public func bundles(namespace: String, name: String) -> String { bundlesDirectory + "/" + namespace + "/" + name }
     /// `<runtime>/ns-<namespace>/<name>`: the instance's sockets and logs.
     public func instance(namespace: String, name: String) -> InstanceLayout {
         .supervised(runtime: runtimeDirectory, namespace: namespace, name: name)

@@ -11,6 +11,10 @@ import struct VMSpec.VMDefinition
 import YAMLTree
 
 public enum RestartPolicy: String, Sendable, CaseIterable { case Never, OnFailure, Always }
+/// `spec.record`: `false` or `Never` (`off`), `true` or `Always` (`always`:
+/// every run leaves a bundle), `OnFailure` (only a run that failed or
+/// expired keeps its bundle).
+public enum Recording: Sendable, Equatable { case off, always, onFailure }
 public enum Accel: String, Sendable, CaseIterable { case auto, kvm, tcg }
 
 public struct Readiness: Sendable {
@@ -48,6 +52,15 @@ public struct Lifecycle: Sendable {
     public var restartPolicy: RestartPolicy?
     public var sidecars: [Sidecar] = []
     public var tests: [DeclarativeTest] = []
+    /// `record: true`: every run of the instance is recorded (QEMU's
+    /// record/replay) into a bundle, as `vtarget run --record` does;
+    /// `OnFailure` keeps only a failed run's, as `--bundle-on-failure`; an
+    /// instance's `record: false` turns its target's off. Kept with its
+    /// place: what cannot be recorded is refused there.
+    public var record: Located<Recording>?
+
+    /// Whether runs are recorded (`true` or `OnFailure`).
+    public var records: Bool { (record?.value ?? .off) != .off }
 }
 
 public struct SMP: Sendable, Equatable {

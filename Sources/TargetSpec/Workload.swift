@@ -208,8 +208,15 @@ public enum Workload {
                 l.idleTTLSeconds = o.idleTTLSeconds ?? l.idleTTLSeconds
                 l.readiness = o.readiness ?? l.readiness
                 l.restartPolicy = o.restartPolicy ?? l.restartPolicy
+                l.record = o.record ?? l.record
                 if !o.sidecars.isEmpty { l.sidecars = o.sidecars }
                 if !o.tests.isEmpty { l.tests = o.tests }
+            }
+            // Counting instructions is TCG's: `accel: auto` follows the host, as `run --record` does.
+            if let r = l.record, r.value != .off, t.qemu.accel == .kvm {
+                diags.append(Diagnostic(.error, at: r.location, field: r.path,
+                    "QEMU records only under tcg (it counts instructions), and target \"\(t.metadata.name)\" sets spec.qemuConfig.accel: kvm; "
+                    + "set it to tcg or auto, or remove record"))
             }
             var data: [String: [UInt8]] = [:]
             for d in t.qemu.drives {
@@ -255,10 +262,16 @@ public enum Workload {
         // A pool's target runs only as the pool's members (the supervisor makes them).
         for p in pools {
             let key = p.metadata.namespace + "/" + p.targetName
-            guard targets[key] != nil else {
+            guard let t = targets[key] else {
                 diags.append(Diagnostic(.error, at: p.metadata.location, field: "spec.targetRef.name",
                     "QemuVirtualTarget \"\(p.targetName)\" is not among the inputs; " + Suggestion.hint(p.targetName, in: targets.values.map(\.metadata.name).sorted())))
                 continue
+            }
+            // A release restores the member's snapshot (loadvm), which a recording cannot follow.
+            if let r = t.lifecycle.record, r.value != .off {
+                diags.append(Diagnostic(.error, at: r.location, field: r.path,
+                    "target \"\(t.metadata.name)\" is VirtualTargetPool \"\(p.metadata.name)\"'s, and a pool's members are not recorded "
+                    + "(a release restores a snapshot, which QEMU's record/replay cannot follow); remove record, or record it as an instance of its own"))
             }
             referenced.insert(key)
         }

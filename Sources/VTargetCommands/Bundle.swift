@@ -12,7 +12,7 @@ struct BundleCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bundle",
         abstract: "Inspect or unpack a recorded run (.vtb).",
-        subcommands: [Show.self, Extract.self])
+        subcommands: [Show.self, Extract.self, List.self])
 
     struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

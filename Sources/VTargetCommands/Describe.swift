@@ -40,6 +40,10 @@ struct Describe: AsyncParsableCommand {
         out.append("Conditions:")
         out.append(Table.render([["  TYPE", "STATUS", "REASON", "LAST TRANSITION"]]
             + i.conditions.map { ["  " + $0.type, $0.status, $0.reason ?? "", $0.lastTransitionTime.map(Table.timestamp) ?? ""] }))
+        if let kept = i.bundles, !kept.isEmpty {
+            out.append("Recorded runs (vtarget replay PATH; vtarget bundle ls \(i.name)):")
+            out += kept.map { "  " + $0 }
+        }
         if !i.stderrTail.isEmpty {
             out.append("QEMU stderr (last lines):")
             out += i.stderrTail.map { "  " + $0 }

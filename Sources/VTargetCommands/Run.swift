@@ -7,6 +7,7 @@ import QEMULaunch
 import Endpoints
 import ReplayFormat
 import ReplayRuntime
+import Supervisor
 import InstanceContract
 import HostOS
 import TargetRuntime
@@ -120,8 +121,7 @@ struct Run: AsyncParsableCommand {
         session.config.supervised = supervised
         session.config.sidecarOwner = shim?.sidecarOwner
         let dirs = loaded.directories
-        var recorder: RecordOptions.Recorder?
-        if shim == nil { recorder = try recording.start(loaded, input: input, environment: env, host: session.config.host) }
+        let recorder = try recorder(loaded, input: input, shim: shim, environment: env, host: session.config.host)
         if let recorder {
             session.config.capture = recorder.capture
             session.config.launch.recordReplay = RecordReplay(mode: .record, logFile: "replay.bin", icountShift: RecordOptions.icountShift)
@@ -134,15 +134,58 @@ struct Run: AsyncParsableCommand {
             qemu = try await InstalledQEMU.identify(binary: binary, environment: env).identity
         }
         let code = await session.run(prepared)
-        if let recorder, let qemu, !recorder.onlyOnFailure || code != 0 {
+        if let recorder, let qemu, Self.keeps(recorder, code: code, supervised: shim != nil) {
             do {
                 let path = try await recorder.writer(qemu: qemu, junit: session.config.junitPath).write(recorder.capture, into: recorder.directory)
                 printError("vtarget: recorded the run: \(path) (vtarget replay \(path))")
+                if shim != nil {
+                    for old in BundleShelf.prune(recorder.directory) { printError("vtarget: removed the instance's oldest bundle \(old) (its newest \(BundleShelf.kept) are kept)") }
+                }
             } catch {
                 printError("vtarget: no bundle written: \(error)")
             }
         }
         if code != 0 { throw CommandExit(code: code) }
+    }
+
+    /// Where a spec's `record: true` puts bundles when `run` is given no directory.
+    static let specRecordDirectory = "vtarget-bundles"
+
+    /// Whether the run's bundle is written. Only on failure: for `run`, an
+    /// exit other than 0 (`--bundle-on-failure`); for a shim (`record:
+    /// OnFailure`), a run that Failed or Expired, not one the user stopped
+    /// or deleted (SIGTERM, exit 143), which is no failure of the target.
+    static func keeps(_ recorder: RecordOptions.Recorder, code: Int32, supervised: Bool) -> Bool {
+        guard recorder.onlyOnFailure else { return true }
+        guard supervised else { return code != 0 }
+        return [InstancePhase.failed, .expired].map(\.rawValue).contains(recorder.capture.collected.phase)
+    }
+
+    /// What records this run, if anything: the flags, else the spec's
+    /// `record: true` or `OnFailure` (into ./vtarget-bundles, as `--record`
+    /// or `--bundle-on-failure`). A shim records only for what its spec
+    /// says, into the directory the supervisor gave, with its
+    /// staging there too: a shim killed mid-way leaves nothing in /tmp, and
+    /// the supervisor clears what it left when it sees it end (`BundleShelf`). The
+    /// supervisor's own environment (VTARGET_BUNDLE_ON_FAILURE) never turns
+    /// a shim's recording on.
+    private func recorder(_ loaded: InputOptions.Loaded, input: InputOptions, shim: ShimArguments?, environment env: [String: String],
+                          host: HostFacts) throws -> RecordOptions.Recorder? {
+        // What the specs ask; `true` wins over `OnFailure` (a run records one board: RecordOptions refuses more).
+        let modes = loaded.runnables.compactMap { $0.lifecycle.record?.value }.filter { $0 != .off }
+        let flag = modes.isEmpty ? nil : modes.contains(.always) ? "--record" : "--bundle-on-failure"
+        guard let shim else {
+            let flagged = recording.recordDirectory != nil || recording.failureDirectory != nil
+            guard let flag, !flagged else { return try recording.start(loaded, input: input, environment: env, host: host) }
+            let options = try RecordOptions.parse([flag, Self.specRecordDirectory] + (recording.includeImages ? ["--include-images"] : []))
+            return try options.start(loaded, input: input, environment: env, host: host)
+        }
+        guard let flag, let directory = shim.bundleDirectory else { return nil }
+        try BundleShelf.prepare(directory)
+        var staged = env
+        staged["TMPDIR"] = BundleShelf.stagingParent(directory)
+        // Explicit, so VTARGET_BUNDLE_ON_FAILURE is not read.
+        return try RecordOptions.parse([flag, directory]).start(loaded, input: input, environment: staged, host: host)
     }
 }
 

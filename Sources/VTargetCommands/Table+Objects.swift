@@ -78,6 +78,7 @@ extension Table {
                 ("stderrTail", i.stderrTail.isEmpty ? nil : seq(i.stderrTail.map(str))),
                 ("endpoints", endpoints(i.endpoints)),
                 ("pool", i.pool.map(str)), ("claimedAt", time(i.claimedAt)), ("claimExpiresAt", time(i.claimExpiresAt)),
+                ("recording", i.bundles.map { b in map([("bundles", seq(b.map(str))), ("lastBundle", b.last.map(str))]) }),
             ])),
         ])
     }
