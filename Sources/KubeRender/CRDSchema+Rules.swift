@@ -95,6 +95,10 @@ extension CRDSchema {
             "ttl": duration("Stop the instance after this long"),
             "idleTTL": duration("Stop after this long with no client on any endpoint"),
             "restartPolicy": enumeration(RestartPolicy.self, "What happens when QEMU exits."),
+            // vtarget also takes true/false; a structural schema cannot say
+            // "boolean or string", so the cluster's words are restartPolicy's.
+            "record": P(type: "string", description: "Record every run for offline replay (Always), only failed ones (OnFailure), or none (Never).",
+                        enumValues: ["Always", "OnFailure", "Never"]),
             "readiness": readiness,
             "tests": tests,
             "sidecars": sidecars,
