@@ -19,6 +19,12 @@ public struct VMPreparation: Sendable {
     /// `<state>/volumes`: PVCs, DataVolumes and Viti disks, by namespace.
     public var volumeRoot: String
     public var allowHostPaths: Bool
+    /// A hostDisk runs on a qcow2 overlay in QEMU's directory, the host file
+    /// its read-only base: for a pool member, whose writes a release
+    /// discards anyway. `savevm` then has a qcow2 for every writable drive
+    /// (a raw one would make each release a reboot), and members never
+    /// write the one host file together.
+    public var overlayHostDisks = false
 
     public init(qemuImg: QemuImg, store: ImageStore, seeds: CloudInitSeed, volumeRoot: String, allowHostPaths: Bool) {
         self.qemuImg = qemuImg
@@ -159,7 +165,12 @@ public struct VMPreparation: Sendable {
                 try await qemuImg.create(path: path, format: .raw, size: capacity)
             }
             let info = try await qemuImg.info(path: path)
-            return .init(path: path, format: info.format == "qcow2" ? .qcow2 : .raw)
+            let format: VMHostInputs.DiskFormat = info.format == "qcow2" ? .qcow2 : .raw
+            guard overlayHostDisks else { return .init(path: path, format: format) }
+            let overlay = own + ".qcow2"
+            try await qemuImg.create(path: overlay, format: .qcow2, size: nil,
+                                     backing: QemuImg.Backing(path: path, format: format == .qcow2 ? .qcow2 : .raw))
+            return .init(path: overlay, format: .qcow2, base: .init(path: path, format: format))
         case .cloudInit(let c):
             // From Secrets (secretRef, networkDataSecretRef): their bytes, found by `Workload.vms`.
             if (c.userDataSecret != nil && data?["userdata"] == nil) || (c.networkDataSecret != nil && data?["networkdata"] == nil) {
