@@ -41,13 +41,24 @@ public struct VMPreparation: Sendable {
     /// configMap volume's keys, by disk name (`RunnableVM.volumeData`).
     public func disks(for vm: VMDefinition, in qemuDirectory: String,
                       volumeData: [String: [String: [UInt8]]] = [:]) async throws -> [String: VMHostInputs.DiskBacking] {
-        var out: [String: VMHostInputs.DiskBacking] = [:]
-        for (index, disk) in vm.disks.enumerated() {
-            // By position, not by name: disk names are the user's and may hold anything.
-            let own = qemuDirectory + "/disk\(index)"
-            out[disk.name] = try await backing(disk, vm: vm, own: own, data: volumeData[disk.name])
+        // Each disk is its own file (or tool run: qemu-img, the ISO writer), so
+        // they are made at once: a VM's start waits for the slowest, not the sum.
+        // The namespace's volume directory first: two new volumes must not race to make it.
+        if vm.disks.contains(where: { if case .volume = $0.source { return true } else { return false } }) {
+            try FileManager.default.createDirectory(atPath: volumeRoot + "/" + vm.metadata.namespace, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
         }
-        return out
+        return try await withThrowingTaskGroup(of: (String, VMHostInputs.DiskBacking).self) { group in
+            for (index, disk) in vm.disks.enumerated() {
+                // By position, not by name: disk names are the user's and may hold anything.
+                let own = qemuDirectory + "/disk\(index)"
+                let data = volumeData[disk.name]
+                group.addTask { (disk.name, try await backing(disk, vm: vm, own: own, data: data)) }
+            }
+            var out: [String: VMHostInputs.DiskBacking] = [:]
+            for try await (name, backing) in group { out[name] = backing }
+            return out
+        }
     }
 
     /// The same files as `disks`, named but not made: what `render` shows.
