@@ -79,15 +79,16 @@ import TestSupport
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: runtime)) ?? []).isEmpty)
     }
 
-    /// The examples the busybox guest boots as written (BIOS, virtio disks,
-    /// x86_64): five VMs in one `vtarget run`, each to the guest's ready line;
+    /// The examples the busybox guest boots as written (BIOS, x86_64; vmi-sata's
+    /// disk on SATA, read by the BIOS alone): seven VMs in one `vtarget run`,
+    /// each to the guest's ready line;
     /// vm-cirros's user-data script runs, vmi-masquerade's port is forwarded. One boot of each.
     @Test func theBootableExamplesBootTogether() throws {
         guard let guest = VMRunTests.guest else { Issue.record("scripts/build-test-guest.sh failed"); return }
         let runtime = makeRuntimeDir()
         defer { for p in [runtime, runtime + "-state", runtime + "-tree", runtime + ".sh"] { try? FileManager.default.removeItem(atPath: p) } }
         let state = try Self.store(guest: guest, runtime: runtime)
-        let vms = ["vm-cirros", "vm-cirros-csmall", "vmi-ephemeral", "vmi-masquerade", "vmi-nocloud"]
+        let vms = ["vm-cirros", "vm-cirros-csmall", "vmi-ephemeral", "vmi-fedora", "vmi-masquerade", "vmi-nocloud", "vmi-sata"]
         try """
             for i in $(seq 1 1200); do n=0
               for v in \(vms.joined(separator: " ")); do grep -q 'vtarget-guest: ready' $VTARGET_RUNTIME_DIR/run-*/$v/logs/console.log 2>/dev/null && n=$((n+1)); done
