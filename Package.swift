@@ -82,7 +82,7 @@ let package = Package(
         ], exclude: ["README.md"]),
         // The per-user supervisor: state in SQLite, shims, the HTTP server.
         .target(name: "Supervisor", dependencies: [
-            "ControlAPI", "TargetRuntime", "TargetSpec", "MachineCatalog", "YAMLTree", "Sandbox", "CSpawn", "QMP", "InstanceContract", "ResourceKit", "HostOS",
+            "ControlAPI", "TargetRuntime", "TargetSpec", "MachineCatalog", "YAMLTree", "Sandbox", "CSpawn", "QMP", "InstanceContract", "ResourceKit", "VMSpec", "HostOS",
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -136,7 +136,7 @@ let package = Package(
         .testTarget(name: "GitOpsSyncTests", dependencies: ["GitOpsSync", "ControlAPI", "ResourceKit", "YAMLTree"]),
         .testTarget(name: "SupervisorUnitTests", dependencies: ["Supervisor", "InstanceContract", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "IntegrationTests", dependencies: ["VTargetCommands", "GitOpsSync", "TargetRuntime", "InstanceContract", "ControlAPI", "DiskImages", "QMP", "Sandbox", "QEMULaunch", "TargetSpec", "MachineCatalog", "ResourceKit", "TestSupport", "HostOS", "VMLaunch", "VMLaunchCases", "VMRuntime", "ReplayFormat", "ReplayRuntime", .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio"), .product(name: "ArgumentParser", package: "swift-argument-parser")],
-                    exclude: ["Clients"]),
+                    exclude: ["Clients", "CorpusGolden"]),
         // cloud-init seeds and the test guests of scripts/build-test-guest.sh, booted in QEMU.
         .testTarget(name: "GuestTests", dependencies: ["DiskImages", "HostOS", "Sandbox", "TestSupport"], exclude: ["Golden"]),
     ],

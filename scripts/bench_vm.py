@@ -9,7 +9,13 @@ each figure beside raw QEMU measured in the same run:
   `vtarget run -f vm.yaml` of the same VM;
 - a warm claim from a VirtualTargetPool of that VM (`vtarget claim`, whole
   CLI) against a cold boot (`vtarget run` start -> ready line), and the
-  release that restores the member's snapshot (`vtarget release`).
+  release that restores the member's snapshot (`vtarget release`);
+- preparation of a VM with three disks (a containerDisk overlay, two
+  emptyDisks) and a NoCloud seed: `vtarget run` start -> QEMU's exec, read as
+  QEMU's start time in /proc (clock ticks: 10 ms steps), nothing added to
+  vtarget for it;
+- memory per VM, as PSS (smaps_rollup) at the ready line: `vtarget run`
+  beside its QEMU, and a pool member's shim beside its QEMU.
 
 Medians and ranges (min-max) over VM_RUNS boots and CLAIM_RUNS claims.
 VTARGET picks the binary (default: the release build).
@@ -49,6 +55,15 @@ spec:
               echo hello-from-user-data
 """ % IMAGE
 
+# Three disks and a seed: what preparation makes before QEMU starts.
+VM3 = VM.replace("name: bb}", "name: bb3}").replace(
+    "            - {name: cloudinit, disk: {bus: virtio}}\n",
+    "            - {name: scratch, disk: {bus: virtio}}\n            - {name: data, disk: {bus: virtio}}\n"
+    "            - {name: cloudinit, disk: {bus: virtio}}\n").replace(
+    "        - name: cloudinit\n",
+    "        - {name: scratch, emptyDisk: {capacity: 1Gi}}\n        - {name: data, emptyDisk: {capacity: 2Gi}}\n"
+    "        - name: cloudinit\n")
+
 POOL = """apiVersion: kubetarget.dev/v1alpha1
 kind: VirtualTargetPool
 metadata: {name: vms}
@@ -60,8 +75,9 @@ spec:
 """
 
 
-def boot(argv, env=None):
-    """Seconds from process start to the first console byte and to the ready line."""
+def boot(argv, env=None, memory=None):
+    """Seconds from process start to the first console byte and to the ready line;
+    with `memory` (a list), appends (PSS of the process, PSS of its QEMU) in KiB at the ready line."""
     t0 = time.perf_counter()
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=env)
     seen, first = b"", None
@@ -74,6 +90,9 @@ def boot(argv, env=None):
                 first = time.perf_counter() - t0
             seen += chunk
         ready = time.perf_counter() - t0
+        if memory is not None and READY in seen:
+            qemu = qemu_below(p.pid)
+            memory.append((pss_kib(p.pid), pss_kib(qemu) if qemu else 0))
     finally:
         p.terminate()
         try:
@@ -84,6 +103,77 @@ def boot(argv, env=None):
     if READY not in seen:
         sys.exit(f"bench_vm: no ready line from {argv[0]}:\n{seen[-2000:].decode(errors='replace')}")
     return first, ready
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def descendants(pid):
+    """Every process below pid, from /proc's parent links."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def qemu_below(pid):
+    for c in descendants(pid):
+        try:
+            with open(f"/proc/{c}/comm") as f:
+                if f.read().startswith("qemu-system"):
+                    return c
+        except OSError:
+            pass
+    return None
+
+
+def pss_kib(pid):
+    """Proportional set size: shared pages divided among their users."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    return 0
+
+
+def started_boottime(pid):
+    """When pid was made (fork, then its exec), in seconds of CLOCK_BOOTTIME."""
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[19]) / TICK
+
+
+def prepare(argv, env):
+    """Seconds from `vtarget run` start to its QEMU's start (until the first console byte)."""
+    t0 = time.clock_gettime(time.CLOCK_BOOTTIME)
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=env)
+    try:
+        qemu = None
+        while qemu is None and p.poll() is None:
+            qemu = qemu_below(p.pid)
+            time.sleep(0.002)
+        if qemu is None:
+            sys.exit(f"bench_vm: {argv} ended before QEMU started")
+        took = started_boottime(qemu) - t0
+        os.read(p.stdout.fileno(), 1)
+    finally:
+        p.terminate()
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    return max(took, 0.0)
 
 
 def free_port():
@@ -143,12 +233,18 @@ def main():
             f.write(VM)
         run = [VT, "run", "-f", spec]
         # Interleaved, so load on the machine falls on both alike; the first pair warms the caches.
-        raw_first, raw_ready, vt_first, vt_ready = [], [], [], []
+        raw_first, raw_ready, vt_first, vt_ready, run_memory = [], [], [], [], []
         for i in range(RUNS + 1):
             rf, rr = boot(raw_argv(work, disk))
-            vf, vr = boot(run, env)
+            vf, vr = boot(run, env, run_memory if i > 0 else None)
             if i > 0:
                 raw_first.append(rf); raw_ready.append(rr); vt_first.append(vf); vt_ready.append(vr)
+
+        # Three disks and a seed: start -> QEMU's exec (the first run warms the caches).
+        spec3 = os.path.join(work, "vm3.yaml")
+        with open(spec3, "w") as f:
+            f.write(VM3)
+        preparations = [prepare([VT, "run", "-f", spec3], env) for _ in range(RUNS + 1)][1:]
 
         # The pool: one member, claimed and released CLAIMS times.
         pool = os.path.join(work, "pool.yaml")
@@ -158,6 +254,12 @@ def main():
         t0 = time.perf_counter()
         member = vt("claim", "vms", "-o", "name", "--timeout", "900s").stdout.strip().split("/")[-1]
         first_claim = time.perf_counter() - t0
+        import json
+        info = json.loads(vt("get", "instances", member, "-o", "json").stdout)
+        info = next((i for i in info.get("items", []) if i["metadata"]["name"] == member), info)
+        status = info.get("status", {})
+        shim_pid, qemu_pid = status.get("pid"), status.get("qemuPid")
+        member_memory = (pss_kib(shim_pid), pss_kib(qemu_pid)) if shim_pid and qemu_pid else None
         vt("release", member)
         claims, releases = [], []
         for _ in range(CLAIMS):
@@ -184,6 +286,15 @@ def main():
     print(row("VM start -> guest ready line (ms)", vt_ready, raw_ready, "<= 1.1"))
     print(row("pool: warm claim, whole CLI (ms)", claims))
     print(row("pool: release (loadvm of the snapshot) (ms)", releases))
+    print(row("VM, 3 disks + seed: start -> QEMU exec (ms)", preparations, None, "<= 100"))
+    mib = lambda kib: f"{kib / 1024:.1f} MiB"
+    run_vt = sorted(m[0] for m in run_memory)[len(run_memory) // 2]
+    run_qemu = sorted(m[1] for m in run_memory)[len(run_memory) // 2]
+    print(f"{'memory per VM, PSS: vtarget run / its QEMU':46} {mib(run_vt):>13} / {mib(run_qemu)} (medians at the ready line)")
+    if member_memory:
+        print(f"{'memory per VM, PSS: pool shim / its QEMU':46} {mib(member_memory[0]):>13} / {mib(member_memory[1])} (member at its claim)")
+    else:
+        print(f"{'memory per VM, PSS: pool shim / its QEMU':46} (no shim or QEMU pid in `get instances -o json`)")
     cold = median_ms(vt_ready)
     warm = median_ms(claims)
     print(f"{'cold boot / warm claim (medians)':46} {cold / warm:9.0f}x {'':>13} {'':>9} {'':>13} {'':>6} >= 100x")

@@ -67,6 +67,16 @@ public struct LaunchPlanner: Sendable {
         if profile.memory.fixedBytes == nil, let bytes = q.memoryBytes?.value ?? profile.memory.defaultBytes {
             args += ["-m", Self.memoryArgument(bytes)]
         }
+        if let bytes = profile.memory.fixedBytes ?? q.memoryBytes?.value ?? profile.memory.defaultBytes,
+           let why = HostMemory.refusal(guestBytes: bytes, hostBytes: host.memoryBytes) {
+            if let given = q.memoryBytes, profile.memory.fixedBytes == nil {
+                fail(given.location, given.path, why)
+            } else {
+                // The profile's own size: the machine chose it, and memory is what changes it.
+                fail(q.machine.location, q.machine.path, "machine \"\(profile.name)\" gives the guest \(Quantity.format(bytes)) unless "
+                     + "spec.qemuConfig.memory says otherwise: " + why)
+            }
+        }
         if let smp = q.smp?.value, profile.maxCPUs > 1 {
             if smp.cores == nil, smp.sockets == nil, smp.threads == nil {
                 args += ["-smp", "\(smp.cpus)"]

@@ -11,6 +11,18 @@ public struct KindRegistry: Sendable {
         kinds.first { $0.kind == name }
     }
 
+    /// Where an object of `kind` is kept: its namespace, or "" for a
+    /// cluster-scoped kind (kubectl ignores `-n` and `metadata.namespace`
+    /// for those), so one applied from any namespace is the same object.
+    /// An unknown kind keeps the namespace it was given.
+    public func storedNamespace(kind: String, _ namespace: String) -> String {
+        self.kind(named: kind)?.namespaced == false ? Self.clusterScope : namespace
+    }
+
+    /// The namespace cluster-scoped objects are stored under: no valid
+    /// namespace name is empty, so it can never clash with one.
+    public static let clusterScope = ""
+
     /// The columns beside the name for a stored resource of kind `kind`
     /// (`ResourceKind.summary(root:)`); empty for a kind it does not know.
     public func summary(of kind: String, root: YAMLNode) -> [String: String] {

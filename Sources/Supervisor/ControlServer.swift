@@ -7,6 +7,7 @@ import Foundation
 import Glibc
 #endif
 import ControlAPI
+import ResourceKit
 import InstanceContract
 import Hummingbird
 import Logging
@@ -103,7 +104,8 @@ public struct ControlServer: Sendable {
             do { request = try JSONDecoder().decode(ApplyRequest.self, from: Data(buffer: body)) } catch {
                 return errorResponse(400, "the body is not an apply request: \(error)")
             }
-            let namespaces = Set(request.resources.map(\.namespace))
+            // A cluster-scoped object is the cluster scope's, whatever namespace it names.
+            let namespaces = Set(request.resources.map { KindRegistry.builtIn.storedNamespace(kind: $0.kind, $0.namespace) })
             return try await self.guarded(ctx, namespaces: namespaces) { caller in
                 // Privileges come from who asks, never from what the request says.
                 let widening = request.resources.filter { $0.options.allowHostPaths || $0.options.allowExtraArgs }
@@ -119,8 +121,17 @@ public struct ControlServer: Sendable {
         listing(router, "/v1/pools") { ns, _ in try await sup.pools(namespace: ns) }
         listing(router, "/v1/bundles") { ns, req in await sup.bundles(namespace: ns, name: req.uri.queryParameters.get("name")) }
         router.delete("/v1/resources/:kind/:namespace/:name") { _, ctx in
-            let (kind, ns, name) = (ctx.parameters.get("kind") ?? "", ctx.parameters.get("namespace") ?? "", ctx.parameters.get("name") ?? "")
+            let (kind, given, name) = (ctx.parameters.get("kind") ?? "", ctx.parameters.get("namespace") ?? "", ctx.parameters.get("name") ?? "")
+            let ns = KindRegistry.builtIn.storedNamespace(kind: kind, given)
             return try await self.guarded(ctx, namespace: ns) { _ in json(try await sup.delete(kind: kind, namespace: ns, name: name)) }
+        }
+        // A cluster-scoped object, in no namespace (the router reads `K//name` as this). The
+        // router's tree needs the second segment named as in the route above; it is the name.
+        router.delete("/v1/resources/:kind/:namespace") { _, ctx in
+            let (kind, name) = (ctx.parameters.get("kind") ?? "", ctx.parameters.get("namespace") ?? "")
+            return try await self.guarded(ctx, namespace: KindRegistry.clusterScope) { _ in
+                json(try await sup.delete(kind: kind, namespace: KindRegistry.clusterScope, name: name))
+            }
         }
         router.get("/v1/instances/:namespace/:name") { _, ctx in
             let (ns, name) = ctx.object

@@ -1,6 +1,7 @@
 import ControlAPI
 import InstanceContract
 import GRDB
+import ResourceKit
 
 /// An applied resource, as the CLI validated it.
 struct ResourceRow: Codable, FetchableRecord, PersistableRecord, Sendable, Equatable {
@@ -215,8 +216,24 @@ struct StateStore: Sendable {
         m.registerMigration("v8: guest agents of VMs") { db in
             try db.alter(table: "instance") { t in t.add(column: "guestAgent", .text) }
         }
+        m.registerMigration("v9: cluster-scoped resources in no namespace") { db in
+            // Before, a cluster instancetype, preference or MachineClass was
+            // kept under the namespace it was applied in, so one name could be
+            // there twice: the last applied is the one that stays.
+            let kinds = clusterScopedKinds.map { "'\($0)'" }.joined(separator: ", ")
+            try db.execute(sql: """
+                DELETE FROM resource AS r WHERE kind IN (\(kinds)) AND EXISTS (
+                  SELECT 1 FROM resource AS o WHERE o.kind = r.kind AND o.name = r.name AND o.namespace != r.namespace
+                  AND (o.updatedAt > r.updatedAt OR (o.updatedAt = r.updatedAt AND o.namespace > r.namespace)))
+                """)
+            try db.execute(sql: "UPDATE resource SET namespace = ? WHERE kind IN (\(kinds))", arguments: [KindRegistry.clusterScope])
+        }
         return m
     }
+
+    /// The kinds migration v9 moved into the cluster scope, spelled out: a
+    /// migration must not change when the registry later gains a kind.
+    static let clusterScopedKinds = ["VirtualMachineClusterInstancetype", "VirtualMachineClusterPreference", "MachineClass"]
 
     func write<T>(_ body: (Database) throws -> T) throws -> T { try db.write(body) }
 

@@ -1,6 +1,7 @@
 import ControlAPI
 import InstanceContract
 import MachineCatalog
+import ResourceKit
 import TargetSpec
 import YAMLTree
 
@@ -42,15 +43,13 @@ extension Supervisor {
     /// apply or delete that breaks a namespace is refused whole.
     func desiredInstances(_ namespaceRows: [ResourceRow]) throws(SupervisorError) -> DesiredState {
         // Cluster-scoped kinds (KubeVirt's cluster instancetypes and
-        // preferences, Viti's MachineClass) serve every namespace: one
-        // applied once, under whatever namespace, is there for a VM in any.
+        // preferences, Viti's MachineClass) are stored once, in no namespace,
+        // and serve every namespace; the caller's rows may hold a new version.
         var rows = namespaceRows
-        if let ns = rows.first?.namespace {
-            let stored: [ResourceRow]
-            do { stored = try store.resources(namespace: nil) } catch { throw .storage(error) }
-            for o in stored where Self.clusterKinds.contains(o.kind) && o.namespace != ns && !rows.contains(where: { $0.kind == o.kind && $0.name == o.name }) {
-                rows.append(o)
-            }
+        let stored: [ResourceRow]
+        do { stored = try store.resources(namespace: KindRegistry.clusterScope) } catch { throw .storage(error) }
+        for o in stored where !rows.contains(where: { $0.kind == o.kind && $0.namespace == o.namespace && $0.name == o.name }) {
+            rows.append(o)
         }
         var resources: [Resource] = []
         var problems: [Diagnostic] = []
@@ -189,10 +188,12 @@ extension Supervisor {
     static let vmSupportKinds: Set<String> = ["VirtualMachineInstancetype", "VirtualMachineClusterInstancetype",
                                               "VirtualMachinePreference", "VirtualMachineClusterPreference", "MachineClass"]
 
-    static let clusterKinds: Set<String> = ["VirtualMachineClusterInstancetype", "VirtualMachineClusterPreference", "MachineClass"]
+    static let clusterKinds = Set(KindRegistry.builtIn.kinds.filter { !$0.namespaced }.map(\.kind))
 
     /// What a stored resource is called in diagnostics (its "file").
-    static func sourceLabel(_ r: ResourceRow) -> String { "\(r.kind) \(r.namespace)/\(r.name)" }
+    static func sourceLabel(_ r: ResourceRow) -> String {
+        r.namespace == KindRegistry.clusterScope ? "\(r.kind) \(r.name)" : "\(r.kind) \(r.namespace)/\(r.name)"
+    }
 
     /// A 422 whose diagnostics say which stored resource, and where in it,
     /// so the CLI can name the user's file and line; the message reads well

@@ -21,7 +21,11 @@ extension Supervisor {
                 continue
             }
             if !Names.isDNSLabel(r.name) { problems.append("\(label): not a valid name (a DNS-1123 label)") }
-            if !Names.isDNSLabel(r.namespace) { problems.append("\(label): namespace \"\(printable(r.namespace))\" is not a valid namespace") }
+            // A cluster-scoped kind is in the cluster scope, whatever its YAML's namespace says (as kubectl ignores it).
+            let clusterScoped = KindRegistry.builtIn.kind(named: r.kind)?.namespaced == false
+            if clusterScoped ? r.namespace != KindRegistry.clusterScope : !Names.isDNSLabel(r.namespace) {
+                problems.append("\(label): namespace \"\(printable(r.namespace))\" is not a valid namespace")
+            }
             guard let root = try? YAMLParser.parse(r.yaml, file: r.kind).first?.root, case .mapping(let top) = root.content else {
                 problems.append("\(label): the YAML is not one mapping")
                 continue
@@ -30,7 +34,7 @@ extension Supervisor {
             let meta: [YAMLPair]
             if case .mapping(let m)? = at(top, "metadata")?.content { meta = m } else { meta = [] }
             let kind = at(top, "kind")?.scalar, name = at(meta, "name")?.scalar
-            let namespace = at(meta, "namespace")?.scalar ?? "default"
+            let namespace = KindRegistry.builtIn.storedNamespace(kind: r.kind, at(meta, "namespace")?.scalar ?? "default")
             if kind != r.kind || name != r.name || namespace != r.namespace {
                 problems.append("\(label) in namespace \(printable(r.namespace)): its YAML says \(kind.map(printable) ?? "no kind") "
                                 + "\"\(name.map(printable) ?? "")\" in namespace \(printable(namespace)); they must agree")

@@ -205,9 +205,9 @@ extension Supervisor {
     /// A VM pool's member: the VM's own spec (with the instancetypes,
     /// preferences, classes, ConfigMaps and Secrets it reads), run as an
     /// instance of the VM by the member's name. Release restores the
-    /// `vt-ready` snapshot unless the pool says `recycle: restart`; a VM
-    /// whose disks cannot all be snapshotted (a raw hostDisk) falls back to
-    /// a restart when its savevm fails.
+    /// `vt-ready` snapshot unless the pool says `recycle: restart`. A
+    /// member's hostDisks run on qcow2 overlays (`VMPreparation.overlayHostDisks`),
+    /// so they are snapshotted too and the host files are never written.
     func vmPoolTemplate(_ p: VirtualTargetPool, resources: [Resource], byKey: [String: ResourceRow], support: [ResourceRow]) -> PoolTemplate? {
         guard let row = byKey[p.targetKind + "/" + p.targetName],
               let vm = resources.lazy.compactMap({ r in r.kind == p.targetKind ? r.vmDefinition : nil }).first(where: { $0.metadata.name == p.targetName })

@@ -3,6 +3,8 @@ import InstanceContract
 import ResourceKit
 import HostOS
 import TargetRuntime
+import TargetSpec
+import VMSpec
 import YAMLTree
 
 extension Supervisor {
@@ -11,14 +13,35 @@ extension Supervisor {
     /// Stores the resources (one transaction) and brings instances in line:
     /// new ones start, changed ones restart, unchanged ones are left alone.
     /// `owner` is who asked (from the socket): what its instances' sidecars run as.
+    /// Cluster-scoped kinds are kept once, in no namespace, whatever
+    /// namespace the request gave them (kubectl's `-n` does not apply to them).
     public func apply(_ request: ApplyRequest, owner: ProcessOwner? = nil) async throws(SupervisorError) -> [ObjectResult] {
-        try await exclusively(request.resources.map(\.namespace)) { () async throws(SupervisorError) -> [ObjectResult] in
+        var request = request
+        for i in request.resources.indices {
+            request.resources[i].namespace = KindRegistry.builtIn.storedNamespace(kind: request.resources[i].kind, request.resources[i].namespace)
+        }
+        let locks = try namespacesToLock(request.resources.map { ($0.kind, $0.namespace) })
+        return try await exclusively(locks) { () async throws(SupervisorError) -> [ObjectResult] in
             try await applyLocked(request, owner: owner)
         }
     }
 
+    /// The locks a change of these objects takes. A cluster-scoped object is
+    /// read by every namespace's VMs: changing one takes every namespace's
+    /// lock. A VM takes the cluster scope's too, so that a cluster type
+    /// cannot be deleted between the VM's check and its commit.
+    private func namespacesToLock(_ objects: [(kind: String, namespace: String)]) throws(SupervisorError) -> [String] {
+        var locks = objects.map(\.namespace)
+        if objects.contains(where: { $0.namespace == KindRegistry.clusterScope }) {
+            do { locks += try store.resources(namespace: nil).map(\.namespace) } catch { throw .storage(error) }
+        }
+        if objects.contains(where: { Self.vmKinds.contains($0.kind) }) { locks.append(KindRegistry.clusterScope) }
+        return locks
+    }
+
     private func applyLocked(_ request: ApplyRequest, owner: ProcessOwner?) async throws(SupervisorError) -> [ObjectResult] {
         try Self.checkIdentities(request.resources)
+        let scope = KindRegistry.clusterScope
         let now = ShimStatus.now
         var results: [ObjectResult] = []
         var rows: [ResourceRow] = []
@@ -42,13 +65,20 @@ extension Supervisor {
                 if !namespaces.contains(r.namespace) { namespaces.append(r.namespace) }
             }
         } catch { throw .storage(error) }
+        // A changed cluster-scoped object changes the VMs of every namespace
+        // that uses it (their spec holds it): check and reconcile them all.
+        if zip(rows, results).contains(where: { $0.namespace == scope && $1.action != "unchanged" }) {
+            do { namespaces += try store.resources(namespace: nil).map(\.namespace) } catch { throw .storage(error) }
+            var seen = Set<String>()
+            namespaces = namespaces.filter { seen.insert($0).inserted }
+        }
         // Check the namespaces as they would be before storing anything.
         var plans: [String: DesiredState] = [:]
         for ns in namespaces {
             var all: [ResourceRow]
             do { all = try store.resources(namespace: ns) } catch { throw .storage(error) }
-            for row in rows where row.namespace == ns {
-                all.removeAll { $0.kind == row.kind && $0.name == row.name }
+            for row in rows where row.namespace == ns || row.namespace == scope {
+                all.removeAll { $0.kind == row.kind && $0.namespace == row.namespace && $0.name == row.name }
                 all.append(row)
             }
             plans[ns] = try desiredInstances(all)
@@ -58,12 +88,15 @@ extension Supervisor {
                 for (row, result) in zip(rows, results) where result.action != "unchanged" { try row.save(db) }
             }
         } catch { throw .storage(error) }
-        for ns in namespaces { try await reconcile(namespace: ns, desired: plans[ns] ?? DesiredState()) }
+        for ns in namespaces where ns != scope { try await reconcile(namespace: ns, desired: plans[ns] ?? DesiredState()) }
         return results
     }
 
+    /// A cluster-scoped object is found from any namespace.
     public func delete(kind: String, namespace: String, name: String) async throws(SupervisorError) -> ObjectResult {
-        try await exclusively(namespace) { () async throws(SupervisorError) -> ObjectResult in
+        let namespace = KindRegistry.builtIn.storedNamespace(kind: kind, namespace)
+        let locks = try namespacesToLock([(kind, namespace)])
+        return try await exclusively(locks) { () async throws(SupervisorError) -> ObjectResult in
             try await deleteLocked(kind: kind, namespace: namespace, name: name)
         }
     }
@@ -71,7 +104,21 @@ extension Supervisor {
     private func deleteLocked(kind: String, namespace: String, name: String) async throws(SupervisorError) -> ObjectResult {
         let row: ResourceRow?
         do { row = try store.read { try ResourceRow.fetchOne($0, key: ["kind": kind, "namespace": namespace, "name": name]) } } catch { throw .storage(error) }
-        guard row != nil else { throw .notFound("\(kind) \"\(name)\" in namespace \(namespace)") }
+        guard row != nil else {
+            throw .notFound(namespace == KindRegistry.clusterScope ? "\(kind) \"\(name)\"" : "\(kind) \"\(name)\" in namespace \(namespace)")
+        }
+        if Self.vmSupportKinds.contains(kind) {
+            let users: [String]
+            do {
+                let candidates = try store.resources(namespace: namespace == KindRegistry.clusterScope ? nil : namespace)
+                users = vmsUsing(VMTypeKey(kind: kind, name: name), among: candidates)
+            } catch { throw .storage(error) }
+            if !users.isEmpty {
+                throw SupervisorError(409, "\(kind) \"\(name)\" is used by \(users.joined(separator: ", ")): delete \(users.count == 1 ? "it" : "them") "
+                                      + "first, or apply \(users.count == 1 ? "it" : "them") with another \(Self.typeField(kind)); "
+                                      + "vtarget reads it again at each start of \(users.count == 1 ? "that VM" : "those VMs")")
+            }
+        }
         let rest: [ResourceRow]
         do { rest = try store.resources(namespace: namespace).filter { !($0.kind == kind && $0.name == name) } } catch { throw .storage(error) }
         let plan: DesiredState
@@ -81,13 +128,44 @@ extension Supervisor {
         do {
             _ = try store.write { try ResourceRow.deleteOne($0, key: ["kind": kind, "namespace": namespace, "name": name]) }
         } catch { throw .storage(error) }
-        try await reconcile(namespace: namespace, desired: plan)
+        if namespace != KindRegistry.clusterScope { try await reconcile(namespace: namespace, desired: plan) }
         return ObjectResult(kind: kind, namespace: namespace, name: name, action: "deleted")
+    }
+
+    /// The stored VMs (`Kind namespace/name`) whose instancetype, preference
+    /// or MachineClass is `type`. A namespaced type is only seen by VMs of its
+    /// namespace: the caller passes that namespace's rows alone.
+    func vmsUsing(_ type: VMTypeKey, among rows: [ResourceRow]) -> [String] {
+        rows.filter { $0.kind == "VirtualMachine" || $0.kind == "Machine" }.compactMap { r -> String? in
+            let decoder = ResourceDecoder(catalog: catalog, options: DecodeOptions(
+                strict: false, allowHostPaths: r.options.allowHostPaths, allowExtraArgs: r.options.allowExtraArgs))
+            let decoded = try? decoder.decode([SourceFile(path: Self.sourceLabel(r), directory: r.directory, bytes: Array(r.yaml.utf8))],
+                                              resolvingVMs: false).resources
+            let uses = (decoded ?? []).contains { resource in
+                switch resource {
+                case .virtualMachine(let vm): return vm.typeKeys.contains(type)
+                case .machine(let m): return m.classKey == type
+                default: return false
+                }
+            }
+            return uses ? "\(r.kind) \(r.namespace)/\(r.name)" : nil
+        }
+    }
+
+    /// The VM field that names a type of this kind, for messages.
+    static func typeField(_ kind: String) -> String {
+        switch kind {
+        case "MachineClass": return "spec.machineClass"
+        case "VirtualMachinePreference", "VirtualMachineClusterPreference": return "spec.preference"
+        default: return "spec.instancetype"
+        }
     }
 
     public func resources(kind: String?, namespace: String?) throws(SupervisorError) -> [ResourceInfo] {
         do {
-            return try store.resources(namespace: namespace, kind: kind).map { r in
+            // A cluster-scoped kind is listed whatever the namespace asked.
+            let scoped = kind.map { KindRegistry.builtIn.storedNamespace(kind: $0, "-") == KindRegistry.clusterScope } ?? false
+            return try store.resources(namespace: scoped ? nil : namespace, kind: kind).map { r in
                 ResourceInfo(kind: r.kind, namespace: r.namespace, name: r.name, yaml: r.yaml, directory: r.directory,
                              createdAt: r.createdAt, updatedAt: r.updatedAt, summary: summary(r))
             }

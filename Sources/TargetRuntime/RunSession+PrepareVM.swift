@@ -19,7 +19,9 @@ extension RunSession {
     public func prepareVMs(_ vms: [RunnableVM], runDirectory: String) async throws -> [PreparedTarget] {
         guard !vms.isEmpty else { return [] }
         let env = config.environment
-        let preparation = try VMPreparation(environment: env)
+        var preparation = try VMPreparation(environment: env)
+        // A pool member that is snapshotted: its hostDisks on overlays (see `overlayHostDisks`).
+        preparation.overlayHostDisks = config.supervised?.snapshot == true
         var out: [PreparedTarget] = []
         var problems: [Diagnostic] = []
         for r in vms {

@@ -98,10 +98,8 @@ struct VMPlanBuilder {
         if vm.memoryBytes < 1 << 20 {
             fail(vm.memoryField, "guest memory must be at least 1Mi (got \(vm.memoryBytes) bytes)", at: vm.memoryLocation)
         }
-        if let host = host.hostMemoryBytes, vm.memoryBytes > host {
-            fail(vm.memoryField, "\(Quantity.format(vm.memoryBytes)) is more than this host's memory (\(Quantity.format(host)), MemTotal in "
-                 + "/proc/meminfo); give at most \(Quantity.format(host / (1 << 20) * (1 << 20))), less than that to leave room for the host",
-                 at: vm.memoryLocation)
+        if let why = HostMemory.refusal(guestBytes: vm.memoryBytes, hostBytes: host.hostMemoryBytes) {
+            fail(vm.memoryField, why, at: vm.memoryLocation)
         }
         args += ["-m", QEMUIdentifiers.memoryArgument(vm.memoryBytes)]
     }

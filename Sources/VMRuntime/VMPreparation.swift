@@ -19,6 +19,12 @@ public struct VMPreparation: Sendable {
     /// `<state>/volumes`: PVCs, DataVolumes and Viti disks, by namespace.
     public var volumeRoot: String
     public var allowHostPaths: Bool
+    /// A hostDisk runs on a qcow2 overlay in QEMU's directory, the host file
+    /// its read-only base: for a pool member, whose writes a release
+    /// discards anyway. `savevm` then has a qcow2 for every writable drive
+    /// (a raw one would make each release a reboot), and members never
+    /// write the one host file together.
+    public var overlayHostDisks = false
 
     public init(qemuImg: QemuImg, store: ImageStore, seeds: CloudInitSeed, volumeRoot: String, allowHostPaths: Bool) {
         self.qemuImg = qemuImg
@@ -35,13 +41,24 @@ public struct VMPreparation: Sendable {
     /// configMap volume's keys, by disk name (`RunnableVM.volumeData`).
     public func disks(for vm: VMDefinition, in qemuDirectory: String,
                       volumeData: [String: [String: [UInt8]]] = [:]) async throws -> [String: VMHostInputs.DiskBacking] {
-        var out: [String: VMHostInputs.DiskBacking] = [:]
-        for (index, disk) in vm.disks.enumerated() {
-            // By position, not by name: disk names are the user's and may hold anything.
-            let own = qemuDirectory + "/disk\(index)"
-            out[disk.name] = try await backing(disk, vm: vm, own: own, data: volumeData[disk.name])
+        // Each disk is its own file (or tool run: qemu-img, the ISO writer), so
+        // they are made at once: a VM's start waits for the slowest, not the sum.
+        // The namespace's volume directory first: two new volumes must not race to make it.
+        if vm.disks.contains(where: { if case .volume = $0.source { return true } else { return false } }) {
+            try FileManager.default.createDirectory(atPath: volumeRoot + "/" + vm.metadata.namespace, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
         }
-        return out
+        return try await withThrowingTaskGroup(of: (String, VMHostInputs.DiskBacking).self) { group in
+            for (index, disk) in vm.disks.enumerated() {
+                // By position, not by name: disk names are the user's and may hold anything.
+                let own = qemuDirectory + "/disk\(index)"
+                let data = volumeData[disk.name]
+                group.addTask { (disk.name, try await backing(disk, vm: vm, own: own, data: data)) }
+            }
+            var out: [String: VMHostInputs.DiskBacking] = [:]
+            for try await (name, backing) in group { out[name] = backing }
+            return out
+        }
     }
 
     /// The same files as `disks`, named but not made: what `render` shows.
@@ -159,7 +176,12 @@ public struct VMPreparation: Sendable {
                 try await qemuImg.create(path: path, format: .raw, size: capacity)
             }
             let info = try await qemuImg.info(path: path)
-            return .init(path: path, format: info.format == "qcow2" ? .qcow2 : .raw)
+            let format: VMHostInputs.DiskFormat = info.format == "qcow2" ? .qcow2 : .raw
+            guard overlayHostDisks else { return .init(path: path, format: format) }
+            let overlay = own + ".qcow2"
+            try await qemuImg.create(path: overlay, format: .qcow2, size: nil,
+                                     backing: QemuImg.Backing(path: path, format: format == .qcow2 ? .qcow2 : .raw))
+            return .init(path: overlay, format: .qcow2, base: .init(path: path, format: format))
         case .cloudInit(let c):
             // From Secrets (secretRef, networkDataSecretRef): their bytes, found by `Workload.vms`.
             if (c.userDataSecret != nil && data?["userdata"] == nil) || (c.networkDataSecret != nil && data?["networkdata"] == nil) {

@@ -8,7 +8,7 @@ import YAMLTree
 extension VMResolver {
     public func resolve(_ m: VitiMachine, _ context: DecodeContext) -> VMDefinition? {
         let errors = context.diagnostics.filter { $0.severity == .error }.count
-        let className = m.className?.value ?? "small"
+        let className = m.classKey.name
         guard let cls = classes[className] else {
             let known = classes.keys.sorted()
             var message = "unknown MachineClass \"\(className)\"; "

@@ -212,3 +212,35 @@ public struct VitiMachineClass: Sendable {
         self.maxMemoryBytes = maxMemoryBytes
     }
 }
+
+/// An instancetype, preference or MachineClass as a VM names it: its kind
+/// (`VirtualMachineClusterInstancetype`, ..., `MachineClass`) and name.
+public struct VMTypeKey: Sendable, Hashable, CustomStringConvertible {
+    public var kind: String
+    public var name: String
+
+    public init(kind: String, name: String) {
+        self.kind = kind
+        self.name = name
+    }
+
+    public var description: String { "\(kind) \"\(name)\"" }
+}
+
+extension KubeVirtVirtualMachine {
+    /// The instancetype and preference it names.
+    public var typeKeys: [VMTypeKey] {
+        [instancetype.map { VMTypeKey(kind: $0.cluster ? "VirtualMachineClusterInstancetype" : "VirtualMachineInstancetype", name: $0.name) },
+         preference.map { VMTypeKey(kind: $0.cluster ? "VirtualMachineClusterPreference" : "VirtualMachinePreference", name: $0.name) }]
+            .compactMap { $0 }
+    }
+}
+
+extension VitiMachine {
+    /// The class of a Machine that names none: the seed's smallest.
+    public static let defaultClass = "small"
+
+    /// The MachineClass it names (none written: the seed's "small"), which a
+    /// stored MachineClass of that name replaces.
+    public var classKey: VMTypeKey { VMTypeKey(kind: "MachineClass", name: className?.value ?? VitiMachine.defaultClass) }
+}

@@ -150,7 +150,8 @@ struct ResourceFiles {
         for s in sources {
             for doc in (try? YAMLParser.parse(s.bytes, file: s.path)) ?? [] {
                 guard let kind = doc.root["kind"]?.scalar, KindRegistry.builtIn.kind(named: kind) != nil, let name = doc.root["metadata"]?["name"]?.scalar else { continue }
-                let ns = doc.root["metadata"]?["namespace"]?.scalar ?? "default"
+                // Cluster-scoped kinds are in no namespace, as the supervisor keeps them.
+                let ns = KindRegistry.builtIn.storedNamespace(kind: kind, doc.root["metadata"]?["namespace"]?.scalar ?? "default")
                 out.append((AppliedResource(kind: kind, namespace: ns, name: name, yaml: YAMLEmitter.emit(doc.root),
                                             directory: s.directory, options: options), doc.root))
             }

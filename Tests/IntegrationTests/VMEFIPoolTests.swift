@@ -104,6 +104,38 @@ import TestSupport
     }
 }
 
+/// A board by the same rule: a user's profile that allows 64Ti (the
+/// built-in ones stop at 16Gi), and a target asking for it.
+@Suite struct BoardMemoryAboveTheHostTests {
+    @Test func runOfABoardAsking64TiIsRefused() throws {
+        let runtime = makeRuntimeDir()
+        let machines = runtime + "-machines"
+        let file = runtime + "-board.yaml"
+        defer { for p in [runtime, machines, file, runtime + "-state"] { try? FileManager.default.removeItem(atPath: p) } }
+        try FileManager.default.createDirectory(atPath: machines, withIntermediateDirectories: true)
+        let q35 = try String(contentsOfFile: repoRoot + "/machines/q35.yaml", encoding: .utf8)
+        try q35.replacingOccurrences(of: "name: q35", with: "name: bigq35").replacingOccurrences(of: "max: 16Gi", with: "max: 64Ti")
+            .replacingOccurrences(of: "sample: x86-pc\n", with: "")
+            .write(toFile: machines + "/bigq35.yaml", atomically: true, encoding: .utf8)
+        try """
+            apiVersion: qemu.kubetarget.dev/v1alpha1
+            kind: QemuVirtualTarget
+            metadata: {name: big}
+            spec:
+              qemuConfig:
+                machine: bigq35
+                memory: 64Ti
+                devices: [{name: com1, type: serial}]
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+        let r = try shell("VTARGET_MACHINES=\(machines) VTARGET_STATE_DIR=\(runtime)-state \(vtarget) run -f \(file) -- true", runtime: runtime)
+        #expect(r.code == 2, "\(r.stdout)\(r.stderr)")
+        let name = (file as NSString).lastPathComponent
+        #expect(r.stderr.contains("\(name):7:13") && r.stderr.contains("spec.qemuConfig.memory")
+                && r.stderr.contains("64Ti is more than this host's memory") && r.stderr.contains("give at most"), "\(r.stderr)")
+        #expect(qemuProcesses(mentioning: runtime).isEmpty)
+    }
+}
+
 /// The host's memory, as the probe reads it once per command.
 @Suite struct HostMemoryProbeTests {
     @Test func memTotalOfMeminfo() async {

@@ -4,7 +4,8 @@ import TestSupport
 
 /// A VirtualTargetPool of KubeVirt VMs with the busybox guest: the member
 /// boots once, is snapshotted when the pool's readiness pattern shows on its
-/// console, and a release restores that snapshot (no reboot). One boot.
+/// console, and a release restores that snapshot (no reboot), its raw
+/// hostDisk included (on an overlay; the host file is never written). One boot.
 @Suite(.serialized) struct VMPoolTests {
     static let pool = """
         apiVersion: kubetarget.dev/v1alpha1
@@ -37,9 +38,16 @@ import TestSupport
         var r: RunResult
         let file = f.work + "/vm-pool.yaml"
         // Halted: the VM is only the pool's template, and never runs on its own when the pool goes.
+        // Its third disk is a raw hostDisk: the member runs it on an overlay, so it is snapshotted too.
+        let scratch = f.work + "/scratch.raw"
+        #expect(FileManager.default.createFile(atPath: scratch, contents: Data(count: 1 << 20)))
         let template = VMRunTests.vmYAML(image: "vtarget-test/busybox:1").replacingOccurrences(of: "runStrategy: Always", with: "runStrategy: Halted")
+            .replacingOccurrences(of: "            - name: cloudinit\n              disk: {bus: virtio}\n",
+                                  with: "            - name: cloudinit\n              disk: {bus: virtio}\n            - name: scratch\n              disk: {bus: virtio}\n")
+            + "\n        - name: scratch\n          hostDisk: {path: \(scratch), type: Disk}"
+        #expect(template.contains("- name: scratch\n              disk:"), "\(template)")
         try (template + "\n---\n" + Self.pool).write(toFile: file, atomically: true, encoding: .utf8)
-        r = try f.vt(["apply", "-f", file])
+        r = try f.vt(["apply", "--allow-host-paths", "-f", file])
         #expect(r.code == 0, "\(r.stderr)")
         // The VM a pool names runs only as the pool's members.
         #expect(try f.instances().allSatisfy { f.status($0)["pool"] as? String == "vms" })
@@ -56,6 +64,10 @@ import TestSupport
         // The claimer changes the guest: a file in its RAM-backed /tmp.
         var out = try type(f, socket, "echo written >/tmp/claimed; cat /tmp/claimed | tr a-z A-Z")
         #expect(out.contains("WRITTEN"), "\(out)")
+        // And its hostDisk (vdc): the write reaches the member's overlay, never the host file.
+        out = try type(f, socket, "printf claimed | dd of=/dev/vdc conv=fsync 2>/dev/null; dd if=/dev/vdc bs=7 count=1 2>/dev/null | tr a-z A-Z")
+        #expect(out.contains("CLAIMED"), "\(out)")
+        #expect(FileManager.default.contents(atPath: scratch) == Data(count: 1 << 20))
 
         // Released: the snapshot is restored, the member goes back and is claimed again.
         r = try f.vt(["release", member])
@@ -64,8 +76,9 @@ import TestSupport
         #expect(r.code == 0 && r.stdout.contains(member), "\(r.stdout) \(r.stderr)")
 
         // The guest answers at once, without the file, and never booted again.
-        out = try type(f, socket, "cat /tmp/claimed 2>&1 | tr a-z A-Z")
+        out = try type(f, socket, "cat /tmp/claimed 2>&1 | tr a-z A-Z; dd if=/dev/vdc bs=7 count=1 2>/dev/null | od -c | head -1")
         #expect(out.contains("NO SUCH FILE") && !out.contains("WRITTEN"), "\(out)")
+        #expect(out.contains("0000000  \\0  \\0") && !out.contains("c   l   a"), "\(out)")
         let logs = try f.vt(["logs", member]).stdout
         #expect(logs.components(separatedBy: "vtarget-guest: booting").count == 2, "\(logs)")
         #expect(try f.instances().first { f.name($0) == member }.map { f.status($0)["restarts"] as? Int } == 0)
