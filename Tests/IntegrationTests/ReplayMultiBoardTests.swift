@@ -1,0 +1,69 @@
+import Foundation
+import ReplayFormat
+import Testing
+import TestSupport
+
+/// A recording of two boards on one CAN bus: one bundle, each board's
+/// QEMU with its own replay log, so each replays alone, without the other
+/// or the bus. One recorded run for every check.
+@Suite(.serialized) struct ReplayMultiBoardTests {
+    @Test func theCANPairIsRecordedIntoOneBundleAndEachBoardReplays() throws {
+        let runtime = makeRuntimeDir()
+        let bundles = runtime + "-bundles"
+        defer { for d in [runtime, bundles, runtime + "-x"] { try? FileManager.default.removeItem(atPath: d) } }
+        // Node A (stm32vldiscovery) sends 100#NN each tick; node B answers
+        // 101#NN; the run ends when A has printed B's first answer.
+        let record = try finish(launch([
+            "run", "-f", repoRoot + "/examples/can-pair.yaml",
+            "-f", "\(firmware)/stm32vldiscovery-can-a-firmware.yaml", "-f", "\(firmware)/netduinoplus2-can-b-firmware.yaml",
+            "--record", bundles, "--until", "can rx 101", "--timeout", "180s",
+        ], runtime: runtime))
+        #expect(record.code == 0, "\(record.stdout)\n\(record.stderr)")
+        #expect(record.stderr.contains("recorded the run: "), "\(record.stderr)")
+        let made = ((try? FileManager.default.contentsOfDirectory(atPath: bundles)) ?? []).filter { $0.hasSuffix(".vtb") }
+        try #require(made.count == 1, "\(made)")
+        let bundle = bundles + "/" + made[0]
+
+        // The manifest: format 2, both boards, each one's log, argv, serial and CAN trace under boards/NAME/.
+        let work = runtime + "-x"
+        let ex = try vt(["bundle", "extract", bundle, "-C", work], runtime: runtime)
+        #expect(ex.code == 0, "\(ex.stderr)")
+        let manifest = try BundleManifest.decode(Array(try Data(contentsOf: URL(fileURLWithPath: work + "/manifest.json"))))
+        #expect(manifest.formatVersion == 2)
+        #expect(manifest.boards == [.init(name: "node-a", machine: "stm32vldiscovery"), .init(name: "node-b", machine: "netduinoplus2")],
+                "\(String(describing: manifest.boards))")
+        for name in ["node-a", "node-b"] {
+            #expect(manifest.file(.replayLog, board: name)?.path == "boards/\(name)/replay.bin")
+            #expect(manifest.file(.launch, board: name)?.path == "boards/\(name)/qemu/argv.json")
+            #expect(manifest.files(board: name).contains { $0.role == .serialOutput && $0.device == "console" }, "\(manifest.files)")
+            let can = manifest.files(board: name).first { $0.role == .canTrace }
+            #expect(can?.path == "boards/\(name)/traces/can-can0.log" && (can?.entries ?? 0) > 0, "\(String(describing: can))")
+        }
+        #expect(manifest.file(.spec)?.board == nil)
+        let outA = try String(contentsOfFile: work + "/boards/node-a/serial/console.out", encoding: .utf8)
+        #expect(outA.contains("slcan node 1") && outA.contains("can rx 101"), "\(outA)")
+
+        // bundle show lists both boards.
+        let show = try vt(["bundle", "show", bundle], runtime: runtime)
+        #expect(show.code == 0, "\(show.stderr)")
+        #expect(show.stdout.contains("Boards:     node-a (machine stm32vldiscovery), node-b (machine netduinoplus2)"), "\(show.stdout)")
+        #expect(show.stdout.contains("CAN frames (candump -L) of node-b/can0: "), "\(show.stdout)")
+
+        // Each board replayed alone, in turn: both identical.
+        let replay = try vt(["replay", bundle], runtime: runtime)
+        #expect(replay.code == 0, "\(replay.stdout)\n\(replay.stderr)")
+        #expect(replay.stderr.contains("node-a/console: serial output identical")
+                && replay.stderr.contains("node-b/console: serial output identical"), "\(replay.stderr)")
+        #expect(replay.stdout.contains("can rx 101"), "\(replay.stdout)")
+
+        // One board by name; a name not in it, and --gdb without --board, are bad input.
+        let one = try vt(["replay", "--board", "node-b", bundle], runtime: runtime)
+        #expect(one.code == 0 && one.stderr.contains("node-b/console: serial output identical") && !one.stderr.contains("node-a/"),
+                "\(one.stderr)")
+        let unknown = try vt(["replay", "--board", "node-c", bundle], runtime: runtime)
+        #expect(unknown.code == 2 && unknown.stderr.contains("--board node-c: the bundle has no such board; it has node-a, node-b"),
+                "\(unknown.stderr)")
+        let gdb = try vt(["replay", "--gdb", bundle], runtime: runtime)
+        #expect(gdb.code == 2 && gdb.stderr.contains("give --board NAME to debug one"), "\(gdb.stderr)")
+    }
+}
