@@ -66,4 +66,28 @@ import TestSupport
         let gdb = try vt(["replay", "--gdb", bundle], runtime: runtime)
         #expect(gdb.code == 2 && gdb.stderr.contains("give --board NAME to debug one"), "\(gdb.stderr)")
     }
+
+    /// Each board's files go under boards/NAME/: two boards of one name (in
+    /// two namespaces) are refused before anything starts.
+    @Test func twoBoardsOfOneNameAreRefused() throws {
+        let runtime = makeRuntimeDir()
+        let spec = runtime + ".yaml"
+        defer { for d in [runtime, spec, runtime + "-bundles"] { try? FileManager.default.removeItem(atPath: d) } }
+        func board(_ namespace: String) -> String {
+            """
+            apiVersion: qemu.kubetarget.dev/v1alpha1
+            kind: QemuVirtualTarget
+            metadata: {name: node, namespace: \(namespace)}
+            spec:
+              architecture: arm
+              qemuConfig:
+                machine: lm3s6965evb
+                devices: [{name: console, type: serial}]
+            """
+        }
+        try (board("one") + "\n---\n" + board("two")).write(toFile: spec, atomically: true, encoding: .utf8)
+        let r = try vt(["run", "-f", spec, "--record", runtime + "-bundles", "--timeout", "30s", "--", "true"], runtime: runtime)
+        #expect(r.code == 2 && r.stderr.contains("--record: two boards of this run are named node (in different namespaces)"), "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: runtime + "-bundles"))
+    }
 }
