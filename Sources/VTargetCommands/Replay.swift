@@ -19,8 +19,9 @@ struct Replay: AsyncParsableCommand {
         abstract: "Re-run a recorded bundle (.vtb) offline, byte for byte, and say whether the serial output is identical.",
         discussion: """
             QEMU replays its own log: every serial byte the recording received arrives again at the same \
-            instruction, so nothing is typed and no network is needed. The replayed output streams to stdout; \
-            the verdict goes to stderr. Exit code: 0 identical, 1 different, 2 a bundle that is damaged, \
+            instruction, so nothing is typed and no network is needed. A bundle of several boards replays each \
+            alone, one after another (its log holds the CAN frames it got too), the verdicts named BOARD/DEVICE; \
+            --board replays one. The replayed output streams to stdout; the verdict goes to stderr. Exit code: 0 identical, 1 different, 2 a bundle that is damaged, \
             made by a newer vtarget, or recorded with another QEMU binary than the one on PATH.
             """)
 

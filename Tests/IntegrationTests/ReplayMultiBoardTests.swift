@@ -90,4 +90,39 @@ import TestSupport
         #expect(r.code == 2 && r.stderr.contains("--record: two boards of this run are named node (in different namespaces)"), "\(r.stderr)")
         #expect(!FileManager.default.fileExists(atPath: runtime + "-bundles"))
     }
+
+    /// `VTARGET_BUNDLE_ON_FAILURE` records a run of two boards (not on a
+    /// bus) and keeps its bundle when the run fails; both replay.
+    @Test func bundleOnFailureKeepsARunOfTwoBoards() throws {
+        let runtime = makeRuntimeDir()
+        let bundles = runtime + "-bundles"
+        let spec = runtime + ".yaml"
+        defer { for d in [runtime, bundles, spec] { try? FileManager.default.removeItem(atPath: d) } }
+        func board(_ name: String, _ machine: String) -> String {
+            """
+            apiVersion: qemu.kubetarget.dev/v1alpha1
+            kind: QemuVirtualTarget
+            metadata: {name: \(name)}
+            spec:
+              architecture: arm
+              qemuConfig:
+                machine: \(machine)
+                drives: [{name: firmware, type: pflash, source: {configMap: {name: \(machine)-firmware}}}]
+                devices: [{name: console, type: serial}]
+            """
+        }
+        try (board("left", "lm3s6965evb") + "\n---\n" + board("right", "stm32vldiscovery")).write(toFile: spec, atomically: true, encoding: .utf8)
+        let wait = "\(vtarget) wait --since-start --timeout 60s --for 'serial=echo ready'"
+        let r = try finish(launch([
+            "run", "-f", spec, "-f", "\(firmware)/lm3s6965evb-firmware.yaml", "-f", "\(firmware)/stm32vldiscovery-firmware.yaml",
+            "--timeout", "120s", "--", "sh", "-c", "\(wait) left >/dev/null && \(wait) right >/dev/null && exit 3",
+        ], runtime: runtime, environment: ["VTARGET_BUNDLE_ON_FAILURE": bundles]))
+        #expect(r.code != 0 && r.stderr.contains("recorded the run: "), "\(r.stdout)\n\(r.stderr)")
+        let made = ((try? FileManager.default.contentsOfDirectory(atPath: bundles)) ?? []).filter { $0.hasSuffix(".vtb") }
+        try #require(made.count == 1, "\(made)")
+        let replay = try vt(["replay", bundles + "/" + made[0]], runtime: runtime)
+        #expect(replay.code == 0 && replay.stderr.contains("left/console: serial output identical")
+                && replay.stderr.contains("right/console: serial output identical"), "\(replay.stdout)\n\(replay.stderr)")
+        #expect(replay.stdout.contains("hello from"), "\(replay.stdout)")
+    }
 }
