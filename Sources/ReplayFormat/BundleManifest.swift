@@ -8,7 +8,13 @@ import Foundation
 /// `bundle show` need to know before they trust any other file in it.
 public struct BundleManifest: Codable, Sendable, Equatable {
     /// Bumped when a reader of an older version could misread a bundle.
-    public static let currentFormatVersion = 1
+    /// 2: several boards (`boards`). A one-board bundle is still written
+    /// as version 1, byte for byte what it was; a bundle of several is
+    /// written as 2, so a vtarget that reads only 1 refuses it by its
+    /// version ("use a newer vtarget") instead of failing on its files.
+    public static let currentFormatVersion = 2
+    /// The version a bundle of several boards needs (`boards`).
+    public static let multiBoardFormatVersion = 2
     public static let fileName = "manifest.json"
 
     public var formatVersion: Int
@@ -29,6 +35,27 @@ public struct BundleManifest: Codable, Sendable, Equatable {
     /// monotonic stamps in `serial/DEV.log` and `traces/serial-DEV.in.log`;
     /// the CAN traces carry wall-clock times from it. Absent before traces.
     public var traceOrigin: String?
+    /// Present only when the run had several boards (format 2): each one's
+    /// QEMU recorded its own log, replayed alone; each board's files are
+    /// in `files` with its name in `board`, under `boards/NAME/`. `instance`
+    /// then names the first board.
+    public var boards: [Board]?
+
+    /// One board of a recording of several.
+    public struct Board: Codable, Sendable, Equatable {
+        /// The target's `metadata.name`; a path part of its files.
+        public var name: String
+        /// The machine profile it ran.
+        public var machine: String
+
+        public init(name: String, machine: String) {
+            self.name = name
+            self.machine = machine
+        }
+    }
+
+    /// Every board's name, in order: the `boards` list, else the one `instance`.
+    public var boardNames: [String] { boards?.map(\.name) ?? [instance.name] }
 
     public struct Decoding: Codable, Sendable, Equatable {
         public var lenient: Bool
@@ -120,10 +147,25 @@ public struct BundleManifest: Codable, Sendable, Equatable {
         }
     }
 
-    /// The file of a role, when the bundle holds exactly one.
+    /// The file of a role, when the bundle holds exactly one (shared by
+    /// every board, as `spec`, or the one board's).
     public func file(_ role: BundleFile.Role) -> BundleFile? {
         let all = files.filter { $0.role == role }
         return all.count == 1 ? all[0] : nil
+    }
+
+    /// The file of a role belonging to board `name`, when it has exactly
+    /// one: in a one-board bundle, the bundle's own.
+    public func file(_ role: BundleFile.Role, board name: String) -> BundleFile? {
+        guard boards != nil else { return name == instance.name ? file(role) : nil }
+        let all = files.filter { $0.role == role && $0.board == name }
+        return all.count == 1 ? all[0] : nil
+    }
+
+    /// Board `name`'s files (in a one-board bundle, all but the shared spec).
+    public func files(board name: String) -> [BundleFile] {
+        guard boards != nil else { return name == instance.name ? files : [] }
+        return files.filter { $0.board == name }
     }
 }
 
@@ -164,10 +206,14 @@ public struct BundleFile: Codable, Sendable, Equatable {
     /// For a trace (`serialInput`, `canTrace`, `qmpTrace`, ...): how many
     /// lines or frames it holds. Absent in bundles written before traces.
     public var entries: Int?
+    /// In a bundle of several boards, whose file this is (absent: shared,
+    /// as the spec; and in every one-board bundle).
+    public var board: String?
 
-    public init(path: String, role: Role, device: String? = nil, size: UInt64, sha256: String, entries: Int? = nil) {
+    public init(path: String, role: Role, device: String? = nil, size: UInt64, sha256: String, entries: Int? = nil, board: String? = nil) {
         self.path = path
         self.role = role
+        self.board = board
         self.device = device
         self.size = size
         self.sha256 = sha256
@@ -258,9 +304,53 @@ extension BundleManifest {
         if !qemu.sha256.isEmpty, !Self.isDigest(qemu.sha256) {
             throw BundleError(.invalidField, "manifest.json: qemu.sha256 \"\(qemu.sha256)\" is not 64 lower-case hex digits")
         }
-        for role in [BundleFile.Role.spec, .replayLog] where file(role) == nil {
-            throw BundleError(.missingFile, "manifest.json lists no single \(role.rawValue) file; a bundle needs one to replay")
+        if file(.spec) == nil {
+            throw BundleError(.missingFile, "manifest.json lists no single spec file; a bundle needs one to replay")
         }
+        guard let boards else {
+            if file(.replayLog) == nil {
+                throw BundleError(.missingFile, "manifest.json lists no single replayLog file; a bundle needs one to replay")
+            }
+            if let f = files.first(where: { $0.board != nil }) {
+                throw BundleError(.invalidField, "manifest.json: \"\(f.path)\" names board \"\(f.board!)\", but the bundle has no boards list")
+            }
+            return
+        }
+        if formatVersion < Self.multiBoardFormatVersion {
+            throw BundleError(.invalidField, "manifest.json: a boards list needs formatVersion \(Self.multiBoardFormatVersion) or more; it has \(formatVersion)")
+        }
+        if boards.count < 2 {
+            throw BundleError(.invalidField, "manifest.json: boards lists \(boards.count); a boards list is for 2 or more (one board is the instance alone)")
+        }
+        var names = Set<String>()
+        for b in boards {
+            guard Self.isBoardName(b.name) else {
+                throw BundleError(.invalidField, "manifest.json: board name \"\(b.name)\" is not a target name (1 to 63 of a-z, 0-9 and '-', starting and ending with a letter or digit)")
+            }
+            guard names.insert(b.name).inserted else {
+                throw BundleError(.duplicatePath, "manifest.json: board \"\(b.name)\" is listed twice")
+            }
+            if file(.replayLog, board: b.name) == nil {
+                throw BundleError(.missingFile, "manifest.json lists no single replayLog file of board \(b.name); each board needs one to replay")
+            }
+        }
+        for f in files {
+            if let b = f.board, !names.contains(b) {
+                throw BundleError(.invalidField, "manifest.json: \"\(f.path)\" names board \"\(b)\", which the boards list does not hold (\(boards.map(\.name).joined(separator: ", ")))")
+            }
+            if f.board == nil, f.role != .spec, f.role != .junit, f.role != .qmpTrace {
+                throw BundleError(.invalidField, "manifest.json: \"\(f.path)\" (\(f.role.rawValue)) names no board; in a bundle of several boards only the spec, the JUnit report and the QMP transcript are shared")
+            }
+        }
+    }
+
+    /// A target's `metadata.name` as the spec allows it (a DNS-1123
+    /// label): safe as one path part.
+    static func isBoardName(_ s: String) -> Bool {
+        let u = Array(s.utf8)
+        func alnum(_ c: UInt8) -> Bool { (c >= 97 && c <= 122) || (c >= 48 && c <= 57) }
+        guard (1...63).contains(u.count), alnum(u.first!), alnum(u.last!) else { return false }
+        return u.allSatisfy { alnum($0) || $0 == 45 }
     }
 
     /// Relative, no `.`/`..` parts, no empty parts, no NUL: extraction stays inside.

@@ -13,6 +13,9 @@ public struct BundleWriter: Sendable {
     public var specYAML: [UInt8]
     /// `machines/NAME.yaml` of the target's profile, when found.
     public var profileYAML: [UInt8]?
+    /// With several boards, each board's profile YAML by profile name
+    /// (`boards/NAME/machine.yaml`), when found.
+    public var profiles: [String: [UInt8]] = [:]
     /// The JUnit report the run wrote (`--junit`), when it did.
     public var junitPath: String?
     public var vtargetVersion: String
@@ -36,55 +39,74 @@ public struct BundleWriter: Sendable {
     }
 
     /// Writes the bundle into `directory` (made when missing); returns its path.
+    /// One board: the layout and manifest of format 1. Several: format 2,
+    /// the spec shared, each board's files under `boards/NAME/` and named
+    /// by `board` in the manifest, which lists the boards.
     public func write(_ capture: RunCapture, into directory: String) async throws(RuntimeError) -> String {
         let c = capture.collected
-        guard let log = c.replayLog else {
-            throw RuntimeError("no bundle: QEMU left no replay log (it did not start, or was killed before it wrote one)")
+        guard !c.boards.isEmpty else {
+            throw RuntimeError("no bundle: the run had no board")
+        }
+        for b in c.boards where b.replayLog == nil {
+            throw RuntimeError("no bundle: QEMU of \(b.name) left no replay log (it did not start, or was killed before it wrote one)")
+        }
+        let several = c.boards.count > 1
+        if Set(c.boards.map(\.binary)).count > 1 {
+            throw RuntimeError("no bundle: the boards ran different QEMU binaries (\(Set(c.boards.map(\.binary)).sorted().joined(separator: ", "))); a bundle names one")
         }
         let staging = capture.staging
         var files: [BundleFile] = []
-        func add(_ rel: String, _ role: BundleFile.Role, device: String? = nil) throws(RuntimeError) {
+        func add(_ rel: String, _ role: BundleFile.Role, device: String? = nil, board: String? = nil) throws(RuntimeError) {
             let (digest, size) = try FileDigest.sha256(staging + "/" + rel)
-            files.append(BundleFile(path: rel, role: role, device: device, size: size, sha256: digest))
+            files.append(BundleFile(path: rel, role: role, device: device, size: size, sha256: digest, board: board))
         }
-        func put(_ rel: String, _ bytes: [UInt8], _ role: BundleFile.Role, device: String? = nil, entries: Int? = nil) throws(RuntimeError) {
+        func put(_ rel: String, _ bytes: [UInt8], _ role: BundleFile.Role, device: String? = nil, entries: Int? = nil, board: String? = nil) throws(RuntimeError) {
             let path = staging + "/" + rel
             if let slash = rel.lastIndex(of: "/") {
                 try? FileManager.default.createDirectory(atPath: staging + "/" + String(rel[..<slash]), withIntermediateDirectories: true)
             }
             try BundleArchive.writeFile(path, bytes)
-            try add(rel, role, device: device)
+            try add(rel, role, device: device, board: board)
             files[files.count - 1].entries = entries
         }
         try put("spec.yaml", specYAML, .spec)
-        if let profileYAML { try put("machine.yaml", profileYAML, .machineProfile) }
-        try put("qemu/argv.json", Self.json(c.arguments), .launch)
-        precondition(log == staging + "/replay.bin")
-        try add("replay.bin", .replayLog)
-        if c.snapshotImage != nil { try add("snapshot.qcow2", .replaySnapshot) }
+        if let profileYAML, !several { try put("machine.yaml", profileYAML, .machineProfile) }
         var omitted: [BundleManifest.OmittedImage] = []
-        for name in c.qemuFiles {
-            let rel = "qemu/" + name
-            let (digest, size) = try FileDigest.sha256(staging + "/" + rel)
-            if size > imageLimit {
-                omitted.append(BundleManifest.OmittedImage(name: name, sha256: digest, size: size))
-                unlink(staging + "/" + rel)
-            } else {
-                files.append(BundleFile(path: rel, role: .firmware, size: size, sha256: digest))
+        for b in c.boards {
+            let p = b.prefix
+            let board = several ? b.name : nil
+            if several, let yaml = profiles[b.profile] { try put(p + "machine.yaml", yaml, .machineProfile, board: board) }
+            try put(p + "qemu/argv.json", Self.json(b.arguments), .launch, board: board)
+            precondition(b.replayLog == staging + "/" + p + "replay.bin")
+            try add(p + "replay.bin", .replayLog, board: board)
+            if b.snapshotImage != nil { try add(p + "snapshot.qcow2", .replaySnapshot, board: board) }
+            for name in b.qemuFiles {
+                let rel = p + "qemu/" + name
+                let (digest, size) = try FileDigest.sha256(staging + "/" + rel)
+                if size > imageLimit {
+                    omitted.append(BundleManifest.OmittedImage(name: several ? b.name + "/" + name : name, sha256: digest, size: size))
+                    unlink(staging + "/" + rel)
+                } else {
+                    files.append(BundleFile(path: rel, role: .firmware, size: size, sha256: digest, board: board))
+                }
+            }
+            for (source, chunks) in capture.chunks.filter({ $0.key.target == b.name }).sorted(by: { $0.key < $1.key }) {
+                let device = source.device
+                try put(p + "serial/\(device).out", chunks.flatMap(\.bytes), .serialOutput, device: device, board: board)
+                // One line per piece QEMU wrote: monotonic seconds, offset, bytes (escaped).
+                var offset = 0
+                var log = ""
+                for ch in chunks {
+                    log += String(format: "%.6f", ch.seconds) + " \(offset) \"" + SerialComparison.escape(ch.bytes) + "\"\n"
+                    offset += ch.bytes.count
+                }
+                try put(p + "serial/\(device).log", Array(log.utf8), .serialLog, device: device, board: board)
+            }
+            for trace in Self.traces(capture, board: b.name, prefix: p) {
+                try put(trace.path, Array(trace.text.utf8), trace.role, device: trace.device, entries: trace.entries, board: board)
             }
         }
-        for (device, chunks) in capture.chunks.sorted(by: { $0.key < $1.key }) {
-            try put("serial/\(device).out", chunks.flatMap(\.bytes), .serialOutput, device: device)
-            // One line per piece QEMU wrote: monotonic seconds, offset, bytes (escaped).
-            var offset = 0
-            var log = ""
-            for ch in chunks {
-                log += String(format: "%.6f", ch.seconds) + " \(offset) \"" + SerialComparison.escape(ch.bytes) + "\"\n"
-                offset += ch.bytes.count
-            }
-            try put("serial/\(device).log", Array(log.utf8), .serialLog, device: device)
-        }
-        for trace in Self.traces(capture) + extraTraces {
+        for trace in extraTraces {
             try put(trace.path, Array(trace.text.utf8), trace.role, device: trace.device, entries: trace.entries)
         }
         if let junitPath, let bytes = FileManager.default.contents(atPath: junitPath) {
@@ -96,12 +118,17 @@ public struct BundleWriter: Sendable {
             withUnsafeBytes(of: value) { raw in String(decoding: raw.prefix { byte in byte != 0 }, as: UTF8.self) }
         }
         var manifest = BundleManifest(
+            formatVersion: several ? BundleManifest.multiBoardFormatVersion : 1,
             createdAt: Self.now(), vtargetVersion: vtargetVersion, qemu: qemu,
             host: .init(kernel: field(u.sysname) + " " + field(u.release), architecture: field(u.machine)),
             instance: .init(name: c.name, namespace: c.namespace, machine: c.profile, icountShift: icountShift),
             verdict: .init(exitCode: c.exitCode, reason: c.reason), files: files, omittedImages: omitted)
         manifest.decoding = decoding
         manifest.traceOrigin = Self.rfc3339(microseconds: capture.wallStartMicroseconds)
+        if several { manifest.boards = c.boards.map { .init(name: $0.name, machine: $0.profile) } }
+        do { _ = try BundleManifest.decode(manifest.encoded()) } catch {
+            throw RuntimeError("no bundle: its manifest would not read back: \(error)")
+        }
         if mkdir(directory, 0o755) != 0 && errno != EEXIST {
             throw RuntimeError("cannot create \(directory): \(String(cString: strerror(errno)))")
         }
@@ -138,15 +165,17 @@ public struct BundleWriter: Sendable {
     /// each CAN device of the board, as `traces/can-DEV.log` (`CandumpLog`,
     /// stamped with wall-clock times from the capture's start). A device
     /// that saw nothing has no file: the trace would say nothing.
-    static func traces(_ capture: RunCapture) -> [Trace] {
+    /// Board `board`'s traces, under `prefix` (its directory in the bundle).
+    static func traces(_ capture: RunCapture, board: String, prefix: String) -> [Trace] {
         func us(_ seconds: Double) -> Int64 { Int64((seconds * 1e6).rounded()) }
         var out: [Trace] = []
-        for (device, chunks) in capture.inputs.sorted(by: { $0.key < $1.key }) where !chunks.isEmpty {
+        for (source, chunks) in capture.inputs.filter({ $0.key.target == board }).sorted(by: { $0.key < $1.key }) where !chunks.isEmpty {
+            let device = source.device
             let text = chunks.map { SerialInputTrace.line(microseconds: us($0.seconds), bytes: $0.bytes) + "\n" }.joined()
-            out.append(Trace(path: "traces/serial-\(device).in.log", role: .serialInput, device: device, text: text, entries: chunks.count))
+            out.append(Trace(path: prefix + "traces/serial-\(device).in.log", role: .serialInput, device: device, text: text, entries: chunks.count))
         }
         let origin = capture.wallStartMicroseconds
-        let byDevice = Dictionary(grouping: capture.frames, by: \.device)
+        let byDevice = Dictionary(grouping: capture.frames.filter { $0.target == board }, by: \.device)
         for (device, events) in byDevice.sorted(by: { $0.key < $1.key }) {
             // Stable: frames stamped alike stay in the order they were passed on.
             let ordered = events.enumerated().sorted { ($0.element.seconds, $0.offset) < ($1.element.seconds, $1.offset) }.map(\.element)
@@ -155,7 +184,7 @@ public struct BundleWriter: Sendable {
                                 frame: .init(id: e.id, extended: e.extended, remote: e.remote, dlc: e.dlc, data: e.data),
                                 direction: e.sent ? .sent : .received) + "\n"
             }.joined()
-            out.append(Trace(path: "traces/can-\(device).log", role: .canTrace, device: device, text: text, entries: ordered.count))
+            out.append(Trace(path: prefix + "traces/can-\(device).log", role: .canTrace, device: device, text: text, entries: ordered.count))
         }
         return out
     }

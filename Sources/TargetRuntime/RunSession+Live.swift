@@ -113,7 +113,7 @@ extension RunSession {
                 }, onBusFailure: { sink.yield(.startFailed("\($0)")) }, capture: config.capture) { [capture = config.capture] device, bytes in
                     guard serialDevices.contains(device) else { return }
                     sink.yield(.serial(target: i, device: device, bytes: bytes))
-                    capture?.serial(device: device, bytes: bytes)
+                    capture?.serial(target: t.name, device: device, bytes: bytes)
                 }
             } catch {
                 let status = await t.child.waitForExit()

@@ -15,12 +15,12 @@ import NIOCore
 import QEMULaunch
 import Synchronization
 
-/// What a recorded (or replayed) run keeps while it happens: each serial
-/// device's exact bytes with the monotonic time they arrived, the input
-/// each got with the time it went to QEMU, every frame each CAN device
-/// passed on, and, once
-/// QEMU has stopped, copies of what QEMU left in its directory (the replay
-/// log, the firmware it ran), before the run's directories are removed.
+/// What a recorded (or replayed) run keeps while it happens, for each
+/// board (by target name): each serial device's exact bytes with the
+/// monotonic time they arrived, the input each got with the time it went
+/// to QEMU, every frame each CAN device passed on, and, once QEMU has
+/// stopped, copies of what each board's QEMU left in its directory (the
+/// replay log, the firmware it ran), before the run's directories are removed.
 public final class RunCapture: Sendable {
     public struct Chunk: Sendable, Equatable {
         /// Seconds since the capture began (monotonic).
@@ -28,11 +28,25 @@ public final class RunCapture: Sendable {
         public var bytes: [UInt8]
     }
 
-    /// One frame a CAN device of the board passed on (`CANBusLink` says when).
+    /// A board's serial device.
+    public struct Source: Sendable, Hashable, Comparable {
+        public var target: String
+        public var device: String
+
+        public init(target: String, device: String) {
+            self.target = target
+            self.device = device
+        }
+
+        public static func < (a: Source, b: Source) -> Bool { (a.target, a.device) < (b.target, b.device) }
+    }
+
+    /// One frame a CAN device of a board passed on (`CANBusLink` says when).
     public struct CANEvent: Sendable, Equatable {
         /// Seconds since the capture began (monotonic).
         public var seconds: Double
-        /// The board's CAN device and the bus it is on.
+        /// The board, its CAN device and the bus it is on.
+        public var target: String
         public var device: String
         public var bus: String
         /// The board sent it (else the bus delivered it to the board).
@@ -44,17 +58,37 @@ public final class RunCapture: Sendable {
         public var data: [UInt8]
     }
 
-    /// What the run left: filled in by `collect`, read after `run` returns.
-    public struct Collected: Sendable {
-        /// The copy of QEMU's replay log, when it wrote one.
+    /// What one board's QEMU left, copied under `staging + "/" + prefix`.
+    public struct Board: Sendable {
+        public var name = ""
+        /// Where its files are, relative to `staging` and in the bundle:
+        /// "" for a run of one board (the layout of every bundle before
+        /// several), `boards/NAME/` for each of several.
+        public var prefix = ""
+        /// The copy of QEMU's replay log (`prefix + "replay.bin"`), when it wrote one.
         public var replayLog: String?
         /// The copy of the scratch image holding the start snapshot (`rrsnapshot`).
         public var snapshotImage: String?
-        /// Copies of the regular files QEMU had in its directory (firmware), by name.
+        /// Copies of the regular files QEMU had in its directory (firmware), by name, under `prefix + "qemu/"`.
         public var qemuFiles: [String] = []
         public var arguments: [String] = []
         public var binary = ""
         public var profile = ""
+    }
+
+    /// What the run left: filled in by `collect`, read after `run` returns.
+    /// The fields outside `boards` are the run's, and for one board, its.
+    public struct Collected: Sendable {
+        /// Every board, in the run's order.
+        public var boards: [Board] = []
+        /// The first board's copy of QEMU's replay log, when it wrote one.
+        public var replayLog: String? { boards.first?.replayLog }
+        public var snapshotImage: String? { boards.first?.snapshotImage }
+        public var qemuFiles: [String] { boards.first?.qemuFiles ?? [] }
+        public var arguments: [String] { boards.first?.arguments ?? [] }
+        public var binary: String { boards.first?.binary ?? "" }
+        public var profile: String { boards.first?.profile ?? "" }
+        /// The first board's name.
         public var name = ""
         public var namespace = ""
         public var exitCode: Int32 = 1
@@ -63,8 +97,8 @@ public final class RunCapture: Sendable {
     }
 
     private struct State {
-        var chunks: [String: [Chunk]] = [:]
-        var inputs: [String: [Chunk]] = [:]
+        var chunks: [Source: [Chunk]] = [:]
+        var inputs: [Source: [Chunk]] = [:]
         var frames: [CANEvent] = []
         var total = 0
         var collected = Collected()
@@ -92,28 +126,33 @@ public final class RunCapture: Sendable {
 
     public var collected: Collected { state.withLock { $0.collected } }
 
-    /// Every device's output so far, in order, by device.
-    public var output: [String: [UInt8]] {
+    /// Every device's output so far, in order, by board and device.
+    public var output: [Source: [UInt8]] {
         state.withLock { s in s.chunks.mapValues { $0.flatMap(\.bytes) } }
     }
 
-    public var chunks: [String: [Chunk]] { state.withLock { $0.chunks } }
+    /// Board `target`'s output so far, by device.
+    public func output(of target: String) -> [String: [UInt8]] {
+        Dictionary(uniqueKeysWithValues: output.filter { $0.key.target == target }.map { ($0.key.device, $0.value) })
+    }
+
+    public var chunks: [Source: [Chunk]] { state.withLock { $0.chunks } }
 
     /// Each serial device's input, in the pieces and at the times it went to QEMU.
-    public var inputs: [String: [Chunk]] { state.withLock { $0.inputs } }
+    public var inputs: [Source: [Chunk]] { state.withLock { $0.inputs } }
 
     /// Every CAN device's frames, in the order they were passed on.
     public var frames: [CANEvent] { state.withLock { $0.frames } }
 
     /// From the hub (`SerialHub.observeInput`): `bytes` just went to the UART.
-    func serialInput(device: String, bytes: [UInt8]) {
+    func serialInput(target: String, device: String, bytes: [UInt8]) {
         let now = monotonicSeconds() - start
-        state.withLock { $0.inputs[device, default: []].append(Chunk(seconds: now, bytes: bytes)) }
+        state.withLock { $0.inputs[Source(target: target, device: device), default: []].append(Chunk(seconds: now, bytes: bytes)) }
     }
 
     /// From the link (`CANBusLink.observeFrames`).
-    func canFrame(device: String, bus: String, frame: CANFrame, direction: CANBusLink.Direction) {
-        let e = CANEvent(seconds: monotonicSeconds() - start, device: device, bus: bus, sent: direction == .sent, id: frame.id,
+    func canFrame(target: String, device: String, bus: String, frame: CANFrame, direction: CANBusLink.Direction) {
+        let e = CANEvent(seconds: monotonicSeconds() - start, target: target, device: device, bus: bus, sent: direction == .sent, id: frame.id,
                          extended: frame.extended, remote: frame.remote, dlc: frame.dlc, data: frame.data)
         state.withLock { $0.frames.append(e) }
     }
@@ -122,10 +161,10 @@ public final class RunCapture: Sendable {
     /// is ended the way Ctrl-C ends it (the session's own signal handling
     /// stops QEMU and removes everything); the bytes past it are kept but
     /// not compared.
-    func serial(device: String, bytes: [UInt8]) {
+    func serial(target: String, device: String, bytes: [UInt8]) {
         let now = monotonicSeconds() - start
         let stopNow = state.withLock { s -> Bool in
-            s.chunks[device, default: []].append(Chunk(seconds: now, bytes: bytes))
+            s.chunks[Source(target: target, device: device), default: []].append(Chunk(seconds: now, bytes: bytes))
             s.total += bytes.count
             guard let limit = stopAfterBytes, s.total >= limit, !s.stopped else { return false }
             s.stopped = true
@@ -134,41 +173,54 @@ public final class RunCapture: Sendable {
         if stopNow { kill(getpid(), SIGINT) }
     }
 
-    /// After QEMU stopped, before its directory goes: copies the replay log
-    /// and QEMU's regular files into `staging`, and notes the verdict.
+    /// After QEMU stopped, before its directory goes: copies each board's
+    /// replay log and QEMU's regular files into `staging` (under
+    /// `boards/NAME/` when there are several), and notes the verdict.
     func collect(_ prepared: [PreparedTarget], code: Int32, outcome: ShimStatus) {
         guard let first = prepared.first else { return }
-        let (instance, plan, _) = first
         var c = Collected()
-        c.arguments = plan.arguments
-        c.binary = plan.binary
-        c.profile = plan.profile
-        c.name = plan.targetName
-        c.namespace = instance.namespace
+        c.name = first.1.targetName
+        c.namespace = first.0.namespace
         c.exitCode = code
         c.reason = outcome.message ?? outcome.phase.rawValue
         c.phase = outcome.phase.rawValue
+        let several = prepared.count > 1
+        for (_, plan, _) in prepared {
+            c.boards.append(Self.collect(plan, into: staging, prefix: several ? "boards/\(plan.targetName)/" : ""))
+        }
+        state.withLock { $0.collected = c }
+    }
+
+    private static func collect(_ plan: LaunchPlan, into staging: String, prefix: String) -> Board {
+        var b = Board()
+        b.name = plan.targetName
+        b.prefix = prefix
+        b.arguments = plan.arguments
+        b.binary = plan.binary
+        b.profile = plan.profile
         let fm = FileManager.default
+        let base = staging + "/" + prefix
+        try? fm.createDirectory(atPath: base, withIntermediateDirectories: true)
         let qemuDir = plan.workingDirectory
         if let log = plan.recordReplay?.logFile, fm.fileExists(atPath: log) {
-            let copy = staging + "/replay.bin"
+            let copy = base + "replay.bin"
             try? fm.removeItem(atPath: copy)
-            if (try? fm.copyItem(atPath: log, toPath: copy)) != nil { c.replayLog = copy }
+            if (try? fm.copyItem(atPath: log, toPath: copy)) != nil { b.replayLog = copy }
         }
         if plan.recordReplay?.snapshot != nil, let image = plan.snapshotImage {
-            let copy = staging + "/snapshot.qcow2"
+            let copy = base + "snapshot.qcow2"
             try? fm.removeItem(atPath: copy)
-            if (try? fm.copyItem(atPath: image, toPath: copy)) != nil { c.snapshotImage = copy }
+            if (try? fm.copyItem(atPath: image, toPath: copy)) != nil { b.snapshotImage = copy }
         }
-        let filesDir = staging + "/qemu"
+        let filesDir = base + "qemu"
         try? fm.createDirectory(atPath: filesDir, withIntermediateDirectories: true)
         for name in ((try? fm.contentsOfDirectory(atPath: qemuDir)) ?? []).sorted() {
             let path = qemuDir + "/" + name
             var st = stat()
             guard lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFREG, path != plan.recordReplay?.logFile, path != plan.snapshotImage else { continue }
-            if (try? fm.copyItem(atPath: path, toPath: filesDir + "/" + name)) != nil { c.qemuFiles.append(name) }
+            if (try? fm.copyItem(atPath: path, toPath: filesDir + "/" + name)) != nil { b.qemuFiles.append(name) }
         }
-        state.withLock { $0.collected = c }
+        return b
     }
 }
 

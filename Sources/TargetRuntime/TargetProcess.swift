@@ -228,7 +228,7 @@ public final class TargetProcess: Sendable {
             try await hub.record(to: SerialLog(directory: logs, device: device, rotation: logRotation))
             if plan.recordReplay?.mode == .record { try await hub.paceInput(gap: Self.recordedInputGap(environment: environment)) }
             if let capture, plan.serialChannels.contains(where: { $0.device == device }) {
-                try await hub.observeInput { capture.serialInput(device: device, bytes: $0) }
+                try await hub.observeInput { capture.serialInput(target: name, device: device, bytes: $0) }
             }
             let ends = try claimUART(c.chardevID)
             try await hub.attach(input: ends.input, output: ends.output)
@@ -283,7 +283,7 @@ public final class TargetProcess: Sendable {
                     if plan.recordReplay?.mode == .record { try await link.paceInput(gap: Self.recordedInputGap(environment: environment)) }
                     if let capture {
                         let device = c.device
-                        try await link.observeFrames { capture.canFrame(device: device, bus: bus, frame: $0, direction: $1) }
+                        try await link.observeFrames { capture.canFrame(target: name, device: device, bus: bus, frame: $0, direction: $1) }
                     }
                     let ends = try claimUART(c.chardevID)
                     try await link.attach(input: ends.input, output: ends.output)

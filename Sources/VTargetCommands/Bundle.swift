@@ -44,7 +44,7 @@ struct BundleCommand: AsyncParsableCommand {
                 let bytes = FileManager.default.contents(atPath: dir + "/" + f.path) ?? Data()
                 let text = String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: "\r", with: "")
                 let all = text.split(separator: "\n").map(String.init)
-                tails[f.device ?? f.path] = Array(all.suffix(lines))
+                tails[(f.board.map { $0 + "/" } ?? "") + (f.device ?? f.path)] = Array(all.suffix(lines))
             }
             if output == "json" {
                 struct Shown: Encodable {
@@ -60,7 +60,7 @@ struct BundleCommand: AsyncParsableCommand {
                 return
             }
             var out = """
-                Instance:   \(m.instance.namespace)/\(m.instance.name) (machine \(m.instance.machine))
+                Instance:   \(m.instance.namespace)/\(m.instance.name) (machine \(m.instance.machine))\(Self.boardLine(m))
                 Recorded:   \(m.createdAt) by vtarget \(m.vtargetVersion) on \(m.host.kernel) \(m.host.architecture)
                 QEMU:       \(m.qemu.binary): \(m.qemu.version) (sha256 \(m.qemu.sha256))
                 icount:     shift=\(m.instance.icountShift)
@@ -69,7 +69,8 @@ struct BundleCommand: AsyncParsableCommand {
 
                 """
             for f in m.files {
-                out += "  \(f.path)  \(f.role.rawValue)\(f.device.map { " (\($0))" } ?? "")  \(f.size) bytes  sha256 \(f.sha256)\n"
+                let whose = [f.board, f.device].compactMap { $0 }.joined(separator: "/")
+                out += "  \(f.path)  \(f.role.rawValue)\(whose.isEmpty ? "" : " (\(whose))")  \(f.size) bytes  sha256 \(f.sha256)\n"
             }
             for i in m.omittedImages {
                 out += "  (not included) \(i.name)  \(i.size) bytes  sha256 \(i.sha256)\n"
@@ -80,6 +81,13 @@ struct BundleCommand: AsyncParsableCommand {
                 for l in lines { out += "  " + l + "\n" }
             }
             printOut(out, terminator: "")
+        }
+
+        /// With several boards, each with its machine (each replays alone:
+        /// `replay --board NAME`); nothing for one.
+        static func boardLine(_ m: BundleManifest) -> String {
+            guard let boards = m.boards else { return "" }
+            return "\nBoards:     " + boards.map { "\($0.name) (machine \($0.machine))" }.joined(separator: ", ")
         }
 
         /// `Traces:` and one line per trace (what, whose, how many), or nothing
@@ -101,7 +109,8 @@ struct BundleCommand: AsyncParsableCommand {
                 case .pcap: "network packets"
                 default: t.role.rawValue
                 }
-                out += "  \(what)\(t.device.map { " of \($0)" } ?? ""): \(t.entries.map { "\($0) \(unit)" } ?? "\(t.size) bytes")  \(t.path)\n"
+                let whose = [t.board, t.device].compactMap { $0 }.joined(separator: "/")
+                out += "  \(what)\(whose.isEmpty ? "" : " of \(whose)"): \(t.entries.map { "\($0) \(unit)" } ?? "\(t.size) bytes")  \(t.path)\n"
             }
             return out
         }

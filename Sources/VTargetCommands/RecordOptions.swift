@@ -52,13 +52,27 @@ struct RecordOptions: ParsableArguments {
         let onlyOnFailure: Bool
         let spec: [UInt8]
         let profile: [UInt8]?
+        /// Every board's profile YAML by profile name (a run of several boards).
+        let profiles: [String: [UInt8]]
         let decoding: BundleManifest.Decoding
         let imageLimit: UInt64
 
         func writer(qemu: BundleManifest.QEMUIdentity, junit: String?) -> BundleWriter {
-            BundleWriter(specYAML: spec, profileYAML: profile, junitPath: junit, vtargetVersion: VTarget.configuration.version,
-                         qemu: qemu, decoding: decoding, icountShift: RecordOptions.icountShift, imageLimit: imageLimit)
+            var w = BundleWriter(specYAML: spec, profileYAML: profile, junitPath: junit, vtargetVersion: VTarget.configuration.version,
+                                 qemu: qemu, decoding: decoding, icountShift: RecordOptions.icountShift, imageLimit: imageLimit)
+            w.profiles = profiles
+            return w
         }
+    }
+
+    static func onCANBus(_ devices: [Device]) -> Bool {
+        devices.contains { if case .can = $0.kind { true } else { false } }
+    }
+
+    /// The first name given twice, if any.
+    static func repeatedName(_ names: [String]) -> String? {
+        var seen = Set<String>()
+        return names.first { !seen.insert($0).inserted }
     }
 
     /// Nil when nothing is recorded. Asked for explicitly, what cannot be
@@ -73,20 +87,22 @@ struct RecordOptions: ParsableArguments {
                                code: .badInput)
         }
         var problem: String?
-        let board = loaded.runnables.first?.target.qemu
-        let accel = board.flatMap { q in loaded.catalog.lookup(q.profileName).flatMap { LaunchPlanner(host: host).accelerator(for: q, profile: $0) } }
+        let accels = loaded.runnables.compactMap { r in
+            loaded.catalog.lookup(r.target.qemu.profileName).flatMap { LaunchPlanner(host: host).accelerator(for: r.target.qemu, profile: $0) }
+        }
         if !loaded.vms.isEmpty {
             problem = "VMs are not recorded: QEMU's record/replay needs every disk behind blkreplay and the network behind filter-replay, "
                 + "which vtarget does not set up; record a board (a QemuVirtualTarget) instead"
-        } else if loaded.runnables.count != 1 {
-            problem = "a recording holds one board; this run has \(loaded.runnables.count): run the one to record alone"
-        } else if explicit == nil, board?.devices.contains(where: { if case .can = $0.kind { true } else { false } }) == true {
+        } else if let twice = Self.repeatedName(loaded.runnables.map(\.name)) {
+            // Each board's files go under boards/NAME/ in the bundle.
+            problem = "two boards of this run are named \(twice) (in different namespaces); a recording keeps each board by name: rename one"
+        } else if explicit == nil, loaded.runnables.contains(where: { Self.onCANBus($0.target.qemu.devices) }) {
             // Paced like serial input (one SLCAN byte per gap, about 2 s a frame), a busy bus outruns
             // the board and frames past 64 waiting are dropped: a run that passes would change.
             problem = "a board on a CAN bus gets its frames through a UART, and under QEMU's record mode they go one byte per "
                 + "150 ms (about 2 s a frame), which a busy bus outruns; record it with --record if its bus is slow"
-        } else if explicit == nil, let accel, accel != "tcg" {
-            problem = "this board runs under \(accel), and QEMU records only under tcg (it counts instructions); set spec.qemuConfig.accel: tcg to record it"
+        } else if explicit == nil, let accel = accels.first(where: { $0 != "tcg" }) {
+            problem = "a board of this run runs under \(accel), and QEMU records only under tcg (it counts instructions); set spec.qemuConfig.accel: tcg to record it"
         } else if input.files.contains("-") {
             problem = "the spec came from standard input, which cannot be read again for the bundle; give it as a file"
         }
@@ -100,17 +116,19 @@ struct RecordOptions: ParsableArguments {
             if !spec.isEmpty { spec += Array("\n---\n".utf8) }
             spec += source.bytes
         }
-        let profileName = loaded.runnables[0].target.qemu.profileName
-        var profile: [UInt8]?
-        for dir in InputFiles.machineDirectories(environment: environment, executable: Environment.executable) {
-            if let bytes = try? InputFiles.readFile(dir + "/" + profileName + ".yaml") {
-                profile = bytes
-                break
+        var profiles: [String: [UInt8]] = [:]
+        for profileName in Set(loaded.runnables.map(\.target.qemu.profileName)) {
+            for dir in InputFiles.machineDirectories(environment: environment, executable: Environment.executable) {
+                if let bytes = try? InputFiles.readFile(dir + "/" + profileName + ".yaml") {
+                    profiles[profileName] = bytes
+                    break
+                }
             }
         }
+        let profile = loaded.runnables.first.flatMap { profiles[$0.target.qemu.profileName] }
         let staging = try StagingDirectory.make("record", environment: environment)
         return Recorder(capture: RunCapture(staging: staging), directory: directory, onlyOnFailure: recordDirectory == nil,
-                        spec: spec, profile: profile,
+                        spec: spec, profile: profile, profiles: profiles,
                         decoding: .init(lenient: input.lenient, allowHostPaths: input.allowHostPaths, allowExtraArgs: input.allowExtraArgs),
                         imageLimit: includeImages ? .max : Self.defaultImageLimit)
     }

@@ -19,8 +19,9 @@ struct Replay: AsyncParsableCommand {
         abstract: "Re-run a recorded bundle (.vtb) offline, byte for byte, and say whether the serial output is identical.",
         discussion: """
             QEMU replays its own log: every serial byte the recording received arrives again at the same \
-            instruction, so nothing is typed and no network is needed. The replayed output streams to stdout; \
-            the verdict goes to stderr. Exit code: 0 identical, 1 different, 2 a bundle that is damaged, \
+            instruction, so nothing is typed and no network is needed. A bundle of several boards replays each \
+            alone, one after another (its log holds the CAN frames it got too), the verdicts named BOARD/DEVICE; \
+            --board replays one. The replayed output streams to stdout; the verdict goes to stderr. Exit code: 0 identical, 1 different, 2 a bundle that is damaged, \
             made by a newer vtarget, or recorded with another QEMU binary than the one on PATH.
             """)
 
@@ -29,6 +30,9 @@ struct Replay: AsyncParsableCommand {
 
     @Option(help: "Stop at this serial byte OFFSET (a number), or once the output matches this REGEX; compare up to there.")
     var until: String?
+
+    @Option(help: "Of a bundle of several boards, replay only this one (default: each in turn).")
+    var board: String?
 
     @Flag(help: "Start gdb-multiarch attached to the replay, which waits at the first instruction; the replay ends with gdb.")
     var gdb = false
@@ -69,9 +73,33 @@ struct Replay: AsyncParsableCommand {
                 a replay is exact only on the same QEMU binary; install that one, or put it first on PATH
                 """, code: .badInput)
         }
-        let replayed = try await replay(manifest, contents: contents, workspace: workspace, environment: env)
+        let names = manifest.boardNames
+        if let board, !names.contains(board) {
+            throw RuntimeError("--board \(board): the bundle has no such board; it has \(names.joined(separator: ", "))", code: .badInput)
+        }
+        if gdb, board == nil, names.count > 1 {
+            throw RuntimeError("--gdb: the bundle has \(names.count) boards (\(names.joined(separator: ", "))); give --board NAME to debug one", code: .badInput)
+        }
+        // Each board's QEMU recorded its own log, every input it got (the
+        // frames from its bus too), so each replays alone, one after another.
         var identical = true
-        for file in manifest.files where file.role == .serialOutput {
+        for name in board.map({ [$0] }) ?? names {
+            if try await !replay(board: name, of: manifest, contents: contents, workspace: workspace, environment: env) { identical = false }
+        }
+        printError("vtarget: the recorded run ended with exit \(manifest.verdict.exitCode): \(manifest.verdict.reason)")
+        if !identical { throw CommandExit(code: 1) }
+    }
+
+    /// Replays board `name` and prints a verdict per serial device (named
+    /// `BOARD/DEV` in a bundle of several); whether every one was identical.
+    private func replay(board name: String, of manifest: BundleManifest, contents: String, workspace: String,
+                        environment env: [String: String]) async throws -> Bool {
+        let staging = workspace + "/replay-" + name
+        mkdir(staging, 0o700)
+        let replayed = try await replay(manifest, board: name, contents: contents, workspace: staging, environment: env)
+        let several = manifest.boards != nil
+        var identical = true
+        for file in manifest.files(board: name) where file.role == .serialOutput {
             let device = file.device ?? file.path
             var recorded = Array(FileManager.default.contents(atPath: contents + "/" + file.path) ?? Data())
             var got = replayed[device] ?? []
@@ -83,15 +111,15 @@ struct Replay: AsyncParsableCommand {
             }
             let verdict = SerialComparison.compare(recorded: recorded, replayed: got)
             if case .differs = verdict { identical = false }
-            printError("vtarget: \(device): \(verdict.summary)")
+            printError("vtarget: \(several ? name + "/" : "")\(device): \(verdict.summary)")
         }
-        printError("vtarget: the recorded run ended with exit \(manifest.verdict.exitCode): \(manifest.verdict.reason)")
-        if !identical { throw CommandExit(code: 1) }
+        return identical
     }
 
     /// Plans the bundled spec as `run` would, with QEMU replaying the log,
     /// refuses a plan that is not the recorded one, runs it; the serial bytes.
-    private func replay(_ manifest: BundleManifest, contents: String, workspace: String, environment env: [String: String]) async throws -> [String: [UInt8]] {
+    private func replay(_ manifest: BundleManifest, board name: String, contents: String, workspace: String,
+                        environment env: [String: String]) async throws -> [String: [UInt8]] {
         var flags = ["-f", contents + "/" + manifest.file(.spec)!.path]
         if let d = manifest.decoding {
             if d.lenient { flags.append("--lenient") }
@@ -101,8 +129,8 @@ struct Replay: AsyncParsableCommand {
         let input = try InputOptions.parse(flags)
         var loaded = try input.load(environment: env)
         guard loaded.vms.isEmpty,
-              var target = loaded.runnables.first(where: { $0.name == manifest.instance.name && $0.namespace == manifest.instance.namespace }) else {
-            throw RuntimeError("the bundle's spec has no board \(manifest.instance.namespace)/\(manifest.instance.name), which its manifest names", code: .badInput)
+              var target = loaded.runnables.first(where: { $0.name == name && (manifest.boards != nil || $0.namespace == manifest.instance.namespace) }) else {
+            throw RuntimeError("the bundle's spec has no board \(manifest.instance.namespace)/\(name), which its manifest names", code: .badInput)
         }
         // The log decides what happens and when: nothing is sent, and nothing
         // timed by the wall clock (readiness, tests, TTLs) may end the replay early.
@@ -134,13 +162,13 @@ struct Replay: AsyncParsableCommand {
         guard var plan = prepared.first?.1, let log = plan.recordReplay?.logFile else {
             throw RuntimeError("the bundle's board could not be planned here", code: .badInput)
         }
-        try check(plan, against: manifest, contents: contents)
+        try check(plan, against: manifest, board: name, contents: contents)
         do {
-            try FileManager.default.copyItem(atPath: contents + "/" + manifest.file(.replayLog)!.path, toPath: log)
+            try FileManager.default.copyItem(atPath: contents + "/" + manifest.file(.replayLog, board: name)!.path, toPath: log)
         } catch {
             throw RuntimeError("cannot place the replay log in \(plan.workingDirectory): \(error)")
         }
-        if let snapshot = manifest.file(.replaySnapshot), let image = plan.snapshotImage {
+        if let snapshot = manifest.file(.replaySnapshot, board: name), let image = plan.snapshotImage {
             // The recording's image, with the snapshot QEMU loads first.
             unlink(image)
             do { try FileManager.default.copyItem(atPath: contents + "/" + snapshot.path, toPath: image) } catch {
@@ -148,7 +176,7 @@ struct Replay: AsyncParsableCommand {
             }
         }
         if dropping { try QEMUSandbox.handOver(plan.workingDirectory) }
-        if gdb, manifest.file(.replaySnapshot) == nil {
+        if gdb, manifest.file(.replaySnapshot, board: name) == nil {
             printError("vtarget: this bundle has no start snapshot (the board's snapshots do not load, or it has a writable raw drive): "
                        + "gdb steps and breaks forward, but reverse-stepi and reverse-continue fail")
         }
@@ -157,19 +185,19 @@ struct Replay: AsyncParsableCommand {
             plan.arguments += ["-chardev", "socket,id=vt-gdb,path=./gdb.sock,server=on,wait=off", "-gdb", "chardev:vt-gdb"]
             plan.gdbSocketPath = plan.workingDirectory + "/gdb.sock"
             prepared[0].1 = plan
-            let symbols = firmware ?? manifest.files.first { $0.role == .firmware }.map { contents + "/" + $0.path }
+            let symbols = firmware ?? manifest.files(board: name).first { $0.role == .firmware }.map { contents + "/" + $0.path }
             session.config.command = GDBInvocation(program: "gdb-multiarch", symbols: symbols, socket: plan.gdbSocketPath!, extra: gdbArguments).argv
             session.config.startPaused = true
         }
         let code = await session.run(prepared)
         if gdb, code != 0 { printError("vtarget: gdb or the replay ended with \(code)") }
-        return capture.output
+        return capture.output(of: name)
     }
 
     /// The replay's QEMU must be given what the recording's was: the same
     /// arguments (but `rr=replay`) and the same firmware bytes.
-    private func check(_ plan: LaunchPlan, against manifest: BundleManifest, contents: String) throws {
-        if let launch = manifest.file(.launch),
+    private func check(_ plan: LaunchPlan, against manifest: BundleManifest, board name: String, contents: String) throws {
+        if let launch = manifest.file(.launch, board: name),
            let data = FileManager.default.contents(atPath: contents + "/" + launch.path),
            let recorded = try? JSONDecoder().decode([String].self, from: data) {
             let expected = recorded.map { $0.contains("rr=record") ? $0.replacingOccurrences(of: "rr=record", with: "rr=replay") : $0 }
@@ -181,7 +209,7 @@ struct Replay: AsyncParsableCommand {
                                    + "the machine profiles or this vtarget differ from the recording's (vtarget \(manifest.vtargetVersion))", code: .badInput)
             }
         }
-        for f in manifest.files where f.role == .firmware {
+        for f in manifest.files(board: name) where f.role == .firmware {
             let name = String(f.path.split(separator: "/").last ?? "")
             let path = plan.workingDirectory + "/" + name
             guard FileManager.default.fileExists(atPath: path) else { continue }

@@ -171,7 +171,7 @@ struct Run: AsyncParsableCommand {
     /// a shim's recording on.
     private func recorder(_ loaded: InputOptions.Loaded, input: InputOptions, shim: ShimArguments?, environment env: [String: String],
                           host: HostFacts) throws -> RecordOptions.Recorder? {
-        // What the specs ask; `true` wins over `OnFailure` (a run records one board: RecordOptions refuses more).
+        // What the specs ask; `true` wins over `OnFailure` (one setting for the whole run, every board of it).
         let modes = loaded.runnables.compactMap { $0.lifecycle.record?.value }.filter { $0 != .off }
         let flag = modes.isEmpty ? nil : modes.contains(.always) ? "--record" : "--bundle-on-failure"
         guard let shim else {

@@ -135,7 +135,7 @@ import TestSupport
         _ = try Self.sh("cd \(work) && tar -cf \(newer) \(members)", runtime: runtime, tmp: tmp)
         let cases: [(String, String, String)] = [
             ("\(vtarget) replay \(truncated)", "not a whole bundle (truncated or not a tar)", "truncated"),
-            ("\(vtarget) replay \(newer)", "format version 99; this vtarget reads up to 1", "newer"),
+            ("\(vtarget) replay \(newer)", "format version 99; this vtarget reads up to 2", "newer"),
             ("env PATH=/nonexistent \(vtarget) replay \(bundle)", "qemu-system-arm not found in PATH", "no QEMU"),
             ("\(vtarget) bundle show \(truncated)", "not a whole bundle", "show truncated"),
         ]

@@ -80,9 +80,9 @@ import Testing
     }
 
     @Test func aNewerFormatIsRefusedByName() {
-        var m = Self.manifest(version: 2)
+        var m = Self.manifest(version: 3)
         m.files = []
-        #expect(throws: BundleError(.newerFormat, "the bundle has format version 2; this vtarget reads up to 1: use a newer vtarget")) {
+        #expect(throws: BundleError(.newerFormat, "the bundle has format version 3; this vtarget reads up to 2: use a newer vtarget")) {
             try BundleManifest.decode(m.encoded())
         }
         // Even when the rest would not decode as this version's type.
