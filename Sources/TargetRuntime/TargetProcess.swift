@@ -195,11 +195,13 @@ public final class TargetProcess: Sendable {
     /// not wait for a whole `vtarget can serve` to start, since what it sends
     /// before its link takes the UART's FIFO waits in the FIFO. A join that
     /// fails later reaches `onBusFailure` (else stderr); `busesJoined` waits for the joins.
+    /// `qmpTranscript` hears the QMP proxy's clients' lines and QEMU's events (a recording's transcript).
     public func connect(
         group: any EventLoopGroup, startRunning: Bool, logRotation: SerialLog.Rotation = SerialLog.Rotation(),
         environment: [String: String],
         onQMPEvent: @escaping @Sendable (JSONValue) -> Void = { _ in },
         onBusFailure: (@Sendable (any Error) -> Void)? = nil,
+        qmpTranscript: QMPTranscript? = nil,
         onSerial: @escaping @Sendable (_ device: String, _ bytes: [UInt8]) -> Void
     ) async throws {
         let loop = group.next()
@@ -239,7 +241,7 @@ public final class TargetProcess: Sendable {
             .withConnectedSocket(try claim("vt-qmp")).get()
         let client = try await QMPClient.handshake(on: qmpChannel, core: core, events: events, then: startRunning ? ["cont"] : [])
         dropPlaceholders()
-        let proxy = QMPProxy(qmp: client, loop: loop)
+        let proxy = QMPProxy(qmp: client, loop: loop, transcript: qmpTranscript)
         let forward = Task { for await e in client.events { proxy.broadcast(e); onQMPEvent(e) } }
         attached.withLock {
             $0.qmp = client
