@@ -111,6 +111,13 @@ public final class QMPClient: Sendable {
         channel.flush()
     }
 
+    /// Called on the channel's loop after QEMU's output from one read has been
+    /// handed out (and after the connection ended): a proxy flushes then what
+    /// the replies in it wrote, once per read instead of once per reply.
+    public func onReadComplete(_ body: @escaping @Sendable () -> Void) {
+        core.readComplete.withLock { $0 = body }
+    }
+
     /// Several argument-less commands written at once and run in that order;
     /// the first error is thrown. Counts as one command against the limit.
     public func executeInOrder(_ commands: [String]) async throws(QMPError) -> [JSONValue] {
@@ -268,6 +275,8 @@ public final class QMPConnectionCore: Sendable {
 
     let state = Mutex(State())
     let events: AsyncStream<JSONValue>.Continuation
+    /// See `QMPClient.onReadComplete`.
+    let readComplete = Mutex<(@Sendable () -> Void)?>(nil)
 
     init(events: AsyncStream<JSONValue>.Continuation) { self.events = events }
 
@@ -310,12 +319,13 @@ public final class QMPConnectionCore: Sendable {
         state.withLock { $0.flushAtReadEnd = true }
     }
 
-    /// The end of a read of QEMU's: whether slots handed over in it wrote commands to flush.
-    func readEnded() -> Bool {
-        state.withLock { s in
+    /// The end of a read of QEMU's: what it owes to be flushed, and to whom it says so.
+    func readEnded() -> (flush: Bool, hook: (@Sendable () -> Void)?) {
+        let flush = state.withLock { s in
             defer { s.flushAtReadEnd = false }
             return s.flushAtReadEnd
         }
+        return (flush, readComplete.withLock { $0 })
     }
 
     func expect(_ ids: [Int]) {
@@ -424,6 +434,7 @@ public final class QMPConnectionCore: Sendable {
         for g in greeters { g.resume(returning: .failure(error)) }
         for w in slots { w(.failure(error), false) }
         events.finish()
+        readComplete.withLock { $0 }?()
     }
 }
 
@@ -458,7 +469,9 @@ public final class QMPChannelHandler: ChannelInboundHandler, Sendable {
     }
 
     public func channelReadComplete(context: ChannelHandlerContext) {
-        if core.readEnded() { context.channel.flush() }
+        let (flush, hook) = core.readEnded()
+        if flush { context.channel.flush() }
+        hook?()
         context.fireChannelReadComplete()
     }
 

@@ -247,16 +247,19 @@ import Testing
     }
 
     /// A client's burst reaches QEMU in one write (up to the in-flight cap),
-    /// the rest as answers free slots, one write per read of QEMU's.
-    @Test func aBurstGoesToQEMUWithOneFlushPerRead() throws {
+    /// the rest as answers free slots, one write per read of QEMU's; the
+    /// replies in one read of QEMU's reach the client in one write.
+    @Test func aBurstAndItsRepliesGoOutWithOneFlushPerRead() throws {
         let a = try client()
-        let toQEMU = FlushCounter()
+        let toQEMU = FlushCounter(), toClient = FlushCounter()
         try monitor.pipeline.syncOperations.addHandler(toQEMU, position: .first)
+        try a.pipeline.syncOperations.addHandler(toClient, position: .first)
         try say((0..<10).map { #"{"execute": "system_reset", "id": \#($0)}"# }.joined(), to: a)
         let first = try asked()
         #expect(first.count == QMPClient.maxInFlight && toQEMU.flushes == 1, "\(first.count) commands, \(toQEMU.flushes) flushes")
         try qemuSays(first.map { #"{"return": {}, "id": \#($0["id"]?.description ?? "?")}"# }.joined(separator: "\r\n"))
         #expect(try heard(a) == (0..<8).map { try Self.json(#"{"return": {}, "id": \#($0)}"#) })
+        #expect(toClient.flushes == 1)
         let rest = try asked()
         #expect(rest.count == 2 && toQEMU.flushes == 2, "\(rest.count) commands, \(toQEMU.flushes) flushes")
         for c in rest { try answer(c, "{}") }
