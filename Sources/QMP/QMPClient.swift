@@ -19,7 +19,11 @@ public enum QMPError: Error, Sendable, CustomStringConvertible, Equatable {
 
 /// vtarget's hand on a running QEMU. Replies are matched by id, events are
 /// delivered on their own stream, and at most `maxInFlight` commands are
-/// outstanding at once, as QEMU's own queue expects.
+/// outstanding at once. Ids are small numbers, reused once answered: QEMU
+/// reads its monitor one byte per system call (several system calls a byte,
+/// about 4 µs a byte measured), so every byte a command carries costs QEMU
+/// time; `"id":3` costs 8 bytes less than `"id":"vt-1234"`. The cap keeps
+/// them to one digit.
 public final class QMPClient: Sendable {
     public static let maxInFlight = 8
 
@@ -66,33 +70,52 @@ public final class QMPClient: Sendable {
     /// The same as `execute`, for callers on an event loop: `reply` is called
     /// on whichever thread the answer arrives, with no task in between.
     /// Every command, vtarget's own and its proxy clients', comes this way,
-    /// so the query cache sees them all.
-    public func send(_ command: String, arguments: JSONValue? = nil, reply: @escaping QMPConnectionCore.Reply) {
-        let id = core.nextID()
+    /// so the query cache sees them all. With `flush: false` a command sent
+    /// at once is only written: the caller flushes (`flush()`) once for a
+    /// burst. A command that waited for a slot goes out when an answer frees
+    /// one, flushed at the end of that read of QEMU's.
+    public func send(_ command: String, arguments: JSONValue? = nil, flush: Bool = true, reply: @escaping QMPConnectionCore.Reply) {
         let key = QMPConnectionCore.cacheableQueries.contains(command)
             ? command + String(decoding: arguments?.serialized() ?? [], as: UTF8.self) : nil
-        let route = core.route(key: key, id: id, reply: reply)
+        let route = core.route(key: key, reply: reply)
         let deliver: QMPConnectionCore.Reply
         switch route {
         case .answered(let result): return reply(result)
         case .joined: return
-        case .send(let generation):
-            guard let key else { deliver = reply; break }
-            deliver = { [core] result in core.landed(key: key, id: id, generation: generation, result: result, reply: reply) }
+        case .send(let generation, let flight):
+            guard let key, let flight else { deliver = reply; break }
+            deliver = { [core] result in core.landed(key: key, flight: flight, generation: generation, result: result, reply: reply) }
         }
-        core.acquireSlot { [core, channel] slot in
+        core.acquireSlot { [core, channel] slot, immediately in
             if case .failure(let e) = slot { return deliver(.failure(e)) }
-            var object: [String: JSONValue] = ["execute": .string(command), "id": .string(id)]
-            if let arguments { object["arguments"] = arguments }
-            let bytes = JSONValue.object(object).serialized() + [0x0A]
-            guard core.register(id, { result in
+            guard let id = core.register({ result in
                 core.releaseSlot()
                 deliver(result)
             }) else { return }
-            var buffer = channel.allocator.buffer(capacity: bytes.count)
-            buffer.writeBytes(bytes)
-            channel.writeAndFlush(buffer).whenFailure { error in core.fail(id, .disconnected("\(error)")) }
+            var buffer = channel.allocator.buffer(capacity: 48)
+            buffer.writeBytes(Self.request(command, arguments, id))
+            // A failed write closes the channel, and its end fails every pending command.
+            if !immediately {
+                channel.write(buffer, promise: nil)
+                core.flushAtReadEnd()
+            } else if flush {
+                channel.writeAndFlush(buffer, promise: nil)
+            } else {
+                channel.write(buffer, promise: nil)
+            }
         }
+    }
+
+    /// Sends what `send(…, flush: false)` wrote.
+    public func flush() {
+        channel.flush()
+    }
+
+    /// Called on the channel's loop after QEMU's output from one read has been
+    /// handed out (and after the connection ended): a proxy flushes then what
+    /// the replies in it wrote, once per read instead of once per reply.
+    public func onReadComplete(_ body: @escaping @Sendable () -> Void) {
+        core.readComplete.withLock { $0 = body }
     }
 
     /// Several argument-less commands written at once and run in that order;
@@ -103,7 +126,7 @@ public final class QMPClient: Sendable {
         defer { core.releaseSlot() }
         let ids = commands.map { _ in core.nextID() }
         core.expect(ids)
-        let bytes = zip(commands, ids).flatMap { request($0, nil, $1) }
+        let bytes = zip(commands, ids).flatMap { Self.request($0, nil, $1) }
         var results: [JSONValue] = []
         for (i, id) in ids.enumerated() {
             // Register every reply before writing; write once with the first.
@@ -112,14 +135,25 @@ public final class QMPClient: Sendable {
         return results
     }
 
-    private func request(_ command: String, _ arguments: JSONValue?, _ id: String) -> [UInt8] {
-        var object: [String: JSONValue] = ["execute": .string(command), "id": .string(id)]
-        if let arguments { object["arguments"] = arguments }
-        return JSONValue.object(object).serialized() + [0x0A]
+    /// `{"execute":…,"arguments":…,"id":N}`, as short as QMP allows (no
+    /// spaces, no newline: QEMU's parser ends a command at its brace).
+    static func request(_ command: String, _ arguments: JSONValue?, _ id: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(48)
+        out += #"{"execute":"#.utf8
+        JSONValue.writeString(command, into: &out)
+        if let arguments {
+            out += #","arguments":"#.utf8
+            arguments.write(into: &out)
+        }
+        out += #","id":"#.utf8
+        out += String(id).utf8
+        out.append(UInt8(ascii: "}"))
+        return out
     }
 
     /// Registers a reply for `id`, writes `bytes` if given, awaits the reply.
-    private func send(_ id: String, _ bytes: [UInt8]?) async -> Result<JSONValue, QMPError> {
+    private func send(_ id: Int, _ bytes: [UInt8]?) async -> Result<JSONValue, QMPError> {
         await withCheckedContinuation { cont in
             guard core.register(id, cont) else { return }
             guard let bytes else { return }
@@ -150,22 +184,34 @@ public final class QMPConnectionCore: Sendable {
     struct State {
         var greeting: JSONValue?
         var greetingWaiters: [CheckedContinuation<Result<JSONValue, QMPError>, Never>] = []
-        var pending: [String: Reply] = [:]
+        var pending: [Int: Reply] = [:]
         var closed: QMPError?
         /// Replies for ids sent before their continuation was registered.
-        var expected: Set<String> = []
-        var early: [String: Result<JSONValue, QMPError>] = [:]
-        var counter = 0
+        var expected: Set<Int> = []
+        var early: [Int: Result<JSONValue, QMPError>] = [:]
+        /// Ids answered, to be given again (smallest last), and the next never given.
+        var freeIDs: [Int] = []
+        var nextFreshID = 0
+        /// Numbers queries on their way to QEMU, for their riders.
+        var flightCounter = 0
+        /// A slot was handed over during a read of QEMU's: flush when it ends.
+        var flushAtReadEnd = false
         var inFlight = 0
-        var slotWaiters: [@Sendable (Result<Void, QMPError>) -> Void] = []
+        var slotWaiters: [@Sendable (Result<Void, QMPError>, Bool) -> Void] = []
         /// Bumped by every event and every command that is not a cacheable query.
         var generation: UInt64 = 0
         /// Replies to cacheable queries (by command and arguments), good for this generation.
         var answers: [String: JSONValue] = [:]
         /// The query of this key on its way to QEMU, and the generation it was sent in.
-        var flights: [String: (id: String, generation: UInt64)] = [:]
-        /// Callers sharing a query on its way (by its id).
-        var riders: [String: [Reply]] = [:]
+        var flights: [String: (flight: Int, generation: UInt64)] = [:]
+        /// Callers sharing a query on its way (by its flight).
+        var riders: [Int: [Reply]] = [:]
+
+        mutating func takeID() -> Int {
+            if let id = freeIDs.popLast() { return id }
+            nextFreshID += 1
+            return nextFreshID - 1
+        }
     }
 
     /// Read-only queries whose answer QEMU changes only with an event or
@@ -184,34 +230,36 @@ public final class QMPConnectionCore: Sendable {
         case answered(Result<JSONValue, QMPError>)
         /// Rides on the same query already on its way.
         case joined
-        case send(generation: UInt64)
+        /// To QEMU; a cacheable query is a flight others may ride on.
+        case send(generation: UInt64, flight: Int?)
     }
 
     /// Where a command goes: answered here, onto a query on its way, or to QEMU.
-    func route(key: String?, id: String, reply: @escaping Reply) -> Route {
+    func route(key: String?, reply: @escaping Reply) -> Route {
         state.withLock { s in
             if let closed = s.closed { return .answered(.failure(closed)) }
             guard let key else {
                 s.generation += 1
-                s.answers = [:]
-                return .send(generation: s.generation)
+                if !s.answers.isEmpty { s.answers = [:] }
+                return .send(generation: s.generation, flight: nil)
             }
             if let answer = s.answers[key] { return .answered(.success(answer)) }
             if let f = s.flights[key], f.generation == s.generation {
-                s.riders[f.id, default: []].append(reply)
+                s.riders[f.flight, default: []].append(reply)
                 return .joined
             }
-            s.flights[key] = (id, s.generation)
-            return .send(generation: s.generation)
+            s.flightCounter += 1
+            s.flights[key] = (s.flightCounter, s.generation)
+            return .send(generation: s.generation, flight: s.flightCounter)
         }
     }
 
     /// A cacheable query's reply: kept when nothing changed since it was sent, shared with its riders.
-    func landed(key: String, id: String, generation: UInt64, result: Result<JSONValue, QMPError>, reply: Reply) {
+    func landed(key: String, flight: Int, generation: UInt64, result: Result<JSONValue, QMPError>, reply: Reply) {
         let riders = state.withLock { s in
-            if s.flights[key]?.id == id { s.flights[key] = nil }
+            if s.flights[key]?.flight == flight { s.flights[key] = nil }
             if case .success(let v) = result, s.generation == generation { s.answers[key] = v }
-            return s.riders.removeValue(forKey: id) ?? []
+            return s.riders.removeValue(forKey: flight) ?? []
         }
         reply(result)
         for r in riders { r(result) }
@@ -227,25 +275,25 @@ public final class QMPConnectionCore: Sendable {
 
     let state = Mutex(State())
     let events: AsyncStream<JSONValue>.Continuation
+    /// See `QMPClient.onReadComplete`.
+    let readComplete = Mutex<(@Sendable () -> Void)?>(nil)
 
     init(events: AsyncStream<JSONValue>.Continuation) { self.events = events }
 
-    func nextID() -> String {
-        state.withLock { s in
-            s.counter += 1
-            return "vt-\(s.counter)"
-        }
+    func nextID() -> Int {
+        state.withLock { $0.takeID() }
     }
 
     func acquireSlot() async throws(QMPError) {
         let r: Result<Void, QMPError> = await withCheckedContinuation { cont in
-            acquireSlot { cont.resume(returning: $0) }
+            acquireSlot { r, _ in cont.resume(returning: r) }
         }
         try r.get()
     }
 
-    /// Calls `then` once a slot is free (at once when one is).
-    func acquireSlot(then: @escaping @Sendable (Result<Void, QMPError>) -> Void) {
+    /// Calls `then` once a slot is free: at once when one is (`true`), else
+    /// when an answer frees one, inside that read of QEMU's (`false`).
+    func acquireSlot(then: @escaping @Sendable (Result<Void, QMPError>, _ immediately: Bool) -> Void) {
         let immediate: Result<Void, QMPError>? = state.withLock { s in
             if let closed = s.closed { return .failure(closed) }
             if s.inFlight < QMPClient.maxInFlight {
@@ -255,32 +303,59 @@ public final class QMPConnectionCore: Sendable {
             s.slotWaiters.append(then)
             return nil
         }
-        if let immediate { then(immediate) }
+        if let immediate { then(immediate, true) }
     }
 
     func releaseSlot() {
-        let next = state.withLock { s -> (@Sendable (Result<Void, QMPError>) -> Void)? in
+        let next = state.withLock { s -> (@Sendable (Result<Void, QMPError>, Bool) -> Void)? in
             if !s.slotWaiters.isEmpty { return s.slotWaiters.removeFirst() }
             s.inFlight -= 1
             return nil
         }
-        next?(.success(()))
+        next?(.success(()), false)
     }
 
-    func expect(_ ids: [String]) {
+    func flushAtReadEnd() {
+        state.withLock { $0.flushAtReadEnd = true }
+    }
+
+    /// The end of a read of QEMU's: what it owes to be flushed, and to whom it says so.
+    func readEnded() -> (flush: Bool, hook: (@Sendable () -> Void)?) {
+        let flush = state.withLock { s in
+            defer { s.flushAtReadEnd = false }
+            return s.flushAtReadEnd
+        }
+        return (flush, readComplete.withLock { $0 })
+    }
+
+    func expect(_ ids: [Int]) {
         state.withLock { $0.expected.formUnion(ids) }
     }
 
-    func register(_ id: String, _ cont: CheckedContinuation<Result<JSONValue, QMPError>, Never>) -> Bool {
+    func register(_ id: Int, _ cont: CheckedContinuation<Result<JSONValue, QMPError>, Never>) -> Bool {
         register(id) { cont.resume(returning: $0) }
+    }
+
+    /// A fresh id for a command about to be written, its reply awaited; nil
+    /// (and `reply` called) when the connection is closed.
+    func register(_ reply: @escaping Reply) -> Int? {
+        let id: Int? = state.withLock { s in
+            if s.closed != nil { return nil }
+            let id = s.takeID()
+            s.pending[id] = reply
+            return id
+        }
+        if id == nil, let c = state.withLock({ $0.closed }) { reply(.failure(c)) }
+        return id
     }
 
     /// False (and `reply` called) when the reply is already here or the
     /// connection is closed.
-    func register(_ id: String, _ reply: @escaping Reply) -> Bool {
+    func register(_ id: Int, _ reply: @escaping Reply) -> Bool {
         let ready: Result<JSONValue, QMPError>? = state.withLock { s in
             if let r = s.early.removeValue(forKey: id) {
                 s.expected.remove(id)
+                s.freeIDs.append(id)
                 return r
             }
             if let c = s.closed { return .failure(c) }
@@ -295,8 +370,12 @@ public final class QMPConnectionCore: Sendable {
         return true
     }
 
-    func fail(_ id: String, _ error: QMPError) {
-        state.withLock { $0.pending.removeValue(forKey: id) }?(.failure(error))
+    func fail(_ id: Int, _ error: QMPError) {
+        state.withLock { s -> Reply? in
+            guard let reply = s.pending.removeValue(forKey: id) else { return nil }
+            s.freeIDs.append(id)
+            return reply
+        }?(.failure(error))
     }
 
     func waitForGreeting() async throws(QMPError) -> JSONValue {
@@ -323,7 +402,7 @@ public final class QMPConnectionCore: Sendable {
         } else if message["event"] != nil {
             changed()
             events.yield(message)
-        } else if let id = message["id"]?.stringValue {
+        } else if case .number(let n) = message["id"], let id = Int(exactly: n) {
             let result: Result<JSONValue, QMPError>
             if let r = message["return"] {
                 result = .success(r)
@@ -334,7 +413,10 @@ public final class QMPConnectionCore: Sendable {
                 result = .failure(.protocolViolation("reply without return or error: \(message)"))
             }
             let waiter = state.withLock { s in
-                if let w = s.pending.removeValue(forKey: id) { return Optional(w) }
+                if let w = s.pending.removeValue(forKey: id) {
+                    s.freeIDs.append(id)
+                    return Optional(w)
+                }
                 if s.expected.contains(id) { s.early[id] = result }
                 return nil
             }
@@ -350,8 +432,9 @@ public final class QMPConnectionCore: Sendable {
         }
         for p in pending { p(.failure(error)) }
         for g in greeters { g.resume(returning: .failure(error)) }
-        for w in slots { w(.failure(error)) }
+        for w in slots { w(.failure(error), false) }
         events.finish()
+        readComplete.withLock { $0 }?()
     }
 }
 
@@ -383,6 +466,13 @@ public final class QMPChannelHandler: ChannelInboundHandler, Sendable {
             core.closed(.protocolViolation("QEMU sent malformed JSON"))
             context.close(promise: nil)
         }
+    }
+
+    public func channelReadComplete(context: ChannelHandlerContext) {
+        let (flush, hook) = core.readEnded()
+        if flush { context.channel.flush() }
+        hook?()
+        context.fireChannelReadComplete()
     }
 
     public func channelInactive(context: ChannelHandlerContext) {

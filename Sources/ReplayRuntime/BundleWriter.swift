@@ -106,9 +106,6 @@ public struct BundleWriter: Sendable {
                 try put(trace.path, Array(trace.text.utf8), trace.role, device: trace.device, entries: trace.entries, board: board)
             }
         }
-        for trace in extraTraces {
-            try put(trace.path, Array(trace.text.utf8), trace.role, device: trace.device, entries: trace.entries)
-        }
         if let junitPath, let bytes = FileManager.default.contents(atPath: junitPath) {
             try put("junit.xml", Array(bytes), .junit)
         }
@@ -156,16 +153,14 @@ public struct BundleWriter: Sendable {
         }
     }
 
-    /// Traces kept elsewhere than in the `RunCapture` (a QMP transcript,
-    /// say), written and listed like the capture's own.
-    public var extraTraces: [Trace] = []
-
     /// The serial input of each device that got any, as
     /// `traces/serial-DEV.in.log` (`SerialInputTrace`), and the frames of
     /// each CAN device of the board, as `traces/can-DEV.log` (`CandumpLog`,
-    /// stamped with wall-clock times from the capture's start). A device
-    /// that saw nothing has no file: the trace would say nothing.
-    /// Board `board`'s traces, under `prefix` (its directory in the bundle).
+    /// stamped with wall-clock times from the capture's start), and the QMP
+    /// conversation through the board's proxy, as `traces/qmp.log`
+    /// (`QMPTranscriptLog`). A device that saw nothing has no file: the
+    /// trace would say nothing. Board `board`'s traces, under `prefix` (its
+    /// directory in the bundle).
     static func traces(_ capture: RunCapture, board: String, prefix: String) -> [Trace] {
         func us(_ seconds: Double) -> Int64 { Int64((seconds * 1e6).rounded()) }
         var out: [Trace] = []
@@ -185,6 +180,18 @@ public struct BundleWriter: Sendable {
                                 direction: e.sent ? .sent : .received) + "\n"
             }.joined()
             out.append(Trace(path: prefix + "traces/can-\(device).log", role: .canTrace, device: device, text: text, entries: ordered.count))
+        }
+        let qmp = capture.qmp.filter { $0.target == board }
+        if !qmp.isEmpty {
+            let text = qmp.map { l in
+                let way: QMPTranscriptLog.Way = switch l.direction {
+                case .toQEMU: .toQEMU
+                case .fromQEMU: .fromQEMU
+                case .event: .event
+                }
+                return QMPTranscriptLog.line(microseconds: us(l.seconds), client: l.client, way: way, json: l.json) + "\n"
+            }.joined()
+            out.append(Trace(path: prefix + "traces/qmp.log", role: .qmpTrace, text: text, entries: qmp.count))
         }
         return out
     }

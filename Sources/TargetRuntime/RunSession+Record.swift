@@ -100,6 +100,7 @@ public final class RunCapture: Sendable {
         var chunks: [Source: [Chunk]] = [:]
         var inputs: [Source: [Chunk]] = [:]
         var frames: [CANEvent] = []
+        var qmp: [QMPLine] = []
         var total = 0
         var collected = Collected()
         var stopped = false
@@ -148,6 +149,31 @@ public final class RunCapture: Sendable {
     func serialInput(target: String, device: String, bytes: [UInt8]) {
         let now = monotonicSeconds() - start
         state.withLock { $0.inputs[Source(target: target, device: device), default: []].append(Chunk(seconds: now, bytes: bytes)) }
+    }
+
+    /// One line of a board's QMP conversation through its proxy.
+    public struct QMPLine: Sendable, Equatable {
+        /// Seconds since the capture began (monotonic).
+        public var seconds: Double
+        public var target: String
+        /// The proxy's number of the client; nil for an event.
+        public var client: Int?
+        public var direction: QMPTranscriptDirection
+        public var json: [UInt8]
+    }
+
+    /// Every board's QMP lines, in the order the proxy passed them on.
+    public var qmp: [QMPLine] { state.withLock { $0.qmp } }
+
+    /// The proxy's transcript hook for one board (`QMPProxy`'s `transcript`):
+    /// called on its event loop, so it only appends.
+    func qmpTranscript(target: String) -> QMPTranscript {
+        let start = self.start
+        return { [weak self] client, direction, line, at in
+            let line = QMPLine(seconds: Double(at.uptimeNanoseconds) / 1e9 - start, target: target, client: client, direction: direction,
+                               json: line.getBytes(at: line.readerIndex, length: line.readableBytes) ?? [])
+            self?.state.withLock { $0.qmp.append(line) }
+        }
     }
 
     /// From the link (`CANBusLink.observeFrames`).

@@ -197,6 +197,8 @@ public final class TargetProcess: Sendable {
     /// not wait for a whole `vtarget can serve` to start, since what it sends
     /// before its link takes the UART's FIFO waits in the FIFO. A join that
     /// fails later reaches `onBusFailure` (else stderr); `busesJoined` waits for the joins.
+    /// A `capture` (a recording) hears the serial input, the CAN frames and
+    /// the QMP proxy's conversation (clients' lines and QEMU's events).
     public func connect(
         group: any EventLoopGroup, startRunning: Bool, logRotation: SerialLog.Rotation = SerialLog.Rotation(),
         environment: [String: String],
@@ -245,7 +247,7 @@ public final class TargetProcess: Sendable {
             .withConnectedSocket(try claim("vt-qmp")).get()
         let client = try await QMPClient.handshake(on: qmpChannel, core: core, events: events, then: startRunning ? ["cont"] : [])
         dropPlaceholders()
-        let proxy = QMPProxy(qmp: client, loop: loop)
+        let proxy = QMPProxy(qmp: client, loop: loop, transcript: capture?.qmpTranscript(target: name))
         let forward = Task { for await e in client.events { proxy.broadcast(e); onQMPEvent(e) } }
         attached.withLock {
             $0.qmp = client

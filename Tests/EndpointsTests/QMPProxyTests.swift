@@ -18,12 +18,14 @@ import Testing
     static let version = #"{"qemu": {"major": 8, "minor": 2, "micro": 2}, "package": "Debian 1:8.2.2"}"#
 
     /// A client past its handshake, which vtarget's own start-up has done (and `QMPClientTests` test).
-    init() throws {
+    init() throws { try self.init(transcript: nil) }
+
+    init(transcript: QMPTranscript?) throws {
         let (handler, core, events) = QMPClient.makeHandler()
         monitor = try EmbeddedChannel.connected([handler], on: loop)
         try monitor.writeInbound(ByteBuffer(string: #"{"QMP": {"version": \#(Self.version), "capabilities": ["oob"]}}"# + "\r\n"))
         qmp = QMPClient(channel: monitor, core: core, events: events)
-        proxy = QMPProxy(qmp: qmp, loop: loop)
+        proxy = QMPProxy(qmp: qmp, loop: loop, transcript: transcript)
     }
 
     static func json(_ text: String) throws -> JSONValue { try JSONValue.parse(Array(text.utf8)) }
@@ -111,8 +113,8 @@ import Testing
         try say(#"{"execute": "query-block"}"#, to: a)
         let sent = try asked()
         #expect(sent.map { $0["execute"]?.stringValue } == ["stop", "cont", "system_reset", "query-block"])
-        let ids = sent.compactMap { $0["id"]?.stringValue }
-        #expect(ids.count == 4 && Set(ids).count == 4 && !ids.contains("same"), "vtarget's own ids, one per command: \(ids)")
+        let ids = sent.compactMap { $0["id"] }
+        #expect(ids.count == 4 && Set(ids.map(\.description)).count == 4 && !ids.contains(.string("same")), "vtarget's own ids, one per command: \(ids)")
 
         // QEMU answering out of order: each client still hears in the order it asked.
         try answer(sent[2], #"{"did": "system_reset"}"#)
@@ -132,8 +134,8 @@ import Testing
         let sent = try asked()
         #expect(sent.count == 1)
         #expect(try sent.first?["arguments"] == Self.json(#"{"id": "nope"}"#))
-        let id = sent.first?["id"]?.stringValue ?? ""
-        try qemuSays(#"{"error": {"class": "DeviceNotFound", "desc": "Device 'nope' not found"}, "id": "\#(id)"}"#)
+        let id = sent.first?["id"]?.description ?? ""
+        try qemuSays(#"{"error": {"class": "DeviceNotFound", "desc": "Device 'nope' not found"}, "id": \#(id)}"#)
         #expect(try heard(a) == [Self.json(#"{"error": {"class": "DeviceNotFound", "desc": "Device 'nope' not found"}, "id": "d"}"#)])
         #expect(try heard(b) == [])
     }
@@ -244,6 +246,42 @@ import Testing
         #expect(!a.isActive)
     }
 
+    /// A client's burst reaches QEMU in one write (up to the in-flight cap),
+    /// the rest as answers free slots, one write per read of QEMU's; the
+    /// replies in one read of QEMU's reach the client in one write.
+    @Test func aBurstAndItsRepliesGoOutWithOneFlushPerRead() throws {
+        let a = try client()
+        let toQEMU = FlushCounter(), toClient = FlushCounter()
+        try monitor.pipeline.syncOperations.addHandler(toQEMU, position: .first)
+        try a.pipeline.syncOperations.addHandler(toClient, position: .first)
+        try say((0..<10).map { #"{"execute": "system_reset", "id": \#($0)}"# }.joined(), to: a)
+        let first = try asked()
+        #expect(first.count == QMPClient.maxInFlight && toQEMU.flushes == 1, "\(first.count) commands, \(toQEMU.flushes) flushes")
+        try qemuSays(first.map { #"{"return": {}, "id": \#($0["id"]?.description ?? "?")}"# }.joined(separator: "\r\n"))
+        #expect(try heard(a) == (0..<8).map { try Self.json(#"{"return": {}, "id": \#($0)}"#) })
+        #expect(toClient.flushes == 1)
+        let rest = try asked()
+        #expect(rest.count == 2 && toQEMU.flushes == 2, "\(rest.count) commands, \(toQEMU.flushes) flushes")
+        for c in rest { try answer(c, "{}") }
+        #expect(try heard(a) == (8..<10).map { try Self.json(#"{"return": {}, "id": \#($0)}"#) })
+    }
+
+    /// Every byte costs QEMU time (it reads its monitor a byte per system
+    /// call): the proxy's commands are compact, their ids small and reused.
+    @Test func commandsToQEMUAreCompactWithSmallIdsGivenAgain() throws {
+        let a = try client()
+        try say(#"{"execute": "stop", "id": "a-long-client-id"}"#, to: a)
+        let text = try monitor.readOutbound(as: ByteBuffer.self).map { String(buffer: $0) }
+        #expect(text == #"{"execute":"stop","id":0}"#)
+        try qemuSays(#"{"return": {}, "id": 0}"#)
+        try say(#"{"execute": "cont", "id": 1} {"execute": "device_del", "arguments": {"id": "x"}, "id": 2}"#, to: a)
+        let sent = try asked()
+        #expect(sent.map { $0["id"] } == [.number(0), .number(1)], "0 is free again")
+        #expect(sent[1] == (try Self.json(#"{"execute": "device_del", "arguments": {"id": "x"}, "id": 1}"#)))
+        for c in sent { try answer(c, "{}") }
+        #expect(try heard(a) == [Self.json(#"{"return": {}, "id": "a-long-client-id"}"#), Self.json(#"{"return": {}, "id": 1}"#), Self.json(#"{"return": {}, "id": 2}"#)])
+    }
+
     @Test func qemuGoneFailsWhatIsOwedAndWhatComesNext() throws {
         let a = try client()
         try say(#"{"execute": "stop", "id": 1}"#, to: a)
@@ -252,5 +290,15 @@ import Testing
         #expect(try heard(a) == [Self.json(#"{"error": \#(gone), "id": 1}"#)])
         try say(#"{"execute": "query-status", "id": 2}"#, to: a)
         #expect(try heard(a) == [Self.json(#"{"error": \#(gone), "id": 2}"#)])
+    }
+}
+
+/// Counts the flushes that pass it: one per write system call.
+final class FlushCounter: ChannelOutboundHandler, @unchecked Sendable {
+    typealias OutboundIn = ByteBuffer
+    private(set) var flushes = 0
+    func flush(context: ChannelHandlerContext) {
+        flushes += 1
+        context.flush()
     }
 }

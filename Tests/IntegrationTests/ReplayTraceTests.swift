@@ -80,7 +80,8 @@ import TestSupport
         try Self.nodeB.write(toFile: spec, atomically: true, encoding: .utf8)
         // Each frame is 14 SLCAN bytes paced at 150 ms: about 2 s to reach the board, then its answer.
         let wait = "\(vtarget) wait node-b --since-start --timeout 60s --for"
-        let script = "printf 'ping\\r' | socat -u - UNIX-CONNECT:$VTARGET_SERIAL_CONSOLE && \(vtarget) can send vehicle 123#DEADBEEF && "
+        let qmp = #"printf '{"execute":"qmp_capabilities"}\n{"execute":"query-status","id":7}\n' | socat -t 2 - UNIX-CONNECT:$VTARGET_QMP >/dev/null"#
+        let script = "printf 'ping\\r' | socat -u - UNIX-CONNECT:$VTARGET_SERIAL_CONSOLE && \(qmp) && \(vtarget) can send vehicle 123#DEADBEEF && "
             + "\(wait) 'serial=can rx 1234DEADBEEF' >/dev/null && \(vtarget) can send vehicle 321#C0FFEE && "
             + "\(wait) 'serial=can rx 3213C0FFEE' >/dev/null && sleep 1"
         let record = try finish(launch(["run", "-f", spec, "-f", "\(firmware)/netduinoplus2-can-b-firmware.yaml", "--record", bundles,
@@ -123,15 +124,30 @@ import TestSupport
         let asc = try shell("log2asc -I \(work)/\(can.path) -O \(work)/can.asc vehicle && cat \(work)/can.asc", runtime: runtime)
         #expect(asc.code == 0 && asc.stdout.contains("124             Tx   d 4 DE AD BE EF"), "\(asc.stdout)\(asc.stderr)")
 
+        // QMP: the client's two commands as it sent them, and the replies as it got them (its own id back).
+        let qmpTrace = try #require(manifest.files.first { $0.role == .qmpTrace }, "\(manifest.files.map(\.path))")
+        #expect(qmpTrace.path == "traces/qmp.log")
+        let qmpLines = try String(contentsOfFile: work + "/" + qmpTrace.path, encoding: .utf8).split(separator: "\n")
+        let qmpParsed = qmpLines.compactMap { QMPTranscriptLog.parse($0) }
+        #expect(qmpParsed.count == qmpLines.count && qmpTrace.entries == qmpLines.count, "\(qmpLines)")
+        let mine = qmpParsed.filter { $0.client != nil }
+        #expect(Set(mine.map(\.client)).count == 1, "one client: \(qmpLines)")
+        #expect(mine.filter { $0.way == .toQEMU }.map { String($0.json) } == [#"{"execute":"qmp_capabilities"}"#, #"{"execute":"query-status","id":7}"#],
+                "\(qmpLines)")
+        #expect(mine.contains { $0.way == .fromQEMU && $0.json.contains("\"QMP\"") }, "the greeting: \(qmpLines)")
+        #expect(mine.contains { $0.way == .fromQEMU && $0.json.contains("\"running\"") && $0.json.contains("7") }, "query-status's reply: \(qmpLines)")
+        #expect(qmpParsed.map(\.microseconds) == qmpParsed.map(\.microseconds).sorted())
+
         // bundle show lists them, in text and in JSON.
         let show = try vt(["bundle", "show", bundle], runtime: runtime)
         #expect(show.code == 0, "\(show.stderr)")
         #expect(show.stdout.contains("Traces (second 0 = ") && show.stdout.contains("serial input of console: \(lines.count) lines  traces/serial-console.in.log")
-                && show.stdout.contains("CAN frames (candump -L) of can0: 4 frames  traces/can-can0.log"), "\(show.stdout)")
+                && show.stdout.contains("CAN frames (candump -L) of can0: 4 frames  traces/can-can0.log")
+                && show.stdout.contains("QMP messages"), "\(show.stdout)")
         let json = try vt(["bundle", "show", "-o", "json", bundle], runtime: runtime)
         let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
         let traces = (object?["traces"] as? [[String: Any]]) ?? []
-        #expect(traces.compactMap { $0["path"] as? String }.sorted() == ["traces/can-can0.log", "traces/serial-console.in.log"], "\(json.stdout)")
+        #expect(traces.compactMap { $0["path"] as? String }.sorted() == ["traces/can-can0.log", "traces/qmp.log", "traces/serial-console.in.log"], "\(json.stdout)")
         #expect(traces.first { $0["role"] as? String == "canTrace" }?["entries"] as? Int == 4, "\(json.stdout)")
 
         // The frames reached the board through its UART, so QEMU's log holds them: the replay needs no bus.

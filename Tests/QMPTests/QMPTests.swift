@@ -157,11 +157,16 @@ final class SentCommands: ChannelOutboundHandler, Sendable {
             #expect(sent.all.suffix(2) == ["system_reset", "query-status"])
 
             // A command sent while a query is on its way: the query asked after it is not answered from before it.
-            async let early = status()
-            async let change: JSONValue = qmp.execute("stop")
-            async let late = status()
-            _ = try await (early, change, late)
-            #expect(sent.all.last == "query-status")
+            // (`send` routes before it returns, so the three are asked in this order; three `async let`s would race.)
+            final class Left: Sendable { let count = Mutex(3) }
+            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                let left = Left()
+                let one: QMPConnectionCore.Reply = { _ in if left.count.withLock({ $0 -= 1; return $0 }) == 0 { done.resume() } }
+                qmp.send("query-status", reply: one)
+                qmp.send("stop", reply: one)
+                qmp.send("query-status", reply: one)
+            }
+            #expect(sent.all.suffix(3) == ["query-status", "stop", "query-status"])
 
             _ = try? await qmp.execute("quit")
             #expect(await child.waitForExit() == .exited(0))
