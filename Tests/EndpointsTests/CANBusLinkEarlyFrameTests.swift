@@ -11,35 +11,15 @@ import Testing
 /// the guest sends before its link has joined waits in the UART's FIFO and
 /// reaches the other members once it has. Real sockets, a real FIFO.
 @Suite struct CANBusLinkEarlyFrameTests {
-    /// Reads from `fd` until `want` has come, or 10 s passed.
-    func read(_ fd: Int32, until want: String) -> String {
-        var got = ""
-        let end = Date().addingTimeInterval(10)
-        while !got.contains(want), Date() < end {
-            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&p, 1, 100) > 0 else { continue }
-            var buf = [UInt8](repeating: 0, count: 256)
-            let n = Glibc.read(fd, &buf, buf.count)
-            if n <= 0 { break }
-            got += String(decoding: buf[..<n], as: UTF8.self)
-        }
-        return got
-    }
-
     @Test func framesSentBeforeTheJoinReachTheOtherMember() async throws {
-        let dir = "/tmp/vt-canlink-\(UInt32.random(in: 0...UInt32.max))"
-        mkdir(dir, 0o700)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let loop = group.next()
-        let hub = CANBusHub(name: "early", loop: loop, logPath: nil)
-        _ = try await hub.listen(tcpPort: 0, unixPath: dir + "/bus.sock")
+        let bus = try await CANTestBus.start("early")
+        defer { try? FileManager.default.removeItem(atPath: bus.dir) }
+        let (dir, loop, hub) = (bus.dir, bus.loop, bus.hub)
 
         // B is on the bus first: its UART is a pair of pipes.
         var bIn: [Int32] = [0, 0], bOut: [Int32] = [0, 0]
         #expect(pipe(&bIn) == 0 && pipe(&bOut) == 0)
-        let b = try await CANBusLink.join(socketPath: dir + "/bus.sock", bus: "early", member: "b/can0", faults: [:], loop: loop,
-                                          onLost: { _ in }, rediscover: { dir + "/bus.sock" })
+        let b = try await bus.join("b/can0")
         try await b.attach(input: bIn[0], output: bOut[1])
 
         // A's guest sends two frames into its UART's FIFO before A's link exists.
@@ -54,24 +34,22 @@ import Testing
         #expect(pipe(&aIn) == 0)
 
         // Then A joins, and only then takes the FIFO over.
-        let a = try await CANBusLink.join(socketPath: dir + "/bus.sock", bus: "early", member: "a/can0", faults: [:], loop: loop,
-                                          onLost: { _ in }, rediscover: { dir + "/bus.sock" })
+        let a = try await bus.join("a/can0")
         try await a.attach(input: aRead, output: aIn[1])
-        let atB = read(bOut[0], until: "t1002BBCC\r")
+        let atB = readText(bOut[0], until: "t1002BBCC\r")
         #expect(atB == "t1001AA\rt1002BBCC\r", "B got: \(atB.debugDescription)")
 
         // And a frame sent after the join follows them.
         let later = Array("t1001DD\r".utf8)
         #expect(write(guest, later, later.count) == later.count)
-        let after = read(bOut[0], until: "t1001DD\r")
+        let after = readText(bOut[0], until: "t1001DD\r")
         let counters = try await loop.submit { hub.counters() }.get()
         #expect(after == "t1001DD\r", "counters: \(counters)")
 
         close(guest)
         await a.leave()
         await b.leave()
-        await hub.close()
         for fd in [bIn[1], bOut[0], aIn[0]] { close(fd) }
-        try await group.shutdownGracefully()
+        try await bus.stop()
     }
 }

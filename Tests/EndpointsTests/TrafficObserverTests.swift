@@ -78,34 +78,15 @@ final class HeardFrames: Sendable {
 /// into a recorded board's UART paced. Real sockets, a real bus hub, pipes
 /// for the UARTs.
 @Suite(.timeLimit(.minutes(1))) struct CANFrameObserverTests {
-    func read(_ fd: Int32, until want: String, seconds: Double = 10) -> String {
-        var got = ""
-        let end = Date().addingTimeInterval(seconds)
-        while !got.contains(want), Date() < end {
-            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&p, 1, 100) > 0 else { continue }
-            var buf = [UInt8](repeating: 0, count: 256)
-            let n = Glibc.read(fd, &buf, buf.count)
-            if n <= 0 { break }
-            got += String(decoding: buf[..<n], as: UTF8.self)
-        }
-        return got
-    }
-
     @Test func framesBothWaysAreHeardAndBusFramesArePaced() async throws {
-        let dir = "/tmp/vt-canobs-\(UInt32.random(in: 0...UInt32.max))"
-        mkdir(dir, 0o700)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let loop = group.next()
-        let hub = CANBusHub(name: "obs", loop: loop, logPath: nil)
-        _ = try await hub.listen(tcpPort: 0, unixPath: dir + "/bus.sock")
+        let bus = try await CANTestBus.start("obs")
+        defer { try? FileManager.default.removeItem(atPath: bus.dir) }
+        let loop = bus.loop
 
         // A: the recorded board, paced and observed.
         var aIn: [Int32] = [0, 0], aOut: [Int32] = [0, 0]
         #expect(pipe(&aIn) == 0 && pipe(&aOut) == 0)
-        let a = try await CANBusLink.join(socketPath: dir + "/bus.sock", bus: "obs", member: "a/can0", faults: [:], loop: loop,
-                                          onLost: { _ in }, rediscover: { dir + "/bus.sock" })
+        let a = try await bus.join("a/can0")
         let heard = HeardFrames()
         let t0 = Date()
         try await a.paceInput(gap: .milliseconds(20))
@@ -114,8 +95,7 @@ final class HeardFrames: Sendable {
         // B: another member, unpaced, unobserved.
         var bIn: [Int32] = [0, 0], bOut: [Int32] = [0, 0]
         #expect(pipe(&bIn) == 0 && pipe(&bOut) == 0)
-        let b = try await CANBusLink.join(socketPath: dir + "/bus.sock", bus: "obs", member: "b/can0", faults: [:], loop: loop,
-                                          onLost: { _ in }, rediscover: { dir + "/bus.sock" })
+        let b = try await bus.join("b/can0")
         try await b.attach(input: bIn[0], output: bOut[1])
 
         // B's guest sends two frames: they reach A's UART, paced (18 bytes at 20 ms: at least 340 ms).
@@ -131,12 +111,12 @@ final class HeardFrames: Sendable {
         #expect(queued == 2)
         await a.inputDrained()
         #expect(Date().timeIntervalSince(sentAt) >= 0.3, "paced: one byte per 20 ms")
-        let atA = read(aOut[0], until: "t7FF3C0FFEE\r", seconds: 0.5)
+        let atA = readText(aOut[0], until: "t7FF3C0FFEE\r", seconds: 0.5)
         #expect(atA == "t1231AA\rt7FF3C0FFEE\r", "A got: \(atA.debugDescription)")
         // A's guest answers: heard as sent once it went to the bus, and B gets it.
         let fromA = Array("T000001242BEEF\r".utf8)
         #expect(write(aIn[1], fromA, fromA.count) == fromA.count)
-        let atB = read(bOut[0], until: "T000001242BEEF\r")
+        let atB = readText(bOut[0], until: "T000001242BEEF\r")
         #expect(atB.hasSuffix("T000001242BEEF\r"), "B got: \(atB.debugDescription)")
 
         let frames = heard.items.withLock { $0 }
@@ -148,30 +128,23 @@ final class HeardFrames: Sendable {
 
         await a.leave()
         await b.leave()
-        await hub.close()
         for fd in [aIn[1], aOut[0], bIn[1], bOut[0]] { close(fd) }
-        try await group.shutdownGracefully()
+        try await bus.stop()
     }
 
     /// A recorded board's UART takes frames slower than a bus may send
     /// them: past 64 waiting, they are dropped, and the link says so once.
     @Test func framesPastTheLimitAreDroppedWithANote() async throws {
-        let dir = "/tmp/vt-canobs-\(UInt32.random(in: 0...UInt32.max))"
-        mkdir(dir, 0o700)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let loop = group.next()
-        let hub = CANBusHub(name: "full", loop: loop, logPath: nil)
-        _ = try await hub.listen(tcpPort: 0, unixPath: dir + "/bus.sock")
+        let bus = try await CANTestBus.start("full")
+        defer { try? FileManager.default.removeItem(atPath: bus.dir) }
+        let loop = bus.loop
         let notes = Heard()
         var aIn: [Int32] = [0, 0], aOut: [Int32] = [0, 0], bIn: [Int32] = [0, 0], bOut: [Int32] = [0, 0]
         #expect(pipe(&aIn) == 0 && pipe(&aOut) == 0 && pipe(&bIn) == 0 && pipe(&bOut) == 0)
-        let a = try await CANBusLink.join(socketPath: dir + "/bus.sock", bus: "full", member: "a/can0", faults: [:], loop: loop,
-                                          onLost: { m in notes.items.withLock { $0.append(m) } }, rediscover: { dir + "/bus.sock" })
+        let a = try await bus.join("a/can0", onLost: { m in notes.items.withLock { $0.append(m) } })
         try await a.paceInput(gap: .seconds(5))
         try await a.attach(input: aIn[0], output: aOut[1])
-        let b = try await CANBusLink.join(socketPath: dir + "/bus.sock", bus: "full", member: "b/can0", faults: [:], loop: loop,
-                                          onLost: { _ in }, rediscover: { dir + "/bus.sock" })
+        let b = try await bus.join("b/can0")
         try await b.attach(input: bIn[0], output: bOut[1])
         let burst = Array((0..<70).map { _ in "t1001AA\r" }.joined().utf8)
         #expect(write(bIn[1], burst, burst.count) == burst.count)
@@ -187,8 +160,7 @@ final class HeardFrames: Sendable {
 
         await a.leave()
         await b.leave()
-        await hub.close()
         for fd in [aIn[1], aOut[0], bIn[1], bOut[0]] { close(fd) }
-        try await group.shutdownGracefully()
+        try await bus.stop()
     }
 }
