@@ -75,6 +75,15 @@ spec:
 """
 
 
+def stop(p):
+    """Ends a vtarget or QEMU the bench started: SIGTERM, SIGKILL after 20 s."""
+    p.terminate()
+    try:
+        p.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
 def boot(argv, env=None, memory=None):
     """Seconds from process start to the first console byte and to the ready line;
     with `memory` (a list), appends (PSS of the process, PSS of its QEMU) in KiB at the ready line."""
@@ -94,12 +103,7 @@ def boot(argv, env=None, memory=None):
             qemu = qemu_below(p.pid)
             memory.append((pss_kib(p.pid), pss_kib(qemu) if qemu else 0))
     finally:
-        p.terminate()
-        try:
-            p.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        stop(p)
     if READY not in seen:
         sys.exit(f"bench_vm: no ready line from {argv[0]}:\n{seen[-2000:].decode(errors='replace')}")
     return first, ready
@@ -167,12 +171,7 @@ def prepare(argv, env):
         took = started_boottime(qemu) - t0
         os.read(p.stdout.fileno(), 1)
     finally:
-        p.terminate()
-        try:
-            p.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        stop(p)
     return max(took, 0.0)
 
 
