@@ -20,15 +20,12 @@ import TestSupport
         ], runtime: runtime))
         #expect(record.code == 0, "\(record.stdout)\n\(record.stderr)")
         #expect(record.stderr.contains("recorded the run: "), "\(record.stderr)")
-        let made = ((try? FileManager.default.contentsOfDirectory(atPath: bundles)) ?? []).filter { $0.hasSuffix(".vtb") }
-        try #require(made.count == 1, "\(made)")
-        let bundle = bundles + "/" + made[0]
+        let recorded = try RecordedBundle.only(in: bundles)
+        let bundle = recorded.path
 
         // The manifest: format 2, both boards, each one's log, argv, serial and CAN trace under boards/NAME/.
         let work = runtime + "-x"
-        let ex = try vt(["bundle", "extract", bundle, "-C", work], runtime: runtime)
-        #expect(ex.code == 0, "\(ex.stderr)")
-        let manifest = try BundleManifest.decode(Array(try Data(contentsOf: URL(fileURLWithPath: work + "/manifest.json"))))
+        let manifest = try recorded.extract(to: work, runtime: runtime)
         #expect(manifest.formatVersion == 2)
         #expect(manifest.boards == [.init(name: "node-a", machine: "stm32vldiscovery"), .init(name: "node-b", machine: "netduinoplus2")],
                 "\(String(describing: manifest.boards))")
@@ -118,9 +115,7 @@ import TestSupport
             "--timeout", "120s", "--", "sh", "-c", "\(wait) left >/dev/null && \(wait) right >/dev/null && exit 3",
         ], runtime: runtime, environment: ["VTARGET_BUNDLE_ON_FAILURE": bundles]))
         #expect(r.code != 0 && r.stderr.contains("recorded the run: "), "\(r.stdout)\n\(r.stderr)")
-        let made = ((try? FileManager.default.contentsOfDirectory(atPath: bundles)) ?? []).filter { $0.hasSuffix(".vtb") }
-        try #require(made.count == 1, "\(made)")
-        let replay = try vt(["replay", bundles + "/" + made[0]], runtime: runtime)
+        let replay = try vt(["replay", try RecordedBundle.only(in: bundles).path], runtime: runtime)
         #expect(replay.code == 0 && replay.stderr.contains("left/console: serial output identical")
                 && replay.stderr.contains("right/console: serial output identical"), "\(replay.stdout)\n\(replay.stderr)")
         #expect(replay.stdout.contains("hello from"), "\(replay.stdout)")

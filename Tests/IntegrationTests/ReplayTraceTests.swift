@@ -88,14 +88,11 @@ import TestSupport
                                         "--timeout", "120s", "--", "sh", "-c", script], runtime: runtime))
         #expect(record.code == 0, "\(record.stdout)\n\(record.stderr)")
         #expect(record.stdout.contains("pong") && record.stdout.contains("can rx 3213C0FFEE"), "\(record.stdout)")
-        let made = ((try? FileManager.default.contentsOfDirectory(atPath: bundles)) ?? []).filter { $0.hasSuffix(".vtb") }
-        try #require(made.count == 1, "\(made)")
-        let bundle = bundles + "/" + made[0]
+        let recorded = try RecordedBundle.only(in: bundles)
+        let bundle = recorded.path
 
         let work = runtime + "-x"
-        let ex = try vt(["bundle", "extract", bundle, "-C", work], runtime: runtime)
-        #expect(ex.code == 0, "\(ex.stderr)")
-        let manifest = try BundleManifest.decode(Array(try Data(contentsOf: URL(fileURLWithPath: work + "/manifest.json"))))
+        let manifest = try recorded.extract(to: work, runtime: runtime)
         #expect(manifest.traceOrigin != nil)
 
         // Serial input: what socat typed, one paced byte a line, times growing.
