@@ -32,6 +32,27 @@ import YAMLTree
         """
     }
 
+    /// A pool of target `cks`, as a second document.
+    static let pool = """
+        ---
+        apiVersion: kubetarget.dev/v1alpha1
+        kind: VirtualTargetPool
+        metadata: {name: ci}
+        spec:
+          targetRef: {name: cks}
+        """
+
+    static func vmInstance(record: String) -> String {
+        """
+        apiVersion: kubetarget.dev/v1alpha1
+        kind: VirtualTargetInstance
+        metadata: {name: vm-run}
+        spec:
+          targetRef: {kind: VirtualMachine, name: testvm}
+          record: \(record)
+        """
+    }
+
     static func runnables(_ text: String) throws -> [String: RunnableTarget] {
         let all = try Workload.instances(from: decode(text).resources)
         return Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })
@@ -78,45 +99,15 @@ import YAMLTree
 
     /// OnFailure records as true does, so it is refused where true is.
     @Test func onFailureIsRefusedWhereTrueIs() throws {
-        let pool = """
-            ---
-            apiVersion: kubetarget.dev/v1alpha1
-            kind: VirtualTargetPool
-            metadata: {name: ci}
-            spec:
-              targetRef: {name: cks}
-            """
-        #expect(throws: DiagnosticError.self) { try Workload.instances(from: decode(Self.target(record: "OnFailure") + pool).resources) }
-        let vm = """
-            apiVersion: kubetarget.dev/v1alpha1
-            kind: VirtualTargetInstance
-            metadata: {name: vm-run}
-            spec:
-              targetRef: {kind: VirtualMachine, name: testvm}
-              record: OnFailure
-            """
+        #expect(throws: DiagnosticError.self) { try Workload.instances(from: decode(Self.target(record: "OnFailure") + Self.pool).resources) }
+        let vm = Self.vmInstance(record: "OnFailure")
         #expect(throws: DiagnosticError.self) { try decode(vm) }
     }
 
     /// `record: false` asks for nothing, so nothing is refused.
     @Test func recordFalseIsNeverRefused() throws {
-        let pool = """
-            ---
-            apiVersion: kubetarget.dev/v1alpha1
-            kind: VirtualTargetPool
-            metadata: {name: ci}
-            spec:
-              targetRef: {name: cks}
-            """
-        #expect(try Workload.instances(from: decode(Self.target(record: "false") + pool).resources).isEmpty)
-        let vm = """
-            apiVersion: kubetarget.dev/v1alpha1
-            kind: VirtualTargetInstance
-            metadata: {name: vm-run}
-            spec:
-              targetRef: {kind: VirtualMachine, name: testvm}
-              record: false
-            """
+        #expect(try Workload.instances(from: decode(Self.target(record: "false") + Self.pool).resources).isEmpty)
+        let vm = Self.vmInstance(record: "false")
         #expect(throws: Never.self) { try decode(vm) }
     }
 
