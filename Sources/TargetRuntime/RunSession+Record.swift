@@ -81,12 +81,7 @@ public final class RunCapture: Sendable {
     public struct Collected: Sendable {
         /// Every board, in the run's order.
         public var boards: [Board] = []
-        /// The first board's copy of QEMU's replay log, when it wrote one.
-        public var replayLog: String? { boards.first?.replayLog }
-        public var snapshotImage: String? { boards.first?.snapshotImage }
-        public var qemuFiles: [String] { boards.first?.qemuFiles ?? [] }
-        public var arguments: [String] { boards.first?.arguments ?? [] }
-        public var binary: String { boards.first?.binary ?? "" }
+        /// The first board's machine profile (the manifest's instance names it).
         public var profile: String { boards.first?.profile ?? "" }
         /// The first board's name.
         public var name = ""
