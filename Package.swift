@@ -104,8 +104,10 @@ let package = Package(
         // those pages stay the file's, shared by every shim (scripts/bench_supervisor.py). Not in
         // debug, whose runtime is shared: there glibc warns on stderr of each protected function
         // of libswiftCore whose address a non-PIE takes.
-        .executableTarget(name: "vtarget", dependencies: ["VTargetCommands"], exclude: ["README.md"],
-                          linkerSettings: [.unsafeFlags(["-Xclang-linker", "-no-pie"], .when(configuration: .release))]),
+        .executableTarget(name: "vtarget", dependencies: ["VTargetCommands"], exclude: ["README.md", "exports.map"],
+                          linkerSettings: [.unsafeFlags(["-Xclang-linker", "-no-pie",
+                                                         "-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/vtarget/exports.map"],
+                                                        .when(configuration: .release))]),
         // Tries what the sandbox denies; used by `vtarget doctor` and the tests.
         // Linked without the Swift runtime it never calls: it runs inside QEMU's minimal root, which has no /opt/swift.
         .executableTarget(name: "vtarget-sandbox-probe", path: "Sources/SandboxProbe", exclude: ["README.md"],
