@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "cspawn.h"
 #include <errno.h>
+#include <sys/epoll.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
@@ -334,6 +335,28 @@ int cspawn_pipe(int fds[2]) {
 
 int cspawn_pidfd_open(pid_t pid) {
     return (int)syscall(434 /* SYS_pidfd_open */, pid, 0);
+}
+
+int cspawn_epoll_create(void) {
+    return epoll_create1(EPOLL_CLOEXEC);
+}
+
+int cspawn_epoll_add_once(int epfd, int fd) {
+    struct epoll_event ev = { .events = EPOLLIN | EPOLLONESHOT, .data.fd = fd };
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+int cspawn_epoll_remove(int epfd, int fd) {
+    return epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
+}
+
+int cspawn_epoll_wait(int epfd, int *fds, int max) {
+    struct epoll_event events[64];
+    if (max > 64) max = 64;
+    int n;
+    do { n = epoll_wait(epfd, events, max, -1); } while (n < 0 && errno == EINTR);
+    for (int i = 0; i < n; i++) fds[i] = events[i].data.fd;
+    return n;
 }
 
 int cspawn_pidfd_signal(int pidfd, int sig) {

@@ -270,8 +270,17 @@ public final class ChildProcess: Sendable {
             let pidfd = cspawn_pidfd_open(pid)
             let child = ChildProcess(pid: pid, pidfd: pidfd, cgroup: request.cgroup)
             started.resume(returning: .success(child))
+            // With no death signal this thread need not outlive the child:
+            // the shared watch reaps it, and a supervisor keeps one thread
+            // for all its shims instead of one each.
+            if request.parentDeathSignal == 0, pidfd >= 0, PidfdWatch.whenReadable(pidfd, { Self.reap(child) }) { return }
+            Self.reap(child)
+        }
+
+        /// Waits for the child (at once when it has ended) and records its status.
+        private static func reap(_ child: ChildProcess) {
             var status: Int32 = 0
-            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            while waitpid(child.pid, &status, 0) < 0 && errno == EINTR {}
             let low = status & 0x7F
             child.reaped(low == 0 ? .exited((status >> 8) & 0xFF) : .signalled(low))
         }

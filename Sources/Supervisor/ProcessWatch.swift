@@ -5,6 +5,7 @@ import InstanceContract
 import CSpawn
 import Synchronization
 import HostOS
+import Sandbox
 import TargetRuntime
 
 /// A process named by pid and start time, so a recycled pid never matches.
@@ -28,45 +29,15 @@ struct ProcessIdentity: Sendable, Equatable {
     }
 
     /// Waits until the process has ended. It need not be our child (an adopted
-    /// shim's parent is init): its pidfd becomes readable when it exits. One
-    /// small thread per watched process, blocked in poll, costs no CPU.
+    /// shim's parent is init): its pidfd becomes readable when it exits, which
+    /// the process's one `PidfdWatch` thread hears.
     func waitForExit() async {
         let fd = cspawn_pidfd_open(pid)
         guard fd >= 0 else { return }
         // The pidfd pins this process; if the pid was already reused, stop here.
         guard isAlive else { close(fd); return }
-        await withCheckedContinuation { (cont: CheckedContinuation<Void, Never>) in
-            let box = Unmanaged.passRetained(PollJob(fd: fd, done: cont)).toOpaque()
-            var thread = pthread_t()
-            var attr = pthread_attr_t()
-            pthread_attr_init(&attr)
-            pthread_attr_setstacksize(&attr, 64 << 10)
-            let rc = pthread_create(&thread, &attr, { raw in
-                let job = Unmanaged<PollJob>.fromOpaque(raw!).takeRetainedValue()
-                var p = pollfd(fd: job.fd, events: Int16(POLLIN), revents: 0)
-                while poll(&p, 1, -1) < 0 && errno == EINTR {}
-                close(job.fd)
-                job.done.resume()
-                return nil
-            }, box)
-            pthread_attr_destroy(&attr)
-            if rc == 0 {
-                pthread_detach(thread)
-            } else {
-                Unmanaged<PollJob>.fromOpaque(box).release()
-                close(fd)
-                cont.resume()
-            }
-        }
-    }
-
-    private final class PollJob: @unchecked Sendable {
-        let fd: Int32
-        let done: CheckedContinuation<Void, Never>
-        init(fd: Int32, done: CheckedContinuation<Void, Never>) {
-            self.fd = fd
-            self.done = done
-        }
+        await PidfdWatch.readable(fd)
+        close(fd)
     }
 }
 

@@ -298,10 +298,16 @@ final class SupervisorFixture: Sendable {
         let before = try f.waitFor("20 Ready", seconds: 90, f.allReady(20))
         let pids = Dictionary(uniqueKeysWithValues: before.map { (f.name($0), f.status($0)["qemuPid"] as? Int ?? -1) })
         guard let supervisor = f.supervisorPID() else { Issue.record("no supervisor pid"); return }
+        // One thread hears every shim's exit (PidfdWatch), not one per shim.
+        let threads = { (pid: Int32) in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task").count) ?? 0 }
+        #expect(threads(supervisor) < 20, "the supervisor of 20 shims has \(threads(supervisor)) threads")
         kill(supervisor, SIGKILL)
         usleep(200_000)
         let after = try f.instances()
         #expect(after.count == 20)
+        if let readopting = f.supervisorPID() {
+            #expect(threads(readopting) < 20, "the supervisor that adopted 20 shims has \(threads(readopting)) threads")
+        }
         for item in after {
             #expect(f.status(item)["phase"] as? String == "Running", "\(f.name(item)): \(f.status(item))")
             #expect(f.status(item)["qemuPid"] as? Int == pids[f.name(item)], "\(f.name(item)) has another QEMU")

@@ -100,4 +100,13 @@ int cspawn_pipe(int fds[2]);
 int cspawn_pidfd_open(pid_t pid);
 /// pidfd_send_signal(2). Returns 0 or -1 with errno.
 int cspawn_pidfd_signal(int pidfd, int sig);
+/// An epoll set for `PidfdWatch`: epoll_event is packed on x86_64, which
+/// Swift cannot import faithfully, so the set is driven from here.
+int cspawn_epoll_create(void);
+/// Adds `fd` for one readable event (EPOLLIN | EPOLLONESHOT). Returns 0 or -1 with errno.
+int cspawn_epoll_add_once(int epfd, int fd);
+/// Removes `fd` from the set. Returns 0 or -1 with errno.
+int cspawn_epoll_remove(int epfd, int fd);
+/// Waits for readable fds (blocking, EINTR retried); writes up to `max` of them to `fds`. Returns their count or -1.
+int cspawn_epoll_wait(int epfd, int *fds, int max);
 #endif
