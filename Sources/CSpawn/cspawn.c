@@ -285,6 +285,32 @@ static int child_entry(void *raw) {
     return 127;
 }
 
+/* clone3's arguments (linux/sched.h's struct clone_args, spelled out so
+   that header need not meet glibc's sched.h). */
+struct cspawn_clone_args {
+    unsigned long long flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
+};
+#define CSPAWN_CLONE_INTO_CGROUP 0x200000000ULL
+
+/* clone3(CLONE_VFORK | CLONE_INTO_CGROUP), fork-like: without CLONE_VM a
+   raw clone3 cannot hand the child a stack of its own, so the child runs on
+   a copy of the parent's pages (only the calling thread's, until exec; the
+   parent's thread waits meanwhile). Returns the pid, 0 in the child, or -1. */
+static pid_t clone_into_cgroup(const cspawn_attr *a) {
+#ifdef SYS_clone3
+    struct cspawn_clone_args ca;
+    memset(&ca, 0, sizeof ca);
+    ca.flags = CLONE_VFORK | CSPAWN_CLONE_INTO_CGROUP | (unsigned long long)(unsigned)a->namespace_flags;
+    ca.exit_signal = SIGCHLD;
+    ca.cgroup = (unsigned long long)a->cgroup_dir_fd;
+    return (pid_t)syscall(SYS_clone3, &ca, sizeof ca);
+#else
+    (void)a;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
 /* clone(CLONE_VM | CLONE_VFORK) as posix_spawn does: no copy of the
    parent's page tables (vtarget's are large), and the parent resumes only
    once the child has exec'd or died. The child runs on its own stack. */
@@ -303,8 +329,23 @@ int cspawn_spawn(const cspawn_attr *a, pid_t *pid) {
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     struct child_args args = { a, p[1], getpid() };
-    pid_t child = clone(child_entry, (char *)stack + CHILD_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD | a->namespace_flags, &args);
-    int clone_errno = errno;
+    pid_t child = -1;
+    int clone_errno = ENOSYS;
+    if (a->cgroup_dir_fd >= 0) {
+        cspawn_attr born_inside = *a;  /* nothing left to join */
+        born_inside.cgroup_procs_fd = -1;
+        child = clone_into_cgroup(a);
+        if (child == 0) {
+            child_main(&born_inside, p[1], args.parent);
+            _exit(127);
+        }
+        clone_errno = errno;
+    }
+    /* Refused clone3 (old kernel, a container's filter): join by cgroup.procs. */
+    if (child < 0 && (clone_errno == ENOSYS || clone_errno == E2BIG || clone_errno == EPERM || clone_errno == EINVAL)) {
+        child = clone(child_entry, (char *)stack + CHILD_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD | a->namespace_flags, &args);
+        clone_errno = errno;
+    }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     munmap(stack, CHILD_STACK);
     if (child < 0) {

@@ -41,9 +41,10 @@ public struct SpawnRequest: Sendable {
     public var newSession: Bool
     public var parentDeathSignal: Int32
     public var sandbox: SandboxPolicy
-    /// A cgroup v2 directory the child joins before anything else runs (so
-    /// all it ever starts is in it too); `terminateGroup` then kills the
-    /// whole group, and removes it.
+    /// A cgroup v2 directory the child is created in (clone3's
+    /// CLONE_INTO_CGROUP; where the kernel refuses that, it joins before
+    /// anything else runs), so all it ever starts is in it too;
+    /// `terminateGroup` then kills the whole group, and removes it.
     public var cgroup: String?
 
     public init(executable: String, arguments: [String], environment: [String], workingDirectory: String? = nil,
@@ -208,17 +209,23 @@ public final class ChildProcess: Sendable {
             defer { linkStrings.free() }
             let procStrings = CStringArray(root?.procOptions ?? [])
             defer { procStrings.free() }
-            var cgroupFD: Int32 = -1
+            var cgroupFD: Int32 = -1, cgroupDirFD: Int32 = -1
             if let dir = request.cgroup {
                 cgroupFD = open(dir + "/cgroup.procs", O_WRONLY | O_CLOEXEC)
-                guard cgroupFD >= 0 else {
+                cgroupDirFD = cgroupFD < 0 ? -1 : open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                guard cgroupDirFD >= 0 else {
+                    let e = errno
+                    if cgroupFD >= 0 { close(cgroupFD) }
                     argv.free()
                     envp.free()
-                    started.resume(returning: .failure(SpawnError(executable: request.executable, errno: errno, step: "opening \(dir)/cgroup.procs")))
+                    started.resume(returning: .failure(SpawnError(executable: request.executable, errno: e, step: "opening \(dir)")))
                     return
                 }
             }
-            defer { if cgroupFD >= 0 { close(cgroupFD) } }
+            defer {
+                if cgroupFD >= 0 { close(cgroupFD) }
+                if cgroupDirFD >= 0 { close(cgroupDirFD) }
+            }
             let err: Int32 = uidMap.withCString { uidMapC in gidMap.withCString { gidMapC in
               mounts.withUnsafeBufferPointer { tmpfs in
               binds.withUnsafeBufferPointer { bindArray in
@@ -236,7 +243,7 @@ public final class ChildProcess: Sendable {
                                     rlimits: rl.baseAddress, rlimit_count: Int32(rl.count),
                                     namespace_flags: flags,
                                     tmpfs: tmpfs.baseAddress, tmpfs_count: Int32(tmpfs.count),
-                                    cgroup_procs_fd: cgroupFD,
+                                    cgroup_procs_fd: cgroupFD, cgroup_dir_fd: cgroupDirFD,
                                     minimal_root: root == nil ? 0 : 1,
                                     bind_cwd: root?.bindWorkingDirectory == true ? 1 : 0,
                                     binds: bindArray.baseAddress, bind_count: Int32(bindArray.count),

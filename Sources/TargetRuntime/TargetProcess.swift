@@ -1,6 +1,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+// Foundation, for the `Thread` that moves QEMU into its cgroup v1 groups.
+import Foundation
 import HostOS
 import InstanceContract
 import Endpoints
@@ -93,30 +95,26 @@ public final class TargetProcess: Sendable {
             precondition(Int32(fds.count) == f.childFD)
             fds.append(fd)
         }
-        let request = SpawnRequest(
-            executable: qemuPath, arguments: plan.arguments,
-            environment: ["PATH=/usr/bin:/bin", "LC_ALL=C"],
-            workingDirectory: plan.workingDirectory, fds: fds, sandbox: sandbox)
-        // The group is made before the spawn, so only joining it is left
-        // between spawn and `cont` (QEMU waits at -S meanwhile).
         var cgroup: CgroupLimits?
         if sandbox.seccomp, CgroupLimits.availability().0 {
             let (limits, why) = CgroupLimits.create(name: plan.targetName, memoryBytes: plan.guestMemoryBytes, cpus: plan.cpus)
             cgroup = limits
             if limits == nil { note("\(plan.targetName): cgroup limits not applied: \(why)") }
         }
+        // Under cgroup v2 QEMU is created in its group: moving it there
+        // after the spawn took 5-12 ms and held up QEMU's own thread starts.
+        let bornInside = cgroup?.directories.count == 1 ? cgroup?.directories.first : nil
+        let request = SpawnRequest(
+            executable: qemuPath, arguments: plan.arguments,
+            environment: ["PATH=/usr/bin:/bin", "LC_ALL=C"],
+            workingDirectory: plan.workingDirectory, fds: fds, sandbox: sandbox, cgroup: bornInside)
         do {
             let child = try await ChildProcess.spawn(request)
             ours["stderr"] = errR
-            // QEMU is still paused at -S: it joins its limits before running guest code.
-            if let limits = cgroup {
-                do { try limits.add(child.pid) } catch {
-                    note("\(plan.targetName): \(error)")
-                    limits.remove()
-                    cgroup = nil
-                }
-            }
-            return TargetProcess(name: plan.targetName, plan: plan, directory: directory, child: child, fds: ours, uarts: uarts, cgroup: cgroup)
+            // cgroup v1: QEMU is still paused at -S, and joins its limits before `cont` (see `joinLimits`).
+            let joining = cgroup.flatMap { bornInside == nil ? Self.joinLimits($0, pid: child.pid, name: plan.targetName) : nil }
+            return TargetProcess(name: plan.targetName, plan: plan, directory: directory, child: child, fds: ours, uarts: uarts,
+                                 cgroup: cgroup, limitsJoined: joining)
         } catch {
             abandon()
             cgroup?.remove()
@@ -126,10 +124,31 @@ public final class TargetProcess: Sendable {
 
     /// Memory and CPU limits, when cgroups allow.
     public let cgroup: CgroupLimits?
+    /// QEMU's move into its cgroup v1 groups, when it was not born in its group.
+    private let limitsJoined: Task<Void, Never>?
+
+    /// Moves QEMU into its cgroup v1 groups on a thread of its own. Each
+    /// move waits out an RCU grace period (8-10 ms for the two here), which
+    /// QEMU's own start-up, paused at -S, covers; `connect` waits for it
+    /// before `cont`, so no guest code runs outside the limits.
+    private static func joinLimits(_ limits: CgroupLimits, pid: pid_t, name: String) -> Task<Void, Never> {
+        Task {
+            let failure: RuntimeError? = await withCheckedContinuation { done in
+                Thread.detachNewThread {
+                    do throws(RuntimeError) { try limits.add(pid); done.resume(returning: nil) } catch { done.resume(returning: error) }
+                }
+            }
+            if let failure {
+                note("\(name): \(failure)")
+                limits.remove()
+            }
+        }
+    }
 
     private init(name: String, plan: LaunchPlan, directory: String, child: ChildProcess, fds: [String: Int32],
-                 uarts: [String: UARTFIFOs], cgroup: CgroupLimits?) {
+                 uarts: [String: UARTFIFOs], cgroup: CgroupLimits?, limitsJoined: Task<Void, Never>?) {
         self.cgroup = cgroup
+        self.limitsJoined = limitsJoined
         self.name = name
         self.plan = plan
         self.directory = directory
@@ -193,10 +212,12 @@ public final class TargetProcess: Sendable {
     /// on `<dir>/<device>.sock`, completes the QMP handshake and, with
     /// `startRunning`, lets the guest run (`cont`) in the same write.
     /// Output reaches `onSerial`. Every CAN device joins its bus (starting
-    /// the bus's host when needed) meanwhile, off this path: the guest need
+    /// the bus's host when needed) after that, off this path: the guest need
     /// not wait for a whole `vtarget can serve` to start, since what it sends
-    /// before its link takes the UART's FIFO waits in the FIFO. A join that
-    /// fails later reaches `onBusFailure` (else stderr); `busesJoined` waits for the joins.
+    /// before its link takes the UART's FIFO waits in the FIFO, and a host
+    /// starting beside QEMU's own start-up (CPU-bound, ~20 ms) slowed it on
+    /// two cores. A join that fails later reaches `onBusFailure` (else
+    /// stderr); `busesJoined` waits for the joins.
     /// A `capture` (a recording) hears the serial input, the CAN frames and
     /// the QMP proxy's conversation (clients' lines and QEMU's events).
     public func connect(
@@ -208,7 +229,6 @@ public final class TargetProcess: Sendable {
         onSerial: @escaping @Sendable (_ device: String, _ bytes: [UInt8]) -> Void
     ) async throws {
         let loop = group.next()
-        startBusJoins(loop: loop, environment: environment, capture: capture, onFailure: onBusFailure ?? { note("\($0)") })
         let tail = stderrTail
         let errChannel = try await NIOPipeBootstrap(group: loop)
             .channelInitializer { ch in
@@ -241,12 +261,14 @@ public final class TargetProcess: Sendable {
             }
         }
 
+        await limitsJoined?.value
         let (handler, core, events) = QMPClient.makeHandler()
         let qmpChannel = try await ClientBootstrap(group: loop)
             .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(handler) } }
             .withConnectedSocket(try claim("vt-qmp")).get()
         let client = try await QMPClient.handshake(on: qmpChannel, core: core, events: events, then: startRunning ? ["cont"] : [])
         dropPlaceholders()
+        startBusJoins(loop: loop, environment: environment, capture: capture, onFailure: onBusFailure ?? { note("\($0)") })
         let proxy = QMPProxy(qmp: client, loop: loop, transcript: capture?.qmpTranscript(target: name))
         let forward = Task { for await e in client.events { proxy.broadcast(e); onQMPEvent(e) } }
         attached.withLock {
@@ -334,6 +356,8 @@ public final class TargetProcess: Sendable {
             status = await child.terminate(grace: grace)
         }
         await closeEndpoints()
+        // A move still under way would leave its group behind.
+        await limitsJoined?.value
         cgroup?.remove()
         return status
     }

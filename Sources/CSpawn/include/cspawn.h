@@ -47,6 +47,14 @@ typedef struct cspawn_attr {
     /// >= 0: an open `cgroup.procs` (cgroup v2) the child writes "0" to
     /// before anything else, so it and all it ever starts are in that group.
     int cgroup_procs_fd;
+    /// >= 0: that cgroup v2 directory, where the child is created outright
+    /// (clone3 with CLONE_INTO_CGROUP). A write to `cgroup.procs` migrates
+    /// the process, which waits out an RCU grace period (5-12 ms here) and
+    /// meanwhile holds up every fork and thread start on the machine; a child
+    /// born in its group costs none of that. Where the kernel refuses clone3
+    /// (before 5.7, or a seccomp filter of a container), the child joins
+    /// through `cgroup_procs_fd` instead, which must then be open too.
+    int cgroup_dir_fd;
     /// With CLONE_NEWNS, non-zero: instead of covering host trees, the child
     /// pivots into a fresh tmpfs root (read-only once built) holding only
     /// `binds`, `symlinks` (pairs: link path, target), the `tmpfs` list (at
