@@ -217,12 +217,11 @@ public struct ResourceDecoder {
             add(key, Array(value.utf8), node, "data.\(key)")
         }
         for (key, value, node) in m.stringMap("binaryData", binary: true) ?? [] {
-            let compact = value.filter { !$0.isWhitespace }
-            guard let data = Data(base64Encoded: compact) else {
+            guard let bytes = Base64Value.decode(value) else {
                 context.error(node, "binaryData.\(key)", "not valid base64")
                 continue
             }
-            add(key, [UInt8](data), node, "binaryData.\(key)")
+            add(key, bytes, node, "binaryData.\(key)")
         }
         return ConfigMap(metadata: meta, entries: entries, keyOrder: order)
     }
@@ -245,11 +244,11 @@ public struct ResourceDecoder {
             entries[key] = bytes
         }
         for (key, value, node) in m.stringMap("data", binary: true) ?? [] {
-            guard let data = Data(base64Encoded: value.filter { !$0.isWhitespace }) else {
+            guard let bytes = Base64Value.decode(value) else {
                 context.error(node, "data.\(key)", "not valid base64 (a Secret's data is base64; put plain text in stringData)")
                 continue
             }
-            add(key, [UInt8](data), node, "data.\(key)")
+            add(key, bytes, node, "data.\(key)")
         }
         for (key, value, node) in m.stringMap("stringData") ?? [] {
             add(key, Array(value.utf8), node, "stringData.\(key)")

@@ -394,7 +394,7 @@ extension VMDecoder {
             }
             if let t = m.string(plain) { return (t, nil, true) }
             if let v = m.value(base64), let b = MappingReader.string(v, m.child(base64), context) {
-                guard let data = Data(base64Encoded: b.filter { !$0.isWhitespace }), let t = String(data: data, encoding: .utf8) else {
+                guard let bytes = Base64Value.decode(b), let t = String(validating: bytes, as: UTF8.self) else {
                     context.error(v, m.child(base64), "not valid base64 of UTF-8 text")
                     return (nil, nil, true)
                 }
