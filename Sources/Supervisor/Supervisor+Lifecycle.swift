@@ -58,7 +58,7 @@ extension Supervisor {
         do {
             try makeDirectories(stateDir)
             guard let spec = try store.spec(namespace, name),
-                  FileManager.default.createFile(atPath: specPath, contents: Data(spec.utf8)) else {
+                  FileDescriptors.replaceFile(specPath, with: Data(spec.utf8)) else {
                 throw RuntimeError("cannot write \(specPath)")
             }
             unlink(statusPath)
