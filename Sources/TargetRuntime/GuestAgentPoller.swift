@@ -51,6 +51,7 @@ extension RunSession.Live {
             return !t.plan.workingDirectory.isEmpty && FileManager.default.fileExists(atPath: path) ? path : nil
         }
         let status = self.status
+        let loop = group.next()
         return Task {
             guard let socket = sockets.first, let status else { return }
             var last: GuestAgentStatus?
@@ -67,7 +68,7 @@ extension RunSession.Live {
                     status.update { $0.guestAgent = next }
                     last = next
                 }
-                try? await Task.sleep(nanoseconds: UInt64(GuestAgentPoller.interval * 1_000_000_000))
+                await LoopTimer.sleep(GuestAgentPoller.interval, on: loop)
             }
         }
     }

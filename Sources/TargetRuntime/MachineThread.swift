@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import Dispatch
+import NIOCore
 import SessionCore
 import Synchronization
 
@@ -19,6 +20,15 @@ import Synchronization
 /// the pattern named); the process exits soon after, and the thread with it.
 final class MachineThread: Sendable {
     private let queue = DispatchQueue(label: "vtarget.session-machine")
+    /// Where each step's deadline is timed: a deadline cancelled when its
+    /// step returns leaves nothing behind, where `asyncAfter` left a
+    /// dispatch timer per event pending for its whole 3 s (libdispatch then
+    /// wakes once a second for each).
+    private let deadlines: any EventLoop
+
+    init(deadlines: any EventLoop) {
+        self.deadlines = deadlines
+    }
     /// A step overran: the queue is busy with it for good.
     private let stuck = Mutex(false)
 
@@ -50,12 +60,13 @@ final class MachineThread: Sendable {
         if isStuck { return nil }
         let result: Step? = await withCheckedContinuation { continuation in
             let answer = Answer(continuation)
+            let deadline = deadlines.scheduleTask(in: .nanoseconds(Int64(seconds * 1e9))) { answer.give(nil) }
             queue.async {
                 var m = machine
                 let actions = m.handle(event, now: now)
                 answer.give((m, actions))
+                deadline.cancel()
             }
-            DispatchQueue.global().asyncAfter(deadline: .now() + seconds) { answer.give(nil) }
         }
         if result == nil { stuck.withLock { $0 = true } }
         return result

@@ -5,6 +5,7 @@ import Foundation
 #endif
 import HostOS
 import InstanceContract
+import NIOCore
 import QMP
 import SessionCore
 
@@ -83,8 +84,9 @@ extension RunSession.Live {
     private func arm(_ timer: SessionTimer, after seconds: Double) {
         let sink = self.sink
         let watched = targets.enumerated().map { i, t in prepared[i].0.lifecycle.idleTTLSeconds == nil ? nil : t }
+        let loop = group.next()
         timers.append(Task {
-            try? await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
+            await LoopTimer.sleep(seconds, on: loop)
             if Task.isCancelled { return }
             switch timer {
             case .timeout: sink.yield(.timeout)

@@ -9,6 +9,7 @@ import Glibc
 import Endpoints
 import HostOS
 import InstanceContract
+import NIOCore
 import NIOPosix
 import QEMULaunch
 import QMP
@@ -43,7 +44,7 @@ extension RunSession {
         let status: ShimStatusWriter?
         let start: StartGuard
         /// Every event is handled there, with a deadline.
-        let matcher = MachineThread()
+        let matcher: MachineThread
         /// Targets whose QEMU said STOP or RESUME, for `followRunStates`.
         let runStates = AsyncStream<(Int, TargetProcess)>.makeStream()
         var runStateTask: Task<Void, Never>?
@@ -63,6 +64,7 @@ extension RunSession {
             self.start = start
             self.prepared = prepared
             self.sink = sink
+            matcher = MachineThread(deadlines: group.next())
             machine = try SessionMachine(plan: SessionPlan(prepared, session.config), now: monotonicSeconds())
             status = session.config.supervised.map { ShimStatusWriter(path: $0.statusPath) }
         }
@@ -180,21 +182,19 @@ extension RunSession {
             }
         }
 
-        /// Every half second, whether each target's runtime directory is still
+        /// Every second, whether each target's runtime directory is still
         /// there: with it gone (rm -rf by hand, a cleanup job) its sockets are
         /// dead while QEMU runs on, so the run is ended as a SIGTERM would end
-        /// it, and `drive` records why. Polling, not inotify: one stat per target
-        /// and no descriptor to manage, and half a second is soon enough.
-        private func watchDirectories() -> Task<Void, Never> {
+        /// it, and `drive` records why. Polling, not inotify: a user may have
+        /// only 128 inotify instances, fewer than a supervisor's shims. The
+        /// stat runs on the event loop's own timer, with no task woken for it.
+        private func watchDirectories() -> RepeatedTask {
             let directories = targets.map(\.directory)
             let sink = self.sink
-            return Task {
-                while !Task.isCancelled {
-                    try? await Task.sleep(nanoseconds: 500_000_000)
-                    if directories.contains(where: { !FileManager.default.fileExists(atPath: $0) }) {
-                        sink.yield(.signal(SIGTERM))
-                        return
-                    }
+            return group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { task in
+                if directories.contains(where: { access($0, F_OK) != 0 }) {
+                    sink.yield(.signal(SIGTERM))
+                    task.cancel()
                 }
             }
         }

@@ -1,4 +1,5 @@
 import Foundation
+import NIOPosix
 import SessionCore
 import Testing
 import TestSupport
@@ -14,7 +15,7 @@ import VTargetCommands
         var machine = try SessionMachine(plan: plan, now: 0)
         _ = machine.handle(.booted(target: 0), now: 0)
         _ = machine.handle(.started, now: 0)
-        let thread = MachineThread()
+        let thread = MachineThread(deadlines: MultiThreadedEventLoopGroup.singleton.next())
         let quick = await thread.handle(machine, .serial(target: 0, device: "uart0", bytes: Array("aaab\n".utf8)), now: 1, seconds: 5)
         #expect(quick != nil && quick?.0.finished == nil, "(a+)+$ does not match a line ending in b")
         let start = ContinuousClock.now

@@ -287,6 +287,37 @@ final class SupervisorFixture: Sendable {
         #expect(try f.vt(["events"]).stdout.contains("SpecChanged"))
     }
 
+    /// An idle shim with a long TTL sleeps: its timers are the event loop's
+    /// (a pending `Task.sleep` woke libdispatch every second) and its one
+    /// periodic check runs once a second, with no task woken for it. The
+    /// count is of context switches, summed over the shim's threads.
+    @Test func anIdleShimWakesAboutOnceASecond() throws {
+        let f = SupervisorFixture()
+        defer { f.tearDown() }
+        try f.vt(["apply", "-f", f.targets(["sleepy"], extra: "  ttl: 600s"), "-f", f.firmwareMap])
+        let items = try f.waitFor("Ready", f.allReady(1))
+        guard let q = items.first.flatMap({ f.status($0)["qemuPid"] as? Int }),
+              let stat = try? String(contentsOfFile: "/proc/\(q)/stat", encoding: .utf8),
+              let shim = stat.split(separator: ")").last?.split(separator: " ").dropFirst(1).first.flatMap({ Int32($0) }) else {
+            Issue.record("no shim for the QEMU")
+            return
+        }
+        func switches() -> Int {
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(shim)/task")) ?? []
+            return tasks.reduce(0) { sum, t in
+                let text = (try? String(contentsOfFile: "/proc/\(shim)/task/\(t)/status", encoding: .utf8)) ?? ""
+                let line = text.split(separator: "\n").first { $0.hasPrefix("voluntary_ctxt_switches:") }
+                return sum + (line?.split(separator: "\t").last.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) } ?? 0)
+            }
+        }
+        // Past the 5 s deadline of the run-state query that `cont` set off.
+        sleep(6)
+        let before = switches()
+        sleep(4)
+        let woken = switches() - before
+        #expect(woken <= 8, "the idle shim was woken \(woken) times in 4 s")
+    }
+
     /// kill -9 of the supervisor with 20 targets running, then any CLI call:
     /// all 20 are re-adopted, same processes, and their serial still echoes.
     @Test func supervisorKilledWithTwentyTargetsReadoptsThemAll() throws {
