@@ -59,7 +59,8 @@ import Testing
         try await StubQMPServer.with(script: ["human-monitor-command": .hold]) { stub, qmp in
             let replies = concurrently(8) { i throws(QMPError) in .string(try await qmp.hmp("echo \(i)")) }
             let held = await stub.held(atLeast: 8)
-            #expect(Set(held.compactMap { $0["id"] }.map(\.description)).count == 8, "one id per command")
+            let ids = held.compactMap { $0["id"] }.map(\.description)
+            #expect(ids.count == 7 && Set(ids).count == 7, "one command without an id, one id each for the rest: \(held)")
             // Answered last first, each with its own command line, and a reply for no one in between.
             stub.send(#"{"return": "for no one", "id": "vt-999"}"#)
             for request in held.reversed() {
@@ -68,6 +69,32 @@ import Testing
             }
             let got = await replies.value
             for i in 0..<8 { #expect(got[i] == .success(.string("said echo \(i)"))) }
+        }
+    }
+
+    /// QEMU reads its monitor a byte at a time: a lone command (the latency
+    /// case) goes without an id, and the one reply without an id is its, in
+    /// whatever order the replies come.
+    @Test func aLoneCommandGoesWithoutAnIdAndTheReplyWithoutOneIsIts() async throws {
+        try await StubQMPServer.with(script: ["stop": .hold, "cont": .hold]) { stub, qmp in
+            let stopped = Task { try await qmp.execute("stop") }
+            let first = await stub.held(atLeast: 1)[0]
+            #expect(first["id"] == nil, "nothing else in flight: \(first)")
+            let resumed = Task { try await qmp.execute("cont") }
+            let second = await stub.held(atLeast: 2)[1]
+            #expect(second["id"] != nil, "one command without an id at a time: \(second)")
+            // A reply for no one, with an id never given, is dropped.
+            stub.send(#"{"return": "for no one", "id": 77}"#)
+            stub.release(second, with: .reply(.string("resumed")))
+            stub.release(first, with: .reply(.string("stopped")))
+            #expect((try? await resumed.value) == .string("resumed"))
+            #expect((try? await stopped.value) == .string("stopped"))
+            // Answered, its place is free for the next lone command.
+            let again = Task { try await qmp.execute("stop") }
+            let third = await stub.held(atLeast: 1)[0]
+            #expect(third["id"] == nil, "\(third)")
+            stub.release(third, with: .reply(.string("again")))
+            #expect((try? await again.value) == .string("again"))
         }
     }
 
@@ -99,7 +126,7 @@ import Testing
             var events = qmp.events.makeAsyncIterator()
             async let stopped = qmp.execute("stop")
             let held = await stub.held(atLeast: 1)
-            let id = held[0]["id"]?.description ?? "?"
+            let id = held[0]["id"]?.description ?? "null"
             stub.send(#"{"event": "STOP", "timestamp": {"seconds": 1, "microseconds": 2}}"#)
             // Even one that carries the pending command's id.
             stub.send(#"{"event": "JOB_STATUS_CHANGE", "data": {"status": "ready"}, "id": \#(id)}"#)
@@ -168,7 +195,7 @@ import Testing
         try await StubQMPServer.with(script: ["stop": .hold]) { stub, qmp in
             let stopped = Task { try await qmp.execute("stop") }
             let held = await stub.held(atLeast: 1)
-            let id = held[0]["id"]?.description ?? "?"
+            let id = held[0]["id"]?.description ?? "null"
             stub.send(#"{"return": {}, "id": \#(id),}"#)
             await #expect(throws: QMPError.protocolViolation("QEMU sent malformed JSON")) { try await stopped.value }
         }
