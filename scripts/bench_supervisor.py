@@ -232,6 +232,39 @@ def processes(marker):
 
 def many_targets(env, work, sock, sup):
     """VTARGET_BENCH_TARGETS targets under one supervisor, beside as many raw QEMUs measured alone first."""
+
+    def private_by_kind(pid):
+        """A shim's private dirty KiB by what holds it (/proc/PID/smaps): the vtarget
+        binary's data, .bss and relocated read-only data; the malloc heap; thread
+        stacks (the main one, and each anonymous mapping right above a one-page guard); shared
+        libraries (with the .bss after each); the rest."""
+        kinds = dict.fromkeys(("binary", "heap", "stacks", "libraries", "other"), 0)
+        prev = None
+        try:
+            with open(f"/proc/{pid}/smaps") as f:
+                lines = f.readlines()
+        except OSError:
+            return kinds
+        for line in lines:
+            p = line.split()
+            if not p[0].endswith(":"):
+                lo, hi = (int(x, 16) for x in p[0].split("-"))
+                name = p[5] if len(p) > 5 else ""
+                if name.endswith("/vtarget") or (not name and prev and prev[2].endswith("/vtarget") and prev[1] == lo):
+                    kind = "binary"
+                elif name == "[heap]":
+                    kind = "heap"
+                elif ".so" in name or (not name and prev and ".so" in prev[2] and prev[1] == lo):
+                    kind = "libraries"
+                elif name == "[stack]" or not name and prev and not prev[2] and prev[3] == "---p" and prev[1] - prev[0] == 4096 and prev[1] == lo:
+                    kind = "stacks"
+                else:
+                    kind = "other"
+                prev = (lo, hi, name, p[1])
+            elif p[0] == "Private_Dirty:":
+                kinds[kind] += int(p[1])
+        return kinds
+
     n = TARGETS
     raw = raw_fleet(n, work)
     sup_mem0 = memory(sup)
@@ -266,10 +299,12 @@ def many_targets(env, work, sock, sup):
         get_t.append((time.perf_counter() - t) * 1000)
     qm, sm, sup_mem = [memory(p) for p in qemus], [memory(p) for p in shims], memory(sup)
     fds, threads = len(os.listdir(f"/proc/{sup}/fd")), len(os.listdir(f"/proc/{sup}/task"))
+    kinds = [private_by_kind(p) for p in shims]
+    shim_threads = [len(os.listdir(f"/proc/{p}/task")) for p in shims if os.path.isdir(f"/proc/{p}/task")]
     used = avail0 - mem_available_mb()
     total = sum(m["Pss"] for m in qm + sm) + sup_mem["Pss"]
     raw_total = sum(m["Pss"] for m in raw["mems"])
-    per = lambda ms, key: spread([m[key] for m in ms])
+    per = lambda ms, key, fmt="{:.1f}": spread([m[key] for m in ms], fmt)
     print(f"{n} targets: all Ready after {all_ready:.1f} s ({len(qemus)} QEMUs, {len(shims)} shims); "
           f"{n} raw QEMUs booted in {raw['booted']:.1f} s")
     print(f"{'figure (median (min-max))':52} {'vtarget':>24} {'raw QEMU':>24}")
@@ -277,9 +312,12 @@ def many_targets(env, work, sock, sup):
     row("QEMU PSS per target (MiB)", per(qm, "Pss"), per(raw["mems"], "Pss"))
     row("QEMU private dirty per target (MiB)", per(qm, "Private_Dirty"), per(raw["mems"], "Private_Dirty"))
     row("QEMU RSS per target (MiB)", per(qm, "Rss"), per(raw["mems"], "Rss"))
-    row("shim PSS per target (MiB, goal <= 2)", per(sm, "Pss"))
-    row("shim private dirty per target (MiB, goal <= 1)", per(sm, "Private_Dirty"))
+    row("shim PSS per target (MiB, goal <= 2)", per(sm, "Pss", "{:.2f}"))
+    row("shim private dirty per target (MiB, goal <= 1)", per(sm, "Private_Dirty", "{:.2f}"))
     row("shim RSS per target (MiB)", per(sm, "Rss"))
+    for kind in ("binary", "heap", "stacks", "libraries", "other"):
+        row(f"  shim private dirty: {kind} (KiB)", spread([k[kind] for k in kinds], "{:.0f}"))
+    row("shim threads", spread(shim_threads, "{:.0f}"))
     row("supervisor PSS / private dirty (MiB)", f"{sup_mem['Pss']:.1f} / {sup_mem['Private_Dirty']:.1f}")
     row("supervisor PSS with no shim sharing its pages (MiB)", f"{sup_mem0['Pss']:.1f}")
     row(f"supervisor open fds / threads with {n}", f"{fds} / {threads}")

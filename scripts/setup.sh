@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-PACKAGES=(qemu-system-arm qemu-system-x86 qemu-utils libyaml-dev libseccomp-dev pkg-config
+PACKAGES=(qemu-system-arm qemu-system-x86 qemu-utils libyaml-dev libseccomp-dev libsqlite3-dev zlib1g-dev pkg-config
           gcc-arm-none-eabi binutils make socat python3-venv gdb-multiarch ovmf qemu-efi-aarch64 genisoimage mtools syslinux syslinux-common cpio kmod e2fsprogs debootstrap openssh-client qemu-guest-agent docker-registry skopeo tar curl mmdebstrap umoci uidmap fakechroot can-utils)
 missing=()
 for p in "${PACKAGES[@]}"; do
