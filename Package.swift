@@ -19,9 +19,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
     ],
     targets: [
-        // System libraries, found through pkg-config.
-        .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
-        .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
+        // System libraries. No pkgConfig: SwiftPM would put its -L/usr/lib/x86_64-linux-gnu ahead of
+        // Sources/vtarget/static-libs on the release link (see its README).
+        .systemLibrary(name: "CYAML", providers: [.apt(["libyaml-dev"])]),
+        .systemLibrary(name: "CSeccomp", providers: [.apt(["libseccomp-dev"])]),
         // fork/exec with nothing allocating between the two.
         .target(name: "CSpawn", exclude: ["README.md"]),
 
@@ -104,9 +105,10 @@ let package = Package(
         // those pages stay the file's, shared by every shim (scripts/bench_supervisor.py). Not in
         // debug, whose runtime is shared: there glibc warns on stderr of each protected function
         // of libswiftCore whose address a non-PIE takes.
-        .executableTarget(name: "vtarget", dependencies: ["VTargetCommands"], exclude: ["README.md", "exports.map"],
+        .executableTarget(name: "vtarget", dependencies: ["VTargetCommands"], exclude: ["README.md", "exports.map", "static-libs"],
                           linkerSettings: [.unsafeFlags(["-Xclang-linker", "-no-pie",
-                                                         "-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/vtarget/exports.map"],
+                                                         "-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/vtarget/exports.map",
+                                                         "-L", "\(Context.packageDirectory)/Sources/vtarget/static-libs"],
                                                         .when(configuration: .release))]),
         // Tries what the sandbox denies; used by `vtarget doctor` and the tests.
         // Linked without the Swift runtime it never calls: it runs inside QEMU's minimal root, which has no /opt/swift.

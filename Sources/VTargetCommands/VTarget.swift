@@ -30,8 +30,16 @@ public struct VTarget: AsyncParsableCommand {
     public init() {}
 
     /// Parses, runs, and maps every error onto the contract's exit codes.
+    /// A supervisor's shim (`run -f SPEC --shim JSON`) is parsed as `run`
+    /// alone: the whole tree of 54 commands would initialise every command's
+    /// configuration and metadata, ~65 KiB of pages each idle shim then keeps.
     public static func runMain(_ arguments: [String]) async -> Int32 {
         do {
+            if arguments.first == ShimArguments.subcommand, arguments.contains(ShimArguments.option), !arguments.contains("--") {
+                var run = try Run.parse(Array(arguments.dropFirst()))
+                try await run.run()
+                return 0
+            }
             var command = try parseAsRoot(CreateConfigMap.acceptingBareDryRun(arguments))
             if var async = command as? any AsyncParsableCommand {
                 try await async.run()

@@ -5,10 +5,17 @@ import Testing
 
 /// What a shim is started with, and the supervisor's own open-file limit.
 @Suite struct ShimEnvironmentTests {
-    @Test func aShimGetsOneMallocArenaUnlessTheUserSaidOtherwise() {
+    @Test func aShimGetsOneMallocArenaAndNoStackCacheUnlessTheUserSaidOtherwise() {
         let env = Supervisor.shimEnvironment(["PATH": "/usr/bin", "VTARGET_STATE_DIR": "/s"])
-        #expect(Set(env) == ["PATH=/usr/bin", "VTARGET_STATE_DIR=/s", "MALLOC_ARENA_MAX=1"])
-        #expect(Supervisor.shimEnvironment(["MALLOC_ARENA_MAX": "4"]) == ["MALLOC_ARENA_MAX=4"])
+        #expect(Set(env) == ["PATH=/usr/bin", "VTARGET_STATE_DIR=/s", "MALLOC_ARENA_MAX=1",
+                             "GLIBC_TUNABLES=glibc.pthread.stack_cache_size=0"])
+        #expect(Set(Supervisor.shimEnvironment(["MALLOC_ARENA_MAX": "4"])) ==
+                ["MALLOC_ARENA_MAX=4", "GLIBC_TUNABLES=glibc.pthread.stack_cache_size=0"])
+        // The user's own tunables are kept, and theirs for the stack cache wins.
+        #expect(Set(Supervisor.shimEnvironment(["MALLOC_ARENA_MAX": "4", "GLIBC_TUNABLES": "glibc.malloc.tcache_count=0"])) ==
+                ["MALLOC_ARENA_MAX=4", "GLIBC_TUNABLES=glibc.malloc.tcache_count=0:glibc.pthread.stack_cache_size=0"])
+        #expect(Set(Supervisor.shimEnvironment(["MALLOC_ARENA_MAX": "4", "GLIBC_TUNABLES": "glibc.pthread.stack_cache_size=1048576"])) ==
+                ["MALLOC_ARENA_MAX=4", "GLIBC_TUNABLES=glibc.pthread.stack_cache_size=1048576"])
     }
 
     /// 500 shims need more descriptors than the usual soft 1024: the soft limit goes up to the hard one.
