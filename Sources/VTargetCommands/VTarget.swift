@@ -36,7 +36,7 @@ public struct VTarget: AsyncParsableCommand {
     public static func runMain(_ arguments: [String]) async -> Int32 {
         do {
             if arguments.first == ShimArguments.subcommand, arguments.contains(ShimArguments.option), !arguments.contains("--") {
-                var run = try Run.parse(Array(arguments.dropFirst()))
+                let run = try Run.parse(Array(arguments.dropFirst()))
                 try await run.run()
                 return 0
             }
