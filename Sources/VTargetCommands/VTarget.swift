@@ -30,14 +30,10 @@ public struct VTarget: AsyncParsableCommand {
     public init() {}
 
     /// Parses, runs, and maps every error onto the contract's exit codes.
-    /// A supervisor's shim (`run -f SPEC --shim JSON`) is parsed as `run`
-    /// alone: the whole tree of 54 commands would initialise every command's
-    /// configuration and metadata, ~65 KiB of pages each idle shim then keeps.
     public static func runMain(_ arguments: [String]) async -> Int32 {
         do {
-            if arguments.first == ShimArguments.subcommand, arguments.contains(ShimArguments.option), !arguments.contains("--") {
-                let run = try Run.parse(Array(arguments.dropFirst()))
-                try await run.run()
+            if var direct = direct(arguments) {
+                try await direct.run()
                 return 0
             }
             var command = try parseAsRoot(CreateConfigMap.acceptingBareDryRun(arguments))
@@ -50,6 +46,21 @@ public struct VTarget: AsyncParsableCommand {
         } catch {
             return exitCode(reporting: error)
         }
+    }
+
+    /// The commands on the way to a running target, parsed alone when their
+    /// arguments parse: `run` (a CI run, and every supervisor's shim) and
+    /// `can serve` (a bus's host). The whole tree of 54 commands initialises
+    /// every command's configuration and metadata: ~65 KiB of pages each idle
+    /// shim then keeps, and time before QEMU starts. What does not parse alone
+    /// (`--help`, a mistake) goes through the tree, for its messages.
+    static func direct(_ arguments: [String]) -> (any AsyncParsableCommand)? {
+        if arguments.first == Run.configuration.commandName, let run = try? Run.parse(Array(arguments.dropFirst())) { return run }
+        if arguments.starts(with: [CAN.configuration.commandName, CANServe.configuration.commandName].compactMap { $0 }),
+           let serve = try? CANServe.parse(Array(arguments.dropFirst(2))) {
+            return serve
+        }
+        return nil
     }
 
     /// Says on stderr what went wrong and returns the exit code: 2 only

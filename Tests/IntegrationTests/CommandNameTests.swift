@@ -1,6 +1,6 @@
 import ArgumentParser
 import Testing
-import VTargetCommands
+@testable import VTargetCommands
 
 /// Every command names itself. Without `commandName`, ArgumentParser derives
 /// the name with `String(describing:)` of the command's type while it builds
@@ -20,5 +20,20 @@ import VTargetCommands
         walk(VTarget.self, path: "")
         #expect(seen > 40, "the walk found \(seen) commands")
         #expect(missing.isEmpty, "commands without commandName: \(missing)")
+    }
+}
+
+/// `run` and `can serve` skip the command tree when their arguments parse
+/// alone; anything else, and anything that does not parse (help, mistakes),
+/// goes through the tree for its messages.
+@Suite struct DirectCommandTests {
+    @Test func runAndCANServeAloneEverythingElseThroughTheTree() {
+        #expect(VTarget.direct(["run", "-f", "a.yaml", "--until", "ready"]) is Run)
+        #expect(VTarget.direct(["run", "-f", "a.yaml", "--shim", "{}"]) == nil, "a malformed --shim fails validation alone, and again in the tree")
+        #expect(VTarget.direct(["can", "serve", "vehicle", "-n", "team"]) is CANServe)
+        for refused in [["run", "--help"], ["run", "--until", ""], ["run", "--no-such-flag"], ["can", "serve"], ["can", "dump", "bus"],
+                        ["get", "instances"], ["--version"], [], ["help", "run"]] {
+            #expect(VTarget.direct(refused) == nil, "\(refused)")
+        }
     }
 }
