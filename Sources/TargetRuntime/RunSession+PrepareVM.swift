@@ -39,7 +39,7 @@ extension RunSession {
                                              host: config.host, sandbox: config.sandbox, environment: env, materialize: true)
             host.kernel = kernel
             // A pool member: somewhere for `savevm vt-ready` to keep the guest's RAM.
-            if config.supervised?.snapshot == true { host.snapshotImage = try await QemuImg(environment: env).createSnapshotScratch(in: qemuDir) }
+            if config.supervised?.snapshot == true { host.snapshotImage = try await preparation.snapshotScratch(in: qemuDir) }
             if dropping { try QEMUSandbox.handOver(qemuDir) }
             do {
                 let plan = try VMLaunchPlanner.plan(vm: r.vm, host: host)
@@ -114,5 +114,6 @@ extension VMPreparation {
         self.init(qemuImg: qemuImg,
                   store: ImageStore(stateDirectory: state, qemuImg: qemuImg, tar: ExecutableSearch.find("tar", environment: env) ?? "/usr/bin/tar"),
                   seeds: try CloudInitSeed(environment: env), volumeRoot: state + "/volumes", allowHostPaths: true)
+        templates = TemplateCache(stateDirectory: state)
     }
 }
