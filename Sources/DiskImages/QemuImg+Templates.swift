@@ -17,4 +17,17 @@ extension QemuImg {
             try await create(path: made, format: format, size: size, backing: backing)
         }
     }
+
+    /// `convert` through `templates`: a copy of what this qemu-img made
+    /// before from the same source file (path, size, time, inode) into the
+    /// same format (an EFI vars template as qcow2).
+    public func convert(_ source: String, from sourceFormat: Format, to path: String, format: Format, templates: TemplateCache) async throws {
+        guard let from = TemplateCache.identity(of: source) else {
+            return try await convert(source, from: sourceFormat, to: path, format: format)
+        }
+        let key = TemplateCache.Key(["qemu-img convert", TemplateCache.identity(of: executable) ?? executable, sourceFormat.rawValue, from, format.rawValue])
+        try await templates.file(key, at: path) { made throws(QemuImgError) in
+            try await convert(source, from: sourceFormat, to: made, format: format)
+        }
+    }
 }

@@ -73,7 +73,10 @@ public enum VMHostPlan {
             let files = try FirmwareFiles.find(architecture: vm.architecture, machineType: vm.machineType,
                                                directories: FirmwareFiles.defaultDirectories(environment: environment))
             let vars = qemuDirectory + "/efi-vars.qcow2"
-            if materialize { try await files.makeVars(at: vars, qemuImg: try QemuImg(environment: environment), previous: qemuDirectory + "/efi-vars.fd") }
+            if materialize {
+                try await files.makeVars(at: vars, qemuImg: try QemuImg(environment: environment), previous: qemuDirectory + "/efi-vars.fd",
+                                         templates: TemplateCache(stateDirectory: SupervisorPaths(environment: environment).stateDirectory))
+            }
             inputs.efi = VMHostInputs.EFIFiles(code: files.code, vars: vars, varsFormat: .qcow2)
         }
         return inputs
