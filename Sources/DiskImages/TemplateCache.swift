@@ -163,17 +163,11 @@ public struct TemplateCache: Sendable {
         let temp = staging ?? path + ".tmp-\(UInt64.random(in: 0...UInt64.max))"
         let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o644)
         guard fd >= 0 else { throw ImageStoreError(.io, "cannot create \(temp): \(String(cString: strerror(errno)))") }
-        var done = 0
-        while done < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, bytes.count - done) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else {
-                let reason = String(cString: strerror(errno))
-                close(fd)
-                unlink(temp)
-                throw ImageStoreError(.io, "cannot write \(temp): \(reason)")
-            }
-            done += n
+        guard bytes.withUnsafeBytes({ ImageStore.writeAll(fd, $0) }) else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            unlink(temp)
+            throw ImageStoreError(.io, "cannot write \(temp): \(reason)")
         }
         if sync { fsync(fd) }
         close(fd)
