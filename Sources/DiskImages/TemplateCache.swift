@@ -163,7 +163,7 @@ public struct TemplateCache: Sendable {
         let temp = staging ?? path + ".tmp-\(UInt64.random(in: 0...UInt64.max))"
         let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o644)
         guard fd >= 0 else { throw ImageStoreError(.io, "cannot create \(temp): \(String(cString: strerror(errno)))") }
-        guard bytes.withUnsafeBytes({ ImageStore.writeAll(fd, $0) }) else {
+        guard bytes.withUnsafeBytes({ StoreFiles.writeAll(fd, $0) }) else {
             let reason = String(cString: strerror(errno))
             close(fd)
             unlink(temp)
