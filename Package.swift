@@ -128,7 +128,7 @@ let package = Package(
         .target(name: "VMLaunchCases", dependencies: ["VMLaunch", "VMSpec", "ResourceKit", "YAMLTree"], path: "Tests/VMLaunchCases"),
         .testTarget(name: "VMLaunchTests", dependencies: ["VMLaunch", "VMLaunchCases", "VMSpec", "QEMULaunch", "ResourceKit", "YAMLTree", "TestSupport"],
                     exclude: ["Golden"]),
-        .testTarget(name: "VMRuntimeTests", dependencies: ["VMRuntime", "VMSpec", "HostOS", "DiskImages"]),
+        .testTarget(name: "VMRuntimeTests", dependencies: ["VMRuntime", "VMSpec", "HostOS", "DiskImages", "VMLaunch", "VMLaunchCases"]),
         .testTarget(name: "KubeRenderTests", dependencies: ["KubeRender", "TargetSpec", "ResourceKit", "MachineCatalog", "YAMLTree", "TestSupport"],
                     exclude: ["Golden"]),
         .testTarget(name: "CANProtocolTests", dependencies: ["CANProtocol"]),

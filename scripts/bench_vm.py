@@ -18,7 +18,9 @@ each figure beside raw QEMU measured in the same run:
   beside its QEMU, and a pool member's shim beside its QEMU.
 
 Medians and ranges (min-max) over VM_RUNS boots and CLAIM_RUNS claims.
-VTARGET picks the binary (default: the release build).
+VTARGET picks the binary (default: the release build); VTARGET_OLD names a
+second (an older build) whose boots are interleaved with the first's, for a
+before/after in one run on a loaded machine.
 """
 import os, shutil, subprocess, sys, tempfile, time
 
@@ -26,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench import HEADER, ROOT, VT, row, spread, median_ms  # noqa: E402
 
 RUNS = int(os.environ.get("VM_RUNS", "5"))
+OLD = os.environ.get("VTARGET_OLD")
 CLAIMS = int(os.environ.get("CLAIM_RUNS", "10"))
 READY = b"vtarget-guest: ready"
 IMAGE = "vtarget-bench/busybox:1"
@@ -232,18 +235,28 @@ def main():
             f.write(VM)
         run = [VT, "run", "-f", spec]
         # Interleaved, so load on the machine falls on both alike; the first pair warms the caches.
-        raw_first, raw_ready, vt_first, vt_ready, run_memory = [], [], [], [], []
+        raw_first, raw_ready, vt_first, vt_ready, run_memory, old_first, old_ready = [], [], [], [], [], [], []
         for i in range(RUNS + 1):
             rf, rr = boot(raw_argv(work, disk))
             vf, vr = boot(run, env, run_memory if i > 0 else None)
+            of, orr = boot([OLD] + run[1:], env) if OLD else (None, None)
             if i > 0:
                 raw_first.append(rf); raw_ready.append(rr); vt_first.append(vf); vt_ready.append(vr)
+                if OLD:
+                    old_first.append(of); old_ready.append(orr)
 
         # Three disks and a seed: start -> QEMU's exec (the first run warms the caches).
         spec3 = os.path.join(work, "vm3.yaml")
         with open(spec3, "w") as f:
             f.write(VM3)
-        preparations = [prepare([VT, "run", "-f", spec3], env) for _ in range(RUNS + 1)][1:]
+        preparations, old_preparations = [], []
+        for i in range(RUNS + 1):
+            p = prepare([VT, "run", "-f", spec3], env)
+            o = prepare([OLD, "run", "-f", spec3], env) if OLD else None
+            if i > 0:
+                preparations.append(p)
+                if OLD:
+                    old_preparations.append(o)
 
         # The pool: one member, claimed and released CLAIMS times.
         pool = os.path.join(work, "pool.yaml")
@@ -286,6 +299,11 @@ def main():
     print(row("pool: warm claim, whole CLI (ms)", claims))
     print(row("pool: release (loadvm of the snapshot) (ms)", releases))
     print(row("VM, 3 disks + seed: start -> QEMU exec (ms)", preparations, None, "<= 100"))
+    if OLD:
+        print(f"VTARGET_OLD = {OLD}, its boots interleaved with the above:")
+        print(row("  old: VM start -> first console byte (ms)", old_first, raw_first, "<= 1.1"))
+        print(row("  old: VM start -> guest ready line (ms)", old_ready, raw_ready, "<= 1.1"))
+        print(row("  old: 3 disks + seed: start -> QEMU exec (ms)", old_preparations, None, "<= 100"))
     mib = lambda kib: f"{kib / 1024:.1f} MiB"
     run_vt = sorted(m[0] for m in run_memory)[len(run_memory) // 2]
     run_qemu = sorted(m[1] for m in run_memory)[len(run_memory) // 2]
@@ -300,6 +318,7 @@ def main():
     print(f"{'first claim: member boot + savevm (ms)':46} {first_claim * 1000:9.1f}")
     print(f"(medians and min-max over {RUNS} boots and {CLAIMS} claims; busybox guest, q35 under TCG, 256 MiB; "
           f"cold boot = vtarget run start -> ready line, range {spread(vt_ready)} ms)")
+    print(f"(load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
 
 
 if __name__ == "__main__":

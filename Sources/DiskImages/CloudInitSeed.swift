@@ -44,9 +44,7 @@ public struct CloudInitSeed: Sendable {
     /// Any files (paths relative, `/`-separated, no `.` or `..` part) as an
     /// ISO labelled `volumeLabel`, replaced whole as a seed is.
     public func write(files: [CloudInitFiles.File], volumeLabel: String, to path: String) async throws(CloudInitSeedError) {
-        for f in files where f.path.isEmpty || f.path.hasPrefix("/") || f.path.split(separator: "/", omittingEmptySubsequences: false).contains(where: { $0 == "." || $0 == ".." || $0.isEmpty }) {
-            throw CloudInitSeedError(.badInput, field: f.path, "\"\(f.path)\" cannot be a file name on the disk; use a name without `/`, `.` or `..` parts")
-        }
+        try Self.checkNames(files)
         let staging = path + ".staging-\(UInt32.random(in: 0...UInt32.max))"
         let partial = path + ".tmp"
         defer {
@@ -85,6 +83,31 @@ public struct CloudInitSeed: Sendable {
             let reason = String(cString: strerror(errno))
             throw CloudInitSeedError(.io, "cannot move the seed to \(path): \(reason)")
         }
+    }
+}
+
+extension CloudInitSeed {
+    /// File names with `/`, `.` or `..` parts are the user's error.
+    static func checkNames(_ files: [CloudInitFiles.File]) throws(CloudInitSeedError) {
+        for f in files where f.path.isEmpty || f.path.hasPrefix("/") || f.path.split(separator: "/", omittingEmptySubsequences: false).contains(where: { $0 == "." || $0 == ".." || $0.isEmpty }) {
+            throw CloudInitSeedError(.badInput, field: f.path, "\"\(f.path)\" cannot be a file name on the disk; use a name without `/`, `.` or `..` parts")
+        }
+    }
+
+    /// `write` through `templates`: the ISO this genisoimage made before
+    /// from the same label and files (names and bytes), copied. Its
+    /// timestamps are those of the first making, which no guest reads.
+    public func write(files: [CloudInitFiles.File], volumeLabel: String, to path: String, templates: TemplateCache) async throws {
+        try Self.checkNames(files)
+        var fields: [[UInt8]] = [Array("genisoimage".utf8), Array((TemplateCache.identity(of: executable) ?? executable).utf8), Array(volumeLabel.utf8)]
+        for f in files { fields += [Array(f.path.utf8), f.contents] }
+        try await templates.file(.init(fields), at: path) { made throws(CloudInitSeedError) in
+            try await write(files: files, volumeLabel: volumeLabel, to: made)
+        }
+    }
+
+    public func write(_ seed: CloudInitFiles, to path: String, templates: TemplateCache) async throws {
+        try await write(files: seed.files, volumeLabel: seed.volumeLabel, to: path, templates: templates)
     }
 }
 

@@ -39,7 +39,7 @@ extension RunSession {
                                              host: config.host, sandbox: config.sandbox, environment: env, materialize: true)
             host.kernel = kernel
             // A pool member: somewhere for `savevm vt-ready` to keep the guest's RAM.
-            if config.supervised?.snapshot == true { host.snapshotImage = try await QemuImg(environment: env).createSnapshotScratch(in: qemuDir) }
+            if config.supervised?.snapshot == true { host.snapshotImage = try await preparation.snapshotScratch(in: qemuDir) }
             if dropping { try QEMUSandbox.handOver(qemuDir) }
             do {
                 let plan = try VMLaunchPlanner.plan(vm: r.vm, host: host)
@@ -73,7 +73,10 @@ public enum VMHostPlan {
             let files = try FirmwareFiles.find(architecture: vm.architecture, machineType: vm.machineType,
                                                directories: FirmwareFiles.defaultDirectories(environment: environment))
             let vars = qemuDirectory + "/efi-vars.qcow2"
-            if materialize { try await files.makeVars(at: vars, qemuImg: try QemuImg(environment: environment), previous: qemuDirectory + "/efi-vars.fd") }
+            if materialize {
+                try await files.makeVars(at: vars, qemuImg: try QemuImg(environment: environment), previous: qemuDirectory + "/efi-vars.fd",
+                                         templates: TemplateCache(stateDirectory: SupervisorPaths(environment: environment).stateDirectory))
+            }
             inputs.efi = VMHostInputs.EFIFiles(code: files.code, vars: vars, varsFormat: .qcow2)
         }
         return inputs
@@ -114,5 +117,6 @@ extension VMPreparation {
         self.init(qemuImg: qemuImg,
                   store: ImageStore(stateDirectory: state, qemuImg: qemuImg, tar: ExecutableSearch.find("tar", environment: env) ?? "/usr/bin/tar"),
                   seeds: try CloudInitSeed(environment: env), volumeRoot: state + "/volumes", allowHostPaths: true)
+        templates = TemplateCache(stateDirectory: state)
     }
 }

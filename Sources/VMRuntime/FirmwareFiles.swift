@@ -78,15 +78,21 @@ public struct FirmwareFiles: Sendable, Equatable {
     /// writable raw node, and a pool member is snapshotted once Ready.
     /// `previous`: the raw copy an older vtarget kept, converted instead of
     /// the template so its boot entries are not lost.
+    /// With `templates`, a conversion of the template is copied from the
+    /// one made before (a `run` has a new directory at each start).
     /// Returns whether a copy was made.
     @discardableResult
-    public func makeVars(at path: String, qemuImg: QemuImg, previous: String? = nil) async throws(RuntimeError) -> Bool {
+    public func makeVars(at path: String, qemuImg: QemuImg, previous: String? = nil, templates: TemplateCache? = nil) async throws(RuntimeError) -> Bool {
         if FileManager.default.fileExists(atPath: path) { return false }
         let source = previous.flatMap { FileManager.default.fileExists(atPath: $0) ? $0 : nil } ?? varsTemplate
         let partial = path + ".partial"
         unlink(partial)
         do {
-            try await qemuImg.convert(source, from: .raw, to: partial, format: .qcow2)
+            if let templates, source == varsTemplate {
+                try await qemuImg.convert(source, from: .raw, to: partial, format: .qcow2, templates: templates)
+            } else {
+                try await qemuImg.convert(source, from: .raw, to: partial, format: .qcow2)
+            }
         } catch {
             unlink(partial)
             throw RuntimeError("cannot make EFI vars \(path) from \(source): \(error)", code: .io, cause: error)

@@ -25,6 +25,10 @@ public struct VMPreparation: Sendable {
     /// (a raw one would make each release a reboot), and members never
     /// write the one host file together.
     public var overlayHostDisks = false
+    /// Overlays on store images, empty disks and seed ISOs copied from
+    /// the ones made before from the same inputs (`TemplateCache`), not
+    /// made by qemu-img or genisoimage again at each start; nil makes each.
+    public var templates: TemplateCache?
 
     public init(qemuImg: QemuImg, store: ImageStore, seeds: CloudInitSeed, volumeRoot: String, allowHostPaths: Bool) {
         self.qemuImg = qemuImg
@@ -145,12 +149,11 @@ public struct VMPreparation: Sendable {
         case .image(let reference, _):
             let (image, format) = try resolveDisk(reference, disk)
             let overlay = own + ".qcow2"
-            try await qemuImg.create(path: overlay, format: .qcow2, size: nil,
-                                     backing: QemuImg.Backing(path: image.path, format: format))
+            try await create(overlay, size: nil, backing: QemuImg.Backing(path: image.path, format: format))
             return .init(path: overlay, format: .qcow2, base: .init(path: image.path, format: format == .qcow2 ? .qcow2 : .raw))
         case .empty(let capacity):
             let path = own + ".qcow2"
-            try await qemuImg.create(path: path, format: .qcow2, size: capacity)
+            try await create(path, size: capacity)
             return .init(path: path, format: .qcow2)
         case .volume(let name, let capacity, _):
             let dir = volumeRoot + "/" + vm.metadata.namespace
@@ -194,7 +197,7 @@ public struct VMPreparation: Sendable {
                                            instanceID: CloudInitFiles.stableInstanceID(name: vm.metadata.name, namespace: vm.metadata.namespace),
                                            hostname: vm.hostname, userData: user, networkConfig: network)
             let path = own + ".iso"
-            try await seeds.write(files, to: path)
+            if let templates { try await seeds.write(files, to: path, templates: templates) } else { try await seeds.write(files, to: path) }
             return .init(path: path, format: .raw, readOnly: true)
         case .configMap(let name), .secret(let name):
             // Each key a file at the ISO's root, as KubeVirt's config disks.
@@ -212,11 +215,29 @@ public struct VMPreparation: Sendable {
     private func configDisk(_ data: [String: [UInt8]], label: String, at path: String, what: String) async throws -> VMHostInputs.DiskBacking {
         let files = data.keys.sorted().map { CloudInitFiles.File(path: $0, contents: data[$0] ?? []) }
         do {
-            try await seeds.write(files: files, volumeLabel: label, to: path)
-        } catch {
-            if error.code == .badInput { throw RuntimeError("\(what) key \(error.message)", code: .badInput, cause: error) }
-            throw error
+            if let templates {
+                try await seeds.write(files: files, volumeLabel: label, to: path, templates: templates)
+            } else {
+                try await seeds.write(files: files, volumeLabel: label, to: path)
+            }
+        } catch let error as CloudInitSeedError where error.code == .badInput {
+            throw RuntimeError("\(what) key \(error.message)", code: .badInput, cause: error)
         }
         return .init(path: path, format: .raw, readOnly: true)
+    }
+
+    /// A pool member's scratch for `savevm` (`QemuImg.createSnapshotScratch`).
+    public func snapshotScratch(in qemuDirectory: String) async throws -> String {
+        guard let templates else { return try await qemuImg.createSnapshotScratch(in: qemuDirectory) }
+        return try await qemuImg.createSnapshotScratch(in: qemuDirectory, templates: templates)
+    }
+
+    /// A fresh qcow2 of a start: through `templates` when there are any.
+    private func create(_ path: String, size: UInt64?, backing: QemuImg.Backing? = nil) async throws {
+        if let templates {
+            try await qemuImg.create(path: path, format: .qcow2, size: size, backing: backing, templates: templates)
+        } else {
+            try await qemuImg.create(path: path, format: .qcow2, size: size, backing: backing)
+        }
     }
 }

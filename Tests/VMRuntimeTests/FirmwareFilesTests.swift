@@ -103,6 +103,39 @@ import VMSpec
         #expect(!FileManager.default.fileExists(atPath: dir + "/other.qcow2") && !FileManager.default.fileExists(atPath: dir + "/other.qcow2.partial"))
     }
 
+    /// Through templates: each VM's vars its own file, the template's bytes,
+    /// converted once; a changed template is converted again; an older
+    /// vtarget's vars are converted, never taken from the cache.
+    @Test func varsFromTemplates() async throws {
+        let qemuImg = QemuImg(executable: "/usr/bin/qemu-img")
+        let dir = NSTemporaryDirectory() + "vt-vars-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let templates = TemplateCache(stateDirectory: dir + "/state")
+        let entries = { ((try? FileManager.default.contentsOfDirectory(atPath: templates.directory)) ?? []).count }
+        let template = dir + "/template.fd"
+        try Data(repeating: 0xAB, count: 65536).write(to: URL(fileURLWithPath: template))
+        let fw = FirmwareFiles(code: "/code", varsTemplate: template, descriptor: "test")
+        for vm in ["a", "b"] {
+            #expect(try await fw.makeVars(at: dir + "/\(vm).qcow2", qemuImg: qemuImg, templates: templates))
+            #expect(try Self.rawBytes(of: dir + "/\(vm).qcow2", qemuImg) == Data(repeating: 0xAB, count: 65536))
+        }
+        #expect(entries() == 1)
+        var a = stat(), b = stat()
+        #expect(stat(dir + "/a.qcow2", &a) == 0 && stat(dir + "/b.qcow2", &b) == 0 && a.st_ino != b.st_ino)
+        #expect(a.st_mode & 0o777 == 0o600)
+        unlink(template)
+        try Data(repeating: 0xCD, count: 65536).write(to: URL(fileURLWithPath: template))
+        #expect(try await fw.makeVars(at: dir + "/c.qcow2", qemuImg: qemuImg, templates: templates))
+        #expect(try Self.rawBytes(of: dir + "/c.qcow2", qemuImg) == Data(repeating: 0xCD, count: 65536))
+        #expect(entries() == 2)
+        let previous = dir + "/old-vars.fd"
+        try Data(repeating: 0x01, count: 65536).write(to: URL(fileURLWithPath: previous))
+        #expect(try await fw.makeVars(at: dir + "/d.qcow2", qemuImg: qemuImg, previous: previous, templates: templates))
+        #expect(try Self.rawBytes(of: dir + "/d.qcow2", qemuImg) == Data(repeating: 0x01, count: 65536))
+        #expect(entries() == 2)
+    }
+
     /// The guest-visible bytes of a qcow2, through qemu-img itself.
     static func rawBytes(of qcow2: String, _ qemuImg: QemuImg) throws -> Data? {
         let out = qcow2 + ".raw"
