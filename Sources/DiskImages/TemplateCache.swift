@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import HostOS
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -157,24 +158,12 @@ public struct TemplateCache: Sendable {
         }
     }
 
-    /// `bytes` at `path`, whole: written to a temp name beside it (or
-    /// `staging`), then renamed over it.
+    /// `bytes` at `path`, whole (`FileDescriptors.replaceFile`).
     static func write(_ bytes: [UInt8], to path: String, staging: String? = nil, sync: Bool = false) throws(ImageStoreError) {
-        let temp = staging ?? path + ".tmp-\(UInt64.random(in: 0...UInt64.max))"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o644)
-        guard fd >= 0 else { throw ImageStoreError(.io, "cannot create \(temp): \(String(cString: strerror(errno)))") }
-        guard bytes.withUnsafeBytes({ StoreFiles.writeAll(fd, $0) }) else {
-            let reason = String(cString: strerror(errno))
-            close(fd)
-            unlink(temp)
-            throw ImageStoreError(.io, "cannot write \(temp): \(reason)")
-        }
-        if sync { fsync(fd) }
-        close(fd)
-        guard rename(temp, path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(temp)
-            throw ImageStoreError(.io, "cannot move \(temp) to \(path): \(reason)")
+        do throws(RuntimeError) {
+            try FileDescriptors.replaceFile(path, with: bytes, staging: staging, sync: sync)
+        } catch {
+            throw ImageStoreError(.io, error.message, cause: error)
         }
     }
 

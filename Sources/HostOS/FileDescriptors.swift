@@ -48,24 +48,38 @@ public enum FileDescriptors {
         return fd
     }
 
-    /// Writes `data` beside `path`, then renames it into place: whoever reads
-    /// `path` (polling, or inotify on IN_MOVED_TO) sees the old file or the
-    /// whole new one, never half of it.
-    /// Plain open, write and rename: FileManager.createFile took 4-20 ms
-    /// a call here (its own temporary file and more), and a shim writes its
-    /// status on the way to Ready. No fsync: these are run-time files
-    /// (status, records) that a reboot makes stale anyway.
+    /// Writes `bytes` to a fresh temp file beside `path` (hidden, or
+    /// `staging`), then renames it into place: whoever reads `path`
+    /// (polling, or inotify on IN_MOVED_TO) sees the old file or the whole
+    /// new one, never half of it, and two writers at once each rename a
+    /// whole file. With `sync` the bytes are on disk before the rename.
+    /// Plain open, write and rename: FileManager.createFile took 4-20 ms a
+    /// call here (its own temporary file and more), and a shim writes its
+    /// status on the way to Ready.
+    public static func replaceFile(_ path: String, with bytes: [UInt8], staging: String? = nil, sync: Bool = false) throws(RuntimeError) {
+        let slash = path.lastIndex(of: "/").map { path.index(after: $0) } ?? path.startIndex
+        let temp = staging ?? String(path[..<slash]) + "." + path[slash...] + ".tmp-\(UInt64.random(in: 0...UInt64.max))"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        guard fd >= 0 else { throw RuntimeError("cannot create \(temp): \(String(cString: strerror(errno)))") }
+        let written = writeAll(fd, bytes)
+        var failure = written ? 0 : errno
+        if written && sync { fsync(fd) }
+        if close(fd) != 0 && failure == 0 { failure = errno }
+        guard failure == 0 else {
+            unlink(temp)
+            throw RuntimeError("cannot write \(temp): \(String(cString: strerror(failure)))")
+        }
+        guard rename(temp, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(temp)
+            throw RuntimeError("cannot move \(temp) to \(path): \(reason)")
+        }
+    }
+
+    /// `replaceFile` for run-time files (status, records) whose writers go
+    /// on without them: no fsync, as a reboot makes them stale anyway.
     @discardableResult
     public static func replaceFile(_ path: String, with data: Data) -> Bool {
-        let slash = path.lastIndex(of: "/").map { path.index(after: $0) } ?? path.startIndex
-        let tmp = String(path[..<slash]) + "." + path[slash...] + ".tmp"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)
-        guard fd >= 0 else { return false }
-        let written = writeAll(fd, [UInt8](data))
-        guard close(fd) == 0, written else {
-            unlink(tmp)
-            return false
-        }
-        return rename(tmp, path) == 0
+        (try? replaceFile(path, with: [UInt8](data))) != nil
     }
 }
