@@ -57,10 +57,8 @@ extension Supervisor {
         let stateDir = state.directory, specPath = state.specFile, statusPath = state.statusFile
         do {
             try makeDirectories(stateDir)
-            guard let spec = try store.spec(namespace, name),
-                  FileDescriptors.replaceFile(specPath, with: Data(spec.utf8)) else {
-                throw RuntimeError("cannot write \(specPath)")
-            }
+            guard let spec = try store.spec(namespace, name) else { throw RuntimeError("cannot write \(specPath)") }
+            try FileDescriptors.replaceFile(specPath, with: Array(spec.utf8))
             unlink(statusPath)
             statusWatcher.watch(stateDir, key: key)
             let log = open(state.shimLog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
