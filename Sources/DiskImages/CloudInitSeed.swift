@@ -97,7 +97,9 @@ extension CloudInitSeed {
     /// `write` through `templates`: the ISO this genisoimage made before
     /// from the same label and files (names and bytes), copied. Its
     /// timestamps are those of the first making, which no guest reads.
-    public func write(files: [CloudInitFiles.File], volumeLabel: String, to path: String, templates: TemplateCache) async throws {
+    /// No `templates`: `write` itself.
+    public func write(files: [CloudInitFiles.File], volumeLabel: String, to path: String, templates: TemplateCache?) async throws {
+        guard let templates else { return try await write(files: files, volumeLabel: volumeLabel, to: path) }
         try Self.checkNames(files)
         var fields: [[UInt8]] = [Array("genisoimage".utf8), Array((TemplateCache.identity(of: executable) ?? executable).utf8), Array(volumeLabel.utf8)]
         for f in files { fields += [Array(f.path.utf8), f.contents] }
@@ -106,7 +108,7 @@ extension CloudInitSeed {
         }
     }
 
-    public func write(_ seed: CloudInitFiles, to path: String, templates: TemplateCache) async throws {
+    public func write(_ seed: CloudInitFiles, to path: String, templates: TemplateCache?) async throws {
         try await write(files: seed.files, volumeLabel: seed.volumeLabel, to: path, templates: templates)
     }
 }

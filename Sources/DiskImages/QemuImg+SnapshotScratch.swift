@@ -7,8 +7,8 @@ extension QemuImg {
         return path
     }
 
-    /// The same scratch, copied from the one made before (`templates`).
-    public func createSnapshotScratch(in directory: String, templates: TemplateCache) async throws -> String {
+    /// The same scratch, copied from the one made before (`templates`, when given).
+    public func createSnapshotScratch(in directory: String, templates: TemplateCache?) async throws -> String {
         let path = directory + "/snapshot.qcow2"
         try await create(path: path, format: .qcow2, size: Self.snapshotScratchBytes, templates: templates)
         return path

@@ -88,11 +88,7 @@ public struct FirmwareFiles: Sendable, Equatable {
         let partial = path + ".partial"
         unlink(partial)
         do {
-            if let templates, source == varsTemplate {
-                try await qemuImg.convert(source, from: .raw, to: partial, format: .qcow2, templates: templates)
-            } else {
-                try await qemuImg.convert(source, from: .raw, to: partial, format: .qcow2)
-            }
+            try await qemuImg.convert(source, from: .raw, to: partial, format: .qcow2, templates: source == varsTemplate ? templates : nil)
         } catch {
             unlink(partial)
             throw RuntimeError("cannot make EFI vars \(path) from \(source): \(error)", code: .io, cause: error)

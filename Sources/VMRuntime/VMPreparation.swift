@@ -149,11 +149,12 @@ public struct VMPreparation: Sendable {
         case .image(let reference, _):
             let (image, format) = try resolveDisk(reference, disk)
             let overlay = own + ".qcow2"
-            try await create(overlay, size: nil, backing: QemuImg.Backing(path: image.path, format: format))
+            try await qemuImg.create(path: overlay, format: .qcow2, size: nil,
+                                     backing: QemuImg.Backing(path: image.path, format: format), templates: templates)
             return .init(path: overlay, format: .qcow2, base: .init(path: image.path, format: format == .qcow2 ? .qcow2 : .raw))
         case .empty(let capacity):
             let path = own + ".qcow2"
-            try await create(path, size: capacity)
+            try await qemuImg.create(path: path, format: .qcow2, size: capacity, templates: templates)
             return .init(path: path, format: .qcow2)
         case .volume(let name, let capacity, _):
             let dir = volumeRoot + "/" + vm.metadata.namespace
@@ -197,7 +198,7 @@ public struct VMPreparation: Sendable {
                                            instanceID: CloudInitFiles.stableInstanceID(name: vm.metadata.name, namespace: vm.metadata.namespace),
                                            hostname: vm.hostname, userData: user, networkConfig: network)
             let path = own + ".iso"
-            if let templates { try await seeds.write(files, to: path, templates: templates) } else { try await seeds.write(files, to: path) }
+            try await seeds.write(files, to: path, templates: templates)
             return .init(path: path, format: .raw, readOnly: true)
         case .configMap(let name), .secret(let name):
             // Each key a file at the ISO's root, as KubeVirt's config disks.
@@ -215,11 +216,7 @@ public struct VMPreparation: Sendable {
     private func configDisk(_ data: [String: [UInt8]], label: String, at path: String, what: String) async throws -> VMHostInputs.DiskBacking {
         let files = data.keys.sorted().map { CloudInitFiles.File(path: $0, contents: data[$0] ?? []) }
         do {
-            if let templates {
-                try await seeds.write(files: files, volumeLabel: label, to: path, templates: templates)
-            } else {
-                try await seeds.write(files: files, volumeLabel: label, to: path)
-            }
+            try await seeds.write(files: files, volumeLabel: label, to: path, templates: templates)
         } catch let error as CloudInitSeedError where error.code == .badInput {
             throw RuntimeError("\(what) key \(error.message)", code: .badInput, cause: error)
         }
@@ -228,16 +225,6 @@ public struct VMPreparation: Sendable {
 
     /// A pool member's scratch for `savevm` (`QemuImg.createSnapshotScratch`).
     public func snapshotScratch(in qemuDirectory: String) async throws -> String {
-        guard let templates else { return try await qemuImg.createSnapshotScratch(in: qemuDirectory) }
-        return try await qemuImg.createSnapshotScratch(in: qemuDirectory, templates: templates)
-    }
-
-    /// A fresh qcow2 of a start: through `templates` when there are any.
-    private func create(_ path: String, size: UInt64?, backing: QemuImg.Backing? = nil) async throws {
-        if let templates {
-            try await qemuImg.create(path: path, format: .qcow2, size: size, backing: backing, templates: templates)
-        } else {
-            try await qemuImg.create(path: path, format: .qcow2, size: size, backing: backing)
-        }
+        try await qemuImg.createSnapshotScratch(in: qemuDirectory, templates: templates)
     }
 }
