@@ -25,12 +25,12 @@ final class MachineThread: Sendable {
     /// dispatch timer per event pending for its whole 3 s (libdispatch then
     /// wakes once a second for each).
     private let deadlines: any EventLoop
+    /// A step overran: the queue is busy with it for good.
+    private let stuck = Mutex(false)
 
     init(deadlines: any EventLoop) {
         self.deadlines = deadlines
     }
-    /// A step overran: the queue is busy with it for good.
-    private let stuck = Mutex(false)
 
     /// How long one event may take to handle: the matching of one chunk of
     /// serial output against every armed pattern, normally microseconds.
