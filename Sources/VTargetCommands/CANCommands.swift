@@ -28,6 +28,7 @@ struct BusOptions: ParsableArguments {
 struct CANServe: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
+        _superCommandName: "vtarget can",
         abstract: "Host a CAN bus in the foreground: targets on this machine start one themselves; --listen serves one for targets elsewhere (a cluster's CAN bus Deployment).")
 
     @OptionGroup var target: BusOptions

@@ -9,6 +9,7 @@ import YAMLTree
 struct Get: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "get",
+        _superCommandName: "vtarget",
         abstract: "List \(KindRegistry.builtIn.kinds.map(\.everydayName).joined(separator: ", ")) or machineprofiles, as kubectl get does.",
         discussion: """
             KIND: \(KindRegistry.builtIn.help), or machineprofiles (board profiles, as `vtarget machines` lists them). As in kubectl, the singular, \

@@ -17,6 +17,7 @@ import YAMLTree
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
+        _superCommandName: "vtarget",
         abstract: "Start targets and VMs in the foreground, stream their serial output, tear down on exit (for CI).",
         discussion: """
             Exit code: CMD's when a command is given after --; 0 when --until matched; \

@@ -90,6 +90,7 @@ extension Logs {
 struct Wait: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "wait",
+        _superCommandName: "vtarget",
         abstract: "Wait until an instance is Ready, or its serial output matches a regular expression.",
         discussion: "--for serial=REGEX matches output that arrives after the call; with --since-start, all output. Exit 0 when met, 1 on timeout.")
 

@@ -168,6 +168,7 @@ struct ResourceFiles {
 struct Apply: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "apply",
+        _superCommandName: "vtarget",
         abstract: "Create or update resources; instances start (or restart when their spec changed) under the supervisor.",
         discussion: """
             Starts the per-user supervisor if none runs. Unchanged resources are left alone. \
@@ -242,6 +243,7 @@ struct Apply: AsyncParsableCommand {
 struct Delete: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "delete",
+        _superCommandName: "vtarget",
         abstract: "Delete resources: those in -f files, or KIND NAME. Their instances stop.",
         discussion: "KIND: \(KindRegistry.builtIn.help); as in kubectl, the singular, plural, Kind and plural.group work too. -f deletes instances and pools first, then targets, then ConfigMaps.")
 

@@ -23,17 +23,36 @@ import Testing
     }
 }
 
-/// `run` and `can serve` skip the command tree when their arguments parse
-/// alone; anything else, and anything that does not parse (help, mistakes),
-/// goes through the tree for its messages.
+/// `run`, `can serve` and the hot verbs skip the command tree when their
+/// arguments parse alone; anything else, and anything that does not parse
+/// (help, mistakes), goes through the tree for its messages.
 @Suite struct DirectCommandTests {
-    @Test func runAndCANServeAloneEverythingElseThroughTheTree() {
+    @Test func hotCommandsAloneEverythingElseThroughTheTree() {
         #expect(VTarget.direct(["run", "-f", "a.yaml", "--until", "ready"]) is Run)
         #expect(VTarget.direct(["run", "-f", "a.yaml", "--shim", "{}"]) == nil, "a malformed --shim fails validation alone, and again in the tree")
         #expect(VTarget.direct(["can", "serve", "vehicle", "-n", "team"]) is CANServe)
+        #expect(VTarget.direct(["apply", "--wait", "-f", "a.yaml"]) is Apply)
+        #expect(VTarget.direct(["wait", "t1", "--for", "condition=Ready", "--timeout", "30s"]) is Wait)
+        #expect(VTarget.direct(["get", "instances", "-o", "json"]) is Get)
+        #expect(VTarget.direct(["delete", "-f", "a.yaml"]) is Delete)
         for refused in [["run", "--help"], ["run", "--until", ""], ["run", "--no-such-flag"], ["can", "serve"], ["can", "dump", "bus"],
-                        ["get", "instances"], ["--version"], [], ["help", "run"]] {
+                        ["apply"], ["apply", "--help"], ["get", "-o", "bogus", "instances"], ["wait"], ["delete", "--bogus"],
+                        ["logs", "t1"], ["--version"], [], ["help", "run"]] {
             #expect(VTarget.direct(refused) == nil, "\(refused)")
         }
+    }
+
+    /// The direct table's words are the commands' names, and each of those
+    /// commands names its super-command, so parsing it alone skips the
+    /// completion-script check while its help (from the tree) is unchanged.
+    @Test func theDirectWordsAreTheCommandNames() {
+        let direct: [(String, ParsableCommand.Type, String)] = [
+            ("run", Run.self, "vtarget"), ("apply", Apply.self, "vtarget"), ("wait", Wait.self, "vtarget"),
+            ("get", Get.self, "vtarget"), ("delete", Delete.self, "vtarget"), ("serve", CANServe.self, "vtarget can")]
+        for (word, command, parent) in direct {
+            #expect(command.configuration.commandName == word)
+            #expect(command.configuration._superCommandName == parent)
+        }
+        #expect(CAN.configuration.commandName == "can")
     }
 }
