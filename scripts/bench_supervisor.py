@@ -14,7 +14,7 @@
 import json, os, socket, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import FW, ROOT, VT, target_yaml  # noqa: E402
+from bench import FW, ROOT, VT, settle, standby_pids, target_yaml  # noqa: E402
 RUNS = int(os.environ.get("BENCH_RUNS", "15"))
 TARGETS = int(os.environ.get("VTARGET_BENCH_TARGETS", os.environ.get("BENCH_TARGETS", "500")))
 # Seconds of each idle-CPU sample, and how many samples.
@@ -302,7 +302,8 @@ def many_targets(env, work, sock, sup):
     kinds = [private_by_kind(p) for p in shims]
     shim_threads = [len(os.listdir(f"/proc/{p}/task")) for p in shims if os.path.isdir(f"/proc/{p}/task")]
     used = avail0 - mem_available_mb()
-    total = sum(m["Pss"] for m in qm + sm) + sup_mem["Pss"]
+    standby = [memory(p) for p in standby_pids(work)]
+    total = sum(m["Pss"] for m in qm + sm + standby) + sup_mem["Pss"]
     raw_total = sum(m["Pss"] for m in raw["mems"])
     per = lambda ms, key, fmt="{:.1f}": spread([m[key] for m in ms], fmt)
     print(f"{n} targets: all Ready after {all_ready:.1f} s ({len(qemus)} QEMUs, {len(shims)} shims); "
@@ -321,6 +322,7 @@ def many_targets(env, work, sock, sup):
     row("supervisor PSS / private dirty (MiB)", f"{sup_mem['Pss']:.1f} / {sup_mem['Private_Dirty']:.1f}")
     row("supervisor PSS with no shim sharing its pages (MiB)", f"{sup_mem0['Pss']:.1f}")
     row(f"supervisor open fds / threads with {n}", f"{fds} / {threads}")
+    row("standby shim PSS / private dirty (MiB)", " / ".join(f"{m['Pss']:.1f} / {m['Private_Dirty']:.1f}" for m in standby) or "none")
     row(f"total PSS, {n} targets (GiB)", f"{total / 1024:.2f}", f"{raw_total / 1024:.2f}")
     row(f"MemAvailable drop, {n} targets (GiB, with kernel)", f"{used / 1024:.2f}", f"{raw['avail'] / 1024:.2f}")
     row("supervisor idle CPU (% of a core, goal < 1)", spread(idle["sup"], "{:.2f}"))
@@ -345,12 +347,15 @@ def main():
         # apply -> Ready, one target at a time, interleaved with raw QEMU.
         raw_t, raw_idle, apply_t = [], [], []
         for i in range(RUNS):
+            # Each measured with the supervisor's standby shim idle (see bench.settle).
+            settle(work)
             t, idle = raw_banner()
             raw_t.append(t)
             raw_idle.append(idle)
             path = f"{work}/one-{i}.yaml"
             with open(path, "w") as f:
                 f.write(target_yaml(f"one{i}", "600s") + "---\n")
+            settle(work)
             t0 = time.perf_counter()
             vt(env, "apply", "-f", path)
             vt(env, "wait", f"one{i}", "--for", "condition=Ready", "--timeout", "30s")

@@ -24,6 +24,20 @@ public enum FileDescriptors {
         return true
     }
 
+    /// Exactly `count` bytes, retrying short reads and EINTR; nil at end
+    /// of file or on error before that many came.
+    public static func readExactly(_ fd: Int32, _ count: Int) -> [UInt8]? {
+        var bytes = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let n = bytes[done...].withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return nil }
+            done += n
+        }
+        return bytes
+    }
+
     /// A connected AF_UNIX stream socket (close-on-exec).
     public static func connectUnix(_ path: String) throws(RuntimeError) -> Int32 {
         var addr = sockaddr_un()

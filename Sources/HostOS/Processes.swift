@@ -16,7 +16,31 @@ public enum Processes {
         return n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : CommandLine.arguments[0]
     }
 
-    /// Whether a process with this pid exists (EPERM: it does, as another user's).
+    /// Rewrites this process's title (`/proc/self/cmdline`, what `ps` shows)
+    /// to `argv`, in place in the memory the kernel reads it from (fields 48
+    /// and 49 of /proc/self/stat), as setproctitle does: NUL after each
+    /// argument, the rest NULs. False, and nothing written, when it does not
+    /// fit. What the process already read of its arguments is its own copy.
+    public static func setOwnTitle(_ argv: [String]) -> Bool {
+        guard let data = FileManager.default.contents(atPath: "/proc/self/stat") else { return false }
+        let text = String(decoding: data, as: UTF8.self)
+        guard let close = text.lastIndex(of: ")") else { return false }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        // Fields 48 and 49 (1-based); the split starts at field 3.
+        guard fields.count > 46, let start = UInt(fields[45]), let end = UInt(fields[46]), end > start,
+              let area = UnsafeMutableRawPointer(bitPattern: start) else { return false }
+        var bytes: [UInt8] = []
+        for arg in argv {
+            bytes += arg.utf8
+            bytes.append(0)
+        }
+        let room = Int(end - start)
+        guard bytes.count <= room, !bytes.isEmpty else { return false }
+        bytes.withUnsafeBytes { area.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
+        (area + bytes.count).initializeMemory(as: UInt8.self, repeating: 0, count: room - bytes.count)
+        return true
+    }
+
     /// A user's home directory from the password database; nil when the
     /// uid has no entry (ids that exist only as numbers).
     public static func home(of uid: UInt32) -> String? {
@@ -27,6 +51,7 @@ public enum Processes {
         return String(cString: dir)
     }
 
+    /// Whether a process with this pid exists (EPERM: it does, as another user's).
     public static func exist(_ pid: Int32) -> Bool {
         kill(pid, 0) == 0 || errno == EPERM
     }

@@ -64,7 +64,6 @@ extension Supervisor {
             let log = open(state.shimLog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
             defer { if log >= 0 { close(log) } }
             Self.markStart(log)
-            let (goRead, goWrite) = try makePipe()
             CrashPoint.hit("before-spawn")
             var shim = ShimArguments(instance: key, specFile: specPath, statusFile: statusPath, relativeTo: row.specDirectory)
             shim.lenient = row.options.lenient
@@ -77,18 +76,25 @@ extension Supervisor {
             shim.startPaused = pausedStarts.contains(key)
             shim.bundleDirectory = paths.bundles(namespace: namespace, name: name)
             let args = shim.arguments()
-            let child: ChildProcess
-            do {
-                child = try await ChildProcess.spawn(SpawnRequest(
-                    executable: options.executable, arguments: args,
-                    environment: Self.shimEnvironment(options.environment), workingDirectory: stateDir,
-                    fds: [goRead, log, log], newSession: true, parentDeathSignal: 0))
-            } catch {
+            let child: ChildProcess, goWrite: Int32
+            defer { scheduleStandby() }
+            if let taken = takeStandby(for: StandbyAssignment(arguments: args, workingDirectory: stateDir, log: state.shimLog)) {
+                (child, goWrite) = taken
+            } else {
+                let (goRead, pipe) = try makePipe()
+                do {
+                    child = try await ChildProcess.spawn(SpawnRequest(
+                        executable: options.executable, arguments: args,
+                        environment: Self.shimEnvironment(options.environment), workingDirectory: stateDir,
+                        fds: [goRead, log, log], newSession: true, parentDeathSignal: 0))
+                } catch {
+                    close(goRead)
+                    close(pipe)
+                    throw error
+                }
                 close(goRead)
-                close(goWrite)
-                throw error
+                goWrite = pipe
             }
-            close(goRead)
             CrashPoint.hit("after-spawn")
             guard let fresh = storedRow(namespace, name), fresh.desired == "running", shims[key] == nil else {
                 // No go-byte: the shim reads end of file and exits without starting anything.

@@ -33,6 +33,7 @@ extension Supervisor {
         try await exclusively(Array(namespaces)) { () async throws(SupervisorError) in
             try await recoverLocked(resources: resources, rows: rows)
         }
+        scheduleStandby()
     }
 
     private func recoverLocked(resources: [ResourceRow], rows: [InstanceRow]) async throws(SupervisorError) {

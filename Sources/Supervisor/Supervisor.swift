@@ -45,14 +45,18 @@ public struct SupervisorOptions: Sendable {
     /// First restart delay; doubles per restart up to `backoffCap`.
     public var backoffBase: Double
     public var backoffCap: Double
+    /// Keep one shim started ahead of need (`Supervisor+Standby`); off with
+    /// VTARGET_STANDBY_SHIM=0.
+    public var standbyShim: Bool
 
     public init(environment: [String: String], executable: String, sandbox: Bool = true,
-                backoffBase: Double = 1, backoffCap: Double = 60) {
+                backoffBase: Double = 1, backoffCap: Double = 60, standbyShim: Bool = true) {
         self.environment = environment
         self.executable = executable
         self.sandbox = sandbox
         self.backoffBase = backoffBase
         self.backoffCap = backoffCap
+        self.standbyShim = standbyShim
     }
 }
 
@@ -104,6 +108,9 @@ public actor Supervisor {
     /// Instances whose next shim starts with the guest's CPUs stopped (`start --paused`).
     var pausedStarts: Set<String> = []
     public internal(set) var adopted = 0
+    /// The shim started ahead of need, and the timer that starts the next.
+    var standby: Standby?
+    var standbyTimer: Task<Void, Never>?
 
     struct Shim {
         var uid: String
@@ -121,7 +128,8 @@ public actor Supervisor {
     }
 
     /// On a clean stop: the database file complete on its own (see `checkpoint`).
-    public func closeState() {
+    public func closeState() async {
+        await dropStandby()
         do { try store.checkpoint() } catch { log("cannot checkpoint the state database: \(error)") }
     }
 

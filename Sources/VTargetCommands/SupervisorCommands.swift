@@ -63,6 +63,7 @@ struct Serve: AsyncParsableCommand {
         let access = try policy.map { try AccessPolicy(file: $0) } ?? AccessPolicy()
         var options = SupervisorOptions(environment: env, executable: Environment.executable, sandbox: !noSandbox)
         if let b = env["VTARGET_RESTART_BACKOFF"].flatMap(Quantity.parseDuration) { options.backoffBase = b }
+        if env["VTARGET_STANDBY_SHIM"] == "0" { options.standbyShim = false }
         let supervisor = try Supervisor(paths: paths, options: options, catalog: try Environment.catalog(env))
         try await supervisor.recover()
         var server = ControlServer(supervisor: supervisor, policy: access, socketPath: paths.socket, socketGroup: group)

@@ -31,6 +31,7 @@ public struct VTarget: AsyncParsableCommand {
 
     /// Parses, runs, and maps every error onto the contract's exit codes.
     public static func runMain(_ arguments: [String]) async -> Int32 {
+        if arguments.first == StandbyAssignment.option { return await StandbyShim.serve() }
         do {
             if var direct = direct(arguments) {
                 try await direct.run()

@@ -26,6 +26,40 @@ final class InstanceContractTests: XCTestCase {
         XCTAssertThrowsError(try ShimArguments.parse("not json"))
     }
 
+    func testStandbyAssignmentFramesRoundTrip() throws {
+        let a = StandbyAssignment(arguments: ["run", "-f", "/s/spec.yaml", "--shim", "{\"instance\":\"default/x\"}"],
+                                  workingDirectory: "/s/instances/default/x", log: "/s/instances/default/x/shim.log")
+        let frame = a.framed()
+        let length = try XCTUnwrap(StandbyAssignment.frameLength(Array(frame.prefix(4))))
+        XCTAssertEqual(length, frame.count - 4)
+        XCTAssertEqual(try StandbyAssignment.parse(Array(frame.dropFirst(4))), a)
+    }
+
+    func testStandbyFrameHeadersOutOfBoundsAreNoFrames() {
+        XCTAssertNil(StandbyAssignment.frameLength([0, 0, 0, 0]), "an empty frame")
+        XCTAssertNil(StandbyAssignment.frameLength([0, 0x10, 0, 1]), "past maxFrame")
+        XCTAssertNil(StandbyAssignment.frameLength([0xff, 0xff, 0xff, 0xff]))
+        XCTAssertNil(StandbyAssignment.frameLength([0, 1]), "a short header")
+        XCTAssertEqual(StandbyAssignment.frameLength([0, 0x10, 0, 0]), StandbyAssignment.maxFrame)
+        XCTAssertEqual(StandbyAssignment.frameLength([0, 0, 1, 2]), 258)
+        XCTAssertThrowsError(try StandbyAssignment.parse(Array("{\"arguments\": 3}".utf8)))
+    }
+
+    /// A shim's argv fits the title of a standby started on the same
+    /// executable, with room to spare; one longer than the padding does not.
+    func testStandbyTitleFitsAShimsArguments() {
+        var shim = ShimArguments(instance: "team-a/node-1", specFile: "/var/lib/vtarget/instances/team-a/node-1/spec.yaml",
+                                 statusFile: "/var/lib/vtarget/instances/team-a/node-1/status.json", relativeTo: "/home/u/proj")
+        shim.bundleDirectory = "/var/lib/vtarget/bundles/team-a/node-1"
+        shim.sidecarOwner = ProcessOwner(uid: 1000, gid: 1000, groups: Array(0..<64))
+        let exe = "/usr/local/bin/vtarget"
+        XCTAssertTrue(StandbyAssignment.fits(shim.arguments(), executable: exe))
+        XCTAssertTrue(StandbyAssignment.fits(StandbyAssignment.standbyArguments(), executable: exe), "exactly its own size")
+        XCTAssertFalse(StandbyAssignment.fits(StandbyAssignment.standbyArguments() + ["x"], executable: exe))
+        shim.relativeTo = String(repeating: "d/", count: 5000)
+        XCTAssertFalse(StandbyAssignment.fits(shim.arguments(), executable: exe))
+    }
+
     func testLayoutNamesEveryPathOnce() {
         let l = InstanceLayout.supervised(runtime: "/run/user/1000/vtarget", namespace: "ci", name: "board")
         XCTAssertEqual(l.directory, "/run/user/1000/vtarget/ns-ci/board")

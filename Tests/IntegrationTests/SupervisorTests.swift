@@ -156,7 +156,7 @@ final class SupervisorFixture: Sendable {
         _ = try? vt(["daemon", "stop", "--stop-instances"])
         var left: [Int32] = []
         for _ in 0..<50 {
-            left = qemuProcesses(mentioning: runtime) + shims()
+            left = qemuProcesses(mentioning: runtime) + shims() + standbys()
             if left.isEmpty { break }
             usleep(100_000)
         }
@@ -165,6 +165,14 @@ final class SupervisorFixture: Sendable {
         let files = ((try? FileManager.default.subpathsOfDirectory(atPath: runtime)) ?? []).filter { $0.hasSuffix(".sock") }
         #expect(files.isEmpty, "sockets left: \(files)", sourceLocation: sourceLocation)
         for d in [runtime, state, work] { try? FileManager.default.removeItem(atPath: d) }
+    }
+
+    /// Standby shims of this fixture's supervisor (`vtarget --standby-shim`,
+    /// started in the state directory), not yet assigned to an instance.
+    func standbys() -> [Int32] {
+        processes { $0.contains("\u{0}--standby-shim\u{0}") }.filter {
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\($0)/cwd")) == state
+        }
     }
 
     /// Shims of this fixture: `vtarget run -f <state>/instances/... --shim JSON`.
