@@ -81,6 +81,17 @@ public struct ResourceDecoder {
         self.options = options
     }
 
+    /// Whether `files` may hold a board (a QemuVirtualTarget), the only
+    /// resource decoded against the machine catalog: its kind spelled out,
+    /// or a backslash, since only an escape (YAML's double quotes, JSON) can
+    /// make a scalar whose bytes differ from its text. An input that cannot
+    /// is decoded with an empty catalog and never reads the profiles: ~20
+    /// files, ~0.8 ms of every VM's start.
+    public static func mayNameMachines(_ files: [SourceFile]) -> Bool {
+        let kind = Array("QemuVirtualTarget".utf8)
+        return files.contains { $0.bytes.contains(0x5C) || $0.bytes.firstRange(of: kind) != nil }
+    }
+
     /// `resolvingVMs: false` leaves VMs unresolved, for a caller that decodes
     /// resources one by one and resolves them together (`resolveVMs`).
     public func decode(_ files: [SourceFile], resolvingVMs: Bool = true) throws(DiagnosticError) -> DecodedResources {

@@ -64,8 +64,8 @@ struct InputOptions: ParsableArguments {
     /// `relativeTo` replaces the files' own directory for relative paths
     /// (the supervisor's copy of a spec keeps the paths of the original).
     func load(environment: [String: String], relativeTo: String? = nil) throws -> Loaded {
-        let catalog = try Environment.catalog(environment)
         var sources = try InputFiles.sources(files, recursive: recursive)
+        let catalog = try Environment.catalog(environment, for: sources)
         if let relativeTo { for i in sources.indices { sources[i].directory = relativeTo } }
         let decoder = ResourceDecoder(catalog: catalog, options: DecodeOptions(
             strict: !lenient, allowHostPaths: allowHostPaths, allowExtraArgs: allowExtraArgs))
@@ -91,5 +91,12 @@ enum Environment {
 
     static func catalog(_ env: [String: String]) throws -> MachineCatalog {
         try InputFiles.loadCatalog(environment: env, executable: executable)
+    }
+
+    /// The catalog to decode `sources` with: an empty one when they cannot
+    /// hold a board (`ResourceDecoder.mayNameMachines`), so a VM's start
+    /// never reads the machine profiles.
+    static func catalog(_ env: [String: String], for sources: [SourceFile]) throws -> MachineCatalog {
+        ResourceDecoder.mayNameMachines(sources) ? try catalog(env) : MachineCatalog()
     }
 }

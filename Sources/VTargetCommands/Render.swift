@@ -119,8 +119,8 @@ struct Render: AsyncParsableCommand {
     /// firmware ConfigMaps they name live on the cluster, so they need not be among the inputs.
     func renderKubernetes() throws {
         let env = Environment.variables
-        let catalog = try Environment.catalog(env)
         let sources = try InputFiles.sources(input.files, recursive: input.recursive)
+        let catalog = try Environment.catalog(env, for: sources)
         let decoder = ResourceDecoder(catalog: catalog, options: DecodeOptions(
             strict: !input.lenient, allowHostPaths: input.allowHostPaths, allowExtraArgs: input.allowExtraArgs))
         let decoded = try decoder.decode(sources)

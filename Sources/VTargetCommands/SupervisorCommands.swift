@@ -139,8 +139,8 @@ struct ResourceFiles {
     /// `allowEmpty`: no resource at all is a valid answer (`sync` of an empty directory).
     static func loadWithSources(_ input: InputOptions, allowEmpty: Bool = false) throws -> [(resource: AppliedResource, root: YAMLNode)] {
         let env = Environment.variables
-        let catalog = try Environment.catalog(env)
         let sources = try InputFiles.sources(input.files, recursive: input.recursive)
+        let catalog = try Environment.catalog(env, for: sources)
         let decoded = try ResourceDecoder(catalog: catalog, options: DecodeOptions(
             strict: !input.lenient, allowHostPaths: input.allowHostPaths, allowExtraArgs: input.allowExtraArgs))
             // A VM's instancetype or class may be stored already: the supervisor resolves VMs against all it holds.
