@@ -191,6 +191,7 @@ final class Locked<T: Sendable>: @unchecked Sendable {
         #expect(try f.vt(["get", "instances"], extra: extra).code == 0)
         guard let pid = f.supervisorPID() else { Issue.record("no supervisor"); return }
         let socket = f.runtime + "/supervisor.sock"
+        f.waitForStandby()  // its pipe and pidfd are the supervisor's: in the baseline
         let fds = procEntries(pid, "fd")
         for mode in ["normal", "unknown-path", "absurd-claim", "long-request-line", "huge-body", "partial-head", "normal"] {
             let r = try shell("\(python) \(repoRoot)/Tests/IntegrationTests/Clients/api_limits.py \(socket) \(mode)", runtime: f.runtime)

@@ -175,6 +175,19 @@ final class SupervisorFixture: Sendable {
         }
     }
 
+    /// The standby once it is there (at most 10 s): one is spawned once
+    /// starts have paused for 200 ms.
+    @discardableResult
+    func waitForStandby() -> [Int32] {
+        var found: [Int32] = []
+        for _ in 0..<200 {
+            found = standbys()
+            if !found.isEmpty { return found }
+            usleep(50_000)
+        }
+        return found
+    }
+
     /// Shims of this fixture: `vtarget run -f <state>/instances/... --shim JSON`.
     func shims() -> [Int32] {
         processes { $0.contains("\u{0}-f\u{0}\(state)/instances/") && $0.contains("\u{0}--shim\u{0}") }
@@ -575,6 +588,8 @@ final class SupervisorFixture: Sendable {
         func threads() -> Int { procEntries(pid, "task") }
         // Everything in the runtime directory but the namespace directories themselves.
         let files = { ((try? FileManager.default.subpathsOfDirectory(atPath: f.runtime)) ?? []).filter { $0.contains("/") || !$0.hasPrefix("ns-") }.count }
+        // With the standby shim there (its pipe and pidfd are the supervisor's), as after each round.
+        f.waitForStandby()
         let baseline = (fds(), threads(), files())
         for parallelism in [1, 5, 10] {
             let paths = (0..<parallelism).map { f.targets(["c\(parallelism)x\($0)"]) }
@@ -593,6 +608,7 @@ final class SupervisorFixture: Sendable {
                 try await group.waitForAll()
             }
             usleep(300_000)
+            f.waitForStandby()
             #expect(qemuProcesses(mentioning: f.runtime).isEmpty && f.shims().isEmpty)
             #expect(fds() <= baseline.0 + 2, "supervisor fds \(baseline.0) → \(fds()) after parallelism \(parallelism)")
             #expect(threads() <= baseline.1 + 4, "supervisor threads \(baseline.1) → \(threads())")
