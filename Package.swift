@@ -72,9 +72,7 @@ let package = Package(
         .target(name: "VMRuntime", dependencies: ["VMSpec", "VMLaunch", "DiskImages", "HostOS", "InstanceContract"], exclude: ["README.md"]),
         // The control API's models and client (the CLI side).
         .target(name: "ControlAPI", dependencies: [
-            "InstanceContract",
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOPosix", package: "swift-nio"),
+            "InstanceContract", "HostOS",
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ], exclude: ["README.md"]),
         // Recorded runs: writing, opening and checking .vtb bundles.
@@ -133,6 +131,7 @@ let package = Package(
                     exclude: ["Golden"]),
         .testTarget(name: "CANProtocolTests", dependencies: ["CANProtocol"]),
         .testTarget(name: "InstanceContractTests", dependencies: ["InstanceContract"]),
+        .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI"]),
         .testTarget(name: "SessionCoreTests", dependencies: ["SessionCore", "InstanceContract"]),
         .testTarget(name: "EndpointsTests", dependencies: ["Endpoints", "CANProtocol", "QMP", .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "QMPTests", dependencies: ["QMP", "Sandbox", .product(name: "NIOPosix", package: "swift-nio")]),

@@ -1,11 +1,9 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
+import Foundation  // Thread
+#if canImport(Glibc)
+import Glibc
 #endif
-import NIOCore
+import HostOS
 import NIOHTTP1
-import NIOPosix
 
 public struct ControlError: Error, Sendable, CustomStringConvertible {
     /// The HTTP status, or nil when the supervisor could not be reached.
@@ -82,43 +80,61 @@ public struct ControlClient: Sendable {
     }
 
     /// Connects, sends, and hands body chunks to `chunk` until it returns false.
+    /// A plain socket read on a thread of its own (blocking reads must not
+    /// hold a thread of Swift's pool: a watch would starve the requests
+    /// beside it), parsed by `HTTPResponseReader`; `chunk` runs in the
+    /// caller's task. Cancelling the task shuts the socket, which ends the read.
     private func exchange(_ method: HTTPMethod, _ path: String, body: [UInt8]?,
-                          chunk: @escaping ([UInt8]) -> Bool) async throws(ControlError) -> Int {
-        do {
-            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .connect(unixDomainSocketPath: socketPath) { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                        return try NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>(wrappingChannelSynchronously: channel)
-                    }
+                          chunk: ([UInt8]) -> Bool) async throws(ControlError) -> Int {
+        let unreachable = { (why: String) in ControlError(status: nil, message: "cannot reach the supervisor at \(socketPath): \(why)") }
+        let fd: Int32
+        do { fd = try FileDescriptors.connectUnix(socketPath) } catch { throw unreachable("\(error)") }
+        var head = "\(method.rawValue) \(path) HTTP/1.1\r\nHost: vtarget\r\nConnection: close\r\nContent-Length: \(body?.count ?? 0)\r\n"
+        if body != nil { head += "Content-Type: application/json\r\n" }
+        guard FileDescriptors.writeAll(fd, Array((head + "\r\n").utf8) + (body ?? [])) else {
+            let why = String(cString: strerror(errno))
+            close(fd)
+            throw unreachable(why)
+        }
+        let (parts, sink) = AsyncThrowingStream<HTTPResponseReader.Part, any Error>.makeStream()
+        let reader = Thread {
+            var response = HTTPResponseReader()
+            var buffer = [UInt8](repeating: 0, count: 64 << 10)
+            do {
+                while !response.isComplete {
+                    let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                    if n < 0 && errno == EINTR { continue }
+                    if n < 0 { throw HTTPResponseReader.Malformed(description: String(cString: strerror(errno))) }
+                    for part in n == 0 ? try response.finish() : try response.feed(buffer[..<n]) { sink.yield(part) }
+                    if n == 0 { break }
                 }
-            return try await channel.executeThenClose { inbound, outbound in
-                var head = HTTPRequestHead(version: .http1_1, method: method, uri: path)
-                head.headers.add(name: "Host", value: "vtarget")
-                head.headers.add(name: "Connection", value: "close")
-                head.headers.add(name: "Content-Length", value: "\(body?.count ?? 0)")
-                if body != nil { head.headers.add(name: "Content-Type", value: "application/json") }
-                // One write: the server may answer and close as soon as it has
-                // the head, and a second write would then fail on a closed channel.
-                var parts: [HTTPClientRequestPart] = [.head(head)]
-                if let body { parts.append(.body(.byteBuffer(ByteBuffer(bytes: body)))) }
-                parts.append(.end(nil))
-                try await outbound.write(contentsOf: parts)
+                sink.finish()
+            } catch {
+                sink.finish(throwing: error)
+            }
+        }
+        reader.start()
+        defer { close(fd) }
+        do {
+            return try await withTaskCancellationHandler {
                 var status = 0
-                for try await part in inbound {
+                for try await part in parts {
                     switch part {
-                    case .head(let h): status = Int(h.status.code)
-                    case .body(let buffer):
-                        if !chunk(Array(buffer.readableBytesView)) { return status }
+                    case .head(let code): status = code
+                    case .body(let bytes):
+                        if !chunk(bytes) {
+                            shutdown(fd, Int32(SHUT_RDWR))
+                            return status
+                        }
                     case .end: return status
                     }
                 }
                 return status
+            } onCancel: {
+                shutdown(fd, Int32(SHUT_RDWR))
             }
-        } catch let e as ControlError {
-            throw e
         } catch {
-            throw ControlError(status: nil, message: "cannot reach the supervisor at \(socketPath): \(error)")
+            throw unreachable("\(error)")
         }
     }
 }
