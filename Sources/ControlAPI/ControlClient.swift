@@ -1,4 +1,5 @@
 import Foundation  // Thread
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -83,7 +84,8 @@ public struct ControlClient: Sendable {
     /// A plain socket read on a thread of its own (blocking reads must not
     /// hold a thread of Swift's pool: a watch would starve the requests
     /// beside it), parsed by `HTTPResponseReader`; `chunk` runs in the
-    /// caller's task. Cancelling the task shuts the socket, which ends the read.
+    /// caller's task. Cancelling the task, or `chunk` returning false, shuts
+    /// the socket down, which ends the thread's read.
     private func exchange(_ method: HTTPMethod, _ path: String, body: [UInt8]?,
                           chunk: ([UInt8]) -> Bool) async throws(ControlError) -> Int {
         let unreachable = { (why: String) in ControlError(status: nil, message: "cannot reach the supervisor at \(socketPath): \(why)") }
@@ -97,7 +99,9 @@ public struct ControlClient: Sendable {
             throw unreachable(why)
         }
         let (parts, sink) = AsyncThrowingStream<HTTPResponseReader.Part, any Error>.makeStream()
+        let socket = OwnedSocket(fd)
         let reader = Thread {
+            defer { socket.close() }
             var response = HTTPResponseReader()
             var buffer = [UInt8](repeating: 0, count: 64 << 10)
             do {
@@ -114,7 +118,6 @@ public struct ControlClient: Sendable {
             }
         }
         reader.start()
-        defer { close(fd) }
         do {
             return try await withTaskCancellationHandler {
                 var status = 0
@@ -123,7 +126,7 @@ public struct ControlClient: Sendable {
                     case .head(let code): status = code
                     case .body(let bytes):
                         if !chunk(bytes) {
-                            shutdown(fd, Int32(SHUT_RDWR))
+                            socket.shutDown()
                             return status
                         }
                     case .end: return status
@@ -131,10 +134,32 @@ public struct ControlClient: Sendable {
                 }
                 return status
             } onCancel: {
-                shutdown(fd, Int32(SHUT_RDWR))
+                socket.shutDown()
             }
         } catch {
             throw unreachable("\(error)")
+        }
+    }
+}
+
+/// The socket of one exchange. The reader thread closes it when it stops
+/// reading; the caller may only shut it down, and only while it is open:
+/// once closed, its number may be another socket's (the next exchange's),
+/// which a late `shutdown` or `read` would hit.
+private final class OwnedSocket: Sendable {
+    let fd: Int32
+    private let open = Mutex(true)
+
+    init(_ fd: Int32) { self.fd = fd }
+
+    func shutDown() {
+        open.withLock { if $0 { _ = Glibc.shutdown(fd, Int32(SHUT_RDWR)) } }
+    }
+
+    func close() {
+        open.withLock {
+            if $0 { _ = Glibc.close(fd) }
+            $0 = false
         }
     }
 }
