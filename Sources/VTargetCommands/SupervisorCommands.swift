@@ -25,7 +25,8 @@ struct Serve: AsyncParsableCommand {
         discussion: """
             The control API listens on $XDG_RUNTIME_DIR/vtarget/supervisor.sock (HTTP+JSON, see the README); \
             state is in $XDG_STATE_HOME/vtarget/state.sqlite. A lock keeps it to one supervisor per user. \
-            Stopping it (SIGTERM, vtarget daemon stop) leaves instances running; the next one re-adopts them.
+            Stopping it (SIGTERM, vtarget daemon stop) leaves instances running; the next one re-adopts them. \
+            It keeps one shim started ahead of the next start (a standby; VTARGET_STANDBY_SHIM=0: none).
             """)
 
     @Option(help: "Let this group's members use the socket (a shared supervisor); --policy says which namespaces each may touch.")
