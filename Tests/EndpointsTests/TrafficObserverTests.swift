@@ -112,7 +112,9 @@ final class HeardFrames: Sendable {
             queued = try await loop.submit { a.framesQueued }.get()
             if queued < 2 { try await Task.sleep(for: .milliseconds(2)) }
         }
-        #expect(queued == 2)
+        // A test loop starved longer than the 340 ms of pacing (a loaded CI) finds
+        // both frames already through: only fewer than two at once would be wrong.
+        #expect(queued == 2 || Date().timeIntervalSince(sentAt) >= 0.3, "queued \(queued)")
         await a.inputDrained()
         #expect(Date().timeIntervalSince(sentAt) >= 0.3, "paced: one byte per 20 ms")
         let atA = readText(aOut[0], until: "t7FF3C0FFEE\r", seconds: 0.5)
