@@ -22,12 +22,9 @@ public enum Processes {
     /// argument, the rest NULs. False, and nothing written, when it does not
     /// fit. What the process already read of its arguments is its own copy.
     public static func setOwnTitle(_ argv: [String]) -> Bool {
-        guard let data = FileManager.default.contents(atPath: "/proc/self/stat") else { return false }
-        let text = String(decoding: data, as: UTF8.self)
-        guard let close = text.lastIndex(of: ")") else { return false }
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        // Fields 48 and 49 (1-based); the split starts at field 3.
-        guard fields.count > 46, let start = UInt(fields[45]), let end = UInt(fields[46]), end > start,
+        // Fields 48 and 49 (1-based); `statFields` starts at field 3.
+        guard let fields = statFields(of: getpid()), fields.count > 46,
+              let start = UInt(fields[45]), let end = UInt(fields[46]), end > start,
               let area = UnsafeMutableRawPointer(bitPattern: start) else { return false }
         var bytes: [UInt8] = []
         for arg in argv {
@@ -59,10 +56,16 @@ public enum Processes {
     /// The start time (field 22 of /proc/PID/stat, in clock ticks since boot):
     /// with the pid, it names one process even after the pid is reused.
     public static func startTime(of pid: Int32) -> UInt64? {
+        guard let fields = statFields(of: pid) else { return nil }
+        return fields.count > 19 ? UInt64(fields[19]) : nil
+    }
+
+    /// /proc/PID/stat from field 3 on: after the command name, which may
+    /// hold spaces and parentheses, so it is cut at the last ")".
+    static func statFields(of pid: Int32) -> [Substring]? {
         guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/stat") else { return nil }
         let text = String(decoding: data, as: UTF8.self)
         guard let close = text.lastIndex(of: ")") else { return nil }
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        return fields.count > 19 ? UInt64(fields[19]) : nil
+        return text[text.index(after: close)...].split(separator: " ")
     }
 }

@@ -81,19 +81,7 @@ extension Supervisor {
             if let taken = takeStandby(for: StandbyAssignment(arguments: args, workingDirectory: stateDir, log: state.shimLog)) {
                 (child, goWrite) = taken
             } else {
-                let (goRead, pipe) = try makePipe()
-                do {
-                    child = try await ChildProcess.spawn(SpawnRequest(
-                        executable: options.executable, arguments: args,
-                        environment: Self.shimEnvironment(options.environment), workingDirectory: stateDir,
-                        fds: [goRead, log, log], newSession: true, parentDeathSignal: 0))
-                } catch {
-                    close(goRead)
-                    close(pipe)
-                    throw error
-                }
-                close(goRead)
-                goWrite = pipe
+                (child, goWrite) = try await spawnShim(args, workingDirectory: stateDir, output: log)
             }
             CrashPoint.hit("after-spawn")
             guard let fresh = storedRow(namespace, name), fresh.desired == "running", shims[key] == nil else {
@@ -331,6 +319,25 @@ extension Supervisor {
 }
 
 extension Supervisor {
+    /// A process of this binary as shims run: its own session, no
+    /// parent-death signal (it outlives the supervisor), the shim
+    /// environment, stdin a pipe whose write end is returned (the go byte,
+    /// or a standby's assignment), stdout and stderr `output` (-1: /dev/null).
+    func spawnShim(_ arguments: [String], workingDirectory: String, output: Int32) async throws -> (ChildProcess, Int32) {
+        let (r, w) = try makePipe()
+        defer { close(r) }
+        do {
+            let child = try await ChildProcess.spawn(SpawnRequest(
+                executable: options.executable, arguments: arguments,
+                environment: Self.shimEnvironment(options.environment), workingDirectory: workingDirectory,
+                fds: [r, output, output], newSession: true, parentDeathSignal: 0))
+            return (child, w)
+        } catch {
+            close(w)
+            throw error
+        }
+    }
+
     /// A shim's environment: the supervisor's, and one malloc arena. A shim's
     /// threads (its event loop, the session machine's, Swift's pool) would
     /// each get an arena of their own; their fixed cost and slack were ~95 KiB

@@ -39,19 +39,7 @@ extension Supervisor {
         guard standby == nil else { return }
         let child: ChildProcess, pipe: Int32
         do {
-            let (r, w) = try makePipe()
-            do {
-                child = try await ChildProcess.spawn(SpawnRequest(
-                    executable: options.executable, arguments: StandbyAssignment.standbyArguments(),
-                    environment: Self.shimEnvironment(options.environment), workingDirectory: paths.stateDirectory,
-                    fds: [r, -1, -1], newSession: true, parentDeathSignal: 0))
-            } catch {
-                close(r)
-                close(w)
-                throw error
-            }
-            close(r)
-            pipe = w
+            (child, pipe) = try await spawnShim(StandbyAssignment.standbyArguments(), workingDirectory: paths.stateDirectory, output: -1)
         } catch {
             log("cannot start a standby shim (instances start without one): \(error)")
             return
