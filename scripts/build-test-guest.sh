@@ -127,12 +127,15 @@ build_initrd() {
     # version (built first) names the applets.
     "$work/busybox/bin/busybox" --list-full >"$work/applets" 2>/dev/null && cp "$work/applets" "$work/../applets" ||
         cp "$work/../applets" "$work/applets" 2>/dev/null || : >"$work/applets"
+    # -L as well as -e: a link to /bin/busybox dangles here unless the host has a busybox of its own.
+    present() { [ -e "$1" ] || [ -L "$1" ]; }
     for applet in $(cat "$work/applets"); do
-        [ -e "$root/$applet" ] || ln -s /bin/busybox "$root/$applet"
+        present "$root/$applet" || ln -s /bin/busybox "$root/$applet"
     done
     # Whatever the list said, the applets init uses.
     for applet in sh mount umount mkdir sed tr head cat cp chmod sleep hostname findfs modprobe insmod ip udhcpc httpd init poweroff reboot mdev ls echo grep ps dmesg uname; do
-        [ -e "$root/bin/$applet" ] || [ -e "$root/sbin/$applet" ] || [ -e "$root/usr/bin/$applet" ] || [ -e "$root/usr/sbin/$applet" ] || ln -s /bin/busybox "$root/bin/$applet"
+        present "$root/bin/$applet" || present "$root/sbin/$applet" || present "$root/usr/bin/$applet" || present "$root/usr/sbin/$applet" ||
+            ln -s /bin/busybox "$root/bin/$applet"
     done
     : >"$root/etc/guest-modules"
     for mod in $GUEST_MODULES; do
@@ -202,7 +205,8 @@ build_busybox() {
         if [ ! -f "$dir/complete" ]; then
             local start=$SECONDS
             work=$(mktemp -d "$cache/.build-XXXXXX")
-            trap 'rm -rf "$work"' EXIT
+            # Expanded now: at exit the function's variables are gone (set -u).
+            trap "rm -rf '$work'" EXIT
             log "building $key ($(echo $vx))"
             build_initrd amd64 "$work/amd64" "$work/out/x86_64"
             build_disk "$work/out/x86_64"
@@ -252,7 +256,7 @@ build_cloud() {
         if [ ! -f "$dir/complete" ]; then
             local start=$SECONDS t root size
             work=$(mktemp -d "$cache/.build-XXXXXX")
-            trap 'rm -rf "$work"' EXIT
+            trap "rm -rf '$work'" EXIT
             root="$work/rootfs"
             log "debootstrap bookworm from $mirror"
             debootstrap --variant=minbase --include="$CLOUD_PACKAGES" bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1 ||
