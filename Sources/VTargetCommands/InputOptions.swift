@@ -39,47 +39,15 @@ struct InputOptions: ParsableArguments {
     var allowHostPaths: Bool { get { decoding.allowHostPaths } set { decoding.allowHostPaths = newValue } }
     var allowExtraArgs: Bool { get { decoding.allowExtraArgs } set { decoding.allowExtraArgs = newValue } }
 
-    func validate() throws {
-        if files.isEmpty { throw ValidationError("no input: give -f FILE (or a directory)") }
+    /// The same settings as a plain value (`run`'s fast path builds one without ArgumentParser).
+    var selection: InputSelection {
+        InputSelection(files: files, recursive: recursive, lenient: lenient, allowHostPaths: allowHostPaths, allowExtraArgs: allowExtraArgs)
     }
 
-    struct Loaded {
-        var catalog: MachineCatalog
-        var runnables: [RunnableTarget]
-        /// KubeVirt and Viti VMs, resolved.
-        var vms: [RunnableVM] = []
-        var directories: [String: String]
+    func validate() throws { try selection.validate() }
 
-        /// Whether any target could run under KVM here, so the probe is worth running.
-        var mayUseKVM: Bool {
-            let host = HostProbe.architecture()
-            return runnables.contains { r in
-                guard r.target.qemu.accel != .tcg, let p = catalog.lookup(r.target.qemu.profileName) else { return false }
-                return p.accelerators.contains("kvm") && (p.architectures.contains(host) || (host == .x86_64 && p.architectures.contains(.i386)))
-            }
-        }
-    }
-
-    /// Files → validated instances; warnings are printed, errors thrown.
-    /// `relativeTo` replaces the files' own directory for relative paths
-    /// (the supervisor's copy of a spec keeps the paths of the original).
-    func load(environment: [String: String], relativeTo: String? = nil) throws -> Loaded {
-        var sources = try InputFiles.sources(files, recursive: recursive)
-        let catalog = try Environment.catalog(environment, for: sources)
-        if let relativeTo { for i in sources.indices { sources[i].directory = relativeTo } }
-        let decoder = ResourceDecoder(catalog: catalog, options: DecodeOptions(
-            strict: !lenient, allowHostPaths: allowHostPaths, allowExtraArgs: allowExtraArgs))
-        let decoded = try decoder.decode(sources)
-        for w in decoded.warnings { printError(w.description) }
-        let runnables = try Workload.instances(from: decoded.resources)
-        let vms = try Workload.vms(from: decoded.resources, boards: runnables)
-        if runnables.isEmpty && vms.isEmpty {
-            throw DiagnosticError([Diagnostic(.error, at: nil, field: nil,
-                "nothing to run in " + files.joined(separator: ", ") + ": no QemuVirtualTarget, VirtualTargetInstance, VirtualMachine, VirtualMachineInstance or Machine")])
-        }
-        var dirs: [String: String] = [:]
-        for s in sources { dirs[s.path] = s.directory }
-        return Loaded(catalog: catalog, runnables: runnables, vms: vms, directories: dirs)
+    func load(environment: [String: String], relativeTo: String? = nil) throws -> InputSelection.Loaded {
+        try selection.load(environment: environment, relativeTo: relativeTo)
     }
 }
 

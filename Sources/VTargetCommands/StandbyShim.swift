@@ -8,8 +8,8 @@ import TargetSpec
 /// `vtarget --standby-shim PADDING`: a shim the supervisor starts before an
 /// instance needs one. A fresh process of this binary spends milliseconds
 /// before it can read its spec: the runtime's start, then the first
-/// conformance lookups and metadata of ArgumentParser, the YAML decoder and
-/// the machine catalog, each a scan of the whole binary's conformance table.
+/// conformance lookups and metadata of the JSON and YAML decoders and the
+/// machine catalog, each a scan of the whole binary's conformance table.
 /// The standby pays those while nothing waits, then blocks on stdin for its
 /// `StandbyAssignment`, takes the log as stdout and stderr, the instance's
 /// directory and the shim's title, and runs as the shim spawned for it
@@ -45,7 +45,7 @@ enum StandbyShim {
     @discardableResult
     static func warmUp() -> Bool {
         let shim = ShimArguments(instance: "default/standby", specFile: "/standby.yaml", statusFile: "/standby.json", relativeTo: "/")
-        let parsed = VTarget.direct(shim.arguments()) is Run
+        let parsed = VTarget.fastRun(shim.arguments()) != nil
         guard let catalog = try? Environment.catalog(Environment.variables) else { return false }
         let decoder = ResourceDecoder(catalog: catalog, options: DecodeOptions())
         guard let decoded = try? decoder.decode([SourceFile(path: "/standby.yaml", directory: "/", bytes: Array(sample.utf8))]),

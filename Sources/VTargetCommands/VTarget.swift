@@ -33,6 +33,10 @@ public struct VTarget: AsyncParsableCommand {
     public static func runMain(_ arguments: [String]) async -> Int32 {
         if arguments.first == StandbyAssignment.option { return await StandbyShim.serve() }
         do {
+            if let request = fastRun(arguments) {
+                try await request.execute()
+                return 0
+            }
             if var direct = direct(arguments) {
                 try await direct.run()
                 return 0
@@ -47,6 +51,11 @@ public struct VTarget: AsyncParsableCommand {
         } catch {
             return exitCode(reporting: error)
         }
+    }
+
+    /// `run` of the common shape, parsed without ArgumentParser (`RunRequest.parse`).
+    static func fastRun(_ arguments: [String]) -> RunRequest? {
+        arguments.first == "run" ? RunRequest.parse(arguments.dropFirst()) : nil
     }
 
     /// The commands on the way to a running target, parsed alone when their
