@@ -278,7 +278,7 @@ build_cloud() {
             cp "$root"/boot/initrd.img-* "$work/out/initrd.img"
             chmod 0644 "$work/out/vmlinuz" "$work/out/initrd.img"
             size=$(( $(du -sm "$root" | cut -f1) * 3 / 2 + 512 ))
-            mkfs.ext4 -q -F -L rootfs -d "$root" "$work/root.raw" "${size}M"
+            mkfs.ext4 -q -F -L rootfs -d "$root" "$work/root.raw" "${size}M" >&2
             qemu-img convert -q -f raw -O qcow2 "$work/root.raw" "$work/out/disk.qcow2"
             echo "$mirror" >"$work/out/mirror"
             echo "debootstrap $((t - start)) s, image $((SECONDS - t)) s" >"$work/out/build-time"
