@@ -24,7 +24,7 @@ import Testing
     @Test func negotiatesAfterTheGreeting() async throws {
         try await StubQMPServer.with { stub, qmp in
             #expect(qmp.greeting == StubQMPServer.greeting)
-            let requests = await stub.requests(atLeast: 1)
+            let requests = try await stub.requests(atLeast: 1)
             #expect(requests.map { $0["execute"]?.stringValue } == ["qmp_capabilities"])
             if case .number = requests[0]["id"] {} else { Issue.record("a command's id is a small number: \(requests[0])") }
         }
@@ -32,7 +32,8 @@ import Testing
 
     @Test func commandsSentWithTheNegotiationRunAfterItInOrder() async throws {
         try await StubQMPServer.with(script: ["cont": .reply(.object([:])), "query-name": .reply(.object([:]))], then: ["cont", "query-name"]) { stub, _ in
-            #expect(await stub.requests(atLeast: 3).map { $0["execute"]?.stringValue } == ["qmp_capabilities", "cont", "query-name"])
+            let requests = try await stub.requests(atLeast: 3)
+            #expect(requests.map { $0["execute"]?.stringValue } == ["qmp_capabilities", "cont", "query-name"])
         }
     }
 
@@ -58,7 +59,7 @@ import Testing
     @Test func repliesFindTheirCommandsWhateverOrderTheyComeIn() async throws {
         try await StubQMPServer.with(script: ["human-monitor-command": .hold]) { stub, qmp in
             let replies = concurrently(8) { i throws(QMPError) in .string(try await qmp.hmp("echo \(i)")) }
-            let held = await stub.held(atLeast: 8)
+            let held = try await stub.held(atLeast: 8)
             let ids = held.compactMap { $0["id"] }.map(\.description)
             #expect(ids.count == 7 && Set(ids).count == 7, "one command without an id, one id each for the rest: \(held)")
             // Answered last first, each with its own command line, and a reply for no one in between.
@@ -78,10 +79,10 @@ import Testing
     @Test func aLoneCommandGoesWithoutAnIdAndTheReplyWithoutOneIsIts() async throws {
         try await StubQMPServer.with(script: ["stop": .hold, "cont": .hold]) { stub, qmp in
             let stopped = Task { try await qmp.execute("stop") }
-            let first = await stub.held(atLeast: 1)[0]
+            let first = try await stub.held(atLeast: 1)[0]
             #expect(first["id"] == nil, "nothing else in flight: \(first)")
             let resumed = Task { try await qmp.execute("cont") }
-            let second = await stub.held(atLeast: 2)[1]
+            let second = try await stub.held(atLeast: 2)[1]
             #expect(second["id"] != nil, "one command without an id at a time: \(second)")
             // A reply for no one, with an id never given, is dropped.
             stub.send(#"{"return": "for no one", "id": 77}"#)
@@ -91,7 +92,7 @@ import Testing
             #expect((try? await stopped.value) == .string("stopped"))
             // Answered, its place is free for the next lone command.
             let again = Task { try await qmp.execute("stop") }
-            let third = await stub.held(atLeast: 1)[0]
+            let third = try await stub.held(atLeast: 1)[0]
             #expect(third["id"] == nil, "\(third)")
             stub.release(third, with: .reply(.string("again")))
             #expect((try? await again.value) == .string("again"))
@@ -101,12 +102,13 @@ import Testing
     @Test func atMostEightCommandsAreInFlight() async throws {
         try await StubQMPServer.with(script: ["stop": .hold]) { stub, qmp in
             let all = concurrently(12) { _ throws(QMPError) in try await qmp.execute("stop") }
-            _ = await stub.held(atLeast: QMPClient.maxInFlight)
+            _ = try await stub.held(atLeast: QMPClient.maxInFlight)
             // Each reply frees one slot, for one more command.
-            for _ in 0..<12 { stub.release(await stub.held(atLeast: 1)[0], with: .reply(.object([:]))) }
+            for _ in 0..<12 { stub.release(try await stub.held(atLeast: 1)[0], with: .reply(.object([:]))) }
             #expect(await all.value.values.allSatisfy { $0 == .success(.object([:])) })
             #expect(stub.maxOutstanding == QMPClient.maxInFlight)
-            #expect(await stub.requests(atLeast: 13).count == 13)
+            let requests = try await stub.requests(atLeast: 13)
+            #expect(requests.count == 13)
         }
     }
 
@@ -125,7 +127,7 @@ import Testing
         try await StubQMPServer.with(script: ["stop": .hold]) { stub, qmp in
             var events = qmp.events.makeAsyncIterator()
             async let stopped = qmp.execute("stop")
-            let held = await stub.held(atLeast: 1)
+            let held = try await stub.held(atLeast: 1)
             let id = held[0]["id"]?.description ?? "null"
             stub.send(#"{"event": "STOP", "timestamp": {"seconds": 1, "microseconds": 2}}"#)
             // Even one that carries the pending command's id.
@@ -163,7 +165,7 @@ import Testing
         try await StubQMPServer.with(script: ["stop": .hold]) { stub, qmp in
             // Eight sent and held, four waiting for a slot.
             let all = concurrently(12) { _ throws(QMPError) in try await qmp.execute("stop") }
-            _ = await stub.held(atLeast: QMPClient.maxInFlight)
+            _ = try await stub.held(atLeast: QMPClient.maxInFlight)
             stub.hangUp()
             let outcomes = await all.value
             #expect(outcomes.count == 12)
@@ -182,7 +184,7 @@ import Testing
     @Test func malformedJSONFailsPendingCommandsAndEndsTheConnection() async throws {
         try await StubQMPServer.with(script: ["stop": .hold]) { stub, qmp in
             let stopped = Task { try await qmp.execute("stop") }
-            _ = await stub.held(atLeast: 1)
+            _ = try await stub.held(atLeast: 1)
             stub.send("this is not JSON")
             await #expect(throws: QMPError.protocolViolation("QEMU sent malformed JSON")) { try await stopped.value }
             try await qmp.channel.closeFuture.get()
@@ -194,7 +196,7 @@ import Testing
     @Test func anUnparsableReplyFailsTheConnectionInsteadOfLeavingItsCommandWaiting() async throws {
         try await StubQMPServer.with(script: ["stop": .hold]) { stub, qmp in
             let stopped = Task { try await qmp.execute("stop") }
-            let held = await stub.held(atLeast: 1)
+            let held = try await stub.held(atLeast: 1)
             let id = held[0]["id"]?.description ?? "null"
             stub.send(#"{"return": {}, "id": \#(id),}"#)
             await #expect(throws: QMPError.protocolViolation("QEMU sent malformed JSON")) { try await stopped.value }

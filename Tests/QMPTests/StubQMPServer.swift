@@ -123,13 +123,13 @@ final class StubQMPServer: Sendable {
     // MARK: what the test sees and does
 
     /// Every command received so far, once there are at least `count`.
-    func requests(atLeast count: Int) async -> [JSONValue] {
-        await until({ $0.received.count >= count }, \.received)
+    func requests(atLeast count: Int) async throws -> [JSONValue] {
+        try await until("\(count) commands received", { $0.received.count >= count }, \.received)
     }
 
     /// The commands held unanswered, once there are at least `count`.
-    func held(atLeast count: Int) async -> [JSONValue] {
-        await until({ $0.held.count >= count }, \.held)
+    func held(atLeast count: Int) async throws -> [JSONValue] {
+        try await until("\(count) commands held", { $0.held.count >= count }, \.held)
     }
 
     /// The most commands received and not yet answered at any one time.
@@ -160,16 +160,28 @@ final class StubQMPServer: Sendable {
 
     // MARK: serving
 
-    private func until<T: Sendable>(_ ready: @escaping @Sendable (State) -> Bool,
-                                    _ value: @escaping @Sendable (State) -> T) async -> T {
-        await withCheckedContinuation { (cont: CheckedContinuation<T, Never>) in
+    /// Throws once the stub has given up, so a stuck test fails where it waits
+    /// instead of going on with fewer commands than it asked for.
+    private func until<T: Sendable>(_ what: String, _ ready: @escaping @Sendable (State) -> Bool,
+                                    _ value: @escaping @Sendable (State) -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { (cont: CheckedContinuation<T, any Error>) in
             let check: @Sendable (State, Bool) -> Bool = { s, givingUp in
-                guard ready(s) || givingUp else { return false }
-                cont.resume(returning: value(s))
+                if ready(s) {
+                    cont.resume(returning: value(s))
+                } else if givingUp {
+                    cont.resume(throwing: StubGaveUp(waitingFor: what))
+                } else {
+                    return false
+                }
                 return true
             }
             state.withLock { s in if !check(s, s.gaveUp) { s.waiters.append(check) } }
         }
+    }
+
+    struct StubGaveUp: Error, CustomStringConvertible {
+        let waitingFor: String
+        var description: String { "the stub gave up while the test waited for \(waitingFor)" }
     }
 
     private func write(_ text: String) {
