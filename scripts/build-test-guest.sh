@@ -41,7 +41,10 @@
 # openstack/latest/meta_data.json, user_data), sets the hostname, runs a `#!`
 # user-data, takes a DHCP lease on eth0, serves HTTP on port 8080 and keeps a
 # shell on the console; it prints "vtarget-guest: hostname=X", "user-data ran
-# exit=N", "ip=A.B.C.D", "http on :8080" and "ready". `poweroff -f` ends it.
+# exit=N", "ip=A.B.C.D", "http on :8080" and "ready". `poweroff -f` ends it,
+# and so does the power button (busybox acpid: ACPI's, or gpio-keys on arm64
+# virt), after "vtarget-guest: power button"; a user-data `killall acpid`
+# makes a guest that ignores it.
 #
 # Packages come through apt only (apt-get download + dpkg-deb -x; debootstrap
 # uses the Debian mirror the host's apt sources name, or VTARGET_DEBIAN_MIRROR).
@@ -65,7 +68,8 @@ log() { echo "build-test-guest: $*" >&2; }
 
 # The modules the busybox guest loads (and its init modprobes, in this order).
 GUEST_MODULES="virtio_pci virtio_mmio virtio_blk virtio_net virtio_console virtio_rng virtio_scsi
-  sd_mod sr_mod cdrom isofs vfat nls_cp437 nls_ascii nls_iso8859-1 ata_piix ata_generic ahci e1000 e1000e"
+  sd_mod sr_mod cdrom isofs vfat nls_cp437 nls_ascii nls_iso8859-1 ata_piix ata_generic ahci e1000 e1000e
+  evdev button gpio_keys"
 
 # --- apt: the host's lists for amd64; a private state directory for arm64 ----
 arm64_apt_dir="$cache/apt-arm64"
@@ -133,7 +137,7 @@ build_initrd() {
         present "$root/$applet" || ln -s /bin/busybox "$root/$applet"
     done
     # Whatever the list said, the applets init uses.
-    for applet in sh mount umount mkdir sed tr head cat cp chmod sleep hostname findfs modprobe insmod ip udhcpc httpd init poweroff reboot mdev ls echo grep ps dmesg uname; do
+    for applet in sh mount umount mkdir sed tr head cat cp chmod sleep hostname findfs modprobe insmod ip udhcpc httpd init poweroff reboot mdev ls echo grep ps dmesg uname acpid printf sync killall; do
         present "$root/bin/$applet" || present "$root/sbin/$applet" || present "$root/usr/bin/$applet" || present "$root/usr/sbin/$applet" ||
             ln -s /bin/busybox "$root/bin/$applet"
     done

@@ -22,6 +22,17 @@ public final class QMPProxy: @unchecked Sendable {
     private var joins = 0
     /// Clients paid during one read of QEMU's, flushed once when it is over.
     private var paidUnflushed: [ClientState] = []
+    /// The commands vtarget answers itself instead of QEMU, looked up by
+    /// name per command (see `LocalCommand`): which they are can change with
+    /// vtarget's state.
+    private let local: (@Sendable (String) -> LocalCommand?)?
+
+    /// A command the proxy runs in vtarget, for behaviour QEMU has no one
+    /// command for (a soft reboot is several, and an event in between), or
+    /// that must see a client's command before QEMU does. Its name follows
+    /// QMP's rule for downstream extensions (`__dev.vtarget_NAME`) where it
+    /// is vtarget's own; it replies as QEMU would, with `return` or `error`.
+    public typealias LocalCommand = @Sendable (_ arguments: JSONValue?) async -> Result<JSONValue, QMPError>
 
     /// Touched on the loop only, as the proxy is.
     final class ClientState: @unchecked Sendable {
@@ -46,11 +57,14 @@ public final class QMPProxy: @unchecked Sendable {
         }
     }
 
-    /// `transcript` hears every line of the conversation (see `QMPTranscript`).
-    public init(qmp: QMPClient, loop: any EventLoop, transcript: QMPTranscript? = nil) {
+    /// `transcript` hears every line of the conversation (see `QMPTranscript`);
+    /// `local` finds the commands vtarget answers itself, by name.
+    public init(qmp: QMPClient, loop: any EventLoop, transcript: QMPTranscript? = nil,
+                local: (@Sendable (String) -> LocalCommand?)? = nil) {
         self.qmp = qmp
         self.loop = loop
         self.transcript = transcript
+        self.local = local
         qmp.onReadComplete { [weak self] in self?.qemuReadEnded() }
     }
 
@@ -185,6 +199,14 @@ public final class QMPProxy: @unchecked Sendable {
         // however QEMU (or the query cache) completes them.
         let ticket = c.replies.owe()
         let loop = self.loop
+        if let run = local?(command) {
+            let arguments = fields["arguments"]
+            Task {
+                let result = await run(arguments)
+                loop.execute { self.pay(c, ticket, Self.reply(c.channel.allocator, id, result)) }
+            }
+            return
+        }
         c.forwarded = true
         qmp.send(command, arguments: fields["arguments"], flush: false) { result in
             // Normally on the loop already (QEMU's channel shares it): no hop, no

@@ -112,7 +112,8 @@ extension RunSession {
                                     logRotation: config.logRotation,
                                     environment: config.environment, onQMPEvent: { e in
                     if let name = e["event"]?.stringValue, name == "STOP" || name == "RESUME" { runStates.yield((i, t)) }
-                }, onBusFailure: { sink.yield(.startFailed("\($0)")) }, capture: config.capture) { [capture = config.capture] device, bytes in
+                }, powerButton: session.catalog.lookup(t.plan.profile)?.gracefulPowerdown ?? false,
+                   onBusFailure: { sink.yield(.startFailed("\($0)")) }, capture: config.capture) { [capture = config.capture] device, bytes in
                     guard serialDevices.contains(device) else { return }
                     sink.yield(.serial(target: i, device: device, bytes: bytes))
                     capture?.serial(target: t.name, device: device, bytes: bytes)

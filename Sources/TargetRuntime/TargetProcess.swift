@@ -218,12 +218,15 @@ public final class TargetProcess: Sendable {
     /// starting beside QEMU's own start-up (CPU-bound, ~20 ms) slowed it on
     /// two cores. A join that fails later reaches `onBusFailure` (else
     /// stderr); `busesJoined` waits for the joins.
+    /// `powerButton`: the guest acts on `system_powerdown`, so `soft-reboot`
+    /// without a guest agent can press it (`ACPIReboot`).
     /// A `capture` (a recording) hears the serial input, the CAN frames and
     /// the QMP proxy's conversation (clients' lines and QEMU's events).
     public func connect(
         group: any EventLoopGroup, startRunning: Bool, logRotation: SerialLog.Rotation = SerialLog.Rotation(),
         environment: [String: String],
         onQMPEvent: @escaping @Sendable (JSONValue) -> Void = { _ in },
+        powerButton: Bool = false,
         onBusFailure: (@Sendable (any Error) -> Void)? = nil,
         capture: RunCapture? = nil,
         onSerial: @escaping @Sendable (_ device: String, _ bytes: [UInt8]) -> Void
@@ -269,8 +272,9 @@ public final class TargetProcess: Sendable {
         let client = try await QMPClient.handshake(on: qmpChannel, core: core, events: events, then: startRunning ? ["cont"] : [])
         dropPlaceholders()
         startBusJoins(loop: loop, environment: environment, capture: capture, onFailure: onBusFailure ?? { note("\($0)") })
-        let proxy = QMPProxy(qmp: client, loop: loop, transcript: capture?.qmpTranscript(target: name))
-        let forward = Task { for await e in client.events { proxy.broadcast(e); onQMPEvent(e) } }
+        let reboot = ACPIReboot(qmp: client, honoursPowerButton: powerButton)
+        let proxy = QMPProxy(qmp: client, loop: loop, transcript: capture?.qmpTranscript(target: name), local: reboot.localCommand)
+        let forward = Task { for await e in client.events { proxy.broadcast(e); onQMPEvent(e); reboot.observe(e) } }
         attached.withLock {
             $0.qmp = client
             $0.proxy = proxy

@@ -46,7 +46,7 @@ struct Qmp: AsyncParsableCommand {
         let object: JSONValue
         if let parsed = try? JSONValue.parse(Array(command.utf8)), case .object = parsed {
             object = parsed
-        } else if command.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) {
+        } else if command.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }) {
             object = .object(["execute": .string(command)])
         } else {
             throw ValidationError("not a QMP command object or command name: \(command)")

@@ -64,14 +64,24 @@ enum VMNames {
 struct SoftReboot: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "soft-reboot",
-        abstract: "Reboot a VM's guest OS through its qemu-guest-agent (as virtctl soft-reboot).",
-        discussion: "Without an agent answering in the guest it is refused; vtarget reset resets the machine without the guest's help.")
+        abstract: "Reboot a VM's guest OS, as virtctl soft-reboot: through its qemu-guest-agent, else with the ACPI power button.",
+        discussion: """
+            With no agent answering, the power button is pressed and QEMU is told to pause, not exit, when the guest \
+            powers off; vtarget then resets it and lets it boot again (libvirt's ACPI reboot). The instance stays the same \
+            one throughout. A stop while the guest is still powering off cancels the reboot. vtarget reset resets the \
+            machine without the guest's help.
+            """)
     @OptionGroup var instance: InstanceOptions
 
     func run() async throws {
         let vm = try await RunningVM.locate(instance)
-        try vm.withAgent { try $0.executeUnanswered("guest-shutdown", arguments: .object(["mode": .string("reboot")])) }
-        printOut("\(vm.qualifiedName) soft-rebooted")
+        do {
+            try vm.withAgent(timeout: 2) { try $0.executeUnanswered("guest-shutdown", arguments: .object(["mode": .string("reboot")])) }
+            printOut("\(vm.qualifiedName) soft-rebooted (guest agent)")
+        } catch let error as RuntimeError where error.code == .notFound {
+            _ = try await instance.withQMP { try await $0.execute(ACPIReboot.command, timeout: 10) }
+            printOut("\(vm.qualifiedName) soft-rebooted (ACPI power button)")
+        }
     }
 }
 

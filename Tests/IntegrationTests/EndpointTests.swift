@@ -117,6 +117,11 @@ let clients = repoRoot + "/Tests/IntegrationTests/Clients"
         #expect(picked.code == 0 && picked.stdout.contains("\"status\":\"running\""), "\(picked.stderr)")
         let logs = try vt(["logs", "lm3s6965evb", "--run", "\(a.processIdentifier)"], runtime: runtime)
         #expect(logs.code == 0, "\(logs.stderr)")
+        // A Cortex-M board has no power button: vtarget's soft-reboot command (what `soft-reboot`
+        // sends a VM without a guest agent) says so, and names what would work.
+        let reboot = try vt(["qmp", "lm3s6965evb", "--run", "\(a.processIdentifier)", "__dev.vtarget_soft-reboot"], runtime: runtime)
+        #expect(reboot.code == 1 && reboot.stderr.contains("neither a guest agent nor a power button") && reboot.stderr.contains("vtarget reset"),
+                "\(reboot.code) \(reboot.stderr)")
         let wrong = try vt(["qmp", "lm3s6965evb", "--run", "1", "query-status"], runtime: runtime)
         #expect(wrong.code == 1 && wrong.stderr.contains("no run 1 has an instance") && wrong.stderr.contains("\(a.processIdentifier) (namespace"), "\(wrong.stderr)")
         let stop = try vt(["stop", "lm3s6965evb", "--run", "\(a.processIdentifier)", "--timeout", "1s"], runtime: runtime)

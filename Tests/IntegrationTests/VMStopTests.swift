@@ -4,9 +4,10 @@ import TestSupport
 
 /// virtctl's stop on a supervised VM with the busybox guest: plain `stop`
 /// presses the ACPI power button and gives the guest its
-/// terminationGracePeriodSeconds (this guest has no ACPI daemon, so it never
-/// powers off and QEMU is ended after the grace period); `stop --force` ends
-/// QEMU at once, with no ACPI shutdown. Two boots.
+/// terminationGracePeriodSeconds (this guest's user-data stops its ACPI
+/// daemon, so it never powers off and QEMU is ended after the grace period);
+/// `stop --force` ends QEMU at once, with no ACPI shutdown; a stop during a
+/// soft-reboot cancels the reboot. Three boots.
 @Suite(.serialized) struct VMStopTests {
     @Test func stopPressesThePowerButtonAndForceDoesNot() throws {
         let f = SupervisorFixture()
@@ -16,7 +17,8 @@ import TestSupport
         let file = f.work + "/vm.yaml"
         let yaml = VMRunTests.vmYAML(image: "vtarget-test/busybox:1")
             .replacingOccurrences(of: "terminationGracePeriodSeconds: 0", with: "terminationGracePeriodSeconds: 10")
-        #expect(yaml.contains("terminationGracePeriodSeconds: 10"))
+            .replacingOccurrences(of: "echo hello-from-user-data", with: "killall acpid; echo hello-from-user-data")
+        #expect(yaml.contains("terminationGracePeriodSeconds: 10") && yaml.contains("killall acpid"))
         try yaml.write(toFile: file, atomically: true, encoding: .utf8)
         r = try f.vt(["apply", "-f", file])
         #expect(r.code == 0, "\(r.stderr)")
@@ -51,6 +53,26 @@ import TestSupport
         events = try f.vt(["events"]).stdout
         #expect(events.contains("stopped by request: forced: QEMU ended at once, no ACPI shutdown"), "\(events)")
         #expect(events.components(separatedBy: "ACPI power button pressed").count == 2, "\(events)")
+        #expect(try f.instances().isEmpty)
+
+        // A stop while a soft-reboot waits for the guest cancels the reboot, as libvirt's does: this
+        // guest takes 3 s to act on the button, so both presses are pending when it powers off, and
+        // QEMU ends (the guest powered off) instead of booting it again (which would use up the grace).
+        let slow = yaml.replacingOccurrences(of: "killall acpid;",
+                                             with: #"printf '#!/bin/sh\nsleep 3\npoweroff -f\n' >/etc/acpi/PWRF/00000080; echo slow-button;"#)
+        try slow.write(toFile: file, atomically: true, encoding: .utf8)
+        #expect(try f.vt(["apply", "-f", file]).code == 0, "runStrategy: Always again: the apply starts it")
+        func readyAfterSlowButton(_ log: String) -> Bool {
+            log.range(of: "user-data: slow-button").map { log[$0.upperBound...].contains("vtarget-guest: ready") } ?? false
+        }
+        logs = try f.poll(["logs", "bb"], seconds: 300, readyAfterSlowButton)
+        #expect(readyAfterSlowButton(logs), "\(logs.suffix(2000))")
+        r = try f.vt(["soft-reboot", "bb"])
+        #expect(r.code == 0 && r.stdout.contains("soft-rebooted (ACPI power button)"), "\(r.code) \(r.stdout) \(r.stderr)")
+        r = try f.vt(["stop", "bb"])
+        #expect(r.code == 0, "\(r.stdout) \(r.stderr)")
+        events = try f.vt(["events"]).stdout
+        #expect(events.contains("stopped by request: the guest powered off"), "\(events)")
         #expect(try f.instances().isEmpty)
 
         r = try f.vt(["stop", "bb", "--grace-period=-1"])

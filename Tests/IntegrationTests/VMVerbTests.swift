@@ -4,9 +4,9 @@ import TestSupport
 
 /// virtctl's verbs on a supervised VM, with the busybox test guest (no
 /// guest agent, no sshd): start of a Halted VM (--paused, stored as Always),
-/// unpause, a screenshot, stop back to Halted, a Manual VM started and
-/// stopped as it is, and the refusals (already running, not running, no
-/// agent, unknown VM). Two boots in all.
+/// unpause, a screenshot, a soft-reboot by the ACPI power button, stop back
+/// to Halted, a Manual VM started and stopped as it is, and the refusals
+/// (already running, not running, no agent, unknown VM). Three boots in all.
 @Suite(.serialized) struct VMVerbTests {
     @Test func startStopAndTheVerbsOfAVM() throws {
         let f = SupervisorFixture()
@@ -50,11 +50,26 @@ import TestSupport
         let logs = try f.poll(["logs", "bb"], seconds: 240) { $0.contains("vtarget-guest: ready") }
         #expect(logs.contains("vtarget-guest: ready"), "\(logs)")
 
-        // No agent in this guest: soft-reboot and guestosinfo say so.
-        for verb in ["soft-reboot", "guestosinfo"] {
-            r = try f.vt([verb, "bb"])
-            #expect(r.code == 1 && r.stderr.contains("virtualmachine.kubevirt.io/bb: guest agent not connected"), "\(verb): \(r.code) \(r.stderr)")
+        // No agent in this guest: guestosinfo says so; soft-reboot presses the ACPI power button,
+        // and the guest, powered off, boots again in the same QEMU (libvirt's ACPI reboot).
+        r = try f.vt(["guestosinfo", "bb"])
+        #expect(r.code == 1 && r.stderr.contains("virtualmachine.kubevirt.io/bb: guest agent not connected"), "\(r.code) \(r.stderr)")
+        let qemuBefore = qemuProcesses(mentioning: f.runtime)
+        #expect(qemuBefore.count == 1, "\(qemuBefore)")
+        r = try f.vt(["soft-reboot", "bb"])
+        #expect(r.code == 0 && r.stdout == "virtualmachine.kubevirt.io/bb soft-rebooted (ACPI power button)\n", "\(r.code) \(r.stdout) \(r.stderr)")
+        let rebooted = try f.poll(["logs", "bb"], seconds: 240) {
+            $0.components(separatedBy: "vtarget-guest: ready").count == 3 && $0.contains("vtarget-guest: power button")
         }
+        #expect(rebooted.components(separatedBy: "vtarget-guest: ready").count == 3, "booted twice: \(rebooted.suffix(3000))")
+        if let button = rebooted.range(of: "vtarget-guest: power button") {
+            #expect(rebooted[button.upperBound...].contains("vtarget-guest: booting on"), "the guest booted again after its power-off")
+        } else {
+            Issue.record("the guest never saw the power button: \(rebooted.suffix(3000))")
+        }
+        #expect(qemuProcesses(mentioning: f.runtime) == qemuBefore, "the same QEMU: the instance was never restarted")
+        table = try f.poll(["get", "vm", "bb"]) { $0.contains("Running") }
+        #expect(table.contains("Running"), "\(table)")
         // ssh reaches the guest's port through the forward: the HTTP server there is no sshd.
         r = try f.vt(["ssh", "root@bb", "-p", "8080", "--local-ssh-opts=-o ConnectTimeout=20 -o BatchMode=yes", "--", "true"])
         // ssh's TCP connection got through (the forward is up) and the guest's HTTP server closed it at the key exchange.
