@@ -14,9 +14,10 @@
 #                                         their modules.dep dependencies, depmod
 #                                         run) and scripts/guest/init.
 #     x86_64/disk.qcow2                   the same kernel+initramfs on a FAT disk
-#                                         with syslinux (mtools, no root, no
-#                                         mount): BIOS-boots from a virtio or sata
-#                                         disk, console=ttyS0. For kernelBoot,
+#                                         with syslinux and systemd-boot (mtools,
+#                                         no root, no mount): BIOS- or UEFI-boots
+#                                         from a virtio or sata disk,
+#                                         console=ttyS0. For kernelBoot,
 #                                         pass "console=ttyS0 no_timer_check" (a
 #                                         busy host can fail TCG's timer check).
 #     arm64/vmlinuz, arm64/initrd.gz      linux-image-cloud-arm64 for `virt`
@@ -170,34 +171,37 @@ build_initrd() {
     echo "$kpkg" >"$out/kernel-package"
 }
 
-# build_disk DIR: kernel + initramfs on a syslinux FAT disk, as qcow2.
+# build_disk DIR WORK: kernel + initramfs on one FAT filesystem (no partition
+# table) that boots both ways, as qcow2: by BIOS through syslinux, and by UEFI
+# (OVMF) through systemd-boot as the removable-media loader \EFI\BOOT\BOOTX64.EFI
+# with one loader entry. The same kernel command line either way.
 build_disk() {
-    local dir=$1 img=$1/disk.raw kib
-    kib=$(( ($(stat -c %s "$dir/vmlinuz") + $(stat -c %s "$dir/initrd.gz")) / 1024 + 4096 ))
+    local dir=$1 work=$2 img=$1/disk.raw kib
+    # no_timer_check: under TCG on a busy host the kernel's IO-APIC timer
+    # check can fail ("..MP-BIOS bug ... failed :(") and panic the boot.
+    local append="console=ttyS0 panic=-1 no_timer_check"
+    download amd64 "$work/efi-debs" systemd-boot-efi
+    dpkg-deb -x "$work"/efi-debs/systemd-boot-efi_*.deb "$work/efi"
+    kib=$(( ($(stat -c %s "$dir/vmlinuz") + $(stat -c %s "$dir/initrd.gz") + $(stat -c %s "$work/efi/usr/lib/systemd/boot/efi/systemd-bootx64.efi")) / 1024 + 4096 ))
     truncate -s "${kib}K" "$img"
     mformat -i "$img" -v VTGUEST -N 0 ::
     syslinux --install "$img"
-    # no_timer_check: under TCG on a busy host the kernel's IO-APIC timer
-    # check can fail ("..MP-BIOS bug ... failed :(") and panic the boot.
-    cat >"$dir/syslinux.cfg" <<'CFG'
-DEFAULT guest
-PROMPT 0
-TIMEOUT 0
-SERIAL 0 115200
-LABEL guest
-  KERNEL vmlinuz
-  INITRD initrd.gz
-  APPEND console=ttyS0 panic=-1 no_timer_check
-CFG
-    mcopy -i "$img" "$dir/vmlinuz" "$dir/initrd.gz" "$dir/syslinux.cfg" ::
+    printf 'DEFAULT guest\nPROMPT 0\nTIMEOUT 0\nSERIAL 0 115200\nLABEL guest\n  KERNEL vmlinuz\n  INITRD initrd.gz\n  APPEND %s\n' "$append" >"$work/syslinux.cfg"
+    printf 'default guest.conf\ntimeout 0\n' >"$work/loader.conf"
+    printf 'title vtarget test guest\nlinux /vmlinuz\ninitrd /initrd.gz\noptions %s\n' "$append" >"$work/guest.conf"
+    mmd -i "$img" ::/EFI ::/EFI/BOOT ::/loader ::/loader/entries
+    mcopy -i "$img" "$work/efi/usr/lib/systemd/boot/efi/systemd-bootx64.efi" ::/EFI/BOOT/BOOTX64.EFI
+    mcopy -i "$img" "$work/loader.conf" ::/loader/loader.conf
+    mcopy -i "$img" "$work/guest.conf" ::/loader/entries/guest.conf
+    mcopy -i "$img" "$dir/vmlinuz" "$dir/initrd.gz" "$work/syslinux.cfg" ::
     qemu-img convert -q -f raw -O qcow2 "$img" "$dir/disk.qcow2"
-    rm -f "$img" "$dir/syslinux.cfg"
+    rm -f "$img"
 }
 
 build_busybox() {
     local vx with_arm64=${VTARGET_GUEST_ARM64:-1} va="" key dir work
     # The metapackage's version changes with every kernel it points at.
-    vx=$(versions amd64 linux-image-cloud-amd64 busybox-static)
+    vx=$(versions amd64 linux-image-cloud-amd64 busybox-static systemd-boot-efi)
     [[ "$vx" == *linux-image-cloud-amd64=* && "$vx" != *"=(none)"* ]] ||
         { log "apt has no candidate for linux-image-cloud-amd64 or busybox-static (run apt-get update)"; exit 1; }
     if [ "$with_arm64" = 1 ]; then ensure_arm64_lists; va=$(versions arm64 linux-image-cloud-arm64 busybox-static); fi
@@ -213,7 +217,7 @@ build_busybox() {
             trap "rm -rf '$work'" EXIT
             log "building $key ($(echo $vx))"
             build_initrd amd64 "$work/amd64" "$work/out/x86_64"
-            build_disk "$work/out/x86_64"
+            build_disk "$work/out/x86_64" "$work/amd64"
             if [ "$with_arm64" = 1 ]; then
                 log "building arm64 ($(echo $va))"
                 build_initrd arm64 "$work/arm64" "$work/out/arm64"

@@ -9,7 +9,7 @@ import TestSupport
 /// containerDisk reference, its kernel and initramfs as the kernelBoot
 /// image), renders to the exact QEMU command kept in `CorpusGolden/`
 /// (`UPDATE_GOLDEN=1` rewrites them), and those the busybox guest can boot
-/// (BIOS, virtio disks, x86_64) boot together in one `vtarget run`.
+/// (x86_64; its disk boots by BIOS and by UEFI) boot together in one `vtarget run`.
 @Suite(.serialized) struct CorpusTests {
     static let examples = repoRoot + "/examples/kubevirt"
     static let golden = repoRoot + "/Tests/IntegrationTests/CorpusGolden"
@@ -79,16 +79,17 @@ import TestSupport
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: runtime)) ?? []).isEmpty)
     }
 
-    /// The examples the busybox guest boots as written (BIOS, x86_64; vmi-sata's
-    /// disk on SATA, read by the BIOS alone): seven VMs in one `vtarget run`,
-    /// each to the guest's ready line;
-    /// vm-cirros's user-data script runs, vmi-masquerade's port is forwarded. One boot of each.
+    /// The examples the busybox guest boots as written (x86_64; vmi-sata's
+    /// disk on SATA, read by the BIOS alone; vmi-alpine-efi's by OVMF, through
+    /// the disk's systemd-boot): nine VMs in one `vtarget run`, each to the
+    /// guest's ready line; vm-cirros's and vmi-arm's user-data scripts run,
+    /// vmi-masquerade's port is forwarded. One boot of each.
     @Test func theBootableExamplesBootTogether() throws {
         guard let guest = VMRunTests.guest else { Issue.record("scripts/build-test-guest.sh failed"); return }
         let runtime = makeRuntimeDir()
         defer { for p in [runtime, runtime + "-state", runtime + "-tree", runtime + ".sh"] { try? FileManager.default.removeItem(atPath: p) } }
         let state = try Self.store(guest: guest, runtime: runtime)
-        let vms = ["vm-cirros", "vm-cirros-csmall", "vmi-ephemeral", "vmi-fedora", "vmi-masquerade", "vmi-nocloud", "vmi-sata"]
+        let vms = ["vm-cirros", "vm-cirros-csmall", "vmi-alpine-efi", "vmi-arm", "vmi-ephemeral", "vmi-fedora", "vmi-masquerade", "vmi-nocloud", "vmi-sata"]
         try """
             for i in $(seq 1 1200); do n=0
               for v in \(vms.joined(separator: " ")); do grep -q 'vtarget-guest: ready' $VTARGET_RUNTIME_DIR/run-*/$v/logs/console.log 2>/dev/null && n=$((n+1)); done
@@ -104,6 +105,10 @@ import TestSupport
         #expect(r.stdout.contains("vm-cirros/console| vtarget-guest: user-data ran exit=0")
                 && r.stdout.contains("vm-cirros/console| vtarget-guest: hostname=vm-cirros"), "\(r.stdout)")
         #expect(r.stderr.contains("vmi-masquerade: guest port 80/tcp of testmasquerade on 127.0.0.1:"), "\(r.stderr)")
+        #expect(r.stdout.contains("vmi-arm/console| user-data: printed from cloud-init userdata"), "\(r.stdout)")
+        // UEFI: OVMF's boot manager started the disk's loader (a BIOS boot prints no BdsDxe line).
+        #expect(r.stdout.range(of: #"vmi-alpine-efi/console\|[^\n]*BdsDxe: starting Boot"#, options: .regularExpression) != nil, "\(r.stdout)")
+        #expect(r.stdout.range(of: #"vm-cirros/console\|[^\n]*BdsDxe"#, options: .regularExpression) == nil, "\(r.stdout)")
         #expect(qemuProcesses(mentioning: runtime).isEmpty)
     }
 }
