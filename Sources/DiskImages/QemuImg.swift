@@ -52,6 +52,11 @@ public struct QemuImg: Sendable {
         _ = try await run(["convert", "-q", "-f", sourceFormat.rawValue, "-O", format.rawValue, source, path])
     }
 
+    /// `path` (qcow2) grown to `size` bytes; the guest sees a bigger disk.
+    public func grow(_ path: String, to size: UInt64) async throws(QemuImgError) {
+        _ = try await run(["resize", "-q", "-f", Format.qcow2.rawValue, path, "\(size)"])
+    }
+
     /// What qemu-img knows of an image. `--force-share`: the image may be
     /// open in a running QEMU, which holds its write lock.
     public func info(path: String) async throws(QemuImgError) -> ImageInfo {

@@ -87,7 +87,7 @@ public enum Workload {
             // A named volume is one file: two members would both open it (QEMU's lock refuses the second).
             if n.members > 1 {
                 for d in vm.disks {
-                    guard case .volume(let volume, _, _) = d.source else { continue }
+                    guard case .volume(let volume, _, _, _) = d.source else { continue }
                     diags.append(Diagnostic(.error, at: n.location, field: "spec.maxInstances",
                         "up to \(n.members) members of VM \"\(name)\" would share its volume \"\(volume)\" (disk \(d.name)); "
                         + "give the pool maxInstances: 1, or the VM an emptyDisk or containerDisk, which each member gets its own of"))

@@ -76,7 +76,7 @@ public struct VMPreparation: Sendable {
                 let (image, format) = try resolveDisk(reference, disk)
                 out[disk.name] = .init(path: own + ".qcow2", format: .qcow2, base: .init(path: image.path, format: format == .qcow2 ? .qcow2 : .raw))
             case .empty: out[disk.name] = .init(path: own + ".qcow2", format: .qcow2)
-            case .volume(let name, _, _): out[disk.name] = .init(path: volumeRoot + "/" + vm.metadata.namespace + "/" + name + ".qcow2", format: .qcow2)
+            case .volume(let name, _, _, _): out[disk.name] = .init(path: volumeRoot + "/" + vm.metadata.namespace + "/" + name + ".qcow2", format: .qcow2)
             case .hostDisk(let path, _, _): out[disk.name] = .init(path: path, format: .raw)
             case .cloudInit, .configMap, .secret: out[disk.name] = .init(path: own + ".iso", format: .raw, readOnly: true)
             }
@@ -143,6 +143,81 @@ public struct VMPreparation: Sendable {
         return .init(kernel: kernel, initrd: out[1])
     }
 
+    /// A named volume's first making: empty at its size, or filled as its
+    /// DataVolume says (a store image or another volume, copied whole, then
+    /// grown to the size asked for). Written beside its place and linked in,
+    /// so a failed copy leaves nothing, and of two starts racing to make it,
+    /// the second uses the first's.
+    private func makeVolume(at path: String, capacity: UInt64?, content: VolumeContent?, disk: VMDisk, namespace: String) async throws {
+        let at = disk.location.map { "\($0): " } ?? ""
+        let partial = path + ".partial-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        defer { unlink(partial); unlink(partial + ".download") }
+        let source: (path: String, format: QemuImg.Format, what: String)
+        switch content {
+        case nil, .blank?:
+            guard let capacity else {
+                throw RuntimeError("\(at)disk \(disk.name): volume \(namespace)/\(URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent) "
+                    + "does not exist yet and has no size to make it with; make it with a DataVolume template "
+                    + "(dataVolumeTemplates, with resources.requests.storage) or put a qcow2 at \(path)", code: .badInput)
+            }
+            try await qemuImg.create(path: path, format: .qcow2, size: capacity)
+            return
+        case .image(let reference)?:
+            let (image, format) = try resolveDisk(reference, disk)
+            source = (image.path, format, "image \(reference)")
+        case .clone(let fromNamespace, let name)?:
+            let from = volumeRoot + "/" + (fromNamespace ?? namespace) + "/" + name + ".qcow2"
+            guard access(from, R_OK) == 0 else {
+                throw RuntimeError("\(at)disk \(disk.name): the volume to clone, \(fromNamespace ?? namespace)/\(name), does not exist; "
+                    + "start the VM that makes it first (or give source.registry)", code: .notFound)
+            }
+            source = (from, .qcow2, "volume \(fromNamespace ?? namespace)/\(name)")
+        case .http(let url)?:
+            source = (partial + ".download", try await download(url, to: partial + ".download", at: "\(at)disk \(disk.name)"), url)
+        }
+
+        // A whole disk's copy may take minutes: not the metadata-only default deadline.
+        var copier = qemuImg
+        copier.timeoutSeconds = 3600
+        do {
+            try await copier.convert(source.path, from: source.format, to: partial, format: .qcow2)
+            if let capacity {
+                let size = try await qemuImg.info(path: partial).virtualSize
+                if capacity < size {
+                    throw RuntimeError("\(at)disk \(disk.name): \(source.what) is a \(size)-byte disk, bigger than the \(capacity) bytes "
+                        + "the DataVolume asks for; ask for at least its size", code: .badInput)
+                }
+                if capacity > size { try await qemuImg.grow(partial, to: capacity) }
+            }
+        } catch let error as QemuImgError {
+            throw RuntimeError("\(at)disk \(disk.name): copying \(source.what) into its volume: \(error)", code: .io, cause: error)
+        }
+        if link(partial, path) != 0 && errno != EEXIST {
+            throw RuntimeError("\(at)disk \(disk.name): cannot place the volume at \(path): \(String(cString: strerror(errno)))", code: .io)
+        }
+    }
+
+    /// A DataVolume's http source, fetched once: a raw or self-contained
+    /// qcow2 disk (a compressed file, or a qcow2 that names other files, is refused).
+    private func download(_ url: String, to path: String, at what: String) async throws -> QemuImg.Format {
+        FileDescriptors.writeAll(2, Array("vtarget: \(what): importing \(url)\n".utf8))
+        do {
+            _ = try await HTTPDownload.fetch(url, to: path)
+        } catch {
+            throw RuntimeError("\(what): \(error.message)", code: error.code == .notFound ? .notFound : .io, cause: error)
+        }
+        let magic = [UInt8]((FileHandle(forReadingAtPath: path).map { h in defer { try? h.close() }; return h.readData(ofLength: 6) }) ?? Data())
+        if magic.starts(with: [0x1F, 0x8B]) || magic.starts(with: [0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00]) {
+            throw RuntimeError("\(what): \(url) is compressed (gzip or xz); vtarget does not decompress yet: give the URL of the qcow2 or raw disk", code: .badInput)
+        }
+        let info = try await qemuImg.info(path: path)
+        if info.backingFilename != nil || info.formatSpecific?.data?.dataFile != nil || info.format != "qcow2" && info.format != "raw" {
+            throw RuntimeError("\(what): \(url) is not a raw or self-contained qcow2 disk (qemu-img sees \(info.format)"
+                + (info.backingFilename.map { " backed by \($0)" } ?? "") + ")", code: .badInput)
+        }
+        return info.format == "qcow2" ? .qcow2 : .raw
+    }
+
     private func backing(_ disk: VMDisk, vm: VMDefinition, own: String, data: [String: [UInt8]]?) async throws -> VMHostInputs.DiskBacking {
         let at = disk.location.map { "\($0): " } ?? ""
         switch disk.source {
@@ -156,16 +231,12 @@ public struct VMPreparation: Sendable {
             let path = own + ".qcow2"
             try await qemuImg.create(path: path, format: .qcow2, size: capacity, templates: templates)
             return .init(path: path, format: .qcow2)
-        case .volume(let name, let capacity, _):
+        case .volume(let name, let capacity, _, let content):
             let dir = volumeRoot + "/" + vm.metadata.namespace
             let path = dir + "/" + name + ".qcow2"
             if access(path, F_OK) != 0 {
-                guard let capacity else {
-                    throw RuntimeError("\(at)disk \(disk.name): volume \(name) does not exist yet and has no size to make it with; "
-                        + "give the claim a storage request (resources.requests.storage)", code: .badInput)
-                }
                 try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-                try await qemuImg.create(path: path, format: .qcow2, size: capacity)
+                try await makeVolume(at: path, capacity: capacity, content: content, disk: disk, namespace: vm.metadata.namespace)
             }
             return .init(path: path, format: .qcow2)
         case .hostDisk(let path, let create, let capacity):

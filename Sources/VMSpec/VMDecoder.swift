@@ -103,7 +103,7 @@ public struct VMDecoder {
         }
         let instancetype = typeReference(spec, "instancetype", namespaced: "VirtualMachineInstancetype", cluster: "VirtualMachineClusterInstancetype")
         let preference = typeReference(spec, "preference", namespaced: "VirtualMachinePreference", cluster: "VirtualMachineClusterPreference")
-        refuse(spec, ["dataVolumeTemplates"], .notYet("DataVolume templates come with the local volume store; name a persistentVolumeClaim or dataVolume volume instead"))
+        let dataVolumes = decodeDataVolumeTemplates(spec)
         refuse(spec, ["updateVolumesStrategy"], .cluster("volume migration"))
         guard let template = spec.mapping("template", required: true) else { return nil }
         defer { template.finish() }
@@ -112,7 +112,8 @@ public struct VMDecoder {
             tm.finish()
         }
         guard let ts = template.mapping("spec", required: true) else { return nil }
-        let instance = decodeInstanceSpec(ts)
+        var instance = decodeInstanceSpec(ts)
+        join(dataVolumes, into: &instance, context)
         return KubeVirtVirtualMachine(metadata: meta, runStrategy: strategy, instancetype: instancetype, preference: preference, template: instance)
     }
 

@@ -125,6 +125,20 @@ public struct KernelBoot: Sendable, Equatable {
     }
 }
 
+/// What a DataVolume holds when it is first made (CDI's `spec.source`).
+/// As CDI imports once, a volume that exists already keeps what it holds.
+public enum VolumeContent: Sendable, Equatable {
+    /// `blank: {}`: an empty disk of the requested size.
+    case blank
+    /// `registry.url: docker://REF`: a store image, copied in whole (then
+    /// grown to the requested size), so the volume never depends on the store.
+    case image(reference: String)
+    /// `pvc: {namespace, name}`: a copy of another named volume (CDI's clone).
+    case clone(namespace: String?, name: String)
+    /// `http.url`: a qcow2 or raw disk fetched once, when the volume is made.
+    case http(url: String)
+}
+
 /// One entry of `devices.disks` joined with its volume (or one Viti disk).
 public struct VMDisk: Sendable {
     public enum Kind: String, Sendable, CaseIterable { case disk, cdrom, lun }
@@ -140,8 +154,9 @@ public struct VMDisk: Sendable {
         case empty(capacityBytes: UInt64)
         /// A named local volume that outlives the VM: a PVC or DataVolume
         /// (`claimName`/`name`), or a Viti disk (`<machine>-<disk>`).
-        /// `capacityBytes` sizes it when it is first made.
-        case volume(name: String, capacityBytes: UInt64?, storageClass: String?)
+        /// `capacityBytes` sizes it and `content` fills it when it is first
+        /// made (a DataVolume template's); one that exists is used as it is.
+        case volume(name: String, capacityBytes: UInt64?, storageClass: String?, content: VolumeContent? = nil)
         /// `hostDisk` (only with `--allow-host-paths`); `create` for DiskOrCreate.
         case hostDisk(path: String, create: Bool, capacityBytes: UInt64?)
         /// A generated cloud-init seed (NoCloud `cidata` or ConfigDrive `config-2`).
