@@ -185,7 +185,7 @@ public struct KubeRenderer: Sendable {
 
     static func isKubeVirt(_ r: Resource) -> Bool {
         switch r {
-        case .virtualMachine, .virtualMachineInstance, .instancetype, .preference: return true
+        case .virtualMachine, .virtualMachineInstance, .instancetype, .preference, .volumeClaim: return true
         default: return false
         }
     }

@@ -78,6 +78,30 @@ extension KindRegistry {
                 .age(["metadata", "creationTimestamp"]),
             ],
             deleteRank: 2),
+        // Named volumes: Kubernetes' claim and CDI's DataVolume, each a qcow2 in the state directory.
+        ResourceKind(
+            group: "", version: "v1", kind: "PersistentVolumeClaim", plural: "persistentvolumeclaims", singular: "persistentvolumeclaim",
+            shortNames: ["pvc"],
+            columns: [
+                .field("CAPACITY", "spec", "resources", "requests", "storage"),
+                .field("STORAGECLASS", "spec", "storageClassName", missing: ""),
+                .age(["metadata", "creationTimestamp"]),
+            ],
+            deleteRank: 2),
+        ResourceKind(
+            group: "cdi.kubevirt.io", version: "v1beta1", kind: "DataVolume", plural: "datavolumes", singular: "datavolume",
+            shortNames: ["dv", "dvs"],
+            columns: [
+                Column("SOURCE") { node, _ in
+                    guard case .mapping(let pairs)? = node[path: ["spec", "source"]]?.content, let first = pairs.first else { return "-" }
+                    return first.key.scalar ?? "-"
+                },
+                Column("CAPACITY") { node, _ in
+                    (node[path: ["spec", "storage", "resources", "requests", "storage"]] ?? node[path: ["spec", "pvc", "resources", "requests", "storage"]])?.scalar ?? "-"
+                },
+                .age(["metadata", "creationTimestamp"]),
+            ],
+            deleteRank: 2),
         // KubeVirt's kinds, spelled as its CRDs spell them (short names included).
         ResourceKind(
             group: "kubevirt.io", version: "v1", kind: "VirtualMachine",

@@ -134,8 +134,9 @@ extension Supervisor {
             // KubeVirt's runStrategy: Halted waits (`vtarget start` makes it
             // Always), Manual runs once started; the others run now.
             guard v.vm.runStrategy != .Halted, let row = vmRow else { continue }
-            // The ConfigMaps and Secrets its volumes and cloud-init name (found: Workload.vms checked).
-            let objects = v.volumeData.isEmpty ? [] : Set(v.vm.disks.flatMap { $0.source.objectKeys }).sorted().compactMap { byKey[$0]?.yaml }
+            // The ConfigMaps and Secrets its volumes and cloud-init name (found: Workload.vms checked),
+            // and the claims or DataVolumes that size its volumes.
+            let objects = Set(v.vm.disks.flatMap { $0.source.objectKeys }).sorted().compactMap { byKey[$0]?.yaml }
             let spec = ((instanceRow.map { [$0.yaml] } ?? []) + [row.yaml] + vmSupport.map(\.yaml) + objects).joined(separator: "---\n")
             let o = row.options
             let who = row.owner.map { "\($0.uid):\($0.gid):\($0.groups)" } ?? ""

@@ -58,6 +58,8 @@ public struct ResourceDecoder {
         "VirtualMachineClusterPreference": { d in { meta, m, _, _ in spec(m) { d.vm.decodePreference(meta, $0, cluster: true) }.map(Resource.preference) } },
         "Machine": { d in { meta, m, _, _ in spec(m) { d.vm.decodeMachine(meta, $0) }.map(Resource.machine) } },
         "MachineClass": { d in { meta, m, _, _ in spec(m) { d.vm.decodeMachineClass(meta, $0) }.map(Resource.machineClass) } },
+        "PersistentVolumeClaim": { d in { meta, m, _, _ in spec(m) { d.vm.decodePersistentVolumeClaim(meta, $0) }.map(Resource.volumeClaim) } },
+        "DataVolume": { d in { meta, m, _, _ in spec(m) { s in defer { s.finish() }; return d.vm.decodeDataVolume(meta, s) }.map(Resource.volumeClaim) } },
     ]
 
     /// A kind's required `spec`; its `status` is the supervisor's, accepted and ignored.

@@ -7,6 +7,7 @@ import struct VMSpec.VMInstancetype
 import struct VMSpec.VMPreference
 import struct VMSpec.VitiMachine
 import struct VMSpec.VitiMachineClass
+import struct VMSpec.VolumeClaim
 import struct VMSpec.VMDefinition
 import YAMLTree
 
@@ -192,6 +193,8 @@ public enum Resource: Sendable {
     case preference(VMPreference)
     case machine(VitiMachine)
     case machineClass(VitiMachineClass)
+    /// A PersistentVolumeClaim or DataVolume: a named volume's size and content.
+    case volumeClaim(VolumeClaim)
 
     public var metadata: ObjectMeta {
         switch self {
@@ -206,6 +209,7 @@ public enum Resource: Sendable {
         case .preference(let p): return p.metadata
         case .machine(let m): return m.metadata
         case .machineClass(let c): return c.metadata
+        case .volumeClaim(let c): return c.metadata
         }
     }
 
@@ -222,6 +226,7 @@ public enum Resource: Sendable {
         case .preference(let p): return p.kind
         case .machine: return "Machine"
         case .machineClass: return "MachineClass"
+        case .volumeClaim(let c): return c.kind
         }
     }
 

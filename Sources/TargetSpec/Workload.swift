@@ -3,6 +3,7 @@ import YAMLTree
 import struct VMSpec.VMDefinition
 import enum VMSpec.RunStrategy
 import struct VMSpec.VMDisk
+import struct VMSpec.VolumeClaim
 
 /// One instance to start: its target's spec with the instance's lifecycle
 /// fields layered on top (the instance wins), and its firmware data.
@@ -47,6 +48,8 @@ extension VMDisk.Source {
         case .configMap(let name): return ["ConfigMap/" + name]
         case .secret(let name): return ["Secret/" + name]
         case .cloudInit(let c): return [c.userDataSecret, c.networkDataSecret].compactMap { $0.map { "Secret/" + $0 } }
+        // Whichever of the two is there (none for a volume a VM's own template makes).
+        case .volume(let name, _, _, _): return ["PersistentVolumeClaim/" + name, "DataVolume/" + name]
         default: return []
         }
     }
@@ -136,6 +139,21 @@ public enum Workload {
                     return nil
                 }
                 let mapKeys = maps.map { ($0.metadata.name, $0.entries) }, secretKeys = secrets.map { ($0.metadata.name, $0.entries) }
+                // A claim or DataVolume of its own, of a volume's name, gives it its size and content
+                // (a VM's own template, already joined, wins: KubeVirt makes the template's).
+                for (i, d) in runnable.vm.disks.enumerated() {
+                    guard case .volume(let name, nil, nil, nil) = d.source else { continue }
+                    let claims = resources.compactMap { r -> VolumeClaim? in
+                        if case .volumeClaim(let c) = r, c.metadata.namespace == ns, c.metadata.name == name { return c }
+                        return nil
+                    }
+                    guard let claim = claims.first else { continue }
+                    if claims.count > 1 {
+                        diags.append(Diagnostic(.error, at: claims[1].metadata.location, field: "metadata.name",
+                            "a PersistentVolumeClaim and a DataVolume are both named \"\(name)\" in namespace \(ns); one volume has one of them"))
+                    }
+                    runnable.vm.disks[i].source = .volume(name: name, capacityBytes: claim.capacityBytes, storageClass: claim.storageClass, content: claim.content)
+                }
                 for d in vm.disks {
                     switch d.source {
                     case .configMap(let name):
@@ -187,7 +205,7 @@ public enum Workload {
             case .instance(let i): if i.targetKind == "QemuVirtualTarget" { instances.append(i) }
             case .pool(let p): if p.targetKind == "QemuVirtualTarget" { pools.append(p) }
             // VMs run under their own driver, not as board instances.
-            case .virtualMachine, .virtualMachineInstance, .instancetype, .preference, .machine, .machineClass: break
+            case .virtualMachine, .virtualMachineInstance, .instancetype, .preference, .machine, .machineClass, .volumeClaim: break
             }
         }
         var position: [String: Int] = [:]

@@ -14,7 +14,65 @@ struct DataVolumeTemplate {
     var index: Int
 }
 
+/// A `PersistentVolumeClaim` or CDI `DataVolume` of its own (not a VM's
+/// template): the named local volume of that name in its namespace, which a
+/// VM's `persistentVolumeClaim` or `dataVolume` volume uses.
+public struct VolumeClaim: Sendable {
+    /// `PersistentVolumeClaim` or `DataVolume`.
+    public var kind: String
+    public var metadata: ObjectMeta
+    public var capacityBytes: UInt64?
+    public var storageClass: String?
+    public var content: VolumeContent?
+}
+
 extension VMDecoder {
+    /// A DataVolume object: its spec as a template's.
+    public func decodeDataVolume(_ meta: ObjectMeta, _ spec: MappingReader) -> VolumeClaim? {
+        guard let (capacity, storageClass, content) = decodeDataVolumeSpec(spec, name: meta.name) else { return nil }
+        return VolumeClaim(kind: "DataVolume", metadata: meta, capacityBytes: capacity, storageClass: storageClass, content: content)
+    }
+
+    /// A PersistentVolumeClaim: its size (required), class, and a
+    /// `dataSource` naming another claim (a clone), as Kubernetes' CSI clone.
+    public func decodePersistentVolumeClaim(_ meta: ObjectMeta, _ spec: MappingReader) -> VolumeClaim? {
+        defer { spec.finish() }
+        let context = spec.context
+        _ = spec.value("accessModes")
+        if let v = spec.value("volumeMode"), let mode = MappingReader.string(v, spec.child("volumeMode"), context), mode != "Filesystem" && mode != "Block" {
+            context.error(v, spec.child("volumeMode"), "\"\(mode)\" is not valid; valid: \"Filesystem\", \"Block\"")
+        }
+        let storageClass = spec.string("storageClassName")
+        refuse(spec, ["selector", "volumeName", "volumeAttributesClassName"], .cluster("it binds the claim to the cluster's storage"))
+        var capacity: UInt64?
+        if let r = spec.mapping("resources", required: true) {
+            if let q = r.mapping("requests", required: true) {
+                capacity = locatedBytes(q, "storage")?.value
+                if q.value("storage") == nil { context.error(q.node, q.child("storage"), "a claim needs its size: give resources.requests.storage (e.g. 10Gi)") }
+                for (k, v) in q.allPairs() where k != "storage" { context.error(v, q.child(k), "a volume's request is its size; valid: storage") }
+                q.finish()
+            }
+            _ = r.value("limits")
+            r.finish()
+        }
+        var content: VolumeContent?
+        let sources = ["dataSource", "dataSourceRef"].filter { spec.has($0) }
+        if sources.count > 1 { for k in sources { _ = spec.value(k) }; context.error(spec.node, spec.child(sources[1]), "give dataSource or dataSourceRef, not both") }
+        if let key = sources.first, let d = spec.mapping(key) {
+            defer { d.finish() }
+            let kind = d.string("kind", required: true), name = d.string("name", required: true)
+            let group = d.string("apiGroup")
+            _ = d.value("namespace")
+            if let kind, kind != "PersistentVolumeClaim" || (group ?? "").isEmpty == false {
+                context.error(d.value("kind"), d.child("kind"), "a \(kind) data source needs a cluster (a snapshot or populator); valid here: PersistentVolumeClaim (a clone)")
+            } else if let name {
+                if name == meta.name { context.error(d.value("name"), d.child("name"), "a claim cannot be cloned from itself") }
+                content = .clone(namespace: nil, name: name)
+            }
+        }
+        return VolumeClaim(kind: "PersistentVolumeClaim", metadata: meta, capacityBytes: capacity, storageClass: storageClass, content: content)
+    }
+
     /// CDI's sources that need a cluster's importer or a service outside this machine.
     static let clusterSources = ["upload", "imageio", "vddk", "s3", "gcs", "snapshot"]
     static let dataVolumeSources = ["blank", "registry", "pvc", "http"] + clusterSources
@@ -53,7 +111,7 @@ extension VMDecoder {
     }
 
     /// A DataVolume's `spec`: its size and class (`pvc` or `storage`) and its content (`source`).
-    private func decodeDataVolumeSpec(_ s: MappingReader, name: String?) -> (UInt64?, String?, VolumeContent)? {
+    func decodeDataVolumeSpec(_ s: MappingReader, name: String?) -> (UInt64?, String?, VolumeContent)? {
         let context = s.context
         refuse(s, ["sourceRef"], .cluster("a DataSource is the cluster's catalog of boot images; give source.registry with an image in the local store"))
         refuse(s, ["checkpoints", "finalCheckpoint"], .cluster("warm migration imports from a running VMware VM"))

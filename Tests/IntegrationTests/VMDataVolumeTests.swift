@@ -5,7 +5,8 @@ import TestSupport
 /// KubeVirt's `dataVolumeTemplates`, run here as CDI would make them: a
 /// registry source copied from the store into a named volume grown to its
 /// request, a blank one, a clone of the first, and a disk fetched over http
-/// from 127.0.0.1. What the guest writes to a
+/// from 127.0.0.1, and a PersistentVolumeClaim of its own sizing another.
+/// What the guest writes to a
 /// volume is there at the next start (it is no containerDisk); a source image
 /// missing from the store fails before QEMU starts and leaves no volume.
 /// Three boots of the busybox guest.
@@ -116,11 +117,20 @@ import TestSupport
                 """, volumes: """
                         - {name: root, dataVolume: {name: copy-root}}
                         - {name: web, dataVolume: {name: web}}
+                        - {name: extra, persistentVolumeClaim: {claimName: extra}}
                 """, disks: """
                             - {name: root, disk: {bus: virtio}}
                             - {name: web, disk: {bus: virtio}}
+                            - {name: extra, disk: {bus: virtio}}
                             - {name: cloudinit, disk: {bus: virtio}}
-                """, userData: "echo booted-from-clone")
+                """, userData: "echo booted-from-clone") + """
+
+                ---
+                apiVersion: v1
+                kind: PersistentVolumeClaim
+                metadata: {name: extra}
+                spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 8Mi}}}
+                """
         }
         try copyVM(web: "missing.qcow2").write(toFile: file, atomically: true, encoding: .utf8)
         r = try run()
@@ -135,10 +145,11 @@ import TestSupport
         #expect(r.stderr.contains("importing http://127.0.0.1:\(port)/disk.qcow2"), "\(r.stderr)")
         #expect(try virtualSize(volumes + "/copy-root.qcow2").size == 64 << 20)
         #expect(try virtualSize(volumes + "/web.qcow2").size == 32 << 20)
+        #expect(try virtualSize(volumes + "/extra.qcow2").size == 8 << 20, "a claim of its own sized its volume")
         // What was served is what the volume holds (qemu-img compares the guest-visible bytes, up to the smaller size).
         let same = try shell("qemu-img compare -U \(guest)/x86_64/disk.qcow2 \(volumes)/web.qcow2", runtime: runtime)
         #expect(same.code == 0, "\(same.stdout) \(same.stderr)")
-        #expect(((try? FileManager.default.contentsOfDirectory(atPath: volumes)) ?? []).sorted() == ["copy-root.qcow2", "root.qcow2", "scratch.qcow2", "web.qcow2"])
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: volumes)) ?? []).sorted() == ["copy-root.qcow2", "extra.qcow2", "root.qcow2", "scratch.qcow2", "web.qcow2"])
         #expect(qemuProcesses(mentioning: runtime).isEmpty)
     }
 }

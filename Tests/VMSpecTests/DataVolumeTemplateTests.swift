@@ -78,4 +78,93 @@ import YAMLTree
         #expect(r.warnings.map(\.description).contains { $0.contains("m.yaml:7:") && $0.contains("no volume of the VM names DataVolume \"unused\"") },
                 "\(r.warnings)")
     }
+
+    /// A PersistentVolumeClaim or DataVolume of its own sizes and fills the
+    /// volume of its name; a VM's template of the same name wins.
+    @Test func claimsAndDataVolumesOfTheirOwnSizeTheirVolumes() throws {
+        let vm = Self.vm(templates: """
+              - metadata: {name: own}
+                spec: {storage: {resources: {requests: {storage: 3Gi}}}, source: {blank: {}}}
+            """, volumes: """
+                    - {name: a, persistentVolumeClaim: {claimName: data}}
+                    - {name: b, dataVolume: {name: golden}}
+                    - {name: c, persistentVolumeClaim: {claimName: copy}}
+                    - {name: d, dataVolume: {name: own}}
+            """)
+        let text = vm + """
+
+            ---
+            apiVersion: v1
+            kind: PersistentVolumeClaim
+            metadata: {name: data}
+            spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 5Gi}}, storageClassName: slow}
+            ---
+            apiVersion: cdi.kubevirt.io/v1beta1
+            kind: DataVolume
+            metadata: {name: golden}
+            spec: {storage: {}, source: {registry: {url: "docker://r:5000/os:1"}}}
+            ---
+            apiVersion: v1
+            kind: PersistentVolumeClaim
+            metadata: {name: copy}
+            spec:
+              resources: {requests: {storage: 1Gi}}
+              dataSource: {kind: PersistentVolumeClaim, name: data}
+            ---
+            apiVersion: v1
+            kind: PersistentVolumeClaim
+            metadata: {name: own}
+            spec: {resources: {requests: {storage: 9Gi}}}
+            """
+        let r = try decodeText(text)
+        var resources = r.resources
+        let vms = try Workload.vms(from: resources, boards: [])
+        resources.removeAll()
+        #expect(try #require(vms.first).vm.disks.map(\.source) == [
+            .volume(name: "data", capacityBytes: 5 << 30, storageClass: "slow", content: nil),
+            .volume(name: "golden", capacityBytes: nil, storageClass: nil, content: .image(reference: "r:5000/os:1")),
+            .volume(name: "copy", capacityBytes: 1 << 30, storageClass: nil, content: .clone(namespace: nil, name: "data")),
+            .volume(name: "own", capacityBytes: 3 << 30, storageClass: nil, content: .blank),
+        ])
+        // What the supervisor hands a VM's shim beside it: the objects its volumes name.
+        #expect(vms[0].vm.disks[0].source.objectKeys == ["PersistentVolumeClaim/data", "DataVolume/data"])
+    }
+
+    @Test func badClaimsAreRefusedAtTheirField() throws {
+        let claim = { (spec: String) in "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: c}\nspec: \(spec)\n" }
+        for (spec, want) in [
+            ("{accessModes: [ReadWriteOnce]}", "t.yaml:4:7: error: spec.resources: "),
+            ("{resources: {requests: {cpu: 1}}}", "a claim needs its size: give resources.requests.storage"),
+            ("{resources: {requests: {storage: 1Gi}}, dataSource: {kind: VolumeSnapshot, apiGroup: snapshot.storage.k8s.io, name: s}}",
+             "a VolumeSnapshot data source needs a cluster"),
+            ("{resources: {requests: {storage: 1Gi}}, dataSource: {kind: PersistentVolumeClaim, name: c}}", "a claim cannot be cloned from itself"),
+            ("{resources: {requests: {storage: 1Gi}}, volumeName: pv-1}", "\"volumeName\" needs a cluster"),
+        ] {
+            let got = try errors(claim(spec))
+            #expect(got.contains { $0.contains(want) }, "\(spec): \(got)")
+        }
+        let dv = "apiVersion: cdi.kubevirt.io/v1beta1\nkind: DataVolume\nmetadata: {name: d}\nspec: {storage: {}, source: {blank: {}}}\n"
+        #expect(try errors(dv).contains { $0.contains("a blank DataVolume needs its size") })
+        // A claim and a DataVolume of one name: one volume cannot be both.
+        let both = Self.vm(templates: "      []", volumes: "            - {name: a, persistentVolumeClaim: {claimName: x}}") + """
+
+            ---
+            apiVersion: v1
+            kind: PersistentVolumeClaim
+            metadata: {name: x}
+            spec: {resources: {requests: {storage: 1Gi}}}
+            ---
+            apiVersion: cdi.kubevirt.io/v1beta1
+            kind: DataVolume
+            metadata: {name: x}
+            spec: {storage: {resources: {requests: {storage: 1Gi}}}, source: {blank: {}}}
+            """
+        let resources = try decodeText(both).resources
+        do {
+            _ = try Workload.vms(from: resources, boards: [])
+            Issue.record("a claim and a DataVolume of one name were accepted")
+        } catch {
+            #expect(error.diagnostics.contains { $0.description.contains("a PersistentVolumeClaim and a DataVolume are both named \"x\"") }, "\(error.diagnostics)")
+        }
+    }
 }
