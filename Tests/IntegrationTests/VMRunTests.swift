@@ -196,6 +196,34 @@ import TestSupport
     }
 }
 
+/// A PersistentVolumeClaim applied beside its VM sizes the VM's volume in the
+/// supervisor's shim, as it does in `run`; `get pvc` lists it.
+@Suite(.serialized) struct VMClaimSupervisorTests {
+    @Test func anAppliedClaimSizesItsVolume() throws {
+        let f = SupervisorFixture()
+        defer { f.tearDown() }
+        guard try f.importBusyboxGuest() else { return }
+        let file = f.work + "/vm.yaml"
+        let vm = VMRunTests.vmYAML(image: "vtarget-test/busybox:1")
+            .replacingOccurrences(of: "            - name: cloudinit\n              disk: {bus: virtio}",
+                                  with: "            - name: cloudinit\n              disk: {bus: virtio}\n            - name: data\n              disk: {bus: virtio}")
+            .replacingOccurrences(of: "      volumes:\n", with: "      volumes:\n        - {name: data, persistentVolumeClaim: {claimName: data}}\n")
+        #expect(vm.contains("claimName: data") && vm.contains("- name: data\n"), "\(vm)")
+        try (vm + "\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec: {resources: {requests: {storage: 12Mi}}}\n")
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        var r = try f.vt(["apply", "-f", file])
+        #expect(r.code == 0, "\(r.stderr)")
+        let logs = try f.poll(["logs", "bb"], seconds: 300) { $0.contains("vtarget-guest: ready") }
+        #expect(logs.contains("vtarget-guest: ready"), "\(logs)")
+        r = try shell("qemu-img info --output=json -U \(f.state)/volumes/default/data.qcow2", runtime: f.runtime)
+        #expect(r.stdout.contains("\"virtual-size\": \(12 << 20)"), "\(r.stdout) \(r.stderr)")
+        let table = try f.vt(["get", "pvc"]).stdout
+        #expect(table.contains("data") && table.contains("12Mi"), "\(table)")
+        #expect(try f.vt(["delete", "-f", file]).code == 0)
+        #expect(qemuProcesses(mentioning: f.runtime).isEmpty)
+    }
+}
+
 extension SupervisorFixture {
     /// The busybox test guest's disk in this fixture's image store as
     /// `vtarget-test/busybox:1`; false (recorded) when there is no guest or the import failed.
