@@ -11,6 +11,12 @@ import VMRuntime
 import YAMLTree
 import enum VMSpec.Architecture
 import struct VMSpec.VMDefinition
+import enum VMSpec.StorageClassConfig
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 
 extension RunSession {
     /// Plans every VM (its disks, seed and vars made, nothing started): the
@@ -118,5 +124,24 @@ extension VMPreparation {
                   store: ImageStore(stateDirectory: state, qemuImg: qemuImg, tar: ExecutableSearch.find("tar", environment: env) ?? "/usr/bin/tar"),
                   seeds: try CloudInitSeed(environment: env), volumeRoot: state + "/volumes", allowHostPaths: true)
         templates = TemplateCache(stateDirectory: state)
+        storageDirectories = try Self.storageClasses(environment: env)
+    }
+
+    /// `$VTARGET_STORAGE_CLASSES`, else `~/.config/vtarget/storageclasses.yaml`
+    /// (none: every volume under `<state>/volumes`). A bad file is bad input.
+    static func storageClasses(environment env: [String: String]) throws -> [String: String] {
+        let config = env["XDG_CONFIG_HOME"] ?? ((env["HOME"] ?? "") + "/.config")
+        let path = env["VTARGET_STORAGE_CLASSES"] ?? config + "/vtarget/storageclasses.yaml"
+        guard let data = FileManager.default.contents(atPath: path) else {
+            if env["VTARGET_STORAGE_CLASSES"] != nil {
+                throw RuntimeError("VTARGET_STORAGE_CLASSES: cannot read \(path)", code: .badInput)
+            }
+            return [:]
+        }
+        do throws(DiagnosticError) {
+            return try StorageClassConfig.decode(Array(data), file: path)
+        } catch {
+            throw RuntimeError(error.description, code: .badInput)
+        }
     }
 }

@@ -18,6 +18,9 @@ public struct VMPreparation: Sendable {
     public var seeds: CloudInitSeed
     /// `<state>/volumes`: PVCs, DataVolumes and Viti disks, by namespace.
     public var volumeRoot: String
+    /// The user's storage classes (`StorageClassConfig`): the directory a
+    /// volume of that `storageClassName` lives in, instead of `volumeRoot`.
+    public var storageDirectories: [String: String] = [:]
     public var allowHostPaths: Bool
     /// A hostDisk runs on a qcow2 overlay in QEMU's directory, the host file
     /// its read-only base: for a pool member, whose writes a release
@@ -48,9 +51,11 @@ public struct VMPreparation: Sendable {
         // Each disk is its own file (or tool run: qemu-img, the ISO writer), so
         // they are made at once: a VM's start waits for the slowest, not the sum.
         // The namespace's volume directory first: two new volumes must not race to make it.
-        if vm.disks.contains(where: { if case .volume = $0.source { return true } else { return false } }) {
-            try FileManager.default.createDirectory(atPath: volumeRoot + "/" + vm.metadata.namespace, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o700])
+        for dir in Set(vm.disks.compactMap { d -> String? in
+            guard case .volume(_, _, let storageClass, _) = d.source else { return nil }
+            return volumeDirectory(namespace: vm.metadata.namespace, storageClass: storageClass)
+        }) {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         }
         return try await withThrowingTaskGroup(of: (String, VMHostInputs.DiskBacking).self) { group in
             for (index, disk) in vm.disks.enumerated() {
@@ -76,7 +81,8 @@ public struct VMPreparation: Sendable {
                 let (image, format) = try resolveDisk(reference, disk)
                 out[disk.name] = .init(path: own + ".qcow2", format: .qcow2, base: .init(path: image.path, format: format == .qcow2 ? .qcow2 : .raw))
             case .empty: out[disk.name] = .init(path: own + ".qcow2", format: .qcow2)
-            case .volume(let name, _, _, _): out[disk.name] = .init(path: volumeRoot + "/" + vm.metadata.namespace + "/" + name + ".qcow2", format: .qcow2)
+            case .volume(let name, _, let storageClass, _):
+                out[disk.name] = .init(path: volumeDirectory(namespace: vm.metadata.namespace, storageClass: storageClass) + "/" + name + ".qcow2", format: .qcow2)
             case .hostDisk(let path, _, _): out[disk.name] = .init(path: path, format: .raw)
             case .cloudInit, .configMap, .secret: out[disk.name] = .init(path: own + ".iso", format: .raw, readOnly: true)
             }
@@ -143,6 +149,15 @@ public struct VMPreparation: Sendable {
         return .init(kernel: kernel, initrd: out[1])
     }
 
+    /// Where a named volume of `namespace` lives: its storage class's
+    /// directory when the user configured that class, else `volumeRoot`
+    /// (a cluster would leave such a claim Pending; here the seeds' class
+    /// names, `standard` or `fast-ssd`, work with no configuration).
+    public func volumeDirectory(namespace: String, storageClass: String?) -> String {
+        if let storageClass, let dir = storageDirectories[storageClass] { return dir + "/" + namespace }
+        return volumeRoot + "/" + namespace
+    }
+
     /// A named volume's first making: empty at its size, or filled as its
     /// DataVolume says (a store image or another volume, copied whole, then
     /// grown to the size asked for). Written beside its place and linked in,
@@ -166,7 +181,10 @@ public struct VMPreparation: Sendable {
             let (image, format) = try resolveDisk(reference, disk)
             source = (image.path, format, "image \(reference)")
         case .clone(let fromNamespace, let name)?:
-            let from = volumeRoot + "/" + (fromNamespace ?? namespace) + "/" + name + ".qcow2"
+            // The source's class is its own claim's: look in every volume directory.
+            let candidates = ([volumeRoot] + storageDirectories.keys.sorted().compactMap { storageDirectories[$0] })
+                .map { $0 + "/" + (fromNamespace ?? namespace) + "/" + name + ".qcow2" }
+            let from = candidates.first { access($0, R_OK) == 0 } ?? candidates[0]
             guard access(from, R_OK) == 0 else {
                 throw RuntimeError("\(at)disk \(disk.name): the volume to clone, \(fromNamespace ?? namespace)/\(name), does not exist; "
                     + "start the VM that makes it first (or give source.registry)", code: .notFound)
@@ -231,8 +249,8 @@ public struct VMPreparation: Sendable {
             let path = own + ".qcow2"
             try await qemuImg.create(path: path, format: .qcow2, size: capacity, templates: templates)
             return .init(path: path, format: .qcow2)
-        case .volume(let name, let capacity, _, let content):
-            let dir = volumeRoot + "/" + vm.metadata.namespace
+        case .volume(let name, let capacity, let storageClass, let content):
+            let dir = volumeDirectory(namespace: vm.metadata.namespace, storageClass: storageClass)
             let path = dir + "/" + name + ".qcow2"
             if access(path, F_OK) != 0 {
                 try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])

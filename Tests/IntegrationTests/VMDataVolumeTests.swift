@@ -5,7 +5,8 @@ import TestSupport
 /// KubeVirt's `dataVolumeTemplates`, run here as CDI would make them: a
 /// registry source copied from the store into a named volume grown to its
 /// request, a blank one, a clone of the first, and a disk fetched over http
-/// from 127.0.0.1, and a PersistentVolumeClaim of its own sizing another.
+/// from 127.0.0.1, and a PersistentVolumeClaim of its own sizing another; the
+/// blank one's storage class puts it in that class's configured directory.
 /// What the guest writes to a
 /// volume is there at the next start (it is no containerDisk); a source image
 /// missing from the store fails before QEMU starts and leaves no volume.
@@ -44,7 +45,7 @@ import TestSupport
                 source: {registry: {url: "docker://vtarget-test/busybox:1"}}
             - metadata: {name: scratch}
               spec:
-                pvc: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 16Mi}}}
+                pvc: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 16Mi}}, storageClassName: fast}
                 source: {blank: {}}
         """, volumes: """
                 - {name: root, dataVolume: {name: root}}
@@ -60,7 +61,12 @@ import TestSupport
         let runtime = makeRuntimeDir()
         let state = runtime + "-state", file = runtime + ".yaml"
         defer { for p in [runtime, state, file] { try? FileManager.default.removeItem(atPath: p) } }
-        let env = "cd \(repoRoot) && VTARGET_STATE_DIR=\(state)"
+        // The scratch volume's class is configured: it lives in that class's directory.
+        let classes = runtime + "-classes.yaml", fast = runtime + "-fast"
+        defer { for p in [classes, fast] { try? FileManager.default.removeItem(atPath: p) } }
+        try "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: fast}\nprovisioner: vtarget.dev/directory\nparameters: {path: \(fast)}\n"
+            .write(toFile: classes, atomically: true, encoding: .utf8)
+        let env = "cd \(repoRoot) && VTARGET_STATE_DIR=\(state) VTARGET_STORAGE_CLASSES=\(classes)"
         let volumes = state + "/volumes/default"
         func run() throws -> RunResult {
             try shell("\(env) timeout 300 \(vtarget) run -f \(file) --until 'vtarget-guest: ready' --timeout 240s", runtime: runtime)
@@ -84,7 +90,7 @@ import TestSupport
         // First start: both volumes made, the root one a whole copy (no backing file) grown to its request.
         r = try run()
         #expect(r.code == 0 && r.stdout.contains("user-data: mark-written"), "\(r.code) \(r.stdout.suffix(2000)) \(r.stderr)")
-        let root = try virtualSize(volumes + "/root.qcow2"), scratch = try virtualSize(volumes + "/scratch.qcow2")
+        let root = try virtualSize(volumes + "/root.qcow2"), scratch = try virtualSize(fast + "/default/scratch.qcow2")
         #expect(root.size == 64 << 20 && !root.backing, "\(root)")
         #expect(scratch.size == 16 << 20 && !scratch.backing, "\(scratch)")
         // Second start: the same volumes, with what the guest wrote.
@@ -149,7 +155,12 @@ import TestSupport
         // What was served is what the volume holds (qemu-img compares the guest-visible bytes, up to the smaller size).
         let same = try shell("qemu-img compare -U \(guest)/x86_64/disk.qcow2 \(volumes)/web.qcow2", runtime: runtime)
         #expect(same.code == 0, "\(same.stdout) \(same.stderr)")
-        #expect(((try? FileManager.default.contentsOfDirectory(atPath: volumes)) ?? []).sorted() == ["copy-root.qcow2", "extra.qcow2", "root.qcow2", "scratch.qcow2", "web.qcow2"])
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: volumes)) ?? []).sorted() == ["copy-root.qcow2", "extra.qcow2", "root.qcow2", "web.qcow2"])
+        // A storage class file that is not one: bad input, positioned, nothing started.
+        try "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: fast}\nprovisioner: ebs.csi.aws.com\nparameters: {path: /x}\n"
+            .write(toFile: classes, atomically: true, encoding: .utf8)
+        r = try run()
+        #expect(r.code == 2 && r.stderr.contains("\(classes):4:14: error: provisioner: \"ebs.csi.aws.com\" is a cluster's provisioner"), "\(r.code) \(r.stderr)")
         #expect(qemuProcesses(mentioning: runtime).isEmpty)
     }
 }
