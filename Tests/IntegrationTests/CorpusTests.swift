@@ -81,15 +81,27 @@ import TestSupport
 
     /// The examples the busybox guest boots as written (x86_64; vmi-sata's
     /// disk on SATA, read by the BIOS alone; vmi-alpine-efi's by OVMF, through
-    /// the disk's systemd-boot): nine VMs in one `vtarget run`, each to the
-    /// guest's ready line; vm-cirros's and vmi-arm's user-data scripts run,
+    /// the disk's systemd-boot; vmi-pvc's claim made by a DataVolume from the
+    /// store): ten VMs in one `vtarget run`, each to the guest's ready line; vm-cirros's and vmi-arm's user-data scripts run,
     /// vmi-masquerade's port is forwarded. One boot of each.
     @Test func theBootableExamplesBootTogether() throws {
         guard let guest = VMRunTests.guest else { Issue.record("scripts/build-test-guest.sh failed"); return }
         let runtime = makeRuntimeDir()
         defer { for p in [runtime, runtime + "-state", runtime + "-tree", runtime + ".sh"] { try? FileManager.default.removeItem(atPath: p) } }
         let state = try Self.store(guest: guest, runtime: runtime)
-        let vms = ["vm-cirros", "vm-cirros-csmall", "vmi-alpine-efi", "vmi-arm", "vmi-ephemeral", "vmi-fedora", "vmi-masquerade", "vmi-nocloud", "vmi-sata"]
+        let vms = ["vm-cirros", "vm-cirros-csmall", "vmi-alpine-efi", "vmi-arm", "vmi-ephemeral", "vmi-fedora", "vmi-masquerade", "vmi-nocloud",
+                   "vmi-pvc", "vmi-sata"]
+        // vmi-pvc's claim, as a cluster would have it: a DataVolume importing the example's disk image.
+        let claim = runtime + "-disk-alpine.yaml"
+        defer { try? FileManager.default.removeItem(atPath: claim) }
+        try """
+            apiVersion: cdi.kubevirt.io/v1beta1
+            kind: DataVolume
+            metadata: {name: disk-alpine}
+            spec:
+              storage: {resources: {requests: {storage: 1Gi}}}
+              source: {registry: {url: "docker://\(Self.diskImages[0])"}}
+            """.write(toFile: claim, atomically: true, encoding: .utf8)
         try """
             for i in $(seq 1 1200); do n=0
               for v in \(vms.joined(separator: " ")); do grep -q 'vtarget-guest: ready' $VTARGET_RUNTIME_DIR/run-*/$v/logs/console.log 2>/dev/null && n=$((n+1)); done
@@ -97,7 +109,7 @@ import TestSupport
             done; exit 1
 
             """.write(toFile: runtime + ".sh", atomically: true, encoding: .utf8)
-        let inputs = (["csmall"] + vms).map { "-f \(Self.examples)/\($0).yaml" }.joined(separator: " ")
+        let inputs = (["csmall"] + vms).map { "-f \(Self.examples)/\($0).yaml" }.joined(separator: " ") + " -f \(claim)"
         let r = try shell("VTARGET_STATE_DIR=\(state) timeout 900 \(vtarget) run \(inputs) --timeout 840s -- sh \(runtime).sh", runtime: runtime)
         #expect(r.code == 0, "\(r.stdout)\n\(r.stderr)")
         for vm in vms { #expect(r.stdout.contains("\(vm)/console| vtarget-guest: ready"), "\(vm): \(r.stdout)") }
