@@ -13,14 +13,21 @@ public enum HTTPDownload {
 
     /// `url` (http or https) into the new file `path`; the bytes written.
     public static func fetch(_ url: String, to path: String) async throws(ImageStoreError) -> UInt64 {
+        try await withClient { client throws(ImageStoreError) in try await fetch(url, to: path, with: client) }
+    }
+
+    /// A client as vtarget's downloads want it (image pulls too): redirects
+    /// followed, bytes as sent (no transparent decompression: digests are of
+    /// what the server sent), bounded connect and read; shut down after `body`.
+    static func withClient<T>(_ body: (HTTPClient) async throws(ImageStoreError) -> T) async throws(ImageStoreError) -> T {
         var configuration = HTTPClient.Configuration(
             redirectConfiguration: .follow(max: 5, allowCycles: false),
             timeout: .init(connect: .seconds(15), read: .seconds(120)))
         configuration.decompression = .disabled
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-        let result: Result<UInt64, ImageStoreError>
+        let result: Result<T, ImageStoreError>
         do {
-            result = .success(try await fetch(url, to: path, with: client))
+            result = .success(try await body(client))
         } catch {
             result = .failure(error)
         }

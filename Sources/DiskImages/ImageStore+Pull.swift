@@ -46,20 +46,10 @@ extension ImageStore {
         guard mkdir(scratch, 0o700) == 0 else { throw ImageStoreError(.io, "cannot create \(scratch): \(String(cString: strerror(errno)))") }
         defer { try? FileManager.default.removeItem(atPath: scratch) }
 
-        var configuration = HTTPClient.Configuration(
-            redirectConfiguration: .follow(max: 5, allowCycles: false),
-            timeout: .init(connect: .seconds(15), read: .seconds(120)))
-        configuration.decompression = .disabled
-        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-        let result: Result<PullResult, ImageStoreError>
-        do {
+        return try await HTTPDownload.withClient { client throws(ImageStoreError) in
             var registryClient = OCIRegistry(client: client, base: base, repository: ref.repository, plainHTTPAllowed: plain)
-            result = .success(try await pull(ref, local: local, options: options, from: &registryClient, scratch: scratch, progress: progress))
-        } catch {
-            result = .failure(error)
+            return try await pull(ref, local: local, options: options, from: &registryClient, scratch: scratch, progress: progress)
         }
-        try? await client.shutdown()
-        return try result.get()
     }
 
     private func pull(_ ref: Reference, local: String?, options: PullOptions, from registry: inout OCIRegistry, scratch: String,

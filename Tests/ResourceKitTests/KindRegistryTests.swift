@@ -46,7 +46,7 @@ import YAMLTree
             Issue.record("widgets resolved")
         } catch {
             #expect(error.suggestion == nil)
-            #expect(error.description.hasPrefix("unknown kind \"widgets\"; valid: targets (qvt), instances (vti, inst), pools (vtp), configmaps (cm), secrets, virtualmachines (vm, vms), "))
+            #expect(error.description.hasPrefix("unknown kind \"widgets\"; valid: targets (qvt), instances (vti, inst), pools (vtp), configmaps (cm), secrets, persistentvolumeclaims (pvc), datavolumes (dv, dvs), virtualmachines (vm, vms), "))
             #expect(error.description.hasSuffix(", machines, machineclasses (mc)"))
         }
     }
