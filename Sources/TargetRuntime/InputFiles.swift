@@ -127,13 +127,17 @@ public enum InputFiles {
         return out
     }
 
+    /// The user's vtarget configuration: `$XDG_CONFIG_HOME/vtarget`, else `~/.config/vtarget`.
+    public static func configDirectory(environment: [String: String]) -> String {
+        (environment["XDG_CONFIG_HOME"] ?? ((environment["HOME"] ?? "") + "/.config")) + "/vtarget"
+    }
+
     /// Built-in profiles, then `~/.config/vtarget/machines`, then
     /// `$VTARGET_MACHINES` (colon-separated): later ones replace earlier ones.
     public static func machineDirectories(environment: [String: String], executable: String) -> [String] {
         var dirs: [String] = []
         if let builtIn = builtInMachines(executable: executable) { dirs.append(builtIn) }
-        let config = environment["XDG_CONFIG_HOME"].map { $0 } ?? ((environment["HOME"] ?? "") + "/.config")
-        dirs.append(config + "/vtarget/machines")
+        dirs.append(configDirectory(environment: environment) + "/machines")
         if let extra = environment["VTARGET_MACHINES"] {
             dirs += extra.split(separator: ":").map(String.init)
         }

@@ -130,8 +130,7 @@ extension VMPreparation {
     /// `$VTARGET_STORAGE_CLASSES`, else `~/.config/vtarget/storageclasses.yaml`
     /// (none: every volume under `<state>/volumes`). A bad file is bad input.
     static func storageClasses(environment env: [String: String]) throws -> [String: String] {
-        let config = env["XDG_CONFIG_HOME"] ?? ((env["HOME"] ?? "") + "/.config")
-        let path = env["VTARGET_STORAGE_CLASSES"] ?? config + "/vtarget/storageclasses.yaml"
+        let path = env["VTARGET_STORAGE_CLASSES"] ?? InputFiles.configDirectory(environment: env) + "/storageclasses.yaml"
         guard let data = FileManager.default.contents(atPath: path) else {
             if env["VTARGET_STORAGE_CLASSES"] != nil {
                 throw RuntimeError("VTARGET_STORAGE_CLASSES: cannot read \(path)", code: .badInput)
