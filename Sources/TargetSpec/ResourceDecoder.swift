@@ -59,7 +59,7 @@ public struct ResourceDecoder {
         "Machine": { d in { meta, m, _, _ in spec(m) { d.vm.decodeMachine(meta, $0) }.map(Resource.machine) } },
         "MachineClass": { d in { meta, m, _, _ in spec(m) { d.vm.decodeMachineClass(meta, $0) }.map(Resource.machineClass) } },
         "PersistentVolumeClaim": { d in { meta, m, _, _ in spec(m) { d.vm.decodePersistentVolumeClaim(meta, $0) }.map(Resource.volumeClaim) } },
-        "DataVolume": { d in { meta, m, _, _ in spec(m) { s in defer { s.finish() }; return d.vm.decodeDataVolume(meta, s) }.map(Resource.volumeClaim) } },
+        "DataVolume": { d in { meta, m, _, _ in spec(m) { d.vm.decodeDataVolume(meta, $0) }.map(Resource.volumeClaim) } },
     ]
 
     /// A kind's required `spec`; its `status` is the supervisor's, accepted and ignored.

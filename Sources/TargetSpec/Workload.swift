@@ -123,10 +123,11 @@ public enum Workload {
                     runnable.lifecycle.restartPolicy = l.restartPolicy ?? runnable.lifecycle.restartPolicy
                 }
                 let ns = vm.metadata.namespace
-                var maps: [ConfigMap] = [], secrets: [Secret] = []
+                var maps: [ConfigMap] = [], secrets: [Secret] = [], claims: [String: [VolumeClaim]] = [:]
                 for r in resources where r.metadata.namespace == ns {
                     if case .configMap(let c) = r { maps.append(c) }
                     if case .secret(let s) = r { secrets.append(s) }
+                    if case .volumeClaim(let c) = r { claims[c.metadata.name, default: []].append(c) }
                 }
                 /// The named object's keys, or a positioned error naming what is there.
                 func keys(_ kind: String, _ name: String, _ field: String, _ d: VMDisk, _ known: [(String, [String: [UInt8]])]) -> [String: [UInt8]]? {
@@ -142,14 +143,9 @@ public enum Workload {
                 // A claim or DataVolume of its own, of a volume's name, gives it its size and content
                 // (a VM's own template, already joined, wins: KubeVirt makes the template's).
                 for (i, d) in runnable.vm.disks.enumerated() {
-                    guard case .volume(let name, nil, nil, nil) = d.source else { continue }
-                    let claims = resources.compactMap { r -> VolumeClaim? in
-                        if case .volumeClaim(let c) = r, c.metadata.namespace == ns, c.metadata.name == name { return c }
-                        return nil
-                    }
-                    guard let claim = claims.first else { continue }
-                    if claims.count > 1 {
-                        diags.append(Diagnostic(.error, at: claims[1].metadata.location, field: "metadata.name",
+                    guard case .volume(let name, nil, nil, nil) = d.source, let named = claims[name], let claim = named.first else { continue }
+                    if named.count > 1 {
+                        diags.append(Diagnostic(.error, at: named[1].metadata.location, field: "metadata.name",
                             "a PersistentVolumeClaim and a DataVolume are both named \"\(name)\" in namespace \(ns); one volume has one of them"))
                     }
                     runnable.vm.disks[i].source = .volume(name: name, capacityBytes: claim.capacityBytes, storageClass: claim.storageClass, content: claim.content)

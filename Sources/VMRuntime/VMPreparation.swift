@@ -82,7 +82,7 @@ public struct VMPreparation: Sendable {
                 out[disk.name] = .init(path: own + ".qcow2", format: .qcow2, base: .init(path: image.path, format: format == .qcow2 ? .qcow2 : .raw))
             case .empty: out[disk.name] = .init(path: own + ".qcow2", format: .qcow2)
             case .volume(let name, _, let storageClass, _):
-                out[disk.name] = .init(path: volumeDirectory(namespace: vm.metadata.namespace, storageClass: storageClass) + "/" + name + ".qcow2", format: .qcow2)
+                out[disk.name] = .init(path: volumePath(name, namespace: vm.metadata.namespace, storageClass: storageClass), format: .qcow2)
             case .hostDisk(let path, _, _): out[disk.name] = .init(path: path, format: .raw)
             case .cloudInit, .configMap, .secret: out[disk.name] = .init(path: own + ".iso", format: .raw, readOnly: true)
             }
@@ -158,12 +158,16 @@ public struct VMPreparation: Sendable {
         return volumeRoot + "/" + namespace
     }
 
+    func volumePath(_ name: String, namespace: String, storageClass: String?) -> String {
+        volumeDirectory(namespace: namespace, storageClass: storageClass) + "/" + name + ".qcow2"
+    }
+
     /// A named volume's first making: empty at its size, or filled as its
     /// DataVolume says (a store image or another volume, copied whole, then
     /// grown to the size asked for). Written beside its place and linked in,
     /// so a failed copy leaves nothing, and of two starts racing to make it,
     /// the second uses the first's.
-    private func makeVolume(at path: String, capacity: UInt64?, content: VolumeContent?, disk: VMDisk, namespace: String) async throws {
+    private func makeVolume(_ name: String, at path: String, capacity: UInt64?, content: VolumeContent?, disk: VMDisk, namespace: String) async throws {
         let at = disk.location.map { "\($0): " } ?? ""
         let partial = path + ".partial-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         defer { unlink(partial); unlink(partial + ".download") }
@@ -171,7 +175,7 @@ public struct VMPreparation: Sendable {
         switch content {
         case nil, .blank?:
             guard let capacity else {
-                throw RuntimeError("\(at)disk \(disk.name): volume \(namespace)/\(URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent) "
+                throw RuntimeError("\(at)disk \(disk.name): volume \(namespace)/\(name) "
                     + "does not exist yet and has no size to make it with; make it with a DataVolume template "
                     + "(dataVolumeTemplates, with resources.requests.storage) or put a qcow2 at \(path)", code: .badInput)
             }
@@ -180,16 +184,15 @@ public struct VMPreparation: Sendable {
         case .image(let reference)?:
             let (image, format) = try resolveDisk(reference, disk)
             source = (image.path, format, "image \(reference)")
-        case .clone(let fromNamespace, let name)?:
+        case .clone(let fromNamespace, let original)?:
             // The source's class is its own claim's: look in every volume directory.
-            let candidates = ([volumeRoot] + storageDirectories.keys.sorted().compactMap { storageDirectories[$0] })
-                .map { $0 + "/" + (fromNamespace ?? namespace) + "/" + name + ".qcow2" }
-            let from = candidates.first { access($0, R_OK) == 0 } ?? candidates[0]
-            guard access(from, R_OK) == 0 else {
-                throw RuntimeError("\(at)disk \(disk.name): the volume to clone, \(fromNamespace ?? namespace)/\(name), does not exist; "
+            let ns = fromNamespace ?? namespace
+            let candidates = [nil] + storageDirectories.keys.sorted().map { Optional($0) }
+            guard let from = candidates.lazy.map({ volumePath(original, namespace: ns, storageClass: $0) }).first(where: { access($0, R_OK) == 0 }) else {
+                throw RuntimeError("\(at)disk \(disk.name): the volume to clone, \(ns)/\(original), does not exist; "
                     + "start the VM that makes it first (or give source.registry)", code: .notFound)
             }
-            source = (from, .qcow2, "volume \(fromNamespace ?? namespace)/\(name)")
+            source = (from, .qcow2, "volume \(ns)/\(original)")
         case .http(let url)?:
             source = (partial + ".download", try await download(url, to: partial + ".download", at: "\(at)disk \(disk.name)"), url)
         }
@@ -250,11 +253,10 @@ public struct VMPreparation: Sendable {
             try await qemuImg.create(path: path, format: .qcow2, size: capacity, templates: templates)
             return .init(path: path, format: .qcow2)
         case .volume(let name, let capacity, let storageClass, let content):
-            let dir = volumeDirectory(namespace: vm.metadata.namespace, storageClass: storageClass)
-            let path = dir + "/" + name + ".qcow2"
+            // Its directory is made by `disks`, before the disks are made at once.
+            let path = volumePath(name, namespace: vm.metadata.namespace, storageClass: storageClass)
             if access(path, F_OK) != 0 {
-                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-                try await makeVolume(at: path, capacity: capacity, content: content, disk: disk, namespace: vm.metadata.namespace)
+                try await makeVolume(name, at: path, capacity: capacity, content: content, disk: disk, namespace: vm.metadata.namespace)
             }
             return .init(path: path, format: .qcow2)
         case .hostDisk(let path, let create, let capacity):

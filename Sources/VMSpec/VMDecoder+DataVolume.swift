@@ -29,6 +29,7 @@ public struct VolumeClaim: Sendable {
 extension VMDecoder {
     /// A DataVolume object: its spec as a template's.
     public func decodeDataVolume(_ meta: ObjectMeta, _ spec: MappingReader) -> VolumeClaim? {
+        defer { spec.finish() }
         guard let (capacity, storageClass, content) = decodeDataVolumeSpec(spec, name: meta.name) else { return nil }
         return VolumeClaim(kind: "DataVolume", metadata: meta, capacityBytes: capacity, storageClass: storageClass, content: content)
     }
