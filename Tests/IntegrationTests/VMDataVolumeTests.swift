@@ -107,7 +107,8 @@ import TestSupport
         try server.run()
         // SIGKILL: the test process blocks SIGTERM, and a spawned child inherits the mask.
         defer { kill(server.processIdentifier, SIGKILL); server.waitUntilExit() }
-        for _ in 0..<100 where (try? shell("curl -sf -o /dev/null http://127.0.0.1:\(port)/vmlinuz", runtime: runtime))?.code != 0 { usleep(100_000) }
+        #expect(SupervisedRecordTests.eventually(10) { (try? shell("curl -sf -o /dev/null http://127.0.0.1:\(port)/vmlinuz", runtime: runtime))?.code == 0 },
+                "the http server on 127.0.0.1:\(port) answers")
 
         // A source the server does not have: refused before QEMU, no volume left.
         func copyVM(web: String) -> String {
