@@ -77,8 +77,10 @@ public struct TemplateCache: Sendable {
         keep(destination, as: entry, key: key)
     }
 
-    /// The entry's contents when its seal holds; a bad entry is removed.
-    func sealedContents(_ entry: String, key: Key) -> [UInt8]? {
+    /// The entry's contents when its seal holds (a slice of the one read:
+    /// a hit copies its few hundred KiB once, into the destination, and
+    /// zero-fills nothing); a bad entry is removed.
+    func sealedContents(_ entry: String, key: Key) -> ArraySlice<UInt8>? {
         let fd = open(entry, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -89,13 +91,15 @@ public struct TemplateCache: Sendable {
             unlink(entry)
             return nil
         }
-        var bytes = [UInt8](repeating: 0, count: size)
-        guard bytes.withUnsafeMutableBytes({ Self.readFully(fd, $0) }) == size else {
+        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
+            initialized = Self.readFully(fd, UnsafeMutableRawBufferPointer(buffer))
+        }
+        guard bytes.count == size else {
             unlink(entry)
             return nil
         }
-        let contents = Array(bytes[Self.sealBytes...])
-        guard Array(bytes[..<Self.sealBytes]) == Self.seal(key, contents) else {
+        let contents = bytes[Self.sealBytes...]
+        guard bytes[..<Self.sealBytes].elementsEqual(contents.withUnsafeBytes { Self.seal(key, $0) }) else {
             unlink(entry)
             return nil
         }
@@ -118,7 +122,7 @@ public struct TemplateCache: Sendable {
                                                         attributes: [.posixPermissions: 0o700])) != nil else { return }
         let temp = directory + "/.tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
         do {
-            try Self.write(Self.seal(key, contents) + contents, to: entry, staging: temp, sync: true)
+            try Self.write(contents.withUnsafeBytes { Self.seal(key, $0) } + contents, to: entry, staging: temp, sync: true)
         } catch {
             return
         }
@@ -127,7 +131,7 @@ public struct TemplateCache: Sendable {
 
     /// sha256 of the key and the contents: an entry renamed to another
     /// key's name does not pass.
-    static func seal(_ key: Key, _ contents: [UInt8]) -> [UInt8] {
+    static func seal(_ key: Key, _ contents: UnsafeRawBufferPointer) -> [UInt8] {
         var h = OCIDigest.Hasher()
         h.update(Array(key.digest.hex.utf8))
         h.update(contents)
@@ -159,12 +163,12 @@ public struct TemplateCache: Sendable {
     }
 
     /// `bytes` at `path`, whole (`FileDescriptors.replaceFile`).
-    static func write(_ bytes: [UInt8], to path: String, staging: String? = nil, sync: Bool = false) throws(ImageStoreError) {
-        do throws(RuntimeError) {
-            try FileDescriptors.replaceFile(path, with: bytes, staging: staging, sync: sync)
-        } catch {
-            throw ImageStoreError(.io, error.message, cause: error)
+    static func write(_ bytes: some ContiguousBytes, to path: String, staging: String? = nil, sync: Bool = false) throws(ImageStoreError) {
+        let failure = bytes.withUnsafeBytes { buffer -> RuntimeError? in
+            do throws(RuntimeError) { try FileDescriptors.replaceFile(path, with: buffer, staging: staging, sync: sync) } catch { return error }
+            return nil
         }
+        if let failure { throw ImageStoreError(.io, failure.message, cause: failure) }
     }
 
     /// Bytes read until the buffer is full or the file ends.

@@ -12,9 +12,15 @@ public enum FileDescriptors {
     /// Writes all of `bytes`, retrying short writes and EINTR; false on error.
     @discardableResult
     public static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBytes { writeAll(fd, $0) }
+    }
+
+    /// `writeAll` from memory the caller holds (a slice of a larger read, say), copying nothing.
+    @discardableResult
+    public static func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) -> Bool {
         var done = 0
-        while done < bytes.count {
-            let n = bytes[done...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        while done < buffer.count {
+            let n = Glibc.write(fd, buffer.baseAddress! + done, buffer.count - done)
             if n < 0 {
                 if errno == EINTR { continue }
                 return false
@@ -71,6 +77,15 @@ public enum FileDescriptors {
     /// call here (its own temporary file and more), and a shim writes its
     /// status on the way to Ready.
     public static func replaceFile(_ path: String, with bytes: [UInt8], staging: String? = nil, sync: Bool = false) throws(RuntimeError) {
+        let failure = bytes.withUnsafeBytes { buffer -> RuntimeError? in
+            do throws(RuntimeError) { try replaceFile(path, with: buffer, staging: staging, sync: sync) } catch { return error }
+            return nil
+        }
+        if let failure { throw failure }
+    }
+
+    /// `replaceFile` from memory the caller holds.
+    public static func replaceFile(_ path: String, with bytes: UnsafeRawBufferPointer, staging: String? = nil, sync: Bool = false) throws(RuntimeError) {
         let slash = path.lastIndex(of: "/").map { path.index(after: $0) } ?? path.startIndex
         let temp = staging ?? String(path[..<slash]) + "." + path[slash...] + ".tmp-\(UInt64.random(in: 0...UInt64.max))"
         let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o644)
