@@ -26,7 +26,10 @@ extension RunSession {
         let session: RunSession
         let prepared: [PreparedTarget]
         let sink: AsyncStream<SessionEvent>.Continuation
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        /// Made in `boot` once every QEMU is spawned: starting its thread
+        /// (and the runtime's first look-ups of NIO's types) took ~0.5 ms
+        /// that QEMU's exec waited for. Nothing reads it before.
+        private(set) var group: MultiThreadedEventLoopGroup!
         var machine: SessionMachine
         var targets: [TargetProcess] = []
         var records: [InstanceRecord] = []
@@ -43,8 +46,8 @@ extension RunSession {
         var removedDirectory: String?
         let status: ShimStatusWriter?
         let start: StartGuard
-        /// Every event is handled there, with a deadline.
-        let matcher: MachineThread
+        /// Every event is handled there, with a deadline; made with `group`.
+        private(set) var matcher: MachineThread!
         /// Targets whose QEMU said STOP or RESUME, for `followRunStates`.
         let runStates = AsyncStream<(Int, TargetProcess)>.makeStream()
         var runStateTask: Task<Void, Never>?
@@ -64,7 +67,6 @@ extension RunSession {
             self.start = start
             self.prepared = prepared
             self.sink = sink
-            matcher = MachineThread(deadlines: group.next())
             machine = try SessionMachine(plan: SessionPlan(prepared, session.config), now: monotonicSeconds())
             status = session.config.supervised.map { ShimStatusWriter(path: $0.statusPath) }
         }
@@ -73,7 +75,7 @@ extension RunSession {
         /// then connects each. False when the run ended during boot.
         func boot() async -> Bool {
             defer { start.started() }
-            runStateTask = followRunStates()
+            var spawnFailure: (any Error)?
             do {
                 for (_, plan, dir) in prepared {
                     guard let qemu = ExecutableSearch.find(plan.binary, environment: config.environment) else {
@@ -88,6 +90,15 @@ extension RunSession {
                     targets.append(t)
                     start.spawned(t.child)
                 }
+            } catch {
+                spawnFailure = error
+            }
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            self.group = group
+            matcher = MachineThread(deadlines: group.next())
+            runStateTask = followRunStates()
+            do {
+                if let spawnFailure { throw spawnFailure }
                 let streams = prepared.reduce(0) { $0 + $1.1.serialChannels.count }
                 output = SerialOutput(prefixed: streams > 1, names: targets.map(\.name), enabled: config.supervised == nil)
                 for i in targets.indices {
