@@ -115,7 +115,10 @@ public enum QEMUSandbox {
         guard let status = FileManager.default.contents(atPath: "/proc/self/status") else { return false }
         let bytes = [UInt8](status)
         var capEff: UInt64?, seccomp: String?
-        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
+        // Only the two lines wanted are taken apart: filtering every
+        // line's characters cost more than the rest of the check.
+        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n")
+        where line.hasPrefix("CapEff:") || line.hasPrefix("Seccomp:") {
             let parts = line.split(separator: ":", maxSplits: 1).map { $0.filter { !$0.isWhitespace } }
             guard parts.count == 2 else { continue }
             if parts[0] == "CapEff" { capEff = UInt64(parts[1], radix: 16) }
@@ -168,7 +171,7 @@ public enum QEMUSandbox {
                 + "(16 MiB, its alone); disk images come as fds" : missing + ": QEMU sees the host's whole tree and /proc"),
             ("pid, ipc and uts namespaces", ns, ns ? "QEMU is pid 1 of its own: no other process to see or signal, no host SysV IPC" : missing),
             ("capability bounding set", root, root ? "emptied before QEMU drops to its uid" : "QEMU never had capabilities (not root)"),
-            { let (ok, why) = CgroupLimits.availability(); return ("cgroup limits", ok, ok ? "memory (guest RAM + 512 MiB) and CPU (one core per vCPU), \(why)" : why) }(),
+            { let (ok, why) = CgroupLimits.availability(); return ("cgroup limits", ok, ok ? "memory (guest RAM + 512 MiB) and CPU (one core per vCPU, and one for QEMU's own threads), \(why)" : why) }(),
             { let (dir, why) = CgroupLimits.processGroupBase()
               return ("sidecar cgroups", dir != nil, dir != nil ? "each sidecar in a cgroup of its own (\(why)), killed whole with its instance"
                       : why + "; sidecars end with their process group only (a setsid grandchild escapes)") }(),
