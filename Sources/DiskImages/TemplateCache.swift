@@ -164,11 +164,11 @@ public struct TemplateCache: Sendable {
 
     /// `bytes` at `path`, whole (`FileDescriptors.replaceFile`).
     static func write(_ bytes: some ContiguousBytes, to path: String, staging: String? = nil, sync: Bool = false) throws(ImageStoreError) {
-        let failure = bytes.withUnsafeBytes { buffer -> RuntimeError? in
-            do throws(RuntimeError) { try FileDescriptors.replaceFile(path, with: buffer, staging: staging, sync: sync) } catch { return error }
-            return nil
+        do throws(RuntimeError) {
+            try FileDescriptors.replaceFile(path, with: bytes, staging: staging, sync: sync)
+        } catch {
+            throw ImageStoreError(.io, error.message, cause: error)
         }
-        if let failure { throw ImageStoreError(.io, failure.message, cause: failure) }
     }
 
     /// Bytes read until the buffer is full or the file ends.

@@ -76,7 +76,9 @@ public enum FileDescriptors {
     /// Plain open, write and rename: FileManager.createFile took 4-20 ms a
     /// call here (its own temporary file and more), and a shim writes its
     /// status on the way to Ready.
-    public static func replaceFile(_ path: String, with bytes: [UInt8], staging: String? = nil, sync: Bool = false) throws(RuntimeError) {
+    /// Any contiguous bytes (an array, a slice of a larger read) go out
+    /// without a copy.
+    public static func replaceFile(_ path: String, with bytes: some ContiguousBytes, staging: String? = nil, sync: Bool = false) throws(RuntimeError) {
         let failure = bytes.withUnsafeBytes { buffer -> RuntimeError? in
             do throws(RuntimeError) { try replaceFile(path, with: buffer, staging: staging, sync: sync) } catch { return error }
             return nil
