@@ -4,7 +4,8 @@
 # gdb-multiarch; for the VM tests and the image store: genisoimage (cloud-init seeds), mtools,
 # syslinux, cpio, kmod, e2fsprogs, debootstrap (scripts/build-test-guest.sh), OpenSSH's client,
 # qemu-guest-agent (the guest-agent client's tests),
-# docker-registry and skopeo (a local registry for `image pull` tests), tar, curl; mmdebstrap and
+# docker-registry and skopeo (a local registry for `image pull` tests), tar, xz-utils (xz-compressed
+# DataVolume http sources), curl; mmdebstrap and
 # umoci (`make image`: the container image, without a daemon), uidmap and fakechroot (its
 # unprivileged modes: user namespaces, or fakechroot for a user without subordinate ids).
 # PyPI (into .venv): real clients for interop tests (python-can, qemu.qmp, pyserial, junitparser)
@@ -16,7 +17,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 PACKAGES=(qemu-system-arm qemu-system-x86 qemu-utils libyaml-dev libseccomp-dev libsqlite3-dev zlib1g-dev pkg-config
-          gcc-arm-none-eabi binutils make socat python3-venv gdb-multiarch ovmf qemu-efi-aarch64 genisoimage mtools syslinux syslinux-common cpio kmod e2fsprogs debootstrap openssh-client qemu-guest-agent docker-registry skopeo tar curl mmdebstrap umoci uidmap fakechroot can-utils)
+          gcc-arm-none-eabi binutils make socat python3-venv gdb-multiarch ovmf qemu-efi-aarch64 genisoimage mtools syslinux syslinux-common cpio kmod e2fsprogs debootstrap openssh-client qemu-guest-agent docker-registry skopeo tar xz-utils curl mmdebstrap umoci uidmap fakechroot can-utils)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -162,6 +162,39 @@ public struct VMPreparation: Sendable {
         volumeDirectory(namespace: namespace, storageClass: storageClass) + "/" + name + ".qcow2"
     }
 
+    /// Where volume `name` of `namespace` already is, in the default
+    /// directory or any configured class's, if anywhere.
+    private func existingVolume(_ name: String, namespace: String) -> String? {
+        let classes = [nil] + storageDirectories.keys.sorted().map { Optional($0) }
+        return classes.lazy.map { volumePath(name, namespace: namespace, storageClass: $0) }.first { access($0, R_OK) == 0 }
+    }
+
+    /// A volume whose claim now asks for more than it holds grows to the
+    /// request before QEMU opens it, as an expanded PVC does (the guest sees
+    /// the bigger disk; growing its file system is the guest's business).
+    /// A smaller request leaves it as it is: a claim may be bound to a
+    /// bigger volume, and Kubernetes refuses to shrink one.
+    private func growVolume(_ name: String, at path: String, to capacity: UInt64, what: String) async throws {
+        let size: UInt64
+        if let read = QCOW2Header.virtualSize(ofFile: path) {
+            size = read
+        } else {
+            do {
+                size = try await qemuImg.info(path: path).virtualSize
+            } catch {
+                throw RuntimeError("\(what): volume \(name) at \(path) cannot be read: \(error)", code: .io, cause: error)
+            }
+        }
+        guard capacity > size else { return }
+        do {
+            try await qemuImg.grow(path, to: capacity)
+        } catch {
+            throw RuntimeError("\(what): volume \(name) holds \(size) bytes and its claim asks for \(capacity); growing it failed "
+                + "(is a running VM using it?): \(error)", code: .io, cause: error)
+        }
+        FileDescriptors.writeAll(2, Array("vtarget: \(what): volume \(name) grown from \(size) to \(capacity) bytes, as its claim asks\n".utf8))
+    }
+
     /// A named volume's first making: empty at its size, or filled as its
     /// DataVolume says (a store image or another volume, copied whole, then
     /// grown to the size asked for). Written beside its place and linked in,
@@ -187,8 +220,7 @@ public struct VMPreparation: Sendable {
         case .clone(let fromNamespace, let original)?:
             // The source's class is its own claim's: look in every volume directory.
             let ns = fromNamespace ?? namespace
-            let candidates = [nil] + storageDirectories.keys.sorted().map { Optional($0) }
-            guard let from = candidates.lazy.map({ volumePath(original, namespace: ns, storageClass: $0) }).first(where: { access($0, R_OK) == 0 }) else {
+            guard let from = existingVolume(original, namespace: ns) else {
                 throw RuntimeError("\(at)disk \(disk.name): the volume to clone, \(ns)/\(original), does not exist; "
                     + "start the VM that makes it first (or give source.registry)", code: .notFound)
             }
@@ -219,7 +251,8 @@ public struct VMPreparation: Sendable {
     }
 
     /// A DataVolume's http source, fetched once: a raw or self-contained
-    /// qcow2 disk (a compressed file, or a qcow2 that names other files, is refused).
+    /// qcow2 disk, gzip- or xz-compressed or not, as CDI imports them (a qcow2
+    /// that names other files, or any other format, is refused).
     private func download(_ url: String, to path: String, at what: String) async throws -> QemuImg.Format {
         FileDescriptors.writeAll(2, Array("vtarget: \(what): importing \(url)\n".utf8))
         do {
@@ -228,8 +261,19 @@ public struct VMPreparation: Sendable {
             throw RuntimeError("\(what): \(error.message)", code: error.code == .notFound ? .notFound : .io, cause: error)
         }
         let magic = [UInt8]((FileHandle(forReadingAtPath: path).map { h in defer { try? h.close() }; return h.readData(ofLength: 6) }) ?? Data())
-        if magic.starts(with: [0x1F, 0x8B]) || magic.starts(with: [0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00]) {
-            throw RuntimeError("\(what): \(url) is compressed (gzip or xz); vtarget does not decompress yet: give the URL of the qcow2 or raw disk", code: .badInput)
+        if let compression = Compression.sniff(magic) {
+            // Undone into a file of its own, then put in the download's place: what follows reads one file either way.
+            let plain = path + ".plain"
+            do {
+                try await compression.decompress(path, to: plain)
+            } catch {
+                throw RuntimeError("\(what): \(url) is \(compression.rawValue)-compressed, and \(error)",
+                                   code: error.code == .unsupportedImage ? .badInput : .io, cause: error)
+            }
+            guard rename(plain, path) == 0 else {
+                unlink(plain)
+                throw RuntimeError("\(what): cannot place the decompressed \(url) at \(path): \(String(cString: strerror(errno)))", code: .io)
+            }
         }
         let info = try await qemuImg.info(path: path)
         if info.backingFilename != nil || info.formatSpecific?.data?.dataFile != nil || info.format != "qcow2" && info.format != "raw" {
@@ -254,9 +298,19 @@ public struct VMPreparation: Sendable {
             return .init(path: path, format: .qcow2)
         case .volume(let name, let capacity, let storageClass, let content):
             // Its directory is made by `disks`, before the disks are made at once.
-            let path = volumePath(name, namespace: vm.metadata.namespace, storageClass: storageClass)
+            let namespace = vm.metadata.namespace
+            let path = volumePath(name, namespace: namespace, storageClass: storageClass)
             if access(path, F_OK) != 0 {
-                try await makeVolume(name, at: path, capacity: capacity, content: content, disk: disk, namespace: vm.metadata.namespace)
+                if let elsewhere = existingVolume(name, namespace: namespace) {
+                    // Kubernetes keeps a claim's storageClassName as it was bound; a volume is never silently made anew empty.
+                    throw RuntimeError("\(at)disk \(disk.name): volume \(namespace)/\(name) already exists at \(elsewhere), "
+                        + "in another storage class's directory than \(storageClass.map { "class \($0)'s" } ?? "the default one") (\(path)); "
+                        + "a claim's storage class does not change once its volume is made: name its class as before, "
+                        + "or move the file (mv \(elsewhere) \(path))", code: .badInput)
+                }
+                try await makeVolume(name, at: path, capacity: capacity, content: content, disk: disk, namespace: namespace)
+            } else if let capacity {
+                try await growVolume(namespace + "/" + name, at: path, to: capacity, what: "\(at)disk \(disk.name)")
             }
             return .init(path: path, format: .qcow2)
         case .hostDisk(let path, let create, let capacity):

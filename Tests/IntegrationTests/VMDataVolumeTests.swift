@@ -5,12 +5,13 @@ import TestSupport
 /// KubeVirt's `dataVolumeTemplates`, run here as CDI would make them: a
 /// registry source copied from the store into a named volume grown to its
 /// request, a blank one, a clone of the first, and a disk fetched over http
-/// from 127.0.0.1, and a PersistentVolumeClaim of its own sizing another; the
+/// from 127.0.0.1 (gzip- and xz-compressed), and a PersistentVolumeClaim of its
+/// own sizing another, grown when its request grows; the
 /// blank one's storage class puts it in that class's configured directory.
 /// What the guest writes to a
 /// volume is there at the next start (it is no containerDisk); a source image
 /// missing from the store fails before QEMU starts and leaves no volume.
-/// Three boots of the busybox guest.
+/// A claim moved to another storage class is refused. Four boots of the busybox guest.
 @Suite(.serialized) struct VMDataVolumeTests {
     static func yaml(name: String, templates: String, volumes: String, disks: String, userData: String) -> String {
         """
@@ -97,21 +98,28 @@ import TestSupport
         r = try run()
         #expect(r.code == 0 && r.stdout.contains("user-data: mark-found"), "\(r.code) \(r.stdout.suffix(2000)) \(r.stderr)")
 
-        // The guest's disk served over http on 127.0.0.1, for an http source.
+        // The guest's disk served over http on 127.0.0.1, for an http source, gzip- and xz-compressed as CDI takes them.
+        let web = runtime + "-web"
+        defer { try? FileManager.default.removeItem(atPath: web) }
+        try FileManager.default.createDirectory(atPath: web, withIntermediateDirectories: true)
+        let packed = try shell("gzip -1 -c \(guest)/x86_64/disk.qcow2 > \(web)/disk.qcow2.gz && xz -0 -T2 -c \(guest)/x86_64/disk.qcow2 > \(web)/disk.qcow2.xz",
+                               runtime: runtime)
+        #expect(packed.code == 0, "\(packed.stderr)")
         let port = try freeLoopbackPort()
         let server = Process()
         server.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        server.arguments = ["-m", "http.server", "--bind", "127.0.0.1", "--directory", guest + "/x86_64", "\(port)"]
+        server.arguments = ["-m", "http.server", "--bind", "127.0.0.1", "--directory", web, "\(port)"]
         server.standardOutput = FileHandle.nullDevice
         server.standardError = FileHandle.nullDevice
         try server.run()
         // SIGKILL: the test process blocks SIGTERM, and a spawned child inherits the mask.
         defer { kill(server.processIdentifier, SIGKILL); server.waitUntilExit() }
-        #expect(SupervisedRecordTests.eventually(10) { (try? shell("curl -sf -o /dev/null http://127.0.0.1:\(port)/vmlinuz", runtime: runtime))?.code == 0 },
+        #expect(SupervisedRecordTests.eventually(10) { (try? shell("curl -sf -o /dev/null http://127.0.0.1:\(port)/disk.qcow2.xz", runtime: runtime))?.code == 0 },
                 "the http server on 127.0.0.1:\(port) answers")
 
         // A source the server does not have: refused before QEMU, no volume left.
-        func copyVM(web: String) -> String {
+        // `web` is served gzip- and xz-compressed; `extra` is a claim of its own, of `extra` bytes, in class `extraClass`.
+        func copyVM(web: String, extra: String = "8Mi", extraClass: String? = nil) -> String {
             Self.yaml(name: "copy", templates: """
                     - metadata: {name: copy-root}
                       spec:
@@ -120,43 +128,68 @@ import TestSupport
                     - metadata: {name: web}
                       spec:
                         storage: {resources: {requests: {storage: 32Mi}}}
-                        source: {http: {url: "http://127.0.0.1:\(port)/\(web)"}}
+                        source: {http: {url: "http://127.0.0.1:\(port)/\(web).gz"}}
+                    - metadata: {name: webxz}
+                      spec:
+                        storage: {resources: {requests: {storage: 32Mi}}}
+                        source: {http: {url: "http://127.0.0.1:\(port)/\(web).xz"}}
                 """, volumes: """
                         - {name: root, dataVolume: {name: copy-root}}
                         - {name: web, dataVolume: {name: web}}
+                        - {name: webxz, dataVolume: {name: webxz}}
                         - {name: extra, persistentVolumeClaim: {claimName: extra}}
                 """, disks: """
                             - {name: root, disk: {bus: virtio}}
                             - {name: web, disk: {bus: virtio}}
+                            - {name: webxz, disk: {bus: virtio}}
                             - {name: extra, disk: {bus: virtio}}
                             - {name: cloudinit, disk: {bus: virtio}}
-                """, userData: "echo booted-from-clone") + """
+                """, userData: "echo booted-from-clone extra-sectors=$(cat /sys/block/vdd/size)") + """
 
                 ---
                 apiVersion: v1
                 kind: PersistentVolumeClaim
                 metadata: {name: extra}
-                spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 8Mi}}}
+                spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: \(extra)}}\(extraClass.map { ", storageClassName: \($0)" } ?? "")}
                 """
         }
         try copyVM(web: "missing.qcow2").write(toFile: file, atomically: true, encoding: .utf8)
         r = try run()
         #expect(r.code != 0 && r.stderr.contains("HTTP 404"), "\(r.code) \(r.stderr)")
         #expect(!FileManager.default.fileExists(atPath: volumes + "/web.qcow2"))
+        #expect(!FileManager.default.fileExists(atPath: volumes + "/webxz.qcow2"))
         #expect(qemuProcesses(mentioning: runtime).isEmpty)
 
         // A clone of the root volume boots as another VM, with the served disk as its second.
         try copyVM(web: "disk.qcow2").write(toFile: file, atomically: true, encoding: .utf8)
         r = try run()
-        #expect(r.code == 0 && r.stdout.contains("user-data: booted-from-clone"), "\(r.code) \(r.stdout.suffix(2000)) \(r.stderr)")
-        #expect(r.stderr.contains("importing http://127.0.0.1:\(port)/disk.qcow2"), "\(r.stderr)")
+        #expect(r.code == 0 && r.stdout.contains("user-data: booted-from-clone extra-sectors=16384"), "\(r.code) \(r.stdout.suffix(2000)) \(r.stderr)")
+        #expect(r.stderr.contains("importing http://127.0.0.1:\(port)/disk.qcow2.gz") && r.stderr.contains("importing http://127.0.0.1:\(port)/disk.qcow2.xz"),
+                "\(r.stderr)")
         #expect(try virtualSize(volumes + "/copy-root.qcow2").size == 64 << 20)
         #expect(try virtualSize(volumes + "/web.qcow2").size == 32 << 20)
         #expect(try virtualSize(volumes + "/extra.qcow2").size == 8 << 20, "a claim of its own sized its volume")
-        // What was served is what the volume holds (qemu-img compares the guest-visible bytes, up to the smaller size).
-        let same = try shell("qemu-img compare -U \(guest)/x86_64/disk.qcow2 \(volumes)/web.qcow2", runtime: runtime)
-        #expect(same.code == 0, "\(same.stdout) \(same.stderr)")
-        #expect(((try? FileManager.default.contentsOfDirectory(atPath: volumes)) ?? []).sorted() == ["copy-root.qcow2", "extra.qcow2", "root.qcow2", "web.qcow2"])
+        // What was served, decompressed, is what each volume holds (qemu-img compares the guest-visible bytes, up to the smaller size).
+        for volume in ["web", "webxz"] {
+            let same = try shell("qemu-img compare -U \(guest)/x86_64/disk.qcow2 \(volumes)/\(volume).qcow2", runtime: runtime)
+            #expect(same.code == 0, "\(volume): \(same.stdout) \(same.stderr)")
+        }
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: volumes)) ?? []).sorted()
+                == ["copy-root.qcow2", "extra.qcow2", "root.qcow2", "web.qcow2", "webxz.qcow2"])
+
+        // The claim asks for more: its volume grows before QEMU opens it, and the guest sees the bigger disk.
+        try copyVM(web: "disk.qcow2", extra: "24Mi").write(toFile: file, atomically: true, encoding: .utf8)
+        r = try run()
+        #expect(r.code == 0 && r.stdout.contains("user-data: booted-from-clone extra-sectors=49152"), "\(r.code) \(r.stdout.suffix(2000)) \(r.stderr)")
+        #expect(r.stderr.contains("volume default/extra grown from 8388608 to 25165824 bytes"), "\(r.stderr)")
+        #expect(try virtualSize(volumes + "/extra.qcow2").size == 24 << 20)
+        // The claim moved to another storage class: refused before QEMU, pointing at the claim; no second, empty volume.
+        try copyVM(web: "disk.qcow2", extra: "24Mi", extraClass: "fast").write(toFile: file, atomically: true, encoding: .utf8)
+        r = try run()
+        #expect(r.code == 2 && r.stderr.contains("\(file):") && r.stderr.contains("volume default/extra already exists at \(volumes)/extra.qcow2")
+                && r.stderr.contains("mv \(volumes)/extra.qcow2 \(fast)/default/extra.qcow2"), "\(r.code) \(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: fast + "/default/extra.qcow2"))
+        #expect(qemuProcesses(mentioning: runtime).isEmpty)
         // A storage class file that is not one: bad input, positioned, nothing started.
         try "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: fast}\nprovisioner: ebs.csi.aws.com\nparameters: {path: /x}\n"
             .write(toFile: classes, atomically: true, encoding: .utf8)

@@ -1,0 +1,29 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The one qcow2 header field vtarget reads itself: a named volume's size,
+/// checked at every start against its claim's request, is a 32-byte read
+/// rather than a `qemu-img info` process.
+public enum QCOW2Header {
+    public static let magic: [UInt8] = [0x51, 0x46, 0x49, 0xFB]
+
+    /// The guest-visible size in bytes (big-endian at offset 24 in versions
+    /// 2 and 3), or nil when `header` does not start a qcow2 image.
+    public static func virtualSize(_ header: some Collection<UInt8>) -> UInt64? {
+        let h = Array(header.prefix(32))
+        guard h.count == 32, h.starts(with: magic) else { return nil }
+        return h[24..<32].reduce(0) { $0 << 8 | UInt64($1) }
+    }
+
+    /// As `virtualSize(_:)`, from the file at `path`; nil when it cannot be
+    /// read or is not qcow2.
+    public static func virtualSize(ofFile path: String) -> UInt64? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var header = [UInt8](repeating: 0, count: 32)
+        guard pread(fd, &header, 32, 0) == 32 else { return nil }
+        return virtualSize(header)
+    }
+}
