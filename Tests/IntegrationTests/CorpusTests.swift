@@ -9,7 +9,9 @@ import TestSupport
 /// containerDisk reference, its kernel and initramfs as the kernelBoot
 /// image), renders to the exact QEMU command kept in `CorpusGolden/`
 /// (`UPDATE_GOLDEN=1` rewrites them), and those the busybox guest can boot
-/// (x86_64; its disk boots by BIOS and by UEFI) boot together in one `vtarget run`.
+/// (x86_64; its disk boots by BIOS and by UEFI) boot together in one `vtarget run`;
+/// vm-alpine-multipvc is applied, started and stopped as its runStrategy
+/// Halted asks, and vmi-host-disk runs on the disk it makes.
 @Suite(.serialized) struct CorpusTests {
     static let examples = repoRoot + "/examples/kubevirt"
     static let golden = repoRoot + "/Tests/IntegrationTests/CorpusGolden"
@@ -121,6 +123,99 @@ import TestSupport
         // UEFI: OVMF's boot manager started the disk's loader (a BIOS boot prints no BdsDxe line).
         #expect(r.stdout.range(of: #"vmi-alpine-efi/console\|[^\n]*BdsDxe: starting Boot"#, options: .regularExpression) != nil, "\(r.stdout)")
         #expect(r.stdout.range(of: #"vm-cirros/console\|[^\n]*BdsDxe"#, options: .regularExpression) == nil, "\(r.stdout)")
+        #expect(qemuProcesses(mentioning: runtime).isEmpty)
+    }
+
+    /// vm-alpine-multipvc as a cluster runs it: applied, it stays Stopped
+    /// (runStrategy Halted) until `start`; then it boots from its first
+    /// claim (disk-alpine, a DataVolume filled from the store) with its
+    /// second (disk-custom, a blank claim) beside it, and `stop` halts it again.
+    @Test func theHaltedMultiClaimExampleStartsAndStops() throws {
+        let f = SupervisorFixture()
+        defer { f.tearDown() }
+        guard let guest = VMRunTests.guest else { Issue.record("scripts/build-test-guest.sh failed"); return }
+        var r = try f.vt(["image", "import", Self.diskImages[0], guest + "/x86_64/disk.qcow2"])
+        #expect(r.code == 0, "\(r.stderr)")
+        let claims = f.work + "/claims.yaml"
+        try """
+            apiVersion: cdi.kubevirt.io/v1beta1
+            kind: DataVolume
+            metadata: {name: disk-alpine}
+            spec:
+              storage: {resources: {requests: {storage: 1Gi}}}
+              source: {registry: {url: "docker://\(Self.diskImages[0])"}}
+            ---
+            apiVersion: v1
+            kind: PersistentVolumeClaim
+            metadata: {name: disk-custom}
+            spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 64Mi}}}
+            """.write(toFile: claims, atomically: true, encoding: .utf8)
+        r = try f.vt(["apply", "-f", Self.examples + "/vm-alpine-multipvc.yaml", "-f", claims])
+        #expect(r.code == 0, "\(r.stderr)")
+        #expect(try f.vt(["get", "vm", "vm-alpine-multipvc"]).stdout.contains("Stopped"))
+        #expect(qemuProcesses(mentioning: f.runtime).isEmpty, "Halted: nothing started")
+
+        r = try f.vt(["start", "vm-alpine-multipvc"])
+        #expect(r.code == 0 && r.stdout == "virtualmachine.kubevirt.io/vm-alpine-multipvc started\n", "\(r.stdout) \(r.stderr)")
+        let logs = try f.poll(["logs", "vm-alpine-multipvc"], seconds: 240) { $0.contains("vtarget-guest: ready") }
+        #expect(logs.contains("vtarget-guest: ready"), "\(logs.suffix(3000))")
+        // Both claims' volumes, sized by their requests, are the VM's two disks.
+        let volumes = f.state + "/volumes/default"
+        for (name, size) in [("disk-alpine", 1 << 30), ("disk-custom", 64 << 20)] {
+            let info = try shell("qemu-img info --output=json -U \(volumes)/\(name).qcow2", runtime: f.runtime)
+            let json = (try? JSONSerialization.jsonObject(with: Data(info.stdout.utf8))) as? [String: Any] ?? [:]
+            #expect(json["virtual-size"] as? Int == size, "\(name): \(info.stdout) \(info.stderr)")
+        }
+        let qemu = qemuProcesses(mentioning: f.runtime)
+        #expect(qemu.count == 1, "\(qemu)")
+        let argv = qemu.first.flatMap { try? String(contentsOfFile: "/proc/\($0)/cmdline", encoding: .utf8) }?.replacingOccurrences(of: "\0", with: " ") ?? ""
+        #expect(argv.contains(#""node-name":"fmt-pvcdisk1""#) && argv.contains(#""node-name":"fmt-pvcdisk2""#), "\(argv)")
+
+        r = try f.vt(["stop", "vm-alpine-multipvc"])
+        #expect(r.code == 0, "\(r.stdout) \(r.stderr)")
+        let table = try f.poll(["get", "vm", "vm-alpine-multipvc"]) { $0.contains("Stopped") }
+        #expect(table.contains("Stopped"), "\(table)")
+        #expect(SupervisedRecordTests.eventually(30) { qemuProcesses(mentioning: f.runtime).isEmpty })
+    }
+
+    /// vmi-host-disk as written: `/var/data/disk.img`, DiskOrCreate, 1Gi.
+    /// Run in a mount namespace of its own whose /var is an empty tmpfs, so
+    /// the example's path is made without touching the host's /var. The
+    /// disk is blank (there is nothing to boot): QEMU runs with it as its
+    /// virtio disk, and the file is a sparse 1 GiB raw image.
+    @Test func theHostDiskExampleMakesItsDiskAndRuns() throws {
+        let runtime = makeRuntimeDir()
+        defer { for p in [runtime, runtime + "-state"] { try? FileManager.default.removeItem(atPath: p) } }
+        // As root a mount namespace alone; otherwise a user namespace for it too.
+        let unshare = getuid() == 0 ? "unshare -m" : "unshare -r -m"
+        let hostHadDisk = FileManager.default.fileExists(atPath: "/var/data/disk.img")
+        let check = #"""
+            qemu-img info --output=json -U /var/data/disk.img
+            python3 - <<'PY'
+            import json, os, socket
+            s = socket.socket(socket.AF_UNIX); s.connect(os.environ["VTARGET_QMP"]); f = s.makefile("rwb")
+            def ask(cmd):
+                f.write(json.dumps({"execute": cmd}).encode() + b"\n"); f.flush()
+                while True:
+                    m = json.loads(f.readline())
+                    if "return" in m or "error" in m: return m
+            f.readline()
+            ask("qmp_capabilities")
+            print("status", ask("query-status")["return"]["status"])
+            for b in ask("query-block")["return"]:
+                i = b.get("inserted")
+                if i: print("block", b["qdev"], i["node-name"], i["image"]["virtual-size"])
+            PY
+            """#
+        try check.write(toFile: runtime + "-check.sh", atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: runtime + "-check.sh") }
+        let r = try shell("VTARGET_STATE_DIR=\(runtime)-state timeout 120 \(unshare) sh -c 'mount --make-rprivate / && mount -t tmpfs none /var && mkdir /var/data && "
+            + "\(vtarget) run -f \(Self.examples)/vmi-host-disk.yaml --allow-host-paths --timeout 90s -- sh \(runtime)-check.sh'", runtime: runtime)
+        #expect(r.code == 0, "\(r.stdout)\n\(r.stderr)")
+        #expect(r.stdout.contains(#""virtual-size": 1073741824"#) && r.stdout.contains(#""format": "raw""#), "\(r.stdout)")
+        #expect(r.stdout.contains("status running"), "\(r.stdout)")
+        #expect(r.stdout.contains("block /machine/peripheral/dev-host-disk/virtio-backend fmt-host-disk 1073741824"), "\(r.stdout)")
+        #expect(FileManager.default.fileExists(atPath: "/var/data/disk.img") == hostHadDisk, "the host's /var was not touched")
         #expect(qemuProcesses(mentioning: runtime).isEmpty)
     }
 }
