@@ -37,6 +37,18 @@ import TestSupport
         ("vmi-sata", ["vmi-sata"], []),
     ]
 
+    /// The claim vmi-pvc and vm-alpine-multipvc name, as a cluster would
+    /// have it: a DataVolume importing the alpine example's disk image.
+    static let diskAlpine = """
+        apiVersion: cdi.kubevirt.io/v1beta1
+        kind: DataVolume
+        metadata: {name: disk-alpine}
+        spec:
+          storage: {resources: {requests: {storage: 1Gi}}}
+          source: {registry: {url: "docker://\(diskImages[0])"}}
+
+        """
+
     /// A state directory with every image the corpus names.
     static func store(guest: String, runtime: String) throws -> String {
         let state = runtime + "-state"
@@ -93,17 +105,9 @@ import TestSupport
         let state = try Self.store(guest: guest, runtime: runtime)
         let vms = ["vm-cirros", "vm-cirros-csmall", "vmi-alpine-efi", "vmi-arm", "vmi-ephemeral", "vmi-fedora", "vmi-masquerade", "vmi-nocloud",
                    "vmi-pvc", "vmi-sata"]
-        // vmi-pvc's claim, as a cluster would have it: a DataVolume importing the example's disk image.
         let claim = runtime + "-disk-alpine.yaml"
         defer { try? FileManager.default.removeItem(atPath: claim) }
-        try """
-            apiVersion: cdi.kubevirt.io/v1beta1
-            kind: DataVolume
-            metadata: {name: disk-alpine}
-            spec:
-              storage: {resources: {requests: {storage: 1Gi}}}
-              source: {registry: {url: "docker://\(Self.diskImages[0])"}}
-            """.write(toFile: claim, atomically: true, encoding: .utf8)
+        try Self.diskAlpine.write(toFile: claim, atomically: true, encoding: .utf8)
         try """
             for i in $(seq 1 1200); do n=0
               for v in \(vms.joined(separator: " ")); do grep -q 'vtarget-guest: ready' $VTARGET_RUNTIME_DIR/run-*/$v/logs/console.log 2>/dev/null && n=$((n+1)); done
@@ -137,19 +141,13 @@ import TestSupport
         var r = try f.vt(["image", "import", Self.diskImages[0], guest + "/x86_64/disk.qcow2"])
         #expect(r.code == 0, "\(r.stderr)")
         let claims = f.work + "/claims.yaml"
-        try """
-            apiVersion: cdi.kubevirt.io/v1beta1
-            kind: DataVolume
-            metadata: {name: disk-alpine}
-            spec:
-              storage: {resources: {requests: {storage: 1Gi}}}
-              source: {registry: {url: "docker://\(Self.diskImages[0])"}}
+        try (Self.diskAlpine + """
             ---
             apiVersion: v1
             kind: PersistentVolumeClaim
             metadata: {name: disk-custom}
             spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 64Mi}}}
-            """.write(toFile: claims, atomically: true, encoding: .utf8)
+            """).write(toFile: claims, atomically: true, encoding: .utf8)
         r = try f.vt(["apply", "-f", Self.examples + "/vm-alpine-multipvc.yaml", "-f", claims])
         #expect(r.code == 0, "\(r.stderr)")
         #expect(try f.vt(["get", "vm", "vm-alpine-multipvc"]).stdout.contains("Stopped"))
