@@ -83,7 +83,11 @@ extension KindRegistry {
             group: "", version: "v1", kind: "PersistentVolumeClaim", plural: "persistentvolumeclaims", singular: "persistentvolumeclaim",
             shortNames: ["pvc"],
             columns: [
-                .field("CAPACITY", "spec", "resources", "requests", "storage"),
+                // As kubectl: the volume's size once it is made (Bound), the request beside it in -o wide.
+                .field("STATUS", "status", "phase", missing: ""),
+                .field("CAPACITY", "status", "capacity", "storage", missing: ""),
+                .field("REQUEST", "spec", "resources", "requests", "storage", wide: true, missing: ""),
+                .accessModes,
                 .field("STORAGECLASS", "spec", "storageClassName", missing: ""),
                 .age(["metadata", "creationTimestamp"]),
             ],
@@ -92,6 +96,8 @@ extension KindRegistry {
             group: "cdi.kubevirt.io", version: "v1beta1", kind: "DataVolume", plural: "datavolumes", singular: "datavolume",
             shortNames: ["dv", "dvs"],
             columns: [
+                .field("PHASE", "status", "phase", missing: ""),
+                .field("PROGRESS", "status", "progress", missing: ""),
                 Column("SOURCE") { node, _ in
                     guard case .mapping(let pairs)? = node[path: ["spec", "source"]]?.content, let first = pairs.first else { return "-" }
                     return first.key.scalar ?? "-"
@@ -177,6 +183,13 @@ extension KindRegistry {
 }
 
 extension Column {
+    /// kubectl's ACCESS MODES: a bound claim's modes, abbreviated (RWO, ROX, RWX, RWOP).
+    static let accessModes = Column("ACCESS MODES", source: .status) { node, _ in
+        guard case .sequence(let modes)? = node[path: ["status", "accessModes"]]?.content else { return "" }
+        let short = ["ReadWriteOnce": "RWO", "ReadOnlyMany": "ROX", "ReadWriteMany": "RWX", "ReadWriteOncePod": "RWOP"]
+        return modes.compactMap { $0.scalar.map { short[$0] ?? $0 } }.joined(separator: ",")
+    }
+
     /// A VM's first guest address (`status.ipAddresses`, from its guest agent).
     static func firstIP(wide: Bool) -> Column {
         Column("IP", wide: wide, source: .status) { node, _ in

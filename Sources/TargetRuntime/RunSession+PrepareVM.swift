@@ -144,3 +144,12 @@ extension VMPreparation {
         }
     }
 }
+
+extension VolumeLocations {
+    /// The user's: `<state>/volumes` and the storage classes configured as
+    /// a VM's start reads them (a bad file throws here too).
+    public init(environment env: [String: String]) throws {
+        self.init(root: SupervisorPaths(environment: env).stateDirectory + "/volumes",
+                  classDirectories: try VMPreparation.storageClasses(environment: env))
+    }
+}

@@ -149,24 +149,19 @@ public struct VMPreparation: Sendable {
         return .init(kernel: kernel, initrd: out[1])
     }
 
-    /// Where a named volume of `namespace` lives: its storage class's
-    /// directory when the user configured that class, else `volumeRoot`
-    /// (a cluster would leave such a claim Pending; here the seeds' class
-    /// names, `standard` or `fast-ssd`, work with no configuration).
+    /// Where this preparation's named volumes live (`VolumeLocations`).
+    public var volumes: VolumeLocations { VolumeLocations(root: volumeRoot, classDirectories: storageDirectories) }
+
     public func volumeDirectory(namespace: String, storageClass: String?) -> String {
-        if let storageClass, let dir = storageDirectories[storageClass] { return dir + "/" + namespace }
-        return volumeRoot + "/" + namespace
+        volumes.directory(namespace: namespace, storageClass: storageClass)
     }
 
     func volumePath(_ name: String, namespace: String, storageClass: String?) -> String {
-        volumeDirectory(namespace: namespace, storageClass: storageClass) + "/" + name + ".qcow2"
+        volumes.path(name, namespace: namespace, storageClass: storageClass)
     }
 
-    /// Where volume `name` of `namespace` already is, in the default
-    /// directory or any configured class's, if anywhere.
     private func existingVolume(_ name: String, namespace: String) -> String? {
-        let classes = [nil] + storageDirectories.keys.sorted().map { Optional($0) }
-        return classes.lazy.map { volumePath(name, namespace: namespace, storageClass: $0) }.first { access($0, R_OK) == 0 }
+        volumes.existing(name, namespace: namespace)
     }
 
     /// A volume whose claim now asks for more than it holds grows to the

@@ -6,6 +6,7 @@ import ControlAPI
 import ResourceKit
 import HostOS
 import TargetRuntime
+import VMRuntime
 import YAMLTree
 
 /// What `get` lists: the objects of one kind, as node trees with their
@@ -46,10 +47,16 @@ struct ObjectListing {
                 let all: [InstanceInfo] = try await client.get("/v1/instances?" + namespaces.query)
                 for i in all where i.target == "\(kind.kind)/\(i.name)" { instances[i.namespace + "/" + i.name] = i }
             }
+            // A claim's status is its volume file's; a storage class file that cannot be read leaves it out.
+            let volumes = VolumeStatus.kinds.contains(kind.kind) ? try? VolumeLocations(environment: Environment.variables) : nil
             let stored = items.compactMap { r -> Object? in
                 guard var root = (try? YAMLParser.parse(r.yaml, file: r.name))?.first?.root else { return nil }
                 if VMStatus.kinds.contains(kind.kind) {
                     root = root.replacingStatus(VMStatus(kind: kind.kind, instance: instances[r.namespace + "/" + r.name]).node)
+                }
+                if let volumes {
+                    let status = VolumeStatus(kind: kind.kind, namespace: r.namespace, name: r.name, node: root, locations: volumes)
+                    root = root.replacingStatus(status.node(kind: kind.kind, spec: root[path: ["spec"]] ?? Table.map([])))
                 }
                 return Object(namespace: r.namespace, name: r.name,
                               node: root.addingToMetadata("creationTimestamp", Table.str(Table.timestamp(r.createdAt))))

@@ -197,7 +197,8 @@ import TestSupport
 }
 
 /// A PersistentVolumeClaim applied beside its VM sizes the VM's volume in the
-/// supervisor's shim, as it does in `run`; `get pvc` lists it.
+/// supervisor's shim, as it does in `run`; `get pvc` lists it Pending until
+/// the VM's start makes its volume, then Bound with the volume's size.
 @Suite(.serialized) struct VMClaimSupervisorTests {
     @Test func anAppliedClaimSizesItsVolume() throws {
         let f = SupervisorFixture()
@@ -209,16 +210,29 @@ import TestSupport
                                   with: "            - name: cloudinit\n              disk: {bus: virtio}\n            - name: data\n              disk: {bus: virtio}")
             .replacingOccurrences(of: "      volumes:\n", with: "      volumes:\n        - {name: data, persistentVolumeClaim: {claimName: data}}\n")
         #expect(vm.contains("claimName: data") && vm.contains("- name: data\n"), "\(vm)")
-        try (vm + "\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec: {resources: {requests: {storage: 12Mi}}}\n")
-            .write(toFile: file, atomically: true, encoding: .utf8)
-        var r = try f.vt(["apply", "-f", file])
+        let claim = "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec: {resources: {requests: {storage: 12Mi}}}\n"
+        try (vm + "\n---\n" + claim).write(toFile: file, atomically: true, encoding: .utf8)
+        // The claim alone: Pending (its volume is made by the first VM that uses it), no capacity yet.
+        try claim.write(toFile: f.work + "/claim.yaml", atomically: true, encoding: .utf8)
+        var r = try f.vt(["apply", "-f", f.work + "/claim.yaml"])
+        #expect(r.code == 0, "\(r.stderr)")
+        var table = try f.vt(["get", "pvc"]).stdout
+        func rows(_ table: String) -> [[String]] { table.split(separator: "\n").map { $0.split(separator: " ").map(String.init) } }
+        #expect(rows(table).first == ["NAME", "STATUS", "CAPACITY", "ACCESS", "MODES", "STORAGECLASS", "AGE"], "\(table)")
+        #expect(rows(table).dropFirst().first?.prefix(2) == ["data", "Pending"] && rows(table).dropFirst().first?.count == 3, "\(table)")
+        r = try f.vt(["apply", "-f", file])
         #expect(r.code == 0, "\(r.stderr)")
         let logs = try f.poll(["logs", "bb"], seconds: 300) { $0.contains("vtarget-guest: ready") }
         #expect(logs.contains("vtarget-guest: ready"), "\(logs)")
         r = try shell("qemu-img info --output=json -U \(f.state)/volumes/default/data.qcow2", runtime: f.runtime)
         #expect(r.stdout.contains("\"virtual-size\": \(12 << 20)"), "\(r.stdout) \(r.stderr)")
-        let table = try f.vt(["get", "pvc"]).stdout
-        #expect(table.contains("data") && table.contains("12Mi"), "\(table)")
+        // Bound once the VM's start made the volume: its size, kubectl's columns.
+        table = try f.vt(["get", "pvc"]).stdout
+        #expect(rows(table).dropFirst().first?.prefix(4) == ["data", "Bound", "12Mi", "RWO"], "\(table)")
+        table = try f.vt(["get", "pvc", "-o", "wide"]).stdout
+        #expect(rows(table).first?.contains("REQUEST") == true && rows(table).dropFirst().first?.prefix(5) == ["data", "Bound", "12Mi", "12Mi", "RWO"], "\(table)")
+        let yaml = try f.vt(["get", "pvc", "data", "-o", "yaml"]).stdout
+        #expect(yaml.contains("phase: Bound") && yaml.contains("storage: 12Mi"), "\(yaml)")
         #expect(try f.vt(["delete", "-f", file]).code == 0)
         #expect(qemuProcesses(mentioning: f.runtime).isEmpty)
     }
