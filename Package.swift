@@ -81,7 +81,7 @@ let package = Package(
         ], exclude: ["README.md"]),
         // The per-user supervisor: state in SQLite, shims, the HTTP server.
         .target(name: "Supervisor", dependencies: [
-            "ControlAPI", "TargetRuntime", "TargetSpec", "MachineCatalog", "YAMLTree", "Sandbox", "CSpawn", "QMP", "InstanceContract", "ResourceKit", "VMSpec", "HostOS",
+            "ControlAPI", "TargetRuntime", "TargetSpec", "MachineCatalog", "YAMLTree", "Sandbox", "CSpawn", "QMP", "InstanceContract", "ResourceKit", "VMSpec", "VMRuntime", "HostOS",
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

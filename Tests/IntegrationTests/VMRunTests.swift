@@ -198,7 +198,8 @@ import TestSupport
 
 /// A PersistentVolumeClaim applied beside its VM sizes the VM's volume in the
 /// supervisor's shim, as it does in `run`; `get pvc` lists it Pending until
-/// the VM's start makes its volume, then Bound with the volume's size.
+/// the VM's start makes its volume, then Bound with the volume's size; it is
+/// not deleted while its VM is stored, and its volume goes with it.
 @Suite(.serialized) struct VMClaimSupervisorTests {
     @Test func anAppliedClaimSizesItsVolume() throws {
         let f = SupervisorFixture()
@@ -233,7 +234,14 @@ import TestSupport
         #expect(rows(table).first?.contains("REQUEST") == true && rows(table).dropFirst().first?.prefix(5) == ["data", "Bound", "12Mi", "12Mi", "RWO"], "\(table)")
         let yaml = try f.vt(["get", "pvc", "data", "-o", "yaml"]).stdout
         #expect(yaml.contains("phase: Bound") && yaml.contains("storage: 12Mi"), "\(yaml)")
+        // Deleting the claim a stored VM mounts is refused, as pvc-protection keeps it on a cluster.
+        r = try f.vt(["delete", "pvc", "data"])
+        #expect(r.code == 1 && r.stderr.contains("PersistentVolumeClaim \"data\" is used by VirtualMachine default/bb: delete it first"),
+                "\(r.code) \(r.stderr)")
+        #expect(FileManager.default.fileExists(atPath: f.state + "/volumes/default/data.qcow2"))
+        // With its VM: the claim's volume goes with it (reclaim policy Delete).
         #expect(try f.vt(["delete", "-f", file]).code == 0)
+        #expect(!FileManager.default.fileExists(atPath: f.state + "/volumes/default/data.qcow2"), "the volume outlived its claim")
         #expect(qemuProcesses(mentioning: f.runtime).isEmpty)
     }
 }
