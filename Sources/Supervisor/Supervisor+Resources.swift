@@ -139,6 +139,9 @@ extension Supervisor {
         if Self.volumeKinds.contains(kind), let row, let path = removeVolume(of: row) {
             log("\(kind) \(namespace)/\(name): its volume \(path) deleted with it")
         }
+        if let row {
+            for path in removeTemplateVolumes(of: row, rest: rest) { log("\(kind) \(namespace)/\(name): its DataVolume template's volume \(path) deleted with it") }
+        }
         return ObjectResult(kind: kind, namespace: namespace, name: name, action: "deleted")
     }
 

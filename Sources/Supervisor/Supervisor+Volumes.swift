@@ -6,7 +6,8 @@ import VMRuntime
 import YAMLTree
 
 /// A claim's or DataVolume's volume goes with it, as a dynamically
-/// provisioned volume (reclaim policy Delete) goes with its claim; and, as
+/// provisioned volume (reclaim policy Delete) goes with its claim, and a
+/// VM's dataVolumeTemplates' volumes go with the VM; and, as
 /// Kubernetes' pvc-protection keeps a claim a pod mounts, one that a stored
 /// VM names is not deleted.
 extension Supervisor {
@@ -33,16 +34,36 @@ extension Supervisor {
         }
     }
 
-    /// Deletes the volume file of claim or DataVolume `row`, now deleted:
-    /// the one in its storage class's place, else wherever one of its name
-    /// is. Nil when it had none (no VM ever started on it).
+    /// Deletes the volume file of claim or DataVolume `row`, now deleted.
     func removeVolume(of row: ResourceRow) -> String? {
-        guard let locations = try? VolumeLocations(environment: options.environment) else { return nil }
         let root = try? YAMLParser.parse(row.yaml, file: row.name).first?.root
-        let storageClass = (root?[path: ["spec", "storageClassName"]] ?? root?[path: ["spec", "pvc", "storageClassName"]]
-            ?? root?[path: ["spec", "storage", "storageClassName"]])?.scalar
-        let own = locations.path(row.name, namespace: row.namespace, storageClass: storageClass)
-        guard let path = access(own, F_OK) == 0 ? own : locations.existing(row.name, namespace: row.namespace) else { return nil }
+        return removeVolume(row.name, namespace: row.namespace, spec: root?[path: ["spec"]])
+    }
+
+    /// The volumes of a deleted VM's `dataVolumeTemplates` that nothing else
+    /// names (no other stored VM, no claim or DataVolume object of theirs):
+    /// KubeVirt's VM owns the DataVolumes it makes, and they go with it.
+    func removeTemplateVolumes(of vm: ResourceRow, rest: [ResourceRow]) -> [String] {
+        guard vm.kind == "VirtualMachine", let root = try? YAMLParser.parse(vm.yaml, file: vm.name).first?.root,
+              case .sequence(let templates)? = root[path: ["spec", "dataVolumeTemplates"]]?.content else { return [] }
+        return templates.compactMap { t -> String? in
+            guard let name = t[path: ["metadata", "name"]]?.scalar,
+                  !rest.contains(where: { Self.volumeKinds.contains($0.kind) && $0.name == name }),
+                  vmsMounting(volume: name, among: rest).isEmpty else { return nil }
+            return removeVolume(name, namespace: vm.namespace, spec: t[path: ["spec"]])
+        }
+    }
+
+    /// Deletes volume `name`: the file in its storage class's place (a
+    /// PVC's `storageClassName`, a DataVolume's `pvc` or `storage` one),
+    /// else wherever one of its name is. Nil when there was none (no VM
+    /// ever started on it).
+    private func removeVolume(_ name: String, namespace: String, spec: YAMLNode?) -> String? {
+        guard let locations = try? VolumeLocations(environment: options.environment) else { return nil }
+        let storageClass = (spec?[path: ["storageClassName"]] ?? spec?[path: ["pvc", "storageClassName"]]
+            ?? spec?[path: ["storage", "storageClassName"]])?.scalar
+        let own = locations.path(name, namespace: namespace, storageClass: storageClass)
+        guard let path = access(own, F_OK) == 0 ? own : locations.existing(name, namespace: namespace) else { return nil }
         return unlink(path) == 0 ? path : nil
     }
 }

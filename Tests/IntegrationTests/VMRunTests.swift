@@ -199,7 +199,8 @@ import TestSupport
 /// A PersistentVolumeClaim applied beside its VM sizes the VM's volume in the
 /// supervisor's shim, as it does in `run`; `get pvc` lists it Pending until
 /// the VM's start makes its volume, then Bound with the volume's size; it is
-/// not deleted while its VM is stored, and its volume goes with it.
+/// not deleted while its VM is stored, and its volume goes with it; the
+/// volume of the VM's dataVolumeTemplate goes with the VM.
 @Suite(.serialized) struct VMClaimSupervisorTests {
     @Test func anAppliedClaimSizesItsVolume() throws {
         let f = SupervisorFixture()
@@ -209,8 +210,13 @@ import TestSupport
         let vm = VMRunTests.vmYAML(image: "vtarget-test/busybox:1")
             .replacingOccurrences(of: "            - name: cloudinit\n              disk: {bus: virtio}",
                                   with: "            - name: cloudinit\n              disk: {bus: virtio}\n            - name: data\n              disk: {bus: virtio}")
-            .replacingOccurrences(of: "      volumes:\n", with: "      volumes:\n        - {name: data, persistentVolumeClaim: {claimName: data}}\n")
-        #expect(vm.contains("claimName: data") && vm.contains("- name: data\n"), "\(vm)")
+            .replacingOccurrences(of: "      volumes:\n", with: "      volumes:\n        - {name: data, persistentVolumeClaim: {claimName: data}}\n"
+                                  + "        - {name: scratch, dataVolume: {name: scratch}}\n")
+            .replacingOccurrences(of: "            - name: cloudinit\n              disk: {bus: virtio}",
+                                  with: "            - name: cloudinit\n              disk: {bus: virtio}\n            - name: scratch\n              disk: {bus: virtio}")
+            .replacingOccurrences(of: "  runStrategy: Always\n", with: "  runStrategy: Always\n  dataVolumeTemplates:\n"
+                                  + "    - metadata: {name: scratch}\n      spec: {source: {blank: {}}, storage: {resources: {requests: {storage: 4Mi}}}}\n")
+        #expect(vm.contains("claimName: data") && vm.contains("- name: data\n") && vm.contains("dataVolumeTemplates:") && vm.contains("- name: scratch\n"), "\(vm)")
         let claim = "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec: {resources: {requests: {storage: 12Mi}}}\n"
         try (vm + "\n---\n" + claim).write(toFile: file, atomically: true, encoding: .utf8)
         // The claim alone: Pending (its volume is made by the first VM that uses it), no capacity yet.
@@ -239,9 +245,11 @@ import TestSupport
         #expect(r.code == 1 && r.stderr.contains("PersistentVolumeClaim \"data\" is used by VirtualMachine default/bb: delete it first"),
                 "\(r.code) \(r.stderr)")
         #expect(FileManager.default.fileExists(atPath: f.state + "/volumes/default/data.qcow2"))
-        // With its VM: the claim's volume goes with it (reclaim policy Delete).
+        // With its VM: the claim's volume goes with it (reclaim policy Delete), the template's with the VM that owns it.
+        #expect(FileManager.default.fileExists(atPath: f.state + "/volumes/default/scratch.qcow2"))
         #expect(try f.vt(["delete", "-f", file]).code == 0)
         #expect(!FileManager.default.fileExists(atPath: f.state + "/volumes/default/data.qcow2"), "the volume outlived its claim")
+        #expect(!FileManager.default.fileExists(atPath: f.state + "/volumes/default/scratch.qcow2"), "the template's volume outlived its VM")
         #expect(qemuProcesses(mentioning: f.runtime).isEmpty)
     }
 }
