@@ -140,7 +140,7 @@ extension Supervisor {
             log("\(kind) \(namespace)/\(name): its volume \(path) deleted with it")
         }
         if let row {
-            for path in removeTemplateVolumes(of: row, rest: rest) { log("\(kind) \(namespace)/\(name): its DataVolume template's volume \(path) deleted with it") }
+            for path in removeOwnedVolumes(of: row, rest: rest) { log("\(kind) \(namespace)/\(name): its volume \(path) deleted with it") }
         }
         return ObjectResult(kind: kind, namespace: namespace, name: name, action: "deleted")
     }

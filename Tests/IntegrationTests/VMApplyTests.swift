@@ -45,6 +45,14 @@ import TestSupport
         #expect(!r.stdout.contains("vm-cirros"), "\(r.stdout)")
         r = try f.vt(["get", "mc"])
         #expect(r.stdout.contains("medium") && r.stdout.contains("2Gi"), "\(r.stdout)")
+        // A Machine's disks are volumes it owns (`<machine>-<disk>`): they go with it.
+        let volume = f.state + "/volumes/default/viti-web-data.qcow2"
+        try FileManager.default.createDirectory(atPath: f.state + "/volumes/default", withIntermediateDirectories: true)
+        r = try shell("qemu-img create -q -f qcow2 \(volume) 1M", runtime: f.runtime)
+        #expect(r.code == 0 && FileManager.default.fileExists(atPath: volume), "\(r.stderr)")
+        r = try f.vt(["delete", "machines", "viti-web"])
+        #expect(r.code == 0, "\(r.stdout) \(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: volume), "the Machine's disk outlived it")
 
         r = try f.vt(["delete", "vm", "vm-cirros"])
         #expect(r.code == 0, "\(r.stdout) \(r.stderr)")
