@@ -39,6 +39,16 @@ extension ImageStore {
     }
 
     /// A POSIX/GNU tar (`ustar` at byte 257) or gzip (which tar reads).
+    /// The first `count` bytes of the file at `path` (fewer when it is shorter or unreadable).
+    static func head(_ path: String, _ count: Int) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return [] }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: count)
+        let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress!, count) }
+        return Array(bytes.prefix(max(n, 0)))
+    }
+
     static func looksLikeTar(_ path: String) -> Bool {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return false }

@@ -93,7 +93,9 @@ public struct ImageStore: Sendable {
     /// A copy, not a link: the store's blob must not change when the user's
     /// file does. Nothing is visible until the blob is complete and fsync'ed.
     /// A directory, or a tar archive, becomes a file tree (kernelBoot's
-    /// kernel and initrd), not a disk.
+    /// kernel and initrd), not a disk. A gzip- or xz-compressed disk is
+    /// stored decompressed (the same digest as the disk imported plain); a
+    /// gzipped tar is kept as it came.
     public func importFile(_ file: String, as ref: Reference) async throws(ImageStoreError) -> Image {
         let key = try Self.tagKey(ref)
         try ensureDirectories()
@@ -102,9 +104,25 @@ public struct ImageStore: Sendable {
         if FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory), isDirectory.boolValue {
             return try await importTree(file, source: .imported(absolute), refs: [key])
         }
-        let temp = newTempPath()
-        do {
-            let (digest, size) = try Self.copyHashing(from: file, to: temp)
+        var temp = newTempPath()
+        do throws(ImageStoreError) {
+            var (digest, size) = try Self.copyHashing(from: file, to: temp)
+            // A compressed disk (disk.img.xz, disk.qcow2.gz) is stored as the disk itself; a gzipped tar stays as it came.
+            if let compression = Compression.sniff(Self.head(temp, 6)) {
+                let plain = newTempPath()
+                do {
+                    try await compression.decompress(temp, to: plain)
+                } catch {
+                    throw ImageStoreError(.unsupportedImage, "\(file) is \(compression.rawValue)-compressed, and \(error.message)")
+                }
+                if compression == .gzip && Self.looksLikeTar(plain) {
+                    unlink(plain)
+                } else {
+                    unlink(temp)
+                    temp = plain
+                    (digest, size) = try Self.hash(temp)
+                }
+            }
             if Self.looksLikeTar(temp) {
                 return try await add(temp: temp, digest: digest, fileSize: size, what: file, source: .imported(absolute), refs: [key],
                                      tree: try await treeFiles(temp, what: file))

@@ -88,6 +88,33 @@ func sha256(ofFile path: String) throws -> String {
         }
     }
 
+    /// A disk compressed with gzip or xz is stored as the disk itself: the
+    /// same digest as the plain file, its format and size qemu-img's. A
+    /// compressed stream cut short is refused, leaving nothing behind.
+    @Test func importsCompressedDisks() async throws {
+        let s = try ImageScratch()
+        defer { s.remove() }
+        let store = try s.store()
+        let q = try await s.disk("c.qcow2", size: 8 << 20, fill: "5a")
+        let plain = try await store.importFile(q, as: Ref.parse("plain:1"))
+        for (tool, suffix) in [("gzip", "gz"), ("xz", "xz")] {
+            #expect(try shell("\(tool) -k -c \(q) > \(q).\(suffix)", runtime: s.dir).code == 0)
+            let packed = try await store.importFile(q + "." + suffix, as: Ref.parse("packed:\(suffix)"))
+            #expect(packed.digest == plain.digest && packed.format == .qcow2 && packed.virtualSize == 8 << 20, "\(suffix): \(packed)")
+            // Cut short: the tool's complaint, no blob, no temp file.
+            #expect(try shell("head -c 300 \(q).\(suffix) > \(s.dir)/cut.\(suffix)", runtime: s.dir).code == 0)
+            do {
+                _ = try await store.importFile(s.dir + "/cut." + suffix, as: Ref.parse("cut"))
+                Issue.record("imported a cut \(suffix) file")
+            } catch {
+                #expect(error.code == .unsupportedImage && error.message.contains("-compressed, and /usr/bin/\(tool) -dc could not decompress it"), "\(error)")
+            }
+        }
+        #expect(s.blobs().count == 1)
+        #expect(try store.list().map(\.reference) == ["packed:gz", "packed:xz", "plain:1"])
+        try s.expectConsistent(store)
+    }
+
     @Test func refusesWhatIsNoSelfContainedDisk() async throws {
         let s = try ImageScratch()
         defer { s.remove() }
