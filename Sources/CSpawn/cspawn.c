@@ -251,10 +251,16 @@ static void child_main(const cspawn_attr *a, int errfd, pid_t parent) {
             if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) child_fail_at(errfd, CSPAWN_STEP_CREDENTIALS, errno);
         }
     }
+    /* Raw system calls, as glibc's own posix_spawn makes them: the libc
+       wrappers would run glibc's all-threads credential change (setxid),
+       which takes a lock in, and signals the threads of, the parent whose
+       memory this child shares. The kernel changes only this task's
+       credentials, and this child is a process of one thread. */
     if (a->uid >= 0) {
-        if (setgroups((size_t)a->group_count, a->group_count > 0 ? a->groups : NULL) < 0) child_fail_at(errfd, CSPAWN_STEP_CREDENTIALS, errno);
-        if (setresgid((gid_t)a->gid, (gid_t)a->gid, (gid_t)a->gid) < 0) child_fail_at(errfd, CSPAWN_STEP_CREDENTIALS, errno);
-        if (setresuid((uid_t)a->uid, (uid_t)a->uid, (uid_t)a->uid) < 0) child_fail_at(errfd, CSPAWN_STEP_CREDENTIALS, errno);
+        if (syscall(SYS_setgroups, (size_t)a->group_count, a->group_count > 0 ? a->groups : NULL) < 0)
+            child_fail_at(errfd, CSPAWN_STEP_CREDENTIALS, errno);
+        if (syscall(SYS_setresgid, (gid_t)a->gid, (gid_t)a->gid, (gid_t)a->gid) < 0) child_fail_at(errfd, CSPAWN_STEP_CREDENTIALS, errno);
+        if (syscall(SYS_setresuid, (uid_t)a->uid, (uid_t)a->uid, (uid_t)a->uid) < 0) child_fail_at(errfd, CSPAWN_STEP_CREDENTIALS, errno);
     }
     /* After the credentials change, which clears the parent-death signal. */
     if (a->parent_death_signal) {
