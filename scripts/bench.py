@@ -76,6 +76,20 @@ def child_qemu(pid):
     sys.exit("bench: no QEMU child found")
 
 
+def reread_binary(path=None):
+    """Drops vtarget's binary from the page cache (after a sync), so that
+    every process maps it as one read from disk would: a just-linked
+    binary's pages, as the linker left them in the page cache, mapped
+    ~6 MiB more of its text per process (PSS 31 against 25 MiB for a
+    `vtarget run` of a VM, measured 2026-12-02)."""
+    subprocess.run(["sync"], check=False)
+    fd = os.open(os.path.realpath(path or VT), os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
 def median_ms(xs):
     return statistics.median(xs) * 1000.0
 
@@ -214,6 +228,7 @@ def apply_to_ready(runs, standby=True):
 def main():
     if not os.path.exists(VT):
         sys.exit(f"bench: {VT} not built (make bench builds it)")
+    reread_binary()
     fw = os.path.join(FW, "stm32vldiscovery.elf")
     runtime = tempfile.mkdtemp(prefix="vtb-")
     env = dict(os.environ, VTARGET_RUNTIME_DIR=runtime)

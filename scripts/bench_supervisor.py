@@ -14,7 +14,7 @@
 import json, os, socket, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import FW, ROOT, VT, settle, standby_pids, target_yaml  # noqa: E402
+from bench import FW, ROOT, VT, reread_binary, settle, standby_pids, target_yaml  # noqa: E402
 RUNS = int(os.environ.get("BENCH_RUNS", "15"))
 TARGETS = int(os.environ.get("VTARGET_BENCH_TARGETS", os.environ.get("BENCH_TARGETS", "500")))
 # Seconds of each idle-CPU sample, and how many samples.
@@ -337,6 +337,7 @@ def many_targets(env, work, sock, sup):
 def main():
     if not os.path.exists(VT):
         sys.exit(f"bench: {VT} not built (make bench builds it)")
+    reread_binary()
     work = tempfile.mkdtemp(prefix="vtbs-")
     os.chmod(work, 0o711)  # as root, QEMU runs as another uid and must reach rt/ below
     env = dict(os.environ, VTARGET_RUNTIME_DIR=work + "/rt", VTARGET_STATE_DIR=work + "/st")
