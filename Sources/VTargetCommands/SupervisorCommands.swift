@@ -247,7 +247,7 @@ struct Delete: AsyncParsableCommand {
         commandName: "delete",
         _superCommandName: "vtarget",
         abstract: "Delete resources: those in -f files, or KIND NAME. Their instances stop.",
-        discussion: "KIND: \(KindRegistry.builtIn.help); as in kubectl, the singular, plural, Kind and plural.group work too. -f deletes instances and pools first, then targets, then ConfigMaps.")
+        discussion: "KIND: \(KindRegistry.builtIn.help); as in kubectl, the singular, plural, Kind and plural.group work too. -f deletes instances, pools and VMs first, then targets, instancetypes, preferences and classes, then ConfigMaps, Secrets and claims. A claim's or DataVolume's volume file goes with it (reclaim policy Delete), and a VM's dataVolumeTemplates' and a Viti Machine's disks with the VM; a claim a stored VM names is not deleted.")
 
     @Option(name: [.customShort("f"), .customLong("filename")], help: "A YAML file or directory (repeatable).")
     var files: [String] = []
