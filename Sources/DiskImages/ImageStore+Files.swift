@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import HostOS
 
 /// File-tree images: what a kernelBoot container carries (`/boot/vmlinuz`,
 /// `/boot/initrd.img`), kept as one tar blob, content-addressed like a disk,
@@ -39,24 +40,10 @@ extension ImageStore {
     }
 
     /// A POSIX/GNU tar (`ustar` at byte 257) or gzip (which tar reads).
-    /// The first `count` bytes of the file at `path` (fewer when it is shorter or unreadable).
-    static func head(_ path: String, _ count: Int) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return [] }
-        defer { close(fd) }
-        var bytes = [UInt8](repeating: 0, count: count)
-        let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress!, count) }
-        return Array(bytes.prefix(max(n, 0)))
-    }
-
     static func looksLikeTar(_ path: String) -> Bool {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var head = [UInt8](repeating: 0, count: 263)
-        let n = head.withUnsafeMutableBytes { read(fd, $0.baseAddress!, 263) }
-        if n >= 2, head[0] == 0x1f, head[1] == 0x8b { return true }
-        return n == 263 && Array(head[257..<262]) == Array("ustar".utf8)
+        let head = FileDescriptors.head(path, 263)
+        if head.starts(with: [0x1f, 0x8b]) { return true }
+        return head.count == 263 && Array(head[257..<262]) == Array("ustar".utf8)
     }
 
     /// Unpacks one file of a file-tree image to `destination` (which must

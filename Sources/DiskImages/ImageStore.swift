@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import HostOS
 
 /// The per-user, content-addressed store of disk images under
 /// `<state>/images`: blobs by sha256, read-only (0444: a VM writes a qcow2
@@ -108,7 +109,7 @@ public struct ImageStore: Sendable {
         do throws(ImageStoreError) {
             var (digest, size) = try Self.copyHashing(from: file, to: temp)
             // A compressed disk (disk.img.xz, disk.qcow2.gz) is stored as the disk itself; a gzipped tar stays as it came.
-            if let compression = Compression.sniff(Self.head(temp, 6)) {
+            if let compression = Compression.sniff(FileDescriptors.head(temp, 6)) {
                 let plain = newTempPath()
                 do {
                     try await compression.decompress(temp, to: plain)

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import HostOS
 
 /// The one qcow2 header field vtarget reads itself: a named volume's size,
 /// checked at every start against its claim's request, is a 32-byte read
@@ -19,11 +17,6 @@ public enum QCOW2Header {
     /// As `virtualSize(_:)`, from the file at `path`; nil when it cannot be
     /// read or is not qcow2.
     public static func virtualSize(ofFile path: String) -> UInt64? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var header = [UInt8](repeating: 0, count: 32)
-        guard pread(fd, &header, 32, 0) == 32 else { return nil }
-        return virtualSize(header)
+        virtualSize(FileDescriptors.head(path, 32))
     }
 }

@@ -44,6 +44,23 @@ public enum FileDescriptors {
         return bytes
     }
 
+    /// The first `count` bytes of the file at `path`: fewer when it is
+    /// shorter, none when it cannot be read (what a format is told from).
+    public static func head(_ path: String, _ count: Int) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return [] }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let n = bytes[done...].withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            done += n
+        }
+        return Array(bytes[..<done])
+    }
+
     /// A connected AF_UNIX stream socket (close-on-exec).
     public static func connectUnix(_ path: String) throws(RuntimeError) -> Int32 {
         var addr = sockaddr_un()

@@ -255,8 +255,7 @@ public struct VMPreparation: Sendable {
         } catch {
             throw RuntimeError("\(what): \(error.message)", code: error.code == .notFound ? .notFound : .io, cause: error)
         }
-        let magic = [UInt8]((FileHandle(forReadingAtPath: path).map { h in defer { try? h.close() }; return h.readData(ofLength: 6) }) ?? Data())
-        if let compression = Compression.sniff(magic) {
+        if let compression = Compression.sniff(FileDescriptors.head(path, 6)) {
             // Undone into a file of its own, then put in the download's place: what follows reads one file either way.
             let plain = path + ".plain"
             do {
