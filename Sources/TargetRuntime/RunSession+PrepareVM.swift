@@ -122,9 +122,8 @@ extension VMPreparation {
         // hostDisk was refused at decode time unless --allow-host-paths was given.
         self.init(qemuImg: qemuImg,
                   store: ImageStore(stateDirectory: state, qemuImg: qemuImg, tar: ExecutableSearch.find("tar", environment: env) ?? "/usr/bin/tar"),
-                  seeds: try CloudInitSeed(environment: env), volumeRoot: state + "/volumes", allowHostPaths: true)
+                  seeds: try CloudInitSeed(environment: env), volumes: try VolumeLocations(environment: env), allowHostPaths: true)
         templates = TemplateCache(stateDirectory: state)
-        storageDirectories = try Self.storageClasses(environment: env)
     }
 
     /// `$VTARGET_STORAGE_CLASSES`, else `~/.config/vtarget/storageclasses.yaml`

@@ -16,11 +16,9 @@ public struct VMPreparation: Sendable {
     public var qemuImg: QemuImg
     public var store: ImageStore
     public var seeds: CloudInitSeed
-    /// `<state>/volumes`: PVCs, DataVolumes and Viti disks, by namespace.
-    public var volumeRoot: String
-    /// The user's storage classes (`StorageClassConfig`): the directory a
-    /// volume of that `storageClassName` lives in, instead of `volumeRoot`.
-    public var storageDirectories: [String: String] = [:]
+    /// Where PVCs, DataVolumes and Viti disks live: `<state>/volumes`, or a
+    /// configured storage class's directory.
+    public var volumes: VolumeLocations
     public var allowHostPaths: Bool
     /// A hostDisk runs on a qcow2 overlay in QEMU's directory, the host file
     /// its read-only base: for a pool member, whose writes a release
@@ -33,11 +31,11 @@ public struct VMPreparation: Sendable {
     /// made by qemu-img or genisoimage again at each start; nil makes each.
     public var templates: TemplateCache?
 
-    public init(qemuImg: QemuImg, store: ImageStore, seeds: CloudInitSeed, volumeRoot: String, allowHostPaths: Bool) {
+    public init(qemuImg: QemuImg, store: ImageStore, seeds: CloudInitSeed, volumes: VolumeLocations, allowHostPaths: Bool) {
         self.qemuImg = qemuImg
         self.store = store
         self.seeds = seeds
-        self.volumeRoot = volumeRoot
+        self.volumes = volumes
         self.allowHostPaths = allowHostPaths
     }
 
@@ -53,7 +51,7 @@ public struct VMPreparation: Sendable {
         // The namespace's volume directory first: two new volumes must not race to make it.
         for dir in Set(vm.disks.compactMap { d -> String? in
             guard case .volume(_, _, let storageClass, _) = d.source else { return nil }
-            return volumeDirectory(namespace: vm.metadata.namespace, storageClass: storageClass)
+            return volumes.directory(namespace: vm.metadata.namespace, storageClass: storageClass)
         }) {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         }
@@ -82,7 +80,7 @@ public struct VMPreparation: Sendable {
                 out[disk.name] = .init(path: own + ".qcow2", format: .qcow2, base: .init(path: image.path, format: format == .qcow2 ? .qcow2 : .raw))
             case .empty: out[disk.name] = .init(path: own + ".qcow2", format: .qcow2)
             case .volume(let name, _, let storageClass, _):
-                out[disk.name] = .init(path: volumePath(name, namespace: vm.metadata.namespace, storageClass: storageClass), format: .qcow2)
+                out[disk.name] = .init(path: volumes.path(name, namespace: vm.metadata.namespace, storageClass: storageClass), format: .qcow2)
             case .hostDisk(let path, _, _): out[disk.name] = .init(path: path, format: .raw)
             case .cloudInit, .configMap, .secret: out[disk.name] = .init(path: own + ".iso", format: .raw, readOnly: true)
             }
@@ -149,21 +147,6 @@ public struct VMPreparation: Sendable {
         return .init(kernel: kernel, initrd: out[1])
     }
 
-    /// Where this preparation's named volumes live (`VolumeLocations`).
-    public var volumes: VolumeLocations { VolumeLocations(root: volumeRoot, classDirectories: storageDirectories) }
-
-    public func volumeDirectory(namespace: String, storageClass: String?) -> String {
-        volumes.directory(namespace: namespace, storageClass: storageClass)
-    }
-
-    func volumePath(_ name: String, namespace: String, storageClass: String?) -> String {
-        volumes.path(name, namespace: namespace, storageClass: storageClass)
-    }
-
-    private func existingVolume(_ name: String, namespace: String) -> String? {
-        volumes.existing(name, namespace: namespace)
-    }
-
     /// A volume whose claim now asks for more than it holds grows to the
     /// request before QEMU opens it, as an expanded PVC does (the guest sees
     /// the bigger disk; growing its file system is the guest's business).
@@ -215,7 +198,7 @@ public struct VMPreparation: Sendable {
         case .clone(let fromNamespace, let original)?:
             // The source's class is its own claim's: look in every volume directory.
             let ns = fromNamespace ?? namespace
-            guard let from = existingVolume(original, namespace: ns) else {
+            guard let from = volumes.existing(original, namespace: ns) else {
                 throw RuntimeError("\(at)disk \(disk.name): the volume to clone, \(ns)/\(original), does not exist; "
                     + "start the VM that makes it first (or give source.registry)", code: .notFound)
             }
@@ -293,9 +276,9 @@ public struct VMPreparation: Sendable {
         case .volume(let name, let capacity, let storageClass, let content):
             // Its directory is made by `disks`, before the disks are made at once.
             let namespace = vm.metadata.namespace
-            let path = volumePath(name, namespace: namespace, storageClass: storageClass)
+            let path = volumes.path(name, namespace: namespace, storageClass: storageClass)
             if access(path, F_OK) != 0 {
-                if let elsewhere = existingVolume(name, namespace: namespace) {
+                if let elsewhere = volumes.existing(name, namespace: namespace) {
                     // Kubernetes keeps a claim's storageClassName as it was bound; a volume is never silently made anew empty.
                     throw RuntimeError("\(at)disk \(disk.name): volume \(namespace)/\(name) already exists at \(elsewhere), "
                         + "in another storage class's directory than \(storageClass.map { "class \($0)'s" } ?? "the default one") (\(path)); "

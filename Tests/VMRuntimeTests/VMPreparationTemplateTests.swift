@@ -39,7 +39,7 @@ import VMSpec
                 unlink(log)
             }
             var p = VMPreparation(qemuImg: qemuImg, store: store, seeds: CloudInitSeed(executable: dir + "/bin/genisoimage"),
-                                  volumeRoot: state + "/volumes", allowHostPaths: false)
+                                  volumes: VolumeLocations(root: state + "/volumes"), allowHostPaths: false)
             p.templates = TemplateCache(stateDirectory: state)
             return p
         }

@@ -29,7 +29,7 @@ import VMSpec
         let qemu = t.dir + "/q"
         try FileManager.default.createDirectory(atPath: qemu, withIntermediateDirectories: true)
         let made = try #require(try await p.disks(for: Self.vm(request: 8 << 20), in: qemu)["data"]).path
-        #expect(made == p.volumeRoot + "/default/data.qcow2")
+        #expect(made == p.volumes.root + "/default/data.qcow2")
         #expect(try await Self.size(made) == 8 << 20)
         #expect(QCOW2Header.virtualSize(ofFile: made) == 8 << 20, "the header read agrees with qemu-img")
         unlink(t.log)
@@ -53,7 +53,7 @@ import VMSpec
         defer { t.remove() }
         var p = try await t.preparation()
         let fast = t.dir + "/fast"
-        p.storageDirectories = ["fast": fast]
+        p.volumes.classDirectories = ["fast": fast]
         let qemu = t.dir + "/q"
         try FileManager.default.createDirectory(atPath: qemu, withIntermediateDirectories: true)
         let made = try #require(try await p.disks(for: Self.vm(request: 8 << 20), in: qemu)["data"]).path
@@ -71,6 +71,6 @@ import VMSpec
         var moved = other
         moved.disks[0].source = .volume(name: "other", capacityBytes: 1 << 20, storageClass: nil)
         await #expect(throws: RuntimeError.self) { _ = try await p.disks(for: moved, in: qemu) }
-        #expect(!FileManager.default.fileExists(atPath: p.volumeRoot + "/default/other.qcow2"))
+        #expect(!FileManager.default.fileExists(atPath: p.volumes.root + "/default/other.qcow2"))
     }
 }
