@@ -122,7 +122,7 @@ extension Supervisor {
         let rest: [ResourceRow]
         do { rest = try store.resources(namespace: namespace).filter { !($0.kind == kind && $0.name == name) } } catch { throw .storage(error) }
         if Self.volumeKinds.contains(kind) {
-            let users = vmsMounting(volume: name, among: rest)
+            let users = volumeUsers(among: rest)[name] ?? []
             if !users.isEmpty {
                 throw SupervisorError(409, "\(kind) \"\(name)\" is used by \(users.joined(separator: ", ")): delete \(users.count == 1 ? "it" : "them") "
                                       + "first (its volume is deleted with the \(kind == "DataVolume" ? "DataVolume" : "claim"), as a cluster's is)")
@@ -136,11 +136,8 @@ extension Supervisor {
             _ = try store.write { try ResourceRow.deleteOne($0, key: ["kind": kind, "namespace": namespace, "name": name]) }
         } catch { throw .storage(error) }
         if namespace != KindRegistry.clusterScope { try await reconcile(namespace: namespace, desired: plan) }
-        if Self.volumeKinds.contains(kind), let row, let path = removeVolume(of: row) {
-            log("\(kind) \(namespace)/\(name): its volume \(path) deleted with it")
-        }
         if let row {
-            for path in removeOwnedVolumes(of: row, rest: rest) { log("\(kind) \(namespace)/\(name): its volume \(path) deleted with it") }
+            for path in removeVolumes(of: row, rest: rest) { log("\(kind) \(namespace)/\(name): its volume \(path) deleted with it") }
         }
         return ObjectResult(kind: kind, namespace: namespace, name: name, action: "deleted")
     }

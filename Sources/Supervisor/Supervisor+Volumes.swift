@@ -7,19 +7,19 @@ import YAMLTree
 
 /// A claim's or DataVolume's volume goes with it, as a dynamically
 /// provisioned volume (reclaim policy Delete) goes with its claim, and the
-/// volumes a VM owns go with the VM; and, as
-/// Kubernetes' pvc-protection keeps a claim a pod mounts, one that a stored
-/// VM names is not deleted.
+/// volumes a VM owns go with the VM; and, as Kubernetes' pvc-protection
+/// keeps a claim a pod mounts, one that a stored VM names is not deleted.
 extension Supervisor {
     static let volumeKinds: Set<String> = ["PersistentVolumeClaim", "DataVolume"]
 
-    /// The stored VMs and VMIs (`Kind namespace/name`) whose volumes name
-    /// volume `name` (a `persistentVolumeClaim` or a `dataVolume`; here both
-    /// are the one named volume) or that make it from a dataVolumeTemplate.
-    func vmsMounting(volume name: String, among rows: [ResourceRow]) -> [String] {
-        rows.compactMap { r -> String? in
-            guard r.kind == "VirtualMachine" || r.kind == "VirtualMachineInstance",
-                  let root = try? YAMLParser.parse(r.yaml, file: r.name).first?.root else { return nil }
+    /// For each volume name the stored VMs and VMIs name, those VMs
+    /// (`Kind namespace/name`): in their volumes (a `persistentVolumeClaim`
+    /// or a `dataVolume`; here both are the one named volume) or as a
+    /// dataVolumeTemplate they make.
+    func volumeUsers(among rows: [ResourceRow]) -> [String: [String]] {
+        var users: [String: [String]] = [:]
+        for r in rows where r.kind == "VirtualMachine" || r.kind == "VirtualMachineInstance" {
+            guard let root = try? YAMLParser.parse(r.yaml, file: r.name).first?.root else { continue }
             let spec = r.kind == "VirtualMachine" ? root[path: ["spec", "template", "spec"]] : root[path: ["spec"]]
             var names: [String] = []
             if case .sequence(let volumes)? = spec?[path: ["volumes"]]?.content {
@@ -30,53 +30,45 @@ extension Supervisor {
             if case .sequence(let templates)? = root[path: ["spec", "dataVolumeTemplates"]]?.content {
                 names += templates.compactMap { $0[path: ["metadata", "name"]]?.scalar }
             }
-            return names.contains(name) ? "\(r.kind) \(r.namespace)/\(r.name)" : nil
+            for name in Set(names) { users[name, default: []].append("\(r.kind) \(r.namespace)/\(r.name)") }
         }
+        return users
     }
 
-    /// Deletes the volume file of claim or DataVolume `row`, now deleted.
-    func removeVolume(of row: ResourceRow) -> String? {
-        let root = try? YAMLParser.parse(row.yaml, file: row.name).first?.root
-        return removeVolume(row.name, namespace: row.namespace, storageClass: Self.storageClass(of: root?[path: ["spec"]]))
-    }
-
-    /// The volumes a deleted VM owns that nothing else names (no other
-    /// stored VM, no claim or DataVolume object of theirs): its
-    /// `dataVolumeTemplates`' (KubeVirt's VM owns the DataVolumes it makes),
-    /// or a Viti Machine's disks (`<machine>-<disk>`, its operator's DataVolumes).
-    func removeOwnedVolumes(of vm: ResourceRow, rest: [ResourceRow]) -> [String] {
-        guard let root = try? YAMLParser.parse(vm.yaml, file: vm.name).first?.root else { return [] }
-        var owned: [(name: String, storageClass: String?)] = []
-        switch vm.kind {
-        case "VirtualMachine":
-            if case .sequence(let templates)? = root[path: ["spec", "dataVolumeTemplates"]]?.content {
-                owned = templates.compactMap { t in t[path: ["metadata", "name"]]?.scalar.map { ($0, Self.storageClass(of: t[path: ["spec"]])) } }
+    /// Deletes the volume files that go with deleted `row`, nothing else
+    /// (`rest`, its namespace's other objects) naming them; their paths.
+    /// A claim or DataVolume takes its own volume; a VM the volumes it
+    /// owns: its `dataVolumeTemplates`' (KubeVirt's VM owns the
+    /// DataVolumes it makes), a Viti Machine its disks (`<machine>-<disk>`,
+    /// its operator's DataVolumes).
+    func removeVolumes(of row: ResourceRow, rest: [ResourceRow]) -> [String] {
+        guard let root = try? YAMLParser.parse(row.yaml, file: row.name).first?.root else { return [] }
+        var going: [(name: String, storageClass: String?)] = []
+        switch row.kind {
+        case "PersistentVolumeClaim", "DataVolume":
+            going = [(row.name, VolumeLocations.storageClass(ofClaimSpec: root[path: ["spec"]]))]
+        case "VirtualMachine", "Machine":
+            if row.kind == "VirtualMachine", case .sequence(let templates)? = root[path: ["spec", "dataVolumeTemplates"]]?.content {
+                going = templates.compactMap { t in
+                    t[path: ["metadata", "name"]]?.scalar.map { ($0, VolumeLocations.storageClass(ofClaimSpec: t[path: ["spec"]])) }
+                }
             }
-        case "Machine":
-            if case .sequence(let disks)? = root[path: ["spec", "disks"]]?.content {
-                owned = disks.compactMap { d in d[path: ["name"]]?.scalar.map { ("\(vm.name)-\($0)", d[path: ["storageClass"]]?.scalar) } }
+            if row.kind == "Machine", case .sequence(let disks)? = root[path: ["spec", "disks"]]?.content {
+                going = disks.compactMap { d in d[path: ["name"]]?.scalar.map { ("\(row.name)-\($0)", d[path: ["storageClass"]]?.scalar) } }
             }
-        default: return []
+            // What another VM names, or a claim or DataVolume object of its name stands for, stays.
+            let claims = Set(rest.filter { Self.volumeKinds.contains($0.kind) }.map(\.name))
+            let used = going.isEmpty ? [:] : volumeUsers(among: rest)
+            going.removeAll { claims.contains($0.name) || used[$0.name] != nil }
+        default:
+            return []
         }
-        return owned.compactMap { v -> String? in
-            guard !rest.contains(where: { Self.volumeKinds.contains($0.kind) && $0.name == v.name }),
-                  vmsMounting(volume: v.name, among: rest).isEmpty else { return nil }
-            return removeVolume(v.name, namespace: vm.namespace, storageClass: v.storageClass)
+        guard !going.isEmpty, let locations = try? VolumeLocations(environment: options.environment) else { return [] }
+        return going.compactMap { v -> String? in
+            // The file in its storage class's place, else wherever one of its name is (none: no VM ever started on it).
+            let own = locations.path(v.name, namespace: row.namespace, storageClass: v.storageClass)
+            guard let path = access(own, F_OK) == 0 ? own : locations.existing(v.name, namespace: row.namespace) else { return nil }
+            return unlink(path) == 0 ? path : nil
         }
-    }
-
-    /// A PVC's `storageClassName`, or a DataVolume's `pvc` or `storage` one.
-    static func storageClass(of spec: YAMLNode?) -> String? {
-        (spec?[path: ["storageClassName"]] ?? spec?[path: ["pvc", "storageClassName"]] ?? spec?[path: ["storage", "storageClassName"]])?.scalar
-    }
-
-    /// Deletes volume `name`: the file in its storage class's place, else
-    /// wherever one of its name is. Nil when there was none (no VM ever
-    /// started on it).
-    private func removeVolume(_ name: String, namespace: String, storageClass: String?) -> String? {
-        guard let locations = try? VolumeLocations(environment: options.environment) else { return nil }
-        let own = locations.path(name, namespace: namespace, storageClass: storageClass)
-        guard let path = access(own, F_OK) == 0 ? own : locations.existing(name, namespace: namespace) else { return nil }
-        return unlink(path) == 0 ? path : nil
     }
 }

@@ -151,4 +151,10 @@ extension VolumeLocations {
         self.init(root: SupervisorPaths(environment: env).stateDirectory + "/volumes",
                   classDirectories: try VMPreparation.storageClasses(environment: env))
     }
+
+    /// The storage class a stored claim's `spec` names: a PVC's
+    /// `storageClassName`, a DataVolume's under `pvc` or `storage`.
+    public static func storageClass(ofClaimSpec spec: YAMLNode?) -> String? {
+        (spec?[path: ["storageClassName"]] ?? spec?[path: ["pvc", "storageClassName"]] ?? spec?[path: ["storage", "storageClassName"]])?.scalar
+    }
 }

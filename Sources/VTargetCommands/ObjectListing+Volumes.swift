@@ -13,27 +13,22 @@ import YAMLTree
 struct VolumeStatus {
     static let kinds: Set<String> = ["PersistentVolumeClaim", "DataVolume"]
 
-    /// The claim's volume file, when there is one.
-    var file: String?
+    /// The size of the claim's volume file, when there is one.
     var bytes: UInt64?
 
-    init(kind: String, namespace: String, name: String, node: YAMLNode, locations: VolumeLocations) {
-        let storageClass = kind == "DataVolume"
-            ? (node[path: ["spec", "pvc", "storageClassName"]] ?? node[path: ["spec", "storage", "storageClassName"]])?.scalar
-            : node[path: ["spec", "storageClassName"]]?.scalar
-        let path = locations.path(name, namespace: namespace, storageClass: storageClass)
+    init(namespace: String, name: String, spec: YAMLNode?, locations: VolumeLocations) {
+        let path = locations.path(name, namespace: namespace, storageClass: VolumeLocations.storageClass(ofClaimSpec: spec))
         bytes = QCOW2Header.virtualSize(ofFile: path)
-        file = bytes == nil ? nil : path
     }
 
-    func node(kind: String, spec: YAMLNode) -> YAMLNode {
-        let made = file != nil
+    func node(kind: String, spec: YAMLNode?) -> YAMLNode {
+        let made = bytes != nil
         if kind == "DataVolume" {
             return Table.map([("phase", Table.str(made ? "Succeeded" : "WaitForFirstConsumer")),
                               ("progress", Table.str(made ? "100.0%" : "N/A"))])
         }
         return Table.map([("phase", Table.str(made ? "Bound" : "Pending")),
-                          ("accessModes", made ? spec[path: ["accessModes"]] ?? Table.seq([Table.str("ReadWriteOnce")]) : nil),
+                          ("accessModes", made ? spec?[path: ["accessModes"]] ?? Table.seq([Table.str("ReadWriteOnce")]) : nil),
                           ("capacity", bytes.map { Table.map([("storage", Table.str(Quantity.format($0)))]) })])
     }
 }

@@ -55,8 +55,8 @@ struct ObjectListing {
                     root = root.replacingStatus(VMStatus(kind: kind.kind, instance: instances[r.namespace + "/" + r.name]).node)
                 }
                 if let volumes {
-                    let status = VolumeStatus(kind: kind.kind, namespace: r.namespace, name: r.name, node: root, locations: volumes)
-                    root = root.replacingStatus(status.node(kind: kind.kind, spec: root[path: ["spec"]] ?? Table.map([])))
+                    let spec = root[path: ["spec"]]
+                    root = root.replacingStatus(VolumeStatus(namespace: r.namespace, name: r.name, spec: spec, locations: volumes).node(kind: kind.kind, spec: spec))
                 }
                 return Object(namespace: r.namespace, name: r.name,
                               node: root.addingToMetadata("creationTimestamp", Table.str(Table.timestamp(r.createdAt))))
