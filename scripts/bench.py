@@ -53,6 +53,8 @@ def idle_cpu_share(argv, env=None, qemu_of=None):
             break
         seen += chunk
     pid = qemu_of(p.pid) if qemu_of else p.pid
+    if pid is None:
+        sys.exit("bench: no QEMU child found")
     def cpu():
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
@@ -67,13 +69,27 @@ def idle_cpu_share(argv, env=None, qemu_of=None):
 
 
 def child_qemu(pid):
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children") as f:
-            for c in f.read().split():
+    """A QEMU child of pid (of any of its threads), or None: a few small
+    reads (the threads' children lists), cheap enough to poll while the
+    start being timed runs; a thread or child may end while it looks."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                kids = f.read().split()
+        except OSError:
+            continue
+        for c in kids:
+            try:
                 with open(f"/proc/{c}/cmdline", "rb") as g:
                     if b"qemu-system" in g.read():
                         return int(c)
-    sys.exit("bench: no QEMU child found")
+            except OSError:
+                pass
+    return None
 
 
 def reread_binary(path=None):

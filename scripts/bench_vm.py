@@ -30,7 +30,7 @@ before/after in one run on a loaded machine.
 import os, shutil, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import HEADER, ROOT, VT, reread_binary, row, spread, median_ms  # noqa: E402
+from bench import HEADER, ROOT, VT, child_qemu, reread_binary, row, spread, median_ms  # noqa: E402
 
 RUNS = int(os.environ.get("VM_RUNS", "5"))
 FIRST_RUNS = int(os.environ.get("FIRST_RUNS", "31"))
@@ -162,30 +162,6 @@ def qemu_below(pid):
     return None
 
 
-def qemu_child(pid):
-    """A child of pid (any of its threads') named qemu-system-*: a few small
-    reads, where `qemu_below` reads all of /proc, which took milliseconds
-    of the CPU the start being timed needs."""
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return None
-    for t in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{t}/children") as f:
-                kids = f.read().split()
-        except OSError:
-            continue
-        for c in kids:
-            try:
-                with open(f"/proc/{c}/comm") as f:
-                    if f.read().startswith("qemu-system"):
-                        return int(c)
-            except OSError:
-                pass
-    return None
-
-
 def pss_kib(pid):
     """Proportional set size: shared pages divided among their users."""
     with open(f"/proc/{pid}/smaps_rollup") as f:
@@ -197,15 +173,17 @@ def pss_kib(pid):
 
 def prepare(argv, env):
     """Seconds from `vtarget run` start to its QEMU's exec, seen by polling
-    every 0.5 ms for a descendant named qemu-system-* (the exec renames it):
-    /proc's start time counts in clock ticks (10 ms here), too coarse for a
-    few milliseconds. The run then goes on to the first console byte."""
+    its children every 0.5 ms for QEMU's command line (`child_qemu`; reading
+    all of /proc each time, as `qemu_below` does, took milliseconds of the
+    CPU the start needs): /proc's start time counts in clock ticks (10 ms
+    here), too coarse for a few milliseconds. The run then goes on to the
+    first console byte."""
     t0 = time.perf_counter()
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=env)
     try:
         qemu = None
         while p.poll() is None:
-            qemu = qemu_child(p.pid)
+            qemu = child_qemu(p.pid)
             if qemu is not None:
                 break
             time.sleep(0.0005)
