@@ -5,7 +5,6 @@ import Foundation
 #endif
 import Glibc
 import HostOS
-import Sandbox
 
 /// Writes a cloud-init seed, or any small disk of named files (a KubeVirt
 /// `configMap` volume), as an ISO 9660 image with Debian's `genisoimage`
@@ -66,9 +65,7 @@ public struct CloudInitSeed: Sendable {
         let args = ["-quiet", "-input-charset", "utf-8", "-volid", volumeLabel, "-joliet", "-rock", "-output", partial, staging]
         let r: ProcessCapture.Separated
         do {
-            r = try await ProcessCapture.runSeparated(deadline: timeoutSeconds) { out, err in
-                SpawnRequest(executable: executable, arguments: args, environment: ["PATH=/usr/bin:/bin", "LC_ALL=C"], fds: [-1, out, err])
-            }
+            r = try await ProcessCapture.runTool(executable, args, deadline: timeoutSeconds)
         } catch {
             throw CloudInitSeedError(.tool, "cannot run \(executable): \(error)", cause: error)
         }
@@ -76,8 +73,7 @@ public struct CloudInitSeed: Sendable {
             throw CloudInitSeedError(.timeout, "\(executable) wrote no seed within \(Int(timeoutSeconds)) s; killed")
         }
         guard r.status == .exited(0) else {
-            let said = r.stderr.split(separator: "\n").joined(separator: "; ")
-            throw CloudInitSeedError(.tool, "\(executable) " + args.joined(separator: " ") + ": \(r.status)" + (said.isEmpty ? "" : ": " + said))
+            throw CloudInitSeedError(.tool, "\(executable) " + args.joined(separator: " ") + ": \(r.status)" + (r.said.isEmpty ? "" : ": " + r.said))
         }
         guard rename(partial, path) == 0 else {
             let reason = String(cString: strerror(errno))

@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import HostOS
-import Sandbox
 
 /// The compressions CDI's http source undoes (a `disk.img.gz`, a
 /// `disk.qcow2.xz`): told from the file's first bytes, as CDI does, not from
@@ -41,15 +40,12 @@ public enum Compression: String, Sendable, CaseIterable {
         }
         let r: ProcessCapture.Separated
         do {
-            // The tool's stdout is the file; the pipe ProcessCapture offers for it stays unused.
-            r = try await ProcessCapture.runSeparated(deadline: deadline) { _, err in
-                SpawnRequest(executable: tool, arguments: ["-dc", "--", source], environment: ["PATH=/usr/bin:/bin", "LC_ALL=C"], fds: [-1, out, err])
-            }
+            r = try await ProcessCapture.runTool(tool, ["-dc", "--", source], deadline: deadline, stdout: out)
         } catch {
             throw ImageStoreError(.io, "cannot run \(tool)", cause: error)
         }
         guard r.ended, r.status == .exited(0) else {
-            let said = r.stderr.split(separator: "\n").joined(separator: "; ")
+            let said = r.said
             throw ImageStoreError(.unsupportedImage, "\(tool) -dc could not decompress it (\(r.ended ? "\(r.status)" : "no end within \(Int(deadline)) s; killed")"
                 + (said.isEmpty ? "" : ": " + said) + ")")
         }

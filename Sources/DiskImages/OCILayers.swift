@@ -3,7 +3,6 @@ import Glibc
 #endif
 import Foundation
 import HostOS
-import Sandbox
 
 /// Reading KubeVirt's containerDisk layout out of an image's layers: the
 /// disk is the one file under `/disk/` once the layers are stacked (later
@@ -152,9 +151,7 @@ enum OCILayers {
     static func run(_ tar: String, _ args: [String], deadline: Double, what: String) async throws(ImageStoreError) -> [UInt8] {
         let r: ProcessCapture.Separated
         do {
-            r = try await ProcessCapture.runSeparated(deadline: deadline) { out, err in
-                SpawnRequest(executable: tar, arguments: args, environment: ["PATH=/usr/bin:/bin", "LC_ALL=C"], fds: [-1, out, err])
-            }
+            r = try await ProcessCapture.runTool(tar, args, deadline: deadline)
         } catch {
             throw ImageStoreError(.io, "\(what): cannot run \(tar)", cause: error)
         }

@@ -4,7 +4,6 @@ import FoundationEssentials
 import Foundation
 #endif
 import HostOS
-import Sandbox
 
 /// Every `qemu-img` vtarget runs goes through here: one way to spawn it, one
 /// deadline, errors that carry what the tool said.
@@ -73,9 +72,7 @@ public struct QemuImg: Sendable {
     private func run(_ args: [String]) async throws(QemuImgError) -> [UInt8] {
         let r: ProcessCapture.Separated
         do {
-            r = try await ProcessCapture.runSeparated(deadline: timeoutSeconds) { out, err in
-                SpawnRequest(executable: executable, arguments: args, environment: ["PATH=/usr/bin:/bin", "LC_ALL=C"], fds: [-1, out, err])
-            }
+            r = try await ProcessCapture.runTool(executable, args, deadline: timeoutSeconds)
         } catch {
             throw QemuImgError(arguments: args, reason: "cannot run \(executable): \(error)")
         }
@@ -83,8 +80,7 @@ public struct QemuImg: Sendable {
             throw QemuImgError(arguments: args, reason: "no answer within \(Int(timeoutSeconds)) s; killed")
         }
         guard r.status == .exited(0) else {
-            let said = r.stderr.split(separator: "\n").joined(separator: "; ")
-            throw QemuImgError(arguments: args, reason: "\(r.status)" + (said.isEmpty ? "" : ": " + said))
+            throw QemuImgError(arguments: args, reason: "\(r.status)" + (r.said.isEmpty ? "" : ": " + r.said))
         }
         return r.stdout
     }

@@ -8,7 +8,6 @@ import Glibc
 #endif
 import HostOS
 import InstanceContract
-import Sandbox
 
 /// `diff -u` (GNU diffutils) on two texts: the real tool's output, not a
 /// hand-written one.
@@ -42,9 +41,7 @@ public struct UnifiedDiff: Sendable {
         let args = ["-u", "--label", object.oldLabel, "--label", object.newLabel, a, b]
         let r: ProcessCapture.Separated
         do {
-            r = try await ProcessCapture.runSeparated(deadline: timeoutSeconds) { out, err in
-                SpawnRequest(executable: executable, arguments: args, environment: ["PATH=/usr/bin:/bin", "LC_ALL=C"], fds: [-1, out, err])
-            }
+            r = try await ProcessCapture.runTool(executable, args, deadline: timeoutSeconds)
         } catch {
             throw SyncError(.diffTool, "cannot run \(executable): \(error)")
         }

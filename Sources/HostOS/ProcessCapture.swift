@@ -21,6 +21,9 @@ public enum ProcessCapture {
         public var stderr: String
         public var ended: Bool
         public var status: ExitStatus
+
+        /// stderr on one line (its lines joined by "; "), for an error message.
+        public var said: String { stderr.split(separator: "\n").joined(separator: "; ") }
     }
 
     /// `request` gets the pipe's write end to place among the child's fds.
@@ -29,6 +32,16 @@ public enum ProcessCapture {
     public static func run(until: String? = nil, deadline: Double, request: (Int32) -> SpawnRequest) async throws -> Result {
         let r = try await capture(pipes: 1, until: until, deadline: deadline) { request($0[0]) }
         return Result(output: String(decoding: r.outputs[0], as: UTF8.self), ended: r.ended, status: r.status)
+    }
+
+    /// A command-line tool (qemu-img, genisoimage, tar, gzip, diff) run as
+    /// every wrapper of one runs it: no stdin, an environment of `PATH` and
+    /// `LC_ALL=C` only, stderr captured, and stdout captured too unless
+    /// `stdout` names the fd it writes to (a file the caller opened).
+    public static func runTool(_ executable: String, _ arguments: [String], deadline: Double, stdout: Int32? = nil) async throws -> Separated {
+        try await runSeparated(deadline: deadline) { out, err in
+            SpawnRequest(executable: executable, arguments: arguments, environment: ["PATH=/usr/bin:/bin", "LC_ALL=C"], fds: [-1, stdout ?? out, err])
+        }
     }
 
     /// As `run`, with a pipe for stdout and another for stderr.

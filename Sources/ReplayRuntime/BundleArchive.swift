@@ -134,9 +134,7 @@ public enum BundleArchive {
 
     private static func tarBytes(_ arguments: [String]) async throws(RuntimeError) -> ProcessCapture.Separated {
         do {
-            return try await ProcessCapture.runSeparated(deadline: 120) { out, err in
-                SpawnRequest(executable: "/usr/bin/tar", arguments: arguments, environment: ["PATH=/usr/bin:/bin", "LC_ALL=C"], fds: [-1, out, err])
-            }
+            return try await ProcessCapture.runTool("/usr/bin/tar", arguments, deadline: 120)
         } catch {
             throw RuntimeError("cannot run tar: \(error)", code: .spawn, cause: error)
         }
