@@ -3,8 +3,10 @@
 and 8 socketcand members (one sender, the rest receivers), raw sockets on the
 bus's unix socket. The bus belongs to a `vtarget run` of the seed example,
 whose STM32 is taken off the bus so only the hub (in its own process,
-`vtarget can serve`) is measured."""
-import glob, os, socket, statistics, subprocess, sys, tempfile, threading, time
+`vtarget can serve`) is measured. Also a bus host's start as a target
+starts it (`vtarget can serve BUS --namespace NS`): time until it serves
+(its bus.json is there) and the CPU it used by then."""
+import glob, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, threading, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VT = os.environ.get("VTARGET", os.path.join(ROOT, ".build/release/vtarget"))
@@ -86,7 +88,37 @@ def run(path, members, frames):
     return delivered / elapsed, latencies[len(latencies) // 2], latencies[max(0, int(len(latencies) * 0.99) - 1)], complete
 
 
+def host_start(runs):
+    """A bus host started alone, as CANBusHost starts one: wall time until
+    it serves and its CPU time (user + system) by then, from wait4."""
+    walls, cpus = [], []
+    with tempfile.TemporaryDirectory(prefix="vtbh-", dir="/tmp") as tmp:
+        env = dict(os.environ, VTARGET_RUNTIME_DIR=tmp)
+        for _ in range(runs + 1):
+            t0 = time.perf_counter()
+            p = subprocess.Popen([VT, "can", "serve", "hostbench", "--namespace", "default"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+            record = os.path.join(tmp, "bus-hostbench", "bus.json")
+            end = time.time() + 10
+            while not os.path.exists(record):
+                if time.time() > end:
+                    sys.exit("bench: the bus host did not serve")
+                time.sleep(0.0005)
+            wall = time.perf_counter() - t0
+            p.send_signal(signal.SIGINT)
+            _, _, usage = os.wait4(p.pid, 0)
+            p.returncode = 0
+            walls.append(wall)
+            cpus.append(usage.ru_utime + usage.ru_stime)
+            shutil.rmtree(os.path.dirname(record), ignore_errors=True)
+    return walls[1:], cpus[1:]
+
+
 def main():
+    walls, cpus = host_start(int(os.environ.get("BENCH_RUNS", "20")))
+    ms = lambda xs: f"{statistics.median(xs) * 1000:10.1f} {min(xs) * 1000:6.1f}-{max(xs) * 1000:.1f}"
+    print(f"{'CAN bus host start -> serving (ms)':44} {ms(walls)}")
+    print(f"{'CAN bus host CPU, start to exit (ms)':44} {ms(cpus)}")
     with tempfile.TemporaryDirectory(prefix="vtbc-", dir="/tmp") as tmp:
         env = dict(os.environ, VTARGET_RUNTIME_DIR=tmp)
         p = subprocess.Popen([VT, "run", "-f", os.path.join(ROOT, "examples/seed/stm32f4-qemu.yaml"),

@@ -32,6 +32,12 @@ public enum CANBusHost {
         base + "/bus-" + (namespace == "default" ? bus : "\(namespace).\(bus)")
     }
 
+    /// The command line a bus's host is started with (`vtarget` parses
+    /// exactly this shape without a parser: `VTarget.busHost`).
+    public static func hostArguments(bus: String, namespace: String) -> [String] {
+        ["can", "serve", bus, "--namespace", namespace]
+    }
+
     /// Serves the bus until its last target leaves (or none comes); returns
     /// the exit code, 0 also when another host already serves it.
     public static func serve(bus: String, namespace: String, environment: [String: String]) async throws -> Int32 {
@@ -91,7 +97,7 @@ public enum CANBusHost {
             // None, or one on its way out: start one (a loser of the race exits at once).
             if host == nil || host?.exitStatus != nil {
                 host = try await ChildProcess.spawn(SpawnRequest(
-                    executable: Processes.ownExecutable, arguments: ["can", "serve", bus, "--namespace", namespace],
+                    executable: Processes.ownExecutable, arguments: hostArguments(bus: bus, namespace: namespace),
                     environment: environment.map { "\($0.key)=\($0.value)" }, workingDirectory: "/",
                     fds: [-1, -1, -1], newSession: true, parentDeathSignal: 0))
             }

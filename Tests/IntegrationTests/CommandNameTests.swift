@@ -1,6 +1,7 @@
 import ArgumentParser
 import Testing
 @testable import VTargetCommands
+import TargetRuntime
 
 /// Every command names itself. Without `commandName`, ArgumentParser derives
 /// the name with `String(describing:)` of the command's type while it builds
@@ -40,6 +41,21 @@ import Testing
                         ["logs", "t1"], ["--version"], [], ["help", "run"]] {
             #expect(VTarget.direct(refused) == nil, "\(refused)")
         }
+    }
+
+    /// What `CANBusHost` runs, and only that, skips every parser; other
+    /// spellings of `can serve` still parse (`direct`, or the tree for help).
+    @Test func theBusHostsOwnArgumentsSkipTheParser() {
+        let started = CANBusHost.hostArguments(bus: "vehicle", namespace: "team")
+        #expect(VTarget.busHost(started)?.bus == "vehicle")
+        #expect(VTarget.busHost(started)?.namespace == "team")
+        for other in [["can", "serve", "vehicle", "-n", "team"], ["can", "serve", "vehicle"], ["can", "serve", "vehicle", "--namespace"],
+                      ["can", "serve", "--help", "--namespace", "team"], ["can", "serve", "vehicle", "--namespace", "--help"],
+                      ["can", "serve", "vehicle", "--listen", "0.0.0.0:29536"], ["can", "dump", "vehicle", "--namespace", "team"],
+                      ["run", "serve", "vehicle", "--namespace", "team"], ["can", "serve", "", "--namespace", "team"]] {
+            #expect(VTarget.busHost(other) == nil, "\(other)")
+        }
+        #expect(VTarget.direct(["can", "serve", "vehicle", "-n", "team"]) is CANServe)
     }
 
     /// The direct table's words are the commands' names, and each of those
