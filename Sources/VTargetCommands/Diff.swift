@@ -15,7 +15,7 @@ struct Diff: AsyncParsableCommand {
     @OptionGroup var input: InputOptions
 
     func run() async throws {
-        let loaded = try ResourceFiles.loadWithSources(input)
+        let loaded = try ResourceFiles.loadWithSources(input.selection)
         do {
             var live: [LiveObject] = []
             if let client = await SupervisorConnection.existing() {

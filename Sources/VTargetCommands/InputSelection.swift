@@ -19,6 +19,22 @@ struct InputSelection: Equatable, Sendable {
         if files.isEmpty { throw ValidationError("no input: give -f FILE (or a directory)") }
     }
 
+    /// `-f FILE` (repeatable) in the plain shape (`PlainArguments`), for a
+    /// command that keeps its selection at `path`.
+    static func plainOptions<V>(_ path: WritableKeyPath<V, InputSelection> & Sendable) -> [String: @Sendable (inout V, String) -> Void] {
+        ["filename": { $0[keyPath: path].files.append($1) }]
+    }
+
+    /// `-R` and `InputOptions`' decoding flags in the plain shape.
+    static func plainFlags<V>(_ path: WritableKeyPath<V, InputSelection> & Sendable) -> [String: @Sendable (inout V) -> Void] {
+        ["recursive": { $0[keyPath: path].recursive = true },
+         "lenient": { $0[keyPath: path].lenient = true },
+         "allow-host-paths": { $0[keyPath: path].allowHostPaths = true },
+         "allow-extra-args": { $0[keyPath: path].allowExtraArgs = true }]
+    }
+
+    static let plainShortNames = ["-f": "filename", "-R": "recursive"]
+
     struct Loaded {
         var catalog: MachineCatalog
         var runnables: [RunnableTarget]

@@ -48,76 +48,33 @@ struct RunRequest: Equatable, Sendable {
 }
 
 extension RunRequest {
-    /// The flags that take a value, by long name, and where it goes.
-    private static let options: [String: @Sendable (inout RunRequest, String) -> Void] = [
-        "filename": { $0.input.files.append($1) },
-        "until": { $0.until = $1 },
-        "timeout": { $0.timeout = $1 },
-        "ttl": { $0.ttl = $1 },
-        "junit": { $0.junit = $1 },
-        "record": { $0.recording.recordDirectory = $1 },
-        "bundle-on-failure": { $0.recording.failureDirectory = $1 },
-        "shim": { $0.shim = $1 },
-    ]
-
-    /// The flags without a value.
-    private static let flags: [String: @Sendable (inout RunRequest) -> Void] = [
-        "recursive": { $0.input.recursive = true },
-        "lenient": { $0.input.lenient = true },
-        "allow-host-paths": { $0.input.allowHostPaths = true },
-        "allow-extra-args": { $0.input.allowExtraArgs = true },
-        "no-sandbox": { $0.noSandbox = true },
-        "no-bundle-on-failure": { $0.recording.noBundleOnFailure = true },
-        "include-images": { $0.recording.includeImages = true },
-    ]
+    /// `run`'s flags, for the plain shape (`PlainArguments`); a command after `--`.
+    private static let plain = PlainArguments<RunRequest>(
+        options: InputSelection.plainOptions(\.input).merging([
+            "until": { $0.until = $1 },
+            "timeout": { $0.timeout = $1 },
+            "ttl": { $0.ttl = $1 },
+            "junit": { $0.junit = $1 },
+            "record": { $0.recording.recordDirectory = $1 },
+            "bundle-on-failure": { $0.recording.failureDirectory = $1 },
+            "shim": { $0.shim = $1 },
+        ]) { a, _ in a },
+        flags: InputSelection.plainFlags(\.input).merging([
+            "no-sandbox": { $0.noSandbox = true },
+            "no-bundle-on-failure": { $0.recording.noBundleOnFailure = true },
+            "include-images": { $0.recording.includeImages = true },
+        ]) { a, _ in a },
+        short: InputSelection.plainShortNames, repeatable: ["filename"],
+        afterTerminator: { $0.command = $1 })
 
     /// Every long flag the fast parser reads.
-    static var longNames: Set<String> { Set(options.keys).union(flags.keys) }
+    static var longNames: Set<String> { plain.longNames }
 
-    /// The arguments after `run`, when they are of the plain shape scripts
-    /// and the supervisor write: `--name VALUE`, `--name=VALUE`, `-f VALUE`,
-    /// `-R`, each flag at most once (`-f` repeats), a command after `--`.
-    /// Nil for anything else (help, an unknown or repeated flag, short
-    /// flags run together, a value that looks like a flag, a check that
-    /// fails): ArgumentParser then parses it, and says what is wrong.
+    /// The arguments after `run`, when they are of the plain shape
+    /// (`PlainArguments`) and pass `run`'s checks; nil for anything else,
+    /// which ArgumentParser then parses, saying what is wrong.
     static func parse(_ arguments: some Collection<String>) -> RunRequest? {
-        var request = RunRequest()
-        var seen = Set<String>()
-        var rest = arguments[...]
-        while let word = rest.popFirst() {
-            if word == "--" {
-                request.command = Array(rest)
-                break
-            }
-            let name: String
-            var attached: String?
-            if word == "-f" {
-                name = "filename"
-            } else if word == "-R" {
-                name = "recursive"
-            } else if word.hasPrefix("--") {
-                let body = word.dropFirst(2)
-                if let equals = body.firstIndex(of: "=") {
-                    name = String(body[..<equals])
-                    attached = String(body[body.index(after: equals)...])
-                } else {
-                    name = String(body)
-                }
-            } else {
-                return nil
-            }
-            guard seen.insert(name).inserted || name == "filename" else { return nil }
-            if let set = flags[name] {
-                guard attached == nil else { return nil }
-                set(&request)
-            } else if let set = options[name] {
-                guard let value = attached ?? rest.popFirst(), value == "-" || !value.hasPrefix("-") else { return nil }
-                set(&request, value)
-            } else {
-                return nil
-            }
-        }
-        guard (try? request.validate()) != nil else { return nil }
+        guard let request = plain.parse(arguments, into: RunRequest()), (try? request.validate()) != nil else { return nil }
         return request
     }
 }

@@ -132,13 +132,13 @@ struct DaemonStop: AsyncParsableCommand {
 /// The resources of -f files, validated and in canonical form.
 struct ResourceFiles {
 
-    static func load(_ input: InputOptions) throws -> [AppliedResource] {
+    static func load(_ input: InputSelection) throws -> [AppliedResource] {
         try loadWithSources(input).map(\.resource)
     }
 
     /// The resources and the documents they came from (for errors that point at them).
     /// `allowEmpty`: no resource at all is a valid answer (`sync` of an empty directory).
-    static func loadWithSources(_ input: InputOptions, allowEmpty: Bool = false) throws -> [(resource: AppliedResource, root: YAMLNode)] {
+    static func loadWithSources(_ input: InputSelection, allowEmpty: Bool = false) throws -> [(resource: AppliedResource, root: YAMLNode)] {
         let env = Environment.variables
         let sources = try InputFiles.sources(input.files, recursive: input.recursive)
         let catalog = try Environment.catalog(env, for: sources)
@@ -192,54 +192,14 @@ struct Apply: AsyncParsableCommand {
     @Option(help: "With --wait: how long to wait (default 60s).")
     var timeout: String?
 
-    func validate() throws {
-        if let timeout {
-            guard wait else { throw ValidationError("--timeout needs --wait") }
-            if Quantity.parseDuration(timeout) == nil { throw ValidationError("--timeout: expected \(Quantity.durationHint), got \(timeout)") }
-        }
-        if prune && selector == nil {
-            throw ValidationError("--prune needs -l KEY=VALUE: pruning every object not in the input is refused (vtarget sync --prune prunes only what sync applied)")
-        }
-        if let selector { do { _ = try LabelSelector(parsing: selector) } catch { throw ValidationError(error.description) } }
+    /// The same as a plain value (`ApplyArguments`, which `VTarget.fastApply` also builds).
+    var arguments: ApplyArguments {
+        ApplyArguments(input: input.selection, selector: selector, prune: prune, wait: wait, timeout: timeout)
     }
 
-    func run() async throws {
-        var loaded = try ResourceFiles.loadWithSources(input)
-        var rule = SyncPlan.PruneRule.none
-        if let selector {
-            let s = try LabelSelector(parsing: selector)
-            loaded = loaded.filter { s.matches($0.root[path: ["metadata", "labels"]]?.stringEntries ?? [:]) }
-            if loaded.isEmpty {
-                printError("error: no objects in " + input.files.joined(separator: ", ") + " match -l \(selector)")
-                throw CommandExit(code: ExitCode.badInput)
-            }
-            if prune { rule = .selector(s, namespaces: Set(loaded.map(\.resource.namespace))) }
-        }
-        let client = try await SupervisorConnection.ensure()
-        // The prunes are planned before applying, so nothing applied now is taken for a stale object.
-        let pruning = rule == .none ? nil : try await Sync.run { try await GitOpsSync(client: client).plan(loaded.map(\.resource), prune: rule) }
-        let results: [ObjectResult]
-        do { results = try await client.send(.POST, "/v1/apply", ApplyRequest(resources: loaded.map(\.resource))) } catch {
-            if error.status == 422, !error.diagnostics.isEmpty {
-                for line in ApplyDiagnostics(sources: loaded).render(error.diagnostics) { printError(line) }
-                throw CommandExit(code: ExitCode.badInput)
-            }
-            throw error.asCommandError
-        }
-        for r in results { printOut("\(Table.qualified(r.kind))/\(r.name) \(r.action)") }
-        if let pruning, !pruning.prunes.isEmpty {
-            for p in try await Sync.run({ try await GitOpsSync(client: client).execute(pruning.prunesOnly) }) {
-                printOut("\(Table.qualified(p.kind))/\(p.name) pruned")
-            }
-        }
-        if wait {
-            let limit = timeout ?? "60s"
-            let outcome = try await ReadyWait(client: client, query: "", chooses: ReadyWait.chooses(results))
-                .run(seconds: Quantity.parseDuration(limit)!)
-            let code = ReadyWait.report(outcome, timeout: limit)
-            if code != 0 { throw CommandExit(code: code) }
-        }
-    }
+    func validate() throws { try arguments.validateApply() }
+
+    func run() async throws { try await arguments.execute() }
 }
 
 struct Delete: AsyncParsableCommand {
@@ -277,7 +237,7 @@ struct Delete: AsyncParsableCommand {
             targets = [(try KindRegistry.builtIn.resolve(words[0]).kind, namespace ?? "default", words[1])]
         } else {
             let input = try InputOptions.parse(files.flatMap { ["-f", $0] } + (recursive ? ["-R"] : []) + ["--lenient"])
-            targets = KindRegistry.builtIn.deleteOrder(try ResourceFiles.load(input), kind: \.kind)
+            targets = KindRegistry.builtIn.deleteOrder(try ResourceFiles.load(input.selection), kind: \.kind)
                 .map { ($0.kind, $0.namespace, $0.name) }
         }
         let client = try await SupervisorConnection.ensure()

@@ -95,7 +95,7 @@ struct Sync: AsyncParsableCommand {
         var input = try InputOptions.parse(["-f", directory] + (recursive ? ["-R"] : []))
         input.decoding = decoding
         let owner = self.owner
-        let loaded = try ResourceFiles.loadWithSources(input, allowEmpty: true).map { r, root in
+        let loaded = try ResourceFiles.loadWithSources(input.selection, allowEmpty: true).map { r, root in
             let marked = SyncMark.mark(root, owner: owner)
             var resource = r
             resource.yaml = YAMLEmitter.emit(marked)

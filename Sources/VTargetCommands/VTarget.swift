@@ -37,6 +37,10 @@ public struct VTarget: AsyncParsableCommand {
                 try await request.execute()
                 return 0
             }
+            if arguments.first == "apply", let apply = ApplyArguments.parse(arguments.dropFirst()) {
+                try await apply.execute()
+                return 0
+            }
             if let bus = busHost(arguments) {
                 return try await CANBusHost.serve(bus: bus.bus, namespace: bus.namespace, environment: Environment.variables)
             }
