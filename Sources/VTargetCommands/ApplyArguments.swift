@@ -73,15 +73,10 @@ struct ApplyArguments: Equatable, Sendable {
     }
 
     private static let plain = PlainArguments<ApplyArguments>(
-        options: InputSelection.plainOptions(\.input).merging([
-            "selector": { $0.selector = $1 },
-            "timeout": { $0.timeout = $1 },
-        ]) { a, _ in a },
-        flags: InputSelection.plainFlags(\.input).merging([
-            "prune": { $0.prune = true },
-            "wait": { $0.wait = true },
-        ]) { a, _ in a },
-        short: InputSelection.plainShortNames.merging(["-l": "selector"]) { a, _ in a }, repeatable: ["filename"])
+        input: \.input,
+        options: ["selector": { $0.selector = $1 }, "timeout": { $0.timeout = $1 }],
+        flags: ["prune": { $0.prune = true }, "wait": { $0.wait = true }],
+        short: ["-l": "selector"])
 
     /// Every long flag the fast parser reads.
     static var longNames: Set<String> { plain.longNames }

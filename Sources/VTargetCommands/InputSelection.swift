@@ -19,22 +19,6 @@ struct InputSelection: Equatable, Sendable {
         if files.isEmpty { throw ValidationError("no input: give -f FILE (or a directory)") }
     }
 
-    /// `-f FILE` (repeatable) in the plain shape (`PlainArguments`), for a
-    /// command that keeps its selection at `path`.
-    static func plainOptions<V>(_ path: WritableKeyPath<V, InputSelection> & Sendable) -> [String: @Sendable (inout V, String) -> Void] {
-        ["filename": { $0[keyPath: path].files.append($1) }]
-    }
-
-    /// `-R` and `InputOptions`' decoding flags in the plain shape.
-    static func plainFlags<V>(_ path: WritableKeyPath<V, InputSelection> & Sendable) -> [String: @Sendable (inout V) -> Void] {
-        ["recursive": { $0[keyPath: path].recursive = true },
-         "lenient": { $0[keyPath: path].lenient = true },
-         "allow-host-paths": { $0[keyPath: path].allowHostPaths = true },
-         "allow-extra-args": { $0[keyPath: path].allowExtraArgs = true }]
-    }
-
-    static let plainShortNames = ["-f": "filename", "-R": "recursive"]
-
     struct Loaded {
         var catalog: MachineCatalog
         var runnables: [RunnableTarget]
@@ -72,5 +56,24 @@ struct InputSelection: Equatable, Sendable {
         var dirs: [String: String] = [:]
         for s in sources { dirs[s.path] = s.directory }
         return Loaded(catalog: catalog, runnables: runnables, vms: vms, directories: dirs)
+    }
+}
+
+extension PlainArguments {
+    /// A command's plain flags beside `InputOptions`' (`-f FILE`, repeatable;
+    /// `-R`; the decoding flags), which go to its selection at `input`.
+    init(input: WritableKeyPath<Value, InputSelection> & Sendable,
+         options: [String: @Sendable (inout Value, String) -> Void], flags: [String: @Sendable (inout Value) -> Void],
+         short: [String: String] = [:], afterTerminator: (@Sendable (inout Value, [String]) -> Void)? = nil) {
+        let inputFlags: [String: @Sendable (inout Value) -> Void] = [
+            "recursive": { $0[keyPath: input].recursive = true },
+            "lenient": { $0[keyPath: input].lenient = true },
+            "allow-host-paths": { $0[keyPath: input].allowHostPaths = true },
+            "allow-extra-args": { $0[keyPath: input].allowExtraArgs = true },
+        ]
+        self.init(options: options.merging(["filename": { $0[keyPath: input].files.append($1) }]) { mine, _ in mine },
+                  flags: flags.merging(inputFlags) { mine, _ in mine },
+                  short: short.merging(["-f": "filename", "-R": "recursive"]) { mine, _ in mine },
+                  repeatable: ["filename"], afterTerminator: afterTerminator)
     }
 }

@@ -50,7 +50,8 @@ struct RunRequest: Equatable, Sendable {
 extension RunRequest {
     /// `run`'s flags, for the plain shape (`PlainArguments`); a command after `--`.
     private static let plain = PlainArguments<RunRequest>(
-        options: InputSelection.plainOptions(\.input).merging([
+        input: \.input,
+        options: [
             "until": { $0.until = $1 },
             "timeout": { $0.timeout = $1 },
             "ttl": { $0.ttl = $1 },
@@ -58,13 +59,12 @@ extension RunRequest {
             "record": { $0.recording.recordDirectory = $1 },
             "bundle-on-failure": { $0.recording.failureDirectory = $1 },
             "shim": { $0.shim = $1 },
-        ]) { a, _ in a },
-        flags: InputSelection.plainFlags(\.input).merging([
+        ],
+        flags: [
             "no-sandbox": { $0.noSandbox = true },
             "no-bundle-on-failure": { $0.recording.noBundleOnFailure = true },
             "include-images": { $0.recording.includeImages = true },
-        ]) { a, _ in a },
-        short: InputSelection.plainShortNames, repeatable: ["filename"],
+        ],
         afterTerminator: { $0.command = $1 })
 
     /// Every long flag the fast parser reads.

@@ -192,7 +192,7 @@ struct Apply: AsyncParsableCommand {
     @Option(help: "With --wait: how long to wait (default 60s).")
     var timeout: String?
 
-    /// The same as a plain value (`ApplyArguments`, which `VTarget.fastApply` also builds).
+    /// The same as a plain value (`ApplyArguments`, which `VTarget.fastApply` builds without ArgumentParser).
     var arguments: ApplyArguments {
         ApplyArguments(input: input.selection, selector: selector, prune: prune, wait: wait, timeout: timeout)
     }
