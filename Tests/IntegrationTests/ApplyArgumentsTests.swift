@@ -19,11 +19,7 @@ import Testing
             ["-f", "-", "-l", "app=ci", "--prune"],
             ["-f", "a.yaml", "--selector=tier in (a,b)", "--wait", "--timeout=5m"],
         ]
-        for argv in lines {
-            let fast = ApplyArguments.parse(argv)
-            #expect(fast != nil, "\(argv)")
-            #expect(fast == Self.byArgumentParser(argv), "\(argv)")
-        }
+        ParserAgreement.expectSameReading(lines, fast: { ApplyArguments.parse($0) }, argumentParser: Self.byArgumentParser)
         let all = lines.compactMap { ApplyArguments.parse($0) }
         #expect(all.contains { $0.input.recursive } && all.contains { $0.input.lenient } && all.contains { $0.input.allowHostPaths })
         #expect(all.contains { $0.input.allowExtraArgs } && all.contains { $0.prune } && all.contains { $0.selector == "tier in (a,b)" })
@@ -37,10 +33,7 @@ import Testing
             ["-f", "a.yaml", "--no-such-flag"], ["-f", "a.yaml", "--help"], ["-h"], ["-f", "a.yaml", "--wait=yes"],
             ["-f", "a.yaml", "--", "x"],
         ]
-        for argv in lines {
-            #expect(ApplyArguments.parse(argv) == nil, "\(argv)")
-            #expect(Self.byArgumentParser(argv) == nil, "\(argv)")
-        }
+        ParserAgreement.expectBothRefuse(lines, fast: { ApplyArguments.parse($0) }, argumentParser: Self.byArgumentParser)
     }
 
     /// What ArgumentParser takes and the fast parser leaves to it: `apply`
@@ -61,5 +54,11 @@ import Testing
         let known = ApplyArguments.longNames.union(["help"])
         #expect(named.count > 5, "\(named)")
         #expect(named == known, "apply's: \(named.sorted()); the fast parser's: \(known.sorted())")
+    }
+
+    @Test func onlyApplyTakesTheFastPath() {
+        #expect(VTarget.fastApply(["apply", "--wait", "-f", "a.yaml"]) != nil)
+        #expect(VTarget.fastApply(["run", "-f", "a.yaml"]) == nil)
+        #expect(VTarget.fastApply(["-f", "a.yaml"]) == nil)
     }
 }

@@ -31,11 +31,7 @@ import Testing
             ["-f", "a.yaml", "--until", "ready|login:", "--", "sh", "-c", "echo $VTARGET_SERIAL"],
             Self.shim,
         ]
-        for argv in lines {
-            let fast = RunRequest.parse(argv)
-            #expect(fast != nil, "\(argv)")
-            #expect(fast == Self.byArgumentParser(argv), "\(argv)")
-        }
+        ParserAgreement.expectSameReading(lines, fast: { RunRequest.parse($0) }, argumentParser: Self.byArgumentParser)
         // Every field is reached: the lines above set each one to something other than its default.
         let all = lines.compactMap { RunRequest.parse($0) }
         #expect(all.contains { $0.input.recursive } && all.contains { $0.input.lenient } && all.contains { $0.input.allowHostPaths })
@@ -55,10 +51,7 @@ import Testing
             ["-f", "a.yaml", "--bundle-on-failure", "d", "--no-bundle-on-failure"], ["-f", "a.yaml", "--shim", "{}"],
             ["-f", "a.yaml", "--no-such-flag"], ["-f", "a.yaml", "--help"], ["-h"], ["-f", "a.yaml", "--lenient=yes"],
         ]
-        for argv in lines {
-            #expect(RunRequest.parse(argv) == nil, "\(argv)")
-            #expect(Self.byArgumentParser(argv) == nil, "\(argv)")
-        }
+        ParserAgreement.expectBothRefuse(lines, fast: { RunRequest.parse($0) }, argumentParser: Self.byArgumentParser)
     }
 
     /// Lines of a shape the fast parser leaves alone, which ArgumentParser
