@@ -137,7 +137,7 @@ let package = Package(
         .testTarget(name: "QMPTests", dependencies: ["QMP", "Sandbox", .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "DiskImagesTests", dependencies: ["DiskImages"], exclude: ["Golden"]),
         .testTarget(name: "GitOpsSyncTests", dependencies: ["GitOpsSync", "ControlAPI", "ResourceKit", "YAMLTree"]),
-        .testTarget(name: "SupervisorUnitTests", dependencies: ["Supervisor", "InstanceContract", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "SupervisorUnitTests", dependencies: ["Supervisor", "InstanceContract", "ControlAPI", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "IntegrationTests", dependencies: ["VTargetCommands", "GitOpsSync", "TargetRuntime", "InstanceContract", "ControlAPI", "DiskImages", "QMP", "Sandbox", "QEMULaunch", "TargetSpec", "MachineCatalog", "ResourceKit", "TestSupport", "HostOS", "VMLaunch", "VMLaunchCases", "VMRuntime", "ReplayFormat", "ReplayRuntime", .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio"), .product(name: "ArgumentParser", package: "swift-argument-parser")],
                     exclude: ["Clients", "CorpusGolden"]),
         // cloud-init seeds and the test guests of scripts/build-test-guest.sh, booted in QEMU.
