@@ -17,7 +17,7 @@ extension InstanceRow {
     /// supervisor's time for `GET /v1/instances` (perf). The lists and
     /// labels are read by `JSONValue`'s parser; options and owner, the same
     /// few texts on nearly every row, are decoded once per text
-    /// (`decodedOnce`); a VM's guest agent by a JSONDecoder. Columns are
+    /// (`DecodedTexts`); a VM's guest agent by a JSONDecoder. Columns are
     /// written as before, by `Encodable` (`StateStoreTests` holds the two
     /// to one spelling).
     init(row: Row) throws {
@@ -29,7 +29,7 @@ extension InstanceRow {
         restartPolicy = row["restartPolicy"]
         specHash = row["specHash"]
         specDirectory = row["specDirectory"]
-        options = try Self.decodedOnce(row, "options", \.options) ?? ReadOptions()
+        options = try Self.decodedOptions.value(row, "options") ?? ReadOptions()
         serialDevices = try Self.strings(row, "serialDevices")
         canBuses = try Self.strings(row, "canBuses")
         ttlSeconds = row["ttlSeconds"]
@@ -60,33 +60,33 @@ extension InstanceRow {
         claimedAt = row["claimedAt"]
         claimExpiresAt = row["claimExpiresAt"]
         snapshot = row["snapshot"]
-        owner = try Self.decodedOnce(row, "owner", \.owners)
+        owner = try Self.decodedOwners.value(row, "owner")
         labels = try Self.stringMap(row, "labels")
         paused = row["paused"]
         pausedAt = row["pausedAt"]
         guestAgent = try (row["guestAgent"] as String?).map { try JSONDecoder().decode(GuestAgentStatus.self, from: Data($0.utf8)) }
     }
 
-    /// What a JSON text of options or owner decodes to: the text names
-    /// the value, so a value once decoded serves every row that has it.
-    struct Decoded: Sendable {
-        var options: [String: ReadOptions] = [:]
-        var owners: [String: ProcessOwner] = [:]
-    }
+    private static let decodedOptions = DecodedTexts<ReadOptions>()
+    private static let decodedOwners = DecodedTexts<ProcessOwner>()
 
+    /// What a JSON text decodes to, kept by the text: the text names the
+    /// value, so a value once decoded serves every row that has it.
     /// Bounded: a host has few users and few option sets.
-    private static let decoded = Mutex(Decoded())
+    final class DecodedTexts<T: Decodable & Sendable>: Sendable {
+        private let known = Mutex<[String: T]>([:])
 
-    private static func decodedOnce<T: Decodable & Sendable>(_ row: Row, _ column: String,
-                                                             _ table: WritableKeyPath<Decoded, [String: T]> & Sendable) throws -> T? {
-        guard let text: String = row[column] else { return nil }
-        if let known = decoded.withLock({ $0[keyPath: table][text] }) { return known }
-        let value = try JSONDecoder().decode(T.self, from: Data(text.utf8))
-        decoded.withLock { d in
-            if d[keyPath: table].count >= 64 { d[keyPath: table] = [:] }
-            d[keyPath: table][text] = value
+        /// The column's value; nil when NULL.
+        func value(_ row: Row, _ column: String) throws -> T? {
+            guard let text: String = row[column] else { return nil }
+            if let value = known.withLock({ $0[text] }) { return value }
+            let value = try JSONDecoder().decode(T.self, from: Data(text.utf8))
+            known.withLock { table in
+                if table.count >= 64 { table = [:] }
+                table[text] = value
+            }
+            return value
         }
-        return value
     }
 
     private static func parsed(_ row: Row, _ column: String) throws -> JSONValue? {
@@ -101,7 +101,7 @@ extension InstanceRow {
         guard let value = try parsed(row, column) else { return [] }
         guard case .array(let items) = value else { throw DatabaseError(message: "instance column \(column): not a JSON array") }
         return try items.map { item in
-            guard case .string(let s) = item else { throw DatabaseError(message: "instance column \(column): not a list of strings") }
+            guard let s = item.stringValue else { throw DatabaseError(message: "instance column \(column): not a list of strings") }
             return s
         }
     }
@@ -111,7 +111,7 @@ extension InstanceRow {
         guard let value = try parsed(row, column) else { return [:] }
         guard case .object(let fields) = value else { throw DatabaseError(message: "instance column \(column): not a JSON object") }
         return try fields.mapValues { item in
-            guard case .string(let s) = item else { throw DatabaseError(message: "instance column \(column): not a map of strings") }
+            guard let s = item.stringValue else { throw DatabaseError(message: "instance column \(column): not a map of strings") }
             return s
         }
     }

@@ -19,7 +19,9 @@ struct ResourceRow: Codable, FetchableRecord, PersistableRecord, Sendable, Equat
 }
 
 /// One instance: what it should be (desired, specHash) and what it is.
-struct InstanceRow: Codable, FetchableRecord, PersistableRecord, Sendable, Equatable {
+/// Written by `Encodable`, read by `init(row:)` (`InstanceRow+Row`), not
+/// `Decodable`, so GRDB's slower Codable reading cannot come back unseen.
+struct InstanceRow: Encodable, FetchableRecord, PersistableRecord, Sendable, Equatable {
     static let databaseTableName = "instance"
     var namespace: String
     var name: String
