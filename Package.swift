@@ -117,7 +117,7 @@ let package = Package(
         .testTarget(name: "YAMLTreeTests", dependencies: ["YAMLTree", "TestSupport"]),
         .testTarget(name: "ResourceKitTests", dependencies: ["ResourceKit", "YAMLTree"]),
         .testTarget(name: "ReplayFormatTests", dependencies: ["ReplayFormat"]),
-        .testTarget(name: "TargetSpecTests", dependencies: ["TargetSpec", "MachineCatalog", "ResourceKit", "YAMLTree", "TestSupport"],
+        .testTarget(name: "TargetSpecTests", dependencies: ["TargetSpec", "VMSpec", "MachineCatalog", "ResourceKit", "YAMLTree", "TestSupport"],
                     exclude: ["BadInputs"]),
         .testTarget(name: "VMSpecTests", dependencies: ["VMSpec", "TargetSpec", "MachineCatalog", "ResourceKit", "YAMLTree", "TestSupport"],
                     exclude: ["BadInputs"]),

@@ -15,6 +15,7 @@ import TargetRuntime
 extension Supervisor {
     func removeInstance(_ row: InstanceRow) async {
         restartTimers.removeValue(forKey: row.key)?.cancel()
+        let spec = try? store.spec(row.namespace, row.name)
         if var r = storedRow(row.namespace, row.name) {
             r.desired = "stopped"
             commit(r)
@@ -34,6 +35,7 @@ extension Supervisor {
             log("cannot delete \(row.key): \(error)")
         }
         RuntimeDirectory.removeTree(paths.instanceState(namespace: row.namespace, name: row.name).directory)
+        for path in removeOwnVolumes(of: row, spec: spec) { log("\(row.key): its own volume \(path) deleted with it") }
     }
 
     /// Spawns the shim for an instance that should run: its pid and start

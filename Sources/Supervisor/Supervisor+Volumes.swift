@@ -1,8 +1,11 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import ResourceKit
 import TargetRuntime
+import TargetSpec
 import VMRuntime
+import VMSpec
 import YAMLTree
 
 /// A claim's or DataVolume's volume goes with it, as a dynamically
@@ -69,6 +72,34 @@ extension Supervisor {
             let own = locations.path(v.name, namespace: row.namespace, storageClass: v.storageClass)
             guard let path = access(own, F_OK) == 0 ? own : locations.existing(v.name, namespace: row.namespace) else { return nil }
             return unlink(path) == 0 ? path : nil
+        }
+    }
+
+    /// The volumes an instance made as its own (`VMDefinition.running(as:)`:
+    /// a pool's member's, or a VirtualTargetInstance's, of its VM's
+    /// DataVolume templates and Viti disks), read from the spec it ran.
+    func ownVolumes(of row: InstanceRow, spec: String) -> [(name: String, storageClass: String?)] {
+        let decoder = ResourceDecoder(catalog: catalog, options: DecodeOptions(
+            strict: false, allowHostPaths: row.options.allowHostPaths, allowExtraArgs: row.options.allowExtraArgs))
+        guard let resources = try? decoder.decode([SourceFile(path: row.name, directory: row.specDirectory, bytes: Array(spec.utf8))]).resources,
+              let vm = (try? Workload.vms(from: resources, boards: []))?.first(where: { $0.name == row.name }) else { return [] }
+        // A claim or DataVolume object of the name stands for the volume: it goes with that object.
+        var claims = Set<String>()
+        for case .volumeClaim(let c) in resources { claims.insert(c.metadata.name) }
+        return vm.vm.disks.compactMap { d in
+            guard d.owner == .instance, case .volume(let name, _, let storageClass, _) = d.source, !claims.contains(name) else { return nil }
+            return (name, storageClass)
+        }
+    }
+
+    /// Deletes an instance's own volumes once it is gone for good (its
+    /// QEMU stopped), as KubeVirt deletes a pool's VM with the DataVolumes
+    /// it made; their paths.
+    func removeOwnVolumes(of row: InstanceRow, spec: String?) -> [String] {
+        guard let spec, let locations = try? VolumeLocations(environment: options.environment) else { return [] }
+        return ownVolumes(of: row, spec: spec).compactMap { v in
+            let own = locations.path(v.name, namespace: row.namespace, storageClass: v.storageClass)
+            return unlink(own) == 0 ? own : nil
         }
     }
 }

@@ -66,15 +66,18 @@ public enum Workload {
         // A VM that an instance (a pool's member) or a pool names runs only as
         // those instances: renamed, with the instance's lifecycle on top.
         var runsAs: [String: [VirtualTargetInstance]] = [:]
-        var named: [(key: String, kind: String, location: SourceLocation, readiness: Readiness?, members: Int)] = []
+        // `member`: the instance's name, or as long a name as a pool's members get (`<pool>-<5 characters>`).
+        var named: [(key: String, kind: String, location: SourceLocation, readiness: Readiness?, members: Int, member: String, pool: Bool)] = []
         for r in resources {
             if case .instance(let i) = r, i.targetKind != "QemuVirtualTarget" {
                 runsAs[i.targetKind + "/" + i.metadata.namespace + "/" + i.targetName, default: []].append(i)
-                named.append((i.targetKind + "/" + i.metadata.namespace + "/" + i.targetName, i.targetKind, i.metadata.location, i.lifecycle.readiness, 1))
+                named.append((i.targetKind + "/" + i.metadata.namespace + "/" + i.targetName, i.targetKind, i.metadata.location, i.lifecycle.readiness, 1,
+                              i.metadata.name, false))
             }
             if case .pool(let p) = r, p.targetKind != "QemuVirtualTarget" {
                 runsAs[p.targetKind + "/" + p.metadata.namespace + "/" + p.targetName, default: []] += []
-                named.append((p.targetKind + "/" + p.metadata.namespace + "/" + p.targetName, p.targetKind, p.metadata.location, p.readiness, p.maxInstances))
+                named.append((p.targetKind + "/" + p.metadata.namespace + "/" + p.targetName, p.targetKind, p.metadata.location, p.readiness, p.maxInstances,
+                              p.metadata.name + "-xxxxx", true))
             }
         }
         var present: [String: VMDefinition] = [:]
@@ -87,14 +90,20 @@ public enum Workload {
                     "\(n.kind) \"\(name)\" is not among the inputs; " + Suggestion.hint(String(name), in: known)))
                 continue
             }
-            // A named volume is one file: two members would both open it (QEMU's lock refuses the second).
+            // A claim's volume is one file: two members would both open it (QEMU's lock refuses the second).
+            // What the VM makes itself (its DataVolume templates, a Machine's disks), each member makes its own of.
             if n.members > 1 {
-                for d in vm.disks {
+                for d in vm.disks where d.owner == nil {
                     guard case .volume(let volume, _, _, _) = d.source else { continue }
                     diags.append(Diagnostic(.error, at: n.location, field: "spec.maxInstances",
                         "up to \(n.members) members of VM \"\(name)\" would share its volume \"\(volume)\" (disk \(d.name)); "
-                        + "give the pool maxInstances: 1, or the VM an emptyDisk or containerDisk, which each member gets its own of"))
+                        + "give the pool maxInstances: 1, or the VM a DataVolume template, emptyDisk or containerDisk, which each member gets its own of"))
                 }
+            }
+            for (d, own) in vm.invalidInstanceVolumes(instance: n.member) {
+                diags.append(Diagnostic(.error, at: n.location, field: "metadata.name",
+                    "\(n.pool ? "a member's" : "this instance's") own volume for disk \(d.name) would be named \"\(own)\", "
+                    + "longer than the 63 characters a name may have; give the \(n.pool ? "pool" : "instance") a shorter name"))
             }
             // The pattern is looked for on the VM's console, its only serial device.
             if let readiness = n.readiness, !vm.serialConsole || readiness.device != "console" {
@@ -107,8 +116,7 @@ public enum Workload {
             guard let template = r.vmDefinition else { continue }
             let instances: [VirtualTargetInstance?] = runsAs[r.kind + "/" + template.metadata.namespace + "/" + template.metadata.name].map { $0 } ?? [nil]
             for instance in instances {
-                var vm = template
-                if let instance { vm.metadata.name = instance.metadata.name }
+                let vm = instance.map { template.running(as: $0.metadata.name) } ?? template
                 let key = vm.metadata.namespace + "/" + vm.metadata.name
                 if boardNames.contains(key) || out.contains(where: { $0.namespace + "/" + $0.name == key }) {
                     diags.append(Diagnostic(.error, at: instance?.metadata.location ?? r.metadata.location, field: "metadata.name",

@@ -224,6 +224,7 @@ extension VMDecoder {
         for i in instance.volumes.indices {
             guard case .volume(let name, nil, nil, nil) = instance.volumes[i].source, let t = templates[name] else { continue }
             instance.volumes[i].source = .volume(name: name, capacityBytes: t.capacityBytes, storageClass: t.storageClass, content: t.content)
+            instance.volumes[i].owner = .dataVolumeTemplate
             used.insert(name)
         }
         for t in templates.values.sorted(by: { $0.index < $1.index }) where !used.contains(t.name) {

@@ -183,11 +183,15 @@ public struct VMDisk: Sendable {
     public var optional: Bool
     /// Where the disk was written, for errors found later (a missing image).
     public var location: SourceLocation?
+    /// Whose a `.volume` disk's volume is, when the VM makes it itself; nil
+    /// for a claim or DataVolume of its own, which any VM may name.
+    public var owner: VolumeOwner?
 
     public init(name: String, kind: Kind = .disk, bus: Bus = .virtio, bootOrder: Int? = nil, serial: String? = nil,
                 readonly: Bool = false, source: Source, volumeLabel: String? = nil, optional: Bool = false,
-                location: SourceLocation? = nil) {
+                location: SourceLocation? = nil, owner: VolumeOwner? = nil) {
         self.name = name
+        self.owner = owner
         self.volumeLabel = volumeLabel
         self.optional = optional
         self.kind = kind
@@ -198,6 +202,19 @@ public struct VMDisk: Sendable {
         self.source = source
         self.location = location
     }
+}
+
+/// The VM that makes a named volume (KubeVirt's VM owns the DataVolumes of
+/// its templates; Viti's operator makes a Machine's disks), so a VM run as
+/// an instance makes its own.
+public enum VolumeOwner: Sendable, Equatable {
+    /// A `dataVolumeTemplates` entry of the VM, named as written.
+    case dataVolumeTemplate
+    /// A Viti Machine's disk, `<machine>-<disk>`.
+    case machine
+    /// One of those made for the instance the VM runs as (`VMDefinition.running(as:)`):
+    /// it goes with the instance.
+    case instance
 }
 
 /// cloud-init data as the guest will read it; the seed's filesystem is made

@@ -47,7 +47,8 @@ extension VMResolver {
                 context.error(at: d.location, d.path + ".name", "the volume name \"\(volume)\" (<machine>-<disk>) is longer than 63 characters")
             }
             disks.append(VMDisk(name: d.name, bootOrder: d.boot ? 1 : nil,
-                                source: .volume(name: volume, capacityBytes: d.sizeBytes, storageClass: d.storageClass), location: d.location))
+                                source: .volume(name: volume, capacityBytes: d.sizeBytes, storageClass: d.storageClass), location: d.location,
+                                owner: .machine))
         }
         if let userData = vitiUserData(m, context) {
             disks.append(VMDisk(name: "cloudinit", source: .cloudInit(CloudInit(flavor: .noCloud, userData: userData)), location: m.metadata.location))

@@ -224,7 +224,7 @@ public struct VMResolver {
             }
             out.append(VMDisk(name: d.name, kind: d.kind, bus: bus, bootOrder: d.bootOrder?.value, serial: d.serial,
                               readonly: d.readonly || v.readonly, source: v.source, volumeLabel: v.volumeLabel, optional: v.optional,
-                              location: d.location))
+                              location: d.location, owner: v.owner))
         }
         return out
     }

@@ -37,6 +37,8 @@ public struct VMVolumeSpec: Sendable {
     /// A configMap or secret volume's `volumeLabel` and `optional`.
     public var volumeLabel: String? = nil
     public var optional = false
+    /// `.dataVolumeTemplate` when a template of the VM makes it.
+    public var owner: VolumeOwner? = nil
     public var location: SourceLocation
     public var path: String
 }

@@ -93,6 +93,62 @@ import TestSupport
         #expect(qemuProcesses(mentioning: f.runtime).isEmpty)
     }
 
+    /// Each member of a pool of a VM with a DataVolume template makes its own
+    /// volume, `<template>-<member>` (as each VM of a KubeVirt
+    /// VirtualMachinePool gets its own DataVolumes), so two members boot at
+    /// once, each on a fresh volume; the member's volume goes with it. Two boots.
+    @Test func eachMemberMakesItsOwnDataVolume() throws {
+        let f = SupervisorFixture()
+        defer { f.tearDown() }
+        guard try f.importBusyboxGuest() else { return }
+        // The guest marks its data disk (vdb) unless it finds the mark: a shared volume would show it.
+        let vm = VMRunTests.vmYAML(image: "vtarget-test/busybox:1")
+            .replacingOccurrences(of: "  runStrategy: Always\n", with: """
+                  runStrategy: Halted
+                  dataVolumeTemplates:
+                    - metadata: {name: data}
+                      spec: {storage: {resources: {requests: {storage: 16Mi}}}, source: {blank: {}}}
+
+                """)
+            .replacingOccurrences(of: "            - name: root\n              disk: {bus: virtio}\n",
+                                  with: "            - name: root\n              disk: {bus: virtio}\n            - name: data\n              disk: {bus: virtio}\n")
+            .replacingOccurrences(of: "              ports: [{port: 8080}]\n", with: "")
+            .replacingOccurrences(of: "echo hello-from-user-data",
+                                  with: "if head -c 11 /dev/vdb | grep -q member-mark; then echo mark-found; else printf member-mark >/dev/vdb; sync; echo mark-written; fi")
+            + "\n        - {name: data, dataVolume: {name: data}}"
+        #expect(vm.contains("- name: data\n              disk:") && vm.contains("dataVolumeTemplates:") && !vm.contains("ports:"), "\(vm)")
+        let pool = Self.pool.replacingOccurrences(of: "minReady: 1\n  maxInstances: 1", with: "minReady: 2\n  maxInstances: 2")
+        #expect(pool.contains("maxInstances: 2"))
+        let file = f.work + "/vm-pool-dv.yaml"
+        try (vm + "\n---\n" + pool).write(toFile: file, atomically: true, encoding: .utf8)
+        var r = try f.vt(["apply", "-f", file])
+        #expect(r.code == 0, "\(r.stderr)")
+
+        var members: [String] = []
+        for _ in 0..<2 {
+            r = try f.vt(["claim", "vms", "-o", "name", "--timeout", "600s"])
+            #expect(r.code == 0, "\(r.stderr)")
+            members.append(r.stdout.split(separator: "/").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? "")
+        }
+        #expect(Set(members).count == 2 && members.allSatisfy { $0.hasPrefix("vms-") }, "\(members)")
+        let volumes = f.state + "/volumes/default"
+        for m in members {
+            #expect(FileManager.default.fileExists(atPath: volumes + "/data-\(m).qcow2"), "\((try? FileManager.default.contentsOfDirectory(atPath: volumes)) ?? [])")
+            let logs = try f.vt(["logs", m]).stdout
+            #expect(logs.contains("mark-written") && !logs.contains("mark-found"), "\(m): \(logs)")
+        }
+        // The template's own name is never made: the VM runs only as the members.
+        #expect(!FileManager.default.fileExists(atPath: volumes + "/data.qcow2"))
+
+        // The members go with the pool, and their volumes with them.
+        #expect(try f.vt(["delete", "vtp", "vms"]).code == 0)
+        _ = try f.waitFor("no instances", seconds: 60) { $0.isEmpty }
+        let left = ((try? FileManager.default.contentsOfDirectory(atPath: volumes)) ?? []).filter { $0.hasPrefix("data") }
+        #expect(left.isEmpty, "\(left)")
+        #expect(try f.vt(["delete", "vm", "bb"]).code == 0)
+        #expect(qemuProcesses(mentioning: f.runtime).isEmpty)
+    }
+
     @Test func aPoolOfAMissingVMOrAWrongDeviceIsRefused() throws {
         let f = SupervisorFixture()
         defer { f.tearDown() }

@@ -1,6 +1,7 @@
 import Testing
 import TargetSpec
 import TestSupport
+import VMSpec
 import YAMLTree
 
 /// A VM named by a VirtualTargetPool or a VirtualTargetInstance runs only as
@@ -78,6 +79,85 @@ import YAMLTree
         let d = diagnostics(Self.docs(vm, Self.pool + "  maxInstances: 2\n"))
         #expect(d.count == 1 && d[0].contains("spec.maxInstances") && d[0].contains("would share its volume \"data\""), "\(d)")
         #expect(diagnostics(Self.docs(vm, Self.pool + "  maxInstances: 1\n  minReady: 1\n")).isEmpty)
+    }
+
+    /// A VM with a DataVolume template and a claim of its own.
+    static let vmWithTemplate = """
+        apiVersion: kubevirt.io/v1
+        kind: VirtualMachine
+        metadata: {name: a}
+        spec:
+          runStrategy: Always
+          dataVolumeTemplates:
+            - metadata: {name: root}
+              spec: {storage: {resources: {requests: {storage: 1Gi}}, storageClassName: fast}, source: {blank: {}}}
+          template:
+            spec:
+              domain:
+                memory: {guest: 128Mi}
+              volumes:
+                - {name: root, dataVolume: {name: root}}
+                - {name: shared, persistentVolumeClaim: {claimName: shared}}
+
+        """
+
+    /// As each VM of a KubeVirt VirtualMachinePool gets its own DataVolumes,
+    /// each instance of a VM gets its own of the volumes the VM makes; a
+    /// claim of its own stays the one volume it names.
+    @Test func eachInstanceMakesItsOwnOfItsVMsTemplates() throws {
+        let vms = try Workload.vms(from: WorkloadVMTests.decode(Self.docs(Self.vmWithTemplate, Self.instance("m1"), Self.instance("m2"))), boards: [])
+        #expect(vms.map(\.name) == ["m1", "m2"])
+        for v in vms {
+            #expect(v.vm.disks.map(\.source) == [
+                .volume(name: "root-" + v.name, capacityBytes: 1 << 30, storageClass: "fast", content: .blank),
+                .volume(name: "shared", capacityBytes: nil, storageClass: nil),
+            ])
+            #expect(v.vm.disks.map(\.owner) == [.instance, nil])
+        }
+        // The VM on its own keeps its template's name.
+        let alone = try Workload.vms(from: WorkloadVMTests.decode(Self.vmWithTemplate), boards: [])
+        #expect(alone.first?.vm.disks.first?.source == .volume(name: "root", capacityBytes: 1 << 30, storageClass: "fast", content: .blank))
+        #expect(alone.first?.vm.disks.map(\.owner) == [.dataVolumeTemplate, nil])
+    }
+
+    /// A Viti Machine's disks are `<machine>-<disk>`: an instance's are `<instance>-<disk>`.
+    @Test func aMachinesInstanceNamesItsDisksForItself() throws {
+        let machine = """
+            apiVersion: vitistack.io/v1alpha1
+            kind: Machine
+            metadata: {name: m}
+            spec:
+              instanceType: small
+              disks: [{name: data, size: 2Gi}]
+
+            """
+        let i = Self.instance("m1").replacingOccurrences(of: "kind: VirtualMachine, name: a", with: "kind: Machine, name: m")
+        let vms = try Workload.vms(from: WorkloadVMTests.decode(Self.docs(machine, i)), boards: [])
+        #expect(vms.map(\.name) == ["m1"])
+        #expect(vms.first?.vm.disks.map(\.source) == [.volume(name: "m1-data", capacityBytes: 2 << 30, storageClass: nil)])
+        let pool = Self.pool.replacingOccurrences(of: "kind: VirtualMachine, name: a", with: "kind: Machine, name: m") + "  maxInstances: 4\n"
+        #expect(diagnostics(Self.docs(machine, pool)).isEmpty)
+    }
+
+    @Test func aPoolOfAVMWithTemplatesMayHaveManyMembers() {
+        let claimless = Self.vmWithTemplate.replacingOccurrences(of: "        - {name: shared, persistentVolumeClaim: {claimName: shared}}\n", with: "")
+        #expect(!claimless.contains("shared"))
+        #expect(diagnostics(Self.docs(claimless, Self.pool + "  maxInstances: 3\n")).isEmpty)
+        // The claim is still one file that members would share.
+        let d = diagnostics(Self.docs(Self.vmWithTemplate, Self.pool + "  maxInstances: 3\n"))
+        #expect(d.count == 1 && d[0].contains("would share its volume \"shared\"") && !d[0].contains("\"root\""), "\(d)")
+    }
+
+    /// `<template>-<member>` must still be a name: a pool's members are `<pool>-<5 characters>`.
+    @Test func anInstanceVolumeNameTooLongIsRefusedAtThePoolOrInstance() {
+        let claimless = Self.vmWithTemplate.replacingOccurrences(of: "        - {name: shared, persistentVolumeClaim: {claimName: shared}}\n", with: "")
+        let long = String(repeating: "p", count: 53)  // root- + 53 + -xxxxx = 64
+        let d = diagnostics(Self.docs(claimless, Self.pool.replacingOccurrences(of: "name: vms", with: "name: \(long)")))
+        #expect(d.count == 1 && d[0].hasPrefix("vms.yaml:") && d[0].contains("metadata.name") && d[0].contains("a member's own volume for disk root")
+                && d[0].contains("give the pool a shorter name"), "\(d)")
+        #expect(diagnostics(Self.docs(claimless, Self.pool.replacingOccurrences(of: "name: vms", with: "name: \(long.dropLast())"))).isEmpty)
+        let i = diagnostics(Self.docs(claimless, Self.instance(String(repeating: "i", count: 59))))
+        #expect(i.count == 1 && i[0].contains("this instance's own volume for disk root would be named \"root-iii"), "\(i)")
     }
 
     @Test func anInstanceNamedAsAnotherVMIsRefused() {
