@@ -13,10 +13,11 @@ extension RunSession.Live {
     /// Does what the machine said.
     func perform(_ action: SessionAction) async throws {
         switch action {
-        case .output(let i, let device, let bytes):
-            output.write(target: i, device: device, bytes)
+        case .output:
+            // Written as the hub read it (`connect`'s onSerial), not here, behind the session's events.
+            break
         case .flushOutput:
-            output.flush()
+            output.finish()
         case .note(let text):
             note(text)
         case .junit(let c):

@@ -119,6 +119,7 @@ extension RunSession {
             do {
                 let serialDevices = Set(t.plan.serialChannels.map(\.device))
                 let runStates = self.runStates.1
+                let output = self.output
                 try await t.connect(group: group, startRunning: !config.startPaused && config.supervised?.startPaused != true,
                                     logRotation: config.logRotation,
                                     environment: config.environment, onQMPEvent: { e in
@@ -126,6 +127,7 @@ extension RunSession {
                 }, powerButton: session.catalog.lookup(t.plan.profile)?.gracefulPowerdown ?? false,
                    onBusFailure: { sink.yield(.startFailed("\($0)")) }, capture: config.capture) { [capture = config.capture] device, bytes in
                     guard serialDevices.contains(device) else { return }
+                    output.write(target: i, device: device, bytes)
                     sink.yield(.serial(target: i, device: device, bytes: bytes))
                     capture?.serial(target: t.name, device: device, bytes: bytes)
                 }
@@ -247,6 +249,7 @@ extension RunSession {
         /// targets), then every QEMU; then the report and the final status.
         func tearDown() async {
             timers.forEach { $0.cancel() }
+            await output.drained()
             runStates.1.finish()
             runStateTask?.cancel()
             if let dir = removedDirectory {
