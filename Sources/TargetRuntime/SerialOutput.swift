@@ -23,7 +23,9 @@ final class SerialOutput: Sendable {
     private let sink: Mutex<AsyncStream<Item>.Continuation?>
     private let writer: Task<Void, Never>?
 
-    init(prefixed: Bool, names: [String], enabled: Bool = true) {
+    /// `emit` writes (stdout; a test collects).
+    init(prefixed: Bool, names: [String], enabled: Bool = true,
+         emit: @escaping @Sendable ([UInt8]) -> Void = { FileDescriptors.writeAll(1, $0) }) {
         self.prefixed = prefixed
         self.names = names
         self.enabled = enabled
@@ -40,18 +42,18 @@ final class SerialOutput: Sendable {
                 switch item {
                 case .bytes(let target, let device, let bytes):
                     guard prefixed else {
-                        FileDescriptors.writeAll(1, bytes)
+                        emit(bytes)
                         continue
                     }
                     let key = "\(names[target])/\(device)"
                     var pending = partial[key, default: []] + bytes
                     while let nl = pending.firstIndex(of: 0x0A) {
-                        FileDescriptors.writeAll(1, Array("\(key)| ".utf8) + pending[...nl])
+                        emit(Array("\(key)| ".utf8) + pending[...nl])
                         pending.removeFirst(nl + 1)
                     }
                     partial[key] = pending
                 case .finish:
-                    for (key, rest) in partial where !rest.isEmpty { FileDescriptors.writeAll(1, Array("\(key)| ".utf8) + rest + [0x0A]) }
+                    for (key, rest) in partial.sorted(by: { $0.key < $1.key }) where !rest.isEmpty { emit(Array("\(key)| ".utf8) + rest + [0x0A]) }
                     return
                 }
             }
