@@ -79,6 +79,8 @@ extension Supervisor {
     /// a pool's member's, or a VirtualTargetInstance's, of its VM's
     /// DataVolume templates and Viti disks), read from the spec it ran.
     func ownVolumes(of row: InstanceRow, spec: String) -> [(name: String, storageClass: String?)] {
+        // Only a VM (target `Kind/name`) or a pool's member runs as an instance of a VM: a board's spec is not read again.
+        guard row.target.contains("/") || row.pool != nil else { return [] }
         let decoder = ResourceDecoder(catalog: catalog, options: DecodeOptions(
             strict: false, allowHostPaths: row.options.allowHostPaths, allowExtraArgs: row.options.allowExtraArgs))
         guard let resources = try? decoder.decode([SourceFile(path: row.name, directory: row.specDirectory, bytes: Array(spec.utf8))]).resources,
