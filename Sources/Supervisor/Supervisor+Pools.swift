@@ -51,7 +51,7 @@ extension Supervisor {
         for m in members where plan.remove.contains(m.name) { await removeInstance(m) }
         for _ in 0..<plan.add {
             var d = t.member
-            d.name = name + "-" + String(Self.newUID().prefix(5))
+            d.name = t.pool.memberName(unique: Self.newUID())
             // The member is an instance of the pool's target (a board's or a
             // VM), by its own name, Ready when the pool says (else as its target says).
             var spec: [(String, YAMLNode)] = [("targetRef", .mapping([("kind", .string(t.pool.targetKind)), ("name", .string(t.pool.targetName))]))]

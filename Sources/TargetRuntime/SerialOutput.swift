@@ -15,20 +15,14 @@ final class SerialOutput: Sendable {
         case finish
     }
 
-    let prefixed: Bool
-    let names: [String]
-    /// False under the supervisor: the logs keep the output, nobody reads stdout.
-    let enabled: Bool
     /// Open until `finish`; yields happen under it, so none comes after the end.
     private let sink: Mutex<AsyncStream<Item>.Continuation?>
     private let writer: Task<Void, Never>?
 
-    /// `emit` writes (stdout; a test collects).
+    /// `enabled` is false under the supervisor: the logs keep the output,
+    /// nobody reads stdout. `emit` writes (stdout; a test collects).
     init(prefixed: Bool, names: [String], enabled: Bool = true,
          emit: @escaping @Sendable ([UInt8]) -> Void = { FileDescriptors.writeAll(1, $0) }) {
-        self.prefixed = prefixed
-        self.names = names
-        self.enabled = enabled
         guard enabled else {
             sink = Mutex(nil)
             writer = nil
@@ -36,7 +30,7 @@ final class SerialOutput: Sendable {
         }
         let (items, continuation) = AsyncStream.makeStream(of: Item.self)
         sink = Mutex(continuation)
-        writer = Task.detached { [prefixed, names] in
+        writer = Task.detached {
             var partial: [String: [UInt8]] = [:]
             for await item in items {
                 switch item {

@@ -178,6 +178,14 @@ public struct VirtualTargetPool: Sendable {
     /// A VM pool's: when a member's guest has booted (KubeVirt's
     /// readinessProbe is not honoured yet); its snapshot is taken then.
     public var readiness: Readiness?
+
+    /// A member's name: the pool's, a dash and `memberSuffixLength`
+    /// characters of `unique` (the supervisor's random hex).
+    public func memberName(unique: String) -> String {
+        metadata.name + "-" + String(unique.prefix(Self.memberSuffixLength))
+    }
+
+    public static let memberSuffixLength = 5
 }
 
 public enum Resource: Sendable {

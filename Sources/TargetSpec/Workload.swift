@@ -66,7 +66,7 @@ public enum Workload {
         // A VM that an instance (a pool's member) or a pool names runs only as
         // those instances: renamed, with the instance's lifecycle on top.
         var runsAs: [String: [VirtualTargetInstance]] = [:]
-        // `member`: the instance's name, or as long a name as a pool's members get (`<pool>-<5 characters>`).
+        // `member`: the instance's name, or as long a name as a pool's members get.
         var named: [(key: String, kind: String, location: SourceLocation, readiness: Readiness?, members: Int, member: String, pool: Bool)] = []
         for r in resources {
             if case .instance(let i) = r, i.targetKind != "QemuVirtualTarget" {
@@ -77,7 +77,7 @@ public enum Workload {
             if case .pool(let p) = r, p.targetKind != "QemuVirtualTarget" {
                 runsAs[p.targetKind + "/" + p.metadata.namespace + "/" + p.targetName, default: []] += []
                 named.append((p.targetKind + "/" + p.metadata.namespace + "/" + p.targetName, p.targetKind, p.metadata.location, p.readiness, p.maxInstances,
-                              p.metadata.name + "-xxxxx", true))
+                              p.memberName(unique: String(repeating: "x", count: VirtualTargetPool.memberSuffixLength)), true))
             }
         }
         var present: [String: VMDefinition] = [:]

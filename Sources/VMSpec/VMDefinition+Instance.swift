@@ -23,17 +23,16 @@ extension VMDefinition {
     }
 
     /// The name of an instance's own copy of `volume`.
-    public static func instanceVolume(_ volume: String, owner: VolumeOwner, disk: String, instance: String) -> String {
+    static func instanceVolume(_ volume: String, owner: VolumeOwner, disk: String, instance: String) -> String {
         owner == .machine ? instance + "-" + disk : volume + "-" + instance
     }
 
-    /// The instance volumes whose names would not be valid (longer than a
-    /// DNS label's 63 characters) for an instance named `instance`.
+    /// The volumes `running(as: instance)` would make whose names are not
+    /// valid (longer than a DNS label's 63 characters).
     public func invalidInstanceVolumes(instance: String) -> [(disk: VMDisk, name: String)] {
-        disks.compactMap { d in
-            guard let owner = d.owner, owner != .instance, case .volume(let volume, _, _, _) = d.source else { return nil }
-            let own = Self.instanceVolume(volume, owner: owner, disk: d.name, instance: instance)
-            return Names.isDNSLabel(own) ? nil : (d, own)
+        zip(disks, running(as: instance).disks).compactMap { before, after in
+            guard before.owner != after.owner, case .volume(let own, _, _, _) = after.source, !Names.isDNSLabel(own) else { return nil }
+            return (before, own)
         }
     }
 }
