@@ -57,13 +57,20 @@ extension KubeRenderer {
     /// seed's `storageClass` as the PVC's class (else the cluster's
     /// default, as the operator picks), and sshKeys/cloudInit/userData as
     /// the one NoCloud user data `vtarget run` gives the guest.
-    func vitiObjects(_ m: VitiMachine, document: YAMLNode?) throws(DiagnosticError) -> [KubeObject] {
+    ///
+    /// `name` and `origin` are an instance's when the Machine runs as one
+    /// (`vmInstanceObjects`): the VM and its PVCs take the instance's name,
+    /// as they do locally, and say they were made from the instance; the
+    /// source-machine label still names the Machine.
+    func vitiObjects(_ m: VitiMachine, document: YAMLNode?, name: String? = nil,
+                     origin: (kind: String, name: String, location: SourceLocation)? = nil) throws(DiagnosticError) -> [KubeObject] {
         guard let def = m.definition else { return [] }
-        let vm = m.metadata.name
+        let vm = name ?? m.metadata.name
         let ns = m.metadata.namespace
         let arm = def.architecture == .arm64
-        let labels: [(String, JSONValue)] = [(KubeLabels.managedBy, .string(KubeLabels.manager)), (Self.vitiSourceMachine, .string(vm))]
-        let annotations: JSONValue = [KubeLabels.madeFrom: .string("Machine/\(vm)"), KubeLabels.source: .string("\(m.metadata.location)")]
+        let labels: [(String, JSONValue)] = [(KubeLabels.managedBy, .string(KubeLabels.manager)), (Self.vitiSourceMachine, .string(m.metadata.name))]
+        let from = origin ?? ("Machine", m.metadata.name, m.metadata.location)
+        let annotations: JSONValue = [KubeLabels.madeFrom: .string("\(from.kind)/\(from.name)"), KubeLabels.source: .string("\(from.location)")]
         func metadata(_ name: String, extra: [(String, JSONValue)] = []) -> JSONValue {
             ["name": .string(name), "namespace": .string(ns), "labels": .object(labels + extra), "annotations": annotations]
         }

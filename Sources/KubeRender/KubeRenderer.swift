@@ -73,12 +73,17 @@ public struct KubeRenderer: Sendable {
         var maps: [ConfigMap] = []
         var machines: [VitiMachine] = []
         var kubevirt: [Resource] = []
+        var vmUsers: [VMUser] = []
         for r in resources {
             // `if case`, not a switch: kinds added to Resource later are refused here until rendered.
             if case .target(let t) = r {
                 targets[t.metadata.namespace + "/" + t.metadata.name] = t
+            } else if case .instance(let i) = r, i.targetKind != "QemuVirtualTarget" {
+                vmUsers.append(VMUser(kind: r.kind, metadata: i.metadata, targetKind: i.targetKind, targetName: i.targetName, lifecycle: i.lifecycle))
             } else if case .instance(let i) = r {
                 instances.append(i)
+            } else if case .pool(let p) = r, p.targetKind != "QemuVirtualTarget" {
+                vmUsers.append(VMUser(kind: r.kind, metadata: p.metadata, targetKind: p.targetKind, targetName: p.targetName, replicas: p.minReady))
             } else if case .pool(let p) = r {
                 pools.append(p)
             } else if case .configMap(let c) = r {
@@ -168,17 +173,31 @@ public struct KubeRenderer: Sendable {
             objects.append(.deployment(Deployment(metadata: metadata(unit, name: unit.name),
                 spec: .init(replicas: pool.minReady, selector: .init(matchLabels: selector), template: template))))
         }
-        for r in kubevirt {
+        // A VM an instance or a pool names runs only as those (KubeRenderer+VMInstances.swift).
+        let runsAsOthers = Set(vmUsers.map(\.target))
+        for r in kubevirt where !runsAsOthers.contains(Self.key(r.kind, r.metadata.namespace, r.metadata.name)) {
             let meta = r.metadata
             if let o = passThrough(r, document: document(r.kind, meta) ?? documents[Self.key(r.kind, "default", meta.name)]) { objects.append(o) }
         }
-        for m in machines {
+        for m in machines where !runsAsOthers.contains(Self.key("Machine", m.metadata.namespace, m.metadata.name)) {
             do {
                 objects += try vitiObjects(m, document: document("Machine", m.metadata))
             } catch {
                 diags += error.diagnostics
             }
         }
+        let users = vmUserObjects(vmUsers, kubevirt: kubevirt, machines: machines, documents: documents)
+        objects += users.objects
+        diags += users.problems
+        // A VirtualMachine makes a VMI of its name: VMs, VMIs, Machines and VM instances share a namespace's names.
+        diags += Self.nameClashes(
+            kubevirt.filter { ($0.kind == "VirtualMachine" || $0.kind == "VirtualMachineInstance")
+                              && !runsAsOthers.contains(Self.key($0.kind, $0.metadata.namespace, $0.metadata.name)) }
+                .map { ($0.metadata.name, $0.metadata.namespace, ($0.kind, $0.metadata.name, $0.metadata.location)) }
+            + machines.filter { !runsAsOthers.contains(Self.key("Machine", $0.metadata.namespace, $0.metadata.name)) }
+                .map { ($0.metadata.name, $0.metadata.namespace, ("Machine", $0.metadata.name, $0.metadata.location)) }
+            + vmUsers.filter { $0.replicas == nil }
+                .map { ($0.metadata.name, $0.metadata.namespace, ($0.kind, $0.metadata.name, $0.metadata.location)) })
         if !diags.isEmpty { throw DiagnosticError(diags) }
         return objects
     }

@@ -167,7 +167,7 @@ import TestSupport
     static let vmExamples: [String] = {
         let dir = repoRoot + "/examples/kubevirt"
         let kubevirt = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".yaml") }.sorted()
-        return kubevirt.map { "examples/kubevirt/" + $0 } + ["examples/kubevirt-vm.yaml", "examples/viti-machine.yaml"]
+        return kubevirt.map { "examples/kubevirt/" + $0 } + ["examples/kubevirt-vm.yaml", "examples/kubevirt-vm-pool.yaml", "examples/viti-machine.yaml", "examples/viti-machine-pool.yaml"]
     }()
 
     /// KubeVirt's OpenAPI (a vendored excerpt of its swagger.json, see the
@@ -187,7 +187,8 @@ import TestSupport
         return s
     definitions = strict(api["definitions"])
     roots = {("kubevirt.io/v1", "VirtualMachine"): "v1.VirtualMachine",
-             ("kubevirt.io/v1", "VirtualMachineInstance"): "v1.VirtualMachineInstance"}
+             ("kubevirt.io/v1", "VirtualMachineInstance"): "v1.VirtualMachineInstance",
+             ("pool.kubevirt.io/v1beta1", "VirtualMachinePool"): "v1beta1.VirtualMachinePool"}
     for kind in ("VirtualMachineInstancetype", "VirtualMachineClusterInstancetype", "VirtualMachinePreference", "VirtualMachineClusterPreference"):
         roots[("instancetype.kubevirt.io/v1beta1", kind)] = "v1beta1." + kind
     bad, counts = [], {}
@@ -225,7 +226,8 @@ import TestSupport
         let result = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         #expect((result["bad"] as? [String]) == [], "\(result["bad"] ?? "")")
         let counts = result["counts"] as? [String: Int] ?? [:]
-        #expect((counts["VirtualMachine"] ?? 0) >= 4 && (counts["VirtualMachineInstance"] ?? 0) >= 9 && (counts["PersistentVolumeClaim"] ?? 0) >= 1, "\(counts)")
+        #expect((counts["VirtualMachine"] ?? 0) >= 5 && (counts["VirtualMachineInstance"] ?? 0) >= 9 && (counts["PersistentVolumeClaim"] ?? 0) >= 2
+                && (counts["VirtualMachinePool"] ?? 0) == 2, "\(counts)")
         // The schema check is not vacuous: an unknown field and a wrong type are caught.
         let broken = dir + "/broken.json"
         try #"{"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"name": "b"}, "spec": {"runStrategy": "Always", "template": {"spec": {"domain": {"devices": {}, "cpu": {"cores": "two"}}, "colour": 1}}}}"#

@@ -12,7 +12,7 @@ import YAMLTree
     static let examples: [String] = {
         let dir = repoRoot + "/examples/kubevirt"
         let kubevirt = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".yaml") }.sorted()
-        return kubevirt.map { "examples/kubevirt/" + $0 } + ["examples/kubevirt-vm.yaml", "examples/viti-machine.yaml"]
+        return kubevirt.map { "examples/kubevirt/" + $0 } + ["examples/kubevirt-vm.yaml", "examples/kubevirt-vm-pool.yaml", "examples/viti-machine.yaml", "examples/viti-machine-pool.yaml"]
     }()
 
     static func render(_ text: String, path: String = "in.yaml", options: DecodeOptions = DecodeOptions()) throws -> [KubeObject] {
