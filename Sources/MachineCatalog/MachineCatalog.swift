@@ -1,11 +1,27 @@
+import Synchronization
 import YAMLTree
 
 /// Every known board, looked up by name or alias. Pure: the caller reads the
-/// files and hands over their bytes.
+/// files and hands over their bytes (or, for a `ProfileShelf`, a way to).
 public struct MachineCatalog: Sendable {
-    public private(set) var profiles: [MachineProfile] = []
+    fileprivate var parsed: [MachineProfile] = []
+    /// Set when profiles are parsed as they are asked for.
+    private let shelf: ProfileShelf?
 
-    public init(profiles: [MachineProfile] = []) { self.profiles = profiles }
+    /// Every profile (a shelf's all parsed, once).
+    public var profiles: [MachineProfile] { shelf?.all() ?? parsed }
+
+    public init(profiles: [MachineProfile] = []) {
+        parsed = profiles
+        shelf = nil
+    }
+
+    /// A catalog that parses a profile when it is first looked up by its
+    /// own name, and all of them only for what needs all (an alias, an
+    /// unknown name, the list of names).
+    public init(shelf: ProfileShelf) {
+        self.shelf = shelf
+    }
 
     public var names: [String] { profiles.map(\.name).sorted() }
 
@@ -15,6 +31,8 @@ public struct MachineCatalog: Sendable {
     /// The profile for `name` (or alias). When an alias is shared by boards of
     /// different architectures (`virt`), the architecture picks one.
     public func lookup(_ name: String, architecture: Architecture? = nil) -> MachineProfile? {
+        if let p = shelf?.profile(named: name) { return p }
+        let profiles = self.profiles
         if let p = profiles.first(where: { $0.name == name }) { return p }
         let hits = profiles.filter { $0.aliases.contains(name) }
         if let architecture, let p = hits.first(where: { $0.architectures.contains(architecture) }) { return p }
@@ -44,12 +62,64 @@ public struct MachineCatalog: Sendable {
         // A later file of the same name wins: only that one is resolved.
         for f in raw where byName[f.name]?.location == f.location {
             if let p = f.resolve(byName, context) {
-                catalog.profiles.removeAll { $0.name == p.name }
-                catalog.profiles.append(p)
+                catalog.parsed.removeAll { $0.name == p.name }
+                catalog.parsed.append(p)
             }
         }
         if context.hasErrors { throw DiagnosticError(context.diagnostics) }
         return catalog
+    }
+}
+
+/// Profile files read and parsed when first needed. Starting a board
+/// parsed all 16 built-in profiles (and read their files) each time, ~2 ms
+/// of a start of ~40 (2026-12-03), to use one or two: looked up by its own
+/// name, a profile is parsed from its own file, `<name>.yaml`, and those of
+/// its `basedOn` chain. Only profiles named as their file are found that way
+/// (the built-in ones are); anything else (an alias, an unknown name, a file
+/// that does not parse) is looked for among all files, parsed once.
+public final class ProfileShelf: Sendable {
+    public typealias File = (path: String, bytes: [UInt8])
+    /// The file that holds profile `name` if its own, else nil.
+    let file: @Sendable (String) -> File?
+    /// Every profile file.
+    let allFiles: @Sendable () -> [File]
+    private struct State {
+        var byName: [String: MachineProfile] = [:]
+        var all: [MachineProfile]?
+    }
+    private let state = Mutex(State())
+
+    public init(file: @escaping @Sendable (String) -> File?, allFiles: @escaping @Sendable () -> [File]) {
+        self.file = file
+        self.allFiles = allFiles
+    }
+
+    /// The profile named `name`, from its own file and its bases' only; nil when that does not find it.
+    func profile(named name: String) -> MachineProfile? {
+        if let p = state.withLock({ $0.byName[name] ?? $0.all?.first { $0.name == name } }) { return p }
+        let context = DecodeContext(strict: true)
+        var fields: [String: ProfileFields] = [:]
+        var next: String? = name
+        while let n = next, fields[n] == nil, fields.count < 5 {
+            guard let f = file(n), let docs = try? YAMLParser.parse(f.bytes, file: f.path), docs.count == 1,
+                  let profile = ProfileFields(docs[0].root, context), profile.name == n else { return nil }
+            fields[n] = profile
+            next = profile.basedOn
+        }
+        guard let p = fields[name]?.resolve(fields, context), !context.hasErrors else { return nil }
+        state.withLock { $0.byName[name] = p }
+        return p
+    }
+
+    /// Every profile, parsed once. The files are the built-in ones, which
+    /// the tests parse whole (`builtInCatalog()`): one that did not parse
+    /// here would be a broken installation, and its boards unknown.
+    func all() -> [MachineProfile] {
+        if let all = state.withLock({ $0.all }) { return all }
+        let all = (try? MachineCatalog.parse(files: allFiles()))?.parsed ?? []
+        state.withLock { $0.all = all }
+        return all
     }
 }
 

@@ -166,14 +166,31 @@ public enum InputFiles {
         return (st.st_mode & S_IFMT) == S_IFDIR
     }
 
+    /// The machine profiles. With no profile of the user's (the config
+    /// directory's and VTARGET_MACHINES' are read whole, as a user's profile
+    /// may replace a built-in one or be based on one), the built-in ones are
+    /// parsed as they are looked up (`ProfileShelf`).
     public static func loadCatalog(environment: [String: String], executable: String) throws -> MachineCatalog {
-        var files: [(path: String, bytes: [UInt8])] = []
-        for dir in machineDirectories(environment: environment, executable: executable) {
+        @Sendable func profileFiles(_ dir: String) throws -> [ProfileShelf.File] {
             let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted()
-            for n in names where n.hasSuffix(".yaml") || n.hasSuffix(".yml") {
-                files.append((dir + "/" + n, try readFile(dir + "/" + n)))
-            }
+            return try names.filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.map { (dir + "/" + $0, try readFile(dir + "/" + $0)) }
         }
+        let builtIn = builtInMachines(executable: executable)
+        var files: [(path: String, bytes: [UInt8])] = []
+        for dir in machineDirectories(environment: environment, executable: executable) where dir != builtIn {
+            files += try profileFiles(dir)
+        }
+        if let builtIn, files.isEmpty {
+            return MachineCatalog(shelf: ProfileShelf(
+                file: { name in
+                    // A name from the input: a file name of its own, never a path.
+                    guard !name.isEmpty, !name.hasPrefix("."), name.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }),
+                          let bytes = try? readFile(builtIn + "/" + name + ".yaml") else { return nil }
+                    return (builtIn + "/" + name + ".yaml", bytes)
+                },
+                allFiles: { (try? profileFiles(builtIn)) ?? [] }))
+        }
+        files = try (builtIn.map(profileFiles) ?? []) + files
         if files.isEmpty {
             throw RuntimeError("no machine profiles found; looked in " + machineDirectories(environment: environment, executable: executable).joined(separator: ", ") + " (set VTARGET_MACHINES to the machines/ directory)")
         }

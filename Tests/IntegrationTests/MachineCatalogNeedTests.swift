@@ -3,6 +3,7 @@ import Testing
 import TestSupport
 import MachineCatalog
 import TargetSpec
+import TargetRuntime
 import YAMLTree
 
 /// Only boards are decoded against the machine profiles, so an input that
@@ -26,6 +27,27 @@ import YAMLTree
     @Test func anEscapedKindIsABoard() throws {
         let text = "apiVersion: qemu.kubetarget.dev/v1alpha1\nkind: \"Qemu\\x56irtualTarget\"\nmetadata: {name: b}\nspec: {qemuConfig: {machine: no-such-board}}\n"
         #expect(throws: DiagnosticError.self) { try ResourceDecoder(catalog: MachineCatalog()).decode(files(text)) }
+    }
+
+    /// Without profiles of the user's, the built-in ones are parsed as looked
+    /// up, and a name from the input is a file name, never a path; a user's
+    /// profile still replaces a built-in one (all are read then).
+    @Test func builtInProfilesAreReadAsNeededAndUsersReplaceThem() throws {
+        let dir = makeRuntimeDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let executable = repoRoot + "/.build/debug/vtarget"
+        let lazy = try InputFiles.loadCatalog(environment: ["XDG_CONFIG_HOME": dir + "/config"], executable: executable)
+        #expect(lazy.lookup("stm32-p103")?.qemuMachine == "stm32vldiscovery")
+        #expect(lazy.lookup("../machines/stm32-p103") == nil && lazy.lookup("/etc/passwd") == nil)
+        #expect(lazy.names == (try builtInCatalog()).names)
+        let machines = dir + "/machines"
+        try FileManager.default.createDirectory(atPath: machines, withIntermediateDirectories: true)
+        let own = try String(contentsOfFile: repoRoot + "/machines/stm32vldiscovery.yaml", encoding: .utf8)
+            .replacingOccurrences(of: "description: ", with: "description: mine, ")
+        try own.write(toFile: machines + "/mine.yaml", atomically: true, encoding: .utf8)
+        let mine = try InputFiles.loadCatalog(environment: ["XDG_CONFIG_HOME": dir + "/config", "VTARGET_MACHINES": machines], executable: executable)
+        #expect(mine.lookup("stm32vldiscovery")?.summary.hasPrefix("mine, ") == true)
+        #expect(mine.lookup("stm32-p103")?.summary.hasPrefix("Olimex") == true, "a built-in based on the user's")
     }
 
     /// With a broken profile among the machine directories, VMs still
