@@ -141,16 +141,13 @@ extension KubeRenderer {
             return t.updating(["metadata"]) { $0.setting("name", .string(rename(name))) }
         }
         return vm.updating(["spec"]) { $0.setting("dataVolumeTemplates", .array(renamed)) }
-            .updating(["spec", "template", "spec", "volumes"]) { volumes in
-                guard case .array(let items) = volumes else { return volumes }
-                return .array(items.map { v in
-                    for (source, field) in [("dataVolume", "name"), ("persistentVolumeClaim", "claimName")] {
-                        if let old = v[source]?[field]?.stringValue, let new = names[old] {
-                            return v.updating([source]) { $0.setting(field, .string(new)) }
-                        }
+            .mappingItems(at: ["spec", "template", "spec", "volumes"]) { v in
+                for (source, field) in [("dataVolume", "name"), ("persistentVolumeClaim", "claimName")] {
+                    if let old = v[source]?[field]?.stringValue, let new = names[old] {
+                        return v.updating([source]) { $0.setting(field, .string(new)) }
                     }
-                    return v
-                })
+                }
+                return v
             }
     }
 
@@ -169,12 +166,9 @@ extension KubeRenderer {
                 ]
             }
             spec = spec.setting("dataVolumeTemplates", .array(templates))
-                .updating(["template", "spec", "volumes"]) { volumes in
-                    guard case .array(let items) = volumes else { return volumes }
-                    return .array(items.map { v in
-                        guard let claim = v["persistentVolumeClaim"]?["claimName"]?.stringValue, names.contains(claim) else { return v }
-                        return v.removing("persistentVolumeClaim").setting("dataVolume", ["name": .string(claim)])
-                    })
+                .mappingItems(at: ["template", "spec", "volumes"]) { v in
+                    guard let claim = v["persistentVolumeClaim"]?["claimName"]?.stringValue, names.contains(claim) else { return v }
+                    return v.removing("persistentVolumeClaim").setting("dataVolume", ["name": .string(claim)])
                 }
         }
         // The selector is the template's labels, as a ReplicaSet's: vtarget's two, beside the VM's own.
@@ -204,6 +198,14 @@ extension JSONValue {
         guard let first = path.first else { return change(self) }
         guard let child = self[first] else { return self }
         return setting(first, child.updating(Array(path.dropFirst()), change))
+    }
+
+    /// The value with each item of the array at `path` replaced by `change` of it.
+    func mappingItems(at path: [String], _ change: (JSONValue) -> JSONValue) -> JSONValue {
+        updating(path) { value in
+            guard case .array(let items) = value else { return value }
+            return .array(items.map(change))
+        }
     }
 
     var stringValue: String? {

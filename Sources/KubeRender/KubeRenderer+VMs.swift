@@ -24,10 +24,7 @@ extension KubeRenderer {
         var labels = metadata["labels"] ?? .object([])
         labels = labels.setting(KubeLabels.managedBy, .string(KubeLabels.manager))
         metadata = metadata.setting("labels", labels)
-        var annotations = metadata["annotations"] ?? .object([])
-        annotations = annotations.setting(KubeLabels.madeFrom, .string("\(r.kind)/\(meta.name)"))
-            .setting(KubeLabels.source, .string("\(meta.location)"))
-        metadata = metadata.setting("annotations", annotations)
+        metadata = metadata.setting("annotations", Self.madeFrom((r.kind, meta.name, meta.location), over: metadata["annotations"]))
         if Self.namespaced(r), metadata["namespace"] == nil { metadata = metadata.setting("namespace", .string(meta.namespace)) }
         body = body.setting("metadata", metadata)
         return .manifest(Manifest(kind: r.kind, name: meta.name, body: body))
@@ -59,7 +56,7 @@ extension KubeRenderer {
     /// the one NoCloud user data `vtarget run` gives the guest.
     ///
     /// `name` and `origin` are an instance's when the Machine runs as one
-    /// (`vmInstanceObjects`): the VM and its PVCs take the instance's name,
+    /// (`vmUserObjects`): the VM and its PVCs take the instance's name,
     /// as they do locally, and say they were made from the instance; the
     /// source-machine label still names the Machine.
     func vitiObjects(_ m: VitiMachine, document: YAMLNode?, name: String? = nil,
@@ -70,7 +67,7 @@ extension KubeRenderer {
         let arm = def.architecture == .arm64
         let labels: [(String, JSONValue)] = [(KubeLabels.managedBy, .string(KubeLabels.manager)), (Self.vitiSourceMachine, .string(m.metadata.name))]
         let from = origin ?? ("Machine", m.metadata.name, m.metadata.location)
-        let annotations: JSONValue = [KubeLabels.madeFrom: .string("\(from.kind)/\(from.name)"), KubeLabels.source: .string("\(from.location)")]
+        let annotations = Self.madeFrom(from, over: nil)
         func metadata(_ name: String, extra: [(String, JSONValue)] = []) -> JSONValue {
             ["name": .string(name), "namespace": .string(ns), "labels": .object(labels + extra), "annotations": annotations]
         }

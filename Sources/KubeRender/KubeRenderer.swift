@@ -175,11 +175,13 @@ public struct KubeRenderer: Sendable {
         }
         // A VM an instance or a pool names runs only as those (KubeRenderer+VMInstances.swift).
         let runsAsOthers = Set(vmUsers.map(\.target))
-        for r in kubevirt where !runsAsOthers.contains(Self.key(r.kind, r.metadata.namespace, r.metadata.name)) {
+        let ownKubevirt = kubevirt.filter { !runsAsOthers.contains(Self.key($0.kind, $0.metadata.namespace, $0.metadata.name)) }
+        let ownMachines = machines.filter { !runsAsOthers.contains(Self.key("Machine", $0.metadata.namespace, $0.metadata.name)) }
+        for r in ownKubevirt {
             let meta = r.metadata
             if let o = passThrough(r, document: document(r.kind, meta) ?? documents[Self.key(r.kind, "default", meta.name)]) { objects.append(o) }
         }
-        for m in machines where !runsAsOthers.contains(Self.key("Machine", m.metadata.namespace, m.metadata.name)) {
+        for m in ownMachines {
             do {
                 objects += try vitiObjects(m, document: document("Machine", m.metadata))
             } catch {
@@ -191,11 +193,9 @@ public struct KubeRenderer: Sendable {
         diags += users.problems
         // A VirtualMachine makes a VMI of its name: VMs, VMIs, Machines and VM instances share a namespace's names.
         diags += Self.nameClashes(
-            kubevirt.filter { ($0.kind == "VirtualMachine" || $0.kind == "VirtualMachineInstance")
-                              && !runsAsOthers.contains(Self.key($0.kind, $0.metadata.namespace, $0.metadata.name)) }
+            ownKubevirt.filter { $0.kind == "VirtualMachine" || $0.kind == "VirtualMachineInstance" }
                 .map { ($0.metadata.name, $0.metadata.namespace, ($0.kind, $0.metadata.name, $0.metadata.location)) }
-            + machines.filter { !runsAsOthers.contains(Self.key("Machine", $0.metadata.namespace, $0.metadata.name)) }
-                .map { ($0.metadata.name, $0.metadata.namespace, ("Machine", $0.metadata.name, $0.metadata.location)) }
+            + ownMachines.map { ($0.metadata.name, $0.metadata.namespace, ("Machine", $0.metadata.name, $0.metadata.location)) }
             + vmUsers.filter { $0.replicas == nil }
                 .map { ($0.metadata.name, $0.metadata.namespace, ($0.kind, $0.metadata.name, $0.metadata.location)) })
         if !diags.isEmpty { throw DiagnosticError(diags) }

@@ -135,13 +135,12 @@ public enum InputFiles {
     /// Built-in profiles, then `~/.config/vtarget/machines`, then
     /// `$VTARGET_MACHINES` (colon-separated): later ones replace earlier ones.
     public static func machineDirectories(environment: [String: String], executable: String) -> [String] {
-        var dirs: [String] = []
-        if let builtIn = builtInMachines(executable: executable) { dirs.append(builtIn) }
-        dirs.append(configDirectory(environment: environment) + "/machines")
-        if let extra = environment["VTARGET_MACHINES"] {
-            dirs += extra.split(separator: ":").map(String.init)
-        }
-        return dirs
+        (builtInMachines(executable: executable).map { [$0] } ?? []) + userMachineDirectories(environment: environment)
+    }
+
+    /// `~/.config/vtarget/machines`, then `$VTARGET_MACHINES`: the user's.
+    static func userMachineDirectories(environment: [String: String]) -> [String] {
+        [configDirectory(environment: environment) + "/machines"] + (environment["VTARGET_MACHINES"]?.split(separator: ":").map(String.init) ?? [])
     }
 
     /// The `machines/` directory shipped with this binary: beside it under
@@ -177,7 +176,7 @@ public enum InputFiles {
         }
         let builtIn = builtInMachines(executable: executable)
         var files: [(path: String, bytes: [UInt8])] = []
-        for dir in machineDirectories(environment: environment, executable: executable) where dir != builtIn {
+        for dir in userMachineDirectories(environment: environment) where dir != builtIn {
             files += try profileFiles(dir)
         }
         if let builtIn, files.isEmpty {
@@ -192,7 +191,7 @@ public enum InputFiles {
         }
         files = try (builtIn.map(profileFiles) ?? []) + files
         if files.isEmpty {
-            throw RuntimeError("no machine profiles found; looked in " + machineDirectories(environment: environment, executable: executable).joined(separator: ", ") + " (set VTARGET_MACHINES to the machines/ directory)")
+            throw RuntimeError("no machine profiles found; looked in " + userMachineDirectories(environment: environment).joined(separator: ", ") + " (set VTARGET_MACHINES to the machines/ directory)")
         }
         return try MachineCatalog.parse(files: files)
     }
