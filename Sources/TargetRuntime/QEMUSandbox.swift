@@ -170,7 +170,11 @@ public enum QEMUSandbox {
                 + "cache (read-only), the device nodes it opens, a fresh /proc of its pid namespace and scratch tmpfs at \(scratch) "
                 + "(16 MiB, its alone); disk images come as fds" : missing + ": QEMU sees the host's whole tree and /proc"),
             ("pid, ipc and uts namespaces", ns, ns ? "QEMU is pid 1 of its own: no other process to see or signal, no host SysV IPC" : missing),
-            ("capability bounding set", root, root ? "emptied before QEMU drops to its uid" : "QEMU never had capabilities (not root)"),
+            // Not a missing protection for a user: QEMU never had a capability
+            // to drop, and no_new_privs keeps it from gaining one. Reported
+            // inactive, every run as a user warned of a weaker sandbox.
+            ("no capabilities", true, root ? "none effective, and the bounding set emptied before QEMU drops to its uid"
+                : "QEMU never had any (not root), and no_new_privs keeps it from gaining one"),
             { let (ok, why) = CgroupLimits.availability(); return ("cgroup limits", ok, ok ? "memory (guest RAM + 512 MiB) and CPU (one core per vCPU, and one for QEMU's own threads), \(why)" : why) }(),
             { let (dir, why) = CgroupLimits.processGroupBase()
               return ("sidecar cgroups", dir != nil, dir != nil ? "each sidecar in a cgroup of its own (\(why)), killed whole with its instance"

@@ -113,6 +113,9 @@ import TestSupport
         let a = try attempt(sandbox: true, asUser: true)
         defer { cleanUp(a) }
         expectConfined(a)
+        // A user's QEMU never had capabilities: nothing to warn of.
+        let warning = a.stderr.split(separator: "\n").first { $0.contains("sandbox: not available here") } ?? ""
+        #expect(!warning.contains("capabilit"), "\(a.stderr)")
     }
 
     /// A program (QEMU in ~/.local/bin, a test's stand-in in /tmp) whose
@@ -156,6 +159,8 @@ import TestSupport
             #expect(r.stdout.contains("  \(path): absent"), "\(path): \(r.stdout)")
         }
         #expect(r.stdout.contains("  /proc: its own, no other process visible"), "\(r.stdout)")
+        let capabilities = r.stdout.split(separator: "\n").first { $0.hasPrefix("no capabilities") } ?? ""
+        #expect(capabilities.contains(" yes ") && capabilities.contains("never had any (not root)"), "\(r.stdout)")
         let sidecars = r.stdout.split(separator: "\n").first { $0.hasPrefix("sidecar cgroups") } ?? ""
         // Without a writable cgroup v2 group (nobody, no delegation) the fallback is said.
         #expect(sidecars.contains(" yes ") || sidecars.contains("sidecars end with their process group only"), "\(sidecars)")
