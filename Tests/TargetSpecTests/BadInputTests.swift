@@ -148,6 +148,13 @@ func decode(_ text: String, file: String = "in.yaml", options: DecodeOptions = D
         #expect(PathRules.resolveRelative("../x.elf", in: "/p") == nil)
         #expect(PathRules.resolveRelative("a/../../x", in: "/p") == nil)
         #expect(PathRules.resolveRelative("/etc/passwd", in: "/p") == nil)
+        #expect(PathRules.resolveRelative("a//b/", in: "/") == "/a/b")
+        #expect(PathRules.resolveRelative("a", in: "/p/./q/../") == "/p/a")
+        #expect(PathRules.resolveRelative("a/..", in: "/p") == nil)
+        #expect(PathRules.normalize("/") == "/")
+        #expect(PathRules.normalize("//a/./b/../c/") == "/a/c")
+        #expect(PathRules.normalize("/../..") == "/")
+        #expect(PathRules.normalize("a/b") == "/a/b")
     }
 
     @Test func instanceLifecycleWinsAndConfigMapKeys() throws {
