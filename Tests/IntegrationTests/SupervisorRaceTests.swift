@@ -100,9 +100,12 @@ import TestSupport
         #expect(rows.filter { f.status($0)["pool"] as? String == "ci" }.count <= 2)
     }
 
-    /// A claim/release loop while another client lists as fast as it can: no
-    /// API call waits on a guest or on another call's I/O.
-    @Test func claimReleaseUnderAGetHammerStaysUnderAHundredMilliseconds() async throws {
+    /// A claim/release loop while another client lists as fast as it can:
+    /// every call answers, and answers right (each claim a member of the pool,
+    /// each release a restore). How long they take is `make bench`'s
+    /// (scripts/bench_supervisor.py), not a test's: a wall-clock bound here
+    /// measured the loaded test machine as much as the supervisor.
+    @Test func claimReleaseUnderAGetHammerAllAnswer() async throws {
         let f = SupervisorFixture()
         defer { f.tearDown() }
         let pool = try f.poolFile(board: "mps2-an385", firmwareMap: "mps2-an385-firmware", min: 2, max: 3)
@@ -110,45 +113,94 @@ import TestSupport
         #expect(r.code == 0, "\(r.stderr)")
         try f.waitFor("the pool warm", { items in items.count >= 2 && items.allSatisfy { f.ready($0) && f.status($0)["phase"] as? String == "Running" } })
         let client = ControlClient(socketPath: f.runtime + "/supervisor.sock")
-        let times = Locked<[String: [Double]]>([:])
-        func timed<T>(_ what: String, _ call: () async throws -> T) async rethrows -> T {
-            let t0 = ContinuousClock.now
-            let out = try await call()
-            let d = ContinuousClock.now - t0
-            let ms = Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
-            times.withLock { $0[what, default: []].append(ms) }
-            return out
-        }
         let rounds = 30
         let done = Locked(false)
+        let listings = Locked(0)
+        let actions = Locked<[String]>([])
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 var n = 0
                 while !done.withLock({ $0 }) && n < 20_000 {
-                    let _: [InstanceInfo] = try await timed("get instances") { try await client.get("/v1/instances?namespace=default") }
-                    let _: [PoolInfo] = try await timed("get pools") { try await client.get("/v1/pools?namespace=default") }
+                    let instances: [InstanceInfo] = try await client.get("/v1/instances?namespace=default")
+                    let pools: [PoolInfo] = try await client.get("/v1/pools?namespace=default")
+                    #expect(instances.count >= 2 && instances.count <= 3 && pools.map(\.name) == ["ci"])
                     n += 1
                 }
+                listings.withLock { $0 = n }
             }
             group.addTask {
                 defer { done.withLock { $0 = true } }
                 for _ in 0..<rounds {
-                    let claimed: InstanceInfo = try await timed("claim") { try await client.send(.POST, "/v1/pools/default/ci/claim?timeout=30") }
-                    let _: ObjectResult = try await timed("release") { try await client.send(.POST, "/v1/instances/default/\(claimed.name)/release") }
+                    let claimed: InstanceInfo = try await client.send(.POST, "/v1/pools/default/ci/claim?timeout=30")
+                    #expect(claimed.pool == "ci" && claimed.claimedAt != nil)
+                    let released: ObjectResult = try await client.send(.POST, "/v1/instances/default/\(claimed.name)/release")
+                    actions.withLock { $0.append(released.action) }
                 }
             }
             try await group.waitForAll()
         }
-        let all = times.withLock { $0 }
-        let summary = all.map { "\($0.key): n=\($0.value.count) max \(Int($0.value.max() ?? 0)) ms" }.sorted().joined(separator: "; ")
-        // Listings and claims never wait behind a release's guest work or another call.
-        for what in ["get instances", "get pools", "claim"] {
-            #expect((all[what]?.max() ?? .infinity) < 100, "\(summary)")
+        #expect(listings.withLock { $0 } > rounds, "the lister got \(listings.withLock { $0 }) rounds in beside \(rounds) claims")
+        #expect(actions.withLock { $0 } == Array(repeating: "snapshot restored", count: rounds))
+    }
+
+    /// No call waits on a guest or on another call's work: a release whose
+    /// shim is stopped (SIGSTOP) cannot end until the shim runs again, and
+    /// meanwhile listings, a claim of the other member and its release all
+    /// answer. Shown by order, not by time: each of them returns while that
+    /// first release is still open, which a supervisor that served calls one
+    /// at a time could not do.
+    @Test func callsAnswerWhileAReleaseWaitsOnItsStoppedShim() async throws {
+        let f = SupervisorFixture()
+        defer { f.tearDown() }
+        let pool = try f.poolFile(board: "mps2-an385", firmwareMap: "mps2-an385-firmware", min: 2, max: 3)
+        let r = try f.vt(["apply", "-f", firmware + "/mps2-an385-firmware.yaml", "-f", pool])
+        #expect(r.code == 0, "\(r.stderr)")
+        try f.waitFor("the pool warm", { items in items.count >= 2 && items.allSatisfy { f.ready($0) && f.status($0)["phase"] as? String == "Running" } })
+        let client = ControlClient(socketPath: f.runtime + "/supervisor.sock")
+        let first: InstanceInfo = try await client.send(.POST, "/v1/pools/default/ci/claim?timeout=30")
+        let shim = try #require(first.pid)
+        kill(shim, SIGSTOP)
+        defer { kill(shim, SIGCONT) }
+        let answered = Locked(false)
+        let stuckRelease = Task { () throws -> ObjectResult in
+            defer { answered.withLock { $0 = true } }
+            return try await client.send(.POST, "/v1/instances/default/\(first.name)/release")
         }
-        // A release includes the guest's own loadvm in its shim: its typical
-        // time is bounded; one slow outlier on a loaded 2-core machine is not a hang.
-        let releases = (all["release"] ?? []).sorted()
-        #expect(releases.count == rounds && releases[releases.count / 2] < 100, "\(summary)")
+        // The release is in the supervisor's hands once its SIGUSR1 waits on the stopped shim.
+        #expect(await pending(SIGUSR1, in: shim, within: 30), "the release never signalled the shim")
+
+        let instances: [InstanceInfo] = try await client.get("/v1/instances?namespace=default")
+        let pools: [PoolInfo] = try await client.get("/v1/pools?namespace=default")
+        let second: InstanceInfo = try await client.send(.POST, "/v1/pools/default/ci/claim?timeout=30")
+        let secondRelease: ObjectResult = try await client.send(.POST, "/v1/instances/default/\(second.name)/release")
+        let described: InstanceDescription = try await client.get("/v1/instances/default/\(first.name)")
+        // All of the above answered with the first release still open.
+        #expect(!answered.withLock { $0 }, "the first release answered before its shim could restore anything")
+        #expect(pending(SIGUSR1, in: shim), "the stopped shim's release signal was taken meanwhile")
+        #expect(instances.contains { $0.name == first.name } && pools.map(\.name) == ["ci"])
+        #expect(second.name != first.name && secondRelease.action == "snapshot restored")
+        #expect(described.instance.claimedAt != nil, "the first member is still claimed until its shim restores it")
+
+        kill(shim, SIGCONT)
+        let released = try await stuckRelease.value
+        #expect(released.action == "snapshot restored")
+    }
+
+    /// Whether `signal` waits, undelivered, on process `pid` (its shared pending set).
+    func pending(_ signal: Int32, in pid: Int32) -> Bool {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("ShdPnd:") }),
+              let mask = UInt64(line.dropFirst("ShdPnd:".count).trimmingCharacters(in: .whitespaces), radix: 16) else { return false }
+        return mask & (1 << UInt64(signal - 1)) != 0
+    }
+
+    func pending(_ signal: Int32, in pid: Int32, within seconds: Double) async -> Bool {
+        let end = Date().addingTimeInterval(seconds)
+        while Date() < end {
+            if pending(signal, in: pid) { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return false
     }
 }
 
