@@ -9,7 +9,7 @@ SAMPLES := stm32vldiscovery netduino2 netduinoplus2 lm3s6965evb mps2-an385 mps2-
            stm32vldiscovery-can-a stm32vldiscovery-can-b netduinoplus2-can-a netduinoplus2-can-b \
            lm3s6965evb-checksum mps2-an385-checksum
 
-.PHONY: all setup build release firmware run test test-image bench clean image
+.PHONY: all setup build release firmware run test test-guests test-image bench clean image
 
 all: build
 
@@ -43,11 +43,10 @@ firmware: build
 run: build firmware
 	$(VTARGET) run -f examples/seed/stm32f4-qemu.yaml -f $(FW)/stm32f4-firmware.yaml --until 'echo ready' --timeout 30s
 
-# Suites that measure time or load the machine on purpose run alone, after
+# Suites that load the machine on purpose or block for long run alone, after
 # the rest, and one at a time (--no-parallel): in a parallel run, other suites'
-# blocking waits hold the test runner's threads and their QEMUs hold both cores,
-# which is not what they measure (the image build beside SupervisorRaceTests'
-# 100 ms bound once made a listing take 109 ms).
+# blocking waits hold the test runner's threads and their QEMUs hold both cores
+# (SupervisorRaceTests runs ten clients and kills the supervisor twice in 60 s).
 # ReplayTraceTests records a board on a CAN bus: recorded input is paced in
 # wall-clock time (PacedInput), and a vCPU starved by a loaded machine can
 # miss a byte of a frame, which is what the pacing is there to prevent.
@@ -56,26 +55,26 @@ run: build firmware
 # in two CI runs in a row (alone, the suite takes 0.1 s).
 ALONE := SupervisorRaceTests|QemuImgTests|CloudInitSeedTests|BuildTestGuestScriptTests|ContainerImageTests|ReplayTraceTests|QMPClientStubTests
 
-# The VM tests' guests are built (or found in their cache) before any test
-# starts and handed over in the environment: a test that ran the script itself
-# would block one of the test runner's two threads for as long as it takes.
+# The VM tests' guests are built (or found in their cache) while the Swift
+# build runs (scripts/test-guests.sh: ~3 min cold, mostly downloads and dpkg)
+# and handed to the tests in the environment: a test that ran the script
+# itself would block one of the test runner's two threads for as long as it takes.
 # The container image's test (ContainerImageTests) gets a debug build linked
 # with the static Swift runtime, as the image needs, in a build directory of
 # its own (objects compiled for a static link cannot be linked dynamically):
 # ~4.5 min on 2 cores, where the release build `make test-image` uses is ~10.
 # The real cloud-init guest (debootstrap, which needs root) is built when
-# `make test` runs as root, as CI does (~5 min cold, then cached); a normal
+# `make test` runs as root, as CI does (~2.5 min cold, then cached); a normal
 # user's run uses it only when cached (`sudo scripts/build-test-guest.sh --cloud`).
 IMAGE_TEST_BUILD := .build/image-test-build
-test: build firmware
+test-guests: setup
+	@bash scripts/test-guests.sh start
+
+test: test-guests build firmware
 	@bash scripts/check-pure-modules.sh
 	$(SWIFT) build --product vtarget --static-swift-stdlib --scratch-path $(IMAGE_TEST_BUILD) $(BUILD_FLAGS)
 	VTARGET_TEST_IMAGE=1; VTARGET_TEST_IMAGE_BINARY="$$PWD/$(IMAGE_TEST_BUILD)/debug/vtarget"; export VTARGET_TEST_IMAGE VTARGET_TEST_IMAGE_BINARY; \
-	VTARGET_TEST_GUEST="$$(bash scripts/build-test-guest.sh)"; \
-	VTARGET_TEST_GUEST_ARM64="$$VTARGET_TEST_GUEST"; \
-	if [ "$$(id -u)" = 0 ]; then VTARGET_TEST_CLOUD_GUEST="$$(bash scripts/build-test-guest.sh --cloud)" || exit 1; \
-	else VTARGET_TEST_CLOUD_GUEST="$$(bash scripts/build-test-guest.sh --cloud --cached 2>/dev/null || true)"; fi; \
-	export VTARGET_TEST_GUEST VTARGET_TEST_GUEST_ARM64 VTARGET_TEST_CLOUD_GUEST; \
+	guests="$$(bash scripts/test-guests.sh wait)" || exit 1; export $$guests; \
 	$(SWIFT) test $(BUILD_FLAGS) --skip '$(ALONE)' 2>&1 | tee .build/test.log; status=$${PIPESTATUS[0]}; \
 	[ $$status -eq 0 ] || exit $$status; \
 	$(SWIFT) test $(BUILD_FLAGS) --skip-build --no-parallel --filter '$(ALONE)' 2>&1 | tee -a .build/test.log; exit $${PIPESTATUS[0]}
