@@ -108,11 +108,7 @@ import TestSupport
     @Test func claimReleaseUnderAGetHammerAllAnswer() async throws {
         let f = SupervisorFixture()
         defer { f.tearDown() }
-        let pool = try f.poolFile(board: "mps2-an385", firmwareMap: "mps2-an385-firmware", min: 2, max: 3)
-        let r = try f.vt(["apply", "-f", firmware + "/mps2-an385-firmware.yaml", "-f", pool])
-        #expect(r.code == 0, "\(r.stderr)")
-        try f.waitFor("the pool warm", { items in items.count >= 2 && items.allSatisfy { f.ready($0) && f.status($0)["phase"] as? String == "Running" } })
-        let client = ControlClient(socketPath: f.runtime + "/supervisor.sock")
+        let client = try warmPool(f)
         let rounds = 30
         let done = Locked(false)
         let listings = Locked(0)
@@ -152,11 +148,7 @@ import TestSupport
     @Test func callsAnswerWhileAReleaseWaitsOnItsStoppedShim() async throws {
         let f = SupervisorFixture()
         defer { f.tearDown() }
-        let pool = try f.poolFile(board: "mps2-an385", firmwareMap: "mps2-an385-firmware", min: 2, max: 3)
-        let r = try f.vt(["apply", "-f", firmware + "/mps2-an385-firmware.yaml", "-f", pool])
-        #expect(r.code == 0, "\(r.stderr)")
-        try f.waitFor("the pool warm", { items in items.count >= 2 && items.allSatisfy { f.ready($0) && f.status($0)["phase"] as? String == "Running" } })
-        let client = ControlClient(socketPath: f.runtime + "/supervisor.sock")
+        let client = try warmPool(f)
         let first: InstanceInfo = try await client.send(.POST, "/v1/pools/default/ci/claim?timeout=30")
         let shim = try #require(first.pid)
         kill(shim, SIGSTOP)
@@ -184,6 +176,16 @@ import TestSupport
         kill(shim, SIGCONT)
         let released = try await stuckRelease.value
         #expect(released.action == "snapshot restored")
+    }
+
+    /// Pool `ci` of `mps2-an385` members (2 warm, at most 3), all Running and
+    /// Ready; a client of the fixture's supervisor.
+    func warmPool(_ f: SupervisorFixture) throws -> ControlClient {
+        let pool = try f.poolFile(board: "mps2-an385", firmwareMap: "mps2-an385-firmware", min: 2, max: 3)
+        let r = try f.vt(["apply", "-f", firmware + "/mps2-an385-firmware.yaml", "-f", pool])
+        #expect(r.code == 0, "\(r.stderr)")
+        try f.waitFor("the pool warm", { items in items.count >= 2 && items.allSatisfy { f.ready($0) && f.status($0)["phase"] as? String == "Running" } })
+        return ControlClient(socketPath: f.runtime + "/supervisor.sock")
     }
 
     /// Whether `signal` waits, undelivered, on process `pid` (its shared pending set).
