@@ -34,15 +34,16 @@ import VTargetCommands
     @Test func aBacktrackingUntilEndsTheRunWithExitTwo() throws {
         let runtime = makeRuntimeDir()
         let script = "exec >/dev/null 2>&1; { head -c 100000 /dev/zero | tr '\\0' a; printf b; sleep 60; } | socat -t 60 - UNIX-CONNECT:$VTARGET_SERIAL_UART0 >/dev/null"
-        let start = Date()
         let (p, out, err) = try launch(["run"] + exampleArgs("lm3s6965evb") + ["--until", "(a+)+$", "--timeout", "120s", "--", "sh", "-c", script],
                                        runtime: runtime, environment: ["VTARGET_STATE_DIR": runtime + "-state"])
         defer { try? FileManager.default.removeItem(atPath: runtime + "-state") }
         let r = finish((p, out, err))
-        let seconds = Date().timeIntervalSince(start)
+        // What ended the run is told by its exit code and message, not by a
+        // wall-clock bound: the 120 s --timeout and the command's end say
+        // otherwise, and a bound (45 s) once failed on a loaded machine (52 s).
         #expect(r.code == 2, "stderr: \(r.stderr.suffix(800))")
         #expect(r.stderr.contains("the pattern /(a+)+$/ on a line of lm3s6965evb/uart0 took longer than 3s"), "\(r.stderr.suffix(800))")
-        #expect(seconds < 45, "ended in \(seconds) s (boot, 100 kB through the UART, then the 3 s deadline)")
+        #expect(!r.stderr.contains("timed out"), "\(r.stderr.suffix(800))")
         expectNothingLeft(runtime)
     }
 
@@ -72,7 +73,11 @@ import VTargetCommands
         let seconds = Date().timeIntervalSince(start)
         _ = finish(feeder)
         #expect(r.code == 1 && r.stderr.contains("did not finish within 5s"), "\(r.stderr)")
-        #expect(seconds < 9, "at its 5 s timeout, not when the match would end: \(seconds) s")
+        // The message says the match was abandoned at the timeout. A match on
+        // 3,000 `a`s never ends, so a wait that waited for it would not return:
+        // the bound is that hang's guard, far above the 5 s, not a speed goal
+        // (9 s was one, and a loaded machine can exceed it).
+        #expect(seconds < 60, "not at its 5 s timeout: \(seconds) s")
         kill(p.processIdentifier, SIGTERM)
         _ = finish((p, out, err))
         expectNothingLeft(runtime)
