@@ -32,8 +32,9 @@ case "${1:-}" in
 start)
     rm -rf "$dir"
     mkdir -p "$dir"
-    # Its own session: a ^C to make does not leave half a debootstrap behind
-    # it (build-test-guest.sh builds in a temporary directory and renames).
+    # Its own session: a ^C to make does not cut the build short; it ends and
+    # is cached for the next run (build-test-guest.sh renames a guest into
+    # its cache only when it is whole).
     setsid -w bash -c "$(declare -f build); dir=$dir; build" </dev/null >/dev/null 2>"$dir/log" &
     echo $! >"$dir/pid"
     ;;
@@ -42,6 +43,8 @@ wait)
         pid=$(cat "$dir/pid")
         while kill -0 "$pid" 2>/dev/null; do sleep 1; done
     else
+        # Nothing of an earlier run's (a guest that failed then) is taken.
+        rm -rf "$dir"
         mkdir -p "$dir"
         build 2>"$dir/log"
     fi

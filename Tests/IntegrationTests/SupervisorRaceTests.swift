@@ -190,9 +190,7 @@ import TestSupport
 
     /// Whether `signal` waits, undelivered, on process `pid` (its shared pending set).
     func pending(_ signal: Int32, in pid: Int32) -> Bool {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("ShdPnd:") }),
-              let mask = UInt64(line.dropFirst("ShdPnd:".count).trimmingCharacters(in: .whitespaces), radix: 16) else { return false }
+        guard let mask = statusFields(pid)["ShdPnd"].flatMap({ UInt64($0, radix: 16) }) else { return false }
         return mask & (1 << UInt64(signal - 1)) != 0
     }
 
